@@ -1,0 +1,1 @@
+"""Teams, memberships with roles, and API tokens."""

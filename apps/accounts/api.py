@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record, model_snapshot
+from apps.core.api.viewsets import TeamScopedViewSet
+
+from .models import ApiToken, Membership, Role, Team
+from .serializers import (
+    ApiTokenSerializer,
+    IssuedApiTokenSerializer,
+    MembershipSerializer,
+    MeSerializer,
+    TeamSerializer,
+)
+from .services import api_token_create, api_token_revoke
+
+
+class TeamViewSet(TeamScopedViewSet):
+    """Teams you are a member of. Superusers create and delete teams; team admins edit them."""
+
+    queryset = Team.objects.all()
+    serializer_class = TeamSerializer
+    team_field = ""
+    write_role = Role.ADMIN
+    filterset_fields = ["slug"]
+    ordering_fields = ["slug", "name", "created_at"]
+    search_fields = ["slug", "name"]
+
+    def _superuser_only(self) -> None:
+        if not self.request.user.is_superuser:
+            raise PermissionDenied("Only superusers create or delete teams.")
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        self._superuser_only()
+        with transaction.atomic():
+            team = serializer.save()
+            audit_record(
+                actor=self.request.user,
+                action=AuditAction.CREATE,
+                instance=team,
+                after=model_snapshot(team),
+            )
+
+    def perform_destroy(self, instance: Any) -> None:
+        self._superuser_only()
+        super().perform_destroy(instance)
+
+
+class MembershipViewSet(TeamScopedViewSet):
+    """Who is in which team with which role. Team admins manage their team's members."""
+
+    queryset = Membership.objects.select_related("team", "user")
+    serializer_class = MembershipSerializer
+    write_role = Role.ADMIN
+    filterset_fields = ["team", "role", "user__username"]
+    ordering_fields = ["created_at", "role"]
+
+
+class ApiTokenViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your own API tokens. The secret is returned once, on creation; DELETE revokes."""
+
+    serializer_class = ApiTokenSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filterset_fields = ["name"]
+    ordering_fields = ["created_at", "name", "expires_at"]
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return ApiToken.objects.filter(user_id=self.request.user.pk or 0)
+
+    @extend_schema(request=ApiTokenSerializer, responses={201: IssuedApiTokenSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = ApiTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            issued = api_token_create(
+                user=request.user,  # type: ignore[arg-type]
+                name=serializer.validated_data["name"],
+                expires_at=serializer.validated_data.get("expires_at"),
+            )
+            audit_record(
+                actor=request.user,
+                action=AuditAction.CREATE,
+                instance=issued.token,
+                after=model_snapshot(issued.token),
+            )
+        body = IssuedApiTokenSerializer(issued.token).data
+        body["token"] = issued.secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: ApiTokenSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        """Revoke the token now; it stops working on the next request."""
+        token = self.get_object()
+        self._revoke(token)
+        return Response(ApiTokenSerializer(token).data)
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        # Kept as a revoked row: the audit trail and last use stay readable.
+        self._revoke(instance)
+
+    def _revoke(self, token: ApiToken) -> None:
+        with transaction.atomic():
+            before = model_snapshot(token)
+            api_token_revoke(token=token)
+            audit_record(
+                actor=self.request.user,
+                action=AuditAction.ACTION,
+                verb="revoke",
+                instance=token,
+                before=before,
+                after=model_snapshot(token),
+            )
+
+
+class MeView(APIView):
+    """Who you are and your roles."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=MeSerializer)
+    def get(self, request: Request) -> Response:
+        memberships = Membership.objects.filter(user_id=request.user.pk or 0).select_related("team")
+        return Response(
+            MeSerializer(
+                {
+                    "username": request.user.get_username(),
+                    "is_superuser": request.user.is_superuser,
+                    "memberships": [
+                        {"team": m.team_id, "team_slug": m.team.slug, "role": m.role}
+                        for m in memberships
+                    ],
+                }
+            ).data
+        )

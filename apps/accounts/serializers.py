@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.validators import UniqueTogetherValidator
+
+from apps.core.api.serializers import TeamScopedRelatedField
+
+from .models import ApiToken, Membership, Team
+
+
+class TeamSerializer(serializers.ModelSerializer[Team]):
+    class Meta:
+        model = Team
+        fields = ["id", "name", "slug", "description", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer[Membership]):
+    team = TeamScopedRelatedField(
+        queryset=Team.objects.all(), team_field="", help_text="Team (id)."
+    )
+    user = serializers.SlugRelatedField(
+        slug_field="username",
+        queryset=get_user_model().objects.filter(is_active=True),
+        help_text="Username of the member.",
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["id", "team", "user", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        validators = [
+            UniqueTogetherValidator(
+                queryset=Membership.objects.all(),
+                fields=["user", "team"],
+                message="This user is already a member of the team.",
+            )
+        ]
+
+
+class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
+    is_active = serializers.BooleanField(read_only=True, help_text="Neither revoked nor expired.")
+    expires_in_days = serializers.IntegerField(
+        write_only=True,
+        required=False,
+        min_value=1,
+        max_value=3650,
+        help_text="Convenience for expires_at: the token expires this many days from now.",
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "expires_in_days",
+            "revoked_at",
+            "last_used_at",
+            "is_active",
+        ]
+        read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("expires_at must be in the future.")
+        return value
+
+    def validate(self, attrs):
+        days = attrs.pop("expires_in_days", None)
+        if days is not None:
+            if attrs.get("expires_at") is not None:
+                raise serializers.ValidationError(
+                    {"expires_in_days": ["Give expires_at or expires_in_days, not both."]}
+                )
+            attrs["expires_at"] = timezone.now() + timedelta(days=days)
+        return attrs
+
+
+class IssuedApiTokenSerializer(ApiTokenSerializer):
+    token = serializers.CharField(
+        read_only=True,
+        help_text="The secret. Shown only in this response: store it now, it cannot be read again.",
+    )
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+class MeMembershipSerializer(serializers.Serializer):
+    team = serializers.IntegerField(help_text="Team id.")
+    team_slug = serializers.CharField(help_text="Team slug.")
+    role = serializers.CharField(help_text="Your role in the team.")
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField(help_text="Your username.")
+    is_superuser = serializers.BooleanField(help_text="Superusers see and change every team.")
+    memberships = MeMembershipSerializer(many=True, help_text="Your teams and roles.")

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q, QuerySet
+from rest_framework import permissions, serializers, viewsets
+
+from apps.accounts.selectors import team_ids_for_user
+
+from .models import AuditEntry
+
+
+class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
+    actor = serializers.CharField(source="actor_repr", read_only=True, help_text="Username.")
+
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id",
+            "timestamp",
+            "actor",
+            "team",
+            "action",
+            "verb",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "changes",
+            "source",
+            "source_ip",
+            "request_id",
+        ]
+        read_only_fields = fields
+
+
+class AuditEntryFilter(django_filters.FilterSet):
+    since = django_filters.IsoDateTimeFilter(
+        field_name="timestamp", lookup_expr="gte", label="Entries at or after this time (ISO 8601)."
+    )
+    until = django_filters.IsoDateTimeFilter(
+        field_name="timestamp", lookup_expr="lt", label="Entries before this time (ISO 8601)."
+    )
+    actor = django_filters.CharFilter(field_name="actor_repr", label="Username of the actor.")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["team", "action", "verb", "object_type", "object_id", "source", "request_id"]
+
+
+class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
+    """Who changed what: entries of your teams' objects, and your own actions."""
+
+    serializer_class = AuditEntrySerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filterset_class = AuditEntryFilter
+    ordering_fields = ["timestamp"]
+    search_fields = ["object_repr", "actor_repr"]
+
+    def get_queryset(self) -> QuerySet[AuditEntry]:
+        queryset = AuditEntry.objects.all()
+        user = self.request.user
+        if user.is_superuser:
+            return queryset
+        return queryset.filter(Q(team_id__in=team_ids_for_user(user=user)) | Q(actor_id=user.pk))

@@ -1,0 +1,106 @@
+"""Recording changes. Called from the shared API viewset, the admin mixin and services that
+change the world; never from model signals (STYLE: no side effects in save hooks)."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import models
+
+from apps.core import context
+
+from .models import AuditAction, AuditEntry
+
+# Fields whose values never enter the audit log, on any model.
+SECRET_FIELDS = {"key_hash", "password", "secret", "encrypted_secret", "secret_ciphertext"}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def model_snapshot(instance: models.Model) -> dict[str, Any]:
+    """Concrete field values keyed by field name; relations by primary key."""
+    snapshot: dict[str, Any] = {}
+    for field in instance._meta.concrete_fields:
+        if field.name in SECRET_FIELDS:
+            continue
+        value = getattr(instance, field.attname)
+        snapshot[field.name] = _jsonable(value)
+    for field in instance._meta.many_to_many:
+        if instance.pk is not None:
+            snapshot[field.name] = sorted(
+                getattr(instance, field.name).values_list("pk", flat=True)
+            )
+    return snapshot
+
+
+def snapshot_diff(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> dict[str, list[Any]]:
+    before = before or {}
+    after = after or {}
+    diff: dict[str, list[Any]] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            diff[key] = [old, new]
+    return diff
+
+
+def _team_id_of(instance: models.Model) -> int | None:
+    team_id = getattr(instance, "audit_team_id", None)
+    if team_id is None and hasattr(instance, "team_id"):
+        team_id = instance.team_id
+    if team_id is None and instance._meta.label_lower == "accounts.team":
+        team_id = instance.pk
+    return team_id
+
+
+def audit_record(
+    *,
+    actor: AbstractBaseUser | AnonymousUser | None,
+    action: str,
+    instance: models.Model,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    verb: str = "",
+    extra: dict[str, Any] | None = None,
+) -> AuditEntry | None:
+    """Store one entry. An update that changed nothing is not recorded."""
+    changes = snapshot_diff(before, after)
+    if extra:
+        changes.update({k: _jsonable(v) for k, v in extra.items()})
+    if action == AuditAction.UPDATE and not changes:
+        return None
+    ctx = context.current()
+    user = actor if actor is not None and actor.is_authenticated else None
+    object_id = instance.pk if instance.pk is not None else (before or {}).get("id")
+    return AuditEntry.objects.create(
+        actor=user,  # type: ignore[misc]
+        actor_repr=user.get_username() if user is not None else "system",
+        team_id=_team_id_of(instance),
+        action=action,
+        verb=verb,
+        object_type=instance._meta.label_lower,
+        object_id=str(object_id),
+        object_repr=str(instance)[:200],
+        changes=changes,
+        source=ctx.source,
+        source_ip=ctx.source_ip,
+        request_id=ctx.request_id,
+    )

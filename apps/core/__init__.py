@@ -1,0 +1,1 @@
+"""Shared plumbing: request context, the API base classes, health and metrics endpoints."""

@@ -1,0 +1,70 @@
+"""One JSON error shape for the whole API, and no 500 for bad input.
+
+Every error body has ``detail`` (one sentence) and, for validation errors, ``errors``
+mapping each field to its messages (``non_field_errors`` for the object as a whole).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError, IntegrityError
+from django.db.models import ProtectedError, RestrictedError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = structlog.get_logger("controlplane.api")
+
+
+def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.ValidationError:
+    if hasattr(exc, "error_dict"):
+        return exceptions.ValidationError(
+            {
+                (field if field != "__all__" else "non_field_errors"): [
+                    str(m) for e in errors for m in e.messages
+                ]
+                for field, errors in exc.error_dict.items()
+            }
+        )
+    return exceptions.ValidationError({"non_field_errors": list(exc.messages)})
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = _django_validation_to_drf(exc)
+    elif isinstance(exc, IntegrityError):
+        # Reached only when a constraint is not mirrored in a serializer: still the
+        # client's input, so answer 409 rather than 500.
+        logger.warning("api-integrity-error", error=str(exc))
+        exc = exceptions.APIException(
+            detail="The request conflicts with an existing object or a constraint."
+        )
+        exc.status_code = status.HTTP_409_CONFLICT
+    elif isinstance(exc, ProtectedError | RestrictedError):
+        blockers = sorted(
+            {str(obj) for obj in exc.protected_objects if obj is not None}
+            if isinstance(exc, ProtectedError)
+            else {str(obj) for obj in exc.restricted_objects}
+        )
+        shown = ", ".join(blockers[:10]) + (" …" if len(blockers) > 10 else "")
+        exc = exceptions.APIException(
+            detail=f"Cannot delete: still used by {len(blockers)} object(s): {shown}."
+        )
+        exc.status_code = status.HTTP_409_CONFLICT
+    elif isinstance(exc, DataError):
+        exc = exceptions.ValidationError({"non_field_errors": [f"Invalid value: {exc}"]})
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        data = response.data
+        if isinstance(data, list):
+            data = {"non_field_errors": data}
+        response.data = {"detail": "Invalid input.", "errors": data}
+    elif isinstance(response.data, dict) and "detail" not in response.data:
+        response.data = {"detail": str(exc), **response.data}
+    return response

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from rest_framework import serializers
+
+from apps.accounts.selectors import team_ids_for_user
+
+
+class TeamScopedRelatedField(serializers.PrimaryKeyRelatedField):
+    """A foreign key that only accepts objects of teams the caller is a member of.
+
+    Another team's object reads as "does not exist", the same as its 404 elsewhere.
+    """
+
+    def __init__(self, *, team_field: str = "team", **kwargs: Any) -> None:
+        self.team_field = team_field
+        super().__init__(**kwargs)
+
+    def get_queryset(self) -> Any:
+        queryset = super().get_queryset()
+        assert queryset is not None
+        request = self.context.get("request")
+        if request is None or getattr(request.user, "is_superuser", False):
+            return queryset
+        lookup = "id__in" if self.team_field == "" else f"{self.team_field}__in"
+        return queryset.filter(**{lookup: team_ids_for_user(user=request.user)})
+
+
+class ModelCleanMixin:
+    """Runs the model's own ``clean()`` on the would-be object, so that single-model rules
+    hold for the API and the admin alike and answer 400 per field."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)  # type: ignore[misc]
+        model: type[models.Model] = self.Meta.model  # type: ignore[attr-defined]
+        instance = self.instance if self.instance is not None else model()  # type: ignore[attr-defined]
+        probe = model(
+            **{f.attname: getattr(instance, f.attname) for f in model._meta.concrete_fields}
+        )
+        probe._state.adding = instance._state.adding
+        for key, value in attrs.items():
+            field = model._meta.get_field(key)
+            if field.many_to_many or field.one_to_many:
+                continue
+            setattr(probe, key, value)
+        try:
+            probe.clean()
+        except DjangoValidationError as exc:
+            if hasattr(exc, "error_dict"):
+                raise serializers.ValidationError(
+                    {
+                        (k if k != "__all__" else "non_field_errors"): [
+                            m for e in errs for m in e.messages
+                        ]
+                        for k, errs in exc.error_dict.items()
+                    }
+                ) from exc
+            raise serializers.ValidationError({"non_field_errors": exc.messages}) from exc
+        return attrs

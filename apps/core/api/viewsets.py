@@ -1,0 +1,94 @@
+"""The one base viewset every team-owned resource uses: team scoping, role checks on
+writes, transactions and audit entries, so concrete viewsets only declare what they serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models import QuerySet
+from rest_framework import permissions, viewsets
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.serializers import BaseSerializer
+
+from apps.accounts.models import Role
+from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record, model_snapshot
+
+from .permissions import TeamRolePermission
+
+
+class TeamScopedViewSet(viewsets.ModelViewSet):
+    # Path from the model to the Team it belongs to ("team", "deployment__team", or "" for
+    # the Team model itself).
+    team_field = "team"
+    read_role: str = Role.VIEWER
+    write_role: str = Role.OPERATOR
+    permission_classes = [permissions.IsAuthenticated, TeamRolePermission]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        queryset: QuerySet[Any] = super().get_queryset()
+        user = self.request.user
+        if getattr(user, "is_superuser", False):
+            return queryset
+        lookup = "id__in" if self.team_field == "" else f"{self.team_field}__in"
+        return queryset.filter(**{lookup: team_ids_for_user(user=user, role=self.read_role)})
+
+    def object_team_id(self, obj: models.Model) -> int | None:
+        if self.team_field == "":
+            return obj.pk
+        target: Any = obj
+        *path, last = self.team_field.split("__")
+        for part in path:
+            target = getattr(target, part)
+        return getattr(target, f"{last}_id")
+
+    def team_id_from_data(self, data: dict[str, Any]) -> int | None:
+        """The team a create or update would put the object in."""
+        if self.team_field != "team":
+            return None
+        team = data.get("team")
+        return team.pk if team is not None else None
+
+    def _require_role(self, team_id: int | None) -> None:
+        if not user_has_role(user=self.request.user, team_id=team_id, role=self.write_role):
+            raise PermissionDenied(f"This needs the {self.write_role} role in the team.")
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        self._require_role(self.team_id_from_data(serializer.validated_data))
+        with transaction.atomic():
+            instance = serializer.save()
+            audit_record(
+                actor=self.request.user,
+                action=AuditAction.CREATE,
+                instance=instance,
+                after=model_snapshot(instance),
+            )
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        new_team = self.team_id_from_data(serializer.validated_data)
+        if new_team is not None:
+            self._require_role(new_team)
+        instance = serializer.instance
+        assert instance is not None
+        before = model_snapshot(instance)
+        with transaction.atomic():
+            instance = serializer.save()
+            audit_record(
+                actor=self.request.user,
+                action=AuditAction.UPDATE,
+                instance=instance,
+                before=before,
+                after=model_snapshot(instance),
+            )
+
+    def perform_destroy(self, instance: models.Model) -> None:
+        with transaction.atomic():
+            audit_record(
+                actor=self.request.user,
+                action=AuditAction.DELETE,
+                instance=instance,
+                before=model_snapshot(instance),
+            )
+            instance.delete()

@@ -1,0 +1,116 @@
+"""Start the whole control plane in one terminal: web, Celery worker and Celery beat.
+
+Used by ``make run``. On embedded defaults it needs no server at all (SQLite, kombu's
+filesystem broker); with DATABASE_URL / REDIS_URL set it uses those. If any child process
+dies, the others are stopped and the command exits non-zero, so a supervisor notices.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Run web, worker and beat together (the README's run command)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("CONTROLPLANE_HOST", "127.0.0.1"))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("CONTROLPLANE_PORT", "8000"))
+        )
+        parser.add_argument(
+            "--no-demo", action="store_true", help="Do not create the demo team and fleet."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        login = self._ensure_admin()
+        if not options["no_demo"]:
+            call_command("seed_demo", verbosity=0)
+
+        python = sys.executable
+        url = f"http://{options['host']}:{options['port']}/"
+        children = {
+            "web": [
+                python,
+                "manage.py",
+                "runserver",
+                "--noreload",
+                f"{options['host']}:{options['port']}",
+            ],
+            "worker": [python, "-m", "celery_worker.worker", "--concurrency", "2"],
+            "beat": [python, "-m", "celery_worker.beat"],
+        }
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        for name, cmd in children.items():
+            procs[name] = subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=os.environ.copy())  # noqa: S603
+
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\nllm-controlplane is starting\n"
+                f"  console:  {url}admin/\n"
+                f"  API docs: {url}api/docs/\n"
+                f"  health:   {url}readyz\n"
+                f"  login:    {login}\n"
+                f"  database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
+                f"broker: {settings.CELERY_BROKER_URL.split('://', 1)[0]}\n"
+                "Press Ctrl+C to stop.\n"
+            )
+        )
+        stopping = False
+
+        def _stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        exit_code = 0
+        while not stopping:
+            for name, proc in procs.items():
+                code = proc.poll()
+                if code is not None:
+                    self.stderr.write(f"{name} exited with status {code}; stopping the others.")
+                    exit_code = code or 1
+                    stopping = True
+                    break
+            time.sleep(0.5)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if exit_code:
+            sys.exit(exit_code)
+
+    def _ensure_admin(self) -> str:
+        User = get_user_model()
+        credentials = Path(settings.VAR_DIR) / "admin-credentials"
+        if User.objects.filter(is_superuser=True).exists():
+            if credentials.exists():
+                return credentials.read_text(encoding="utf-8").strip() + f"  (from {credentials})"
+            return "an existing superuser (create another with: manage.py createsuperuser)"
+        username = os.environ.get("CONTROLPLANE_ADMIN_USER", "admin")
+        password = os.environ.get("CONTROLPLANE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        User.objects.create_superuser(username=username, email="", password=password)
+        line = f"{username} / {password}"
+        credentials.write_text(line + "\n", encoding="utf-8")
+        credentials.chmod(0o600)
+        return line + "  (created now; also saved in var/admin-credentials)"

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+import structlog
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from . import context, observability
+
+logger = structlog.get_logger("controlplane.http")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The caller's address; X-Forwarded-For is trusted only behind TRUSTED_PROXY_COUNT proxies."""
+    hops = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if hops and forwarded:
+        chain = [part.strip() for part in forwarded.split(",") if part.strip()]
+        if len(chain) >= hops:
+            return chain[-hops]
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _source_of(path: str) -> str:
+    if path.startswith("/api/"):
+        return "api"
+    if path.startswith("/admin/"):
+        return "admin"
+    return "console"
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (kept from X-Request-ID when well formed), binds it to the
+    log context and the audit context, echoes it back, and counts the request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        token = context.set_current(
+            context.RequestContext(
+                request_id=request_id, source_ip=client_ip(request), source=_source_of(request.path)
+            )
+        )
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            context.reset(token)
+        elapsed = time.perf_counter() - started
+        response["X-Request-ID"] = request_id
+        match = getattr(request, "resolver_match", None)
+        route = match.route if match is not None else "<unmatched>"
+        observability.observe_request(request.method or "", route, response.status_code, elapsed)
+        if request.path not in ("/healthz", "/metrics"):
+            logger.info(
+                "http-request",
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                duration_ms=round(elapsed * 1000, 2),
+                request_id=request_id,
+            )
+        return response

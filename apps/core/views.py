@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from . import selectors
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Checks nothing else, so a database outage does not get
+    every web pod restarted."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: database reachable, broker reachable, a worker heartbeat recent enough."""
+    checks = {}
+    for name, check in (
+        ("database", selectors.database_check),
+        ("broker", selectors.broker_check),
+        ("worker", selectors.worker_alive),
+    ):
+        ok, detail = check()
+        checks[name] = {"ok": ok, "detail": detail}
+    ready = all(c["ok"] for c in checks.values())
+    age, _ = selectors.worker_heartbeat_age()
+    body = {
+        "status": "ready" if ready else "not ready",
+        "checks": checks,
+        "worker_heartbeat_age_seconds": None if age is None else round(age, 1),
+        "worker_heartbeat_max_age_seconds": settings.WORKER_HEARTBEAT_MAX_AGE_S,
+    }
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return HttpResponseRedirect("/admin/")

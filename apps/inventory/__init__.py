@@ -1,0 +1,1 @@
+"""Clusters and cloud accounts, models, deployments and their readiness."""

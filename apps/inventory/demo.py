@@ -1,0 +1,72 @@
+"""The demo inventory created by the run command: a team, a model and simulated deployments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from apps.accounts.models import Team
+
+from .models import (
+    Deployment,
+    DeploymentStatus,
+    GpuType,
+    LLMModel,
+    ScaleTargetKind,
+    ServingFramework,
+)
+
+DEMO_NAMESPACE = "demo"
+
+
+@dataclass(frozen=True)
+class DemoDeployment:
+    name: str
+    gpu_type: str
+    min_replicas: int
+    max_replicas: int
+    initial_replicas: int
+    base_rate_rps: float
+
+
+DEMO_DEPLOYMENTS = (
+    DemoDeployment("chat-llama-8b", GpuType.A100_80GB, 1, 8, 2, 6.0),
+    DemoDeployment("code-qwen-7b", GpuType.H100_80GB, 1, 6, 1, 4.0),
+    DemoDeployment("batch-mistral-7b", GpuType.L4, 1, 10, 2, 2.0),
+)
+
+
+@transaction.atomic
+def demo_inventory_ensure() -> list[Deployment]:
+    team, _ = Team.objects.get_or_create(
+        slug="demo", defaults={"name": "Demo", "description": "Simulated fleet for the demo."}
+    )
+    model, _ = LLMModel.objects.get_or_create(
+        team=team,
+        name="meta-llama/Llama-3.1-8B-Instruct",
+        version="v1",
+        defaults={"parameter_count": 8_030_000_000},
+    )
+    deployments = []
+    for spec in DEMO_DEPLOYMENTS:
+        deployment, _ = Deployment.objects.get_or_create(
+            team=team,
+            name=spec.name,
+            defaults={
+                "model": model,
+                "framework": ServingFramework.VLLM,
+                "target_kind": ScaleTargetKind.SIMULATED,
+                "target_namespace": DEMO_NAMESPACE,
+                "gpu_type": spec.gpu_type,
+                "min_replicas": spec.min_replicas,
+                "max_replicas": spec.max_replicas,
+                "prometheus_selector": (
+                    f'{{namespace="{DEMO_NAMESPACE}", deployment="{spec.name}"}}'
+                ),
+                "status": DeploymentStatus.ACTIVE,
+                "labels": {"env": "demo"},
+            },
+        )
+        deployments.append(deployment)
+    return deployments

@@ -1,0 +1,1 @@
+"""Worker and beat entry points, queue routing and the periodic schedule."""

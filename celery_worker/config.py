@@ -1,0 +1,37 @@
+"""Queue routing and the periodic schedule, loaded by controlplane.celery.
+
+Three queues keep slow work from delaying the control loop: ``control`` (collection,
+evaluation, scale actions, heartbeat), ``notify`` (chat deliveries) and ``ingest`` (logs and
+inbound alerts). django-celery-beat's DatabaseScheduler copies ``beat_schedule`` into the
+database on start, where operators can then change intervals in the admin.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kombu import Queue
+
+from controlplane.env import env_int
+
+QUEUES = ("control", "notify", "ingest")
+
+task_queues = [Queue(name) for name in QUEUES]
+task_default_queue = "control"
+task_routes = {
+    "core.*": {"queue": "control"},
+    "metrics.*": {"queue": "control"},
+    "slos.*": {"queue": "control"},
+    "autoscaling.*": {"queue": "control"},
+    "alerts.deliver*": {"queue": "notify"},
+    "alerts.*": {"queue": "control"},
+    "logs.*": {"queue": "ingest"},
+}
+
+beat_schedule = {
+    "heartbeat": {
+        "task": "core.heartbeat",
+        "schedule": timedelta(seconds=env_int("WORKER_HEARTBEAT_INTERVAL_S", 15, minimum=1)),
+        "options": {"expires": 30},
+    },
+}

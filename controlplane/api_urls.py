@@ -1,0 +1,22 @@
+"""Every /api/v1/ route, one router for all apps."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from apps.accounts import api as accounts_api
+from apps.audit import api as audit_api
+from apps.inventory import api as inventory_api
+
+router = DefaultRouter()
+router.register("teams", accounts_api.TeamViewSet, basename="team")
+router.register("memberships", accounts_api.MembershipViewSet, basename="membership")
+router.register("tokens", accounts_api.ApiTokenViewSet, basename="apitoken")
+router.register("clusters", inventory_api.ClusterViewSet, basename="cluster")
+router.register("models", inventory_api.LLMModelViewSet, basename="llmmodel")
+router.register("deployments", inventory_api.DeploymentViewSet, basename="deployment")
+router.register("audit", audit_api.AuditEntryViewSet, basename="auditentry")
+
+urlpatterns = [
+    path("me/", accounts_api.MeView.as_view(), name="me"),
+    *router.urls,
+]

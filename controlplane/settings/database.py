@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import dj_database_url
+
+from controlplane.env import env_int, env_str, env_url
+
+from .base import VAR_DIR
+
+# SQLite is the embedded default so that a newcomer needs no server; production sets
+# DATABASE_URL (postgres://...). WAL and a busy timeout let web, worker and beat share
+# the SQLite file without "database is locked" errors under light load.
+_database_url = env_url("DATABASE_URL", None, schemes=("postgres", "postgresql", "pgsql", "sqlite"))
+if _database_url:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH") or str(VAR_DIR / "controlplane.sqlite3"),
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("TEST", {"NAME": None})

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import factory
+
+from apps.inventory.models import (
+    Cluster,
+    ClusterKind,
+    Deployment,
+    GpuType,
+    LLMModel,
+    ScaleTargetKind,
+    ServingFramework,
+)
+
+from .accounts import TeamFactory
+
+
+class ClusterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Cluster
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"cluster-{n}")
+    kind = ClusterKind.KUBERNETES
+    kubeconfig_path = "/etc/controlplane/kubeconfig"
+    kube_context = "prod"
+    default_namespace = "llm"
+
+
+class LLMModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LLMModel
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"org/model-{n}")
+    version = "v1"
+    parameter_count = 8_000_000_000
+
+
+class DeploymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Deployment
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"deploy-{n}")
+    model = factory.SubFactory(LLMModelFactory, team=factory.SelfAttribute("..team"))
+    cluster = factory.SubFactory(ClusterFactory, team=factory.SelfAttribute("..team"))
+    framework = ServingFramework.VLLM
+    target_kind = ScaleTargetKind.K8S_DEPLOYMENT
+    gpu_type = GpuType.A100_80GB
+    min_replicas = 1
+    max_replicas = 4
+    prometheus_selector = factory.LazyAttribute(
+        lambda d: f'{{namespace="llm", deployment="{d.name}"}}'
+    )
