@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from kombu import Queue
 
-from controlplane.env import env_int
+from controlplane.env import env_float, env_int
 
 QUEUES = ("control", "notify", "ingest")
 
@@ -33,5 +33,14 @@ beat_schedule = {
         "task": "core.heartbeat",
         "schedule": timedelta(seconds=env_int("WORKER_HEARTBEAT_INTERVAL_S", 15, minimum=1)),
         "options": {"expires": 30},
+    },
+    "metrics-collect": {
+        "task": "metrics.collect_all",
+        "schedule": timedelta(seconds=env_float("METRICS_COLLECT_INTERVAL_S", 10.0, minimum=1.0)),
+        "options": {"expires": 10},
+    },
+    "metrics-prune-samples": {
+        "task": "metrics.prune_samples",
+        "schedule": timedelta(hours=1),
     },
 }

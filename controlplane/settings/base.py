@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.audit",
     "apps.inventory",
+    "apps.metrics",
 ]
 
 MIDDLEWARE = [

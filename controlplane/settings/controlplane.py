@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from controlplane.env import env_int
+from controlplane.env import env_float, env_int, env_str, env_url
 
 # How long an API token lives when its creator gives no expiry (0 = no default expiry).
 API_TOKEN_DEFAULT_TTL_DAYS = env_int("API_TOKEN_DEFAULT_TTL_DAYS", 0, minimum=0)
+
+# --- metrics collection -------------------------------------------------------------------
+# Prometheus to query when a deployment's cluster names none.
+PROMETHEUS_URL = env_url("PROMETHEUS_URL", None, schemes=("http", "https"))
+METRICS_COLLECT_INTERVAL_S = env_float("METRICS_COLLECT_INTERVAL_S", 10.0, minimum=1.0)
+# Data older than this is "stale": missing, never a number.
+METRICS_STALENESS_S = env_float("METRICS_STALENESS_S", 60.0, minimum=1.0)
+METRICS_RATE_WINDOW = env_str("METRICS_RATE_WINDOW", "1m") or "1m"
+METRICS_QUERY_TIMEOUT_S = env_float("METRICS_QUERY_TIMEOUT_S", 5.0, minimum=0.1)
+# Deployments are split into this many shards, each collected by its own task.
+METRICS_SHARDS = env_int("METRICS_SHARDS", 1, minimum=1)
+METRICS_SAMPLE_RESOLUTION_S = env_int("METRICS_SAMPLE_RESOLUTION_S", 60, minimum=10)
+METRICS_SAMPLE_RETENTION_DAYS = env_int("METRICS_SAMPLE_RETENTION_DAYS", 14, minimum=1)

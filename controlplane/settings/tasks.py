@@ -41,3 +41,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker is considered alive while its heartbeat is younger than this.
 WORKER_HEARTBEAT_INTERVAL_S = env_int("WORKER_HEARTBEAT_INTERVAL_S", 15, minimum=1)
 WORKER_HEARTBEAT_MAX_AGE_S = env_int("WORKER_HEARTBEAT_MAX_AGE_S", 60, minimum=1)
+
+# The cache holds short-lived locks and hot values. Redis when configured; otherwise files
+# under var/, which (unlike the in-process cache) the web, worker and beat processes share.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }

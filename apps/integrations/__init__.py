@@ -1,0 +1,1 @@
+"""Thin typed clients of external systems, one package each (STYLE.md §5)."""

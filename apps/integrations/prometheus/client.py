@@ -1,0 +1,109 @@
+"""A thin wrapper around prometheus-api-client with explicit timeouts and one error type.
+
+Every failure — connection refused, timeout, HTTP error, a body that is not the Prometheus
+JSON envelope — surfaces as :class:`PrometheusError`, whose ``retryable`` says whether trying
+again later can help (a 4xx for a bad query cannot).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+
+from .types import InstantSample, RangeSeries
+
+
+class PrometheusError(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _instant(result: Any) -> list[InstantSample]:
+    if not isinstance(result, list):
+        raise PrometheusError("Prometheus answered an unexpected result type", retryable=True)
+    samples = []
+    for item in result:
+        try:
+            labels = {str(k): str(v) for k, v in item["metric"].items()}
+            ts, raw = item["value"]
+            samples.append(InstantSample(labels, float(raw), float(ts)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PrometheusError(
+                f"malformed sample in Prometheus answer: {exc}", retryable=True
+            ) from None
+    return samples
+
+
+class PrometheusClient:
+    def __init__(
+        self, url: str, *, timeout_s: float = 5.0, session: requests.Session | None = None
+    ):
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._conn = PrometheusConnect(
+            url=self.url, disable_ssl=False, session=session, timeout=timeout_s, method="POST"
+        )
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PrometheusApiClientException as exc:
+            text = str(exc)
+            # 400 and 422 mean the query itself is wrong; 5xx and 503 can pass.
+            permanent = "HTTP Status Code 400" in text or "HTTP Status Code 422" in text
+            raise PrometheusError(
+                f"Prometheus error: {text[:300]}", retryable=not permanent
+            ) from None
+        except requests.Timeout:
+            raise PrometheusError(
+                f"Prometheus at {self.url} did not answer within {self.timeout_s:g}s",
+                retryable=True,
+            ) from None
+        except requests.RequestException as exc:
+            raise PrometheusError(
+                f"cannot reach Prometheus at {self.url}: {type(exc).__name__}", retryable=True
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            # ValueError covers a JSON decode failure on a garbage body.
+            raise PrometheusError(
+                f"Prometheus at {self.url} answered something that is not its API: {exc}",
+                retryable=True,
+            ) from None
+
+    def query(self, promql: str, *, at: float | None = None) -> list[InstantSample]:
+        params = {"time": f"{at:.3f}"} if at is not None else None
+        return _instant(self._call(self._conn.custom_query, promql, params=params))
+
+    def query_range(
+        self, promql: str, *, start: datetime, end: datetime, step_s: float
+    ) -> list[RangeSeries]:
+        result = self._call(
+            self._conn.custom_query_range,
+            promql,
+            start_time=start,
+            end_time=end,
+            step=f"{step_s:g}s",
+        )
+        series = []
+        for item in result or []:
+            try:
+                points = [(float(t), float(v)) for t, v in item["values"]]
+                points = [(t, v) for t, v in points if not math.isnan(v)]
+                series.append(
+                    RangeSeries({str(k): str(v) for k, v in item["metric"].items()}, points)
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PrometheusError(f"malformed range series: {exc}", retryable=True) from None
+        return series
+
+    def ready(self) -> bool:
+        try:
+            response = requests.get(f"{self.url}/-/ready", timeout=self.timeout_s)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200

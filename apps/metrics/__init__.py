@@ -1,0 +1,1 @@
+"""Metric catalogue per serving framework, batched PromQL collection, downsampled samples."""

@@ -1,0 +1,285 @@
+"""Batched collection, as pure functions: plan the queries, map the answers.
+
+A deployment is identified in Prometheus by the *equality* matchers of its selector
+(``{namespace="llm", deployment="chat"}`` → labels ``namespace, deployment``). Deployments
+that share a Prometheus, a framework and the same identity label names form one group, and
+each group costs one query per signal whatever its size: the query aggregates ``by`` the
+identity labels and each answer series is mapped back to its deployment by those labels'
+values. Deployments whose selector has no equality matcher cannot be told apart in a
+grouped answer; they get a query of their own (rare, and reported in the plan).
+
+Freshness: an instant query stamps every answer with the evaluation time, not with the time
+of the samples behind it, so a group also asks for ``max by (...) (timestamp(<metric>))`` of
+one always-present gauge: the time of each deployment's last scrape. Data older than the
+staleness limit is "missing", never a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from apps.integrations.prometheus.types import InstantSample
+from apps.inventory.label_matchers import Matcher, parse_matchers
+
+from .catalogue import FRESHNESS_METRIC, GPU_SIGNALS, render, template_for
+
+# Above this many deployments in a group, the query selects the identity labels with
+# `label!=""` instead of listing every value in a regex, to keep queries short.
+MAX_REGEX_VALUES = 500
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the collector needs to know about one deployment."""
+
+    deployment_id: int
+    framework: str
+    selector: str
+    prometheus_url: str
+    custom: dict[str, str] = field(default_factory=dict)  # signal -> own PromQL
+
+    def matchers(self) -> list[Matcher]:
+        return parse_matchers(self.selector)
+
+
+@dataclass(frozen=True)
+class Query:
+    promql: str
+    signal: str  # a catalogue signal, or "__freshness__"
+    prometheus_url: str
+    identity: tuple[str, ...]  # labels the answer is grouped by ("" = single deployment)
+    members: dict[tuple[str, ...], int]  # identity values -> deployment id
+
+
+@dataclass(frozen=True)
+class Observation:
+    value: float | None
+    timestamp: float | None  # when the data behind it was scraped (unix seconds)
+    status: str  # ok | missing | stale | unsupported | unavailable
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "value": self.value,
+            "ts": self.timestamp,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+FRESHNESS = "__freshness__"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _regex_quote(value: str) -> str:
+    specials = set(".^$*+?{}[]\\|()")
+    return "".join("\\" + ch if ch in specials else ch for ch in value)
+
+
+def plan_queries(
+    targets: Sequence[Target], signals: Iterable[str], *, window: str = "1m"
+) -> list[Query]:
+    signals = list(signals)
+    groups: dict[tuple[str, str, tuple[str, ...]], list[tuple[Target, tuple[str, ...]]]] = (
+        defaultdict(list)
+    )
+    singles: list[Target] = []
+    for target in targets:
+        equal = sorted((m.name, m.value) for m in target.matchers() if m.op == "=")
+        if not equal:
+            singles.append(target)
+            continue
+        names = tuple(n for n, _ in equal)
+        values = tuple(v for _, v in equal)
+        groups[(target.prometheus_url, target.framework, names)].append((target, values))
+
+    queries: list[Query] = []
+    for (url, framework, names), members in groups.items():
+        # Extra (non-identity) matchers must be the same across the group to batch; split
+        # the group by them otherwise.
+        by_extra: dict[str, list[tuple[Target, tuple[str, ...]]]] = defaultdict(list)
+        for target, values in members:
+            extra = ",".join(m.render() for m in target.matchers() if m.op != "=")
+            by_extra[extra].append((target, values))
+        for extra, subgroup in by_extra.items():
+            matchers = []
+            for i, name in enumerate(names):
+                vals = sorted({values[i] for _, values in subgroup})
+                if len(vals) == 1:
+                    matchers.append(f'{name}="{_escape(vals[0])}"')
+                elif len(subgroup) <= MAX_REGEX_VALUES:
+                    alternatives = "|".join(_regex_quote(v) for v in vals)
+                    matchers.append(f'{name}=~"{_escape(alternatives)}"')
+                else:
+                    matchers.append(f'{name}!=""')
+            sel = ",".join(matchers + ([extra] if extra else [])) + ","
+            member_map = {values: target.deployment_id for target, values in subgroup}
+            by = ", ".join(names)
+            queries.extend(
+                _queries_for(
+                    framework,
+                    signals,
+                    sel,
+                    by,
+                    window,
+                    url,
+                    names,
+                    member_map,
+                    [t for t, _ in subgroup],
+                )
+            )
+    for target in singles:
+        sel = ",".join(m.render() for m in target.matchers()) + ","
+        queries.extend(
+            _queries_for(
+                target.framework,
+                signals,
+                sel,
+                "",
+                window,
+                target.prometheus_url,
+                (),
+                {(): target.deployment_id},
+                [target],
+            )
+        )
+    return queries
+
+
+def _queries_for(
+    framework: str,
+    signals: list[str],
+    sel: str,
+    by: str,
+    window: str,
+    url: str,
+    identity: tuple[str, ...],
+    members: dict[tuple[str, ...], int],
+    targets: list[Target],
+) -> list[Query]:
+    out = []
+    fresh_metric = FRESHNESS_METRIC.get(framework)
+    if fresh_metric:
+        out.append(
+            Query(
+                f"max by ({by}) (timestamp({fresh_metric}{{{sel}}}))",
+                FRESHNESS,
+                url,
+                identity,
+                members,
+            )
+        )
+    for signal in signals:
+        # A deployment with its own PromQL for this signal is queried on its own.
+        batched = {
+            k: v
+            for k, v in members.items()
+            if not any(t.deployment_id == v and signal in t.custom for t in targets)
+        }
+        template = template_for(framework, signal)
+        if template is not None and batched:
+            out.append(
+                Query(
+                    render(template, sel=sel, by=by, window=window), signal, url, identity, batched
+                )
+            )
+    for target in targets:
+        for signal, promql in target.custom.items():
+            if signal in signals:
+                out.append(Query(promql, signal, url, (), {(): target.deployment_id}))
+    return out
+
+
+def unsupported_signals(framework: str, signals: Iterable[str]) -> list[str]:
+    return [s for s in signals if template_for(framework, s) is None and s not in GPU_SIGNALS]
+
+
+def map_results(
+    query: Query,
+    samples: Sequence[InstantSample],
+) -> dict[int, tuple[float, float]]:
+    """deployment id -> (value, evaluation timestamp) for the series of one answer."""
+    out: dict[int, tuple[float, float]] = {}
+    for sample in samples:
+        if query.identity:
+            key = tuple(sample.labels.get(name, "") for name in query.identity)
+        else:
+            key = ()
+        deployment_id = query.members.get(key)
+        if deployment_id is None:
+            continue
+        out[deployment_id] = (sample.value, sample.timestamp)
+    return out
+
+
+def build_observations(
+    *,
+    deployment_ids: Iterable[int],
+    signals: Sequence[str],
+    frameworks: dict[int, str],
+    custom: dict[int, set[str]],
+    values: dict[str, dict[int, tuple[float, float]]],
+    freshness: dict[int, float],
+    failures: dict[str, dict[int, str]],
+    now: float,
+    staleness_s: float,
+) -> dict[int, dict[str, Observation]]:
+    """Turn the mapped answers into one observation per deployment and signal.
+
+    ``failures[signal][deployment]`` holds the reason when that query failed outright.
+    A deployment whose last scrape is older than ``staleness_s`` gets "stale" for every
+    signal, even where Prometheus still returned a value (for up to its 5-minute lookback).
+    """
+    result: dict[int, dict[str, Observation]] = {}
+    for dep in deployment_ids:
+        obs: dict[str, Observation] = {}
+        scraped = freshness.get(dep)
+        fresh_failure = failures.get(FRESHNESS, {}).get(dep)
+        for signal in signals:
+            failure = failures.get(signal, {}).get(dep) or fresh_failure
+            framework = frameworks[dep]
+            if failure:
+                obs[signal] = Observation(None, None, "unavailable", failure)
+                continue
+            if template_for(framework, signal) is None and signal not in custom.get(dep, set()):
+                obs[signal] = Observation(
+                    None, None, "unsupported", f"{framework} exports no metric for {signal}"
+                )
+                continue
+            hit = values.get(signal, {}).get(dep)
+            if signal in GPU_SIGNALS or signal in custom.get(dep, set()):
+                # DCGM and custom series have their own scrape times; use the answer's.
+                ts = hit[1] if hit else None
+            else:
+                ts = scraped
+            if scraped is not None and now - scraped > staleness_s and signal not in GPU_SIGNALS:
+                obs[signal] = Observation(
+                    None,
+                    scraped,
+                    "stale",
+                    f"last scrape {now - scraped:.0f}s ago (limit {staleness_s:.0f}s)",
+                )
+                continue
+            if hit is None:
+                reason = (
+                    "no series match the selector"
+                    if scraped is None
+                    else "no value (no traffic in the window, or the series is absent)"
+                )
+                obs[signal] = Observation(None, ts, "missing", reason)
+                continue
+            value = hit[0]
+            if math.isnan(value) or math.isinf(value):
+                obs[signal] = Observation(
+                    None, ts, "missing", "not a number (no traffic in the window)"
+                )
+                continue
+            obs[signal] = Observation(value, ts, "ok")
+        result[dep] = obs
+    return result

@@ -1,0 +1,247 @@
+"""Collecting from Prometheus and storing what was seen.
+
+Nothing here raises to the caller because Prometheus is down, slow or answering garbage:
+the affected deployments are marked "unavailable" with the reason, and the next cycle
+starts from scratch, so recovery needs no intervention.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.integrations.prometheus import PrometheusClient, PrometheusError
+from apps.integrations.prometheus.types import InstantSample
+from apps.inventory.models import Deployment
+
+from .catalogue import Signal
+from .collection import (
+    FRESHNESS,
+    Observation,
+    Query,
+    Target,
+    build_observations,
+    map_results,
+    plan_queries,
+)
+from .models import DeploymentMetrics, MetricSample, MetricsStatus
+
+logger = structlog.get_logger("controlplane.metrics")
+
+ALL_SIGNALS: tuple[str, ...] = tuple(str(s) for s in Signal)
+ClientFactory = Callable[[str], PrometheusClient]
+
+
+def default_client_factory(url: str) -> PrometheusClient:
+    return PrometheusClient(url, timeout_s=settings.METRICS_QUERY_TIMEOUT_S)
+
+
+@dataclass
+class CycleReport:
+    deployments: int
+    queries: int
+    failed_queries: int
+    query_seconds: float
+    observations: dict[int, dict[str, Observation]]
+
+
+def targets_for(deployments: Sequence[Deployment]) -> list[Target]:
+    targets = []
+    for dep in deployments:
+        url = (dep.cluster.prometheus_url if dep.cluster_id and dep.cluster else "") or (
+            settings.PROMETHEUS_URL or ""
+        )
+        custom = {c.signal: c.promql for c in dep.custom_queries.all()}  # type: ignore[attr-defined]
+        targets.append(Target(dep.pk, dep.framework, dep.prometheus_selector, url, custom))
+    return targets
+
+
+def _run_query(client: PrometheusClient, query: Query, at: float | None) -> list[InstantSample]:
+    return client.query(query.promql, at=at)
+
+
+def metrics_collect(
+    *,
+    targets: Sequence[Target],
+    signals: Sequence[str] = ALL_SIGNALS,
+    now: float | None = None,
+    at: float | None = None,
+    client_factory: ClientFactory = default_client_factory,
+    staleness_s: float | None = None,
+    window: str | None = None,
+    parallelism: int = 4,
+) -> CycleReport:
+    """One collection cycle over ``targets``: one query per signal and group.
+
+    ``at`` evaluates the queries at a past time (benchmarks on backfilled data); ``now`` is
+    the time staleness is measured against (defaults to ``at`` or the wall clock).
+    """
+    staleness_s = settings.METRICS_STALENESS_S if staleness_s is None else staleness_s
+    window = window or settings.METRICS_RATE_WINDOW
+    now = now if now is not None else (at if at is not None else time.time())
+    started = time.perf_counter()
+
+    failures: dict[str, dict[int, str]] = defaultdict(dict)
+    values: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
+    freshness: dict[int, float] = {}
+
+    no_url = [t for t in targets if not t.prometheus_url]
+    for t in no_url:
+        failures[FRESHNESS][t.deployment_id] = (
+            "no Prometheus configured (set PROMETHEUS_URL or the cluster's prometheus_url)"
+        )
+    with_url = [t for t in targets if t.prometheus_url]
+    queries = plan_queries(with_url, signals, window=window)
+    clients: dict[str, PrometheusClient] = {}
+    down: dict[str, str] = {}
+
+    def run(query: Query) -> tuple[Query, list[InstantSample] | None, str | None]:
+        if query.prometheus_url in down:
+            return query, None, down[query.prometheus_url]
+        client = clients.get(query.prometheus_url)
+        if client is None:
+            client = clients[query.prometheus_url] = client_factory(query.prometheus_url)
+        try:
+            return query, _run_query(client, query, at), None
+        except PrometheusError as exc:
+            if exc.retryable and "cannot reach" in str(exc):
+                # Do not wait for every remaining query to fail the same way.
+                down[query.prometheus_url] = str(exc)
+            return query, None, str(exc)
+
+    failed = 0
+    # Freshness queries first, so an unreachable Prometheus is known before the rest.
+    fresh_queries = [q for q in queries if q.signal == FRESHNESS]
+    other_queries = [q for q in queries if q.signal != FRESHNESS]
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        for batch in (fresh_queries, other_queries):
+            for query, samples, error in pool.map(run, batch):
+                if error is not None:
+                    failed += 1
+                    for dep in query.members.values():
+                        failures[query.signal][dep] = error
+                    continue
+                mapped = map_results(query, samples or [])
+                if query.signal == FRESHNESS:
+                    freshness.update({dep: value for dep, (value, _) in mapped.items()})
+                else:
+                    values[query.signal].update(mapped)
+    elapsed = time.perf_counter() - started
+
+    observations = build_observations(
+        deployment_ids=[t.deployment_id for t in targets],
+        signals=list(signals),
+        frameworks={t.deployment_id: t.framework for t in targets},
+        custom={t.deployment_id: set(t.custom) for t in targets},
+        values=values,
+        freshness=freshness,
+        failures=failures,
+        now=now,
+        staleness_s=staleness_s,
+    )
+    if failed:
+        logger.warning(
+            "metrics-collection-degraded",
+            failed_queries=failed,
+            queries=len(queries),
+            reasons=sorted(set(down.values()))[:3],
+        )
+    return CycleReport(len(targets), len(queries), failed, elapsed, observations)
+
+
+def _summarise(obs: dict[str, Observation]) -> tuple[str, str]:
+    relevant = {k: o for k, o in obs.items() if o.status != "unsupported"}
+    if not relevant:
+        return MetricsStatus.UNAVAILABLE, "no supported signal"
+    bad = {k: o for k, o in relevant.items() if o.status != "ok"}
+    if not bad:
+        return MetricsStatus.OK, ""
+    hard = [o for o in bad.values() if o.status in ("unavailable", "stale")]
+    first = next(iter(hard or bad.values()))
+    if len(hard) == len(relevant) or (hard and all(o.status != "ok" for o in relevant.values())):
+        return MetricsStatus.UNAVAILABLE, first.reason
+    missing = ", ".join(sorted(bad))
+    return MetricsStatus.PARTIAL, f"{missing}: {first.reason}"
+
+
+def metrics_store(
+    *, observations: dict[int, dict[str, Observation]], collected_at: datetime | None = None
+) -> int:
+    """Upsert the latest state and add a downsampled point per resolution step."""
+    collected_at = collected_at or timezone.now()
+    resolution = settings.METRICS_SAMPLE_RESOLUTION_S
+    step_start = datetime.fromtimestamp(collected_at.timestamp() // resolution * resolution, tz=UTC)
+    previous = dict(
+        DeploymentMetrics.objects.filter(deployment_id__in=list(observations)).values_list(
+            "deployment_id", "sampled_at"
+        )
+    )
+    rows = []
+    samples: list[MetricSample] = []
+    for dep, obs in observations.items():
+        status, reason = _summarise(obs)
+        last = previous.get(dep)
+        take_sample = last is None or last < step_start
+        rows.append(
+            DeploymentMetrics(
+                deployment_id=dep,
+                status=status,
+                reason=reason[:2000],
+                observations={k: o.as_dict() for k, o in obs.items()},
+                collected_at=collected_at,
+                sampled_at=step_start if take_sample else last,
+            )
+        )
+        if take_sample:
+            samples.extend(
+                MetricSample(deployment_id=dep, signal=k, ts=step_start, value=o.value)
+                for k, o in obs.items()
+                if o.status == "ok" and o.value is not None
+            )
+    with transaction.atomic():
+        DeploymentMetrics.objects.bulk_create(
+            rows,
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["deployment"],
+            update_fields=["status", "reason", "observations", "collected_at", "sampled_at"],
+        )
+        MetricSample.objects.bulk_create(samples, batch_size=2000, ignore_conflicts=True)
+    return len(rows)
+
+
+def metrics_collect_shard(*, shard: int, shards: int) -> CycleReport:
+    deployments = list(
+        Deployment.objects.exclude(status="retired")
+        .select_related("cluster")
+        .prefetch_related("custom_queries")
+        .order_by("pk")
+    )
+    mine = [d for d in deployments if d.pk % shards == shard]
+    report = metrics_collect(targets=targets_for(mine))
+    metrics_store(observations=report.observations)
+    logger.info(
+        "metrics-collected",
+        shard=shard,
+        shards=shards,
+        deployments=report.deployments,
+        queries=report.queries,
+        failed_queries=report.failed_queries,
+        query_seconds=round(report.query_seconds, 3),
+    )
+    return report
+
+
+def metric_samples_prune(*, older_than_days: int | None = None) -> int:
+    days = older_than_days or settings.METRICS_SAMPLE_RETENTION_DAYS
+    deleted, _ = MetricSample.objects.filter(ts__lt=timezone.now() - timedelta(days=days)).delete()
+    return deleted
