@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from apps.accounts import api as accounts_api
 from apps.audit import api as audit_api
 from apps.inventory import api as inventory_api
+from apps.metrics import api as metrics_api
 
 router = DefaultRouter()
 router.register("teams", accounts_api.TeamViewSet, basename="team")
@@ -15,8 +16,14 @@ router.register("clusters", inventory_api.ClusterViewSet, basename="cluster")
 router.register("models", inventory_api.LLMModelViewSet, basename="llmmodel")
 router.register("deployments", inventory_api.DeploymentViewSet, basename="deployment")
 router.register("audit", audit_api.AuditEntryViewSet, basename="auditentry")
+router.register(
+    "metrics/deployments", metrics_api.DeploymentMetricsViewSet, basename="deploymentmetrics"
+)
+router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basename="customquery")
 
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
+    path("metrics/summary/", metrics_api.FleetSummaryView.as_view(), name="metrics-summary"),
+    path("metrics/catalogue/", metrics_api.CatalogueView.as_view(), name="metrics-catalogue"),
     *router.urls,
 ]

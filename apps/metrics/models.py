@@ -94,6 +94,16 @@ class CustomQuery(models.Model):
     def __str__(self) -> str:
         return f"{self.deployment_id}:{self.signal}"
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .promql_check import PromQLError, check_promql
+
+        try:
+            self.promql = check_promql(self.promql or "")
+        except PromQLError as exc:
+            raise ValidationError({"promql": f"Invalid PromQL: {exc}."}) from exc
+
     @property
     def audit_team_id(self) -> int:
         return self.deployment.team_id

@@ -113,7 +113,7 @@ def metrics_collect(
         try:
             return query, _run_query(client, query, at), None
         except PrometheusError as exc:
-            if exc.retryable and "cannot reach" in str(exc):
+            if exc.unreachable:
                 # Do not wait for every remaining query to fail the same way.
                 down[query.prometheus_url] = str(exc)
             return query, None, str(exc)

@@ -18,9 +18,12 @@ from .types import InstantSample, RangeSeries
 
 
 class PrometheusError(Exception):
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        # True when nothing answered at all: later queries to it in the same cycle would
+        # fail the same way and can be skipped.
+        self.unreachable = unreachable
 
 
 def _instant(result: Any) -> list[InstantSample]:
@@ -59,6 +62,11 @@ class PrometheusClient:
             raise PrometheusError(
                 f"Prometheus error: {text[:300]}", retryable=not permanent
             ) from None
+        except requests.exceptions.JSONDecodeError as exc:
+            raise PrometheusError(
+                f"Prometheus at {self.url} answered something that is not its API: {exc}",
+                retryable=True,
+            ) from None
         except requests.Timeout:
             raise PrometheusError(
                 f"Prometheus at {self.url} did not answer within {self.timeout_s:g}s",
@@ -66,7 +74,9 @@ class PrometheusClient:
             ) from None
         except requests.RequestException as exc:
             raise PrometheusError(
-                f"cannot reach Prometheus at {self.url}: {type(exc).__name__}", retryable=True
+                f"cannot reach Prometheus at {self.url}: {type(exc).__name__}",
+                retryable=True,
+                unreachable=True,
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
             # ValueError covers a JSON decode failure on a garbage body.

@@ -24,8 +24,9 @@ PROMETHEUS_BINARY_NAMES = ("prometheus",)
 
 def find_binary(names: tuple[str, ...] = PROMETHEUS_BINARY_NAMES) -> str | None:
     for name in names:
-        path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists()
-                                      else None)
+        path = shutil.which(name) or (
+            f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
+        )
         if path:
             return path
     return None
@@ -95,7 +96,7 @@ class EmbeddedPrometheus:
             self.port = free_port()
         config_path = self.data_dir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
-        log = open(self.data_dir / "prometheus.log", "wb")  # noqa: SIM115 - lives with the process
+        log = open(self.data_dir / "prometheus.log", "wb")
         self._proc = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
             [
                 binary,
