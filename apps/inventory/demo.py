@@ -31,9 +31,9 @@ class DemoDeployment:
 
 
 DEMO_DEPLOYMENTS = (
-    DemoDeployment("chat-llama-8b", GpuType.A100_80GB, 1, 8, 2, 6.0),
-    DemoDeployment("code-qwen-7b", GpuType.H100_80GB, 1, 6, 1, 4.0),
-    DemoDeployment("batch-mistral-7b", GpuType.L4, 1, 10, 2, 2.0),
+    DemoDeployment("chat-llama-8b", GpuType.A100_80GB, 2, 8, 2, 5.0),
+    DemoDeployment("code-qwen-7b", GpuType.H100_80GB, 1, 6, 1, 3.0),
+    DemoDeployment("batch-mistral-7b", GpuType.L4, 1, 10, 1, 1.0),
 )
 
 
@@ -65,7 +65,8 @@ def demo_inventory_ensure() -> list[Deployment]:
                     f'{{namespace="{DEMO_NAMESPACE}", deployment="{spec.name}"}}'
                 ),
                 "status": DeploymentStatus.ACTIVE,
-                "labels": {"env": "demo"},
+                # Mean request rate the fleet simulator drives it with.
+                "labels": {"env": "demo", "sim.rate-rps": f"{spec.base_rate_rps:g}"},
             },
         )
         deployments.append(deployment)

@@ -266,13 +266,24 @@ def build_observations(
                     f"last scrape {now - scraped:.0f}s ago (limit {staleness_s:.0f}s)",
                 )
                 continue
-            if hit is None:
-                reason = (
-                    "no series match the selector"
-                    if scraped is None
-                    else "no value (no traffic in the window, or the series is absent)"
+            own_clock = signal in GPU_SIGNALS or signal in custom.get(dep, set())
+            if scraped is None and not own_clock:
+                # No current scrape: a rate() or quantile over the window can still answer
+                # from samples taken before the target went away. That is old data.
+                obs[signal] = Observation(
+                    None,
+                    None,
+                    "missing",
+                    "no current series match the selector (target down or not scraped)",
                 )
-                obs[signal] = Observation(None, ts, "missing", reason)
+                continue
+            if hit is None:
+                obs[signal] = Observation(
+                    None,
+                    ts,
+                    "missing",
+                    "no value (no traffic in the window, or the series is absent)",
+                )
                 continue
             value = hit[0]
             if math.isnan(value) or math.isinf(value):

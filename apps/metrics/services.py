@@ -60,7 +60,7 @@ def targets_for(deployments: Sequence[Deployment]) -> list[Target]:
         url = (dep.cluster.prometheus_url if dep.cluster_id and dep.cluster else "") or (
             settings.PROMETHEUS_URL or ""
         )
-        custom = {c.signal: c.promql for c in dep.custom_queries.all()}  # type: ignore[attr-defined]
+        custom = {c.signal: c.promql for c in dep.custom_queries.all()}
         targets.append(Target(dep.pk, dep.framework, dep.prometheus_selector, url, custom))
     return targets
 
@@ -159,18 +159,18 @@ def metrics_collect(
 
 
 def _summarise(obs: dict[str, Observation]) -> tuple[str, str]:
-    relevant = {k: o for k, o in obs.items() if o.status != "unsupported"}
+    relevant = [o for o in obs.values() if o.status != "unsupported"]
     if not relevant:
         return MetricsStatus.UNAVAILABLE, "no supported signal"
-    bad = {k: o for k, o in relevant.items() if o.status != "ok"}
+    bad = {k: o for k, o in obs.items() if o.status not in ("ok", "unsupported")}
     if not bad:
         return MetricsStatus.OK, ""
+    # Prefer the reason of a hard failure (Prometheus down, stale scrape) over "no traffic".
     hard = [o for o in bad.values() if o.status in ("unavailable", "stale")]
-    first = next(iter(hard or bad.values()))
-    if len(hard) == len(relevant) or (hard and all(o.status != "ok" for o in relevant.values())):
+    first = (hard or list(bad.values()))[0]
+    if len(bad) == len(relevant):
         return MetricsStatus.UNAVAILABLE, first.reason
-    missing = ", ".join(sorted(bad))
-    return MetricsStatus.PARTIAL, f"{missing}: {first.reason}"
+    return MetricsStatus.PARTIAL, f"{', '.join(sorted(bad))}: {first.reason}"
 
 
 def metrics_store(
@@ -191,6 +191,9 @@ def metrics_store(
         status, reason = _summarise(obs)
         last = previous.get(dep)
         take_sample = last is None or last < step_start
+        # The step counts as sampled once every supported signal had a value in it; until
+        # then later cycles of the same step try again (the unique constraint drops repeats).
+        complete = all(o.status == "ok" for o in obs.values() if o.status != "unsupported")
         rows.append(
             DeploymentMetrics(
                 deployment_id=dep,
@@ -198,7 +201,7 @@ def metrics_store(
                 reason=reason[:2000],
                 observations={k: o.as_dict() for k, o in obs.items()},
                 collected_at=collected_at,
-                sampled_at=step_start if take_sample else last,
+                sampled_at=step_start if take_sample and complete else last,
             )
         )
         if take_sample:

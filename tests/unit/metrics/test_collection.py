@@ -142,3 +142,11 @@ def test_catalogue__every_template__renders_with_no_placeholder_left(framework):
         assert "$" not in text
         assert text.count("(") == text.count(")")
         assert text.count("{") == text.count("}")
+
+
+def test_build_observations__no_current_scrape_but_window_value__missing_not_old_value():
+    # Prometheus still answers rate()/quantile queries from the window after a target
+    # disappears; without a current scrape that value must not be used.
+    obs = _observe(freshness={})
+    assert obs[Signal.TTFT_P95].status == "missing"
+    assert obs[Signal.TTFT_P95].value is None

@@ -43,7 +43,18 @@ class Command(BaseCommand):
 
         python = sys.executable
         url = f"http://{options['host']}:{options['port']}/"
+        env = os.environ.copy()
+        prometheus, metrics_note = None, ""
+        extra: dict[str, list[str]] = {}
+        if not options["no_demo"]:
+            sim_port = int(os.environ.get("FLEETSIM_PORT", "9400"))
+            extra["fleetsim"] = [python, "manage.py", "fleetsim", "--port", str(sim_port)]
+            if not settings.PROMETHEUS_URL:
+                prometheus, metrics_note = self._start_prometheus(sim_port)
+                if prometheus is not None:
+                    env["PROMETHEUS_URL"] = prometheus.url
         children = {
+            **extra,
             "web": [
                 python,
                 "manage.py",
@@ -56,7 +67,7 @@ class Command(BaseCommand):
         }
         procs: dict[str, subprocess.Popen[bytes]] = {}
         for name, cmd in children.items():
-            procs[name] = subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=os.environ.copy())  # noqa: S603
+            procs[name] = subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env)  # noqa: S603
 
         self.stdout.write(
             self.style.SUCCESS(
@@ -67,6 +78,7 @@ class Command(BaseCommand):
                 f"  login:    {login}\n"
                 f"  database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
                 f"broker: {settings.CELERY_BROKER_URL.split('://', 1)[0]}\n"
+                f"  metrics:  {metrics_note or env.get('PROMETHEUS_URL', 'PROMETHEUS_URL')}\n"
                 "Press Ctrl+C to stop.\n"
             )
         )
@@ -97,8 +109,34 @@ class Command(BaseCommand):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if prometheus is not None:
+            prometheus.stop()
         if exit_code:
             sys.exit(exit_code)
+
+    def _start_prometheus(self, sim_port: int) -> tuple[Any, str]:
+        """A local Prometheus scraping the simulator, when the binary is installed."""
+        from apps.integrations.prometheus.embedded import (
+            EmbeddedPrometheus,
+            ScrapeTarget,
+            find_binary,
+        )
+
+        if find_binary() is None:
+            return None, (
+                "no Prometheus: install the Debian package 'prometheus' or set PROMETHEUS_URL "
+                "(deployments show 'metrics unavailable' until then)"
+            )
+        prometheus = EmbeddedPrometheus(
+            targets=[ScrapeTarget("fleetsim", f"127.0.0.1:{sim_port}", interval_s=5)],
+            data_dir=Path(settings.VAR_DIR) / "prometheus",
+            port=int(os.environ.get("EMBEDDED_PROMETHEUS_PORT", "9090")),
+        )
+        try:
+            prometheus.start()
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            return None, f"embedded Prometheus failed to start: {exc}"
+        return prometheus, f"{prometheus.url} (embedded, scraping the fleet simulator)"
 
     def _ensure_admin(self) -> str:
         User = get_user_model()

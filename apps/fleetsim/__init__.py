@@ -1,0 +1,1 @@
+"""Simulated fleets of LLM inference replicas: performance model, workloads and metrics."""

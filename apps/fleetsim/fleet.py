@@ -1,0 +1,634 @@
+"""Fleet simulator: deployments of LLM serving replicas over simulated time.
+
+A :class:`SimulatedDeployment` plays the part of a Kubernetes Deployment of vLLM pods
+behind a load-balancing gateway:
+
+* **Routing.** Each arriving request goes to the *ready* replica with the fewest
+  outstanding requests (running + waiting in that engine), ties broken by the replica
+  that received a request least recently. When no replica is ready the request waits
+  in a gateway queue (counted as waiting) and is dispatched the moment one is.
+* **Scaling.** :meth:`SimulatedDeployment.scale` adds replicas that only serve after
+  the GPU profile's cold start, and removes starting replicas first (newest first),
+  then the least-loaded ready ones. The requests held by a removed replica are
+  re-queued through the router, never dropped; their latencies keep counting from
+  the original arrival.
+* **Fault and load injection.** ``set_rate_multiplier`` scales the arrival rate of
+  the workload (thinning or duplicating arrivals), ``inject_latency`` delays every new
+  request before it reaches an engine (a slow frontend: the delay shows up in TTFT and
+  E2E but not in inter-token latency), ``inject_error_ratio`` makes a fraction of
+  dispatches fail immediately.
+
+Metrics. Every replica keeps cumulative Prometheus-style counters and histograms (see
+:class:`apps.fleetsim.replica.ReplicaStats`) with vLLM's own bucket boundaries. When a
+replica is removed its series disappear, as a deleted pod's do, while deployment-wide
+totals (:meth:`SimulatedDeployment.totals`) and per-request records
+(:meth:`SimulatedDeployment.completed`) keep everything for SLO figures.
+
+vLLM has no failure counter: production setups compute error ratios from the
+gateway's HTTP status metrics. The simulator counts failed requests per pod itself as
+``llmcp_sim_request_failure_total`` (reasons: ``injected`` for injected errors,
+``rejected`` for requests longer than the model's context), a name that is obviously
+the simulator's own rather than an imitation of a real exporter.
+
+A :class:`Fleet` groups deployments, advances them together (:meth:`Fleet.step_to`
+for tests and benchmarks) or follows the wall clock in a background thread
+(:meth:`Fleet.run_realtime`). All public methods of a fleet take its re-entrant lock;
+code that touches deployments directly while the real-time driver runs must hold
+``fleet.lock`` too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from apps.fleetsim.replica import (
+    DEFAULT_PROFILE,
+    GpuProfile,
+    Job,
+    Replica,
+    ReplicaSnapshot,
+    ReplicaStats,
+    RequestRecord,
+    get_profile,
+)
+from apps.fleetsim.workload import Request
+
+__all__ = [
+    "DeploymentSnapshot",
+    "DeploymentTotals",
+    "Fleet",
+    "FleetSnapshot",
+    "SimulatedDeployment",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentTotals:
+    """Cumulative outcome counts over the deployment's lifetime, removed pods included."""
+
+    completed: int
+    failed: int
+    failures_by_reason: dict[str, int]
+    prompt_tokens: int
+    generation_tokens: int
+    requeued: int
+    stats: ReplicaStats
+
+    @property
+    def error_ratio(self) -> float:
+        total = self.completed + self.failed
+        return self.failed / total if total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSnapshot:
+    """Instant state of a deployment and of each of its replicas."""
+
+    name: str
+    namespace: str
+    model_name: str
+    gpu_profile: str
+    time_s: float
+    spec_replicas: int
+    ready_replicas: int
+    starting_replicas: int
+    num_running: int
+    num_waiting: int
+    gateway_queue: int
+    completed: int
+    failed: int
+    rate_multiplier: float
+    extra_latency_s: float
+    error_ratio: float
+    replicas: tuple[ReplicaSnapshot, ...] = field(default_factory=tuple)
+
+    def scale_status(self) -> dict[str, int]:
+        return {
+            "spec_replicas": self.spec_replicas,
+            "ready_replicas": self.ready_replicas,
+            "starting_replicas": self.starting_replicas,
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-friendly summary (no per-request data, no histograms)."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "model_name": self.model_name,
+            "gpu_profile": self.gpu_profile,
+            "time_s": self.time_s,
+            **self.scale_status(),
+            "num_running": self.num_running,
+            "num_waiting": self.num_waiting,
+            "gateway_queue": self.gateway_queue,
+            "completed": self.completed,
+            "failed": self.failed,
+            "rate_multiplier": self.rate_multiplier,
+            "extra_latency_s": self.extra_latency_s,
+            "error_ratio": self.error_ratio,
+            "replicas": [
+                {
+                    "pod": r.pod,
+                    "state": r.state,
+                    "num_running": r.num_running,
+                    "num_waiting": r.num_waiting,
+                    "kv_cache_usage": r.kv_cache_usage,
+                    "gpu_utilization": r.gpu_utilization,
+                }
+                for r in self.replicas
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    time_s: float
+    deployments: tuple[DeploymentSnapshot, ...]
+
+
+class SimulatedDeployment:
+    """A Deployment of identical vLLM replicas behind a least-load router.
+
+    ``workload`` is any iterable of :class:`~apps.fleetsim.workload.Request` sorted by
+    arrival; it is consumed lazily, so an endless generator is fine. Arrival times are
+    relative to ``workload_offset_s`` on the simulation clock (default:
+    ``start_time_s``). Requests arriving out of order are served when reached.
+
+    ``initial_ready`` makes the initial replicas ready at ``start_time_s`` (a
+    deployment already running when the simulation starts); otherwise they cold-start.
+    ``max_records`` bounds the per-request history kept for :meth:`completed` (oldest
+    dropped first), for long real-time runs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model_name: str,
+        namespace: str = "default",
+        gpu_profile: GpuProfile | str = DEFAULT_PROFILE,
+        replicas: int = 1,
+        workload: Iterable[Request] = (),
+        *,
+        start_time_s: float = 0.0,
+        workload_offset_s: float | None = None,
+        initial_ready: bool = True,
+        seed: int = 0,
+        util_window_s: float = 1.0,
+        max_records: int | None = None,
+        copy_spread_s: float = 1.0,
+    ) -> None:
+        _check_count("replicas", replicas)
+        if copy_spread_s < 0:
+            raise ValueError("copy_spread_s must be non-negative")
+        self.name = name
+        self.model_name = model_name
+        self.namespace = namespace
+        self.profile = get_profile(gpu_profile) if isinstance(gpu_profile, str) else gpu_profile
+        self.util_window_s = util_window_s
+        self.copy_spread_s = copy_spread_s
+        self._now = start_time_s
+        self._offset = start_time_s if workload_offset_s is None else workload_offset_s
+        self._source: Iterator[Request] = iter(workload)
+        self._lookahead: Request | None = next(self._source, None)
+        self._rng = random.Random(f"deployment:{namespace}/{name}:{seed}")
+        self._next_request_id = 0
+        self._pending_seq = 0
+        # Requests delayed before dispatch (injected latency, spread duplicates).
+        self._pending: list[tuple[float, int, Job]] = []
+        # Requests that arrived while no replica was ready.
+        self._gateway: deque[Job] = deque()
+        self._starting: list[Replica] = []
+        self._ready: list[Replica] = []
+        self._last_pick: dict[str, int] = {}
+        self._pick_seq = 0
+        self._next_ordinal = 0
+        self._records: deque[RequestRecord] | list[RequestRecord] = (
+            deque(maxlen=max_records) if max_records is not None else []
+        )
+        self._retired_stats = ReplicaStats()
+        self._requeued = 0
+        self._rate_multiplier = 1.0
+        self._extra_latency_s = 0.0
+        self._error_ratio = 0.0
+        for _ in range(replicas):
+            ready_at = start_time_s if initial_ready else start_time_s + self.profile.cold_start_s
+            self._add_replica(ready_at, created_at=start_time_s)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    @property
+    def spec_replicas(self) -> int:
+        return len(self._starting) + len(self._ready)
+
+    @property
+    def ready_replicas(self) -> int:
+        return len(self._ready)
+
+    @property
+    def starting_replicas(self) -> int:
+        return len(self._starting)
+
+    @property
+    def replicas(self) -> list[Replica]:
+        """Live replicas, ready ones first, each group in creation order."""
+        return [*self._ready, *self._starting]
+
+    @property
+    def rate_multiplier(self) -> float:
+        return self._rate_multiplier
+
+    @property
+    def extra_latency_s(self) -> float:
+        return self._extra_latency_s
+
+    @property
+    def error_ratio(self) -> float:
+        return self._error_ratio
+
+    def scale_status(self) -> dict[str, int]:
+        return {
+            "spec_replicas": self.spec_replicas,
+            "ready_replicas": self.ready_replicas,
+            "starting_replicas": self.starting_replicas,
+        }
+
+    def completed(self) -> list[RequestRecord]:
+        """Records of finished and failed requests, in order of finishing per replica."""
+        return list(self._records)
+
+    def totals(self) -> DeploymentTotals:
+        stats = self._retired_stats.copy()
+        for replica in (*self._ready, *self._starting):
+            stats.merge(replica.stats)
+        return DeploymentTotals(
+            completed=stats.success,
+            failed=stats.failure_total,
+            failures_by_reason=dict(stats.failures),
+            prompt_tokens=stats.prompt_tokens,
+            generation_tokens=stats.generation_tokens,
+            requeued=self._requeued,
+            stats=stats,
+        )
+
+    def outstanding(self) -> int:
+        """Requests accepted by the deployment and not finished, as of the last advance."""
+        in_engines = sum(r.outstanding for r in self._ready) + sum(
+            r.outstanding for r in self._starting
+        )
+        return in_engines + len(self._gateway) + len(self._pending)
+
+    def is_idle(self) -> bool:
+        """True once the workload is exhausted and every accepted request finished."""
+        return self._lookahead is None and self.outstanding() == 0
+
+    def snapshot(self) -> DeploymentSnapshot:
+        now = self._now
+        replicas = tuple(r.snapshot(now) for r in (*self._ready, *self._starting))
+        stats_success = self._retired_stats.success + sum(r.stats.success for r in replicas)
+        stats_failed = self._retired_stats.failure_total + sum(
+            r.stats.failure_total for r in replicas
+        )
+        gateway = len(self._gateway) + len(self._pending)
+        return DeploymentSnapshot(
+            name=self.name,
+            namespace=self.namespace,
+            model_name=self.model_name,
+            gpu_profile=self.profile.name,
+            time_s=now,
+            spec_replicas=self.spec_replicas,
+            ready_replicas=self.ready_replicas,
+            starting_replicas=self.starting_replicas,
+            num_running=sum(r.num_running for r in replicas),
+            num_waiting=sum(r.num_waiting for r in replicas) + gateway,
+            gateway_queue=gateway,
+            completed=stats_success,
+            failed=stats_failed,
+            rate_multiplier=self._rate_multiplier,
+            extra_latency_s=self._extra_latency_s,
+            error_ratio=self._error_ratio,
+            replicas=replicas,
+        )
+
+    # ------------------------------------------------------------------- controls
+
+    def set_rate_multiplier(self, multiplier: float) -> None:
+        """Scale the arrival rate of requests arriving from now on.
+
+        Above 1 each workload arrival is duplicated (``floor(x)`` copies plus one more
+        with probability ``frac(x)``), the extra copies spread uniformly over the next
+        ``copy_spread_s``; below 1 arrivals are thinned. The workload's time pattern
+        (diurnal phase, bursts) is preserved.
+        """
+        if not math.isfinite(multiplier) or multiplier < 0:
+            raise ValueError("rate multiplier must be a finite number >= 0")
+        self._rate_multiplier = float(multiplier)
+
+    def inject_latency(self, extra_seconds: float) -> None:
+        """Delay every request arriving from now on by ``extra_seconds`` before dispatch."""
+        if not math.isfinite(extra_seconds) or extra_seconds < 0:
+            raise ValueError("extra latency must be a finite number >= 0")
+        self._extra_latency_s = float(extra_seconds)
+
+    def inject_error_ratio(self, ratio: float) -> None:
+        """Make each dispatch to a replica fail immediately with probability ``ratio``."""
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError("error ratio must be within [0, 1]")
+        self._error_ratio = float(ratio)
+
+    def scale(self, replicas: int) -> dict[str, int]:
+        """Set the desired replica count at the current simulation time."""
+        _check_count("replicas", replicas)
+        now = self._now
+        current = self.spec_replicas
+        if replicas > current:
+            for _ in range(replicas - current):
+                self._add_replica(now + self.profile.cold_start_s, created_at=now)
+        elif replicas < current:
+            to_remove = current - replicas
+            while to_remove and self._starting:
+                self._retire_replica(self._starting.pop())
+                to_remove -= 1
+            displaced: list[Job] = []
+            while to_remove and self._ready:
+                for replica in self._ready:
+                    replica.advance(now)
+                victim = min(
+                    reversed(self._ready),  # newest wins ties: keep long-lived pods
+                    key=lambda r: r.outstanding,
+                )
+                self._ready.remove(victim)
+                displaced.extend(victim.drain())
+                self._retire_replica(victim)
+                to_remove -= 1
+            displaced.sort(key=lambda j: (j.arrival_s, j.request_id))
+            for job in displaced:
+                job.requeues += 1
+                self._requeued += 1
+                # A re-queued request already passed the error roll on its first dispatch.
+                self._dispatch(job, now, roll_failure=False)
+        return self.scale_status()
+
+    # -------------------------------------------------------------------- driving
+
+    def advance(self, t: float) -> None:
+        """Process every event up to and including time ``t`` and bring replicas to ``t``."""
+        if t < self._now:
+            raise ValueError(f"cannot move {self.name} back in time ({t} < {self._now})")
+        pending = self._pending
+        starting = self._starting
+        while True:
+            t_ready = starting[0].ready_at_s if starting else math.inf
+            t_source = (
+                self._offset + self._lookahead.arrival_s
+                if self._lookahead is not None
+                else math.inf
+            )
+            t_pending = pending[0][0] if pending else math.inf
+            t_event = min(t_ready, t_source, t_pending)
+            if t_event > t:
+                break
+            t_event = max(t_event, self._now)
+            if t_ready <= t_source and t_ready <= t_pending:
+                self._on_ready(t_event)
+            elif t_source <= t_pending:
+                request = self._lookahead
+                assert request is not None
+                self._lookahead = next(self._source, None)
+                self._on_arrival(request, t_event)
+            else:
+                self._dispatch(heapq.heappop(pending)[2], t_event)
+            self._now = t_event
+        for replica in self._ready:
+            replica.advance(t)
+        self._now = t
+
+    # ------------------------------------------------------------------ internals
+
+    def _add_replica(self, ready_at: float, created_at: float | None = None) -> None:
+        ordinal = self._next_ordinal
+        self._next_ordinal += 1
+        pod = f"{self.name}-{ordinal}"
+        replica = Replica(
+            self.profile,
+            pod=pod,
+            ready_at_s=ready_at,
+            created_at_s=ready_at if created_at is None else created_at,
+            gpu_uuid=_gpu_uuid(self.namespace, pod),
+            hostname=f"gpu-node-{self.namespace}-{self.name}-{ordinal}",
+            util_window_s=self.util_window_s,
+            sink=self._records.append,
+        )
+        if ready_at <= self._now:
+            self._ready.append(replica)
+        else:
+            # Same cold start for every replica and monotonic time keep this sorted.
+            self._starting.append(replica)
+
+    def _retire_replica(self, replica: Replica) -> None:
+        self._retired_stats.merge(replica.stats)
+        self._last_pick.pop(replica.pod, None)
+
+    def _on_ready(self, t: float) -> None:
+        while self._starting and self._starting[0].ready_at_s <= t:
+            replica = self._starting.pop(0)
+            replica.advance(t)
+            self._ready.append(replica)
+        while self._gateway and self._ready:
+            self._dispatch(self._gateway.popleft(), t)
+
+    def _on_arrival(self, request: Request, t: float) -> None:
+        multiplier = self._rate_multiplier
+        copies = int(multiplier)
+        if multiplier != copies and self._rng.random() < multiplier - copies:
+            copies += 1
+        delay = self._extra_latency_s
+        for i in range(copies):
+            arrival = t if i == 0 else t + self._rng.random() * self.copy_spread_s
+            job = Job(self._next_request_id, arrival, request.prompt_tokens, request.output_tokens)
+            self._next_request_id += 1
+            release = arrival + delay
+            if release <= t:
+                self._dispatch(job, t)
+            else:
+                heapq.heappush(self._pending, (release, self._pending_seq, job))
+                self._pending_seq += 1
+
+    def _dispatch(self, job: Job, t: float, *, roll_failure: bool = True) -> None:
+        if not self._ready:
+            self._gateway.append(job)
+            return
+        best: Replica | None = None
+        best_load = 0
+        best_pick = 0
+        last_pick = self._last_pick
+        for replica in self._ready:
+            if t > replica.horizon:
+                replica.advance(t)
+            load = replica.outstanding
+            pick = last_pick.get(replica.pod, -1)
+            if best is None or load < best_load or (load == best_load and pick < best_pick):
+                best, best_load, best_pick = replica, load, pick
+        assert best is not None
+        self._pick_seq += 1
+        last_pick[best.pod] = self._pick_seq
+        if roll_failure and self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:
+            best.fail(job, t, "injected")
+            return
+        best.submit(job, t)
+
+
+def _gpu_uuid(namespace: str, pod: str) -> str:
+    return f"GPU-{uuid.uuid5(uuid.NAMESPACE_URL, f'llmcp-fleetsim/{namespace}/{pod}')}"
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+class Fleet:
+    """Several simulated deployments sharing one simulation clock."""
+
+    def __init__(
+        self, deployments: Iterable[SimulatedDeployment] = (), *, start_time_s: float = 0.0
+    ) -> None:
+        self.lock = threading.RLock()
+        self._deployments: dict[tuple[str, str], SimulatedDeployment] = {}
+        self._now = start_time_s
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._speed = 1.0
+        self._wall_origin = 0.0
+        self._sim_origin = 0.0
+        for deployment in deployments:
+            self.add(deployment)
+
+    # ----------------------------------------------------------------- membership
+
+    def add(self, deployment: SimulatedDeployment) -> SimulatedDeployment:
+        """Register a deployment; it is brought forward to the fleet's current time."""
+        with self.lock:
+            key = (deployment.namespace, deployment.name)
+            if key in self._deployments:
+                raise ValueError(f"deployment {key[0]}/{key[1]} already exists")
+            if deployment.now < self._now:
+                deployment.advance(self._now)
+            self._deployments[key] = deployment
+            return deployment
+
+    def get(self, namespace: str, name: str) -> SimulatedDeployment:
+        """The deployment ``namespace/name``; raises KeyError when unknown."""
+        with self.lock:
+            return self._deployments[(namespace, name)]
+
+    def find(self, namespace: str, name: str) -> SimulatedDeployment | None:
+        with self.lock:
+            return self._deployments.get((namespace, name))
+
+    @property
+    def deployments(self) -> list[SimulatedDeployment]:
+        with self.lock:
+            return list(self._deployments.values())
+
+    # ---------------------------------------------------------------------- time
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    def step_to(self, t: float) -> None:
+        """Advance every deployment to simulation time ``t`` (never backwards)."""
+        with self.lock:
+            if t < self._now:
+                raise ValueError(f"cannot step the fleet back in time ({t} < {self._now})")
+            for deployment in self._deployments.values():
+                deployment.advance(t)
+            self._now = t
+
+    def sync(self) -> float:
+        """Catch up with the wall clock when running in real time; returns the sim time."""
+        with self.lock:
+            if self._thread is not None:
+                target = self._realtime_target()
+                if target > self._now:
+                    self.step_to(target)
+            return self._now
+
+    def is_idle(self) -> bool:
+        with self.lock:
+            return all(d.is_idle() for d in self._deployments.values())
+
+    def run_until_idle(self, max_time_s: float = 86_400.0, chunk_s: float = 600.0) -> float:
+        """Step until every workload is exhausted and served, or ``max_time_s`` passes.
+
+        Returns the simulation time reached. A deployment with no replica and queued
+        requests never drains, hence the bound.
+        """
+        with self.lock:
+            limit = self._now + max_time_s
+            while not self.is_idle() and self._now < limit:
+                self.step_to(min(limit, self._now + chunk_s))
+            return self._now
+
+    def snapshot(self) -> FleetSnapshot:
+        with self.lock:
+            now = self.sync()
+            return FleetSnapshot(now, tuple(d.snapshot() for d in self._deployments.values()))
+
+    # --------------------------------------------------------- real-time driving
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run_realtime(self, speed: float = 1.0, tick_s: float = 0.1) -> None:
+        """Advance simulated time with the wall clock (``speed`` sim seconds per second).
+
+        Runs in a daemon thread until :meth:`stop`. Readers such as the metrics
+        endpoint call :meth:`sync` to see the state as of this very moment.
+        """
+        if speed <= 0 or tick_s <= 0:
+            raise ValueError("speed and tick_s must be positive")
+        with self.lock:
+            if self._thread is not None:
+                raise RuntimeError("the real-time driver is already running")
+            self._speed = speed
+            self._wall_origin = time.monotonic()
+            self._sim_origin = self._now
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._drive, args=(tick_s,), name="fleetsim-realtime", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the real-time driver; simulated time freezes where it is."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout_s)
+        with self.lock:
+            self._thread = None
+
+    def _realtime_target(self) -> float:
+        return self._sim_origin + (time.monotonic() - self._wall_origin) * self._speed
+
+    def _drive(self, tick_s: float) -> None:
+        while not self._stop.wait(tick_s):
+            with self.lock:
+                target = self._realtime_target()
+                if target > self._now:
+                    self.step_to(target)

@@ -1,0 +1,57 @@
+"""Run the fleet simulator for the inventory's simulated deployments.
+
+It serves Prometheus metrics with vLLM and DCGM names at /metrics, and the scale and
+fault-injection endpoints the control plane and the tests use (see apps/fleetsim/exposition).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.fleetsim.exposition import serve
+from apps.fleetsim.inventory import PATTERNS, fleet_from_inventory
+
+
+class Command(BaseCommand):
+    help = "Simulate the inventory's simulated deployments and expose their metrics."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=9400)
+        parser.add_argument("--pattern", choices=PATTERNS, default="diurnal",
+                            help="Load pattern (rate per deployment from label sim.rate-rps).")
+        parser.add_argument("--trace", type=Path, default=None,
+                            help="CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) for "
+                                 "--pattern trace.")
+        parser.add_argument("--time-scale", type=float, default=1.0,
+                            help="Trace time compression: 2 replays twice as fast.")
+        parser.add_argument("--speed", type=float, default=1.0,
+                            help="Simulated seconds per wall-clock second.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["pattern"] == "trace" and (
+            options["trace"] is None or not options["trace"].exists()
+        ):
+            raise CommandError("--pattern trace needs --trace pointing at an existing CSV file.")
+        if options["speed"] <= 0 or options["time_scale"] <= 0:
+            raise CommandError("--speed and --time-scale must be positive.")
+        fleet = fleet_from_inventory(
+            pattern=options["pattern"], trace=options["trace"], time_scale=options["time_scale"]
+        )
+        if not fleet.deployments:
+            self.stderr.write("No simulated deployments in the inventory (target_kind=simulated).")
+        server, port = serve(fleet, host=options["host"], port=options["port"])
+        fleet.run_realtime(speed=options["speed"])
+        names = ", ".join(f"{d.namespace}/{d.name}" for d in fleet.deployments)
+        self.stdout.write(f"fleet simulator on http://{options['host']}:{port}/metrics: {names}")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait()
+        fleet.stop()
+        server.stop()

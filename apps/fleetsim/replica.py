@@ -1,0 +1,1023 @@
+"""Performance model of one LLM serving replica with continuous batching (vLLM-like).
+
+The model is pure and deterministic: no I/O, no wall clock, no randomness. Time is a
+float in seconds on the simulation clock.
+
+Scheduler iterations ("steps")
+------------------------------
+A replica runs back-to-back scheduler iterations while it has work, as vLLM's engine
+loop does. Each step
+
+* generates one token for every *decoding* sequence (one whose prompt is fully
+  processed), and
+* spends the remaining token budget (``max_num_batched_tokens`` minus the decode
+  tokens) on *chunked prefill*: first the sequences whose prompt is partly processed,
+  then new sequences admitted from the FIFO waiting queue. This is vLLM V1's default
+  scheduling policy (chunked prefill is always on in V1). A sequence whose prompt
+  completes in a step emits its first token at the end of that step.
+
+The duration of a step is a roofline-style sum of its costs::
+
+    t_step = step_base_s                                  # stream the weights once
+           + token_compute_s * (decode_seqs + prefill_tokens)   # 2·params FLOPs/token
+           + kv_read_s_per_token * decode_context_tokens        # attention KV reads
+
+Decode at small batch is memory-bandwidth bound: every step reads all weights from HBM
+once (``step_base_s``) plus the KV cache of every running sequence. Prefill is compute
+bound: each prompt token costs about ``2 x parameters`` FLOPs; a decode token costs the
+same FLOPs, which is what makes large decode batches turn compute bound. Summing the
+terms instead of taking their maximum is deliberately conservative: a step is a chain
+of kernels, some memory bound (attention, small GEMMs) and some compute bound, and
+they overlap little. It lands close to published vLLM throughput for 8B models (see
+the profile notes below).
+
+Admission and the KV cache
+--------------------------
+A waiting request is admitted when fewer than ``max_num_seqs`` sequences are running
+and the KV cache can hold its whole lifetime, ``prompt + output`` tokens, which are
+reserved at admission. The waiting queue is strictly FIFO: a head that does not fit
+blocks the requests behind it, like vLLM's scheduler. vLLM itself admits on the
+prompt's blocks and *preempts* (recomputes) sequences when the cache later runs out;
+reserving up front trades that rare recomputation for a model without preemption,
+which keeps it analytically steppable. Requests that could never fit (``prompt +
+output`` above ``max_model_len`` or the cache) are rejected at submission, as vLLM's
+API server answers HTTP 400.
+
+The reported KV-cache usage (``vllm:kv_cache_usage_perc``) is the fraction of cache
+tokens *actually holding* context (prompts processed so far plus generated tokens),
+as vLLM reports used blocks, not the reservation.
+
+Speed: decoding in closed form
+------------------------------
+Between events (an arrival at this replica, a prefill step, a completion) the batch
+is fixed, so the k-th decode step lasts ``a0 + s·k`` with ``s = kv_read_s_per_token x
+batch`` (each step adds one context token per sequence). The time of n steps is then
+``n·a0 + s·n(n-1)/2`` and the number of steps that start before a given time is the
+root of a quadratic. The replica jumps whole decode segments at once and even defers
+them ("lazy" replica): :meth:`Replica.sync` only materialises steps when the time
+asked for reaches the start of the step that will finish the next sequence
+(:attr:`Replica.horizon`), which is all a least-load router needs. Prefill steps are
+simulated one by one; there are about as many as there are requests.
+
+Cold start
+----------
+A replica created at ``created_at_s`` runs no step before ``ready_at_s`` (image pull,
+weight loading, CUDA graph capture). Requests submitted earlier simply wait.
+
+GPU telemetry
+-------------
+* GPU utilisation is the fraction of the trailing ``util_window_s`` in which the
+  replica was executing steps. It mirrors ``DCGM_FI_DEV_GPU_UTIL``, which is the
+  fraction of time *any* kernel was running: with a single request in flight it
+  already reads 100 %, so it is a poor load signal, as on real clusters.
+* vLLM preallocates ``gpu_memory_utilization`` of the framebuffer for weights,
+  activations and the KV cache at start-up, so framebuffer use is flat once ready; it
+  ramps linearly during the cold start as weights load.
+
+Default profiles
+----------------
+All profiles serve a Llama-3.1-8B-class model in BF16 (8.03 B parameters, 16.06 GB of
+weights; 32 layers x 8 KV heads x 128 head dim x 2 (K and V) x 2 bytes = 128 KiB of KV
+cache per token). Numbers are derived by :func:`derive_profile` from public datasheet
+figures with these efficiency assumptions: 80 % of peak HBM bandwidth achieved when
+streaming weights and KV, 50 % of dense BF16 tensor peak achieved by prefill GEMMs
+(typical model FLOPs utilisation), 1 ms of fixed per-step overhead (scheduling,
+sampling, kernel launches with CUDA graphs).
+
+============  ========  ========  ========  ===========  ===========  ========  ====
+GPU           HBM GB/s  BF16 TF   step ms   prefill t/s  KV tokens    max seqs  cold
+============  ========  ========  ========  ===========  ===========  ========  ====
+A100-80GB     2039      312       10.8      ~9,700       ~455k        256       90 s
+H100-80GB     3350      989        7.0      ~30,800      ~444k        1024      90 s
+L4            300       121       67.9      ~3,800       ~35k         256       120 s
+A10G          600       ~70       34.5      ~2,200       ~35k         256       120 s
+============  ========  ========  ========  ===========  ===========  ========  ====
+
+Sources: NVIDIA A100 datasheet (80GB SXM: 2,039 GB/s, 312 TFLOPS BF16 dense), NVIDIA
+H100 datasheet (SXM: 3.35 TB/s, 989 TFLOPS BF16 dense), NVIDIA L4 datasheet (300 GB/s,
+121 TFLOPS BF16 dense, i.e. half the 242 "with sparsity"); the A10G is AWS's variant of
+the A10 (600 GB/s GDDR6) for which AWS publishes no tensor figure: ~70 TFLOPS BF16 is
+the commonly quoted value and the least certain number here. Framebuffer sizes are the
+totals ``nvidia-smi`` reports (81920, 81559, 23034, 23028 MiB). ``max_num_seqs`` and
+``max_num_batched_tokens`` follow vLLM's defaults for the OpenAI server
+(``EngineArgs.get_batch_defaults`` in ``vllm/engine/arg_utils.py``: 1024 and 8192 on
+≥70 GiB GPUs other than A100, else 256 and 2048). The resulting single-stream decode
+speeds (A100 ~91 tok/s, H100 ~142, L4 ~15, A10G ~29) and prefill rates fall in the range
+commonly reported for 7-8B BF16 models served by vLLM; treat them as calibrated
+estimates, not measurements, and override them with :func:`derive_profile`. Cold
+starts (image already cached on the node, weights pulled from a nearby cache, CUDA
+graph capture) are typical observed figures, not measurements.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from apps.fleetsim.workload import Request
+
+__all__ = [
+    "A10G",
+    "A100_80GB",
+    "DEFAULT_PROFILE",
+    "H100_80GB",
+    "L4",
+    "LLAMA_3_1_8B",
+    "PROFILES",
+    "VLLM_E2E_BUCKETS",
+    "VLLM_ITL_BUCKETS",
+    "VLLM_TTFT_BUCKETS",
+    "GpuProfile",
+    "Histogram",
+    "Job",
+    "ModelSpec",
+    "Replica",
+    "ReplicaSnapshot",
+    "ReplicaStats",
+    "RequestRecord",
+    "derive_profile",
+    "get_profile",
+    "replay",
+]
+
+MIB = 1024 * 1024
+
+# Histogram bucket boundaries exactly as vLLM's Prometheus logger declares them
+# (vllm/v1/metrics/loggers.py, PrometheusStatLogger, checked against the source; the
+# e2e list is vLLM's shared "request_latency_buckets"). Keeping them identical means
+# dashboards, recording rules and histogram_quantile() results carry over to real
+# clusters.
+VLLM_TTFT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+VLLM_ITL_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+VLLM_E2E_BUCKETS: tuple[float, ...] = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+    50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """The served model, as far as the performance model cares."""
+
+    name: str
+    parameters: float
+    weight_bytes: int
+    kv_bytes_per_token: int
+
+
+LLAMA_3_1_8B = ModelSpec(
+    name="meta-llama/Llama-3.1-8B-Instruct",
+    parameters=8.03e9,
+    weight_bytes=16_060_000_000,
+    # 2 (K and V) x 32 layers x 8 KV heads (grouped-query attention) x 128 x 2 bytes.
+    kv_bytes_per_token=2 * 32 * 8 * 128 * 2,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProfile:
+    """Serving characteristics of one GPU type running one model with vLLM."""
+
+    name: str
+    product_name: str  # as DCGM's modelName label reports it
+    framebuffer_mib: int
+    step_base_s: float
+    token_compute_s: float
+    kv_read_s_per_token: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    kv_cache_tokens: int
+    max_model_len: int
+    cold_start_s: float
+    gpu_memory_utilization: float = 0.9
+    model_name: str = LLAMA_3_1_8B.name
+
+    def __post_init__(self) -> None:
+        positive = {
+            "framebuffer_mib": self.framebuffer_mib,
+            "step_base_s": self.step_base_s,
+            "token_compute_s": self.token_compute_s,
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "kv_cache_tokens": self.kv_cache_tokens,
+            "max_model_len": self.max_model_len,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"GpuProfile {self.name}: {key} must be positive")
+        if self.kv_read_s_per_token < 0 or self.cold_start_s < 0:
+            raise ValueError(f"GpuProfile {self.name}: costs and delays must be non-negative")
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            # Guarantees every step has budget left for at least one prefill token.
+            raise ValueError(
+                f"GpuProfile {self.name}: max_num_batched_tokens must be >= max_num_seqs"
+            )
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ValueError(f"GpuProfile {self.name}: gpu_memory_utilization must be in (0, 1]")
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        """Compute-bound token throughput of a step spent entirely on prefill."""
+        return 1.0 / self.token_compute_s
+
+    @property
+    def single_stream_decode_tokens_per_s(self) -> float:
+        """Decode speed of a lone short sequence (the best-case inter-token latency)."""
+        return 1.0 / (self.step_base_s + self.token_compute_s)
+
+    @property
+    def max_request_tokens(self) -> int:
+        """Largest ``prompt + output`` a replica accepts."""
+        return min(self.max_model_len, self.kv_cache_tokens)
+
+    @property
+    def framebuffer_used_mib(self) -> int:
+        """Framebuffer held by a ready vLLM process (it preallocates its share)."""
+        return int(self.framebuffer_mib * self.gpu_memory_utilization)
+
+    def step_time_s(self, decode_seqs: int, context_tokens: int, prefill_tokens: int = 0) -> float:
+        """Duration of one scheduler step with the given composition."""
+        return (
+            self.step_base_s
+            + self.token_compute_s * (decode_seqs + prefill_tokens)
+            + self.kv_read_s_per_token * context_tokens
+        )
+
+    def decode_tokens_per_s(self, batch: int, mean_context_tokens: float) -> float:
+        """Aggregate generation throughput of a steady decode-only batch."""
+        if batch <= 0:
+            return 0.0
+        return batch / self.step_time_s(batch, round(batch * mean_context_tokens))
+
+
+def derive_profile(
+    name: str,
+    product_name: str,
+    *,
+    framebuffer_mib: int,
+    hbm_gb_per_s: float,
+    dense_bf16_tflops: float,
+    cold_start_s: float,
+    max_num_seqs: int,
+    max_num_batched_tokens: int,
+    model: ModelSpec = LLAMA_3_1_8B,
+    bandwidth_efficiency: float = 0.8,
+    compute_efficiency: float = 0.5,
+    step_overhead_s: float = 0.001,
+    gpu_memory_utilization: float = 0.9,
+    non_kv_overhead_mib: int = 1536,
+    max_model_len: int = 16_384,
+    block_size: int = 16,
+) -> GpuProfile:
+    """Build a :class:`GpuProfile` from datasheet numbers by roofline reasoning.
+
+    ``non_kv_overhead_mib`` covers what vLLM's memory profiling sets aside besides
+    weights: peak activations for one ``max_num_batched_tokens`` step, CUDA graphs and
+    the CUDA context. The KV cache gets the rest of ``gpu_memory_utilization``, rounded
+    down to whole ``block_size`` pages.
+    """
+    bandwidth = hbm_gb_per_s * 1e9 * bandwidth_efficiency
+    flops = dense_bf16_tflops * 1e12 * compute_efficiency
+    budget_bytes = framebuffer_mib * MIB * gpu_memory_utilization
+    kv_bytes = budget_bytes - model.weight_bytes - non_kv_overhead_mib * MIB
+    kv_tokens = int(kv_bytes // model.kv_bytes_per_token) // block_size * block_size
+    if kv_tokens <= 0:
+        raise ValueError(f"{name}: the model does not fit in {framebuffer_mib} MiB")
+    return GpuProfile(
+        name=name,
+        product_name=product_name,
+        framebuffer_mib=framebuffer_mib,
+        step_base_s=step_overhead_s + model.weight_bytes / bandwidth,
+        token_compute_s=2.0 * model.parameters / flops,
+        kv_read_s_per_token=model.kv_bytes_per_token / bandwidth,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        kv_cache_tokens=kv_tokens,
+        max_model_len=max_model_len,
+        cold_start_s=cold_start_s,
+        gpu_memory_utilization=gpu_memory_utilization,
+        model_name=model.name,
+    )
+
+
+A100_80GB = derive_profile(
+    "A100-80GB",
+    "NVIDIA A100-SXM4-80GB",
+    framebuffer_mib=81_920,
+    hbm_gb_per_s=2039,
+    dense_bf16_tflops=312,
+    cold_start_s=90.0,
+    max_num_seqs=256,
+    max_num_batched_tokens=2048,
+)
+H100_80GB = derive_profile(
+    "H100-80GB",
+    "NVIDIA H100 80GB HBM3",
+    framebuffer_mib=81_559,
+    hbm_gb_per_s=3350,
+    dense_bf16_tflops=989,
+    cold_start_s=90.0,
+    max_num_seqs=1024,
+    max_num_batched_tokens=8192,
+    # A 4x larger step budget needs correspondingly more activation memory.
+    non_kv_overhead_mib=2560,
+)
+L4 = derive_profile(
+    "L4",
+    "NVIDIA L4",
+    framebuffer_mib=23_034,
+    hbm_gb_per_s=300,
+    dense_bf16_tflops=121,
+    cold_start_s=120.0,
+    max_num_seqs=256,
+    max_num_batched_tokens=2048,
+    non_kv_overhead_mib=1024,
+)
+A10G = derive_profile(
+    "A10G",
+    "NVIDIA A10G",
+    framebuffer_mib=23_028,
+    hbm_gb_per_s=600,
+    dense_bf16_tflops=70,
+    cold_start_s=120.0,
+    max_num_seqs=256,
+    max_num_batched_tokens=2048,
+    non_kv_overhead_mib=1024,
+)
+
+PROFILES: dict[str, GpuProfile] = {p.name: p for p in (A100_80GB, H100_80GB, L4, A10G)}
+DEFAULT_PROFILE = A100_80GB
+
+
+def get_profile(name: str) -> GpuProfile:
+    """Look a profile up by name, case-insensitively (``"a100-80gb"``, ``"L4"``...)."""
+    for key, profile in PROFILES.items():
+        if key.lower() == name.lower():
+            return profile
+    raise KeyError(f"unknown GPU profile {name!r}; known: {', '.join(PROFILES)}")
+
+
+# ------------------------------------------------------------------------- statistics
+
+
+class Histogram:
+    """Cumulative-export histogram with fixed upper bounds (Prometheus ``le`` semantics)."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds: tuple[float, ...] = tuple(bounds)
+        if any(b2 <= b1 for b1, b2 in zip(self.bounds, self.bounds[1:], strict=False)):
+            raise ValueError("histogram bounds must be strictly increasing")
+        # One slot per finite bound plus the +Inf overflow; stored non-cumulative.
+        self.counts: list[int] = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float, weight: int = 1) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += weight
+        self.sum += value * weight
+        self.count += weight
+
+    def observe_linear(self, first: float, slope: float, n: int, weight: int = 1) -> None:
+        """Observe ``first + slope*k`` for each ``k in range(n)``, ``weight`` times each.
+
+        Costs O(buckets) instead of O(n): decode segments observe thousands of
+        inter-token gaps at once.
+        """
+        if n <= 0 or weight <= 0:
+            return
+        bounds = self.bounds
+        last = first + slope * (n - 1)
+        lo = bisect.bisect_left(bounds, first)
+        hi = bisect.bisect_left(bounds, last)
+        counts = self.counts
+        if lo == hi or slope <= 0.0:
+            counts[lo] += n * weight
+        else:
+            taken = 0
+            for j in range(lo, hi):
+                bound = bounds[j]
+                # Values <= bound are those with k <= (bound - first) / slope; the two
+                # loops settle rounding so values landing on a bound count as observe().
+                upto = min(n, max(0, math.floor((bound - first) / slope) + 1))
+                while upto < n and first + slope * upto <= bound:
+                    upto += 1
+                while upto > 0 and first + slope * (upto - 1) > bound:
+                    upto -= 1
+                counts[j] += (upto - taken) * weight
+                taken = upto
+            counts[hi] += (n - taken) * weight
+        self.sum += weight * (n * first + slope * n * (n - 1) / 2.0)
+        self.count += n * weight
+
+    def cumulative(self) -> list[int]:
+        """Counts per finite bound then +Inf, cumulative, as Prometheus exposes them."""
+        out: list[int] = []
+        running = 0
+        for c in self.counts:
+            running += c
+            out.append(running)
+        return out
+
+    def quantile(self, q: float) -> float:
+        """Estimate like PromQL's ``histogram_quantile`` (linear within a bucket)."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError("q must be within [0, 1]")
+        if self.count == 0:
+            return math.nan
+        rank = q * self.count
+        running = 0
+        for i, c in enumerate(self.counts):
+            if running + c >= rank and c > 0:
+                if i == len(self.bounds):
+                    return self.bounds[-1] if self.bounds else math.inf
+                lower = self.bounds[i - 1] if i > 0 else 0.0
+                return lower + (self.bounds[i] - lower) * (rank - running) / c
+            running += c
+        return self.bounds[-1] if self.bounds else math.inf
+
+    def copy(self) -> Histogram:
+        other = Histogram.__new__(Histogram)
+        other.bounds = self.bounds
+        other.counts = list(self.counts)
+        other.sum = self.sum
+        other.count = self.count
+        return other
+
+    def merge(self, other: Histogram) -> None:
+        if other.bounds != self.bounds:
+            raise ValueError("cannot merge histograms with different bounds")
+        for i, c in enumerate(other.counts):
+            self.counts[i] += c
+        self.sum += other.sum
+        self.count += other.count
+
+
+class ReplicaStats:
+    """Cumulative counters of one replica, the raw material of its /metrics."""
+
+    __slots__ = (
+        "busy_s",
+        "e2e",
+        "failures",
+        "generation_tokens",
+        "itl",
+        "prompt_tokens",
+        "success",
+        "ttft",
+    )
+
+    def __init__(self) -> None:
+        self.success = 0
+        self.failures: dict[str, int] = {}
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self.busy_s = 0.0
+        self.ttft = Histogram(VLLM_TTFT_BUCKETS)
+        self.itl = Histogram(VLLM_ITL_BUCKETS)
+        self.e2e = Histogram(VLLM_E2E_BUCKETS)
+
+    @property
+    def failure_total(self) -> int:
+        return sum(self.failures.values())
+
+    def copy(self) -> ReplicaStats:
+        other = ReplicaStats()
+        other.merge(self)
+        return other
+
+    def merge(self, other: ReplicaStats) -> None:
+        self.success += other.success
+        for reason, n in other.failures.items():
+            self.failures[reason] = self.failures.get(reason, 0) + n
+        self.prompt_tokens += other.prompt_tokens
+        self.generation_tokens += other.generation_tokens
+        self.busy_s += other.busy_s
+        self.ttft.merge(other.ttft)
+        self.itl.merge(other.itl)
+        self.e2e.merge(other.e2e)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """Outcome of one request, for SLO computations.
+
+    Latencies are measured from ``arrival_s``, when the request first reached the
+    serving system, so queueing at the gateway and re-queueing after a scale-down
+    count against it. ``mean_itl_s`` is ``None`` for single-token outputs.
+    """
+
+    request_id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    completed: bool
+    finish_s: float
+    pod: str
+    ttft_s: float | None = None
+    mean_itl_s: float | None = None
+    e2e_s: float | None = None
+    queue_s: float | None = None
+    requeues: int = 0
+    failure_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Job:
+    """A request in flight through the serving system, identity included."""
+
+    request_id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    requeues: int = 0
+
+    @classmethod
+    def from_request(cls, request_id: int, request: Request) -> Job:
+        return cls(request_id, request.arrival_s, request.prompt_tokens, request.output_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSnapshot:
+    """Instant state of a replica plus a copy of its cumulative counters."""
+
+    pod: str
+    ready: bool
+    time_s: float
+    num_running: int
+    num_waiting: int
+    kv_cache_usage: float
+    gpu_utilization: float
+    fb_used_mib: int
+    fb_free_mib: int
+    gpu_uuid: str
+    hostname: str
+    product_name: str
+    ready_at_s: float
+    stats: ReplicaStats
+
+    @property
+    def state(self) -> str:
+        return "ready" if self.ready else "starting"
+
+
+class _Seq:
+    """Per-replica progress of one job (hot-path object, hence slots and short names)."""
+
+    __slots__ = (
+        "admitted_s",
+        "arrival",
+        "first_token_s",
+        "job",
+        "need",
+        "output",
+        "prefilled",
+        "prompt",
+        "rid",
+        "start",
+    )
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.rid = job.request_id
+        self.arrival = job.arrival_s
+        self.prompt = job.prompt_tokens
+        self.output = job.output_tokens
+        self.need = job.prompt_tokens + job.output_tokens
+        self.prefilled = 0
+        self.start = 0
+        self.first_token_s = 0.0
+        self.admitted_s = 0.0
+
+
+# ---------------------------------------------------------------------------- replica
+
+
+def _fake_uuid(seed: str) -> str:
+    return f"GPU-{uuid.uuid5(uuid.NAMESPACE_URL, 'llmcp-fleetsim/' + seed)}"
+
+
+def _steps_starting_before(a0: float, slope: float, span: float) -> int:
+    """Number of k >= 0 with ``k*a0 + slope*k*(k-1)/2 < span`` (at least 1 for span > 0)."""
+    if slope <= 0.0:
+        n = math.ceil(span / a0)
+    else:
+        b = a0 - 0.5 * slope
+        n = math.ceil(2.0 * span / (b + math.sqrt(b * b + 2.0 * slope * span)))
+    n = max(n, 1)
+    # The closed form can land one off either way through rounding; settle exactly.
+    while n > 1 and (n - 1) * a0 + 0.5 * slope * (n - 1) * (n - 2) >= span:
+        n -= 1
+    while n * a0 + 0.5 * slope * n * (n - 1) < span:
+        n += 1
+    return n
+
+
+class Replica:
+    """One serving replica (one vLLM engine on one GPU).
+
+    Drive it with :meth:`submit` (in non-decreasing time order) and :meth:`advance`;
+    read it with :meth:`snapshot` or the counters in :attr:`stats`. Finished and
+    failed requests are handed to ``sink`` (default: kept in :meth:`completed`).
+    """
+
+    def __init__(
+        self,
+        profile: GpuProfile,
+        *,
+        pod: str = "replica-0",
+        ready_at_s: float = 0.0,
+        created_at_s: float | None = None,
+        gpu_uuid: str | None = None,
+        hostname: str = "sim-gpu-node-0",
+        util_window_s: float = 1.0,
+        sink: Callable[[RequestRecord], None] | None = None,
+    ) -> None:
+        if util_window_s <= 0:
+            raise ValueError("util_window_s must be positive")
+        self.profile = profile
+        self.pod = pod
+        self.ready_at_s = ready_at_s
+        self.created_at_s = ready_at_s if created_at_s is None else min(created_at_s, ready_at_s)
+        self.gpu_uuid = gpu_uuid or _fake_uuid(pod)
+        self.hostname = hostname
+        self.util_window_s = util_window_s
+        self.stats = ReplicaStats()
+        self._records: list[RequestRecord] = []
+        self._sink: Callable[[RequestRecord], None] = (
+            sink if sink is not None else self._records.append
+        )
+        # Profile scalars cached as attributes: they are read in every step.
+        self._base = profile.step_base_s
+        self._tok = profile.token_compute_s
+        self._kv = profile.kv_read_s_per_token
+        self._max_seqs = profile.max_num_seqs
+        self._budget = profile.max_num_batched_tokens
+        self._kv_cap = profile.kv_cache_tokens
+        self._max_need = profile.max_request_tokens
+
+        # Start time of the next step (or, when idle, the latest time reached).
+        self._t = ready_at_s
+        # Decode steps executed so far; a decoding sequence's token count derives from it.
+        self._counter = 0
+        # Decoding sequences as a heap keyed by the counter value that finishes them.
+        self._decoding: list[tuple[int, int, _Seq]] = []
+        self._b = 0
+        self._sum_prompt = 0
+        self._sum_start = 0
+        self._prefilling: deque[_Seq] = deque()
+        self._prefill_held = 0
+        self._waiting: deque[_Seq] = deque()
+        self._reserved = 0
+        self._horizon = math.inf
+        # Merged [start, end] intervals of step execution, for utilisation windows.
+        self._busy: deque[list[float]] = deque()
+
+    # ---------------------------------------------------------------- inspection
+
+    def is_ready(self, t: float) -> bool:
+        return t >= self.ready_at_s
+
+    @property
+    def horizon(self) -> float:
+        """Earliest time for which :meth:`sync` must do work; before it counts are exact."""
+        return self._horizon
+
+    @property
+    def clock(self) -> float:
+        """Start of the next step, or the latest time reached when idle."""
+        return self._t
+
+    @property
+    def num_running(self) -> int:
+        return self._b + len(self._prefilling)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def outstanding(self) -> int:
+        """Requests accepted and not yet finished (what a least-load router compares)."""
+        return self._b + len(self._prefilling) + len(self._waiting)
+
+    @property
+    def kv_tokens_used(self) -> int:
+        decoding_context = self._sum_prompt + self._b * (1 + self._counter) - self._sum_start
+        return decoding_context + self._prefill_held
+
+    @property
+    def kv_cache_usage(self) -> float:
+        return min(1.0, self.kv_tokens_used / self._kv_cap)
+
+    def gpu_utilization(self, now: float, window_s: float | None = None) -> float:
+        """Busy fraction of ``[now - window_s, now]`` (call :meth:`advance` to ``now`` first)."""
+        window = self.util_window_s if window_s is None else window_s
+        lo = now - window
+        busy = 0.0
+        for start, end in reversed(self._busy):
+            if end <= lo:
+                break
+            overlap = min(end, now) - max(start, lo)
+            if overlap > 0.0:
+                busy += overlap
+        return min(1.0, busy / window)
+
+    def fb_used_mib(self, now: float) -> int:
+        target = self.profile.framebuffer_used_mib
+        if now >= self.ready_at_s or self.ready_at_s <= self.created_at_s:
+            return target
+        loading = (now - self.created_at_s) / (self.ready_at_s - self.created_at_s)
+        return int(target * max(0.0, loading))
+
+    def snapshot(self, now: float) -> ReplicaSnapshot:
+        self.advance(now)
+        used = self.fb_used_mib(now)
+        return ReplicaSnapshot(
+            pod=self.pod,
+            ready=self.is_ready(now),
+            time_s=now,
+            num_running=self.num_running,
+            num_waiting=self.num_waiting,
+            kv_cache_usage=self.kv_cache_usage,
+            gpu_utilization=self.gpu_utilization(now),
+            fb_used_mib=used,
+            fb_free_mib=self.profile.framebuffer_mib - used,
+            gpu_uuid=self.gpu_uuid,
+            hostname=self.hostname,
+            product_name=self.profile.product_name,
+            ready_at_s=self.ready_at_s,
+            stats=self.stats.copy(),
+        )
+
+    def completed(self) -> list[RequestRecord]:
+        """Records kept by the default sink (empty when a custom sink was given)."""
+        return list(self._records)
+
+    # ------------------------------------------------------------------- driving
+
+    def submit(self, job: Job, t: float) -> bool:
+        """Hand a request to this replica at time ``t``; False if it is rejected outright."""
+        self.advance(t)
+        if job.prompt_tokens + job.output_tokens > self._max_need:
+            self.fail(job, t, "rejected")
+            return False
+        self._waiting.append(_Seq(job))
+        self._refresh_horizon()
+        return True
+
+    def fail(self, job: Job, t: float, reason: str) -> None:
+        """Account a request this replica answered with an error, using no GPU time."""
+        self.stats.failures[reason] = self.stats.failures.get(reason, 0) + 1
+        self._sink(
+            RequestRecord(
+                request_id=job.request_id,
+                arrival_s=job.arrival_s,
+                prompt_tokens=job.prompt_tokens,
+                output_tokens=job.output_tokens,
+                completed=False,
+                finish_s=t,
+                pod=self.pod,
+                requeues=job.requeues,
+                failure_reason=reason,
+            )
+        )
+
+    def sync(self, t: float) -> None:
+        """Make ``outstanding`` exact at ``t`` while materialising as little as possible."""
+        if t > self._horizon:
+            self.advance(t)
+
+    def advance(self, t: float) -> None:
+        """Execute every step that starts before ``t``.
+
+        A step in flight at ``t`` completes (its end may lie after ``t``): a request
+        arriving during a step joins the next one, as in a real engine loop.
+        """
+        while True:
+            if self._prefilling or (self._waiting and self._head_admissible()):
+                if self._t >= t:
+                    break
+                self._mixed_step()
+            elif self._b:
+                if self._t >= t:
+                    break
+                self._decode_until(t)
+            else:
+                if self._t < t < math.inf:
+                    self._t = t
+                break
+        self._refresh_horizon()
+
+    def run_until_idle(self) -> float:
+        """Finish everything accepted so far; returns the time the last step ended."""
+        self.advance(math.inf)
+        return self._t
+
+    def drain(self) -> list[Job]:
+        """Remove every accepted request (for re-queueing elsewhere), oldest first.
+
+        Progress is lost: the requests restart from scratch where they land, as when a
+        pod is deleted and the gateway retries.
+        """
+        seqs = [entry[2] for entry in self._decoding]
+        seqs.extend(self._prefilling)
+        seqs.extend(self._waiting)
+        self._decoding = []
+        self._b = self._sum_prompt = self._sum_start = 0
+        self._prefilling.clear()
+        self._prefill_held = 0
+        self._waiting.clear()
+        self._reserved = 0
+        self._horizon = math.inf
+        jobs = [s.job for s in seqs]
+        jobs.sort(key=lambda j: (j.arrival_s, j.request_id))
+        return jobs
+
+    # ------------------------------------------------------------------ internals
+
+    def _head_admissible(self) -> bool:
+        return (
+            self._b + len(self._prefilling) < self._max_seqs
+            and self._reserved + self._waiting[0].need <= self._kv_cap
+        )
+
+    def _refresh_horizon(self) -> None:
+        if self._prefilling or (self._waiting and self._head_admissible()):
+            self._horizon = self._t
+        elif self._b:
+            b = self._b
+            steps_before_finish = self._decoding[0][0] - self._counter - 1
+            context = self._sum_prompt + b * (1 + self._counter) - self._sum_start
+            a0 = self._base + self._tok * b + self._kv * context
+            slope = self._kv * b
+            k = steps_before_finish
+            self._horizon = self._t + k * a0 + 0.5 * slope * k * (k - 1)
+        else:
+            self._horizon = math.inf
+
+    def _mark_busy(self, start: float, end: float) -> None:
+        busy = self._busy
+        if busy and busy[-1][1] >= start - 1e-9:
+            busy[-1][1] = end
+        else:
+            busy.append([start, end])
+            if len(busy) > 512:
+                horizon = end - 600.0
+                while busy and busy[0][1] < horizon:
+                    busy.popleft()
+        self.stats.busy_s += end - start
+
+    def _decode_until(self, t: float) -> None:
+        """Run decode-only steps that start before ``t``, stopping at the next finish."""
+        b = self._b
+        counter = self._counter
+        to_finish = self._decoding[0][0] - counter
+        context = self._sum_prompt + b * (1 + counter) - self._sum_start
+        a0 = self._base + self._tok * b + self._kv * context
+        slope = self._kv * b
+        span = t - self._t
+        k = to_finish - 1
+        if k * a0 + 0.5 * slope * k * (k - 1) < span:
+            n = to_finish
+        else:
+            n = min(to_finish, _steps_starting_before(a0, slope, span))
+        duration = n * a0 + 0.5 * slope * n * (n - 1)
+        start = self._t
+        self._mark_busy(start, start + duration)
+        stats = self.stats
+        stats.itl.observe_linear(a0, slope, n, b)
+        stats.generation_tokens += b * n
+        self._t = start + duration
+        self._counter = counter + n
+        if n == to_finish:
+            self._retire()
+
+    def _mixed_step(self) -> None:
+        """One step with prefill work: chunked prefill plus a decode token per sequence."""
+        b = self._b
+        budget = self._budget - b
+        chunk = 0
+        done = 0
+        prefilling = self._prefilling
+        for seq in prefilling:
+            remaining = seq.prompt - seq.prefilled
+            take = remaining if remaining <= budget else budget
+            seq.prefilled += take
+            chunk += take
+            budget -= take
+            if take == remaining:
+                done += 1
+            if budget == 0:
+                break
+        t0 = self._t
+        waiting = self._waiting
+        # Admission only happens with budget left, i.e. when every partially prefilled
+        # sequence above has completed: finished prefills stay a prefix of the deque.
+        while budget > 0 and waiting and self._head_admissible():
+            seq = waiting.popleft()
+            self._reserved += seq.need
+            seq.admitted_s = t0
+            prefilling.append(seq)
+            take = seq.prompt if seq.prompt <= budget else budget
+            seq.prefilled = take
+            chunk += take
+            budget -= take
+            if take == seq.prompt:
+                done += 1
+        self._prefill_held += chunk
+
+        context = self._sum_prompt + b * (1 + self._counter) - self._sum_start
+        duration = self._base + self._tok * (b + chunk) + self._kv * context
+        t1 = t0 + duration
+        self._mark_busy(t0, t1)
+        stats = self.stats
+        if b:
+            stats.itl.observe(duration, b)
+            stats.generation_tokens += b
+        self._t = t1
+        self._counter += 1
+        if b and self._decoding[0][0] <= self._counter:
+            self._retire()
+        for _ in range(done):
+            seq = prefilling.popleft()
+            self._prefill_held -= seq.prompt
+            stats.prompt_tokens += seq.prompt
+            stats.generation_tokens += 1
+            seq.first_token_s = t1
+            stats.ttft.observe(t1 - seq.arrival)
+            if seq.output <= 1:
+                self._reserved -= seq.need
+                self._finish(seq, t1)
+            else:
+                start = self._counter
+                seq.start = start
+                heapq.heappush(self._decoding, (start + seq.output - 1, seq.rid, seq))
+                self._b += 1
+                self._sum_prompt += seq.prompt
+                self._sum_start += start
+
+    def _retire(self) -> None:
+        heap = self._decoding
+        counter = self._counter
+        t = self._t
+        while heap and heap[0][0] <= counter:
+            seq = heapq.heappop(heap)[2]
+            self._b -= 1
+            self._sum_prompt -= seq.prompt
+            self._sum_start -= seq.start
+            self._reserved -= seq.need
+            self._finish(seq, t)
+
+    def _finish(self, seq: _Seq, t: float) -> None:
+        stats = self.stats
+        e2e = t - seq.arrival
+        stats.success += 1
+        stats.e2e.observe(e2e)
+        job = seq.job
+        self._sink(
+            RequestRecord(
+                request_id=seq.rid,
+                arrival_s=seq.arrival,
+                prompt_tokens=seq.prompt,
+                output_tokens=seq.output,
+                completed=True,
+                finish_s=t,
+                pod=self.pod,
+                ttft_s=seq.first_token_s - seq.arrival,
+                mean_itl_s=(t - seq.first_token_s) / (seq.output - 1) if seq.output > 1 else None,
+                e2e_s=e2e,
+                queue_s=seq.admitted_s - seq.arrival,
+                requeues=job.requeues,
+            )
+        )
+
+
+def replay(
+    profile: GpuProfile,
+    requests: Iterable[Request],
+    *,
+    ready_at_s: float = 0.0,
+    pod: str = "replica-0",
+) -> list[RequestRecord]:
+    """Serve ``requests`` (sorted by arrival) on a single replica until all finish."""
+    replica = Replica(profile, pod=pod, ready_at_s=ready_at_s)
+    for i, request in enumerate(requests):
+        replica.submit(Job.from_request(i, request), request.arrival_s)
+    replica.run_until_idle()
+    return replica.completed()
