@@ -5,7 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: setup run test lint typecheck pytest
 
+# System packages the run command and the tests use, installed when this user can
+# (root with apt-get); otherwise setup says what is missing.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager
+
 setup:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "note: install the Debian packages$$missing for live metrics and alert tests"; fi; \
+	fi
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
