@@ -39,6 +39,11 @@ beat_schedule = {
         "schedule": timedelta(seconds=env_float("METRICS_COLLECT_INTERVAL_S", 10.0, minimum=1.0)),
         "options": {"expires": 10},
     },
+    "slos-evaluate": {
+        "task": "slos.evaluate",
+        "schedule": timedelta(seconds=env_float("SLO_EVALUATION_INTERVAL_S", 30.0, minimum=1.0)),
+        "options": {"expires": 30},
+    },
     "metrics-prune-samples": {
         "task": "metrics.prune_samples",
         "schedule": timedelta(hours=1),

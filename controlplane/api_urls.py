@@ -7,6 +7,7 @@ from apps.accounts import api as accounts_api
 from apps.audit import api as audit_api
 from apps.inventory import api as inventory_api
 from apps.metrics import api as metrics_api
+from apps.slos import api as slos_api
 
 router = DefaultRouter()
 router.register("teams", accounts_api.TeamViewSet, basename="team")
@@ -19,6 +20,8 @@ router.register("audit", audit_api.AuditEntryViewSet, basename="auditentry")
 router.register(
     "metrics/deployments", metrics_api.DeploymentMetricsViewSet, basename="deploymentmetrics"
 )
+router.register("slos", slos_api.SloViewSet, basename="slo")
+router.register("slo-events", slos_api.SloEventViewSet, basename="sloevent")
 router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basename="customquery")
 
 urlpatterns = [

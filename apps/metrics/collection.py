@@ -82,71 +82,85 @@ def _regex_quote(value: str) -> str:
     return "".join("\\" + ch if ch in specials else ch for ch in value)
 
 
-def plan_queries(
-    targets: Sequence[Target], signals: Iterable[str], *, window: str = "1m"
-) -> list[Query]:
-    signals = list(signals)
-    groups: dict[tuple[str, str, tuple[str, ...]], list[tuple[Target, tuple[str, ...]]]] = (
-        defaultdict(list)
-    )
+@dataclass(frozen=True)
+class Group:
+    """Deployments that one query can serve: same Prometheus, framework and identity labels."""
+
+    prometheus_url: str
+    framework: str
+    identity: tuple[str, ...]  # labels to aggregate by ("" for a single deployment)
+    sel: str  # comma-terminated matchers selecting all members
+    members: dict[tuple[str, ...], int]  # identity values -> deployment id
+    targets: tuple[Target, ...]
+
+    @property
+    def by(self) -> str:
+        return ", ".join(self.identity)
+
+
+def group_targets(targets: Sequence[Target]) -> list[Group]:
+    buckets: dict[tuple[str, str, tuple[str, ...], str], list[tuple[Target, tuple[str, ...]]]]
+    buckets = defaultdict(list)
     singles: list[Target] = []
     for target in targets:
-        equal = sorted((m.name, m.value) for m in target.matchers() if m.op == "=")
+        matchers = target.matchers()
+        equal = sorted((m.name, m.value) for m in matchers if m.op == "=")
         if not equal:
             singles.append(target)
             continue
         names = tuple(n for n, _ in equal)
         values = tuple(v for _, v in equal)
-        groups[(target.prometheus_url, target.framework, names)].append((target, values))
+        # Other (non-identity) matchers must be the same across a group to share a query.
+        extra = ",".join(m.render() for m in matchers if m.op != "=")
+        buckets[(target.prometheus_url, target.framework, names, extra)].append((target, values))
 
-    queries: list[Query] = []
-    for (url, framework, names), members in groups.items():
-        # Extra (non-identity) matchers must be the same across the group to batch; split
-        # the group by them otherwise.
-        by_extra: dict[str, list[tuple[Target, tuple[str, ...]]]] = defaultdict(list)
-        for target, values in members:
-            extra = ",".join(m.render() for m in target.matchers() if m.op != "=")
-            by_extra[extra].append((target, values))
-        for extra, subgroup in by_extra.items():
-            matchers = []
-            for i, name in enumerate(names):
-                vals = sorted({values[i] for _, values in subgroup})
-                if len(vals) == 1:
-                    matchers.append(f'{name}="{_escape(vals[0])}"')
-                elif len(subgroup) <= MAX_REGEX_VALUES:
-                    alternatives = "|".join(_regex_quote(v) for v in vals)
-                    matchers.append(f'{name}=~"{_escape(alternatives)}"')
-                else:
-                    matchers.append(f'{name}!=""')
-            sel = ",".join(matchers + ([extra] if extra else [])) + ","
-            member_map = {values: target.deployment_id for target, values in subgroup}
-            by = ", ".join(names)
-            queries.extend(
-                _queries_for(
-                    framework,
-                    signals,
-                    sel,
-                    by,
-                    window,
-                    url,
-                    names,
-                    member_map,
-                    [t for t, _ in subgroup],
-                )
-            )
+    groups: list[Group] = []
+    for (url, framework, names, extra), members in buckets.items():
+        parts: list[str] = []
+        for i, name in enumerate(names):
+            vals = sorted({values[i] for _, values in members})
+            if len(vals) == 1:
+                parts.append(f'{name}="{_escape(vals[0])}"')
+            elif len(members) <= MAX_REGEX_VALUES:
+                alternatives = "|".join(_regex_quote(v) for v in vals)
+                parts.append(f'{name}=~"{_escape(alternatives)}"')
+            else:
+                parts.append(f'{name}!=""')
+        sel = ",".join(parts + ([extra] if extra else [])) + ","
+        member_map = {values: target.deployment_id for target, values in members}
+        groups.append(Group(url, framework, names, sel, member_map, tuple(t for t, _ in members)))
     for target in singles:
         sel = ",".join(m.render() for m in target.matchers()) + ","
+        groups.append(
+            Group(
+                target.prometheus_url,
+                target.framework,
+                (),
+                sel,
+                {(): target.deployment_id},
+                (target,),
+            )
+        )
+    return groups
+
+
+def plan_queries(
+    targets: Sequence[Target], signals: Iterable[str], *, window: str = "1m"
+) -> list[Query]:
+    signals = list(signals)
+    queries: list[Query] = []
+    for group in group_targets(targets):
         queries.extend(
             _queries_for(
-                target.framework,
+                group.framework,
                 signals,
-                sel,
-                "",
+                group.sel,
+                group.by,
                 window,
-                target.prometheus_url,
-                (),
-                {(): target.deployment_id},
-                [target],
+                group.prometheus_url,
+                group.identity,
+                group.members,
+                list(group.targets),
             )
         )
     return queries

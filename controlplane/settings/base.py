@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.inventory",
     "apps.metrics",
+    "apps.slos",
     "apps.fleetsim",
 ]
 

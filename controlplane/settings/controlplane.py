@@ -19,3 +19,10 @@ METRICS_QUERY_TIMEOUT_S = env_float("METRICS_QUERY_TIMEOUT_S", 5.0, minimum=0.1)
 METRICS_SHARDS = env_int("METRICS_SHARDS", 1, minimum=1)
 METRICS_SAMPLE_RESOLUTION_S = env_int("METRICS_SAMPLE_RESOLUTION_S", 60, minimum=10)
 METRICS_SAMPLE_RETENTION_DAYS = env_int("METRICS_SAMPLE_RETENTION_DAYS", 14, minimum=1)
+
+# --- SLOs ---------------------------------------------------------------------------------
+SLO_EVALUATION_INTERVAL_S = env_float("SLO_EVALUATION_INTERVAL_S", 30.0, minimum=1.0)
+SLO_HISTORY_RESOLUTION_S = env_int("SLO_HISTORY_RESOLUTION_S", 60, minimum=10)
+# Divides every SLO and burn-rate window: for demos and tests on a simulated fleet that
+# cannot wait hours. Leave at 1 in production.
+SLO_WINDOW_COMPRESSION = env_float("SLO_WINDOW_COMPRESSION", 1.0, minimum=1.0)

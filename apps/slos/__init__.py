@@ -1,0 +1,1 @@
+"""SLO definitions, error budgets, multi-window multi-burn-rate evaluation, rule export."""

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.accounts.models import Team
+from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.inventory.models import Deployment
+
+from .models import Slo, SloEvent, SloStatus, SloStatusSample
+
+
+class SloStatusSerializer(serializers.ModelSerializer[SloStatus]):
+    class Meta:
+        model = SloStatus
+        fields = [
+            "state",
+            "reason",
+            "sli",
+            "budget_remaining",
+            "burn_rates",
+            "totals",
+            "windows",
+            "firing",
+            "evaluated_at",
+        ]
+        read_only_fields = fields
+
+
+class SloSerializer(ModelCleanMixin, serializers.ModelSerializer[Slo]):
+    team = TeamScopedRelatedField(
+        queryset=Team.objects.all(), team_field="", help_text="Owning team (id)."
+    )
+    deployment = TeamScopedRelatedField(
+        queryset=Deployment.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="Deployment (id) it covers; null to select deployments by labels.",
+    )
+    status = serializers.SerializerMethodField(help_text="Latest evaluation, if any.")
+
+    class Meta:
+        model = Slo
+        fields = [
+            "id",
+            "team",
+            "name",
+            "description",
+            "deployment",
+            "deployment_labels",
+            "sli_kind",
+            "latency_metric",
+            "threshold_seconds",
+            "good_query",
+            "total_query",
+            "objective_percent",
+            "window",
+            "min_requests",
+            "enabled",
+            "status",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    @extend_schema_field(SloStatusSerializer(allow_null=True))
+    def get_status(self, obj: Slo) -> dict[str, Any] | None:
+        try:
+            return SloStatusSerializer(obj.status).data
+        except SloStatus.DoesNotExist:
+            return None
+
+
+class SloSampleSerializer(serializers.ModelSerializer[SloStatusSample]):
+    class Meta:
+        model = SloStatusSample
+        fields = ["ts", "state", "sli", "budget_remaining", "burn_rates"]
+        read_only_fields = fields
+
+
+class SloEventSerializer(serializers.ModelSerializer[SloEvent]):
+    slo_name = serializers.CharField(source="slo.name", read_only=True, help_text="SLO name.")
+
+    class Meta:
+        model = SloEvent
+        fields = ["id", "slo", "slo_name", "at", "from_state", "to_state", "reason", "burn_rates"]
+        read_only_fields = fields
+
+
+class OpenSloImportSerializer(serializers.Serializer):
+    team = TeamScopedRelatedField(
+        queryset=Team.objects.all(), team_field="", help_text="Team to create the SLO in (id)."
+    )
+    document = serializers.CharField(help_text="An OpenSLO v1 `kind: SLO` YAML document.")
+    deployment = TeamScopedRelatedField(
+        queryset=Deployment.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Deployment to attach it to; defaults to the one the document names.",
+    )
