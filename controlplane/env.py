@@ -103,7 +103,12 @@ def env_url(name: str, default: str | None = None, *, schemes: tuple[str, ...]) 
     if value is None:
         return default
     value = value.strip()
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        # The value cannot be parsed, so neither can its password be hidden: name the
+        # variable only.
+        raise ImproperlyConfigured(f"{name} is not a valid URL.") from None
     if parts.scheme not in schemes:
         raise ImproperlyConfigured(
             f"{name}={_redact(value)!r} must start with one of: "

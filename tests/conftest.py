@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
+from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -39,3 +43,78 @@ def client_for(db: None) -> Callable[[Any], APIClient]:
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session-wide test settings: a fast password hasher (factories hash one per user, and
+    the production hasher is slow on purpose), and the file-based cache and broker of the
+    embedded defaults moved out of the developer's var/, so that a running control plane's
+    locks or queued messages cannot leak into tests."""
+    var_dir = Path(django_settings.VAR_DIR).resolve()
+    overrides: dict[str, Any] = {
+        "PASSWORD_HASHERS": ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    }
+    cache = django_settings.CACHES["default"]
+    if str(cache.get("LOCATION", "")).startswith(str(var_dir)):
+        overrides["CACHES"] = {
+            "default": {**cache, "LOCATION": str(tmp_path_factory.mktemp("cache"))}
+        }
+    transport_options = dict(django_settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    if django_settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        queue = tmp_path_factory.mktemp("broker-queue")
+        control = tmp_path_factory.mktemp("broker-control")
+        processed = tmp_path_factory.mktemp("broker-processed")
+        transport_options.update(
+            data_folder_in=str(queue),
+            data_folder_out=str(queue),
+            control_folder=str(control),
+            processed_folder=str(processed),
+        )
+        overrides["CELERY_BROKER_TRANSPORT_OPTIONS"] = transport_options
+    from controlplane.celery import app as celery_app
+
+    previous_options = celery_app.conf.broker_transport_options
+    celery_app.conf.broker_transport_options = transport_options
+    with override_settings(**overrides):
+        yield
+    celery_app.conf.broker_transport_options = previous_options
+
+
+@dataclass
+class Roster:
+    """A team with one member per role, a stranger (admin of another team) and a superuser."""
+
+    team: Any
+    other_team: Any
+    viewer: Any
+    operator: Any
+    admin: Any
+    outsider: Any
+    superuser: Any
+
+
+@pytest.fixture
+def roster(db: None) -> Roster:
+    from apps.accounts.models import Role
+    from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+
+    team, other_team = TeamFactory(slug="alpha"), TeamFactory(slug="bravo")
+    members = {}
+    for role in (Role.VIEWER, Role.OPERATOR, Role.ADMIN):
+        members[role] = MembershipFactory(
+            user=UserFactory(username=f"alpha-{role}"), team=team, role=role
+        ).user
+    outsider = MembershipFactory(
+        user=UserFactory(username="bravo-admin"), team=other_team, role=Role.ADMIN
+    ).user
+    superuser = UserFactory(username="root", is_superuser=True, is_staff=True)
+    return Roster(
+        team=team,
+        other_team=other_team,
+        viewer=members[Role.VIEWER],
+        operator=members[Role.OPERATOR],
+        admin=members[Role.ADMIN],
+        outsider=outsider,
+        superuser=superuser,
+    )

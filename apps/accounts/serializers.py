@@ -17,6 +17,7 @@ class TeamSerializer(serializers.ModelSerializer[Team]):
         model = Team
         fields = ["id", "name", "slug", "description", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"id": {"help_text": "Team id."}}
 
 
 class MembershipSerializer(serializers.ModelSerializer[Membership]):
@@ -33,6 +34,7 @@ class MembershipSerializer(serializers.ModelSerializer[Membership]):
         model = Membership
         fields = ["id", "team", "user", "role", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"id": {"help_text": "Membership id."}}
         validators = [
             UniqueTogetherValidator(
                 queryset=Membership.objects.all(),
@@ -66,6 +68,7 @@ class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
             "is_active",
         ]
         read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+        extra_kwargs = {"id": {"help_text": "Token id (not the secret)."}}
 
     def validate_expires_at(self, value):
         if value is not None and value <= timezone.now():

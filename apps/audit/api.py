@@ -30,6 +30,7 @@ class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
             "request_id",
         ]
         read_only_fields = fields
+        extra_kwargs = {"id": {"help_text": "Entry id."}}
 
 
 class AuditEntryFilter(django_filters.FilterSet):

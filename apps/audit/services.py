@@ -34,10 +34,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def model_snapshot(instance: models.Model) -> dict[str, Any]:
-    """Concrete field values keyed by field name; relations by primary key."""
+    """Concrete field values keyed by field name; relations by primary key.
+
+    ``auto_now`` timestamps are left out: they change on every save, so they would make
+    every update look like a change.
+    """
     snapshot: dict[str, Any] = {}
     for field in instance._meta.concrete_fields:
-        if field.name in SECRET_FIELDS:
+        if field.name in SECRET_FIELDS or getattr(field, "auto_now", False):
             continue
         value = getattr(instance, field.attname)
         snapshot[field.name] = _jsonable(value)

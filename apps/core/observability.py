@@ -30,9 +30,8 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 class DatabaseStateCollector(Collector):
     """Figures that live in the database because several processes produce them."""
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        from .models import TaskCounter, WorkerHeartbeat
-
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, GaugeMetricFamily]:
         tasks = CounterMetricFamily(
             "controlplane_celery_tasks",
             "Celery task executions by task name and outcome, across all workers.",
@@ -43,6 +42,17 @@ class DatabaseStateCollector(Collector):
             "Seconds since each Celery worker last ran the heartbeat task.",
             labels=["hostname"],
         )
+        return tasks, heartbeats
+
+    def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        # Without describe(), registering the collector calls collect(), which would query
+        # the database at import time.
+        yield from self._families()
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        from .models import TaskCounter, WorkerHeartbeat
+
+        tasks, heartbeats = self._families()
         try:
             for row in TaskCounter.objects.all():
                 tasks.add_metric([row.task_name, row.outcome], row.count)

@@ -28,15 +28,15 @@ def _chunk(pattern: str, rate: float, seed: int, period_s: float) -> list[worklo
     if pattern == "diurnal":
         return workload.diurnal(rate, _CHUNK_S, period_s=period_s, seed=seed)
     if pattern == "step":
-        return workload.step(rate, rate * 3, _CHUNK_S, step_start_s=600, step_end_s=1200,
-                             seed=seed)
+        return workload.step(rate, rate * 3, _CHUNK_S, step_start_s=600, step_end_s=1200, seed=seed)
     if pattern == "burst":
         return workload.burst(rate, _CHUNK_S, seed=seed)
     raise ValueError(f"unknown pattern {pattern!r}; use one of {', '.join(PATTERNS)}")
 
 
-def endless(pattern: str, rate: float, *, seed: int, period_s: float = 3600.0
-            ) -> Iterator[workload.Request]:
+def endless(
+    pattern: str, rate: float, *, seed: int, period_s: float = 3600.0
+) -> Iterator[workload.Request]:
     """A pattern repeated hour after hour, with a fresh seed per hour."""
     for hour in itertools.count():
         offset = hour * _CHUNK_S
@@ -72,9 +72,12 @@ def fleet_from_inventory(
     max_records: int = 10_000,
 ) -> Fleet:
     fleet = Fleet()
-    deployments = Deployment.objects.filter(target_kind=ScaleTargetKind.SIMULATED).exclude(
-        status="retired"
-    ).select_related("model", "cluster").order_by("pk")
+    deployments = (
+        Deployment.objects.filter(target_kind=ScaleTargetKind.SIMULATED)
+        .exclude(status="retired")
+        .select_related("model", "cluster")
+        .order_by("pk")
+    )
     for index, dep in enumerate(deployments):
         if pattern == "trace":
             if trace is None:

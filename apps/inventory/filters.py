@@ -1,4 +1,6 @@
 import django_filters
+from django.db.models.fields.json import KeyTransform
+from rest_framework.exceptions import ValidationError
 
 from .models import Cluster, Deployment, LLMModel
 
@@ -34,11 +36,13 @@ class DeploymentFilter(django_filters.FilterSet):
         }
 
     def filter_label(self, queryset, name, value):
-        for pair in value.split(","):
+        for index, pair in enumerate(value.split(",")):
             key, sep, val = pair.partition("=")
             if not sep or not key.strip():
-                from rest_framework.exceptions import ValidationError
-
                 raise ValidationError({"label": [f"Expected key=value, got {pair!r}."]})
-            queryset = queryset.filter(**{f"labels__{key.strip()}": val.strip()})
+            # The key is data, not a lookup path: "a__regex" must not become a regex lookup.
+            alias = f"_label_{index}"
+            queryset = queryset.alias(**{alias: KeyTransform(key.strip(), "labels")}).filter(
+                **{alias: val.strip()}
+            )
         return queryset

@@ -42,10 +42,11 @@ class Matcher:
         return f'{self.name}{self.op}"{escaped}"'
 
 
-def _read_string(text: str, pos: int) -> tuple[str, int]:
+def _read_string(text: str, pos: int, offset: int = 0) -> tuple[str, int]:
+    """Read the quoted string at ``pos``; ``offset`` maps positions back to the user's text."""
     quote = text[pos]
     if quote not in "\"'`":
-        raise MatcherError(f"expected a quoted value at position {pos + 1}")
+        raise MatcherError(f"expected a quoted value at position {offset + pos + 1}")
     out: list[str] = []
     i = pos + 1
     while i < len(text):
@@ -61,16 +62,19 @@ def _read_string(text: str, pos: int) -> tuple[str, int]:
             continue
         out.append(ch)
         i += 1
-    raise MatcherError(f"unterminated string starting at position {pos + 1}")
+    raise MatcherError(f"unterminated string starting at position {offset + pos + 1}")
 
 
 def parse_matchers(text: str) -> list[Matcher]:
     """Parse a selector, with or without the surrounding braces."""
     source = text.strip()
+    # Error positions count from the start of ``text``, 1-based, as the user typed it.
+    offset = len(text) - len(text.lstrip())
     if source.startswith("{"):
         if not source.endswith("}"):
             raise MatcherError("missing closing '}'")
         source = source[1:-1]
+        offset += 1
     matchers: list[Matcher] = []
     pos = 0
     n = len(source)
@@ -81,7 +85,7 @@ def parse_matchers(text: str) -> list[Matcher]:
             break
         name_match = _NAME.match(source, pos)
         if not name_match:
-            raise MatcherError(f"expected a label name at position {pos + 1}")
+            raise MatcherError(f"expected a label name at position {offset + pos + 1}")
         name = name_match.group()
         pos = name_match.end()
         while pos < n and source[pos].isspace():
@@ -94,7 +98,7 @@ def parse_matchers(text: str) -> list[Matcher]:
             pos += 1
         if pos >= n:
             raise MatcherError(f"missing value for '{name}'")
-        value, pos = _read_string(source, pos)
+        value, pos = _read_string(source, pos, offset)
         if op in ("=~", "!~"):
             try:
                 re.compile(value)
@@ -105,7 +109,7 @@ def parse_matchers(text: str) -> list[Matcher]:
             pos += 1
         if pos < n:
             if source[pos] != ",":
-                raise MatcherError(f"expected ',' at position {pos + 1}")
+                raise MatcherError(f"expected ',' at position {offset + pos + 1}")
             pos += 1
     return matchers
 

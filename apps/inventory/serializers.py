@@ -45,6 +45,7 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"id": {"help_text": "Cluster id."}}
 
 
 class LLMModelSerializer(ModelCleanMixin, serializers.ModelSerializer[LLMModel]):
@@ -64,6 +65,7 @@ class LLMModelSerializer(ModelCleanMixin, serializers.ModelSerializer[LLMModel])
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"id": {"help_text": "Model id."}}
 
 
 class ReadinessSerializer(serializers.ModelSerializer[DeploymentReadiness]):
@@ -129,12 +131,20 @@ class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployme
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"id": {"help_text": "Deployment id."}}
 
     def validate_prometheus_selector(self, value: str) -> str:
         try:
-            return render_selector(validate_selector(value))
+            rendered = render_selector(validate_selector(value))
         except MatcherError as exc:
             raise serializers.ValidationError(f"Invalid label matchers: {exc}.") from exc
+        # Rendering adds spaces and escapes, so the stored form can outgrow the input.
+        limit = Deployment._meta.get_field("prometheus_selector").max_length
+        if limit is not None and len(rendered) > limit:
+            raise serializers.ValidationError(
+                f"The selector is {len(rendered)} characters once normalised; at most {limit}."
+            )
+        return rendered
 
     @extend_schema_field(ReadinessSerializer)
     def get_readiness(self, obj: Deployment) -> dict[str, Any]:

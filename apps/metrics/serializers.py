@@ -44,6 +44,7 @@ class DeploymentMetricsSerializer(serializers.ModelSerializer[DeploymentMetrics]
             "observations",
         ]
         read_only_fields = fields
+        extra_kwargs = {"deployment": {"help_text": "Deployment id."}}
 
 
 class MetricPointSerializer(serializers.Serializer):
@@ -101,6 +102,7 @@ class CustomQuerySerializer(ModelCleanMixin, serializers.ModelSerializer[CustomQ
         model = CustomQuery
         fields = ["id", "deployment", "signal", "promql", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"id": {"help_text": "Custom query id."}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)

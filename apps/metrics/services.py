@@ -7,10 +7,12 @@ starts from scratch, so recovery needs no intervention.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -69,6 +71,26 @@ def _run_query(client: PrometheusClient, query: Query, at: float | None) -> list
     return client.query(query.promql, at=at)
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the length of one collection cycle.
+
+    At 10,000 deployments a cycle allocates about a million small objects (parsed JSON,
+    samples, observations) and none of them is part of a reference cycle, so reference
+    counting frees them all; the cyclic collector would still make several full passes
+    over the heap per cycle (about 1 s of a 4-5 s cycle on 2 cores) and find nothing.
+    It is switched back on when the cycle ends, if it was on, whatever happens.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@_cyclic_gc_paused()
 def metrics_collect(
     *,
     targets: Sequence[Target],

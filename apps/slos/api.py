@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -97,11 +98,13 @@ class SloViewSet(TeamScopedViewSet):
     def prometheus_rules(self, request: Request, pk: str | None = None) -> HttpResponse:
         """Recording and alerting rules equivalent to the control plane's evaluation."""
         slo = self.get_object()
-        fmt = request.query_params.get("format", "rulefile")
+        fmt = request.query_params.get("style", "rulefile")
         if fmt not in ("rulefile", "prometheusrule"):
-            raise ValidationError({"format": ["Use rulefile or prometheusrule."]})
+            raise ValidationError({"style": ["Use rulefile or prometheusrule."]})
         try:
-            groups = slo_rule_groups(slo, _deployments_of(slo))
+            groups = slo_rule_groups(
+                slo, _deployments_of(slo), compression=settings.SLO_WINDOW_COMPRESSION
+            )
         except ValueError as exc:
             raise ValidationError({"non_field_errors": [str(exc)]}) from exc
         if fmt == "rulefile":

@@ -64,6 +64,7 @@ class SloSerializer(ModelCleanMixin, serializers.ModelSerializer[Slo]):
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"id": {"help_text": "SLO id."}}
 
     @extend_schema_field(SloStatusSerializer(allow_null=True))
     def get_status(self, obj: Slo) -> dict[str, Any] | None:
@@ -78,6 +79,15 @@ class SloSampleSerializer(serializers.ModelSerializer[SloStatusSample]):
         model = SloStatusSample
         fields = ["ts", "state", "sli", "budget_remaining", "burn_rates"]
         read_only_fields = fields
+        extra_kwargs = {
+            "ts": {"help_text": "Evaluation step the point stands for."},
+            "state": {"help_text": "SLO state at that step."},
+            "sli": {"help_text": "SLI over the period (0-1); null without traffic."},
+            "budget_remaining": {
+                "help_text": "Error budget left (1 = untouched, 0 = spent, below 0 = overspent)."
+            },
+            "burn_rates": {"help_text": "Burn rate per window name."},
+        }
 
 
 class SloEventSerializer(serializers.ModelSerializer[SloEvent]):
@@ -87,6 +97,7 @@ class SloEventSerializer(serializers.ModelSerializer[SloEvent]):
         model = SloEvent
         fields = ["id", "slo", "slo_name", "at", "from_state", "to_state", "reason", "burn_rates"]
         read_only_fields = fields
+        extra_kwargs = {"id": {"help_text": "Event id."}}
 
 
 class OpenSloImportSerializer(serializers.Serializer):

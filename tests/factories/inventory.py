@@ -6,6 +6,7 @@ from apps.inventory.models import (
     Cluster,
     ClusterKind,
     Deployment,
+    DeploymentReadiness,
     GpuType,
     LLMModel,
     ScaleTargetKind,
@@ -53,3 +54,12 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     prometheus_selector = factory.LazyAttribute(
         lambda d: f'{{namespace="llm", deployment="{d.name}"}}'
     )
+
+
+class DeploymentReadinessFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeploymentReadiness
+
+    deployment = factory.SubFactory(DeploymentFactory)
+    model_files_verified = True
+    version_confirmed = True

@@ -35,15 +35,8 @@ def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.Validati
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         exc = _django_validation_to_drf(exc)
-    elif isinstance(exc, IntegrityError):
-        # Reached only when a constraint is not mirrored in a serializer: still the
-        # client's input, so answer 409 rather than 500.
-        logger.warning("api-integrity-error", error=str(exc))
-        exc = exceptions.APIException(
-            detail="The request conflicts with an existing object or a constraint."
-        )
-        exc.status_code = status.HTTP_409_CONFLICT
     elif isinstance(exc, ProtectedError | RestrictedError):
+        # Subclasses of IntegrityError: checked first so the blockers are named.
         blockers = sorted(
             {str(obj) for obj in exc.protected_objects if obj is not None}
             if isinstance(exc, ProtectedError)
@@ -52,6 +45,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         shown = ", ".join(blockers[:10]) + (" …" if len(blockers) > 10 else "")
         exc = exceptions.APIException(
             detail=f"Cannot delete: still used by {len(blockers)} object(s): {shown}."
+        )
+        exc.status_code = status.HTTP_409_CONFLICT
+    elif isinstance(exc, IntegrityError):
+        # Reached only when a constraint is not mirrored in a serializer: still the
+        # client's input, so answer 409 rather than 500.
+        logger.warning("api-integrity-error", error=str(exc))
+        exc = exceptions.APIException(
+            detail="The request conflicts with an existing object or a constraint."
         )
         exc.status_code = status.HTTP_409_CONFLICT
     elif isinstance(exc, DataError):

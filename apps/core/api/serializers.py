@@ -46,6 +46,10 @@ class ModelCleanMixin:
             if field.many_to_many or field.one_to_many:
                 continue
             setattr(probe, key, value)
+        plain_fields = [
+            f for f in model._meta.concrete_fields if not f.is_relation and not f.primary_key
+        ]
+        given = {f.attname: getattr(probe, f.attname) for f in plain_fields}
         try:
             probe.clean()
         except DjangoValidationError as exc:
@@ -59,4 +63,14 @@ class ModelCleanMixin:
                     }
                 ) from exc
             raise serializers.ValidationError({"non_field_errors": exc.messages}) from exc
+        # clean() may normalise values (as it does for the admin's full_clean()): keep them.
+        writable = {
+            name
+            for name, field in self.fields.items()  # type: ignore[attr-defined]
+            if not field.read_only
+        }
+        for f in plain_fields:
+            value = getattr(probe, f.attname)
+            if f.name in writable and value != given[f.attname]:
+                attrs[f.name] = value
         return attrs

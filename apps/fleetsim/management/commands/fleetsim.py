@@ -23,15 +23,27 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=9400)
-        parser.add_argument("--pattern", choices=PATTERNS, default="diurnal",
-                            help="Load pattern (rate per deployment from label sim.rate-rps).")
-        parser.add_argument("--trace", type=Path, default=None,
-                            help="CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) for "
-                                 "--pattern trace.")
-        parser.add_argument("--time-scale", type=float, default=1.0,
-                            help="Trace time compression: 2 replays twice as fast.")
-        parser.add_argument("--speed", type=float, default=1.0,
-                            help="Simulated seconds per wall-clock second.")
+        parser.add_argument(
+            "--pattern",
+            choices=PATTERNS,
+            default="diurnal",
+            help="Load pattern (rate per deployment from label sim.rate-rps).",
+        )
+        parser.add_argument(
+            "--trace",
+            type=Path,
+            default=None,
+            help="CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) for --pattern trace.",
+        )
+        parser.add_argument(
+            "--time-scale",
+            type=float,
+            default=1.0,
+            help="Trace time compression: 2 replays twice as fast.",
+        )
+        parser.add_argument(
+            "--speed", type=float, default=1.0, help="Simulated seconds per wall-clock second."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["pattern"] == "trace" and (

@@ -1,0 +1,1 @@
+"""Autoscaling: the pure scale-decision engine shared by control loop, backtest and benchmark."""
