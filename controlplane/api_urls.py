@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from apps.accounts import api as accounts_api
 from apps.audit import api as audit_api
+from apps.autoscaling import api as autoscaling_api
 from apps.inventory import api as inventory_api
 from apps.metrics import api as metrics_api
 from apps.slos import api as slos_api
@@ -21,11 +22,20 @@ router.register(
     "metrics/deployments", metrics_api.DeploymentMetricsViewSet, basename="deploymentmetrics"
 )
 router.register("slos", slos_api.SloViewSet, basename="slo")
+router.register(
+    "autoscaling/policies", autoscaling_api.AutoscalingPolicyViewSet, basename="autoscalingpolicy"
+)
+router.register(
+    "autoscaling/decisions", autoscaling_api.DecisionRecordViewSet, basename="decisionrecord"
+)
+router.register("autoscaling/actions", autoscaling_api.ScaleActionViewSet, basename="scaleaction")
+router.register("autoscaling/control", autoscaling_api.ControlViewSet, basename="control")
 router.register("slo-events", slos_api.SloEventViewSet, basename="sloevent")
 router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basename="customquery")
 
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
+    path("autoscaling/pause/", autoscaling_api.GlobalPauseView.as_view(), name="global-pause"),
     path("metrics/summary/", metrics_api.FleetSummaryView.as_view(), name="metrics-summary"),
     path("metrics/catalogue/", metrics_api.CatalogueView.as_view(), name="metrics-catalogue"),
     *router.urls,

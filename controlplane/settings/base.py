@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apps.inventory",
     "apps.metrics",
     "apps.slos",
+    "apps.autoscaling",
     "apps.fleetsim",
 ]
 

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.models import Role
+from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.core.api.viewsets import TeamScopedViewSet
+from apps.inventory.models import Deployment
+
+from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, ScaleAction
+from .serializers import (
+    AutoscalingPolicySerializer,
+    ControlSerializer,
+    DecisionRecordSerializer,
+    PauseSerializer,
+    PinSerializer,
+    ScaleActionSerializer,
+)
+from .services import (
+    deployment_pause_set,
+    deployment_pin,
+    deployment_unpin,
+    global_pause_active,
+    global_pause_set,
+)
+
+
+class AutoscalingPolicyViewSet(TeamScopedViewSet):
+    """Scaling policy per deployment (the URL id is the deployment id)."""
+
+    queryset = AutoscalingPolicy.objects.select_related("deployment")
+    serializer_class = AutoscalingPolicySerializer
+    team_field = "deployment__team"
+    filterset_fields = ["mode"]
+    ordering_fields = ["updated_at"]
+
+    def team_id_from_data(self, data: dict[str, object]) -> int | None:
+        deployment = data.get("deployment")
+        return deployment.team_id if isinstance(deployment, Deployment) else None
+
+
+class _TeamReadOnly(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [permissions.IsAuthenticated]
+
+    def scoped(self, queryset: QuerySet) -> QuerySet:
+        if self.request.user.is_superuser:
+            return queryset
+        return queryset.filter(deployment__team_id__in=team_ids_for_user(user=self.request.user))
+
+
+class DecisionRecordViewSet(_TeamReadOnly):
+    """Every scale evaluation with its inputs, per-target proposals, winning rule and reason."""
+
+    serializer_class = DecisionRecordSerializer
+    filterset_fields = ["deployment", "rule", "dry_run"]
+    ordering_fields = ["at"]
+
+    def get_queryset(self) -> QuerySet[DecisionRecord]:
+        return self.scoped(DecisionRecord.objects.all())
+
+
+class ScaleActionViewSet(_TeamReadOnly):
+    """Replica changes and their state (pending → running → succeeded / failed / superseded)."""
+
+    serializer_class = ScaleActionSerializer
+    filterset_fields = ["deployment", "status"]
+    ordering_fields = ["created_at"]
+
+    def get_queryset(self) -> QuerySet[ScaleAction]:
+        return self.scoped(ScaleAction.objects.all())
+
+
+class ControlViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Kill switch and manual pin per deployment (the URL id is the deployment id)."""
+
+    serializer_class = ControlSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = DeploymentControl.objects.all()
+
+    def _deployment(self, pk: str | None, *, write: bool) -> Deployment:
+        queryset = Deployment.objects.all()
+        if not self.request.user.is_superuser:
+            queryset = queryset.filter(team_id__in=team_ids_for_user(user=self.request.user))
+        deployment = queryset.filter(pk=int(pk)).first() if pk and pk.isdigit() else None
+        if deployment is None:
+            raise NotFound("No such deployment.")
+        if write and not user_has_role(
+            user=self.request.user, team_id=deployment.team_id, role=Role.OPERATOR
+        ):
+            raise PermissionDenied("This needs the operator role in the team.")
+        return deployment
+
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        deployment = self._deployment(pk, write=False)
+        control, _ = DeploymentControl.objects.get_or_create(deployment=deployment)
+        return Response(ControlSerializer(control).data)
+
+    @extend_schema(request=PauseSerializer, responses=ControlSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """Stop (or resume) scale actions for this deployment; decisions are still recorded."""
+        deployment = self._deployment(pk, write=True)
+        body = PauseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        control = deployment_pause_set(
+            deployment=deployment, paused=body.validated_data["paused"], actor=request.user
+        )
+        return Response(ControlSerializer(control).data)
+
+    @extend_schema(request=PinSerializer, responses=ControlSerializer)
+    @action(detail=True, methods=["post"])
+    def pin(self, request: Request, pk: str | None = None) -> Response:
+        """Hold at N replicas for a while (default 30 minutes), within min/max."""
+        deployment = self._deployment(pk, write=True)
+        body = PinSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            control = deployment_pin(
+                deployment=deployment,
+                actor=request.user,
+                replicas=body.validated_data["replicas"],
+                minutes=body.validated_data["minutes"],
+            )
+        except ValueError as exc:
+            raise ValidationError({"replicas": [str(exc)]}) from exc
+        return Response(ControlSerializer(control).data)
+
+    @extend_schema(request=None, responses=ControlSerializer)
+    @action(detail=True, methods=["post"])
+    def unpin(self, request: Request, pk: str | None = None) -> Response:
+        """Release a pin."""
+        deployment = self._deployment(pk, write=True)
+        return Response(
+            ControlSerializer(deployment_unpin(deployment=deployment, actor=request.user)).data
+        )
+
+
+class GlobalPauseView(APIView):
+    """Fleet-wide kill switch: GET reads it, POST (superusers) sets it."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=PauseSerializer)
+    def get(self, request: Request) -> Response:
+        return Response({"paused": global_pause_active()})
+
+    @extend_schema(request=PauseSerializer, responses=PauseSerializer)
+    def post(self, request: Request) -> Response:
+        if not request.user.is_superuser:
+            raise PermissionDenied("Only superusers pause or resume the whole fleet.")
+        body = PauseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        switch = global_pause_set(paused=body.validated_data["paused"], actor=request.user)
+        return Response({"paused": switch.enabled})

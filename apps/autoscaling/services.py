@@ -1,0 +1,110 @@
+"""Operator controls of the autoscaler: pause (per deployment and fleet-wide) and pins."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record, model_snapshot
+from apps.inventory.models import Deployment
+
+from .models import DeploymentControl, GlobalSwitch
+
+GLOBAL_PAUSE = "autoscaling-paused"
+
+Actor = AbstractBaseUser | AnonymousUser
+
+
+def _control(deployment: Deployment) -> DeploymentControl:
+    control, _ = DeploymentControl.objects.select_for_update().get_or_create(deployment=deployment)
+    return control
+
+
+@transaction.atomic
+def deployment_pause_set(
+    *, deployment: Deployment, paused: bool, actor: Actor
+) -> DeploymentControl:
+    control = _control(deployment)
+    before = model_snapshot(control)
+    control.paused = paused
+    control.save(update_fields=["paused"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.ACTION,
+        verb="pause" if paused else "resume",
+        instance=control,
+        before=before,
+        after=model_snapshot(control),
+    )
+    return control
+
+
+@transaction.atomic
+def deployment_pin(
+    *, deployment: Deployment, replicas: int, minutes: int, actor: Actor
+) -> DeploymentControl:
+    if not deployment.min_replicas <= replicas <= deployment.max_replicas:
+        raise ValueError(
+            f"{replicas} is outside the deployment's bounds "
+            f"[{deployment.min_replicas}, {deployment.max_replicas}]"
+        )
+    control = _control(deployment)
+    before = model_snapshot(control)
+    control.pinned_replicas = replicas
+    control.pinned_until = timezone.now() + timedelta(minutes=minutes)
+    control.pinned_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
+    control.save(update_fields=["pinned_replicas", "pinned_until", "pinned_by"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.ACTION,
+        verb="pin",
+        instance=control,
+        before=before,
+        after=model_snapshot(control),
+    )
+    return control
+
+
+@transaction.atomic
+def deployment_unpin(*, deployment: Deployment, actor: Actor) -> DeploymentControl:
+    control = _control(deployment)
+    before = model_snapshot(control)
+    control.pinned_replicas = None
+    control.pinned_until = None
+    control.pinned_by = None
+    control.save(update_fields=["pinned_replicas", "pinned_until", "pinned_by"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.ACTION,
+        verb="unpin",
+        instance=control,
+        before=before,
+        after=model_snapshot(control),
+    )
+    return control
+
+
+@transaction.atomic
+def global_pause_set(*, paused: bool, actor: Actor) -> GlobalSwitch:
+    switch, _ = GlobalSwitch.objects.select_for_update().get_or_create(name=GLOBAL_PAUSE)
+    before = model_snapshot(switch)
+    switch.enabled = paused
+    switch.changed_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
+    switch.save()
+    audit_record(
+        actor=actor,
+        action=AuditAction.ACTION,
+        verb="pause-all" if paused else "resume-all",
+        instance=switch,
+        before=before,
+        after=model_snapshot(switch),
+    )
+    return switch
+
+
+def global_pause_active() -> bool:
+    return GlobalSwitch.objects.filter(name=GLOBAL_PAUSE, enabled=True).exists()
