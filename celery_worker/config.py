@@ -44,6 +44,11 @@ beat_schedule = {
         "schedule": timedelta(seconds=env_float("SLO_EVALUATION_INTERVAL_S", 30.0, minimum=1.0)),
         "options": {"expires": 30},
     },
+    "autoscaling-evaluate": {
+        "task": "autoscaling.evaluate_all",
+        "schedule": timedelta(seconds=env_float("AUTOSCALING_INTERVAL_S", 10.0, minimum=1.0)),
+        "options": {"expires": 10},
+    },
     "metrics-prune-samples": {
         "task": "metrics.prune_samples",
         "schedule": timedelta(hours=1),

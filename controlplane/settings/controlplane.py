@@ -26,3 +26,9 @@ SLO_HISTORY_RESOLUTION_S = env_int("SLO_HISTORY_RESOLUTION_S", 60, minimum=10)
 # Divides every SLO and burn-rate window: for demos and tests on a simulated fleet that
 # cannot wait hours. Leave at 1 in production.
 SLO_WINDOW_COMPRESSION = env_float("SLO_WINDOW_COMPRESSION", 1.0, minimum=1.0)
+
+# --- autoscaling --------------------------------------------------------------------------
+AUTOSCALING_INTERVAL_S = env_float("AUTOSCALING_INTERVAL_S", 10.0, minimum=1.0)
+AUTOSCALING_APPLY_ATTEMPTS = env_int("AUTOSCALING_APPLY_ATTEMPTS", 5, minimum=1)
+# Where the "simulated" actuator finds the fleet simulator.
+FLEETSIM_URL = env_url("FLEETSIM_URL", "http://127.0.0.1:9400", schemes=("http", "https"))

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.core.cache import cache
+
+from apps.inventory.models import Deployment
+
+from .actuators.factory import actuator_for
+from .loop import deployment_evaluate, scale_action_execute
+from .models import ActionStatus, Mode, ScaleAction
+
+
+@shared_task(name="autoscaling.evaluate_all", soft_time_limit=20, time_limit=30)
+def evaluate_all() -> int:
+    """Fan out one evaluation per deployment with an active policy."""
+    ids = list(
+        Deployment.objects.filter(autoscaling_policy__isnull=False)
+        .exclude(autoscaling_policy__mode=Mode.OFF)
+        .exclude(status="retired")
+        .values_list("pk", flat=True)
+    )
+    for pk in ids:
+        evaluate.delay(pk)
+    # Actions left pending (a lost enqueue, a busy lock) are picked up again here.
+    for action_id in ScaleAction.objects.filter(status=ActionStatus.PENDING).values_list(
+        "pk", flat=True
+    ):
+        execute_action.delay(action_id)
+    return len(ids)
+
+
+@shared_task(name="autoscaling.evaluate", soft_time_limit=20, time_limit=30)
+def evaluate(deployment_id: int) -> None:
+    # One evaluation per deployment at a time; a slow one is skipped, not stacked.
+    lock = f"autoscaling:evaluate:{deployment_id}"
+    if not cache.add(lock, "1", timeout=30):
+        return
+    try:
+        deployment = Deployment.objects.select_related("cluster").filter(pk=deployment_id).first()
+        if deployment is not None:
+            deployment_evaluate(deployment=deployment, actuator=actuator_for(deployment))
+    finally:
+        cache.delete(lock)
+
+
+@shared_task(name="autoscaling.execute_action", soft_time_limit=60, time_limit=90)
+def execute_action(action_id: int) -> None:
+    scale_action_execute(action_id=action_id, actuator_factory=actuator_for)

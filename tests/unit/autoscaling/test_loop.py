@@ -1,0 +1,216 @@
+"""The control loop around the engine: decisions recorded, actions claimed once, safety holds."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.autoscaling.actuators.base import ActuatorError, ScaleStatus, ScaleTarget
+from apps.autoscaling.loop import (
+    deployment_evaluate,
+    deployment_lock,
+    history_dump,
+    history_load,
+    scale_action_execute,
+)
+from apps.autoscaling.models import (
+    ActionStatus,
+    AutoscalingPolicy,
+    DecisionRecord,
+    DeploymentControl,
+    ScaleAction,
+)
+from apps.autoscaling.services import global_pause_set
+from apps.inventory.models import ScaleTargetKind
+from apps.metrics.collection import Observation
+from apps.metrics.services import metrics_store
+from tests.factories.accounts import UserFactory
+from tests.factories.inventory import DeploymentFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class RecordingActuator:
+    """Implements the Actuator interface over an in-memory replica count."""
+
+    def __init__(self, spec: int, ready: int | None = None, fail: ActuatorError | None = None):
+        self.spec = spec
+        self.ready = spec if ready is None else ready
+        self.fail = fail
+        self.calls: list[tuple[str, int]] = []
+
+    def get_scale(self, target: ScaleTarget) -> ScaleStatus:
+        return ScaleStatus(self.spec, self.ready)
+
+    def set_replicas(self, target: ScaleTarget, replicas: int, *, idempotency_key: str):
+        self.calls.append((idempotency_key, replicas))
+        if self.fail is not None:
+            raise self.fail
+        self.spec = self.ready = replicas
+        return ScaleStatus(self.spec, self.ready)
+
+
+@pytest.fixture
+def deployment(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    dep = DeploymentFactory(
+        target_kind=ScaleTargetKind.SIMULATED, cluster=None, min_replicas=1, max_replicas=10
+    )
+    AutoscalingPolicy.objects.create(
+        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
+    )
+    return dep
+
+
+def _observe(dep, queue: float | None, status: str = "ok"):
+    metrics_store(
+        observations={
+            dep.pk: {
+                "queue_length": Observation(
+                    queue, time.time(), status, "" if status == "ok" else "gone"
+                ),
+            }
+        }
+    )
+
+
+def test_evaluate__load_step_in_enforce__decision_and_one_pending_action(deployment, monkeypatch):
+    monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
+    _observe(deployment, 40)  # 40 waiting on 2 replicas = 20 per replica against 5
+    actuator = RecordingActuator(spec=2)
+    record = deployment_evaluate(deployment=deployment, actuator=actuator)
+    assert record is not None
+    assert record.desired_replicas > 2
+    assert record.rule.startswith("target:queue_length") or record.rule.startswith("rate_limit")
+    assert "queue_length" in record.reason
+    assert record.dry_run is False
+    action = ScaleAction.objects.get()
+    assert (action.from_replicas, action.to_replicas) == (2, record.desired_replicas)
+    assert action.idempotency_key == f"dep{deployment.pk}-d{record.pk}-2to{record.desired_replicas}"
+
+    done = scale_action_execute(
+        action_id=action.pk, actuator_factory=lambda d: actuator, sleep=lambda s: None
+    )
+    assert done is not None
+    assert done.status == ActionStatus.SUCCEEDED
+    assert actuator.spec == record.desired_replicas
+    assert DeploymentControl.objects.get(deployment=deployment).last_applied == actuator.spec
+    # Running the same action again changes nothing: it is no longer pending.
+    assert scale_action_execute(action_id=action.pk, actuator_factory=lambda d: actuator) is None
+    assert len(actuator.calls) == 1
+
+
+def test_evaluate__dry_run__recorded_never_acted(deployment):
+    AutoscalingPolicy.objects.filter(deployment=deployment).update(mode="dry-run")
+    _observe(deployment, 40)
+    record = deployment_evaluate(deployment=deployment, actuator=RecordingActuator(spec=2))
+    assert record.dry_run is True
+    assert record.desired_replicas > 2
+    assert not ScaleAction.objects.exists()
+
+
+def test_evaluate__missing_metrics__hold_never_scale_down(deployment):
+    _observe(deployment, None, status="unavailable")
+    record = deployment_evaluate(deployment=deployment, actuator=RecordingActuator(spec=6))
+    assert record.desired_replicas == 6
+    assert record.rule == "hold:missing_metrics"
+    assert any(e["kind"] == "metrics_missing" for e in record.events)
+    assert not ScaleAction.objects.exists()
+
+
+def test_evaluate__paused_or_globally_paused__no_action(deployment, monkeypatch):
+    monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
+    _observe(deployment, 40)
+    DeploymentControl.objects.create(deployment=deployment, paused=True)
+    record = deployment_evaluate(deployment=deployment, actuator=RecordingActuator(spec=2))
+    assert record.dry_run is True
+    assert "Paused" in record.reason
+    DeploymentControl.objects.filter(deployment=deployment).update(paused=False)
+    global_pause_set(paused=True, actor=UserFactory(is_superuser=True))
+    deployment_evaluate(deployment=deployment, actuator=RecordingActuator(spec=2))
+    assert not ScaleAction.objects.exists()
+
+
+def test_evaluate__pinned__pin_wins_with_reason(deployment, monkeypatch):
+    monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
+    _observe(deployment, 40)
+    DeploymentControl.objects.create(
+        deployment=deployment,
+        pinned_replicas=3,
+        pinned_until=timezone.now() + timedelta(minutes=30),
+    )
+    record = deployment_evaluate(deployment=deployment, actuator=RecordingActuator(spec=2))
+    assert (record.rule, record.desired_replicas) == ("pinned", 3)
+    assert "would have chosen" in record.reason
+
+
+def test_execute__lock_held_by_another_worker__action_stays_pending(deployment):
+    action = ScaleAction.objects.create(
+        deployment=deployment, from_replicas=2, to_replicas=4, idempotency_key="k1"
+    )
+    actuator = RecordingActuator(spec=2)
+    with deployment_lock(deployment.pk) as acquired:
+        assert acquired
+        assert (
+            scale_action_execute(action_id=action.pk, actuator_factory=lambda d: actuator) is None
+        )
+        with deployment_lock(deployment.pk) as second:
+            assert not second
+    action.refresh_from_db()
+    assert action.status == ActionStatus.PENDING
+    assert actuator.calls == []
+
+
+def test_execute__permanent_error__failed_visibly_after_one_call(deployment):
+    action = ScaleAction.objects.create(
+        deployment=deployment, from_replicas=2, to_replicas=4, idempotency_key="k2"
+    )
+    actuator = RecordingActuator(
+        spec=2,
+        fail=ActuatorError("forbidden: no RBAC", retryable=False, permanent_reason="forbidden"),
+    )
+    done = scale_action_execute(
+        action_id=action.pk, actuator_factory=lambda d: actuator, sleep=lambda s: None
+    )
+    assert done.status == ActionStatus.FAILED
+    assert "forbidden" in done.error
+    assert done.attempts == 1
+
+
+def test_execute__transient_errors__retried_until_it_lands(deployment, settings):
+    settings.AUTOSCALING_APPLY_ATTEMPTS = 4
+    action = ScaleAction.objects.create(
+        deployment=deployment, from_replicas=2, to_replicas=4, idempotency_key="k3"
+    )
+    actuator = RecordingActuator(spec=2)
+    failures = [ActuatorError("503", retryable=True), ActuatorError("timeout", retryable=True)]
+    original = actuator.set_replicas
+
+    def flaky(target, replicas, *, idempotency_key):
+        if failures:
+            actuator.calls.append((idempotency_key, replicas))
+            raise failures.pop(0)
+        return original(target, replicas, idempotency_key=idempotency_key)
+
+    actuator.set_replicas = flaky  # type: ignore[method-assign]
+    delays: list[float] = []
+    done = scale_action_execute(
+        action_id=action.pk, actuator_factory=lambda d: actuator, sleep=delays.append
+    )
+    assert done.status == ActionStatus.SUCCEEDED
+    assert done.attempts == 3
+    assert actuator.spec == 4
+    assert len(delays) == 2
+
+
+def test_history__json_round_trip__identical(deployment):
+    from apps.autoscaling import engine
+
+    history = engine.History(
+        ((1.0, 3),), ((2.0, 3, 5),), ((3.0, 1.5),), {"queue_length": ((4.0, 2.0),)}, 5.0
+    )
+    assert history_load(history_dump(history)) == history
+    assert DecisionRecord.objects.count() == 0
