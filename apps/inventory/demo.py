@@ -70,4 +70,23 @@ def demo_inventory_ensure() -> list[Deployment]:
             },
         )
         deployments.append(deployment)
+        _demo_policy(deployment)
     return deployments
+
+
+def _demo_policy(deployment: Deployment) -> None:
+    """Enforce a queue- and KV-cache-based policy, so the demo shows the loop acting."""
+    from apps.autoscaling.models import AutoscalingPolicy
+
+    AutoscalingPolicy.objects.get_or_create(
+        deployment=deployment,
+        defaults={
+            "mode": "enforce",
+            "targets": [
+                {"signal": "queue_length", "value": 4, "kind": "per_replica_average"},
+                {"signal": "kv_cache_usage", "value": 0.7, "kind": "utilization"},
+            ],
+            # The simulator's replicas load in 90-120 s, like a real 8B model.
+            "cold_start_s": 120.0,
+        },
+    )

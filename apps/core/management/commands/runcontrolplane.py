@@ -49,6 +49,7 @@ class Command(BaseCommand):
         if not options["no_demo"]:
             sim_port = int(os.environ.get("FLEETSIM_PORT", "9400"))
             extra["fleetsim"] = [python, "manage.py", "fleetsim", "--port", str(sim_port)]
+            env["FLEETSIM_URL"] = f"http://127.0.0.1:{sim_port}"
             if not settings.PROMETHEUS_URL:
                 prometheus, metrics_note = self._start_prometheus(sim_port)
                 if prometheus is not None:
