@@ -31,7 +31,13 @@ from apps.metrics.models import DeploymentMetrics
 from apps.slos.models import SloStatus
 
 from . import engine
-from .actuators.base import Actuator, ActuatorError, ScaleTarget, apply_with_retry
+from .actuators.base import (
+    Actuator,
+    ActuatorError,
+    ScaleDownPreparer,
+    ScaleTarget,
+    apply_with_retry,
+)
 from .models import (
     ActionStatus,
     AutoscalingPolicy,
@@ -265,6 +271,13 @@ class _CountingActuator:
     def set_replicas(self, target: ScaleTarget, replicas: int, *, idempotency_key: str) -> Any:
         self.calls += 1
         return self.inner.set_replicas(target, replicas, idempotency_key=idempotency_key)
+
+    def prepare_scale_down(
+        self, target: ScaleTarget, remove: int, pod_load: dict[str, float] | None
+    ) -> None:
+        # Forwarded so that actuators which choose the pods to remove still get asked.
+        if isinstance(self.inner, ScaleDownPreparer):
+            self.inner.prepare_scale_down(target, remove, pod_load)
 
 
 @contextmanager

@@ -7,13 +7,16 @@ what the caller can do about it:
 
 ``conflict``
     The object changed between our read and our write (Kubernetes 409 on a stale
-    ``resourceVersion``). Re-read and try again; nothing is wrong with the platform.
+    ``resourceVersion``). Re-read and try again soon; nothing is wrong with the platform.
+    A conflict is always ``retryable`` too.
 ``retryable``
     A transient failure: 5xx, timeout, connection refused, throttling. The same call may
     succeed later, so back off and retry.
-neither
-    A permanent failure (forbidden, not found, invalid request): retrying cannot help
-    until someone changes the configuration. ``permanent_reason`` names the kind.
+``permanent`` (not retryable)
+    Forbidden, not found, invalid request: retrying cannot help until someone changes
+    the configuration. ``permanent_reason`` names the kind (``forbidden``,
+    ``not-found``, ``invalid``, ``unauthorized``, ``misconfigured``,
+    ``unsupported-target``, ...).
 
 :func:`apply_with_retry` is the one place that retries: it re-reads before every write,
 so a write that timed out but did land turns the next attempt into a no-op.
@@ -54,11 +57,8 @@ class ScaleTarget:
     name: str
 
     def __str__(self) -> str:
-        return (
-            f"{self.kind}:{self.namespace}/{self.name}"
-            if self.namespace
-            else (f"{self.kind}:{self.name}")
-        )
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind}:{where}"
 
 
 @dataclass(frozen=True, slots=True)

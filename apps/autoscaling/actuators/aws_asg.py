@@ -1,0 +1,106 @@
+"""Actuator for AWS EC2 Auto Scaling groups: one instance is one replica.
+
+``ScaleTarget.name`` is the group's name (``namespace`` is not used: the client already
+fixes account and region). The desired capacity is always kept within the group's own
+``MinSize``/``MaxSize``, because AWS rejects anything outside them; a request that had to
+be clamped says so in ``ScaleStatus.warnings``. Writes use ``HonorCooldown=False``: the
+control plane has its own stabilization and rate limits, and a cooldown would turn its
+decision into a silent no-op.
+"""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import structlog
+
+from apps.integrations.aws import AutoScalingClient, AwsError, aws_error_from_exception
+
+from .base import ActuatorError, ScaleStatus, ScaleTarget
+
+__all__ = ["AutoScalingGroupActuator", "actuator_error_from_aws"]
+
+logger = structlog.get_logger("controlplane.autoscaling.actuators.aws_asg")
+
+
+def actuator_error_from_aws(exc: AwsError | botocore.exceptions.ClientError) -> ActuatorError:
+    """The :class:`ActuatorError` for an AWS failure (a raw ClientError is mapped first)."""
+    error = exc if isinstance(exc, AwsError) else aws_error_from_exception(exc)
+    return ActuatorError(
+        error.message,
+        retryable=error.retryable,
+        permanent_reason="" if error.retryable else _permanent_reason(error.code),
+    )
+
+
+def _permanent_reason(code: str) -> str:
+    return {
+        "NotFound": "not-found",
+        "ValidationError": "invalid",
+        "NoCredentials": "unauthorized",
+        "Misconfigured": "misconfigured",
+    }.get(code, "forbidden" if "Denied" in code or "Unauthorized" in code else code or "failed")
+
+
+class AutoScalingGroupActuator:
+    """Scales ``aws-asg`` targets through one Auto Scaling client (one account/region)."""
+
+    def __init__(self, client: AutoScalingClient) -> None:
+        self.client = client
+
+    @staticmethod
+    def _check(target: ScaleTarget) -> None:
+        if target.kind != "aws-asg":
+            raise ActuatorError(
+                f"the Auto Scaling group actuator cannot scale {target.kind} targets",
+                retryable=False,
+                permanent_reason="unsupported-target",
+            )
+
+    def get_scale(self, target: ScaleTarget) -> ScaleStatus:
+        self._check(target)
+        try:
+            group = self.client.describe_group(target.name)
+        except AwsError as exc:
+            raise actuator_error_from_aws(exc) from None
+        return ScaleStatus(
+            spec_replicas=group.desired_capacity,
+            ready_replicas=group.in_service,
+            min_size=group.min_size,
+            max_size=group.max_size,
+        )
+
+    def set_replicas(
+        self, target: ScaleTarget, replicas: int, *, idempotency_key: str
+    ) -> ScaleStatus:
+        self._check(target)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ActuatorError(
+                f"replica count must be a non-negative integer, got {replicas!r}",
+                retryable=False,
+                permanent_reason="invalid",
+            )
+        log = logger.bind(target=str(target), replicas=replicas, idempotency_key=idempotency_key)
+        try:
+            group = self.client.describe_group(target.name)
+            desired = min(max(replicas, group.min_size), group.max_size)
+            warnings: tuple[str, ...] = ()
+            if desired != replicas:
+                warnings = (
+                    f"requested {replicas} instances but Auto Scaling group {group.name} "
+                    f"allows {group.min_size}..{group.max_size}; set {desired}",
+                )
+                log.warning("asg-capacity-clamped", desired=desired)
+            if desired != group.desired_capacity:
+                self.client.set_desired_capacity(group.name, desired, honor_cooldown=False)
+                log.info("asg-capacity-set", desired=desired)
+            else:
+                log.info("asg-capacity-unchanged", desired=desired)
+        except AwsError as exc:
+            raise actuator_error_from_aws(exc) from None
+        return ScaleStatus(
+            spec_replicas=desired,
+            ready_replicas=group.in_service,
+            min_size=group.min_size,
+            max_size=group.max_size,
+            warnings=warnings,
+        )

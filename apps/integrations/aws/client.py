@@ -1,0 +1,390 @@
+"""A thin typed wrapper around boto3's EC2 Auto Scaling client.
+
+:func:`build_autoscaling_client` makes the boto3 client from a Cluster's fields (region and
+where the credentials come from); :class:`AutoScalingClient` wraps the two calls the
+autoscaler needs. Every call is bounded by botocore's connect and read timeouts, and
+botocore's own retries are off (one attempt in total): the caller's retry policy is the
+only one, so a throttled call is not silently repeated behind its back.
+
+Every failure surfaces as :class:`AwsError`; ``retryable`` says whether the same call can
+succeed later (throttling, 5xx, timeouts) or not (validation, access denied, no such
+group, missing credentials).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import boto3
+import botocore.exceptions
+import botocore.parsers
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+__all__ = [
+    "AutoScalingClient",
+    "AutoScalingGroupInfo",
+    "AwsError",
+    "CredentialsSource",
+    "aws_error_from_exception",
+    "build_autoscaling_client",
+    "build_session",
+]
+
+CredentialsSource = Literal["default-chain", "profile", "assume-role", "environment"]
+
+T = TypeVar("T")
+
+# Error codes AWS uses for rate limiting across services and SDK generations.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+# Transient states of the service or of the group itself.
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ScalingActivityInProgress",
+        "ResourceContention",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+    }
+)
+AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "AuthFailure",
+        "OptInRequired",
+    }
+)
+
+
+class AwsError(Exception):
+    """A failed AWS call. ``code`` is AWS's error code, or ours for client-side failures
+    (``NotFound``, ``Timeout``, ``Unreachable``, ``NoCredentials``, ``Misconfigured``)."""
+
+    def __init__(self, message: str, *, retryable: bool, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.code = code
+
+
+def aws_error_from_exception(exc: Exception, action: str = "AWS call") -> AwsError:
+    """Map a botocore exception (or a ClientError answer) to :class:`AwsError`."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", "")) or str(exc)
+        http_status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in THROTTLING_CODES:
+            return AwsError(
+                f"{action}: AWS is throttling requests ({code}: {message}); retry later "
+                "with backoff",
+                retryable=True,
+                code=code,
+            )
+        if code in TRANSIENT_CODES or http_status >= 500:
+            return AwsError(
+                f"{action}: transient AWS failure ({code or http_status}: {message}); retry later",
+                retryable=True,
+                code=code,
+            )
+        if code in AUTH_CODES:
+            return AwsError(
+                f"{action}: AWS denied access ({code}): {message}; check the IAM policy "
+                "and the credentials source",
+                retryable=False,
+                code=code,
+            )
+        if code == "ValidationError":
+            return AwsError(f"{action}: rejected by AWS: {message}", retryable=False, code=code)
+        return AwsError(
+            f"{action}: AWS error {code or http_status}: {message}", retryable=False, code=code
+        )
+    if isinstance(
+        exc, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError
+    ):
+        return AwsError(
+            f"{action}: AWS did not answer in time: {exc}", retryable=True, code="Timeout"
+        )
+    if isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectionClosedError
+        | botocore.exceptions.ConnectionError
+        | botocore.exceptions.HTTPClientError,
+    ):
+        return AwsError(f"{action}: AWS unreachable: {exc}", retryable=True, code="Unreachable")
+    if isinstance(exc, botocore.parsers.ResponseParserError):
+        # An answer that is not AWS's XML/JSON: a proxy or load balancer error page.
+        return AwsError(
+            f"{action}: unparseable answer from AWS: {str(exc)[:200]}",
+            retryable=True,
+            code="BadResponse",
+        )
+    if isinstance(
+        exc,
+        botocore.exceptions.NoCredentialsError
+        | botocore.exceptions.PartialCredentialsError
+        | botocore.exceptions.CredentialRetrievalError
+        | botocore.exceptions.ProfileNotFound,
+    ):
+        return AwsError(
+            f"{action}: no usable AWS credentials: {exc}", retryable=False, code="NoCredentials"
+        )
+    if isinstance(
+        exc, botocore.exceptions.NoRegionError | botocore.exceptions.ParamValidationError
+    ):
+        return AwsError(f"{action}: {exc}", retryable=False, code="Misconfigured")
+    return AwsError(f"{action}: {exc}", retryable=False, code=type(exc).__name__)
+
+
+def _client_config(region: str, connect_timeout_s: float, read_timeout_s: float) -> Config:
+    # "max_attempts" in botocore counts retries *after* the first try; 1 would still
+    # retry once. total_max_attempts=1 is the single attempt we want.
+    return Config(
+        region_name=region,
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+
+
+def build_session(
+    *,
+    region: str,
+    credentials_source: CredentialsSource = "default-chain",
+    profile: str = "",
+    role_arn: str = "",
+    role_session_name: str = "llm-controlplane",
+    sts_endpoint_url: str | None = None,
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 10.0,
+    environ: Mapping[str, str] | None = None,
+) -> boto3.Session:
+    """A boto3 session for ``region`` with credentials from ``credentials_source``.
+
+    ``default-chain`` is boto3's usual chain (env, shared files, SSO, container and
+    instance roles); ``profile`` a named profile; ``environment`` only the
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` variables;
+    ``assume-role`` assumes ``role_arn`` through STS with the default chain's credentials
+    and refreshes the temporary credentials before they expire.
+    """
+    if not region:
+        raise AwsError("an AWS region is required", retryable=False, code="Misconfigured")
+    try:
+        if credentials_source == "default-chain":
+            return boto3.Session(region_name=region)
+        if credentials_source == "profile":
+            if not profile:
+                raise AwsError(
+                    "credentials source 'profile' needs a profile name",
+                    retryable=False,
+                    code="Misconfigured",
+                )
+            return boto3.Session(region_name=region, profile_name=profile)
+        if credentials_source == "environment":
+            env = os.environ if environ is None else environ
+            key_id = env.get("AWS_ACCESS_KEY_ID", "")
+            secret = env.get("AWS_SECRET_ACCESS_KEY", "")
+            if not key_id or not secret:
+                raise AwsError(
+                    "credentials source 'environment' needs AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY in the environment",
+                    retryable=False,
+                    code="NoCredentials",
+                )
+            return boto3.Session(
+                region_name=region,
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+            )
+        if credentials_source == "assume-role":
+            if not role_arn:
+                raise AwsError(
+                    "credentials source 'assume-role' needs a role ARN",
+                    retryable=False,
+                    code="Misconfigured",
+                )
+            return _assume_role_session(
+                region=region,
+                role_arn=role_arn,
+                role_session_name=role_session_name,
+                sts_endpoint_url=sts_endpoint_url,
+                config=_client_config(region, connect_timeout_s, read_timeout_s),
+            )
+    except botocore.exceptions.BotoCoreError as exc:
+        raise aws_error_from_exception(exc, "load AWS credentials") from None
+    raise AwsError(
+        f"unknown credentials source {credentials_source!r}", retryable=False, code="Misconfigured"
+    )
+
+
+def _assume_role_session(
+    *,
+    region: str,
+    role_arn: str,
+    role_session_name: str,
+    sts_endpoint_url: str | None,
+    config: Config,
+) -> boto3.Session:
+    source = botocore.session.Session()
+    source.set_config_variable("region", region)
+    source_credentials = source.get_credentials()
+    if source_credentials is None:
+        raise AwsError(
+            f"no source credentials to assume {role_arn} with",
+            retryable=False,
+            code="NoCredentials",
+        )
+
+    def sts_client(service_name: str, **kwargs: Any) -> Any:
+        # The fetcher passes the source credentials; we add the endpoint and timeouts.
+        kwargs.setdefault("region_name", region)
+        kwargs["config"] = config
+        if sts_endpoint_url:
+            kwargs["endpoint_url"] = sts_endpoint_url
+        return source.create_client(service_name, **kwargs)
+
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=sts_client,
+        source_credentials=source_credentials,
+        role_arn=role_arn,
+        extra_args={"RoleSessionName": role_session_name},
+    )
+    # Deferred: nothing is fetched until the first call, and the credentials refresh
+    # themselves before expiring, so a long-lived client keeps working.
+    credentials = DeferredRefreshableCredentials(
+        refresh_using=fetcher.fetch_credentials, method="assume-role"
+    )
+    assumed = botocore.session.Session()
+    assumed.set_config_variable("region", region)
+    # botocore has no public setter for refreshable credentials; this is the attribute its
+    # own credential resolver fills.
+    assumed._credentials = credentials
+    return boto3.Session(botocore_session=assumed, region_name=region)
+
+
+def build_autoscaling_client(
+    *,
+    region: str,
+    credentials_source: CredentialsSource = "default-chain",
+    profile: str = "",
+    role_arn: str = "",
+    endpoint_url: str | None = None,
+    sts_endpoint_url: str | None = None,
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 10.0,
+) -> Any:
+    """A boto3 ``autoscaling`` client with explicit timeouts and no SDK-level retries."""
+    session = build_session(
+        region=region,
+        credentials_source=credentials_source,
+        profile=profile,
+        role_arn=role_arn,
+        sts_endpoint_url=sts_endpoint_url,
+        connect_timeout_s=connect_timeout_s,
+        read_timeout_s=read_timeout_s,
+    )
+    try:
+        return session.client(
+            "autoscaling",
+            endpoint_url=endpoint_url,
+            config=_client_config(region, connect_timeout_s, read_timeout_s),
+        )
+    except botocore.exceptions.BotoCoreError as exc:
+        raise aws_error_from_exception(exc, "create the Auto Scaling client") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoScalingGroupInfo:
+    name: str
+    desired_capacity: int
+    min_size: int
+    max_size: int
+    in_service: int
+    instances: int
+
+
+class AutoScalingClient:
+    """The Auto Scaling calls the autoscaler makes, typed and with one error type.
+
+    ``client`` is a boto3 ``autoscaling`` client, e.g. from
+    :func:`build_autoscaling_client` (which sets its timeouts).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def _call(self, action: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        try:
+            return fn(**kwargs)
+        except (
+            botocore.exceptions.ClientError,
+            botocore.exceptions.BotoCoreError,
+            botocore.parsers.ResponseParserError,
+        ) as exc:
+            raise aws_error_from_exception(exc, action) from None
+
+    def describe_group(self, name: str) -> AutoScalingGroupInfo:
+        action = f"describe Auto Scaling group {name}"
+        answer = self._call(
+            action,
+            self.client.describe_auto_scaling_groups,
+            AutoScalingGroupNames=[name],
+            MaxRecords=1,
+        )
+        groups = answer.get("AutoScalingGroups") or []
+        if not groups:
+            raise AwsError(
+                f"{action}: no Auto Scaling group named {name!r} in this account and region",
+                retryable=False,
+                code="NotFound",
+            )
+        group = groups[0]
+        instances = group.get("Instances") or []
+        return AutoScalingGroupInfo(
+            name=str(group["AutoScalingGroupName"]),
+            desired_capacity=int(group["DesiredCapacity"]),
+            min_size=int(group["MinSize"]),
+            max_size=int(group["MaxSize"]),
+            in_service=sum(1 for i in instances if i.get("LifecycleState") == "InService"),
+            instances=len(instances),
+        )
+
+    def set_desired_capacity(
+        self, name: str, desired: int, *, honor_cooldown: bool = False
+    ) -> None:
+        self._call(
+            f"set desired capacity of Auto Scaling group {name} to {desired}",
+            self.client.set_desired_capacity,
+            AutoScalingGroupName=name,
+            DesiredCapacity=desired,
+            HonorCooldown=honor_cooldown,
+        )

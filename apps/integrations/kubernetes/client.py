@@ -1,0 +1,461 @@
+"""A thin typed wrapper around the official ``kubernetes`` client, for scaling workloads.
+
+It covers what the autoscaler needs: the ``scale`` subresource of Deployments and
+StatefulSets, the workloads' ready counts and selectors, HorizontalPodAutoscalers (to spot
+a second autoscaler on the same object), and pods with their annotations.
+
+Every call carries ``_request_timeout``. Every failure surfaces as
+:class:`KubernetesError`, whose ``retryable`` says whether the same call can succeed later
+and ``conflict`` whether the object changed under us (409: re-read, then write again).
+
+The :class:`ApiClient` is built by :func:`build_api_client` from a kubeconfig path and
+context or from the pod's in-cluster service account, with urllib3's own retries turned
+off: the client would otherwise silently repeat a timed-out GET three more times, so one
+"10 s" read could take 40 s, and the caller's retry policy would not be the only one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import urllib3
+from kubernetes import config as kube_config
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    AutoscalingV2Api,
+    Configuration,
+    CoreV1Api,
+    V1Deployment,
+    V1LabelSelector,
+    V1StatefulSet,
+)
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
+
+__all__ = [
+    "HorizontalPodAutoscalerInfo",
+    "KubernetesClient",
+    "KubernetesError",
+    "PodInfo",
+    "WorkloadInfo",
+    "WorkloadKind",
+    "WorkloadScale",
+    "build_api_client",
+    "kubernetes_error_from_api_exception",
+    "label_selector_string",
+]
+
+WorkloadKind = Literal["deployment", "statefulset"]
+
+_KIND_NAMES: dict[WorkloadKind, str] = {"deployment": "Deployment", "statefulset": "StatefulSet"}
+MERGE_PATCH = "application/merge-patch+json"
+
+T = TypeVar("T")
+
+
+class KubernetesError(Exception):
+    """A failed Kubernetes call.
+
+    ``reason`` is a short machine-readable kind: ``conflict``, ``throttled``,
+    ``server-error``, ``timeout``, ``unreachable``, ``unauthorized``, ``forbidden``,
+    ``not-found``, ``invalid``, ``misconfigured``, ``unexpected-response``, ``failed``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        conflict: bool = False,
+        status: int | None = None,
+        reason: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable or conflict
+        self.conflict = conflict
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadScale:
+    """The ``scale`` subresource: desired count, current pod count and pod selector."""
+
+    resource_version: str
+    spec_replicas: int
+    status_replicas: int
+    selector: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadInfo:
+    """What the actuator needs from a Deployment or StatefulSet object itself."""
+
+    resource_version: str
+    spec_replicas: int
+    ready_replicas: int
+    selector: str  # label-selector syntax, built from spec.selector
+
+
+@dataclass(frozen=True, slots=True)
+class HorizontalPodAutoscalerInfo:
+    namespace: str
+    name: str
+    target_api_version: str
+    target_kind: str
+    target_name: str
+    min_replicas: int | None
+    max_replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    name: str
+    ready: bool
+    terminating: bool
+    annotations: Mapping[str, str]
+
+
+def build_api_client(
+    *, kubeconfig_path: str = "", kube_context: str = "", in_cluster: bool = False
+) -> ApiClient:
+    """An ApiClient for one cluster, from a Cluster's fields.
+
+    ``in_cluster`` uses the service account mounted into the pod; otherwise the kubeconfig
+    at ``kubeconfig_path`` is read, with ``kube_context`` (its current context when empty).
+    The kubeconfig is never written back (token refreshes stay in memory).
+    """
+    configuration = Configuration()
+    # Retrying is the caller's job (see the module docstring).
+    configuration.retries = 0
+    try:
+        if in_cluster:
+            if kubeconfig_path or kube_context:
+                raise KubernetesError(
+                    "in_cluster excludes kubeconfig_path and kube_context",
+                    retryable=False,
+                    reason="misconfigured",
+                )
+            kube_config.load_incluster_config(client_configuration=configuration)
+            return ApiClient(configuration=configuration)
+        if not kubeconfig_path:
+            raise KubernetesError(
+                "no kubeconfig path given and in_cluster is off",
+                retryable=False,
+                reason="misconfigured",
+            )
+        return kube_config.new_client_from_config(
+            config_file=kubeconfig_path,
+            context=kube_context or None,
+            persist_config=False,
+            client_configuration=configuration,
+        )
+    except (ConfigException, OSError, ValueError) as exc:
+        where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig_path}"
+        context = f" (context {kube_context!r})" if kube_context else ""
+        raise KubernetesError(
+            f"cannot load Kubernetes credentials from {where}{context}: {exc}",
+            retryable=False,
+            reason="misconfigured",
+        ) from None
+
+
+def label_selector_string(selector: V1LabelSelector | None) -> str:
+    """``spec.selector`` in the string syntax ``labelSelector`` query parameters take."""
+    if selector is None:
+        return ""
+    terms = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expr in selector.match_expressions or []:
+        values = ",".join(sorted(expr.values or []))
+        match expr.operator:
+            case "In":
+                terms.append(f"{expr.key} in ({values})")
+            case "NotIn":
+                terms.append(f"{expr.key} notin ({values})")
+            case "Exists":
+                terms.append(expr.key)
+            case "DoesNotExist":
+                terms.append(f"!{expr.key}")
+            case other:
+                raise KubernetesError(
+                    f"unknown label selector operator {other!r}",
+                    retryable=False,
+                    reason="unexpected-response",
+                )
+    return ",".join(terms)
+
+
+def _api_message(exc: ApiException) -> str:
+    """The ``message`` of the Status object the API server sends with an error."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if body:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return str(body)[:300]
+        if isinstance(payload, dict) and payload.get("message"):
+            return str(payload["message"])
+    return str(exc.reason or "")
+
+
+def kubernetes_error_from_api_exception(exc: ApiException, action: str) -> KubernetesError:
+    """Map an HTTP error answer of the API server to :class:`KubernetesError`."""
+    status = int(exc.status or 0)
+    detail = _api_message(exc)
+    if status == 409:
+        return KubernetesError(
+            f"{action}: conflict (409), the object changed since it was read: {detail}",
+            retryable=True,
+            conflict=True,
+            status=status,
+            reason="conflict",
+        )
+    if status == 429:
+        return KubernetesError(
+            f"{action}: throttled by the API server (429), retry later: {detail}",
+            retryable=True,
+            status=status,
+            reason="throttled",
+        )
+    if status >= 500:
+        return KubernetesError(
+            f"{action}: API server error ({status}), retry later: {detail}",
+            retryable=True,
+            status=status,
+            reason="server-error",
+        )
+    if status == 401:
+        return KubernetesError(
+            f"{action}: credentials rejected (401 Unauthorized); check the kubeconfig user "
+            f"or the service-account token: {detail}",
+            retryable=False,
+            status=status,
+            reason="unauthorized",
+        )
+    if status == 403:
+        return KubernetesError(
+            f"{action}: forbidden (403); the control plane's identity lacks an RBAC "
+            f"permission: {detail}",
+            retryable=False,
+            status=status,
+            reason="forbidden",
+        )
+    if status == 404:
+        return KubernetesError(
+            f"{action}: not found (404): {detail}",
+            retryable=False,
+            status=status,
+            reason="not-found",
+        )
+    if status in (400, 422):
+        return KubernetesError(
+            f"{action}: rejected as invalid ({status}): {detail}",
+            retryable=False,
+            status=status,
+            reason="invalid",
+        )
+    if status == 0:
+        # The client raises status-0 ApiExceptions for TLS failures: a wrong CA or
+        # server name, which retrying does not fix.
+        return KubernetesError(
+            f"{action}: TLS failure talking to the API server: {exc.reason}",
+            retryable=False,
+            reason="misconfigured",
+        )
+    return KubernetesError(
+        f"{action}: refused ({status}): {detail}",
+        retryable=False,
+        status=status,
+        reason="failed",
+    )
+
+
+class KubernetesClient:
+    """Typed calls against one cluster; ``timeout_s`` bounds every request."""
+
+    def __init__(self, api_client: ApiClient, *, timeout_s: float = 10.0) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self.api_client = api_client
+        self.timeout_s = timeout_s
+        self._apps = AppsV1Api(api_client)
+        self._core = CoreV1Api(api_client)
+        self._autoscaling = AutoscalingV2Api(api_client)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, _request_timeout=self.timeout_s, **kwargs)
+        except ApiException as exc:
+            raise kubernetes_error_from_api_exception(exc, action) from None
+        except urllib3.exceptions.HTTPError as exc:
+            cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+            # NewConnectionError (refused, no route) subclasses ConnectTimeoutError in
+            # urllib3 for historical reasons, so it must be told apart first.
+            timed_out = not isinstance(cause, urllib3.exceptions.NewConnectionError) and isinstance(
+                cause, urllib3.exceptions.TimeoutError | TimeoutError
+            )
+            if timed_out:
+                raise KubernetesError(
+                    f"{action}: the API server did not answer within {self.timeout_s:g}s",
+                    retryable=True,
+                    reason="timeout",
+                ) from None
+            raise KubernetesError(
+                f"{action}: API server unreachable: {cause}",
+                retryable=True,
+                reason="unreachable",
+            ) from None
+        except ValueError as exc:
+            # pydantic's ValidationError: the answer did not deserialize into the model.
+            raise KubernetesError(
+                f"{action}: unexpected answer from the API server: {exc}",
+                retryable=True,
+                reason="unexpected-response",
+            ) from None
+
+    @staticmethod
+    def _describe(kind: WorkloadKind, namespace: str, name: str) -> str:
+        return f"{_KIND_NAMES[kind]} {namespace}/{name}"
+
+    # ------------------------------------------------------------------- scale
+
+    def read_scale(self, kind: WorkloadKind, namespace: str, name: str) -> WorkloadScale:
+        action = f"read scale of {self._describe(kind, namespace, name)}"
+        read = (
+            self._apps.read_namespaced_deployment_scale
+            if kind == "deployment"
+            else self._apps.read_namespaced_stateful_set_scale
+        )
+        scale = self._call(action, read, name, namespace)
+        return _workload_scale(scale)
+
+    def patch_scale(
+        self,
+        kind: WorkloadKind,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        resource_version: str | None = None,
+    ) -> WorkloadScale:
+        """Set ``spec.replicas`` by JSON merge patch of the scale subresource.
+
+        With ``resource_version`` the API server rejects the write with 409 when the object
+        changed since that version was read (optimistic concurrency).
+        """
+        action = f"scale {self._describe(kind, namespace, name)} to {replicas}"
+        body: dict[str, Any] = {"spec": {"replicas": replicas}}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        patch = (
+            self._apps.patch_namespaced_deployment_scale
+            if kind == "deployment"
+            else self._apps.patch_namespaced_stateful_set_scale
+        )
+        # Without an explicit content type the client sends a dict as strategic merge
+        # patch; a JSON merge patch means the same here on every API server.
+        scale = self._call(action, patch, name, namespace, body, _content_type=MERGE_PATCH)
+        return _workload_scale(scale)
+
+    # --------------------------------------------------------------- workloads
+
+    def read_workload(self, kind: WorkloadKind, namespace: str, name: str) -> WorkloadInfo:
+        action = f"read {self._describe(kind, namespace, name)}"
+        obj: V1Deployment | V1StatefulSet
+        if kind == "deployment":
+            obj = self._call(action, self._apps.read_namespaced_deployment, name, namespace)
+        else:
+            obj = self._call(action, self._apps.read_namespaced_stateful_set, name, namespace)
+        spec, status, metadata = obj.spec, obj.status, obj.metadata
+        if spec is None:
+            raise KubernetesError(
+                f"{action}: the object has no spec", retryable=True, reason="unexpected-response"
+            )
+        return WorkloadInfo(
+            resource_version=(metadata.resource_version if metadata else None) or "",
+            spec_replicas=spec.replicas if spec.replicas is not None else 1,
+            # ready_replicas is omitted from the status while it is zero.
+            ready_replicas=(status.ready_replicas or 0) if status else 0,
+            selector=label_selector_string(spec.selector),
+        )
+
+    def list_horizontal_pod_autoscalers(self, namespace: str) -> list[HorizontalPodAutoscalerInfo]:
+        action = f"list HorizontalPodAutoscalers in {namespace}"
+        answer = self._call(
+            action, self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace
+        )
+        hpas = []
+        for item in answer.items:
+            ref = item.spec.scale_target_ref if item.spec else None
+            if ref is None or item.spec is None:
+                continue
+            hpas.append(
+                HorizontalPodAutoscalerInfo(
+                    namespace=namespace,
+                    name=(item.metadata.name if item.metadata else None) or "",
+                    target_api_version=ref.api_version or "",
+                    target_kind=ref.kind,
+                    target_name=ref.name,
+                    min_replicas=item.spec.min_replicas,
+                    max_replicas=item.spec.max_replicas,
+                )
+            )
+        return hpas
+
+    # -------------------------------------------------------------------- pods
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[PodInfo]:
+        action = f"list pods in {namespace} matching {label_selector!r}"
+        answer = self._call(
+            action, self._core.list_namespaced_pod, namespace, label_selector=label_selector
+        )
+        pods = []
+        for item in answer.items:
+            metadata = item.metadata
+            if metadata is None or not metadata.name:
+                continue
+            conditions = (item.status.conditions if item.status else None) or []
+            ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+            pods.append(
+                PodInfo(
+                    name=metadata.name,
+                    ready=ready,
+                    terminating=metadata.deletion_timestamp is not None,
+                    annotations=dict(metadata.annotations or {}),
+                )
+            )
+        return pods
+
+    def patch_pod_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Set (or, with ``None``, remove) annotations on a pod by JSON merge patch."""
+        action = f"annotate pod {namespace}/{name}"
+        body = {"metadata": {"annotations": dict(annotations)}}
+        self._call(
+            action,
+            self._core.patch_namespaced_pod,
+            name,
+            namespace,
+            body,
+            _content_type=MERGE_PATCH,
+        )
+
+
+def _workload_scale(scale: Any) -> WorkloadScale:
+    spec, status, metadata = scale.spec, scale.status, scale.metadata
+    return WorkloadScale(
+        resource_version=(metadata.resource_version if metadata else None) or "",
+        spec_replicas=(spec.replicas if spec else None) or 0,
+        status_replicas=(status.replicas if status else None) or 0,
+        selector=(status.selector if status else None) or "",
+    )
