@@ -19,8 +19,23 @@ GLOBAL_PAUSE = "autoscaling-paused"
 Actor = AbstractBaseUser | AnonymousUser
 
 
-def _control(deployment: Deployment) -> DeploymentControl:
+def _control_change(
+    *, deployment: Deployment, actor: Actor, verb: str, **changes: object
+) -> DeploymentControl:
+    """Change the deployment's control row under a row lock and audit the diff."""
     control, _ = DeploymentControl.objects.select_for_update().get_or_create(deployment=deployment)
+    before = model_snapshot(control)
+    for field, value in changes.items():
+        setattr(control, field, value)
+    control.save(update_fields=list(changes))
+    audit_record(
+        actor=actor,
+        action=AuditAction.ACTION,
+        verb=verb,
+        instance=control,
+        before=before,
+        after=model_snapshot(control),
+    )
     return control
 
 
@@ -28,19 +43,9 @@ def _control(deployment: Deployment) -> DeploymentControl:
 def deployment_pause_set(
     *, deployment: Deployment, paused: bool, actor: Actor
 ) -> DeploymentControl:
-    control = _control(deployment)
-    before = model_snapshot(control)
-    control.paused = paused
-    control.save(update_fields=["paused"])
-    audit_record(
-        actor=actor,
-        action=AuditAction.ACTION,
-        verb="pause" if paused else "resume",
-        instance=control,
-        before=before,
-        after=model_snapshot(control),
+    return _control_change(
+        deployment=deployment, actor=actor, verb="pause" if paused else "resume", paused=paused
     )
-    return control
 
 
 @transaction.atomic
@@ -52,40 +57,26 @@ def deployment_pin(
             f"{replicas} is outside the deployment's bounds "
             f"[{deployment.min_replicas}, {deployment.max_replicas}]"
         )
-    control = _control(deployment)
-    before = model_snapshot(control)
-    control.pinned_replicas = replicas
-    control.pinned_until = timezone.now() + timedelta(minutes=minutes)
-    control.pinned_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
-    control.save(update_fields=["pinned_replicas", "pinned_until", "pinned_by"])
-    audit_record(
+    return _control_change(
+        deployment=deployment,
         actor=actor,
-        action=AuditAction.ACTION,
         verb="pin",
-        instance=control,
-        before=before,
-        after=model_snapshot(control),
+        pinned_replicas=replicas,
+        pinned_until=timezone.now() + timedelta(minutes=minutes),
+        pinned_by=actor if actor.is_authenticated else None,
     )
-    return control
 
 
 @transaction.atomic
 def deployment_unpin(*, deployment: Deployment, actor: Actor) -> DeploymentControl:
-    control = _control(deployment)
-    before = model_snapshot(control)
-    control.pinned_replicas = None
-    control.pinned_until = None
-    control.pinned_by = None
-    control.save(update_fields=["pinned_replicas", "pinned_until", "pinned_by"])
-    audit_record(
+    return _control_change(
+        deployment=deployment,
         actor=actor,
-        action=AuditAction.ACTION,
         verb="unpin",
-        instance=control,
-        before=before,
-        after=model_snapshot(control),
+        pinned_replicas=None,
+        pinned_until=None,
+        pinned_by=None,
     )
-    return control
 
 
 @transaction.atomic
