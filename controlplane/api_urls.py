@@ -36,6 +36,7 @@ router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basena
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
     path("autoscaling/pause/", autoscaling_api.GlobalPauseView.as_view(), name="global-pause"),
+    path("autoscaling/backtests/", autoscaling_api.BacktestView.as_view(), name="backtest"),
     path("metrics/summary/", metrics_api.FleetSummaryView.as_view(), name="metrics-summary"),
     path("metrics/catalogue/", metrics_api.CatalogueView.as_view(), name="metrics-catalogue"),
     *router.urls,

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import time
+
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, viewsets
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -14,9 +17,12 @@ from apps.accounts.selectors import team_ids_for_user, user_has_role
 from apps.core.api.viewsets import TeamScopedViewSet
 from apps.inventory.models import Deployment
 
+from .backtest import BacktestError, backtest_payload, backtest_policy, backtest_run
 from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, ScaleAction
 from .serializers import (
     AutoscalingPolicySerializer,
+    BacktestRequestSerializer,
+    BacktestResultSerializer,
     ControlSerializer,
     DecisionRecordSerializer,
     PauseSerializer,
@@ -159,3 +165,38 @@ class GlobalPauseView(APIView):
         body.is_valid(raise_exception=True)
         switch = global_pause_set(paused=body.validated_data["paused"], actor=request.user)
         return Response({"paused": switch.enabled})
+
+
+class BacktestView(APIView):
+    """Replay a policy over a past range of the deployment's metrics (read from Prometheus)
+    and compare the replica timeline it would have produced with what actually ran."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=BacktestRequestSerializer, responses=BacktestResultSerializer)
+    def post(self, request: Request) -> Response:
+        body = BacktestRequestSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        deployment: Deployment = data["deployment"]
+        end = data["end"].timestamp() if data.get("end") else time.time()
+        start = data["start"].timestamp()
+        if start >= end:
+            raise ValidationError({"start": ["The range must start before it ends."]})
+        step_s = data.get("step_s") or settings.AUTOSCALING_INTERVAL_S
+        try:
+            policy = backtest_policy(deployment=deployment, overrides=data.get("policy"))
+        except BacktestError as exc:
+            raise ValidationError({"policy": [str(exc)]}) from exc
+        try:
+            result = backtest_run(
+                deployment=deployment, policy=policy, start=start, end=end, step_s=step_s
+            )
+        except BacktestError as exc:
+            if exc.unavailable:
+                return Response(
+                    {"detail": str(exc), "code": "prometheus_unavailable"},
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                )
+            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+        return Response(backtest_payload(result, deployment.pk, data["timeline"]))

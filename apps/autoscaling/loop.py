@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from apps.inventory.models import Deployment, ScaleTargetKind
 from apps.metrics.models import DeploymentMetrics
+from apps.metrics.services import pod_load_read
 from apps.slos.models import SloStatus
 
 from . import engine
@@ -315,7 +316,14 @@ def scale_action_execute(
         if claimed != 1:
             return None
         deployment = action.deployment
-        counted = _CountingActuator(actuator_factory(deployment))
+        actuator = actuator_factory(deployment)
+        counted = _CountingActuator(actuator)
+        # Only an actuator that chooses which replicas go needs to know how busy each is.
+        pod_load = (
+            pod_load_read(deployment=deployment)
+            if action.to_replicas < action.from_replicas and isinstance(actuator, ScaleDownPreparer)
+            else None
+        )
         try:
             result = apply_with_retry(
                 counted,
@@ -324,6 +332,7 @@ def scale_action_execute(
                 idempotency_key=action.idempotency_key,
                 attempts=settings.AUTOSCALING_APPLY_ATTEMPTS,
                 sleep=sleep,
+                pod_load=pod_load,
             )
         except ActuatorError as exc:
             ScaleAction.objects.filter(id=action_id).update(

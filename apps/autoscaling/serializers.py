@@ -124,3 +124,67 @@ class PinSerializer(serializers.Serializer):
 
 class PauseSerializer(serializers.Serializer):
     paused = serializers.BooleanField(help_text="True stops all scale actions; False resumes.")
+
+
+POLICY_FIELDS = [
+    f for f in AutoscalingPolicySerializer.Meta.fields if f not in ("deployment", "updated_at")
+]
+
+
+class PolicyDraftSerializer(serializers.ModelSerializer[AutoscalingPolicy]):
+    """A policy to try: any field left out is taken from the deployment's saved policy (or
+    the defaults). Validated exactly as a saved policy would be."""
+
+    class Meta:
+        model = AutoscalingPolicy
+        fields = POLICY_FIELDS
+        extra_kwargs = {f: {"required": False} for f in POLICY_FIELDS}
+
+
+class BacktestRequestSerializer(serializers.Serializer):
+    deployment = TeamScopedRelatedField(
+        queryset=Deployment.objects.all(), team_field="team", help_text="Deployment (id)."
+    )
+    start = serializers.DateTimeField(help_text="Start of the range (ISO 8601).")
+    end = serializers.DateTimeField(
+        required=False, help_text="End of the range (ISO 8601); default now."
+    )
+    step_s = serializers.FloatField(
+        required=False,
+        min_value=1.0,
+        help_text="Evaluation step in seconds; default the control loop's interval.",
+    )
+    policy = PolicyDraftSerializer(
+        required=False,
+        help_text="Policy to replay; fields left out come from the saved policy. "
+        "Default: the saved policy as it is.",
+    )
+    timeline = serializers.ChoiceField(
+        choices=["full", "changes", "none"],
+        default="changes",
+        help_text="Steps to return: every step, only those where the replica count or the "
+        "rule changes, or none.",
+    )
+
+
+class BacktestStepSerializer(serializers.Serializer):
+    t = serializers.DateTimeField(help_text="Time of the evaluation step.")
+    replicas = serializers.IntegerField(help_text="Replicas the policy would have set.")
+    ready = serializers.IntegerField(help_text="Of those, ready (the rest starting).")
+    actual = serializers.IntegerField(
+        allow_null=True, help_text="Replicas that actually served (null: unknown)."
+    )
+    rule = serializers.CharField(help_text="The rule that decided this step.")
+    reason = serializers.CharField(help_text="Why, in one sentence with the figures.")
+
+
+class BacktestResultSerializer(serializers.Serializer):
+    deployment = serializers.IntegerField(help_text="Deployment (id).")
+    start = serializers.DateTimeField(help_text="Start of the range.")
+    end = serializers.DateTimeField(help_text="End of the range.")
+    step_s = serializers.FloatField(help_text="Evaluation step in seconds.")
+    summary = serializers.DictField(
+        help_text="actions, actual_actions, replica_hours, actual_replica_hours, gpu_hours, "
+        "replica_hours_ratio, rules, notes, ..."
+    )
+    steps = BacktestStepSerializer(many=True, help_text="The timeline, as asked.")

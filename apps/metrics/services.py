@@ -25,7 +25,7 @@ from apps.integrations.prometheus import PrometheusClient, PrometheusError
 from apps.integrations.prometheus.types import InstantSample
 from apps.inventory.models import Deployment
 
-from .catalogue import Signal
+from .catalogue import Signal, render, template_for
 from .collection import (
     FRESHNESS,
     Observation,
@@ -270,3 +270,37 @@ def metric_samples_prune(*, older_than_days: int | None = None) -> int:
     days = older_than_days or settings.METRICS_SAMPLE_RETENTION_DAYS
     deleted, _ = MetricSample.objects.filter(ts__lt=timezone.now() - timedelta(days=days)).delete()
     return deleted
+
+
+# Per-replica load, for choosing which replicas a scale-down removes: requests in flight
+# plus requests waiting, per pod. A replica with no requests is the cheapest to remove.
+_POD_LOAD_SIGNALS = (Signal.RUNNING_REQUESTS, Signal.QUEUE_LENGTH)
+
+
+def pod_load_read(
+    *, deployment: Deployment, client_factory: ClientFactory = default_client_factory
+) -> dict[str, float] | None:
+    """pod name → requests running + waiting, from the deployment's Prometheus; None when
+    it cannot be known (no Prometheus, no per-pod metric for the framework, a failed
+    query). Best effort: the caller scales down either way."""
+    (target,) = targets_for([deployment])
+    if not target.prometheus_url:
+        return None
+    sel = "".join(m.render() + "," for m in target.matchers())
+    client = client_factory(target.prometheus_url)
+    load: dict[str, float] = {}
+    for signal in _POD_LOAD_SIGNALS:
+        template = template_for(deployment.framework, signal)
+        if template is None:
+            continue
+        promql = render(template, sel=sel, by="pod", window=settings.METRICS_RATE_WINDOW)
+        try:
+            samples = client.query(promql)
+        except PrometheusError as exc:
+            logger.warning("pod-load-unavailable", deployment=deployment.pk, error=str(exc))
+            return None
+        for sample in samples:
+            pod = sample.labels.get("pod")
+            if pod:
+                load[pod] = load.get(pod, 0.0) + sample.value
+    return load or None
