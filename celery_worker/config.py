@@ -49,6 +49,21 @@ beat_schedule = {
         "schedule": timedelta(seconds=env_float("AUTOSCALING_INTERVAL_S", 10.0, minimum=1.0)),
         "options": {"expires": 10},
     },
+    "alerts-flush-groups": {
+        "task": "alerts.flush_groups",
+        "schedule": timedelta(seconds=env_float("ALERTS_FLUSH_INTERVAL_S", 5.0, minimum=1.0)),
+        "options": {"expires": 10},
+    },
+    "alerts-deliver-due": {
+        "task": "alerts.deliver_due",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 30},
+    },
+    "alerts-evaluate-rules": {
+        "task": "alerts.evaluate_rules",
+        "schedule": timedelta(seconds=env_float("ALERTS_RULES_INTERVAL_S", 30.0, minimum=5.0)),
+        "options": {"expires": 30},
+    },
     "metrics-prune-samples": {
         "task": "metrics.prune_samples",
         "schedule": timedelta(hours=1),

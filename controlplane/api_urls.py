@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from apps.accounts import api as accounts_api
+from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
 from apps.autoscaling import api as autoscaling_api
 from apps.inventory import api as inventory_api
@@ -31,10 +32,23 @@ router.register(
 router.register("autoscaling/actions", autoscaling_api.ScaleActionViewSet, basename="scaleaction")
 router.register("autoscaling/control", autoscaling_api.ControlViewSet, basename="control")
 router.register("slo-events", slos_api.SloEventViewSet, basename="sloevent")
+router.register("alerts/silences", alerts_api.SilenceViewSet, basename="silence")
+router.register("alerts/inhibit-rules", alerts_api.InhibitRuleViewSet, basename="inhibitrule")
+router.register("alerts/channels", alerts_api.ChannelViewSet, basename="channel")
+router.register("alerts/routes", alerts_api.RouteViewSet, basename="route")
+router.register("alerts/deliveries", alerts_api.DeliveryViewSet, basename="delivery")
+router.register("alerts/rules", alerts_api.AlertRuleViewSet, basename="alertrule")
+router.register("alerts/receivers", alerts_api.ReceiverViewSet, basename="receiver")
+router.register("alerts", alerts_api.AlertViewSet, basename="alert")
 router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basename="customquery")
 
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
+    path(
+        "alerts/webhook/alertmanager/",
+        alerts_api.AlertmanagerWebhookView.as_view(),
+        name="alertmanager-webhook",
+    ),
     path("autoscaling/pause/", autoscaling_api.GlobalPauseView.as_view(), name="global-pause"),
     path("autoscaling/backtests/", autoscaling_api.BacktestView.as_view(), name="backtest"),
     path("metrics/summary/", metrics_api.FleetSummaryView.as_view(), name="metrics-summary"),

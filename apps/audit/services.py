@@ -12,11 +12,19 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models
 
 from apps.core import context
+from apps.core.fields import EncryptedJSONField
 
 from .models import AuditAction, AuditEntry
 
 # Fields whose values never enter the audit log, on any model.
-SECRET_FIELDS = {"key_hash", "password", "secret", "encrypted_secret", "secret_ciphertext"}
+SECRET_FIELDS = {
+    "key_hash",
+    "token_hash",
+    "password",
+    "secret",
+    "encrypted_secret",
+    "secret_ciphertext",
+}
 
 
 def _jsonable(value: Any) -> Any:
@@ -42,6 +50,9 @@ def model_snapshot(instance: models.Model) -> dict[str, Any]:
     snapshot: dict[str, Any] = {}
     for field in instance._meta.concrete_fields:
         if field.name in SECRET_FIELDS or getattr(field, "auto_now", False):
+            continue
+        if isinstance(field, EncryptedJSONField):
+            snapshot[field.name] = "(encrypted)"
             continue
         value = getattr(instance, field.attname)
         snapshot[field.name] = _jsonable(value)

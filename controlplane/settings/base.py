@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "apps.metrics",
     "apps.slos",
     "apps.autoscaling",
+    "apps.alerts",
     "apps.fleetsim",
 ]
 

@@ -32,3 +32,12 @@ AUTOSCALING_INTERVAL_S = env_float("AUTOSCALING_INTERVAL_S", 10.0, minimum=1.0)
 AUTOSCALING_APPLY_ATTEMPTS = env_int("AUTOSCALING_APPLY_ATTEMPTS", 5, minimum=1)
 # Where the "simulated" actuator finds the fleet simulator.
 FLEETSIM_URL = env_url("FLEETSIM_URL", "http://127.0.0.1:9400", schemes=("http", "https"))
+
+# --- alerts -------------------------------------------------------------------------------
+# The console's public address, for links in chat messages (e.g. https://llmcp.example.com).
+PUBLIC_URL = env_url("PUBLIC_URL", None, schemes=("http", "https")) or ""
+ALERTS_FLUSH_INTERVAL_S = env_float("ALERTS_FLUSH_INTERVAL_S", 5.0, minimum=1.0)
+ALERTS_RULES_INTERVAL_S = env_float("ALERTS_RULES_INTERVAL_S", 30.0, minimum=5.0)
+# A delivery that keeps failing with retryable errors is given up after this many attempts.
+ALERTS_DELIVERY_ATTEMPTS = env_int("ALERTS_DELIVERY_ATTEMPTS", 8, minimum=1)
+ALERTS_RETENTION_DAYS = env_int("ALERTS_RETENTION_DAYS", 30, minimum=1)

@@ -1,0 +1,365 @@
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from apps.accounts.models import Role
+from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record, model_snapshot
+from apps.core.api.viewsets import TeamScopedViewSet
+
+from .channels import channel_test_send
+from .models import (
+    Alert,
+    AlertRule,
+    AlertSource,
+    Channel,
+    Delivery,
+    InhibitRule,
+    Receiver,
+    Route,
+    Silence,
+)
+from .payloads import PayloadError, parse_alertmanager
+from .serializers import (
+    AcknowledgeSerializer,
+    AlertRuleSerializer,
+    AlertSerializer,
+    ChannelSerializer,
+    ChannelTestSerializer,
+    DeliverySerializer,
+    InhibitRuleSerializer,
+    IssuedReceiverSerializer,
+    ReceiverSerializer,
+    RouteSerializer,
+    SilenceSerializer,
+)
+from .services import (
+    alert_acknowledge,
+    alerts_ingest,
+    receiver_authenticate,
+    receiver_create,
+    silence_expire,
+    silences_active,
+)
+
+
+class _TeamRead(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [permissions.IsAuthenticated]
+    team_lookup = "team_id__in"
+
+    def scoped(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{self.team_lookup: team_ids_for_user(user=self.request.user)})
+
+
+class AlertViewSet(_TeamRead):
+    """Alerts from every source, deduplicated by label fingerprint."""
+
+    serializer_class = AlertSerializer
+    lookup_value_regex = r"\d+"
+    filterset_fields = ["status", "severity", "source", "team", "deployment", "name", "fingerprint"]
+    ordering_fields = ["starts_at", "received_at"]
+    search_fields = ["name", "fingerprint"]
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        return self.scoped(Alert.objects.all())
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        user = self.request.user
+        teams = (
+            list(team_ids_for_user(user=user))
+            if user.is_authenticated and not user.is_superuser
+            else []
+        )
+        if user.is_authenticated:
+            if user.is_superuser:
+                from apps.accounts.models import Team
+
+                teams = list(Team.objects.values_list("pk", flat=True))
+            context["active_silences"] = silences_active(team_ids=teams, now=timezone.now())
+        return context
+
+    @extend_schema(request=AcknowledgeSerializer, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        """Acknowledge: someone is on it. Stops repeat notifications while it keeps firing."""
+        alert = self.get_object()
+        if not user_has_role(user=request.user, team_id=alert.team_id, role=Role.OPERATOR):
+            raise PermissionDenied("This needs the operator role in the team.")
+        body = AcknowledgeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        alert = alert_acknowledge(
+            alert=alert, actor=request.user, comment=body.validated_data.get("comment", "")
+        )
+        return Response(self.get_serializer(alert).data)
+
+
+class SilenceViewSet(TeamScopedViewSet):
+    """Mute alerts matching label matchers for a while, with author and comment."""
+
+    queryset = Silence.objects.select_related("created_by")
+    serializer_class = SilenceSerializer
+    filterset_fields = ["team"]
+    ordering_fields = ["starts_at", "ends_at"]
+
+    def get_queryset(self) -> QuerySet[Silence]:
+        queryset = Silence.objects.select_related("created_by")
+        user = self.request.user
+        if user.is_superuser:
+            return queryset
+        from django.db.models import Q
+
+        return queryset.filter(Q(team_id__in=team_ids_for_user(user=user)) | Q(team__isnull=True))
+
+    def team_id_from_data(self, data: dict[str, Any]) -> int | None:
+        team = data.get("team")
+        if team is None and not self.request.user.is_superuser:
+            raise PermissionDenied("Only superusers create silences for every team.")
+        return team.pk if team is not None else None
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        team_id = self.team_id_from_data(serializer.validated_data)
+        if team_id is not None:
+            self._require_role(team_id)
+        with transaction.atomic():
+            instance = serializer.save(created_by=self.request.user)
+            audit_record(
+                actor=self.request.user,
+                action=AuditAction.CREATE,
+                instance=instance,
+                after=model_snapshot(instance),
+            )
+
+    def perform_destroy(self, instance: Any) -> None:
+        if instance.team_id is None and not self.request.user.is_superuser:
+            raise PermissionDenied("Only superusers remove silences for every team.")
+        super().perform_destroy(instance)
+
+    @extend_schema(request=None, responses=SilenceSerializer)
+    @action(detail=True, methods=["post"])
+    def expire(self, request: Request, pk: str | None = None) -> Response:
+        """End the silence now (kept for the record)."""
+        silence = self.get_object()
+        if silence.team_id is None and not request.user.is_superuser:
+            raise PermissionDenied("Only superusers expire silences for every team.")
+        if silence.team_id is not None:
+            self._require_role(silence.team_id)
+        return Response(
+            self.get_serializer(silence_expire(silence=silence, actor=request.user)).data
+        )
+
+
+class InhibitRuleViewSet(TeamScopedViewSet):
+    """Mute target alerts while a matching source alert fires (equal labels)."""
+
+    queryset = InhibitRule.objects.all()
+    serializer_class = InhibitRuleSerializer
+    filterset_fields = ["team", "enabled"]
+
+
+class ChannelViewSet(TeamScopedViewSet):
+    """Chat channels (Slack, Feishu/Lark, DingTalk, WeCom, Teams, webhook). Settings are
+    write-only and stored encrypted."""
+
+    queryset = Channel.objects.all()
+    serializer_class = ChannelSerializer
+    filterset_fields = ["team", "kind", "enabled"]
+    ordering_fields = ["name"]
+
+    @extend_schema(request=ChannelTestSerializer, responses=DeliverySerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str | None = None) -> Response:
+        """Send a test message now; answers with the recorded delivery (sent or failed)."""
+        channel = self.get_object()
+        self._require_role(channel.team_id)
+        body = ChannelTestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        delivery = channel_test_send(
+            channel=channel, language=body.validated_data.get("language") or channel.language
+        )
+        return Response(DeliverySerializer(delivery).data)
+
+
+class RouteViewSet(TeamScopedViewSet):
+    """Which alerts of a team go to which channels, grouped how and how often."""
+
+    queryset = Route.objects.prefetch_related("channels")
+    serializer_class = RouteSerializer
+    filterset_fields = ["team", "enabled"]
+    ordering_fields = ["position"]
+
+
+class DeliveryViewSet(_TeamRead):
+    """Every message sent (or tried): attempts, status code, latency, error."""
+
+    serializer_class = DeliverySerializer
+    team_lookup = "channel__team_id__in"
+    filterset_fields = ["channel", "status", "group"]
+    ordering_fields = ["created_at", "sent_at"]
+
+    def get_queryset(self) -> QuerySet[Delivery]:
+        return self.scoped(Delivery.objects.all())
+
+
+class AlertRuleViewSet(TeamScopedViewSet):
+    """Threshold rules on a catalogue signal or PromQL, with a `for` duration."""
+
+    queryset = AlertRule.objects.all()
+    serializer_class = AlertRuleSerializer
+    filterset_fields = ["team", "deployment", "enabled", "severity"]
+
+
+class ReceiverViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Credentials for Alertmanager's webhook. The token is shown once, at creation;
+    DELETE revokes it."""
+
+    serializer_class = ReceiverSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filterset_fields = ["team"]
+
+    def get_queryset(self) -> QuerySet[Receiver]:
+        queryset = Receiver.objects.all()
+        if self.request.user.is_superuser:
+            return queryset
+        return queryset.filter(team_id__in=team_ids_for_user(user=self.request.user))
+
+    @extend_schema(responses={201: IssuedReceiverSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = ReceiverSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        team = body.validated_data["team"]
+        if not user_has_role(user=request.user, team_id=team.pk, role=Role.ADMIN):
+            raise PermissionDenied("This needs the admin role in the team.")
+        receiver, token = receiver_create(
+            team=team, name=body.validated_data["name"], actor=request.user
+        )
+        data = dict(ReceiverSerializer(receiver).data)
+        data["token"] = token
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Receiver) -> None:
+        if not user_has_role(user=self.request.user, team_id=instance.team_id, role=Role.ADMIN):
+            raise PermissionDenied("This needs the admin role in the team.")
+        if instance.revoked_at is None:
+            instance.revoked_at = timezone.now()
+            instance.save(update_fields=["revoked_at"])
+            audit_record(
+                actor=self.request.user, action=AuditAction.ACTION, verb="revoke", instance=instance
+            )
+
+
+class _IngestResult(serializers.Serializer):
+    received = serializers.IntegerField(help_text="Alerts in the payload.")
+    created = serializers.IntegerField(help_text="New alerts.")
+    updated = serializers.IntegerField(help_text="Known alerts updated.")
+    resolved = serializers.IntegerField(help_text="Alerts that became resolved.")
+
+
+class ReceiverTokenAuthentication(BaseAuthentication):
+    """A receiver token as ``Authorization: Bearer <token>``, or as the password of basic
+    auth with the receiver's name as user: what Alertmanager's ``http_config`` sends."""
+
+    def authenticate(self, request: Any) -> tuple[AnonymousUser, Receiver]:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, credentials = header.partition(" ")
+        receiver = None
+        if scheme.lower() == "bearer":
+            receiver = receiver_authenticate(token=credentials.strip())
+        elif scheme.lower() == "basic":
+            try:
+                user, _, password = (
+                    base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+                )
+            except (binascii.Error, UnicodeDecodeError):
+                raise AuthenticationFailed("Malformed basic credentials.") from None
+            receiver = receiver_authenticate(token=password, name=user)
+        else:
+            raise AuthenticationFailed(
+                "Authentication credentials were not provided: send the receiver token as "
+                "'Authorization: Bearer <token>' or as the password of basic auth with the "
+                "receiver name as user (Alertmanager http_config)."
+            )
+        if receiver is None:
+            raise AuthenticationFailed("Unknown or revoked receiver token.")
+        return AnonymousUser(), receiver
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Bearer realm="alert receiver"'
+
+
+class ReceiverTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.alerts.api.ReceiverTokenAuthentication"
+    name = "receiverToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A receiver token from POST /api/v1/alerts/receivers/, as "
+            "`Authorization: Bearer <token>` (or basic auth: receiver name and token).",
+        }
+
+
+class HasReceiver(permissions.BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return isinstance(request.auth, Receiver)
+
+
+class AlertmanagerWebhookView(APIView):
+    """Alertmanager webhook receiver (payload version 4). Answers 200 only once every alert
+    is stored, so Alertmanager retries when we fail."""
+
+    authentication_classes = [ReceiverTokenAuthentication]
+    permission_classes = [HasReceiver]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request={"application/json": dict},
+        responses={200: _IngestResult, 400: OpenApiResponse(description="Malformed payload.")},
+    )
+    def post(self, request: Request) -> Response:
+        receiver = request.auth
+        assert isinstance(receiver, Receiver)
+        try:
+            payload = parse_alertmanager(request.data)
+        except PayloadError as exc:
+            raise ValidationError({"payload": [str(exc)]}) from exc
+        report = alerts_ingest(
+            alerts=payload.alerts, source=AlertSource.ALERTMANAGER, team=receiver.team
+        )
+        Receiver.objects.filter(pk=receiver.pk).update(last_used_at=timezone.now())
+        return Response(
+            {
+                "received": report.received,
+                "created": report.created,
+                "updated": report.updated,
+                "resolved": report.resolved,
+            }
+        )

@@ -1,0 +1,516 @@
+"""Writes: ingest alerts, group them, mute them, flush groups into deliveries.
+
+Ingestion is batched (one query per table per payload, whatever its size) and runs in one
+transaction: a webhook is answered 2xx only once everything is stored, so Alertmanager
+retries on our failure and nothing is half-done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import structlog
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.accounts.models import Team
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record
+from apps.inventory.models import Deployment
+
+from . import grouping
+from .labels import fingerprint, matchers_load, matchers_match
+from .models import (
+    Alert,
+    AlertGroup,
+    AlertSource,
+    AlertStatus,
+    Delivery,
+    InhibitRule,
+    Receiver,
+    Route,
+    Silence,
+)
+from .payloads import IncomingAlert
+
+logger = structlog.get_logger("controlplane.alerts")
+
+TOKEN_PREFIX = "lcpr_"  # noqa: S105 - a public marker, not a secret
+
+
+# --------------------------------------------------------------------------- receivers
+
+
+def receiver_create(*, team: Team, name: str, actor: Any) -> tuple[Receiver, str]:
+    """A new inbound webhook credential; the token is returned once and stored hashed."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    receiver = Receiver.objects.create(
+        team=team,
+        name=name,
+        token_hash=_hash(token),
+        token_prefix=token[:12],
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    audit_record(actor=actor, action=AuditAction.CREATE, instance=receiver, extra={"name": name})
+    return receiver, token
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def receiver_authenticate(*, token: str, name: str | None = None) -> Receiver | None:
+    """The active receiver for a bearer token, or for basic auth (``name`` + token)."""
+    if not token:
+        return None
+    receiver = (
+        Receiver.objects.select_related("team")
+        .filter(token_hash=_hash(token), revoked_at__isnull=True)
+        .first()
+    )
+    if receiver is None or (name is not None and receiver.name != name):
+        return None
+    return receiver
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    received: int
+    created: int
+    updated: int
+    resolved: int
+    grouped: int
+
+
+def _deployment_index(alerts: Iterable[IncomingAlert]) -> dict[tuple[str, str], Deployment]:
+    names = {a.labels.get("deployment", "") for a in alerts} - {""}
+    if not names:
+        return {}
+    index: dict[tuple[str, str], Deployment] = {}
+    for dep in Deployment.objects.filter(name__in=names).only(
+        "id", "name", "target_namespace", "team_id"
+    ):
+        index[(dep.name, dep.target_namespace)] = dep
+        index.setdefault((dep.name, ""), dep)
+    return index
+
+
+def alerts_ingest(
+    *,
+    alerts: Sequence[IncomingAlert],
+    source: str,
+    team: Team | None = None,
+    now: datetime | None = None,
+) -> IngestReport:
+    """Store alerts (deduplicated by fingerprint) and put the firing ones in their groups."""
+    now = now or timezone.now()
+    latest: dict[str, IncomingAlert] = {}
+    for item in alerts:  # the same alert twice in one payload: the last one counts
+        latest[item.fingerprint] = item
+    if not latest:
+        return IngestReport(0, 0, 0, 0, 0)
+    deployments = _deployment_index(latest.values())
+    team_slugs = {a.labels.get("team", "") for a in latest.values()} - {""}
+    teams_by_slug = (
+        {t.slug: t for t in Team.objects.filter(slug__in=team_slugs)}
+        if team is None and team_slugs
+        else {}
+    )
+    created: list[Alert] = []
+    changed: list[Alert] = []
+    resolved = 0
+    with transaction.atomic():
+        existing = {
+            a.fingerprint: a
+            for a in Alert.objects.select_for_update().filter(fingerprint__in=list(latest))
+        }
+        for fp, item in latest.items():
+            dep = deployments.get(
+                (item.labels.get("deployment", ""), item.labels.get("namespace", ""))
+            ) or deployments.get((item.labels.get("deployment", ""), ""))
+            owner = team or teams_by_slug.get(item.labels.get("team", ""))
+            owner_id = owner.pk if owner else (dep.team_id if dep else None)
+            row = existing.get(fp)
+            if row is None:
+                created.append(
+                    Alert(
+                        fingerprint=fp,
+                        team_id=owner_id,
+                        deployment=dep,
+                        source=source,
+                        name=item.labels.get("alertname", "")[:200],
+                        severity=item.labels.get("severity", "")[:32],
+                        labels=item.labels,
+                        annotations=item.annotations,
+                        status=item.status,
+                        starts_at=item.starts_at,
+                        ends_at=item.ends_at,
+                        generator_url=item.generator_url,
+                        received_at=now,
+                    )
+                )
+                resolved += item.status == AlertStatus.RESOLVED
+                continue
+            if (
+                row.status == AlertStatus.RESOLVED
+                and item.status == AlertStatus.FIRING
+                and item.starts_at > (row.ends_at or row.starts_at)
+            ):
+                # A new occurrence of the same alert: the old acknowledgement does not carry.
+                row.acknowledged_by, row.acknowledged_at, row.ack_comment = None, None, ""
+                row.starts_at = item.starts_at
+            elif item.starts_at < row.starts_at:
+                row.starts_at = item.starts_at
+            resolved += item.status == AlertStatus.RESOLVED and row.status != item.status
+            row.status = item.status
+            row.ends_at = item.ends_at
+            row.annotations = item.annotations
+            row.generator_url = item.generator_url
+            row.received_at = now
+            if row.team_id is None and owner_id is not None:
+                row.team_id = owner_id
+            if row.deployment_id is None and dep is not None:
+                row.deployment = dep
+            changed.append(row)
+        if created:
+            Alert.objects.bulk_create(created, batch_size=1000)
+        if changed:
+            Alert.objects.bulk_update(
+                changed,
+                [
+                    "status",
+                    "starts_at",
+                    "ends_at",
+                    "annotations",
+                    "generator_url",
+                    "received_at",
+                    "team",
+                    "deployment",
+                    "acknowledged_by",
+                    "acknowledged_at",
+                    "ack_comment",
+                ],
+                batch_size=1000,
+            )
+        firing = [a for a in (*created, *changed) if a.status == AlertStatus.FIRING]
+        grouped = _group(firing, now) if firing else 0
+    logger.info(
+        "alerts-ingested",
+        source=source,
+        received=len(alerts),
+        created=len(created),
+        updated=len(changed),
+        resolved=resolved,
+    )
+    return IngestReport(len(alerts), len(created), len(changed), resolved, grouped)
+
+
+def routes_for_teams(team_ids: Iterable[int]) -> dict[int, list[Route]]:
+    routes: dict[int, list[Route]] = defaultdict(list)
+    for route in Route.objects.filter(team_id__in=set(team_ids), enabled=True).order_by(
+        "position", "id"
+    ):
+        routes[route.team_id].append(route)
+    return routes
+
+
+def route_matches(routes: Sequence[Route], labels: Mapping[str, str]) -> list[Route]:
+    """Routes an alert goes to: the first match, and the next ones while ``continue``."""
+    out = []
+    for route in routes:
+        if matchers_match(matchers_load(route.matchers), labels):
+            out.append(route)
+            if not route.continue_matching:
+                break
+    return out
+
+
+def _group(alerts: Sequence[Alert], now: datetime) -> int:
+    """Add firing alerts to their routes' groups (creating groups, which then wait
+    ``group_wait`` before their first notification)."""
+    routes = routes_for_teams(a.team_id for a in alerts if a.team_id)
+    wanted: dict[tuple[int, str], tuple[Route, dict[str, str]]] = {}
+    members: list[tuple[tuple[int, str], int]] = []
+    for alert in alerts:
+        if not alert.team_id:
+            continue
+        for route in route_matches(routes.get(alert.team_id, []), alert.labels):
+            labels = grouping.group_key(route.group_by or [], alert.labels)
+            key = (route.pk, fingerprint(labels))
+            wanted.setdefault(key, (route, labels))
+            members.append((key, alert.pk))
+    if not members:
+        return 0
+    AlertGroup.objects.bulk_create(
+        [
+            AlertGroup(
+                route=route,
+                key_hash=key[1],
+                labels=labels,
+                created_at=now,
+                next_flush_at=now + timedelta(seconds=route.group_wait_s),
+            )
+            for key, (route, labels) in wanted.items()
+        ],
+        ignore_conflicts=True,
+    )
+    ids = {
+        (g.route_id, g.key_hash): g.pk
+        for g in AlertGroup.objects.filter(
+            route_id__in={k[0] for k in wanted}, key_hash__in={k[1] for k in wanted}
+        ).only("id", "route_id", "key_hash")
+    }
+    through = AlertGroup.alerts.through
+    through.objects.bulk_create(
+        [through(alertgroup_id=ids[key], alert_id=alert_id) for key, alert_id in members],
+        ignore_conflicts=True,
+        batch_size=2000,
+    )
+    return len(members)
+
+
+def alert_raise(
+    *,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+    source: str,
+    team: Team | None = None,
+    firing: bool = True,
+    now: datetime | None = None,
+) -> None:
+    """Raise (or resolve) one alert from inside the control plane. Resolving one that is
+    not firing does nothing."""
+    now = now or timezone.now()
+    fp = fingerprint(dict(labels))
+    if not firing:
+        current = Alert.objects.filter(fingerprint=fp).first()
+        if current is None or current.status == AlertStatus.RESOLVED:
+            return
+        starts_at = current.starts_at
+    else:
+        current = Alert.objects.filter(fingerprint=fp, status=AlertStatus.FIRING).first()
+        starts_at = current.starts_at if current else now
+    alerts_ingest(
+        alerts=[
+            IncomingAlert(
+                labels=dict(labels),
+                annotations=dict(annotations or {}),
+                status=AlertStatus.FIRING if firing else AlertStatus.RESOLVED,
+                starts_at=starts_at,
+                ends_at=None if firing else now,
+                generator_url="",
+                fingerprint=fp,
+            )
+        ],
+        source=source,
+        team=team,
+        now=now,
+    )
+
+
+# --------------------------------------------------------------------------- muting
+
+
+def silences_active(*, team_ids: Iterable[int], now: datetime) -> list[Silence]:
+    return list(
+        Silence.objects.filter(
+            Q(team_id__in=set(team_ids)) | Q(team__isnull=True),
+            starts_at__lte=now,
+            ends_at__gt=now,
+        )
+    )
+
+
+def alert_silenced_by(alert: Alert, silences: Sequence[Silence]) -> Silence | None:
+    for silence in silences:
+        if silence.team_id not in (None, alert.team_id):
+            continue
+        if matchers_match(matchers_load(silence.matchers), alert.labels):
+            return silence
+    return None
+
+
+def inhibited_fingerprints(*, team_id: int, candidates: Sequence[Alert]) -> set[str]:
+    """Fingerprints among ``candidates`` muted by a firing source alert of an inhibit rule."""
+    rules = list(
+        InhibitRule.objects.filter(Q(team_id=team_id) | Q(team__isnull=True), enabled=True)
+    )
+    if not rules:
+        return set()
+    sources = list(
+        Alert.objects.filter(team_id=team_id, status=AlertStatus.FIRING).only(
+            "fingerprint", "labels"
+        )
+    )
+    muted: set[str] = set()
+    for rule in rules:
+        source_m, target_m = (
+            matchers_load(rule.source_matchers),
+            matchers_load(rule.target_matchers),
+        )
+        active = {
+            tuple(s.labels.get(name, "") for name in rule.equal): s.fingerprint
+            for s in sources
+            if matchers_match(source_m, s.labels)
+        }
+        if not active:
+            continue
+        for alert in candidates:
+            if not matchers_match(target_m, alert.labels):
+                continue
+            source_fp = active.get(tuple(alert.labels.get(name, "") for name in rule.equal))
+            # An alert matching both sides does not inhibit itself (as in Alertmanager).
+            if source_fp is not None and source_fp != alert.fingerprint:
+                muted.add(alert.fingerprint)
+    return muted
+
+
+# --------------------------------------------------------------------------- flush
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    groups: int
+    notified: int
+    deliveries: list[int]
+
+
+def alert_groups_flush(*, now: datetime | None = None, limit: int = 500) -> FlushReport:
+    """Look at every group that is due; create the deliveries its notification needs."""
+    now = now or timezone.now()
+    due = list(
+        AlertGroup.objects.filter(next_flush_at__lte=now)
+        .order_by("next_flush_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    notified = 0
+    deliveries: list[int] = []
+    for pk in due:
+        with transaction.atomic():
+            group = (
+                AlertGroup.objects.select_for_update(skip_locked=True)
+                .select_related("route", "route__team")
+                .filter(pk=pk, next_flush_at__lte=now)
+                .first()
+            )
+            if group is None:
+                continue  # another worker has it
+            created = _flush_group(group, now)
+            if created:
+                notified += 1
+                deliveries.extend(created)
+    if deliveries:
+        logger.info("alert-groups-flushed", groups=len(due), notified=notified)
+    return FlushReport(len(due), notified, deliveries)
+
+
+def _flush_group(group: AlertGroup, now: datetime) -> list[int]:
+    from .notifications import notification_for_group
+
+    route = group.route
+    members = list(group.alerts.select_related("deployment").order_by("starts_at", "id"))
+    silences = silences_active(team_ids=[route.team_id], now=now)
+    muted = {a.fingerprint for a in members if alert_silenced_by(a, silences)}
+    muted |= inhibited_fingerprints(team_id=route.team_id, candidates=members)
+    firing = [a for a in members if a.status == AlertStatus.FIRING and a.fingerprint not in muted]
+    resolved = [a for a in members if a.status == AlertStatus.RESOLVED]
+    last_firing = None if group.last_firing is None else frozenset(group.last_firing)
+    flush = grouping.needs_update(
+        firing=frozenset(a.fingerprint for a in firing),
+        resolved=frozenset(a.fingerprint for a in resolved),
+        last_firing=last_firing,
+        last_resolved=frozenset(group.last_resolved or ()),
+        last_notified_s=group.last_notified_at.timestamp() if group.last_notified_at else None,
+        now_s=now.timestamp(),
+        timers=route.timers(),
+        all_acknowledged=bool(firing) and all(a.acknowledged_at for a in firing),
+        send_resolved=route.send_resolved,
+    )
+    created: list[int] = []
+    if flush.send:
+        shown_resolved = [
+            a
+            for a in resolved
+            if route.send_resolved and (last_firing is None or a.fingerprint in last_firing)
+        ]
+        group.flushes += 1
+        for channel in route.channels.filter(enabled=True):
+            notification = notification_for_group(
+                group=group,
+                firing=firing,
+                resolved=shown_resolved,
+                language=channel.language,
+            )
+            delivery = Delivery.objects.create(
+                channel=channel,
+                group=group,
+                idempotency_key=f"g{group.pk}-n{group.flushes}-c{channel.pk}",
+                notification=notification.to_dict(),
+                fingerprints=[a.fingerprint for a in (*firing, *shown_resolved)],
+                next_attempt_at=now,
+            )
+            created.append(delivery.pk)
+        group.last_firing = sorted(a.fingerprint for a in firing)
+        group.last_resolved = sorted(a.fingerprint for a in resolved)
+        group.last_notified_at = now
+    # Resolved alerts leave the group once looked at (notified, or not wanted).
+    if resolved:
+        group.alerts.remove(*resolved)
+    if len(members) == len(resolved) and (flush.send or group.last_firing is None):
+        group.delete()
+    else:
+        group.next_flush_at = now + timedelta(seconds=route.group_interval_s)
+        group.save()
+    if created:
+        from .tasks import deliver_channel
+
+        channel_ids = set(
+            Delivery.objects.filter(pk__in=created).values_list("channel_id", flat=True)
+        )
+        for channel_id in channel_ids:
+            transaction.on_commit(partial(deliver_channel.delay, channel_id))
+    return created
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def alert_acknowledge(*, alert: Alert, actor: Any, comment: str = "") -> Alert:
+    alert.acknowledged_by = actor
+    alert.acknowledged_at = timezone.now()
+    alert.ack_comment = comment[:500]
+    alert.save(update_fields=["acknowledged_by", "acknowledged_at", "ack_comment"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.ACTION,
+        verb="acknowledge",
+        instance=alert,
+        extra={"comment": comment},
+    )
+    return alert
+
+
+def silence_expire(*, silence: Silence, actor: Any) -> Silence:
+    now = timezone.now()
+    if silence.ends_at > now:
+        silence.ends_at = max(now, silence.starts_at)
+        silence.save(update_fields=["ends_at"])
+        audit_record(actor=actor, action=AuditAction.ACTION, verb="expire", instance=silence)
+    return silence
+
+
+def alerts_from_source(
+    *, source: str = AlertSource.API, team: Team | None, items: Sequence[IncomingAlert]
+) -> IngestReport:
+    return alerts_ingest(alerts=items, source=source, team=team)

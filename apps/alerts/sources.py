@@ -1,0 +1,327 @@
+"""Alerts the control plane raises itself, reconciled every ``ALERTS_RULES_INTERVAL_S``.
+
+Each pass works out which alerts *should* be firing now from:
+
+- SLOs: a page (fast burn) or ticket (slow burn) state → ``SLOErrorBudgetBurn``;
+- the control loop: the latest decision of each autoscaled deployment held on missing
+  metrics (``AutoscalerMetricsMissing``), found a replica count changed by hand
+  (``AutoscalerDrift``) or could not read its scale target (``AutoscalerTargetUnreadable``);
+  its latest scale action failed (``ScaleActionFailed``); it sits at max replicas while an
+  SLO pages (``AtMaxReplicasWhileSloBurns``);
+- threshold rules on a catalogue signal (from the latest collected observations) or on
+  PromQL, once the condition has held for the rule's ``for``.
+
+Alerts of these sources that fire but are no longer wanted are resolved. A rule whose data
+is unavailable keeps its alerts as they are: missing data neither fires nor resolves.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
+
+from apps.accounts.models import Team
+from apps.autoscaling.models import ActionStatus, DecisionRecord, Mode, ScaleAction
+from apps.integrations.prometheus import PrometheusClient, PrometheusError
+from apps.inventory.models import Deployment
+from apps.metrics.models import DeploymentMetrics
+from apps.slos.models import Slo, SloState
+
+from .labels import fingerprint
+from .models import Alert, AlertRule, AlertSource, AlertStatus
+from .payloads import IncomingAlert
+from .services import alerts_ingest
+
+logger = structlog.get_logger("controlplane.alerts")
+
+SOURCES = (AlertSource.SLO, AlertSource.AUTOSCALING, AlertSource.RULE)
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+@dataclass
+class Wanted:
+    alerts: dict[str, tuple[str, int, dict[str, str], dict[str, str]]] = field(
+        default_factory=dict
+    )  # fingerprint -> (source, team id, labels, annotations)
+    keep: set[str] = field(default_factory=set)  # firing alerts held as they are
+
+    def add(
+        self, source: str, team_id: int, labels: Mapping[str, str], annotations: Mapping[str, str]
+    ) -> None:
+        clean = {k: str(v) for k, v in labels.items() if v not in (None, "")}
+        self.alerts[fingerprint(clean)] = (source, team_id, clean, dict(annotations))
+
+
+def _deployment_labels(dep: Deployment) -> dict[str, str]:
+    return {"deployment": dep.name, "namespace": dep.target_namespace or ""}
+
+
+def _slo_alerts(wanted: Wanted) -> dict[int, bool]:
+    """Returns deployment id → an SLO of it pages now."""
+    paging: dict[int, bool] = defaultdict(bool)
+    for slo in Slo.objects.filter(enabled=True).select_related("status", "deployment", "team"):
+        status = getattr(slo, "status", None)
+        if status is None or status.state not in (SloState.PAGE, SloState.TICKET):
+            continue
+        labels = {
+            "alertname": "SLOErrorBudgetBurn",
+            "slo": slo.name,
+            "team": slo.team.slug,
+            "severity": "critical" if status.state == SloState.PAGE else "warning",
+        }
+        if slo.deployment is not None:
+            labels.update(_deployment_labels(slo.deployment))
+            paging[slo.deployment.pk] |= status.state == SloState.PAGE
+        wanted.add(
+            AlertSource.SLO,
+            slo.team_id,
+            labels,
+            {"summary": f"SLO {slo.name}: {status.reason}"[:500], "description": status.reason},
+        )
+    return paging
+
+
+def _loop_alerts(wanted: Wanted, paging: Mapping[int, bool]) -> None:
+    latest_ids = (
+        DecisionRecord.objects.filter(deployment__autoscaling_policy__isnull=False)
+        .exclude(deployment__autoscaling_policy__mode=Mode.OFF)
+        .values("deployment")
+        .annotate(last=Max("id"))
+        .values_list("last", flat=True)
+    )
+    for record in DecisionRecord.objects.filter(pk__in=list(latest_ids)).select_related(
+        "deployment", "deployment__team"
+    ):
+        dep = record.deployment
+        base = {**_deployment_labels(dep), "team": dep.team.slug}
+        kinds = {e.get("kind"): e.get("message", "") for e in record.events or []}
+        if "metrics_missing" in kinds:
+            wanted.add(
+                AlertSource.AUTOSCALING,
+                dep.team_id,
+                {**base, "alertname": "AutoscalerMetricsMissing", "severity": "warning"},
+                {
+                    "summary": f"{dep.name}: scaling holds, metrics missing",
+                    "description": kinds["metrics_missing"],
+                },
+            )
+        if "drift_detected" in kinds:
+            wanted.add(
+                AlertSource.AUTOSCALING,
+                dep.team_id,
+                {**base, "alertname": "AutoscalerDrift", "severity": "info"},
+                {
+                    "summary": f"{dep.name}: replicas changed outside the control plane",
+                    "description": kinds["drift_detected"],
+                },
+            )
+        if record.rule == "hold:target_unreadable":
+            wanted.add(
+                AlertSource.AUTOSCALING,
+                dep.team_id,
+                {**base, "alertname": "AutoscalerTargetUnreadable", "severity": "warning"},
+                {
+                    "summary": f"{dep.name}: cannot read the scale target",
+                    "description": record.reason,
+                },
+            )
+        if record.desired_replicas >= dep.max_replicas and paging.get(dep.pk):
+            wanted.add(
+                AlertSource.AUTOSCALING,
+                dep.team_id,
+                {**base, "alertname": "AtMaxReplicasWhileSloBurns", "severity": "critical"},
+                {
+                    "summary": f"{dep.name} is at its maximum of {dep.max_replicas} replicas "
+                    "while its SLO burns fast: raise max_replicas or shed load",
+                },
+            )
+    last_actions = (
+        ScaleAction.objects.exclude(status__in=[ActionStatus.PENDING, ActionStatus.RUNNING])
+        .exclude(status=ActionStatus.SUPERSEDED)
+        .values("deployment")
+        .annotate(last=Max("id"))
+        .values_list("last", flat=True)
+    )
+    for action in ScaleAction.objects.filter(
+        pk__in=list(last_actions), status=ActionStatus.FAILED
+    ).select_related("deployment", "deployment__team"):
+        dep = action.deployment
+        wanted.add(
+            AlertSource.AUTOSCALING,
+            dep.team_id,
+            {
+                **_deployment_labels(dep),
+                "team": dep.team.slug,
+                "alertname": "ScaleActionFailed",
+                "severity": "critical",
+            },
+            {
+                "summary": (
+                    f"{dep.name}: scaling {action.from_replicas}→{action.to_replicas} failed"
+                ),
+                "description": action.error[:1000],
+            },
+        )
+
+
+def _held(rule: AlertRule, key: str, holds: bool, now: float, state: dict[str, float]) -> bool:
+    """Track the pending-since time of one series; True once it held for ``for_s``."""
+    if not holds:
+        state.pop(key, None)
+        return False
+    since = state.setdefault(key, now)
+    return now - since >= rule.for_s
+
+
+def _rule_alerts(
+    wanted: Wanted, now: float, client_factory: Callable[[str], PrometheusClient]
+) -> None:
+    firing_by_rule: dict[str, set[str]] = defaultdict(set)
+    for fp, labels in Alert.objects.filter(
+        source=AlertSource.RULE, status=AlertStatus.FIRING
+    ).values_list("fingerprint", "labels"):
+        firing_by_rule[labels.get("rule_id", "")].add(fp)
+    observations: dict[int, dict] = {}
+    signal_rules = AlertRule.objects.filter(enabled=True).exclude(signal="")
+    if signal_rules.exists():
+        observations = dict(DeploymentMetrics.objects.values_list("deployment_id", "observations"))
+    for rule in AlertRule.objects.filter(enabled=True).select_related("team", "deployment"):
+        state: dict[str, float] = dict(rule.state or {})
+        base = {
+            "alertname": rule.name,
+            "severity": rule.severity,
+            "team": rule.team.slug,
+            "rule_id": str(rule.pk),
+            **(rule.labels or {}),
+        }
+        compare = _COMPARE[rule.comparison]
+        seen: set[str] = set()
+        if rule.signal:
+            deployments = (
+                [rule.deployment]
+                if rule.deployment
+                else list(Deployment.objects.filter(team=rule.team).exclude(status="retired"))
+            )
+            for dep in deployments:
+                if dep is None:
+                    continue
+                key = str(dep.pk)
+                obs = (observations.get(dep.pk) or {}).get(rule.signal) or {}
+                labels = {**base, **_deployment_labels(dep)}
+                if obs.get("status") != "ok" or obs.get("value") is None:
+                    # Unknown: hold whatever this series was doing.
+                    if (
+                        fingerprint({k: v for k, v in labels.items() if v})
+                        in firing_by_rule[str(rule.pk)]
+                    ):
+                        wanted.keep.add(fingerprint({k: v for k, v in labels.items() if v}))
+                    seen.add(key)
+                    continue
+                seen.add(key)
+                value = float(obs["value"])
+                if _held(rule, key, compare(value, rule.threshold), now, state):
+                    wanted.add(
+                        AlertSource.RULE, rule.team_id, labels, _rule_annotations(rule, value)
+                    )
+        else:
+            url = settings.PROMETHEUS_URL or ""
+            try:
+                if not url:
+                    raise PrometheusError("no Prometheus configured", retryable=False)
+                samples = client_factory(url).query(rule.promql)
+            except PrometheusError as exc:
+                logger.warning("alert-rule-query-failed", rule=rule.pk, error=str(exc))
+                wanted.keep |= firing_by_rule[str(rule.pk)]
+                continue
+            for sample in samples:
+                series = {k: v for k, v in sample.labels.items() if k != "__name__"}
+                labels = {**series, **base}
+                key = fingerprint(series)
+                seen.add(key)
+                if _held(rule, key, compare(sample.value, rule.threshold), now, state):
+                    wanted.add(
+                        AlertSource.RULE,
+                        rule.team_id,
+                        labels,
+                        _rule_annotations(rule, sample.value),
+                    )
+        state = {k: v for k, v in state.items() if k in seen}
+        if state != (rule.state or {}):
+            AlertRule.objects.filter(pk=rule.pk).update(state=state)
+
+
+def _rule_annotations(rule: AlertRule, value: float) -> dict[str, str]:
+    text = rule.summary or "{name}: {value} {comparison} {threshold}"
+    try:
+        summary = text.format(
+            value=f"{value:.4g}",
+            threshold=f"{rule.threshold:g}",
+            name=rule.name,
+            comparison=rule.comparison,
+        )
+    except (KeyError, IndexError, ValueError):
+        summary = text
+    return {"summary": summary[:500], "value": f"{value:.6g}"}
+
+
+def alert_sources_evaluate(
+    *,
+    now: datetime | None = None,
+    client_factory: Callable[[str], PrometheusClient] | None = None,
+) -> dict[str, int]:
+    """One reconciliation pass; returns counts (firing wanted, resolved)."""
+    now = now or timezone.now()
+    factory = client_factory or (
+        lambda url: PrometheusClient(url, timeout_s=settings.METRICS_QUERY_TIMEOUT_S)
+    )
+    wanted = Wanted()
+    paging = _slo_alerts(wanted)
+    _loop_alerts(wanted, paging)
+    _rule_alerts(wanted, now.timestamp() if now else time.time(), factory)
+
+    by_team: dict[tuple[str, int], list[IncomingAlert]] = defaultdict(list)
+    current = {
+        a.fingerprint: a
+        for a in Alert.objects.filter(source__in=SOURCES, status=AlertStatus.FIRING).only(
+            "fingerprint", "starts_at", "annotations", "team_id", "labels", "source"
+        )
+    }
+    for fp, (source, team_id, labels, notes) in wanted.alerts.items():
+        existing = current.get(fp)
+        if existing is not None and existing.annotations == notes:
+            continue  # already firing as it is
+        by_team[(source, team_id)].append(
+            IncomingAlert(
+                labels, notes, "firing", existing.starts_at if existing else now, None, "", fp
+            )
+        )
+    for fp, alert in current.items():
+        if fp in wanted.alerts or fp in wanted.keep:
+            continue
+        by_team[(alert.source, alert.team_id or 0)].append(
+            IncomingAlert(alert.labels, alert.annotations, "resolved", alert.starts_at, now, "", fp)
+        )
+    teams = {t.pk: t for t in Team.objects.filter(pk__in={k[1] for k in by_team})}
+    resolved = 0
+    for (source, team_id), items in by_team.items():
+        report = alerts_ingest(alerts=items, source=source, team=teams.get(team_id), now=now)
+        resolved += report.resolved
+    return {
+        "wanted": len(wanted.alerts),
+        "changed": sum(map(len, by_team.values())),
+        "resolved": resolved,
+    }

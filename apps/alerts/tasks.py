@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.core.cache import cache
+
+from .channels import channel_deliver_pending
+from .models import Delivery, DeliveryStatus
+from .services import alert_groups_flush
+
+
+@shared_task(name="alerts.flush_groups", soft_time_limit=50, time_limit=60)
+def flush_groups() -> int:
+    """Look at the alert groups that are due and queue their notifications."""
+    if not cache.add("alerts:flush", "1", timeout=60):
+        return 0
+    try:
+        return alert_groups_flush().notified
+    finally:
+        cache.delete("alerts:flush")
+
+
+@shared_task(name="alerts.deliver_channel", soft_time_limit=110, time_limit=120)
+def deliver_channel(channel_id: int) -> None:
+    wait = channel_deliver_pending(channel_id=channel_id)
+    # One scheduled follow-up per channel, however many tasks ask for one.
+    if wait is not None and cache.add(
+        f"alerts:channel-scheduled:{channel_id}", "1", timeout=int(wait) + 5
+    ):
+        deliver_channel.apply_async((channel_id,), countdown=max(0.05, wait))
+
+
+@shared_task(name="alerts.deliver_due", soft_time_limit=20, time_limit=30)
+def deliver_due() -> int:
+    """Safety net: every channel with something due gets a sender (lost tasks, restarts)."""
+    from django.utils import timezone
+
+    channels = set(
+        Delivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()
+        ).values_list("channel_id", flat=True)
+    )
+    for channel_id in channels:
+        deliver_channel.delay(channel_id)
+    return len(channels)
+
+
+@shared_task(name="alerts.evaluate_rules", soft_time_limit=50, time_limit=60)
+def evaluate_rules() -> dict[str, int]:
+    """SLO burn, control-loop conditions and threshold rules → alerts (and resolutions)."""
+    from .sources import alert_sources_evaluate
+
+    if not cache.add("alerts:evaluate-rules", "1", timeout=60):
+        return {}
+    try:
+        return alert_sources_evaluate()
+    finally:
+        cache.delete("alerts:evaluate-rules")

@@ -1,0 +1,190 @@
+"""Fingerprints, matchers, Alertmanager payload mapping and group timing: pure functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from apps.alerts import grouping
+from apps.alerts.labels import MatcherError, fingerprint, matchers_match, matchers_parse
+from apps.alerts.payloads import PayloadError, parse_alertmanager
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def test_fingerprint__label_sets__fnv1a_as_prometheus_and_order_independent():
+    # FNV-1a 64 of the empty input is the offset basis.
+    assert fingerprint({}) == "cbf29ce484222325"
+    a = fingerprint({"alertname": "HighTTFT", "deployment": "chat"})
+    assert a == fingerprint({"deployment": "chat", "alertname": "HighTTFT"})
+    assert a != fingerprint({"alertname": "HighTTFT", "deployment": "chat2"})
+    # The separator keeps name/value boundaries apart.
+    assert fingerprint({"ab": "c"}) != fingerprint({"a": "bc"})
+    assert len(a) == 16
+
+
+@pytest.mark.parametrize(
+    ("spec", "labels", "expected"),
+    [
+        ('{severity="critical"}', {"severity": "critical"}, True),
+        ('{severity!="critical"}', {"severity": "critical"}, False),
+        ('{deployment=~"chat-.*"}', {"deployment": "chat-1"}, True),
+        ('{deployment=~"chat"}', {"deployment": "chat-1"}, False),  # anchored
+        ('{deployment!~"chat-.*"}', {"deployment": "embed"}, True),
+        ('{team=""}', {"severity": "x"}, True),  # absent label is ""
+        ([{"name": "a", "value": "x.*", "isRegex": True}], {"a": "xyz"}, True),
+        ([{"name": "a", "value": "x", "isEqual": False}], {"a": "x"}, False),
+        ([{"name": "a", "op": "!=", "value": "x"}], {"a": "y"}, True),
+    ],
+)
+def test_matchers__each_operator__alertmanager_semantics(spec, labels, expected):
+    assert matchers_match(matchers_parse(spec), labels) is expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ('{a=~"("}', "invalid regular expression"),
+        ('{a=="x"}', "quoted value"),
+        ([{"name": "a", "op": "<>", "value": "x"}], "op must be one of"),
+        ([{"value": "x"}], "'name' is required"),
+        (5, "selector string or a list"),
+    ],
+)
+def test_matchers__malformed__error_names_problem(spec, fragment):
+    with pytest.raises(MatcherError, match=fragment):
+        matchers_parse(spec)
+
+
+def _payload(**over):
+    body = {
+        "version": "4",
+        "groupKey": '{}:{alertname="X"}',
+        "status": "firing",
+        "receiver": "controlplane",
+        "groupLabels": {"alertname": "X"},
+        "externalURL": "http://127.0.0.1:9093",
+        "truncatedAlerts": 0,
+        "somethingNew": {"ignored": True},
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "X", "deployment": "chat"},
+                "annotations": {"summary": "s"},
+                "startsAt": "2026-11-23T11:59:00.123456789Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prom/graph",
+                "fingerprint": "ignored-ours-is-computed",
+                "extra": 1,
+            }
+        ],
+    }
+    body.update(over)
+    return body
+
+
+def test_parse_alertmanager__v4_with_unknown_fields__mapped_with_nanoseconds_and_zero_end():
+    payload = parse_alertmanager(_payload(), now=NOW)
+    (alert,) = payload.alerts
+    assert alert.labels == {"alertname": "X", "deployment": "chat"}
+    assert alert.starts_at == datetime(2026, 11, 23, 11, 59, 0, 123456, tzinfo=UTC)
+    assert alert.ends_at is None
+    assert alert.fingerprint == fingerprint(alert.labels)
+    assert payload.group_labels == {"alertname": "X"}
+
+
+@pytest.mark.parametrize(
+    ("over", "fragment"),
+    [
+        ({"version": "3"}, "version"),
+        ({"alerts": "nope"}, "alerts: expected a list"),
+        ({"alerts": [{"labels": {}}]}, "alerts[0].labels: an alert needs at least one label"),
+        ({"alerts": [{"labels": {"a": 1}}]}, "alerts[0].labels.a"),
+        ({"alerts": [{"labels": {"a": "b"}, "status": "weird"}]}, "alerts[0].status"),
+        ({"alerts": [{"labels": {"a": "b"}, "startsAt": "yesterday"}]}, "alerts[0].startsAt"),
+        ({"truncatedAlerts": -1}, "truncatedAlerts"),
+    ],
+)
+def test_parse_alertmanager__malformed__payload_error_with_path(over, fragment):
+    with pytest.raises(PayloadError) as info:
+        parse_alertmanager(_payload(**over), now=NOW)
+    assert fragment in str(info.value)
+
+
+def test_parse_alertmanager__not_an_object__payload_error():
+    with pytest.raises(PayloadError, match="JSON object"):
+        parse_alertmanager([1, 2], now=NOW)
+
+
+T = grouping.Timers(30, 300, 3600)
+
+
+def _look(**kw):
+    base = dict(
+        firing=frozenset(),
+        resolved=frozenset(),
+        last_firing=None,
+        last_resolved=frozenset(),
+        last_notified_s=None,
+        now_s=10_000.0,
+        timers=T,
+    )
+    base.update(kw)
+    return grouping.needs_update(**base)
+
+
+def test_needs_update__alertmanager_cases__as_documented():
+    a, b = "a", "b"
+    assert _look(firing=frozenset({a})).send
+    assert not _look().send
+    # Nothing new: no resend before the repeat interval.
+    same = dict(firing=frozenset({a}), last_firing=frozenset({a}), last_notified_s=9_000.0)
+    assert not _look(**same).send
+    assert _look(**{**same, "last_notified_s": 6_000.0}).send
+    assert not _look(**{**same, "last_notified_s": 6_000.0}, all_acknowledged=True).send
+    # A new alert fires.
+    assert _look(firing=frozenset({a, b}), last_firing=frozenset({a}), last_notified_s=9_900.0).send
+    # One of two resolved.
+    assert _look(
+        firing=frozenset({a}),
+        resolved=frozenset({b}),
+        last_firing=frozenset({a, b}),
+        last_notified_s=9_900.0,
+    ).send
+    assert not _look(
+        firing=frozenset({a}),
+        resolved=frozenset({b}),
+        last_firing=frozenset({a, b}),
+        last_notified_s=9_900.0,
+        send_resolved=False,
+    ).send
+    # All resolved.
+    assert _look(resolved=frozenset({a}), last_firing=frozenset({a}), last_notified_s=9_900.0).send
+    # Resolved before anything was notified: nothing to say.
+    assert not _look(resolved=frozenset({a})).send
+
+
+@given(
+    firing=st.frozensets(st.sampled_from("abcdef")),
+    last=st.frozensets(st.sampled_from("abcdef")),
+    ago=st.floats(0, 10_000),
+)
+def test_needs_update__new_firing_alert__always_notified(firing, last, ago):
+    flush = _look(firing=firing, last_firing=last, last_notified_s=10_000.0 - ago)
+    if firing - last:
+        assert flush.send
+
+
+def test_group_key__group_by_and_all_labels():
+    labels = {"alertname": "X", "deployment": "chat", "pod": "p1"}
+    assert grouping.group_key(["deployment", "alertname"], labels) == {
+        "alertname": "X",
+        "deployment": "chat",
+    }
+    assert grouping.group_key(["cluster"], labels) == {"cluster": ""}
+    assert grouping.group_key(["..."], labels) == labels
+    with pytest.raises(ValueError, match="group_interval"):
+        grouping.Timers(30, 0, 10)
