@@ -64,6 +64,10 @@ beat_schedule = {
         "schedule": timedelta(seconds=env_float("ALERTS_RULES_INTERVAL_S", 30.0, minimum=5.0)),
         "options": {"expires": 30},
     },
+    "alerts-prune": {
+        "task": "alerts.prune",
+        "schedule": timedelta(hours=6),
+    },
     "metrics-prune-samples": {
         "task": "metrics.prune_samples",
         "schedule": timedelta(hours=1),

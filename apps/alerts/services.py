@@ -514,3 +514,19 @@ def alerts_from_source(
     *, source: str = AlertSource.API, team: Team | None, items: Sequence[IncomingAlert]
 ) -> IngestReport:
     return alerts_ingest(alerts=items, source=source, team=team)
+
+
+def alerts_prune(*, older_than_days: int | None = None) -> int:
+    """Forget resolved alerts and finished deliveries older than the retention."""
+    from django.conf import settings
+
+    from .models import DeliveryStatus
+
+    cutoff = timezone.now() - timedelta(days=older_than_days or settings.ALERTS_RETENTION_DAYS)
+    alerts, _ = Alert.objects.filter(status=AlertStatus.RESOLVED, ends_at__lt=cutoff).delete()
+    deliveries, _ = (
+        Delivery.objects.filter(created_at__lt=cutoff)
+        .exclude(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING])
+        .delete()
+    )
+    return alerts + deliveries

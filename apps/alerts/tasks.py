@@ -55,3 +55,10 @@ def evaluate_rules() -> dict[str, int]:
         return alert_sources_evaluate()
     finally:
         cache.delete("alerts:evaluate-rules")
+
+
+@shared_task(name="alerts.prune", soft_time_limit=300, time_limit=330)
+def prune() -> int:
+    from .services import alerts_prune
+
+    return alerts_prune()

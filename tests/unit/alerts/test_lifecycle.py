@@ -210,3 +210,26 @@ def test_ingest__labels__link_deployment_and_team_and_route_by_matchers(setup):
     assert critical.team == team  # from the deployment
     assert Alert.objects.get(severity="info").team == other  # from the team label
     assert AlertGroup.objects.get().alerts.get() == critical  # info did not match the route
+
+
+def test_prune__old_resolved_and_finished__removed_recent_and_firing_kept(setup):
+    from apps.alerts.services import alerts_prune
+
+    team, _, channel = setup
+    old = timezone.now() - timedelta(days=40)
+    alerts_ingest(
+        alerts=[_alert("resolved", starts=old, ends=old, pod="old"), _alert(pod="live")],
+        source="api",
+        team=team,
+    )
+    Delivery.objects.create(
+        channel=channel,
+        idempotency_key="d1",
+        notification={},
+        next_attempt_at=old,
+        status="succeeded",
+    )
+    Delivery.objects.filter(idempotency_key="d1").update(created_at=old)
+    assert alerts_prune(older_than_days=30) == 2
+    assert list(Alert.objects.values_list("labels__pod", flat=True)) == ["live"]
+    assert not Delivery.objects.exists()
