@@ -445,7 +445,9 @@ def _flush_group(group: AlertGroup, now: datetime) -> list[int]:
             if route.send_resolved and (last_firing is None or a.fingerprint in last_firing)
         ]
         group.flushes += 1
-        for channel in route.channels.filter(enabled=True):
+        # "All resolved" with send_resolved off has nothing to show: state moves on silently.
+        channels = route.channels.filter(enabled=True) if firing or shown_resolved else []
+        for channel in channels:
             notification = notification_for_group(
                 group=group,
                 firing=firing,

@@ -233,3 +233,16 @@ def test_prune__old_resolved_and_finished__removed_recent_and_firing_kept(setup)
     assert alerts_prune(older_than_days=30) == 2
     assert list(Alert.objects.values_list("labels__pod", flat=True)) == ["live"]
     assert not Delivery.objects.exists()
+
+
+def test_flush__all_resolved_without_send_resolved__no_empty_message(setup):
+    team, route, _ = setup
+    route.send_resolved = False
+    route.save()
+    t0 = timezone.now()
+    alerts_ingest(alerts=[_alert(pod="a")], source="api", team=team, now=t0)
+    assert len(_flush(t0 + timedelta(seconds=31))) == 1
+    t1 = t0 + timedelta(seconds=60)
+    alerts_ingest(alerts=[_alert("resolved", ends=t1, pod="a")], source="api", team=team, now=t1)
+    assert _flush(t0 + timedelta(seconds=332)) == []
+    assert not AlertGroup.objects.exists()
