@@ -1,0 +1,5 @@
+"""A real Alertmanager on loopback, for the alert receiver's tests and benchmarks."""
+
+from .embedded import EmbeddedAlertmanager, WebhookReceiver, find_binary
+
+__all__ = ["EmbeddedAlertmanager", "WebhookReceiver", "find_binary"]
