@@ -71,7 +71,39 @@ def demo_inventory_ensure() -> list[Deployment]:
         )
         deployments.append(deployment)
         _demo_policy(deployment)
+    _demo_alert_rules(team)
     return deployments
+
+
+def _demo_alert_rules(team: Team) -> None:
+    """Threshold rules on the team's deployments, so the demo shows alerts firing and
+    resolving (visible under Alerts; add a channel and a route to get them in chat)."""
+    from apps.alerts.models import AlertRule
+
+    AlertRule.objects.get_or_create(
+        team=team,
+        name="QueueBacklog",
+        defaults={
+            "signal": "queue_length",
+            "comparison": ">",
+            "threshold": 10,
+            "for_s": 60,
+            "severity": "warning",
+            "summary": "{value} requests waiting (over {threshold} for a minute)",
+        },
+    )
+    AlertRule.objects.get_or_create(
+        team=team,
+        name="HighTimeToFirstToken",
+        defaults={
+            "signal": "ttft_p95",
+            "comparison": ">",
+            "threshold": 2.0,
+            "for_s": 120,
+            "severity": "critical",
+            "summary": "TTFT p95 is {value} s (objective {threshold} s)",
+        },
+    )
 
 
 def _demo_policy(deployment: Deployment) -> None:

@@ -1,0 +1,26 @@
+"""The demo seed: idempotent, and complete enough to show the loop and alerts working."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from apps.alerts.models import AlertRule
+from apps.autoscaling.models import AutoscalingPolicy
+from apps.inventory.models import Deployment
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo__run_twice__same_deployments_policies_and_rules():
+    call_command("seed_demo")
+    call_command("seed_demo")
+    deployments = Deployment.objects.filter(team__slug="demo")
+    assert deployments.count() == 3
+    assert AutoscalingPolicy.objects.filter(deployment__in=deployments, mode="enforce").count() == 3
+    for policy in AutoscalingPolicy.objects.all():
+        policy.full_clean()  # the engine accepts it
+    rules = AlertRule.objects.filter(team__slug="demo")
+    assert sorted(rules.values_list("name", flat=True)) == ["HighTimeToFirstToken", "QueueBacklog"]
+    for rule in rules:
+        rule.full_clean()
