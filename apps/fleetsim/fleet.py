@@ -11,7 +11,12 @@ behind a load-balancing gateway:
   the GPU profile's cold start, and removes starting replicas first (newest first),
   then the least-loaded ready ones. The requests held by a removed replica are
   re-queued through the router, never dropped; their latencies keep counting from
-  the original arrival.
+  the original arrival. That is what vLLM does by default on SIGTERM (in-flight
+  requests are aborted and the gateway retries them). With ``drain_s`` > 0 a removed
+  ready replica drains instead, like vLLM's ``--shutdown-timeout``: it gets no new
+  requests, finishes those it holds and leaves when idle; whatever it still holds after
+  ``drain_s`` is re-queued. Draining replicas still hold their GPU
+  (:attr:`SimulatedDeployment.draining_replicas`) but are no longer part of the spec.
 * **Fault and load injection.** ``set_rate_multiplier`` scales the arrival rate of
   the workload (thinning or duplicating arrivals), ``inject_latency`` delays every new
   request before it reaches an engine (a slow frontend: the delay shows up in TTFT and
@@ -206,6 +211,9 @@ class SimulatedDeployment:
         # Requests that arrived while no replica was ready.
         self._gateway: deque[Job] = deque()
         self._starting: list[Replica] = []
+        # Removed replicas finishing their requests: (deadline, sequence, replica).
+        self._draining: list[tuple[float, int, Replica]] = []
+        self._drain_seq = 0
         self._ready: list[Replica] = []
         self._last_pick: dict[str, int] = {}
         self._pick_seq = 0
@@ -241,6 +249,11 @@ class SimulatedDeployment:
         return len(self._starting)
 
     @property
+    def draining_replicas(self) -> int:
+        """Removed replicas still finishing their requests (see :meth:`scale`)."""
+        return len(self._draining)
+
+    @property
     def replicas(self) -> list[Replica]:
         """Live replicas, ready ones first, each group in creation order."""
         return [*self._ready, *self._starting]
@@ -270,7 +283,7 @@ class SimulatedDeployment:
 
     def totals(self) -> DeploymentTotals:
         stats = self._retired_stats.copy()
-        for replica in (*self._ready, *self._starting):
+        for replica in (*self._ready, *self._starting, *(d[2] for d in self._draining)):
             stats.merge(replica.stats)
         return DeploymentTotals(
             completed=stats.success,
@@ -284,8 +297,10 @@ class SimulatedDeployment:
 
     def outstanding(self) -> int:
         """Requests accepted by the deployment and not finished, as of the last advance."""
-        in_engines = sum(r.outstanding for r in self._ready) + sum(
-            r.outstanding for r in self._starting
+        in_engines = (
+            sum(r.outstanding for r in self._ready)
+            + sum(r.outstanding for r in self._starting)
+            + sum(d[2].outstanding for d in self._draining)
         )
         return in_engines + len(self._gateway) + len(self._pending)
 
@@ -296,9 +311,16 @@ class SimulatedDeployment:
     def snapshot(self) -> DeploymentSnapshot:
         now = self._now
         replicas = tuple(r.snapshot(now) for r in (*self._ready, *self._starting))
-        stats_success = self._retired_stats.success + sum(r.stats.success for r in replicas)
-        stats_failed = self._retired_stats.failure_total + sum(
-            r.stats.failure_total for r in replicas
+        draining = [d[2] for d in self._draining]
+        stats_success = (
+            self._retired_stats.success
+            + sum(r.stats.success for r in replicas)
+            + sum(r.stats.success for r in draining)
+        )
+        stats_failed = (
+            self._retired_stats.failure_total
+            + sum(r.stats.failure_total for r in replicas)
+            + sum(r.stats.failure_total for r in draining)
         )
         gateway = len(self._gateway) + len(self._pending)
         return DeploymentSnapshot(
@@ -347,9 +369,15 @@ class SimulatedDeployment:
             raise ValueError("error ratio must be within [0, 1]")
         self._error_ratio = float(ratio)
 
-    def scale(self, replicas: int) -> dict[str, int]:
-        """Set the desired replica count at the current simulation time."""
+    def scale(self, replicas: int, *, drain_s: float = 0.0) -> dict[str, int]:
+        """Set the desired replica count at the current simulation time.
+
+        ``drain_s`` > 0 lets removed ready replicas finish their requests for up to that
+        long instead of re-queueing them at once (see the module docstring).
+        """
         _check_count("replicas", replicas)
+        if not math.isfinite(drain_s) or drain_s < 0:
+            raise ValueError("drain_s must be a finite number >= 0")
         now = self._now
         current = self.spec_replicas
         if replicas > current:
@@ -369,9 +397,13 @@ class SimulatedDeployment:
                     key=lambda r: r.outstanding,
                 )
                 self._ready.remove(victim)
+                to_remove -= 1
+                if drain_s > 0 and victim.outstanding:
+                    heapq.heappush(self._draining, (now + drain_s, self._drain_seq, victim))
+                    self._drain_seq += 1
+                    continue
                 displaced.extend(victim.drain())
                 self._retire_replica(victim)
-                to_remove -= 1
             displaced.sort(key=lambda j: (j.arrival_s, j.request_id))
             for job in displaced:
                 job.requeues += 1
@@ -396,11 +428,14 @@ class SimulatedDeployment:
                 else math.inf
             )
             t_pending = pending[0][0] if pending else math.inf
-            t_event = min(t_ready, t_source, t_pending)
+            t_drain = self._draining[0][0] if self._draining else math.inf
+            t_event = min(t_ready, t_source, t_pending, t_drain)
             if t_event > t:
                 break
             t_event = max(t_event, self._now)
-            if t_ready <= t_source and t_ready <= t_pending:
+            if t_drain < min(t_ready, t_source, t_pending):
+                self._on_drain_deadline(t_event)
+            elif t_ready <= t_source and t_ready <= t_pending:
                 self._on_ready(t_event)
             elif t_source <= t_pending:
                 request = self._lookahead
@@ -412,6 +447,15 @@ class SimulatedDeployment:
             self._now = t_event
         for replica in self._ready:
             replica.advance(t)
+        if self._draining:
+            for _, _, replica in self._draining:
+                replica.advance(t)
+            done = [d for d in self._draining if d[2].outstanding == 0]
+            if done:
+                self._draining = [d for d in self._draining if d[2].outstanding]
+                heapq.heapify(self._draining)
+                for _, _, replica in done:
+                    self._retire_replica(replica)
         self._now = t
 
     # ------------------------------------------------------------------ internals
@@ -439,6 +483,20 @@ class SimulatedDeployment:
     def _retire_replica(self, replica: Replica) -> None:
         self._retired_stats.merge(replica.stats)
         self._last_pick.pop(replica.pod, None)
+
+    def _on_drain_deadline(self, t: float) -> None:
+        """Drain time is up: what a draining replica still holds is re-queued."""
+        displaced: list[Job] = []
+        while self._draining and self._draining[0][0] <= t:
+            replica = heapq.heappop(self._draining)[2]
+            replica.advance(t)
+            displaced.extend(replica.drain())
+            self._retire_replica(replica)
+        displaced.sort(key=lambda j: (j.arrival_s, j.request_id))
+        for job in displaced:
+            job.requeues += 1
+            self._requeued += 1
+            self._dispatch(job, t, roll_failure=False)
 
     def _on_ready(self, t: float) -> None:
         while self._starting and self._starting[0].ready_at_s <= t:

@@ -1,0 +1,751 @@
+"""The scaling policies under test.
+
+The baselines are reimplemented from their public definitions, step by step, as small pure
+functions (tested against hand-computed steps in ``tests/unit/bench``) wrapped in
+controllers that keep the state the real controllers keep. Where the simulation has to
+map a real-world notion onto the replica model, the docstring says how.
+
+Replicas still in their cold start are pods that are not ready and export no metrics
+(a vLLM pod serves ``/metrics`` only once the model is loaded). Metrics are those a
+scraper reads from the ready replicas, delayed by the shared scrape delay.
+
+Our own policy calls :func:`apps.autoscaling.engine.decide`, the function the live control
+loop calls, and keeps its :class:`~apps.autoscaling.engine.History` the way
+``apps/autoscaling/loop.py`` does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from apps.autoscaling import engine
+from bench.autoscale.sim import MetricsView, ScaleState
+
+# =====================================================================================
+# Static
+# =====================================================================================
+
+
+class Static:
+    """A fixed replica count (sized by the oracle's capacity model: at peak or at mean)."""
+
+    def __init__(self, name: str, replicas: int) -> None:
+        self.name = name
+        self.replicas = replicas
+
+    def decide(self, view: MetricsView, state: ScaleState) -> int:
+        return self.replicas
+
+
+# =====================================================================================
+# Kubernetes HPA (autoscaling/v2)
+#
+# Algorithm: https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/
+#   desiredReplicas = ceil(currentReplicas * currentMetricValue / desiredMetricValue),
+#   skipped within the 0.1 tolerance; default behavior: scale-up stabilization 0 s and
+#   policies max(100 %, 4 pods) per 15 s; scale-down stabilization 300 s and 100 % per 15 s.
+# Source followed step by step (kubernetes/kubernetes, pkg/controller/podautoscaler):
+#   replica_calculator.go  calcPlainMetricReplicas, GetExternalPerPodMetricReplicas
+#   horizontal.go          stabilizeRecommendationWithBehaviors,
+#                          convertDesiredReplicasWithBehaviorRate,
+#                          calculateScaleUpLimitWithScalingRules,
+#                          calculateScaleDownLimitWithBehaviors
+#   https://github.com/kubernetes/kubernetes/tree/master/pkg/controller/podautoscaler
+# =====================================================================================
+
+HPA_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class HpaRule:
+    """One HPAScalingPolicy: ``value`` pods or percent per ``period_s``."""
+
+    kind: Literal["pods", "percent"]
+    value: int
+    period_s: float
+
+
+@dataclass(frozen=True)
+class HpaBehavior:
+    """``spec.behavior``; the defaults are Kubernetes' own."""
+
+    up_stabilization_s: float = 0.0
+    down_stabilization_s: float = 300.0
+    up_rules: tuple[HpaRule, ...] = (HpaRule("percent", 100, 15), HpaRule("pods", 4, 15))
+    down_rules: tuple[HpaRule, ...] = (HpaRule("percent", 100, 15),)
+    up_select: Literal["max", "min", "disabled"] = "max"
+    down_select: Literal["max", "min", "disabled"] = "max"
+
+
+def hpa_within_tolerance(ratio: float, tolerance: float = HPA_TOLERANCE) -> bool:
+    """``math.Abs(1.0 - usageRatio) <= tolerance``: no change."""
+    return abs(1.0 - ratio) <= tolerance
+
+
+def hpa_pods_metric_replicas(
+    current: int,
+    metric_sum: float,
+    with_metrics: int,
+    target: float,
+    *,
+    unready: int = 0,
+    missing: int = 0,
+    tolerance: float = HPA_TOLERANCE,
+) -> int | None:
+    """``calcPlainMetricReplicas`` for a Pods metric with an AverageValue target.
+
+    ``metric_sum`` over the ``with_metrics`` ready pods that reported; ``unready`` pods
+    (not ready, no metrics) count as using 0 on a scale-up and are ignored otherwise;
+    ``missing`` pods (ready but no sample yet) count as using the target on a scale-down
+    and 0 on a scale-up. The proposal is dropped (current count) when counting those pods
+    would reverse the direction. None when no pod reported (the HPA does nothing).
+    """
+    if with_metrics <= 0:
+        return None
+    usage_ratio = metric_sum / with_metrics / target
+    scale_up_with_unready = unready > 0 and usage_ratio > 1.0
+    if not scale_up_with_unready and missing == 0:
+        if hpa_within_tolerance(usage_ratio, tolerance):
+            return current
+        return math.ceil(usage_ratio * with_metrics)
+    total, pods = metric_sum, with_metrics
+    if missing > 0:
+        if usage_ratio < 1.0:
+            total += missing * target
+        pods += missing
+    if scale_up_with_unready:
+        pods += unready
+    new_ratio = total / pods / target
+    if (
+        hpa_within_tolerance(new_ratio, tolerance)
+        or (usage_ratio < 1.0 and new_ratio > 1.0)
+        or (usage_ratio > 1.0 and new_ratio < 1.0)
+    ):
+        return current
+    proposal = math.ceil(new_ratio * pods)
+    if (new_ratio < 1.0 and proposal > current) or (new_ratio > 1.0 and proposal < current):
+        return current
+    return proposal
+
+
+def hpa_external_average_replicas(
+    status_replicas: int, total: float, target_per_pod: float, *, tolerance: float = HPA_TOLERANCE
+) -> int:
+    """``GetExternalPerPodMetricReplicas``: an External metric with an AverageValue target.
+
+    The ratio is taken against all pods of the target (``status.replicas``, starting ones
+    included); outside the tolerance the proposal is ``ceil(total / target)``.
+    """
+    ratio = total / (target_per_pod * status_replicas) if status_replicas > 0 else math.inf
+    if not hpa_within_tolerance(ratio, tolerance):
+        return math.ceil(total / target_per_pod)
+    return status_replicas
+
+
+def hpa_stabilize(
+    recommendations: Sequence[tuple[float, int]],
+    now: float,
+    recommendation: int,
+    current: int,
+    behavior: HpaBehavior,
+) -> int:
+    """``stabilizeRecommendationWithBehaviors``: the current count pulled into
+    [lowest recommendation within the scale-up window, highest within the scale-down
+    window], the new recommendation included."""
+    up = down = recommendation
+    up_cut = now - behavior.up_stabilization_s
+    down_cut = now - behavior.down_stabilization_s
+    for t, r in recommendations:
+        if t > up_cut:
+            up = min(up, r)
+        if t > down_cut:
+            down = max(down, r)
+    result = current
+    result = max(result, up)
+    return min(result, down)
+
+
+def _changes_in_period(events: Sequence[tuple[float, int]], period_s: float, now: float) -> int:
+    return sum(n for t, n in events if t > now - period_s)
+
+
+def hpa_scale_up_limit(
+    current: int,
+    up_events: Sequence[tuple[float, int]],
+    down_events: Sequence[tuple[float, int]],
+    behavior: HpaBehavior,
+    now: float,
+) -> int:
+    """``calculateScaleUpLimitWithScalingRules``."""
+    if behavior.up_select == "disabled":
+        return current
+    proposals = []
+    for rule in behavior.up_rules:
+        added = _changes_in_period(up_events, rule.period_s, now)
+        removed = _changes_in_period(down_events, rule.period_s, now)
+        start = current - added + removed
+        if rule.kind == "pods":
+            proposals.append(start + rule.value)
+        else:
+            # Rounded up so a small count can always grow.
+            proposals.append(math.ceil(start * (1 + rule.value / 100)))
+    return max(proposals) if behavior.up_select == "max" else min(proposals)
+
+
+def hpa_scale_down_limit(
+    current: int,
+    up_events: Sequence[tuple[float, int]],
+    down_events: Sequence[tuple[float, int]],
+    behavior: HpaBehavior,
+    now: float,
+) -> int:
+    """``calculateScaleDownLimitWithBehaviors``."""
+    if behavior.down_select == "disabled":
+        return current
+    proposals = []
+    for rule in behavior.down_rules:
+        added = _changes_in_period(up_events, rule.period_s, now)
+        removed = _changes_in_period(down_events, rule.period_s, now)
+        start = current - added + removed
+        if rule.kind == "pods":
+            proposals.append(start - rule.value)
+        else:
+            proposals.append(int(start * (1 - rule.value / 100)))
+    # "max" is the biggest change, i.e. the lowest count.
+    return min(proposals) if behavior.down_select == "max" else max(proposals)
+
+
+def hpa_apply_rate_limits(
+    current: int,
+    desired: int,
+    min_replicas: int,
+    max_replicas: int,
+    up_events: Sequence[tuple[float, int]],
+    down_events: Sequence[tuple[float, int]],
+    behavior: HpaBehavior,
+    now: float,
+) -> int:
+    """``convertDesiredReplicasWithBehaviorRate``: rate limits, then the bounds."""
+    if desired > current:
+        limit = max(current, hpa_scale_up_limit(current, up_events, down_events, behavior, now))
+        allowed_max = min(max_replicas, limit)
+        return min(desired, allowed_max)
+    if desired < current:
+        limit = min(current, hpa_scale_down_limit(current, up_events, down_events, behavior, now))
+        allowed_min = max(min_replicas, limit)
+        return max(desired, allowed_min)
+    return desired
+
+
+class Hpa:
+    """A HorizontalPodAutoscaler on one metric, synced every evaluation period.
+
+    ``source``:
+      * ``"pods"``: a Pods metric averaged over pods (prometheus-adapter style), read per
+        replica from the scrape: ``metric`` is ``"util_avg"`` (DCGM_FI_DEV_GPU_UTIL, in
+        percent) or ``"waiting"`` (vllm:num_requests_waiting);
+      * ``"external"``: an External metric with an AverageValue target (what KEDA
+        registers), the deployment total ``metric``.
+
+    The first sync seeds the recommendation history with the current count, as
+    ``maybeInitScaleDownStabilizationWindow`` does, so nothing is removed during the first
+    scale-down window.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        metric: Literal["util_avg", "waiting"],
+        target: float,
+        source: Literal["pods", "external"] = "pods",
+        behavior: HpaBehavior | None = None,
+        tolerance: float = HPA_TOLERANCE,
+        metric_fetch: Callable[[MetricsView, str], float | None] | None = None,
+    ) -> None:
+        self.name = name
+        self.metric = metric
+        self.target = target
+        self.source = source
+        self.behavior = behavior or HpaBehavior()
+        self.tolerance = tolerance
+        self.fetch = metric_fetch or _latest_total
+        self.recommendations: list[tuple[float, int]] = []
+        self.up_events: list[tuple[float, int]] = []
+        self.down_events: list[tuple[float, int]] = []
+
+    def _proposal(self, view: MetricsView, state: ScaleState) -> int | None:
+        if self.source == "external":
+            total = self.fetch(view, self.metric)
+            if total is None:
+                return None
+            return hpa_external_average_replicas(
+                state.spec, total, self.target, tolerance=self.tolerance
+            )
+        ready_then = int(view.latest("ready") or 0)
+        if ready_then == 0:
+            return None
+        if self.metric == "util_avg":
+            avg = view.latest("util_avg")
+            if avg is None:
+                return None
+            per_pod_sum = avg * 100.0 * ready_then
+        else:
+            waiting = view.latest("waiting")
+            if waiting is None:
+                return None
+            per_pod_sum = waiting
+        # Pods that turned ready after the scrape have no sample yet ("missing"); those
+        # still starting are not ready ("unready").
+        missing = max(0, state.ready - ready_then)
+        unready = max(0, state.spec - state.ready)
+        return hpa_pods_metric_replicas(
+            state.spec,
+            per_pod_sum,
+            ready_then,
+            self.target,
+            unready=unready,
+            missing=missing,
+            tolerance=self.tolerance,
+        )
+
+    def decide(self, view: MetricsView, state: ScaleState) -> int:
+        now, current = state.now, state.spec
+        if not self.recommendations:
+            self.recommendations.append((now, current))
+        if current > state.max_replicas:
+            return state.max_replicas
+        if current < state.min_replicas:
+            return state.min_replicas
+        proposal = self._proposal(view, state)
+        if proposal is None:
+            return current  # FailedGetMetrics: no change, nothing recorded
+        stabilized = hpa_stabilize(self.recommendations, now, proposal, current, self.behavior)
+        self._record(now, proposal)
+        desired = hpa_apply_rate_limits(
+            current,
+            stabilized,
+            state.min_replicas,
+            state.max_replicas,
+            self.up_events,
+            self.down_events,
+            self.behavior,
+            now,
+        )
+        if desired > current:
+            self.up_events.append((now, desired - current))
+        elif desired < current:
+            self.down_events.append((now, current - desired))
+        horizon = max(r.period_s for r in (*self.behavior.up_rules, *self.behavior.down_rules))
+        self.up_events = [e for e in self.up_events if e[0] > now - horizon]
+        self.down_events = [e for e in self.down_events if e[0] > now - horizon]
+        return desired
+
+    def _record(self, now: float, proposal: int) -> None:
+        # Replaces a sample older than both windows, else appends (same set either way).
+        keep = max(self.behavior.up_stabilization_s, self.behavior.down_stabilization_s)
+        self.recommendations = [r for r in self.recommendations if r[0] > now - keep]
+        self.recommendations.append((now, proposal))
+
+
+def _latest_total(view: MetricsView, metric: str) -> float | None:
+    return view.latest(metric)
+
+
+# =====================================================================================
+# KEDA, Prometheus scaler
+#
+# https://keda.sh/docs/latest/scalers/prometheus/ and
+# https://keda.sh/docs/latest/reference/scaledobject-spec/
+# KEDA registers the trigger as an External metric of an HPA it creates, target type
+# AverageValue by default, with the HPA's default behavior unless the ScaledObject sets
+# one. pollingInterval (30 s default) is how often the KEDA operator checks triggers to
+# activate 0 <-> 1 replica; between 1 and N the HPA asks KEDA's metrics server at every
+# sync, which queries Prometheus then, unless ``useCachedMetrics`` is set, in which case
+# the value is refreshed once per pollingInterval. The vLLM production stack ships the
+# trigger with ``vllm:num_requests_waiting`` and threshold 5
+# (https://github.com/vllm-project/production-stack/blob/main/docs/source/use_cases/autoscaling-keda.rst);
+# its query has no ``sum()``, which only works with one pod (the scaler needs a single
+# element), so the benchmark uses ``sum(vllm:num_requests_waiting)``.
+# =====================================================================================
+
+
+class _PolledMetric:
+    """KEDA's metric cache with ``useCachedMetrics``: refreshed every polling interval."""
+
+    def __init__(self, polling_interval_s: float) -> None:
+        self.interval = polling_interval_s
+        self.at: float | None = None
+        self.value: float | None = None
+
+    def __call__(self, view: MetricsView, metric: str) -> float | None:
+        if self.at is None or view.now - self.at >= self.interval - 1e-9:
+            self.at, self.value = view.now, view.latest(metric)
+        return self.value
+
+
+def keda(
+    *,
+    threshold: float = 5.0,
+    polling_interval_s: float = 30.0,
+    use_cached_metrics: bool = False,
+    behavior: HpaBehavior | None = None,
+) -> Hpa:
+    """KEDA's Prometheus trigger on the deployment's total waiting requests."""
+    fetch = _PolledMetric(polling_interval_s) if use_cached_metrics else None
+    return Hpa(
+        "keda",
+        metric="waiting",
+        target=threshold,
+        source="external",
+        behavior=behavior,
+        metric_fetch=fetch,
+    )
+
+
+# =====================================================================================
+# Knative Pod Autoscaler (KPA)
+#
+# https://knative.dev/docs/serving/autoscaling/kpa-specific/ (stable window 60 s, panic
+# window 10 % of it, panic threshold 200 %, max scale-up rate 1000, max scale-down rate 2)
+# and https://knative.dev/docs/serving/autoscaling/concurrency/ (target 100 x 70 %
+# utilisation by default). Decision step as in knative/serving
+# pkg/autoscaler/scaling/autoscaler.go (autoscaler.Scale):
+# https://github.com/knative/serving/blob/main/pkg/autoscaler/scaling/autoscaler.go
+# The metric is the deployment's concurrency (requests in flight), averaged over the
+# stable and panic windows of per-second samples. Knative's default target (100 in flight
+# at 70 %) is a web-service figure far above an LLM replica's capacity; the benchmark
+# passes 70 % of the in-flight requests a replica holds at its measured capacity instead
+# (``KpaSpec.target`` is the product, i.e. Knative's TargetValue).
+# =====================================================================================
+
+
+@dataclass(frozen=True)
+class KpaSpec:
+    target: float  # per-pod concurrency target (containerConcurrency x utilisation)
+    stable_window_s: float = 60.0
+    panic_window_pct: float = 10.0
+    panic_threshold: float = 2.0  # 200 %
+    max_scale_up_rate: float = 1000.0
+    max_scale_down_rate: float = 2.0
+
+    @property
+    def panic_window_s(self) -> float:
+        return self.stable_window_s * self.panic_window_pct / 100.0
+
+
+@dataclass
+class KpaState:
+    panic_time: float | None = None
+    max_panic_pods: int = 0
+
+
+def kpa_scale(
+    spec: KpaSpec,
+    state: KpaState,
+    *,
+    now: float,
+    ready: int,
+    stable_value: float,
+    panic_value: float,
+) -> int:
+    """One ``autoscaler.Scale`` step (concurrency metric, reachable revision); updates
+    ``state`` (panic start and the highest count asked for while panicking)."""
+    ready_f = max(1.0, float(ready))
+    max_up = math.ceil(spec.max_scale_up_rate * ready_f)
+    max_down = math.floor(ready_f / spec.max_scale_down_rate)
+    dspc = math.ceil(stable_value / spec.target)
+    dppc = math.ceil(panic_value / spec.target)
+    stable_pods = int(min(max(dspc, max_down), max_up))
+    panic_pods = int(min(max(dppc, max_down), max_up))
+    over = dppc / ready_f >= spec.panic_threshold
+    if state.panic_time is None and over:
+        state.panic_time = now
+    elif over:
+        state.panic_time = now
+    elif state.panic_time is not None and state.panic_time + spec.stable_window_s < now:
+        state.panic_time = None
+        state.max_panic_pods = 0
+    desired = stable_pods
+    if state.panic_time is not None:
+        desired = max(desired, panic_pods)
+        if desired > state.max_panic_pods:
+            state.max_panic_pods = desired
+        desired = state.max_panic_pods
+    return desired
+
+
+class Kpa:
+    """Knative's KPA. Like ``newAutoscaler``, it starts in panic mode when more than one
+    pod is ready, keeping the current count until it has a window of data."""
+
+    def __init__(self, spec: KpaSpec, name: str = "kpa") -> None:
+        self.name = name
+        self.spec = spec
+        self.state: KpaState | None = None
+
+    def decide(self, view: MetricsView, state: ScaleState) -> int:
+        if self.state is None:
+            self.state = KpaState()
+            if state.ready > 1:
+                self.state.panic_time = state.now
+                self.state.max_panic_pods = state.ready
+        stable = view.mean("concurrency", self.spec.stable_window_s)
+        panic = view.mean("concurrency", self.spec.panic_window_s)
+        if stable is None or panic is None:
+            return state.spec  # no data yet: invalid scale result, nothing changes
+        return kpa_scale(
+            self.spec,
+            self.state,
+            now=state.now,
+            ready=state.ready,
+            stable_value=stable,
+            panic_value=panic,
+        )
+
+
+# =====================================================================================
+# AIBrix Pod Autoscaler (APA)
+#
+# Algorithm: vllm-project/aibrix pkg/controller/podautoscaler/algorithm/apa.go
+# (computeTargetReplicas); defaults in pkg/controller/podautoscaler/context/context.go
+# (max scale-up and scale-down rate 2, scale-down cooldown window 300 s, no scale-up
+# cooldown); the sample PodAutoscaler samples/autoscaling/apa.yaml sets
+# up-fluctuation-tolerance 0.1, down-fluctuation-tolerance 0.2, a 30 s metric window and
+# kv_cache_usage_perc with target 0.5. Docs:
+# https://aibrix.readthedocs.io/latest/features/autoscaling/metric-based-autoscaling.html
+# https://github.com/vllm-project/aibrix/blob/main/pkg/controller/podautoscaler/algorithm/apa.go
+#
+# Cooldown: the docs call the scale-down cooldown window a stabilization window for
+# scale-down recommendations, "similar to K8s HPA". The controller's
+# stabilizeRecommendation (pkg/controller/podautoscaler/podautoscaler_controller.go)
+# however picks the *lowest* recommendation in the window on the way down, which does
+# not delay anything. "documented" (default) applies the HPA meaning (the highest
+# recommendation in the window); "controller" follows the code.
+# =====================================================================================
+
+
+@dataclass(frozen=True)
+class ApaSpec:
+    target: float = 0.5
+    up_tolerance: float = 0.1
+    down_tolerance: float = 0.2
+    max_scale_up_rate: float = 2.0
+    max_scale_down_rate: float = 2.0
+    window_s: float = 30.0
+    up_cooldown_s: float = 0.0
+    down_cooldown_s: float = 300.0
+    cooldown: Literal["documented", "controller"] = "documented"
+
+
+def apa_target_replicas(current: int, use_per_pod: float, spec: ApaSpec) -> int:
+    """``computeTargetReplicas``: outside the fluctuation band, scale in proportion,
+    by at most ``max_scale_up_rate`` / ``max_scale_down_rate`` per decision."""
+    ratio = use_per_pod / spec.target
+    if ratio > 1 + spec.up_tolerance:
+        max_up = math.ceil(spec.max_scale_up_rate * current)
+        return int(min(math.ceil(current * ratio), max_up))
+    if ratio < 1 - spec.down_tolerance:
+        max_down = math.floor(current / spec.max_scale_down_rate)
+        return int(max(math.ceil(current * ratio), max_down))
+    return current
+
+
+def apa_cooldown(
+    history: Sequence[tuple[float, int]],
+    now: float,
+    recommendation: int,
+    current: int,
+    spec: ApaSpec,
+) -> int:
+    """The cooldown step over the recommendations of the window, the new one included.
+
+    Going up: the highest within the scale-up window. Going down: the highest within the
+    scale-down window ("documented") or the lowest ("controller")."""
+    if recommendation == current:
+        return current
+    up = recommendation > current
+    window = spec.up_cooldown_s if up else spec.down_cooldown_s
+    inside = [r for t, r in history if t > now - window] + [recommendation]
+    if up or spec.cooldown == "documented":
+        chosen = max(inside)
+    else:
+        chosen = min(inside)
+    # The documented meaning never overshoots the direction it was asked for.
+    if spec.cooldown == "documented" and not up:
+        chosen = min(chosen, current)
+    return chosen
+
+
+class Apa:
+    """AIBrix APA on the mean KV-cache use of the ready pods over its metric window."""
+
+    def __init__(self, spec: ApaSpec | None = None, name: str = "apa") -> None:
+        self.name = name
+        self.spec = spec or ApaSpec()
+        self.history: list[tuple[float, int]] = []
+
+    def decide(self, view: MetricsView, state: ScaleState) -> int:
+        current = state.spec
+        if current > state.max_replicas:
+            return state.max_replicas
+        if current < state.min_replicas:
+            return state.min_replicas
+        use = view.mean("kv_avg", self.spec.window_s)
+        if use is None:
+            return current
+        rec = apa_target_replicas(current, use, self.spec)
+        rec = max(state.min_replicas, min(state.max_replicas, rec))
+        desired = apa_cooldown(self.history, state.now, rec, current, self.spec)
+        keep = max(self.spec.up_cooldown_s, self.spec.down_cooldown_s)
+        self.history = [h for h in self.history if h[0] > state.now - keep]
+        self.history.append((state.now, rec))
+        return max(state.min_replicas, min(state.max_replicas, desired))
+
+
+# =====================================================================================
+# Ours: apps.autoscaling.engine.decide
+# =====================================================================================
+
+
+@dataclass(frozen=True)
+class OursSpec:
+    """The benchmark's default LLM policy for the project's engine."""
+
+    queue_per_replica: float = 1.0
+    kv_target: float = 0.52
+    panic: bool = True
+    panic_window_s: float | None = None  # None: twice the evaluation period (see below)
+    stable_window_s: float = 60.0
+    scale_down_stabilization_s: float = 300.0
+    # One replica per minute at most: KV-cache use falls faster than load when replicas
+    # are added (small batches decode faster, so sequences hold their cache for less
+    # time), so a proportional scale-down from an over-provisioned state undershoots.
+    scale_down_policies: tuple[tuple[str, int, int], ...] = (("pods", 1, 60),)
+    scale_up_policies: tuple[tuple[str, int, int], ...] = (("percent", 100, 15), ("pods", 4, 15))
+    tolerance: float = 0.05
+
+
+def ours_policy(
+    spec: OursSpec,
+    *,
+    min_replicas: int,
+    max_replicas: int,
+    cold_start_s: float,
+    eval_period_s: float,
+) -> engine.Policy:
+    """The engine Policy. The live loop keeps one reading per signal per evaluation in
+    ``History.signal_samples`` and does not supply ``Obs.panic_value``, so the panic short
+    window must span at least one earlier evaluation to hold any sample: by default it is
+    twice the evaluation period."""
+    panic_window = spec.panic_window_s or 2.0 * eval_period_s
+    return engine.Policy(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        targets=(
+            engine.Target("queue_length", spec.queue_per_replica, "per_replica_average"),
+            engine.Target("kv_cache_usage", spec.kv_target, "utilization"),
+        ),
+        mode="enforce",
+        tolerance=spec.tolerance,
+        scale_down_stabilization_s=spec.scale_down_stabilization_s,
+        scale_down_policies=tuple(engine.ScalingPolicy(*p) for p in spec.scale_down_policies),  # type: ignore[arg-type]
+        scale_up_policies=tuple(engine.ScalingPolicy(*p) for p in spec.scale_up_policies),  # type: ignore[arg-type]
+        panic_enabled=spec.panic,
+        stable_window_s=max(spec.stable_window_s, panic_window),
+        panic_window_s=panic_window,
+        cold_start_s=cold_start_s,
+    )
+
+
+class Ours:
+    """Drives :func:`apps.autoscaling.engine.decide` like ``apps.autoscaling.loop``.
+
+    Observations are what the live collector stores: the deployment's total waiting and
+    running requests and the mean KV-cache use over the replicas that report, each with
+    the age of its data. After each decision the history advances as in
+    ``deployment_evaluate``: ``History.advance`` (applied in enforce mode), then each ok
+    reading appended to ``signal_samples``, trimmed to the stable window. Replicas still
+    starting are passed with their real start times.
+    """
+
+    def __init__(self, policy: engine.Policy, name: str = "ours") -> None:
+        self.name = name
+        self.policy = policy
+        self.history = engine.History()
+        self.last_applied: int | None = None
+        self.rules: Counter[str] = Counter()
+
+    def observations(self, view: MetricsView) -> dict[str, engine.Obs]:
+        age = view.age_s
+        out: dict[str, engine.Obs] = {}
+        for signal, name in (("queue_length", "waiting"), ("running_requests", "running")):
+            value = view.latest(name)
+            out[signal] = (
+                engine.Obs(value, age)
+                if value is not None
+                else engine.Obs(None, status="missing", reason="no sample yet")
+            )
+        kv = view.latest("kv_avg")
+        out["kv_cache_usage"] = (
+            engine.Obs(kv, age)
+            if kv is not None
+            else engine.Obs(None, status="missing", reason="no replica reported")
+        )
+        return out
+
+    def decide(self, view: MetricsView, state: ScaleState) -> int:
+        now = state.now
+        observations = self.observations(view)
+        replicas = engine.ReplicaState(
+            spec=state.spec,
+            ready=state.ready,
+            starting=state.starting,
+            observed_spec=state.spec,
+            last_applied=self.last_applied,
+        )
+        decision = engine.decide(self.policy, observations, self.history, now, replicas=replicas)
+        self.rules[decision.rule] += 1
+        history = self.history.advance(
+            decision, now, applied=decision.changed, keep_s=self.policy.history_horizon_s
+        )
+        signals = dict(history.signal_samples)
+        for name, obs in observations.items():
+            if obs.status == "ok" and obs.value is not None:
+                kept = tuple(
+                    s for s in signals.get(name, ()) if s[0] > now - self.policy.stable_window_s
+                )
+                signals[name] = (*kept, (now, float(obs.value)))
+        self.history = engine.History(
+            history.recommendations,
+            history.scale_events,
+            history.load_samples,
+            signals,
+            history.panic_last_s,
+        )
+        if decision.changed:
+            self.last_applied = decision.desired_replicas
+        return decision.desired_replicas
+
+
+# =====================================================================================
+# Oracle
+# =====================================================================================
+
+
+class Scheduled:
+    """Follows a precomputed replica schedule (the oracle's): ``counts[i]`` from
+    ``i * step_s`` on."""
+
+    def __init__(self, name: str, counts: Sequence[int], step_s: float) -> None:
+        self.name = name
+        self.counts = list(counts)
+        self.step_s = step_s
+
+    def decide(self, view: MetricsView, state: ScaleState) -> int:
+        i = min(len(self.counts) - 1, max(0, int(state.now / self.step_s + 1e-9)))
+        return self.counts[i]
