@@ -247,7 +247,8 @@ class Policy:
     ``panic_threshold`` (2.0 = 200 %), panic mode starts; it scales to the higher of the
     stable and short-window demand, never scales down, and ends ``stable_window_s`` after the
     condition last held. Short-window values come from ``Obs.panic_value`` or, failing that,
-    the mean of ``History.signal_samples[signal]`` within the last ``panic_window_s``.
+    the mean of the current reading and ``History.signal_samples[signal]`` within the last
+    ``panic_window_s``.
     Latency targets take no part (a 6 s latency percentile is noise).
 
     Scale to zero: only after ``load_signals`` (summed) have been *observed* at zero, with no
@@ -727,8 +728,14 @@ def _short_window(
     window = [
         v
         for t, v in history.signal_samples.get(signal, ())
-        if now - policy.panic_window_s < t <= now and math.isfinite(v) and v >= 0
+        if now - policy.panic_window_s < t < now and math.isfinite(v) and v >= 0
     ]
+    # The reading being decided on is the freshest sample there is. Without it a loop that
+    # evaluates less often than the panic window (10 s vs Knative's 6 s) would never see a
+    # sample inside the window, and panic could never start.
+    if o is not None and o.status == OK and o.value is not None:
+        if math.isfinite(o.value) and o.value >= 0:
+            window.append(o.value)
     return sum(window) / len(window) if window else None
 
 

@@ -344,7 +344,19 @@ def test_decide__burst_in_history_samples__enters_panic():
     p = policy(panic_enabled=True)
     history = History(signal_samples={"queue_length": ((NOW - 4, 50.0), (NOW - 1, 70.0))})
     d = run(p, {"queue_length": Obs(20)}, 3, history=history)
-    assert (d.desired_replicas, d.rule) == (12, "panic")
+    # The short window is the mean of 50, 70 and the current 20: 46.7 → 10 replicas.
+    assert (d.desired_replicas, d.rule) == (10, "panic")
+
+
+def test_decide__loop_slower_than_panic_window__current_reading_still_panics():
+    # Evaluations every 10 s leave no earlier sample inside a 6 s window: the reading being
+    # decided on must count, or panic could never start in the live loop.
+    p = policy(panic_enabled=True, panic_window_s=6)
+    history = History(signal_samples={"queue_length": ((NOW - 10, 5.0),)})
+    d = run(p, {"queue_length": Obs(100)}, 2, history=history)
+    assert d.panic
+    assert d.rule in ("panic", "target:queue_length", "rate_limit:up")
+    assert d.panic_last_s == NOW
 
 
 def test_decide__below_panic_threshold__no_panic():
