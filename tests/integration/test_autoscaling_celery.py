@@ -1,0 +1,653 @@
+"""The control loop through real Celery workers on Redis.
+
+1. One embedded worker runs the whole loop from queued tasks: the fleet simulator is
+   scraped by a real Prometheus, ``metrics.collect_all`` and ``autoscaling.evaluate_all``
+   are sent as a scheduler would send them, and the actuator is the one
+   ``actuator_for`` builds from ``settings.FLEETSIM_URL``. A load step scales up, the
+   scale-down after it waits for the stabilization window, and with Prometheus stopped
+   the deployment is held with a ``metrics_missing`` event instead of scaled down.
+2. Two ``celery worker`` processes consume the same queue while many deliveries of
+   several pending scale actions of one deployment are queued; a scale endpoint that
+   takes 0.3 s per write records every write. At most one write per deployment is ever
+   in flight, no idempotency key is written twice, and the evaluation lock skips an
+   evaluation while another one of the same deployment runs.
+
+The broker is Redis db 13 and the cache (where the locks live) Redis db 12; both are
+flushed before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import kombu.pools
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+from apps.autoscaling.models import (
+    ActionStatus,
+    AutoscalingPolicy,
+    DecisionRecord,
+    Mode,
+    ScaleAction,
+)
+from apps.autoscaling.tasks import evaluate, evaluate_all, execute_action
+from apps.core.models import TaskCounter
+from apps.fleetsim import workload
+from apps.fleetsim.exposition import serve
+from apps.fleetsim.fleet import Fleet, SimulatedDeployment
+from apps.fleetsim.replica import get_profile
+from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
+from apps.inventory.models import ScaleTargetKind
+from apps.metrics.models import DeploymentMetrics
+from apps.metrics.tasks import collect_all
+from controlplane.celery import app
+from tests.factories.inventory import DeploymentFactory
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+# Databases of their own: a developer's worker (db 0) or the heartbeat test (db 14)
+# cannot take these messages or hold these locks.
+BROKER_URL = "redis://127.0.0.1:6379/13"
+CACHE_URL = "redis://127.0.0.1:6379/12"
+REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+
+STABILIZATION_S = 10.0
+SCALE_DOWN_PERIOD_S = 5
+WRITE_DELAY_S = 0.3
+
+
+def _wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g}s: {what or predicate}")
+        time.sleep(0.05)
+
+
+def _reset_pools() -> None:
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    # kombu keeps one pool per broker URL for the process: drop the closed ones too.
+    kombu.pools.reset()
+    # Remote control (ping) keeps the producer pool it first used: forget it too.
+    del app.control.mailbox.producer_pool
+
+
+@pytest.fixture
+def celery_redis(settings: Any) -> Iterator[Any]:
+    """Celery's broker on Redis db 13 and Django's cache on Redis db 12, both empty."""
+    redis = pytest.importorskip("redis")
+    broker = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=2)
+    locks = redis.Redis.from_url(CACHE_URL, socket_connect_timeout=2)
+    try:
+        broker.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"Redis is not reachable at {BROKER_URL} ({exc}); start redis-server")
+    broker.flushdb()
+    locks.flushdb()
+    settings.CACHES = {"default": {"BACKEND": REDIS_CACHE, "LOCATION": CACHE_URL}}
+    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
+    # An embedded worker sets up Celery logging, which lowers the root logger's level.
+    root_level = logging.getLogger().level
+    _reset_pools()
+    app.conf.update(broker_url=BROKER_URL, broker_transport_options={})
+    try:
+        yield broker
+    finally:
+        _reset_pools()
+        app.conf.update(saved)
+        logging.getLogger().setLevel(root_level)
+        broker.flushdb()
+        locks.flushdb()
+        broker.close()
+        locks.close()
+
+
+def _succeeded(task_name: str) -> int:
+    row = TaskCounter.objects.filter(task_name=task_name, outcome="succeeded").first()
+    return row.count if row else 0
+
+
+# --------------------------------------------------------------------------- 1. one worker
+
+
+def _tick(deployment: Any) -> DecisionRecord:
+    """One scheduler tick through the queue: collect, then evaluate, then wait until the
+    action the evaluation queued (if any) has been applied."""
+    started = timezone.now()
+    collect_all.delay()
+    _wait_for(
+        lambda: DeploymentMetrics.objects.filter(
+            deployment=deployment, collected_at__gte=started
+        ).exists(),
+        20,
+        "metrics collected",
+    )
+    last = DecisionRecord.objects.filter(deployment=deployment).order_by("-id").first()
+    evaluate_all.delay()
+    record = _wait_for(
+        lambda: (
+            DecisionRecord.objects.filter(deployment=deployment, id__gt=last.pk if last else 0)
+            .order_by("-id")
+            .first()
+        ),
+        20,
+        "a decision recorded",
+    )
+    _wait_for(
+        lambda: (
+            not ScaleAction.objects.filter(
+                deployment=deployment, status__in=[ActionStatus.PENDING, ActionStatus.RUNNING]
+            ).exists()
+        ),
+        20,
+        "the scale action applied",
+    )
+    return record
+
+
+def test_loop_through_celery__scales_up__waits_to_scale_down__holds_without_prometheus(
+    prometheus_binary, celery_redis, settings
+):
+    settings.METRICS_RATE_WINDOW = "15s"
+    quick = replace(get_profile("A100-80GB"), cold_start_s=2.0)
+    sim = SimulatedDeployment(
+        "chat", "llama", "llm", quick, replicas=1, workload=workload.steady(2.0, 3600, seed=7)
+    )
+    fleet = Fleet([sim])
+    server, port = serve(fleet)
+    fleet.run_realtime()
+    # The real factory path: a "simulated" target is scaled at settings.FLEETSIM_URL.
+    settings.FLEETSIM_URL = f"http://127.0.0.1:{port}"
+    deployment = DeploymentFactory(
+        name="chat",
+        target_kind=ScaleTargetKind.SIMULATED,
+        cluster=None,
+        target_namespace="llm",
+        min_replicas=1,
+        max_replicas=6,
+        prometheus_selector='{namespace="llm", deployment="chat"}',
+    )
+    AutoscalingPolicy.objects.create(
+        deployment=deployment,
+        mode=Mode.ENFORCE,
+        targets=[{"signal": "queue_length", "value": 3}],
+        scale_down_stabilization_s=STABILIZATION_S,
+        # One replica down per period, so that after the first scale-down the policy still
+        # wants to go lower: that is what the Prometheus outage must not let happen.
+        scale_down_policies=[{"type": "pods", "value": 1, "period_s": SCALE_DOWN_PERIOD_S}],
+        cold_start_s=2.0,
+    )
+
+    def spec() -> int:
+        with fleet.lock:
+            return sim.spec_replicas
+
+    prom = EmbeddedPrometheus(
+        targets=[ScrapeTarget("fleetsim", f"127.0.0.1:{port}", 1)], binary=prometheus_binary
+    )
+    try:
+        prom.start()
+        settings.PROMETHEUS_URL = prom.url
+        with start_worker(
+            app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30
+        ):
+            # The quiet fleet, once Prometheus has scraped it: one replica is enough.
+            deadline = time.monotonic() + 30
+            while (record := _tick(deployment)).rule == "hold:missing_metrics":
+                assert time.monotonic() < deadline, record.reason
+                time.sleep(0.5)
+            assert record.desired_replicas == 1, record.reason
+
+            # Load step: 25x the traffic floods the one replica's queue.
+            with fleet.lock:
+                sim.set_rate_multiplier(25.0)
+            deadline = time.monotonic() + 60
+            while spec() == 1:
+                record = _tick(deployment)
+                assert time.monotonic() < deadline, record.reason
+                time.sleep(0.5)
+            up = ScaleAction.objects.get(deployment=deployment)
+            assert up.status == ActionStatus.SUCCEEDED, up.error
+            assert up.from_replicas == 1
+            assert up.to_replicas > 1
+            assert up.attempts == 1
+            assert up.decision.rule.startswith(("target:queue_length", "rate_limit:up"))
+            assert spec() == up.to_replicas
+
+            # Load ends: the queue drains, but the scale-down waits for the window.
+            with fleet.lock:
+                sim.set_rate_multiplier(0.05)
+            ended, ended_at = time.monotonic(), timezone.now()
+            peak = spec()
+            while spec() >= peak:
+                peak = max(peak, spec())
+                assert time.monotonic() - ended < STABILIZATION_S + 60
+                _tick(deployment)
+                time.sleep(0.5)
+            assert time.monotonic() - ended >= STABILIZATION_S - 1
+            after = list(DecisionRecord.objects.filter(deployment=deployment, at__gte=ended_at))
+            first_down = next(r for r in after if r.desired_replicas < r.current_replicas)
+            # The recommendations right after the step are high: for a whole window from
+            # then, nothing goes down, and it is the stabilization that holds.
+            assert (first_down.at - ended_at).total_seconds() >= STABILIZATION_S - 1
+            held = [r for r in after if r.rule == "stabilization:down"]
+            assert any(r.desired_replicas == r.current_replicas for r in held), [
+                r.rule for r in after
+            ]
+            down = ScaleAction.objects.filter(deployment=deployment).first()
+            assert down.status == ActionStatus.SUCCEEDED, down.error
+            assert down.to_replicas < down.from_replicas
+            before = spec()
+            assert before == down.to_replicas
+            assert before > deployment.min_replicas, "nothing left to scale down"
+
+            # Prometheus goes away: for longer than the scale-down period, which would allow
+            # the next step down, every decision holds and says why. (A collection now takes
+            # about 6 s: the Prometheus client retries a refused connection with backoff.)
+            actions = ScaleAction.objects.count()
+            prom.stop()
+            stopped = time.monotonic()
+            records = []
+            while len(records) < 2 or time.monotonic() - stopped < SCALE_DOWN_PERIOD_S + 1:
+                records.append(_tick(deployment))
+                time.sleep(0.5)
+            for record in records:
+                assert record.rule == "hold:missing_metrics", record.reason
+                assert record.desired_replicas == before
+                assert any(e["kind"] == "metrics_missing" for e in record.events)
+            assert ScaleAction.objects.count() == actions
+            assert spec() == before
+    finally:
+        prom.cleanup()
+        fleet.stop()
+        server.stop()
+
+
+# --------------------------------------------------------------------------- 2. two workers
+
+
+@dataclass
+class _Write:
+    target: str
+    replicas: int
+    key: str
+    started: float
+    ended: float
+
+
+@dataclass
+class _ScaleRecorder:
+    """What a scale endpoint saw: requests in flight at once, and every write."""
+
+    get_delay_s: float = 0.0
+    put_delay_s: float = WRITE_DELAY_S
+    spec: dict[str, int] = field(default_factory=dict)
+    writes: list[_Write] = field(default_factory=list)
+    in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)
+    max_in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self, method: str, target: str) -> None:
+        with self.lock:
+            for key in ((method, target), (method, "*")):
+                self.in_flight[key] += 1
+                self.max_in_flight[key] = max(self.max_in_flight[key], self.in_flight[key])
+
+    def leave(self, method: str, target: str) -> None:
+        with self.lock:
+            for key in ((method, target), (method, "*")):
+                self.in_flight[key] -= 1
+
+
+class _ScaleHandler(BaseHTTPRequestHandler):
+    """The simulator's ``/scale/<namespace>/<name>`` API, slow on purpose."""
+
+    server: _ScaleServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _target(self) -> str | None:
+        parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
+        target = "/".join(parts[1:])
+        if len(parts) != 3 or parts[0] != "scale" or target not in self.server.recorder.spec:
+            self._answer(HTTPStatus.NOT_FOUND, {"error": f"no such target: {self.path}"})
+            return None
+        return target
+
+    def _status(self, target: str) -> dict[str, int]:
+        replicas = self.server.recorder.spec[target]
+        return {"spec_replicas": replicas, "ready_replicas": replicas, "starting_replicas": 0}
+
+    def do_GET(self) -> None:
+        recorder = self.server.recorder
+        target = self._target()
+        if target is None:
+            return
+        recorder.enter("GET", target)
+        try:
+            time.sleep(recorder.get_delay_s)
+            status = self._status(target)
+        finally:
+            recorder.leave("GET", target)
+        self._answer(HTTPStatus.OK, status)
+
+    def do_PUT(self) -> None:
+        recorder = self.server.recorder
+        target = self._target()
+        if target is None:
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        replicas = int(json.loads(self.rfile.read(length))["replicas"])
+        key = self.headers.get("Idempotency-Key", "")
+        started = time.monotonic()
+        recorder.enter("PUT", target)
+        try:
+            time.sleep(recorder.put_delay_s)
+            with recorder.lock:
+                recorder.spec[target] = replicas
+            status = self._status(target)
+        finally:
+            recorder.leave("PUT", target)
+        with recorder.lock:
+            recorder.writes.append(_Write(target, replicas, key, started, time.monotonic()))
+        self._answer(HTTPStatus.OK, status)
+
+
+class _ScaleServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, recorder: _ScaleRecorder) -> None:
+        super().__init__(("127.0.0.1", 0), _ScaleHandler)
+        self.recorder = recorder
+
+
+@pytest.fixture
+def scale_recorder() -> Iterator[tuple[_ScaleRecorder, str]]:
+    recorder = _ScaleRecorder()
+    server = _ScaleServer(recorder)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield recorder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+@dataclass
+class _WorkerProcess:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def events(self) -> list[dict[str, Any]]:
+        """The worker's structured log lines (JSON), oldest first."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def received(self, task_name: str) -> int:
+        return sum(
+            1
+            for e in self.events()
+            if str(e.get("event", "")).startswith(f"Task {task_name}[")
+            and str(e.get("event", "")).endswith(" received")
+        )
+
+    def count(self, event: str) -> int:
+        return sum(1 for e in self.events() if e.get("event") == event)
+
+
+def _database_url() -> str:
+    """The test database (``test_<name>``), for processes outside this one."""
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("worker processes need a shared database: set DATABASE_URL=postgres://...")
+    auth = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
+
+
+@pytest.fixture
+def worker_processes(
+    celery_redis: Any, tmp_path: Path
+) -> Iterator[Callable[[int, str], list[_WorkerProcess]]]:
+    """Starts ``celery worker`` processes (solo pool, control queue) on the test database,
+    the broker on db 13 and the cache on db 12; waits until each answers a ping."""
+    started: list[_WorkerProcess] = []
+    run = uuid.uuid4().hex[:6]
+
+    def start(count: int, fleetsim_url: str) -> list[_WorkerProcess]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "DATABASE_CONN_MAX_AGE": "0",
+            "REDIS_URL": CACHE_URL,  # the cache; Celery's own variable wins for the broker
+            "CELERY_BROKER_URL": BROKER_URL,
+            "FLEETSIM_URL": fleetsim_url,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "CONTROLPLANE_ENV": "development",  # Celery's "received" lines are logged at INFO
+        }
+        env.pop("PROMETHEUS_URL", None)
+        workers = []
+        for i in range(1, count + 1):
+            name = f"w{i}-{run}@{socket.gethostname()}"
+            log = tmp_path / f"worker-{i}.log"
+            with open(log, "wb") as handle:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "controlplane",
+                        "worker",
+                        "-Q",
+                        "control",
+                        "-P",
+                        "solo",
+                        "-n",
+                        name,
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                        "-l",
+                        "INFO",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                )
+            worker = _WorkerProcess(name, proc, log)
+            started.append(worker)
+            workers.append(worker)
+        pending = {w.name for w in workers}
+        deadline = time.monotonic() + 60
+        while pending:
+            for w in workers:
+                if w.proc.poll() is not None:
+                    raise AssertionError(f"{w.name} exited:\n{w.log.read_text()[-3000:]}")
+            assert time.monotonic() < deadline, f"no ping answer from {sorted(pending)}"
+            for reply in app.control.ping(destination=sorted(pending), timeout=1.0):
+                pending -= set(reply)
+        return workers
+
+    try:
+        yield start
+    finally:
+        for w in started:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the current task
+        for w in started:
+            try:
+                w.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=10)
+
+
+def _simulated(name: str) -> Any:
+    return DeploymentFactory(
+        name=name,
+        target_kind=ScaleTargetKind.SIMULATED,
+        cluster=None,
+        target_namespace="llm",
+        min_replicas=1,
+        max_replicas=20,
+    )
+
+
+def test_two_workers__never_act_on_one_deployment_at_once(scale_recorder, worker_processes):
+    recorder, url = scale_recorder
+    busy, other = _simulated("busy"), _simulated("other")
+    recorder.spec.update({"llm/busy": 1, "llm/other": 1})
+    # Several pending actions of one deployment (as a manual change racing an automatic
+    # one would leave), and a few of another deployment to show that the workers do run
+    # side by side.
+    actions = {
+        busy.pk: [
+            ScaleAction.objects.create(
+                deployment=busy, from_replicas=1, to_replicas=n, idempotency_key=f"busy-{n}"
+            )
+            for n in range(2, 8)
+        ],
+        other.pk: [
+            ScaleAction.objects.create(
+                deployment=other, from_replicas=1, to_replicas=n, idempotency_key=f"other-{n}"
+            )
+            for n in range(2, 5)
+        ],
+    }
+    workers = worker_processes(2, url)
+
+    # Every action delivered three times; the busy deployment's in a row, so that the two
+    # workers keep taking actions of the same deployment at the same moment.
+    sent = 0
+    for _ in range(3):
+        for batch in actions.values():
+            for action in batch:
+                execute_action.delay(action.pk)
+                sent += 1
+    _wait_for(lambda: _succeeded("autoscaling.execute_action") == sent, 60, "deliveries done")
+    # An action that met a busy lock stays pending; the periodic fan-out sends it again.
+    for _ in range(12):
+        pending = ScaleAction.objects.filter(status=ActionStatus.PENDING).count()
+        if not pending:
+            break
+        sent += pending
+        evaluate_all.delay()
+        _wait_for(
+            lambda sent=sent: _succeeded("autoscaling.execute_action") == sent,
+            60,
+            "re-sent deliveries",
+        )
+    assert not ScaleAction.objects.filter(status=ActionStatus.PENDING).exists()
+
+    # Never two writes to one deployment at once; two to different ones did happen.
+    assert recorder.max_in_flight[("PUT", "llm/busy")] == 1
+    assert recorder.max_in_flight[("PUT", "llm/other")] == 1
+    assert recorder.max_in_flight[("PUT", "*")] == 2, "the workers never ran side by side"
+    for target in ("llm/busy", "llm/other"):
+        mine = sorted((w for w in recorder.writes if w.target == target), key=lambda w: w.started)
+        for earlier, later in pairwise(mine):
+            assert later.started >= earlier.ended
+
+    # Every action applied exactly once: one write per idempotency key, one attempt each,
+    # and the claims (running → finished) of one deployment never overlap.
+    everything = [a for batch in actions.values() for a in batch]
+    keys = Counter(w.key for w in recorder.writes)
+    assert keys == Counter({a.idempotency_key: 1 for a in everything})
+    for pk, batch in actions.items():
+        rows = list(ScaleAction.objects.filter(deployment_id=pk).order_by("started_at"))
+        assert {r.status for r in rows} == {ActionStatus.SUCCEEDED}
+        assert all(r.attempts == 1 and r.error == "" for r in rows)
+        for earlier, later in pairwise(rows):
+            assert later.started_at >= earlier.finished_at
+        assert len(rows) == len(batch)
+
+    # Both workers took deliveries, and some found the deployment's lock held.
+    for w in workers:
+        assert w.received("autoscaling.execute_action") > 0, w.name
+    assert sum(w.count("scale-action-applied") for w in workers) == len(everything)
+    assert sum(w.count("scale-action-lock-busy") for w in workers) > 0
+
+    # The evaluation lock: while it is held, an evaluation is skipped, not stacked.
+    AutoscalingPolicy.objects.create(
+        deployment=busy, mode=Mode.DRY_RUN, targets=[{"signal": "queue_length", "value": 3}]
+    )
+    lock = f"autoscaling:evaluate:{busy.pk}"
+    assert cache.add(lock, "1", timeout=30)
+    evaluate.delay(busy.pk)
+    _wait_for(lambda: _succeeded("autoscaling.evaluate") == 1, 30)
+    assert not DecisionRecord.objects.exists()
+    cache.delete(lock)
+    evaluate.delay(busy.pk)
+    _wait_for(lambda: _succeeded("autoscaling.evaluate") == 2, 30)
+    assert DecisionRecord.objects.filter(deployment=busy).count() == 1
+    assert cache.get(lock) is None, "the evaluation lock was not released"
+
+    # A burst while reading the scale target is slow: the workers take evaluations of the
+    # same deployment at once, and only one at a time gets through.
+    recorder.get_delay_s = 0.5
+    recorder.max_in_flight[("GET", "llm/busy")] = 0
+    received = [w.received("autoscaling.evaluate") for w in workers]
+    for _ in range(6):
+        evaluate.delay(busy.pk)
+    _wait_for(lambda: _succeeded("autoscaling.evaluate") == 8, 60)
+    assert recorder.max_in_flight[("GET", "llm/busy")] == 1
+    evaluated = DecisionRecord.objects.filter(deployment=busy).count() - 1
+    assert 1 <= evaluated < 6, evaluated
+    for w, before in zip(workers, received, strict=True):
+        assert w.received("autoscaling.evaluate") > before, w.name
+    assert cache.get(lock) is None
+    assert not ScaleAction.objects.exclude(status=ActionStatus.SUCCEEDED).exists()
