@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 from celery import shared_task
 from django.core.cache import cache
+from django.utils import timezone
 
 from apps.inventory.models import Deployment
 
@@ -21,6 +25,17 @@ def evaluate_all() -> int:
     )
     for pk in ids:
         evaluate.delay(pk)
+    # An action claimed by a worker that died stays "running": close it after well past
+    # the task's hard time limit, so it is visible as failed (the next decision re-reads
+    # the platform, so nothing is applied twice).
+    ScaleAction.objects.filter(
+        status=ActionStatus.RUNNING, started_at__lt=timezone.now() - timedelta(minutes=5)
+    ).update(
+        status=ActionStatus.FAILED,
+        finished_at=timezone.now(),
+        error="the worker applying it stopped (lost or killed); the platform is re-read "
+        "at the next evaluation",
+    )
     # Actions left pending (a lost enqueue, a busy lock) are picked up again here.
     for action_id in ScaleAction.objects.filter(status=ActionStatus.PENDING).values_list(
         "pk", flat=True
@@ -33,14 +48,17 @@ def evaluate_all() -> int:
 def evaluate(deployment_id: int) -> None:
     # One evaluation per deployment at a time; a slow one is skipped, not stacked.
     lock = f"autoscaling:evaluate:{deployment_id}"
-    if not cache.add(lock, "1", timeout=30):
+    token = uuid.uuid4().hex
+    if not cache.add(lock, token, timeout=30):
         return
     try:
         deployment = Deployment.objects.select_related("cluster").filter(pk=deployment_id).first()
         if deployment is not None:
             deployment_evaluate(deployment=deployment, actuator=actuator_for(deployment))
     finally:
-        cache.delete(lock)
+        # Only our own lock: after an overrun it may have expired and be someone else's.
+        if cache.get(lock) == token:
+            cache.delete(lock)
 
 
 @shared_task(name="autoscaling.execute_action", soft_time_limit=60, time_limit=90)

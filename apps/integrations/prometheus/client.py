@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
 
 from .types import InstantSample, RangeSeries
 
@@ -48,8 +49,16 @@ class PrometheusClient:
     ):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        # No retries inside a call: the library's default (3 with backoff, also on refused
+        # connections) made one query against a down Prometheus take ~6 s and a collection
+        # cycle overrun its interval. Callers retry at their own level (the next cycle).
         self._conn = PrometheusConnect(
-            url=self.url, disable_ssl=False, session=session, timeout=timeout_s, method="POST"
+            url=self.url,
+            disable_ssl=False,
+            session=session,
+            timeout=timeout_s,
+            method="POST",
+            retry=Retry(total=0, connect=0, read=0, status=0, redirect=0, raise_on_status=False),
         )
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
