@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.locks import cache_lock
 from apps.integrations.chat import (
     Notification,
     Transport,
@@ -79,16 +80,8 @@ def _backoff(attempts: int) -> float:
     return min(_BACKOFF_CAP_S, 2.0 ** max(0, attempts - 1)) * random.uniform(1.0, 1.5)
 
 
-@contextmanager
-def channel_lock(channel_id: int, ttl_s: int = 300) -> Iterator[bool]:
-    key = f"alerts:channel-lock:{channel_id}"
-    token = uuid.uuid4().hex
-    acquired = bool(cache.add(key, token, timeout=ttl_s))
-    try:
-        yield acquired
-    finally:
-        if acquired and cache.get(key) == token:
-            cache.delete(key)
+def channel_lock(channel_id: int, ttl_s: int = 300) -> AbstractContextManager[bool]:
+    return cache_lock(f"alerts:channel-lock:{channel_id}", ttl_s=ttl_s)
 
 
 def _sent_key(channel_id: int) -> str:

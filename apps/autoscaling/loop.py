@@ -14,18 +14,17 @@ act
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.locks import cache_lock
 from apps.inventory.models import Deployment, ScaleTargetKind
 from apps.metrics.models import DeploymentMetrics
 from apps.metrics.services import pod_load_read
@@ -281,18 +280,10 @@ class _CountingActuator:
             self.inner.prepare_scale_down(target, remove, pod_load)
 
 
-@contextmanager
-def deployment_lock(deployment_id: int, *, ttl_s: int = 120) -> Iterator[bool]:
-    """A per-deployment lock in the shared cache (Redis in production): ``add`` only sets
-    the key if absent, so exactly one holder at a time; the TTL frees it if a worker dies."""
-    key = f"autoscaling:lock:{deployment_id}"
-    token = uuid.uuid4().hex
-    acquired = bool(cache.add(key, token, timeout=ttl_s))
-    try:
-        yield acquired
-    finally:
-        if acquired and cache.get(key) == token:
-            cache.delete(key)
+def deployment_lock(deployment_id: int, *, ttl_s: int = 120) -> AbstractContextManager[bool]:
+    """The per-deployment lock in the shared cache: two workers never act on one
+    deployment at once."""
+    return cache_lock(f"autoscaling:lock:{deployment_id}", ttl_s=ttl_s)
 
 
 def scale_action_execute(

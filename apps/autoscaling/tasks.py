@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from celery import shared_task
-from django.core.cache import cache
 from django.utils import timezone
 
+from apps.core.locks import cache_lock
 from apps.inventory.models import Deployment
 
 from .actuators.factory import actuator_for
@@ -47,18 +46,12 @@ def evaluate_all() -> int:
 @shared_task(name="autoscaling.evaluate", soft_time_limit=20, time_limit=30)
 def evaluate(deployment_id: int) -> None:
     # One evaluation per deployment at a time; a slow one is skipped, not stacked.
-    lock = f"autoscaling:evaluate:{deployment_id}"
-    token = uuid.uuid4().hex
-    if not cache.add(lock, token, timeout=30):
-        return
-    try:
+    with cache_lock(f"autoscaling:evaluate:{deployment_id}", ttl_s=30) as acquired:
+        if not acquired:
+            return
         deployment = Deployment.objects.select_related("cluster").filter(pk=deployment_id).first()
         if deployment is not None:
             deployment_evaluate(deployment=deployment, actuator=actuator_for(deployment))
-    finally:
-        # Only our own lock: after an overrun it may have expired and be someone else's.
-        if cache.get(lock) == token:
-            cache.delete(lock)
 
 
 @shared_task(name="autoscaling.execute_action", soft_time_limit=60, time_limit=90)

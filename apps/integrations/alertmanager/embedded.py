@@ -12,7 +12,6 @@ token, basic auth, a wrong credential) at once.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 import yaml
 
+from apps.integrations.process import LocalServerProcess
 from apps.integrations.prometheus.embedded import find_binary as _find_binary
 from apps.integrations.prometheus.embedded import free_port
 
@@ -76,7 +75,9 @@ def _duration(seconds: float) -> str:
 
 
 @dataclass
-class EmbeddedAlertmanager:
+class EmbeddedAlertmanager(LocalServerProcess):
+    log_name: ClassVar[str] = "alertmanager.log"
+
     """An Alertmanager process. Use as a context manager, or call start()/stop()."""
 
     receivers: list[WebhookReceiver] = field(default_factory=list)
@@ -192,40 +193,3 @@ class EmbeddedAlertmanager:
             if all(f'{k}="{v}"' in series for k, v in labels.items()):
                 total += float(value)
         return total
-
-    def log_text(self) -> str:
-        if self.data_dir is None:
-            return ""
-        try:
-            return (self.data_dir / "alertmanager.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-        self._proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir and self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> EmbeddedAlertmanager:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()

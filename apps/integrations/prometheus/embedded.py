@@ -14,10 +14,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from typing import ClassVar
 
 import requests
 import yaml
+
+from apps.integrations.process import LocalServerProcess
 
 PROMETHEUS_BINARY_NAMES = ("prometheus",)
 
@@ -47,7 +49,9 @@ class ScrapeTarget:
 
 
 @dataclass
-class EmbeddedPrometheus:
+class EmbeddedPrometheus(LocalServerProcess):
+    log_name: ClassVar[str] = "prometheus.log"
+
     """A Prometheus process. Use as a context manager, or call start()/stop()."""
 
     targets: list[ScrapeTarget] = field(default_factory=list)
@@ -131,38 +135,3 @@ class EmbeddedPrometheus:
             yaml.safe_dump(self.config()), encoding="utf-8"
         )
         requests.post(f"{self.url}/-/reload", timeout=5).raise_for_status()
-
-    def log_tail(self, lines: int = 20) -> str:
-        if self.data_dir is None:
-            return ""
-        try:
-            text = (self.data_dir / "prometheus.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-        self._proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir and self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> EmbeddedPrometheus:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
