@@ -3,6 +3,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.core.cache import cache
 
+from apps.core.locks import cache_lock
+
 from .channels import channel_deliver_pending
 from .models import Delivery, DeliveryStatus
 from .services import alert_groups_flush
@@ -11,12 +13,8 @@ from .services import alert_groups_flush
 @shared_task(name="alerts.flush_groups", soft_time_limit=50, time_limit=60)
 def flush_groups() -> int:
     """Look at the alert groups that are due and queue their notifications."""
-    if not cache.add("alerts:flush", "1", timeout=60):
-        return 0
-    try:
-        return alert_groups_flush().notified
-    finally:
-        cache.delete("alerts:flush")
+    with cache_lock("alerts:flush", ttl_s=60) as acquired:
+        return alert_groups_flush().notified if acquired else 0
 
 
 @shared_task(name="alerts.deliver_channel", soft_time_limit=110, time_limit=120)
@@ -49,12 +47,8 @@ def evaluate_rules() -> dict[str, int]:
     """SLO burn, control-loop conditions and threshold rules → alerts (and resolutions)."""
     from .sources import alert_sources_evaluate
 
-    if not cache.add("alerts:evaluate-rules", "1", timeout=60):
-        return {}
-    try:
-        return alert_sources_evaluate()
-    finally:
-        cache.delete("alerts:evaluate-rules")
+    with cache_lock("alerts:evaluate-rules", ttl_s=60) as acquired:
+        return alert_sources_evaluate() if acquired else {}
 
 
 @shared_task(name="alerts.prune", soft_time_limit=300, time_limit=330)

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
+
+from apps.core.locks import cache_lock
 
 from .services import metric_samples_prune, metrics_collect_shard
 
@@ -19,13 +20,10 @@ def collect_all() -> int:
 @shared_task(name="metrics.collect_shard", soft_time_limit=30, time_limit=45)
 def collect_shard(shard: int, shards: int) -> None:
     # A cycle that overruns its interval must not stack up behind itself: skip instead.
-    lock = f"metrics:collect:{shard}/{shards}"
-    if not cache.add(lock, "1", timeout=int(settings.METRICS_COLLECT_INTERVAL_S * 3)):
-        return
-    try:
-        metrics_collect_shard(shard=shard, shards=shards)
-    finally:
-        cache.delete(lock)
+    ttl = int(settings.METRICS_COLLECT_INTERVAL_S * 3)
+    with cache_lock(f"metrics:collect:{shard}/{shards}", ttl_s=ttl) as acquired:
+        if acquired:
+            metrics_collect_shard(shard=shard, shards=shards)
 
 
 @shared_task(name="metrics.prune_samples", soft_time_limit=120, time_limit=180)
