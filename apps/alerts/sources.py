@@ -139,7 +139,11 @@ def _loop_alerts(wanted: Wanted, paging: Mapping[int, bool]) -> None:
                     "description": record.reason,
                 },
             )
-        if record.desired_replicas >= dep.max_replicas and paging.get(dep.pk):
+        # Only once the maximum is actually serving: while replicas still load, the burn
+        # is the cold start's, and the capacity asked for is on its way.
+        ready = ((record.inputs or {}).get("replicas") or {}).get("ready")
+        at_max = record.desired_replicas >= dep.max_replicas and (ready or 0) >= dep.max_replicas
+        if at_max and paging.get(dep.pk):
             wanted.add(
                 AlertSource.AUTOSCALING,
                 dep.team_id,

@@ -72,7 +72,40 @@ def demo_inventory_ensure() -> list[Deployment]:
         deployments.append(deployment)
         _demo_policy(deployment)
     _demo_alert_rules(team)
+    _demo_slos(team, deployments)
     return deployments
+
+
+def _demo_slos(team: Team, deployments: list[Deployment]) -> None:
+    """A TTFT and an error-ratio SLO per deployment: SLO status, burn rates and SLO alerts
+    show up in the demo (the SLO boost can use them too)."""
+    from decimal import Decimal
+
+    from apps.slos.models import LatencyMetric, SliKind, Slo
+
+    for deployment in deployments:
+        Slo.objects.get_or_create(
+            team=team,
+            deployment=deployment,
+            name=f"{deployment.name}-ttft",
+            defaults={
+                "description": "99 % of requests get their first token within 1 s.",
+                "sli_kind": SliKind.LATENCY,
+                "latency_metric": LatencyMetric.TTFT,
+                "threshold_seconds": 1.0,
+                "objective_percent": Decimal("99.0"),
+            },
+        )
+        Slo.objects.get_or_create(
+            team=team,
+            deployment=deployment,
+            name=f"{deployment.name}-errors",
+            defaults={
+                "description": "99.9 % of requests finish without error.",
+                "sli_kind": SliKind.ERROR_RATIO,
+                "objective_percent": Decimal("99.9"),
+            },
+        )
 
 
 def _demo_alert_rules(team: Team) -> None:

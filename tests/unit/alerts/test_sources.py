@@ -113,6 +113,7 @@ def test_control_loop__missing_metrics_drift_failed_action_and_max_while_burning
         rule="hold:missing_metrics",
         reason="metrics missing",
         dry_run=False,
+        inputs={"replicas": {"spec": 4, "ready": 4}},
         events=[
             {"kind": "metrics_missing", "message": "queue_length: stale"},
             {"kind": "drift_detected", "message": "someone set 4"},
@@ -195,3 +196,25 @@ def test_promql_rule__each_series_its_own_alert__prometheus_down_holds(settings)
     prom.samples = prom.samples[1:]
     alert_sources_evaluate(client_factory=lambda url: prom)
     assert Alert.objects.get().status == AlertStatus.RESOLVED
+
+
+def test_at_max_while_burning__replicas_still_starting__not_raised():
+    dep = DeploymentFactory(max_replicas=4)
+    AutoscalingPolicy.objects.create(
+        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
+    )
+    slo = SloFactory(team=dep.team, deployment=dep)
+    SloStatus.objects.create(slo=slo, state=SloState.PAGE, reason="x", evaluated_at=timezone.now())
+    DecisionRecord.objects.create(
+        deployment=dep,
+        at=timezone.now(),
+        current_replicas=4,
+        desired_replicas=4,
+        rule="target:queue_length",
+        reason="scaling up",
+        dry_run=False,
+        inputs={"replicas": {"spec": 4, "ready": 1}},
+    )
+    alert_sources_evaluate()
+    assert not Alert.objects.filter(name="AtMaxReplicasWhileSloBurns").exists()
+    assert Alert.objects.filter(name="SLOErrorBudgetBurn").exists()

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from apps.alerts.models import AlertRule
 from apps.autoscaling.models import AutoscalingPolicy
 from apps.inventory.models import Deployment
+from apps.slos.models import Slo
 
 pytestmark = pytest.mark.django_db
 
@@ -24,3 +25,7 @@ def test_seed_demo__run_twice__same_deployments_policies_and_rules():
     assert sorted(rules.values_list("name", flat=True)) == ["HighTimeToFirstToken", "QueueBacklog"]
     for rule in rules:
         rule.full_clean()
+    slos = Slo.objects.filter(team__slug="demo")
+    assert slos.count() == 6
+    for slo in slos:
+        slo.full_clean()  # thresholds on the framework's histogram buckets, etc.
