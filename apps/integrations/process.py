@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
+
+import requests
 
 
 class LocalServerProcess:
@@ -21,6 +24,23 @@ class LocalServerProcess:
 
     def start(self) -> Self:
         raise NotImplementedError
+
+    def wait_ready(self, url: str, *, name: str, wait_s: float) -> None:
+        """Poll ``url`` (a ``/-/ready`` endpoint) until it answers 200; stop the process and
+        raise with the log's tail if it exits or does not get there in ``wait_s``."""
+        assert self._proc is not None
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self._proc.returncode}: {self.log_tail()}")
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"{name} did not become ready in {wait_s}s: {self.log_tail()}")
 
     def log_text(self) -> str:
         if self.data_dir is None:

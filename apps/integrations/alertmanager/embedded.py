@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -149,20 +148,8 @@ class EmbeddedAlertmanager(LocalServerProcess):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"alertmanager exited with {self._proc.returncode}: {self.log_tail()}"
-                )
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"alertmanager did not become ready in {wait_s}s: {self.log_tail()}")
+        self.wait_ready(f"{self.url}/-/ready", name="alertmanager", wait_s=wait_s)
+        return self
 
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
         """POST /api/v2/alerts: a list of {labels, annotations, startsAt, endsAt, generatorURL}

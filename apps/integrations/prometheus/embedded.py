@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -114,20 +113,8 @@ class EmbeddedPrometheus(LocalServerProcess):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"prometheus exited with {self._proc.returncode}: {self.log_tail()}"
-                )
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"prometheus did not become ready in {wait_s}s: {self.log_tail()}")
+        self.wait_ready(f"{self.url}/-/ready", name="prometheus", wait_s=wait_s)
+        return self
 
     def reload(self) -> None:
         assert self.data_dir is not None
