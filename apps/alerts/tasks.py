@@ -18,13 +18,14 @@ def flush_groups() -> int:
 
 
 @shared_task(name="alerts.deliver_channel", soft_time_limit=110, time_limit=120)
-def deliver_channel(channel_id: int) -> None:
+def deliver_channel(channel_id: int, scheduled: bool = False) -> None:
+    marker = f"alerts:channel-scheduled:{channel_id}"
+    if scheduled:
+        cache.delete(marker)  # this is the follow-up: another one may be scheduled now
     wait = channel_deliver_pending(channel_id=channel_id)
     # One scheduled follow-up per channel, however many tasks ask for one.
-    if wait is not None and cache.add(
-        f"alerts:channel-scheduled:{channel_id}", "1", timeout=int(wait) + 5
-    ):
-        deliver_channel.apply_async((channel_id,), countdown=max(0.05, wait))
+    if wait is not None and cache.add(marker, "1", timeout=int(wait) + 60):
+        deliver_channel.apply_async((channel_id, True), countdown=max(0.05, wait))
 
 
 @shared_task(name="alerts.deliver_due", soft_time_limit=20, time_limit=30)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from apps.integrations.prometheus.embedded import find_binary
+from tests.integration.celery_support import celery_redis  # noqa: F401 - a shared fixture
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ flushed before and after.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-import kombu.pools
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.core.cache import cache
@@ -64,71 +62,15 @@ from apps.metrics.models import DeploymentMetrics
 from apps.metrics.tasks import collect_all
 from controlplane.celery import app
 from tests.factories.inventory import DeploymentFactory
+from tests.integration.celery_support import BROKER_URL, CACHE_URL, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-# Databases of their own: a developer's worker (db 0) or the heartbeat test (db 14)
-# cannot take these messages or hold these locks.
-BROKER_URL = "redis://127.0.0.1:6379/13"
-CACHE_URL = "redis://127.0.0.1:6379/12"
-REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
 
 STABILIZATION_S = 10.0
 SCALE_DOWN_PERIOD_S = 5
 WRITE_DELAY_S = 0.3
-
-
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:g}s: {what or predicate}")
-        time.sleep(0.05)
-
-
-def _reset_pools() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
-    # kombu keeps one pool per broker URL for the process: drop the closed ones too.
-    kombu.pools.reset()
-    # Remote control (ping) keeps the producer pool it first used: forget it too.
-    del app.control.mailbox.producer_pool
-
-
-@pytest.fixture
-def celery_redis(settings: Any) -> Iterator[Any]:
-    """Celery's broker on Redis db 13 and Django's cache on Redis db 12, both empty."""
-    redis = pytest.importorskip("redis")
-    broker = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=2)
-    locks = redis.Redis.from_url(CACHE_URL, socket_connect_timeout=2)
-    try:
-        broker.ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis is not reachable at {BROKER_URL} ({exc}); start redis-server")
-    broker.flushdb()
-    locks.flushdb()
-    settings.CACHES = {"default": {"BACKEND": REDIS_CACHE, "LOCATION": CACHE_URL}}
-    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
-    # An embedded worker sets up Celery logging, which lowers the root logger's level.
-    root_level = logging.getLogger().level
-    _reset_pools()
-    app.conf.update(broker_url=BROKER_URL, broker_transport_options={})
-    try:
-        yield broker
-    finally:
-        _reset_pools()
-        app.conf.update(saved)
-        logging.getLogger().setLevel(root_level)
-        broker.flushdb()
-        locks.flushdb()
-        broker.close()
-        locks.close()
 
 
 def _succeeded(task_name: str) -> int:
@@ -144,7 +86,7 @@ def _tick(deployment: Any) -> DecisionRecord:
     action the evaluation queued (if any) has been applied."""
     started = timezone.now()
     collect_all.delay()
-    _wait_for(
+    wait_for(
         lambda: DeploymentMetrics.objects.filter(
             deployment=deployment, collected_at__gte=started
         ).exists(),
@@ -153,7 +95,7 @@ def _tick(deployment: Any) -> DecisionRecord:
     )
     last = DecisionRecord.objects.filter(deployment=deployment).order_by("-id").first()
     evaluate_all.delay()
-    record = _wait_for(
+    record = wait_for(
         lambda: (
             DecisionRecord.objects.filter(deployment=deployment, id__gt=last.pk if last else 0)
             .order_by("-id")
@@ -162,7 +104,7 @@ def _tick(deployment: Any) -> DecisionRecord:
         20,
         "a decision recorded",
     )
-    _wait_for(
+    wait_for(
         lambda: (
             not ScaleAction.objects.filter(
                 deployment=deployment, status__in=[ActionStatus.PENDING, ActionStatus.RUNNING]
@@ -578,7 +520,7 @@ def test_two_workers__never_act_on_one_deployment_at_once(scale_recorder, worker
             for action in batch:
                 execute_action.delay(action.pk)
                 sent += 1
-    _wait_for(lambda: _succeeded("autoscaling.execute_action") == sent, 60, "deliveries done")
+    wait_for(lambda: _succeeded("autoscaling.execute_action") == sent, 60, "deliveries done")
     # An action that met a busy lock stays pending; the periodic fan-out sends it again.
     for _ in range(12):
         pending = ScaleAction.objects.filter(status=ActionStatus.PENDING).count()
@@ -586,7 +528,7 @@ def test_two_workers__never_act_on_one_deployment_at_once(scale_recorder, worker
             break
         sent += pending
         evaluate_all.delay()
-        _wait_for(
+        wait_for(
             lambda sent=sent: _succeeded("autoscaling.execute_action") == sent,
             60,
             "re-sent deliveries",
@@ -628,11 +570,11 @@ def test_two_workers__never_act_on_one_deployment_at_once(scale_recorder, worker
     lock = f"autoscaling:evaluate:{busy.pk}"
     assert cache.add(lock, "1", timeout=30)
     evaluate.delay(busy.pk)
-    _wait_for(lambda: _succeeded("autoscaling.evaluate") == 1, 30)
+    wait_for(lambda: _succeeded("autoscaling.evaluate") == 1, 30)
     assert not DecisionRecord.objects.exists()
     cache.delete(lock)
     evaluate.delay(busy.pk)
-    _wait_for(lambda: _succeeded("autoscaling.evaluate") == 2, 30)
+    wait_for(lambda: _succeeded("autoscaling.evaluate") == 2, 30)
     assert DecisionRecord.objects.filter(deployment=busy).count() == 1
     assert cache.get(lock) is None, "the evaluation lock was not released"
 
@@ -643,7 +585,7 @@ def test_two_workers__never_act_on_one_deployment_at_once(scale_recorder, worker
     received = [w.received("autoscaling.evaluate") for w in workers]
     for _ in range(6):
         evaluate.delay(busy.pk)
-    _wait_for(lambda: _succeeded("autoscaling.evaluate") == 8, 60)
+    wait_for(lambda: _succeeded("autoscaling.evaluate") == 8, 60)
     assert recorder.max_in_flight[("GET", "llm/busy")] == 1
     evaluated = DecisionRecord.objects.filter(deployment=busy).count() - 1
     assert 1 <= evaluated < 6, evaluated
