@@ -133,13 +133,16 @@ class SilenceViewSet(TeamScopedViewSet):
         return queryset.filter(Q(team_id__in=team_ids_for_user(user=user)) | Q(team__isnull=True))
 
     def team_id_from_data(self, data: dict[str, Any]) -> int | None:
-        team = data.get("team")
-        if team is None and not self.request.user.is_superuser:
+        # A silence for every team (team empty) is the superusers' to create or to turn
+        # an existing silence into.
+        if "team" in data and data["team"] is None and not self.request.user.is_superuser:
             raise PermissionDenied("Only superusers create silences for every team.")
+        team = data.get("team")
         return team.pk if team is not None else None
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        team_id = self.team_id_from_data(serializer.validated_data)
+        data = {"team": None, **serializer.validated_data}
+        team_id = self.team_id_from_data(data)
         if team_id is not None:
             self._require_role(team_id)
         with transaction.atomic():
@@ -151,9 +154,19 @@ class SilenceViewSet(TeamScopedViewSet):
                 after=model_snapshot(instance),
             )
 
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        instance = serializer.instance
+        if instance is not None and not self.request.user.is_superuser:
+            if instance.team_id is None:
+                raise PermissionDenied("Only superusers change silences for every team.")
+            self._require_role(instance.team_id)
+        super().perform_update(serializer)
+
     def perform_destroy(self, instance: Any) -> None:
         if instance.team_id is None and not self.request.user.is_superuser:
             raise PermissionDenied("Only superusers remove silences for every team.")
+        if instance.team_id is not None:
+            self._require_role(instance.team_id)
         super().perform_destroy(instance)
 
     @extend_schema(request=None, responses=SilenceSerializer)

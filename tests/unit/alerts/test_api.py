@@ -339,3 +339,29 @@ def test_alert__acknowledge__operator_only_and_recorded(team_and_token, client_f
     other = UserFactory()
     assert client_for(other).get("/api/v1/alerts/").json()["count"] == 0
     assert not AlertGroup.objects.exists()  # no route: stored, not grouped
+
+
+def test_silence__patch__operator_edits_own_but_cannot_make_it_global(operator, client_for):
+    team, _, client = operator
+    now = timezone.now()
+    created = client.post(
+        "/api/v1/alerts/silences/",
+        {
+            "team": team.pk,
+            "matchers": '{alertname="X"}',
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(hours=1)).isoformat(),
+            "comment": "deploy",
+        },
+        format="json",
+    )
+    url = f"/api/v1/alerts/silences/{created.json()['id']}/"
+    edited = client.patch(url, {"comment": "longer deploy"}, format="json")
+    assert edited.status_code == 200, edited.content
+    assert edited.json()["comment"] == "longer deploy"
+    assert client.patch(url, {"team": None}, format="json").status_code == 403
+    viewer = UserFactory()
+    MembershipFactory(user=viewer, team=team, role=Role.VIEWER)
+    assert client_for(viewer).patch(url, {"comment": "x"}, format="json").status_code == 403
+    assert Silence.objects.get().team == team
+    assert Silence.objects.get().comment == "longer deploy"
