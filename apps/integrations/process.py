@@ -1,46 +1,111 @@
-"""What the local Prometheus and Alertmanager launchers share: a child process writing its
-log into a data directory, stopped gently and cleaned up, usable as a context manager."""
+"""What the local Prometheus and Alertmanager launchers share: finding the binary, a data
+directory with the config file, a child process on a free loopback port writing its log
+there, waiting until it is ready, stopping it gently and cleaning up; usable as a context
+manager. A launcher dataclass declares its fields and what differs: its name, binary names,
+config file, config and command-line arguments."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
 import requests
+import yaml
+
+
+def find_binary(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        path = shutil.which(name) or (
+            f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
+        )
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class LocalServerProcess:
-    """Mixin for launcher dataclasses that set ``data_dir``, ``_own_dir`` and ``_proc``
-    and implement ``start()``."""
+    """Mixin for launcher dataclasses with the fields ``binary``, ``data_dir``, ``port``,
+    ``_proc`` and ``_own_dir``."""
 
+    name: ClassVar[str]  # "prometheus"
+    binary_names: ClassVar[tuple[str, ...]]
+    install_hint: ClassVar[str]  # how to get the binary, for the error
+    config_name: ClassVar[str]
     log_name: ClassVar[str]
+    binary: str | None
     data_dir: Path | None
+    port: int
     _own_dir: bool
     _proc: subprocess.Popen[Any] | None
 
-    def start(self) -> Self:
+    def config(self) -> dict[str, object]:
         raise NotImplementedError
 
-    def wait_ready(self, url: str, *, name: str, wait_s: float) -> None:
-        """Poll ``url`` (a ``/-/ready`` endpoint) until it answers 200; stop the process and
-        raise with the log's tail if it exits or does not get there in ``wait_s``."""
+    def arguments(self, config_path: Path) -> list[str]:
+        """Command-line arguments after the binary (``data_dir`` and ``port`` are set)."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait_s: float = 30.0) -> Self:
+        binary = self.binary or find_binary(self.binary_names)
+        if binary is None:
+            raise FileNotFoundError(
+                f"the {self.name} binary is not installed ({self.install_hint})"
+            )
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix=f"controlplane-{self.name}-"))
+            self._own_dir = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        config_path = self.write_config()
+        # The child keeps its own handle on the log; ours closes once it has started.
+        with open(self.data_dir / self.log_name, "wb") as log:
+            self._proc = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+                [binary, *self.arguments(config_path)], stdout=log, stderr=subprocess.STDOUT
+            )
+        self.wait_ready(wait_s=wait_s)
+        return self
+
+    def write_config(self) -> Path:
+        assert self.data_dir is not None
+        path = self.data_dir / self.config_name
+        path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
+        return path
+
+    def wait_ready(self, *, wait_s: float) -> None:
+        """Poll ``/-/ready`` until it answers 200; stop the process and raise with the log's
+        tail if it exits or does not get there in ``wait_s``."""
         assert self._proc is not None
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self._proc.returncode}: {self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self._proc.returncode}: {self.log_tail()}"
+                )
             try:
-                if requests.get(url, timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise TimeoutError(f"{name} did not become ready in {wait_s}s: {self.log_tail()}")
+        raise TimeoutError(f"{self.name} did not become ready in {wait_s}s: {self.log_tail()}")
 
     def log_text(self) -> str:
         if self.data_dir is None:

@@ -13,7 +13,6 @@ token, basic auth, a wrong credential) at once.
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,11 +20,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import requests
-import yaml
 
 from apps.integrations.process import LocalServerProcess
-from apps.integrations.prometheus.embedded import find_binary as _find_binary
-from apps.integrations.prometheus.embedded import free_port
+from apps.integrations.process import find_binary as _find_binary
 
 ALERTMANAGER_BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 
@@ -75,9 +72,13 @@ def _duration(seconds: float) -> str:
 
 @dataclass
 class EmbeddedAlertmanager(LocalServerProcess):
-    log_name: ClassVar[str] = "alertmanager.log"
-
     """An Alertmanager process. Use as a context manager, or call start()/stop()."""
+
+    name: ClassVar[str] = "alertmanager"
+    binary_names: ClassVar[tuple[str, ...]] = ALERTMANAGER_BINARY_NAMES
+    install_hint: ClassVar[str] = "Debian package 'prometheus-alertmanager'"
+    config_name: ClassVar[str] = "alertmanager.yml"
+    log_name: ClassVar[str] = "alertmanager.log"
 
     receivers: list[WebhookReceiver] = field(default_factory=list)
     group_by: list[str] = field(default_factory=lambda: ["alertname"])
@@ -92,10 +93,6 @@ class EmbeddedAlertmanager(LocalServerProcess):
     binary: str | None = None
     _proc: subprocess.Popen[bytes] | None = None
     _own_dir: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, object]:
         if not self.receivers:
@@ -118,38 +115,17 @@ class EmbeddedAlertmanager(LocalServerProcess):
             "receivers": [r.config() for r in self.receivers],
         }
 
-    def start(self, *, wait_s: float = 30.0) -> EmbeddedAlertmanager:
-        binary = self.binary or find_binary()
-        if binary is None:
-            raise FileNotFoundError(
-                "the alertmanager binary is not installed "
-                "(Debian package 'prometheus-alertmanager')"
-            )
-        if self.data_dir is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="controlplane-alertmanager-"))
-            self._own_dir = True
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = free_port()
-        config_path = self.data_dir / "alertmanager.yml"
-        config_path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
-        with open(self.data_dir / "alertmanager.log", "wb") as log:
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
-                [
-                    binary,
-                    f"--config.file={config_path}",
-                    f"--storage.path={self.data_dir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    # Empty: no clustering (it would otherwise listen on 0.0.0.0:9094).
-                    "--cluster.listen-address=",
-                    f"--log.level={self.log_level}",
-                    *self.extra_args,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.wait_ready(f"{self.url}/-/ready", name="alertmanager", wait_s=wait_s)
-        return self
+    def arguments(self, config_path: Path) -> list[str]:
+        assert self.data_dir is not None
+        return [
+            f"--config.file={config_path}",
+            f"--storage.path={self.data_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            # Empty: no clustering (it would otherwise listen on 0.0.0.0:9094).
+            "--cluster.listen-address=",
+            f"--log.level={self.log_level}",
+            *self.extra_args,
+        ]
 
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
         """POST /api/v2/alerts: a list of {labels, annotations, startsAt, endsAt, generatorURL}

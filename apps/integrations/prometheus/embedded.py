@@ -7,36 +7,23 @@ and keeps all its data in a directory of its own.
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import requests
-import yaml
 
-from apps.integrations.process import LocalServerProcess
+from apps.integrations.process import LocalServerProcess, free_port
+from apps.integrations.process import find_binary as _find_binary
+
+__all__ = ["EmbeddedPrometheus", "ScrapeTarget", "find_binary", "free_port"]
 
 PROMETHEUS_BINARY_NAMES = ("prometheus",)
 
 
 def find_binary(names: tuple[str, ...] = PROMETHEUS_BINARY_NAMES) -> str | None:
-    for name in names:
-        path = shutil.which(name) or (
-            f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
-        )
-        if path:
-            return path
-    return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return _find_binary(names)
 
 
 @dataclass
@@ -49,9 +36,13 @@ class ScrapeTarget:
 
 @dataclass
 class EmbeddedPrometheus(LocalServerProcess):
-    log_name: ClassVar[str] = "prometheus.log"
-
     """A Prometheus process. Use as a context manager, or call start()/stop()."""
+
+    name: ClassVar[str] = "prometheus"
+    binary_names: ClassVar[tuple[str, ...]] = PROMETHEUS_BINARY_NAMES
+    install_hint: ClassVar[str] = "Debian package 'prometheus'"
+    config_name: ClassVar[str] = "prometheus.yml"
+    log_name: ClassVar[str] = "prometheus.log"
 
     targets: list[ScrapeTarget] = field(default_factory=list)
     data_dir: Path | None = None
@@ -62,10 +53,6 @@ class EmbeddedPrometheus(LocalServerProcess):
     binary: str | None = None
     _proc: subprocess.Popen[bytes] | None = None
     _own_dir: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, object]:
         return {
@@ -85,40 +72,17 @@ class EmbeddedPrometheus(LocalServerProcess):
             ],
         }
 
-    def start(self, *, wait_s: float = 30.0) -> EmbeddedPrometheus:
-        binary = self.binary or find_binary()
-        if binary is None:
-            raise FileNotFoundError(
-                "the prometheus binary is not installed (Debian package 'prometheus')"
-            )
-        if self.data_dir is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="controlplane-prometheus-"))
-            self._own_dir = True
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = free_port()
-        config_path = self.data_dir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
-        log = open(self.data_dir / "prometheus.log", "wb")
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
-                f"--storage.tsdb.retention.time={self.retention}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-                *self.extra_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait_ready(f"{self.url}/-/ready", name="prometheus", wait_s=wait_s)
-        return self
+    def arguments(self, config_path: Path) -> list[str]:
+        assert self.data_dir is not None
+        return [
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
+            f"--storage.tsdb.retention.time={self.retention}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            *self.extra_args,
+        ]
 
     def reload(self) -> None:
-        assert self.data_dir is not None
-        (self.data_dir / "prometheus.yml").write_text(
-            yaml.safe_dump(self.config()), encoding="utf-8"
-        )
+        self.write_config()
         requests.post(f"{self.url}/-/reload", timeout=5).raise_for_status()
