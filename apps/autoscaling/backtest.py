@@ -40,11 +40,12 @@ from django.conf import settings
 from apps.integrations.prometheus.client import PrometheusClient, PrometheusError
 from apps.inventory.models import Deployment
 from apps.metrics.catalogue import FRESHNESS_METRIC
-from apps.metrics.collection import plan_queries
+from apps.metrics.collection import Target, plan_queries
 from apps.metrics.services import default_client_factory, targets_for
 from apps.slos.models import SloStatusSample
 
 from . import engine
+from .loop import short_window_burn
 
 # Prometheus refuses range queries of more than 11,000 points per series.
 MAX_POINTS = 11_000
@@ -269,25 +270,20 @@ def _advance(
 ClientFactory = Callable[[str], PrometheusClient]
 
 
-def backtest_queries(*, deployment: Deployment, signals: Sequence[str]) -> dict[str, str]:
+def backtest_queries(*, target: Target, signals: Sequence[str]) -> dict[str, str]:
     """signal → PromQL for one deployment, plus the actual-replicas query under ACTUAL."""
-    (target,) = targets_for([deployment])
-    window = settings.METRICS_RATE_WINDOW
     queries = {
         q.signal: q.promql
-        for q in plan_queries([target], signals, window=window)
+        for q in plan_queries([target], signals, window=settings.METRICS_RATE_WINDOW)
         if q.signal in signals
     }
-    fresh = FRESHNESS_METRIC.get(deployment.framework)
+    fresh = FRESHNESS_METRIC.get(target.framework)
     if fresh:
-        selector = deployment.prometheus_selector.strip() or "{}"
-        queries[ACTUAL] = f"count({fresh}{selector})"
+        queries[ACTUAL] = f"count({fresh}{target.selector.strip() or '{}'})"
     return queries
 
 
 def _slo_burn_series(deployment: Deployment, start: float, end: float) -> list[tuple[float, float]]:
-    from .loop import _SLO_SHORT_WINDOWS
-
     by_ts: dict[float, float] = {}
     rows = SloStatusSample.objects.filter(
         slo__deployment=deployment,
@@ -296,14 +292,10 @@ def _slo_burn_series(deployment: Deployment, start: float, end: float) -> list[t
         ts__lte=datetime.fromtimestamp(end, UTC),
     ).values_list("ts", "burn_rates")
     for ts, burn_rates in rows:
-        rates = [
-            float(v)
-            for w, v in (burn_rates or {}).items()
-            if w in _SLO_SHORT_WINDOWS and v is not None
-        ]
-        if rates:
+        burn = short_window_burn(burn_rates)
+        if burn is not None:
             key = ts.timestamp()
-            by_ts[key] = max(by_ts.get(key, 0.0), *rates)
+            by_ts[key] = max(by_ts.get(key, 0.0), burn)
     return sorted(by_ts.items())
 
 
@@ -346,7 +338,8 @@ def backtest_run(
     if start > time.time():
         raise BacktestError("start is in the future")
     signals = sorted({t.signal for t in policy.targets if t.signal != engine.SLO_BURN_RATE})
-    queries = backtest_queries(deployment=deployment, signals=signals)
+    (target,) = targets_for([deployment])
+    queries = backtest_queries(target=target, signals=signals)
     notes: list[str] = []
     missing = [s for s in signals if s not in queries]
     for signal in missing:
@@ -356,7 +349,6 @@ def backtest_run(
         )
     if ACTUAL not in queries:
         notes.append(f"the actual replica count is unknown for framework {deployment.framework}")
-    (target,) = targets_for([deployment])
     if not target.prometheus_url:
         raise BacktestError(
             "no Prometheus configured (set PROMETHEUS_URL or the cluster's prometheus_url)",

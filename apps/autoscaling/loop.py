@@ -112,14 +112,25 @@ def observations_for(deployment: Deployment, now: float) -> dict[str, engine.Obs
     return out
 
 
-def _slo_burn(deployment: Deployment) -> float | None:
-    rates = []
-    for status in SloStatus.objects.filter(slo__deployment=deployment, slo__enabled=True):
-        for window in _SLO_SHORT_WINDOWS:
-            value = (status.burn_rates or {}).get(window)
-            if value is not None:
-                rates.append(float(value))
+def short_window_burn(burn_rates: Mapping[str, Any] | None) -> float | None:
+    """The highest short-window burn rate of one SLO evaluation (what the SLO boost reads)."""
+    rates = [
+        float(value)
+        for window in _SLO_SHORT_WINDOWS
+        if (value := (burn_rates or {}).get(window)) is not None
+    ]
     return max(rates) if rates else None
+
+
+def _slo_burn(deployment: Deployment) -> float | None:
+    burns = [
+        burn
+        for rates in SloStatus.objects.filter(
+            slo__deployment=deployment, slo__enabled=True
+        ).values_list("burn_rates", flat=True)
+        if (burn := short_window_burn(rates)) is not None
+    ]
+    return max(burns) if burns else None
 
 
 def _starting(spec: int, ready: int, history: engine.History, now: float) -> tuple[float, ...]:
