@@ -87,16 +87,8 @@ class AlertViewSet(_TeamRead):
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
         user = self.request.user
-        teams = (
-            list(team_ids_for_user(user=user))
-            if user.is_authenticated and not user.is_superuser
-            else []
-        )
         if user.is_authenticated:
-            if user.is_superuser:
-                from apps.accounts.models import Team
-
-                teams = list(Team.objects.values_list("pk", flat=True))
+            teams = None if user.is_superuser else team_ids_for_user(user=user)
             context["active_silences"] = silences_active(team_ids=teams, now=timezone.now())
         return context
 

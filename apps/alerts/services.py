@@ -33,6 +33,7 @@ from .models import (
     AlertGroup,
     AlertSource,
     AlertStatus,
+    Channel,
     Delivery,
     InhibitRule,
     Receiver,
@@ -322,14 +323,12 @@ def alert_raise(
 # --------------------------------------------------------------------------- muting
 
 
-def silences_active(*, team_ids: Iterable[int], now: datetime) -> list[Silence]:
-    return list(
-        Silence.objects.filter(
-            Q(team_id__in=set(team_ids)) | Q(team__isnull=True),
-            starts_at__lte=now,
-            ends_at__gt=now,
-        )
-    )
+def silences_active(*, team_ids: Iterable[int] | None, now: datetime) -> list[Silence]:
+    """Silences in force now for these teams (and every team's); ``None``: all of them."""
+    silences = Silence.objects.filter(starts_at__lte=now, ends_at__gt=now)
+    if team_ids is not None:
+        silences = silences.filter(Q(team_id__in=set(team_ids)) | Q(team__isnull=True))
+    return list(silences)
 
 
 def alert_silenced_by(alert: Alert, silences: Sequence[Silence]) -> Silence | None:
@@ -438,6 +437,7 @@ def _flush_group(group: AlertGroup, now: datetime) -> list[int]:
         send_resolved=route.send_resolved,
     )
     created: list[int] = []
+    channels: list[Channel] = []
     if flush.send:
         shown_resolved = [
             a
@@ -446,7 +446,7 @@ def _flush_group(group: AlertGroup, now: datetime) -> list[int]:
         ]
         group.flushes += 1
         # "All resolved" with send_resolved off has nothing to show: state moves on silently.
-        channels = route.channels.filter(enabled=True) if firing or shown_resolved else []
+        channels = list(route.channels.filter(enabled=True)) if firing or shown_resolved else []
         for channel in channels:
             notification = notification_for_group(
                 group=group,
@@ -477,11 +477,8 @@ def _flush_group(group: AlertGroup, now: datetime) -> list[int]:
     if created:
         from .tasks import deliver_channel
 
-        channel_ids = set(
-            Delivery.objects.filter(pk__in=created).values_list("channel_id", flat=True)
-        )
-        for channel_id in channel_ids:
-            transaction.on_commit(partial(deliver_channel.delay, channel_id))
+        for channel in channels:
+            transaction.on_commit(partial(deliver_channel.delay, channel.pk))
     return created
 
 

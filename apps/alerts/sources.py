@@ -62,8 +62,13 @@ class Wanted:
     def add(
         self, source: str, team_id: int, labels: Mapping[str, str], annotations: Mapping[str, str]
     ) -> None:
-        clean = {k: str(v) for k, v in labels.items() if v not in (None, "")}
+        clean = _alert_labels(labels)
         self.alerts[fingerprint(clean)] = (source, team_id, clean, dict(annotations))
+
+
+def _alert_labels(labels: Mapping[str, object]) -> dict[str, str]:
+    """An alert's label set: empty labels are absent labels (as in Prometheus)."""
+    return {k: str(v) for k, v in labels.items() if v not in (None, "")}
 
 
 def _deployment_labels(dep: Deployment) -> dict[str, str]:
@@ -224,18 +229,15 @@ def _rule_alerts(
                 if dep is None:
                     continue
                 key = str(dep.pk)
+                seen.add(key)
                 obs = (observations.get(dep.pk) or {}).get(rule.signal) or {}
                 labels = {**base, **_deployment_labels(dep)}
                 if obs.get("status") != "ok" or obs.get("value") is None:
                     # Unknown: hold whatever this series was doing.
-                    if (
-                        fingerprint({k: v for k, v in labels.items() if v})
-                        in firing_by_rule[str(rule.pk)]
-                    ):
-                        wanted.keep.add(fingerprint({k: v for k, v in labels.items() if v}))
-                    seen.add(key)
+                    held = fingerprint(_alert_labels(labels))
+                    if held in firing_by_rule[str(rule.pk)]:
+                        wanted.keep.add(held)
                     continue
-                seen.add(key)
                 value = float(obs["value"])
                 if _held(rule, key, compare(value, rule.threshold), now, state):
                     wanted.add(

@@ -365,3 +365,23 @@ def test_silence__patch__operator_edits_own_but_cannot_make_it_global(operator, 
     assert client_for(viewer).patch(url, {"comment": "x"}, format="json").status_code == 403
     assert Silence.objects.get().team == team
     assert Silence.objects.get().comment == "longer deploy"
+
+
+def test_alert_list__silenced_alert__names_its_silence_for_members_and_superusers(
+    team_and_token, client_for
+):
+    team, _, token = team_and_token
+    APIClient().post(HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    now = timezone.now()
+    silence = Silence.objects.create(
+        team=team,
+        matchers=[{"name": "alertname", "op": "=", "value": "GPUHot"}],
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+        comment="maintenance",
+    )
+    member = UserFactory()
+    MembershipFactory(user=member, team=team, role=Role.VIEWER)
+    for user in (member, UserFactory(is_superuser=True)):
+        (row,) = client_for(user).get("/api/v1/alerts/").json()["results"]
+        assert row["silenced_by"] == silence.pk
