@@ -56,6 +56,15 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     )
 
 
+class SimulatedDeploymentFactory(DeploymentFactory):
+    """A deployment of the fleet simulator (namespace "llm"): no cluster, scaled through the
+    simulator's API, selected in Prometheus by the labels the simulator exports."""
+
+    cluster = None
+    target_kind = ScaleTargetKind.SIMULATED
+    target_namespace = "llm"
+
+
 class DeploymentReadinessFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = DeploymentReadiness

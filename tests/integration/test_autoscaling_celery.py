@@ -57,11 +57,10 @@ from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.replica import get_profile
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
-from apps.inventory.models import ScaleTargetKind
 from apps.metrics.models import DeploymentMetrics
 from apps.metrics.tasks import collect_all
 from controlplane.celery import app
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.inventory import SimulatedDeploymentFactory
 from tests.integration.celery_support import BROKER_URL, CACHE_URL, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -129,14 +128,10 @@ def test_loop_through_celery__scales_up__waits_to_scale_down__holds_without_prom
     fleet.run_realtime()
     # The real factory path: a "simulated" target is scaled at settings.FLEETSIM_URL.
     settings.FLEETSIM_URL = f"http://127.0.0.1:{port}"
-    deployment = DeploymentFactory(
+    deployment = SimulatedDeploymentFactory(
         name="chat",
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        target_namespace="llm",
         min_replicas=1,
         max_replicas=6,
-        prometheus_selector='{namespace="llm", deployment="chat"}',
     )
     AutoscalingPolicy.objects.create(
         deployment=deployment,
@@ -479,11 +474,8 @@ def worker_processes(
 
 
 def _simulated(name: str) -> Any:
-    return DeploymentFactory(
+    return SimulatedDeploymentFactory(
         name=name,
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        target_namespace="llm",
         min_replicas=1,
         max_replicas=20,
     )

@@ -16,9 +16,8 @@ from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.replica import get_profile
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
-from apps.inventory.models import ScaleTargetKind
 from apps.metrics.services import metrics_collect_shard
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.inventory import SimulatedDeploymentFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -55,14 +54,10 @@ def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
     fleet = Fleet([sim])
     server, port = serve(fleet)
     fleet.run_realtime()
-    deployment = DeploymentFactory(
+    deployment = SimulatedDeploymentFactory(
         name="chat",
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        target_namespace="llm",
         min_replicas=1,
         max_replicas=6,
-        prometheus_selector='{namespace="llm", deployment="chat"}',
     )
     AutoscalingPolicy.objects.create(
         deployment=deployment,

@@ -22,9 +22,8 @@ from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.replica import get_profile
 from apps.integrations.prometheus.client import PrometheusClient
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
-from apps.inventory.models import ScaleTargetKind
 from tests.factories.accounts import UserFactory
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.inventory import SimulatedDeploymentFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -79,14 +78,10 @@ def test_backtest__recorded_load_step__policy_scales_up_and_actual_replicas_read
     recorded_range, client_for
 ):
     start, end, sim = recorded_range
-    deployment = DeploymentFactory(
+    deployment = SimulatedDeploymentFactory(
         name="chat",
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        target_namespace="llm",
         min_replicas=1,
         max_replicas=6,
-        prometheus_selector='{namespace="llm", deployment="chat"}',
     )
     AutoscalingPolicy.objects.create(
         deployment=deployment,

@@ -7,27 +7,20 @@ import time
 import pytest
 
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
-from apps.inventory.models import ScaleTargetKind
 from apps.metrics.models import DeploymentMetrics, MetricSample, MetricsStatus
 from apps.metrics.services import metrics_collect_shard
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.inventory import SimulatedDeploymentFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def _deployments():
-    chat = DeploymentFactory(
+    chat = SimulatedDeploymentFactory(
         name="chat",
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        prometheus_selector='{namespace="llm", deployment="chat"}',
     )
-    code = DeploymentFactory(
+    code = SimulatedDeploymentFactory(
         team=chat.team,
         name="code",
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        prometheus_selector='{namespace="llm", deployment="code"}',
     )
     return chat, code
 

@@ -16,11 +16,10 @@ from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
-from apps.inventory.models import ScaleTargetKind
 from apps.slos.models import SloEvent, SloState, SloStatus
 from apps.slos.rules import rule_file, slo_rule_groups
 from apps.slos.services import slos_evaluate, slos_evaluate_all
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.inventory import SimulatedDeploymentFactory
 from tests.factories.slos import SloFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -56,18 +55,12 @@ def stack(prometheus_binary, settings, tmp_path):
     )
     server, port = serve(fleet)
     fleet.run_realtime()
-    chat = DeploymentFactory(
+    chat = SimulatedDeploymentFactory(
         name="chat",
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        prometheus_selector='{namespace="llm", deployment="chat"}',
     )
-    quiet = DeploymentFactory(
+    quiet = SimulatedDeploymentFactory(
         team=chat.team,
         name="quiet",
-        target_kind=ScaleTargetKind.SIMULATED,
-        cluster=None,
-        prometheus_selector='{namespace="llm", deployment="quiet"}',
     )
     slo_chat = SloFactory(
         deployment=chat,

@@ -22,11 +22,6 @@ pytestmark = pytest.mark.django_db
 HOOK = "/api/v1/alerts/webhook/alertmanager/"
 
 
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    monkeypatch.setattr("apps.alerts.tasks.deliver_channel.delay", lambda channel_id: None)
-
-
 @pytest.fixture
 def team_and_token():
     team = TeamFactory(slug="llm")

@@ -26,13 +26,6 @@ from tests.factories.inventory import DeploymentFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    sent: list[int] = []
-    monkeypatch.setattr("apps.alerts.tasks.deliver_channel.delay", sent.append)
-    return sent
-
-
 @pytest.fixture
 def setup():
     team = TeamFactory(slug="llm")

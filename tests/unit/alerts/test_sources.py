@@ -26,11 +26,6 @@ from tests.factories.slos import SloFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    monkeypatch.setattr("apps.alerts.tasks.deliver_channel.delay", lambda channel_id: None)
-
-
 def _observe(dep, value, status="ok"):
     metrics_store(
         observations={dep.pk: {"queue_length": Observation(value, time.time(), status, "gone")}}

@@ -24,11 +24,10 @@ from apps.autoscaling.models import (
     ScaleAction,
 )
 from apps.autoscaling.services import global_pause_set
-from apps.inventory.models import ScaleTargetKind
 from apps.metrics.collection import Observation
 from apps.metrics.services import metrics_store
 from tests.factories.accounts import UserFactory
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.inventory import SimulatedDeploymentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,9 +55,7 @@ class RecordingActuator:
 @pytest.fixture
 def deployment(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    dep = DeploymentFactory(
-        target_kind=ScaleTargetKind.SIMULATED, cluster=None, min_replicas=1, max_replicas=10
-    )
+    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=10)
     AutoscalingPolicy.objects.create(
         deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
     )
