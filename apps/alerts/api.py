@@ -24,7 +24,7 @@ from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, user_has_role
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 
 from .channels import channel_test_send
 from .models import (
@@ -62,27 +62,15 @@ from .services import (
 )
 
 
-class _TeamRead(viewsets.ReadOnlyModelViewSet):
-    permission_classes = [permissions.IsAuthenticated]
-    team_lookup = "team_id__in"
-
-    def scoped(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.request.user.is_superuser:
-            return queryset
-        return queryset.filter(**{self.team_lookup: team_ids_for_user(user=self.request.user)})
-
-
-class AlertViewSet(_TeamRead):
+class AlertViewSet(TeamScopedReadOnlyViewSet):
     """Alerts from every source, deduplicated by label fingerprint."""
 
+    queryset = Alert.objects.all()
     serializer_class = AlertSerializer
     lookup_value_regex = r"\d+"
     filterset_fields = ["status", "severity", "source", "team", "deployment", "name", "fingerprint"]
     ordering_fields = ["starts_at", "received_at"]
     search_fields = ["name", "fingerprint"]
-
-    def get_queryset(self) -> QuerySet[Alert]:
-        return self.scoped(Alert.objects.all())
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
@@ -215,16 +203,14 @@ class RouteViewSet(TeamScopedViewSet):
     ordering_fields = ["position"]
 
 
-class DeliveryViewSet(_TeamRead):
+class DeliveryViewSet(TeamScopedReadOnlyViewSet):
     """Every message sent (or tried): attempts, status code, latency, error."""
 
     serializer_class = DeliverySerializer
-    team_lookup = "channel__team_id__in"
+    queryset = Delivery.objects.all()
+    team_field = "channel__team"
     filterset_fields = ["channel", "status", "group"]
     ordering_fields = ["created_at", "sent_at"]
-
-    def get_queryset(self) -> QuerySet[Delivery]:
-        return self.scoped(Delivery.objects.all())
 
 
 class AlertRuleViewSet(TeamScopedViewSet):

@@ -3,7 +3,6 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -14,7 +13,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, user_has_role
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
 from .backtest import BacktestError, backtest_payload, backtest_policy, backtest_run
@@ -52,35 +51,24 @@ class AutoscalingPolicyViewSet(TeamScopedViewSet):
         return deployment.team_id if isinstance(deployment, Deployment) else None
 
 
-class _TeamReadOnly(viewsets.ReadOnlyModelViewSet):
-    permission_classes = [permissions.IsAuthenticated]
-
-    def scoped(self, queryset: QuerySet) -> QuerySet:
-        if self.request.user.is_superuser:
-            return queryset
-        return queryset.filter(deployment__team_id__in=team_ids_for_user(user=self.request.user))
-
-
-class DecisionRecordViewSet(_TeamReadOnly):
+class DecisionRecordViewSet(TeamScopedReadOnlyViewSet):
     """Every scale evaluation with its inputs, per-target proposals, winning rule and reason."""
 
+    queryset = DecisionRecord.objects.all()
     serializer_class = DecisionRecordSerializer
+    team_field = "deployment__team"
     filterset_fields = ["deployment", "rule", "dry_run"]
     ordering_fields = ["at"]
 
-    def get_queryset(self) -> QuerySet[DecisionRecord]:
-        return self.scoped(DecisionRecord.objects.all())
 
-
-class ScaleActionViewSet(_TeamReadOnly):
+class ScaleActionViewSet(TeamScopedReadOnlyViewSet):
     """Replica changes and their state (pending → running → succeeded / failed / superseded)."""
 
+    queryset = ScaleAction.objects.all()
     serializer_class = ScaleActionSerializer
+    team_field = "deployment__team"
     filterset_fields = ["deployment", "status"]
     ordering_fields = ["created_at"]
-
-    def get_queryset(self) -> QuerySet[ScaleAction]:
-        return self.scoped(ScaleAction.objects.all())
 
 
 class ControlViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):

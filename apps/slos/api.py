@@ -4,19 +4,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
-from rest_framework import permissions, status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.accounts.selectors import user_has_role
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
 from .models import Slo, SloEvent, SloStatus
@@ -161,16 +160,11 @@ class SloViewSet(TeamScopedViewSet):
         )
 
 
-class SloEventViewSet(viewsets.ReadOnlyModelViewSet):
+class SloEventViewSet(TeamScopedReadOnlyViewSet):
     """SLO state changes (ok → page, page → ok, ...), newest first."""
 
+    queryset = SloEvent.objects.select_related("slo")
     serializer_class = SloEventSerializer
-    permission_classes = [permissions.IsAuthenticated]
+    team_field = "slo__team"
     filterset_fields = ["slo", "to_state", "from_state"]
     ordering_fields = ["at"]
-
-    def get_queryset(self) -> QuerySet[SloEvent]:
-        queryset = SloEvent.objects.select_related("slo")
-        if self.request.user.is_superuser:
-            return queryset
-        return queryset.filter(slo__team_id__in=team_ids_for_user(user=self.request.user))

@@ -92,3 +92,18 @@ class TeamScopedViewSet(viewsets.ModelViewSet):
                 before=model_snapshot(instance),
             )
             instance.delete()
+
+
+class TeamScopedReadOnlyViewSet(viewsets.ReadOnlyModelViewSet):
+    """Read-only records about a team's objects (decisions, actions, alerts, deliveries,
+    events): members see their teams' rows, superusers all. ``team_field`` as above."""
+
+    team_field = "team"
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        queryset: QuerySet[Any] = super().get_queryset()
+        user = self.request.user
+        if getattr(user, "is_superuser", False):
+            return queryset
+        return queryset.filter(**{f"{self.team_field}__in": team_ids_for_user(user=user)})
