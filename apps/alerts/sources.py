@@ -112,51 +112,46 @@ def _loop_alerts(wanted: Wanted, paging: Mapping[int, bool]) -> None:
         "deployment", "deployment__team"
     ):
         dep = record.deployment
-        base = {**_deployment_labels(dep), "team": dep.team.slug}
         kinds = {e.get("kind"): e.get("message", "") for e in record.events or []}
         if "metrics_missing" in kinds:
-            wanted.add(
-                AlertSource.AUTOSCALING,
-                dep.team_id,
-                {**base, "alertname": "AutoscalerMetricsMissing", "severity": "warning"},
-                {
-                    "summary": f"{dep.name}: scaling holds, metrics missing",
-                    "description": kinds["metrics_missing"],
-                },
+            _loop_alert(
+                wanted,
+                dep,
+                "AutoscalerMetricsMissing",
+                "warning",
+                f"{dep.name}: scaling holds, metrics missing",
+                kinds["metrics_missing"],
             )
         if "drift_detected" in kinds:
-            wanted.add(
-                AlertSource.AUTOSCALING,
-                dep.team_id,
-                {**base, "alertname": "AutoscalerDrift", "severity": "info"},
-                {
-                    "summary": f"{dep.name}: replicas changed outside the control plane",
-                    "description": kinds["drift_detected"],
-                },
+            _loop_alert(
+                wanted,
+                dep,
+                "AutoscalerDrift",
+                "info",
+                f"{dep.name}: replicas changed outside the control plane",
+                kinds["drift_detected"],
             )
         if record.rule == "hold:target_unreadable":
-            wanted.add(
-                AlertSource.AUTOSCALING,
-                dep.team_id,
-                {**base, "alertname": "AutoscalerTargetUnreadable", "severity": "warning"},
-                {
-                    "summary": f"{dep.name}: cannot read the scale target",
-                    "description": record.reason,
-                },
+            _loop_alert(
+                wanted,
+                dep,
+                "AutoscalerTargetUnreadable",
+                "warning",
+                f"{dep.name}: cannot read the scale target",
+                record.reason,
             )
         # Only once the maximum is actually serving: while replicas still load, the burn
         # is the cold start's, and the capacity asked for is on its way.
         ready = ((record.inputs or {}).get("replicas") or {}).get("ready")
         at_max = record.desired_replicas >= dep.max_replicas and (ready or 0) >= dep.max_replicas
         if at_max and paging.get(dep.pk):
-            wanted.add(
-                AlertSource.AUTOSCALING,
-                dep.team_id,
-                {**base, "alertname": "AtMaxReplicasWhileSloBurns", "severity": "critical"},
-                {
-                    "summary": f"{dep.name} is at its maximum of {dep.max_replicas} replicas "
-                    "while its SLO burns fast: raise max_replicas or shed load",
-                },
+            _loop_alert(
+                wanted,
+                dep,
+                "AtMaxReplicasWhileSloBurns",
+                "critical",
+                f"{dep.name} is at its maximum of {dep.max_replicas} replicas "
+                "while its SLO burns fast: raise max_replicas or shed load",
             )
     last_actions = (
         ScaleAction.objects.exclude(status__in=[ActionStatus.PENDING, ActionStatus.RUNNING])
@@ -168,23 +163,34 @@ def _loop_alerts(wanted: Wanted, paging: Mapping[int, bool]) -> None:
     for action in ScaleAction.objects.filter(
         pk__in=list(last_actions), status=ActionStatus.FAILED
     ).select_related("deployment", "deployment__team"):
-        dep = action.deployment
-        wanted.add(
-            AlertSource.AUTOSCALING,
-            dep.team_id,
-            {
-                **_deployment_labels(dep),
-                "team": dep.team.slug,
-                "alertname": "ScaleActionFailed",
-                "severity": "critical",
-            },
-            {
-                "summary": (
-                    f"{dep.name}: scaling {action.from_replicas}→{action.to_replicas} failed"
-                ),
-                "description": action.error[:1000],
-            },
+        _loop_alert(
+            wanted,
+            action.deployment,
+            "ScaleActionFailed",
+            "critical",
+            f"{action.deployment.name}: scaling {action.from_replicas}→{action.to_replicas} failed",
+            action.error[:1000],
         )
+
+
+def _loop_alert(
+    wanted: Wanted,
+    dep: Deployment,
+    name: str,
+    severity: str,
+    summary: str,
+    description: str | None = None,
+) -> None:
+    labels = {
+        **_deployment_labels(dep),
+        "team": dep.team.slug,
+        "alertname": name,
+        "severity": severity,
+    }
+    annotations = {"summary": summary}
+    if description is not None:
+        annotations["description"] = description
+    wanted.add(AlertSource.AUTOSCALING, dep.team_id, labels, annotations)
 
 
 def _held(rule: AlertRule, key: str, holds: bool, now: float, state: dict[str, float]) -> bool:
