@@ -190,7 +190,12 @@ def test_slo__exported_recording_rules__match_control_plane_evaluation(stack, tm
     selector = 'llmcp_slo:error_ratio{slo=~".*/chat-ttft"}'
     # An instant answer is stamped with the query time; timestamp() gives the time at which
     # the rule group actually evaluated, which is when our own evaluation must run too.
-    rule_time = max(float(r["value"][1]) for r in query(f"timestamp({selector})"))
+    # Prometheus starts a reloaded group at a hashed offset within its 30 s interval, so the
+    # first evaluation can come later than the waits above on a busy machine: wait for it.
+    deadline = time.monotonic() + 60
+    while not (stamped := query(f"timestamp({selector})")) and time.monotonic() < deadline:
+        time.sleep(1)
+    rule_time = max(float(r["value"][1]) for r in stamped)
     recorded = query(selector, at=rule_time)
     assert {r["metric"]["window"] for r in recorded} >= {"5m", "1h", "period"}
     [result] = slos_evaluate(slos=[slo_chat], at=rule_time)
