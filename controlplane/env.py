@@ -141,7 +141,9 @@ def env_networks(name: str) -> list[str]:
         try:
             networks.append(str(ipaddress.ip_network(item, strict=True)))
         except ValueError as exc:
-            raise ImproperlyConfigured(f"{name}: {item!r} is not a network in CIDR form ({exc}).") from None
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not a network in CIDR form ({exc})."
+            ) from None
     return networks
 
 

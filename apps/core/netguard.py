@@ -198,7 +198,9 @@ def _check_address(ip: IPAddress, host: str, networks: Sequence[IPNetwork]) -> N
 
 # -- URL syntax ---------------------------------------------------------------------------
 
-_CANONICAL_V4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+_CANONICAL_V4 = re.compile(
+    r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+)
 _NUMERIC_LABEL = re.compile(r"\d+|0[xX][0-9a-fA-F]*")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 
@@ -323,9 +325,7 @@ def destination_check(
     reach anything internal now, and the connection checks again when it is called."""
     dest = parse_destination(url, field=field)
     if hosts is not None and not host_matches(dest.host, hosts):
-        raise DestinationRefused(
-            f"{field} must point at {' or '.join(hosts)} (got {dest.host})"
-        )
+        raise DestinationRefused(f"{field} must point at {' or '.join(hosts)} (got {dest.host})")
     try:
         addresses = resolve_checked(dest.host, dest.port, resolver=resolver)
     except DestinationRefused as exc:

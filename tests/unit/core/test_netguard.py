@@ -52,8 +52,10 @@ def _in(network: str) -> st.SearchStrategy[ipaddress.IPv4Address]:
 
 
 refused_v4 = st.one_of([_in(n) for n in REFUSED_V4])
-public_v4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address).filter(
-    lambda ip: not any(ip in ipaddress.IPv4Network(n) for n in REFUSED_V4) and ip.is_global
+public_v4 = (
+    st.integers(0, 2**32 - 1)
+    .map(ipaddress.IPv4Address)
+    .filter(lambda ip: not any(ip in ipaddress.IPv4Network(n) for n in REFUSED_V4) and ip.is_global)
 )
 
 
@@ -70,7 +72,7 @@ public_v4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address).filter(
         ("172.31.0.1", "private"),
         ("192.168.1.1", "private"),
         ("100.64.0.1", "carrier-grade NAT"),
-        ("0.0.0.0", "unspecified"),
+        ("0.0.0.0", "unspecified"),  # noqa: S104 - an address under test, not a bind
         ("224.0.0.1", "multicast"),
         ("255.255.255.255", "reserved"),
         ("::1", "loopback"),
@@ -125,8 +127,10 @@ def test_address_refusal__public_v4__accepted_also_when_mapped(ip: ipaddress.IPv
 
 @given(st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address))
 def test_address_refusal__ipv6_outside_global_unicast__refused(ip: ipaddress.IPv6Address) -> None:
-    if ip not in ipaddress.IPv6Network("2000::/3") and ip.ipv4_mapped is None and not (
-        ip in ipaddress.IPv6Network("64:ff9b::/96")
+    if (
+        ip not in ipaddress.IPv6Network("2000::/3")
+        and ip.ipv4_mapped is None
+        and ip not in ipaddress.IPv6Network("64:ff9b::/96")
     ):
         assert address_refusal(ip) is not None
 
@@ -233,7 +237,7 @@ def test_resolve_checked__allowed_network__internal_address_accepted() -> None:
 
 
 def test_destination_check__localhost__refused_after_dns() -> None:
-    with pytest.raises(DestinationRefused, match="localhost resolves to 127.0.0.1"):
+    with pytest.raises(DestinationRefused, match=r"localhost resolves to 127\.0\.0\.1"):
         destination_check("http://localhost:5432/", field="webhook_url")
 
 
@@ -258,7 +262,7 @@ def test_destination_check__default_settings__loopback_refused_in_every_form() -
 
 
 def test_destination_check__host_list__other_host_refused() -> None:
-    with pytest.raises(DestinationRefused, match="must point at hooks.slack.com"):
+    with pytest.raises(DestinationRefused, match=r"must point at hooks\.slack\.com"):
         destination_check("https://evil.example/x", hosts=["hooks.slack.com"])
 
 
@@ -359,3 +363,59 @@ def test_guarded_session__redirect_to_a_loopback_address_not_allowed__not_follow
     finally:
         entry.stop()
         target.stop()
+
+
+def _self_signed(tmp_path: Any, name: str) -> tuple[str, str]:
+    """A certificate for ``name`` (and its key), as files."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+def test_guarded_session__https__certificate_checked_against_the_url_host(
+    internal: _Server, settings: Any, tmp_path: Any
+) -> None:
+    """The connection goes to the checked address, while TLS still verifies the name in
+    the URL (a certificate for "localhost" works for https://localhost, not for the IP)."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path, "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    internal.server.socket = context.wrap_socket(internal.server.socket, server_side=True)
+    port = internal.url.rsplit(":", 1)[1]
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    with guarded_session() as session:
+        assert session.get(f"https://localhost:{port}/tls", verify=cert, timeout=5).ok
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(f"https://127.0.0.1:{port}/ip", verify=cert, timeout=5)
+    assert internal.hits == ["/tls"]

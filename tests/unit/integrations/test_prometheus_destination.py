@@ -96,7 +96,7 @@ def test_client__redirect_to_a_loopback_address_not_allowed__not_followed(settin
     target = _FakePrometheus("127.0.0.2")
     entry = _FakePrometheus("127.0.0.1", redirect_to=target.url)
     try:
-        with pytest.raises(PrometheusError, match="127.0.0.2, a loopback address"):
+        with pytest.raises(PrometheusError, match=r"127\.0\.0\.2, a loopback address"):
             PrometheusClient(entry.url).query("up")
     finally:
         entry.stop()

@@ -137,9 +137,7 @@ def test_validate_config__bad_config__clear_value_error(
 def test_validate_config__feishu_without_secret__accepted_and_normalised() -> None:
     assert validate_config(
         "feishu", {"webhook_url": " https://open.feishu.cn/x ", "secret": ""}
-    ) == {
-        "webhook_url": "https://open.feishu.cn/x"
-    }
+    ) == {"webhook_url": "https://open.feishu.cn/x"}
 
 
 def test_webhook__max_per_minute__becomes_its_rate_limit() -> None:

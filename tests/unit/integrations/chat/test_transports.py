@@ -310,7 +310,9 @@ def test_notify__platform_error_answer__mapped_to_retryable_or_permanent(
     assert error.latency_s is not None
     assert error.kind == kind
     # The stored answer is the status and the platform's error code, never the body.
-    assert re.fullmatch(rf"HTTP {reply[0]}[A-Za-z ]*(; [A-Za-z ]+ code [\w.-]+)?", error.response_summary)
+    assert re.fullmatch(
+        rf"HTTP {reply[0]}[A-Za-z ]*(; [A-Za-z ]+ code [\w.-]+)?", error.response_summary
+    )
     if error.platform_code is not None:
         assert error.response_summary.endswith(f" code {error.platform_code}")
     # The message names the host, never the credential-bearing path or query.
