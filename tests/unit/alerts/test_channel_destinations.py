@@ -26,7 +26,7 @@ SECRET_BODY = "db-password=hunter2 internal-only"
 class _Internal:
     """A server standing in for an internal service; records every request it gets."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, *, host: str = "127.0.0.1", location: str = "") -> None:
         self.hits: list[str] = []
         outer = self
 
@@ -37,6 +37,8 @@ class _Internal:
                 self.rfile.read(length)
                 body = f'{{"message": "{SECRET_BODY}", "msg": "{SECRET_BODY}"}}'.encode()
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -47,7 +49,7 @@ class _Internal:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -233,3 +235,27 @@ def test_channel_test_send__answer_with_a_body__stored_without_it(
     assert delivery.response.startswith(f"HTTP {status} ")
     assert SECRET_BODY not in delivery.response
     assert SECRET_BODY not in delivery.error
+
+
+def test_channel_test_send__allowed_receiver_redirects_to_other_loopback__not_followed(
+    operator: tuple[Any, Any], allow_loopback_outbound: None
+) -> None:
+    """127.0.0.1 is allowed (the setting); its answer points at 127.0.0.2, which is not."""
+    target = _Internal(host="127.0.0.2")
+    entry = _Internal(307, location=f"http://127.0.0.2:{target.port}/admin")
+    try:
+        team, client = operator
+        channel = Channel.objects.create(
+            team=team,
+            name="wh",
+            kind="webhook",
+            config={"webhook_url": f"http://127.0.0.1:{entry.port}/hook", "secret": "s"},
+        )
+        body = client.post(f"{CHANNELS}{channel.pk}/test/", {}, format="json").json()
+    finally:
+        entry.stop()
+        target.stop()
+    assert body["status"] == "failed"
+    assert "redirects" in body["error"]
+    assert entry.hits == ["/hook"]
+    assert target.hits == []
