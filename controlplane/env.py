@@ -129,3 +129,38 @@ def _redact(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
+
+
+def env_networks(name: str) -> list[str]:
+    """Comma-separated IP networks in CIDR form (a bare address is one host); each is
+    returned normalised (``127.0.0.1`` → ``127.0.0.1/32``)."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=True)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not a network in CIDR form ({exc})."
+            ) from None
+    return networks
+
+
+def env_hosts(name: str, default: list[str] | None = None) -> list[str]:
+    """Comma-separated host names, each either exact (``chat.example.com``) or a wildcard
+    for the names below a domain (``*.example.com``); lower-cased."""
+    hosts = []
+    for item in env_list(name, default):
+        host = item.lower().rstrip(".")
+        bare = host[2:] if host.startswith("*.") else host
+        labels = bare.split(".")
+        if not bare or not all(
+            label and len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+            for label in labels
+        ):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not a host name or a '*.domain' wildcard."
+            )
+        hosts.append(host)
+    return hosts

@@ -81,6 +81,16 @@ def _test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     celery_app.conf.broker_transport_options = previous_options
 
 
+@pytest.fixture
+def allow_loopback_outbound(settings: Any) -> None:
+    """Opt in to calling servers on 127.0.0.1 (the tests' own receivers and Prometheus):
+    the outbound guard (apps/core/netguard.py) refuses loopback by default, and chat kinds
+    with a fixed platform host accept only that host."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    for kind in ("SLACK", "FEISHU", "DINGTALK", "WECOM", "TEAMS"):
+        setattr(settings, f"CHAT_{kind}_HOSTS", ["127.0.0.1"])
+
+
 @dataclass
 class Roster:
     """A team with one member per role, a stranger (admin of another team) and a superuser."""

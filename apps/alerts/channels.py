@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.locks import cache_lock
+from apps.core.netguard import DestinationRefused, destination_check
 from apps.integrations.chat import (
     Notification,
     Transport,
@@ -33,6 +34,7 @@ from apps.integrations.chat import (
     pack,
     prune,
     send_budget,
+    transport_class,
     transport_for,
     validate_config,
     validate_template,
@@ -49,11 +51,18 @@ _BACKOFF_CAP_S = 300.0
 
 
 def channel_config_validate(*, kind: str | None, config: Any) -> dict[str, Any]:
+    """The channel settings checked for ``kind``, and the webhook URL's host resolved and
+    checked against internal address ranges (the same check runs again at every send)."""
     if not kind:
         raise ValueError("choose the channel kind first")
     if not isinstance(config, dict):
         raise ValueError('give the transport settings as an object, e.g. {"webhook_url": "..."}')
-    return validate_config(kind, config)
+    cleaned = validate_config(kind, config)
+    try:
+        destination_check(cleaned["webhook_url"], field="webhook_url")
+    except DestinationRefused as exc:
+        raise ValueError(f"{transport_class(kind).display_name}: {exc}") from None
+    return cleaned
 
 
 def template_validate(text: str) -> None:
@@ -107,7 +116,7 @@ def _attempt(
             status_code=exc.status_code,
             latency_ms=None if exc.latency_s is None else round(exc.latency_s * 1000, 2),
             error=exc.message[:4000],
-            response=exc.response_excerpt[:2000],
+            response=exc.response_summary[:2000],
         )
         return exc
     _record(
@@ -117,7 +126,7 @@ def _attempt(
         status_code=result.status_code,
         latency_ms=round(result.latency_s * 1000, 2),
         error="",
-        response=result.response_excerpt[:2000],
+        response=result.response_summary[:2000],
         sent_at=now,
     )
     return None

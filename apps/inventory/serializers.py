@@ -2,15 +2,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Team
 from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.core.netguard import DestinationRefused, destination_check, parse_destination
 
 from .label_matchers import MatcherError, render_selector, validate_selector
 from .models import Cluster, Deployment, DeploymentReadiness, LLMModel
 from .selectors import deployment_readiness
+
+
+def _outbound_url(value: str, *, field: str, resolve: bool) -> str:
+    """A team-supplied URL checked by apps.core.netguard: its form always, and with
+    ``resolve`` its host's addresses against internal ranges (for URLs the server calls).
+    The operator's own PROMETHEUS_URL is accepted as it is trusted when called."""
+    if not value:
+        return value
+    if resolve and value.rstrip("/") == (settings.PROMETHEUS_URL or "").rstrip("/"):
+        return value
+    try:
+        if resolve:
+            destination_check(value, field=field)
+        else:
+            parse_destination(value, field=field)
+    except DestinationRefused as exc:
+        raise serializers.ValidationError(f"{exc}.") from None
+    return value
 
 
 def _team_field() -> TeamScopedRelatedField:
@@ -46,6 +66,10 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"id": {"help_text": "Cluster id."}}
+
+    def validate_prometheus_url(self, value: str) -> str:
+        # The metrics collector calls it: no internal addresses (apps.core.netguard).
+        return _outbound_url(value, field="prometheus_url", resolve=True)
 
 
 class LLMModelSerializer(ModelCleanMixin, serializers.ModelSerializer[LLMModel]):
@@ -132,6 +156,11 @@ class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployme
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"id": {"help_text": "Deployment id."}}
+
+    def validate_endpoint_url(self, value: str) -> str:
+        # Shown for reference and never called by the server, so an in-cluster address is
+        # fine; only the form is checked. Code that starts calling it must use netguard.
+        return _outbound_url(value, field="endpoint_url", resolve=False)
 
     def validate_prometheus_selector(self, value: str) -> str:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.env import env_float, env_int, env_str, env_url
+from controlplane.env import env_float, env_hosts, env_int, env_networks, env_str, env_url
 
 # How long an API token lives when its creator gives no expiry (0 = no default expiry).
 API_TOKEN_DEFAULT_TTL_DAYS = env_int("API_TOKEN_DEFAULT_TTL_DAYS", 0, minimum=0)
@@ -41,3 +41,18 @@ ALERTS_RULES_INTERVAL_S = env_float("ALERTS_RULES_INTERVAL_S", 30.0, minimum=5.0
 # A delivery that keeps failing with retryable errors is given up after this many attempts.
 ALERTS_DELIVERY_ATTEMPTS = env_int("ALERTS_DELIVERY_ATTEMPTS", 8, minimum=1)
 ALERTS_RETENTION_DAYS = env_int("ALERTS_RETENTION_DAYS", 30, minimum=1)
+
+# --- outbound calls -----------------------------------------------------------------------
+# URLs that teams give (chat webhooks, a cluster's Prometheus) may not reach loopback,
+# link-local, private, shared, multicast or reserved addresses (apps/core/netguard.py)
+# except in these networks (CIDRs). Empty in every environment: allow a network only for a
+# receiver of your own that lives there.
+OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS")
+# Host names accepted for each chat kind, besides the platform's own (see
+# apps/integrations/chat): for self-hosted or regional domains. "*.example.com" allows the
+# names below example.com.
+CHAT_SLACK_HOSTS = env_hosts("CHAT_SLACK_HOSTS")
+CHAT_FEISHU_HOSTS = env_hosts("CHAT_FEISHU_HOSTS")
+CHAT_DINGTALK_HOSTS = env_hosts("CHAT_DINGTALK_HOSTS")
+CHAT_WECOM_HOSTS = env_hosts("CHAT_WECOM_HOSTS")
+CHAT_TEAMS_HOSTS = env_hosts("CHAT_TEAMS_HOSTS")

@@ -70,7 +70,7 @@ def clock():
 
 
 @pytest.fixture
-def receiver(clock):
+def receiver(clock, allow_loopback_outbound):
     server = _Receiver(lambda: clock["t"])
     yield server
     server.stop()

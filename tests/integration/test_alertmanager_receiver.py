@@ -141,7 +141,7 @@ class Received:
 
 
 @pytest.fixture
-def chat_receiver() -> Iterator[tuple[str, list[Received]]]:
+def chat_receiver(allow_loopback_outbound: None) -> Iterator[tuple[str, list[Received]]]:
     """A local HTTP endpoint for the generic webhook channel; records every request."""
     received: list[Received] = []
 

@@ -58,7 +58,7 @@ class _FlakyReceiver:
 
 
 @pytest.fixture
-def receiver():
+def receiver(allow_loopback_outbound):
     server = _FlakyReceiver()
     yield server
     server.stop()

@@ -7,19 +7,29 @@ it reports errors in a response (:meth:`Transport.classify`). Posting, timing, t
 ``Retry-After`` and the mapping of HTTP statuses live here once.
 
 Every send returns a :class:`DeliveryResult` or raises :class:`TransportError`; both carry
-the status code, the latency and an excerpt of the platform's answer so that the caller can
-record every delivery (:meth:`Transport.deliver` does that conversion). ``permanent`` on the
+the status code, the latency and a short summary of the platform's answer (the HTTP status
+and the platform's error code, never the body: whatever answers is not trusted to say
+something fit to show a whole team) so that the caller can record every delivery
+(:meth:`Transport.deliver` does that conversion). ``permanent`` on the
 error says that retrying the same message to the same channel cannot help (deleted hook,
 bad token, signature mismatch, rejected content); everything else is retryable, with
 ``retry_after_s`` set when the platform asked for a pause or throttled us.
 
 The webhook URL of every kind is a credential (Slack, WeCom, DingTalk and Teams embed their
 token in it), so messages and logs name only the scheme and host.
+
+Destinations: a kind with a fixed platform host (:attr:`Transport.platform_hosts`) accepts
+only that host, plus what the operator adds in ``CHAT_<KIND>_HOSTS``; the generic webhook
+accepts any host. Every post goes through :mod:`apps.core.netguard`: the connection is made
+only to addresses checked against internal ranges (unless ``OUTBOUND_ALLOWED_NETWORKS``
+allows them), so a URL saved before the rule, or a DNS answer that changed since, cannot
+reach an internal service. Redirects are never followed.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http
 import json
 import time
 from abc import ABC, abstractmethod
@@ -30,7 +40,18 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
+import urllib3
+from django.conf import settings
 from django.template.base import Template
+
+from apps.core.netguard import (
+    DestinationRefused,
+    guard_session,
+    guarded_session,
+    host_matches,
+    parse_destination,
+    refusal_in,
+)
 
 from .messages import Language, Notification, sample_notification
 from .ratelimit import RATE_LIMITS, RateWindow
@@ -50,12 +71,13 @@ __all__ = [
     "json_bytes",
     "json_code_rule",
     "parse_retry_after",
+    "response_summary",
 ]
 
 Signing = Literal["unsigned", "optional", "required"]
 
-_EXCERPT_CHARS = 500
 _USER_AGENT = "llm-controlplane-notifier/1"
+_ANSWER_READ_BYTES = 64 * 1024
 
 
 class TransportError(Exception):
@@ -75,7 +97,7 @@ class TransportError(Exception):
         status_code: int | None = None,
         latency_s: float | None = None,
         retry_after_s: float | None = None,
-        response_excerpt: str = "",
+        response_summary: str = "",
         platform_code: int | str | None = None,
     ) -> None:
         super().__init__(message)
@@ -85,7 +107,7 @@ class TransportError(Exception):
         self.status_code = status_code
         self.latency_s = latency_s
         self.retry_after_s = retry_after_s
-        self.response_excerpt = response_excerpt
+        self.response_summary = response_summary
         self.platform_code = platform_code
 
     @property
@@ -100,7 +122,7 @@ class DeliveryResult:
     kind: str
     status_code: int
     latency_s: float
-    response_excerpt: str
+    response_summary: str
 
 
 @dataclass(frozen=True)
@@ -111,7 +133,7 @@ class DeliveryRecord:
     ok: bool
     status_code: int | None
     latency_s: float | None
-    response_excerpt: str = ""
+    response_summary: str = ""
     error: str = ""
     permanent: bool = False
     retry_after_s: float | None = None
@@ -123,7 +145,7 @@ class DeliveryRecord:
             ok=True,
             status_code=result.status_code,
             latency_s=result.latency_s,
-            response_excerpt=result.response_excerpt,
+            response_summary=result.response_summary,
         )
 
     @classmethod
@@ -133,7 +155,7 @@ class DeliveryRecord:
             ok=False,
             status_code=error.status_code,
             latency_s=error.latency_s,
-            response_excerpt=error.response_excerpt,
+            response_summary=error.response_summary,
             error=error.message,
             permanent=error.permanent,
             retry_after_s=error.retry_after_s,
@@ -255,6 +277,20 @@ def json_code_rule(
     )
 
 
+def response_summary(status: int, *, platform: str = "", code: int | str | None = None) -> str:
+    """What is stored and shown of an answer: the status with its standard phrase (not the
+    server's own reason text) and the platform's error code when it sent one."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    summary = f"HTTP {status} {phrase}".rstrip()
+    if code is not None:
+        shown = "".join(ch for ch in str(code) if ch.isalnum() or ch in "_-.")[:64]
+        summary += f"; {platform} code {shown}".replace("  ", " ")
+    return summary
+
+
 def json_bytes(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -304,6 +340,9 @@ class Transport(ABC):
     url_query_param: ClassVar[str] = ""  # query parameter the platform's webhook URLs carry
     extra_config: ClassVar[tuple[str, ...]] = ()
     default_retry_after_s: ClassVar[float] = 30.0
+    # The platform's own webhook hosts ("*.example.com": any name below example.com); None
+    # for kinds that may post anywhere public (the generic webhook).
+    platform_hosts: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -324,7 +363,7 @@ class Transport(ABC):
         self.connect_timeout_s = connect_timeout_s
         self.max_listed = max_listed
         self.clock = clock
-        self._session = session
+        self._session = guard_session(session) if session is not None else None
         self._body_template: Template | None = (
             compile_template(body_template) if body_template else None
         )
@@ -336,6 +375,15 @@ class Transport(ABC):
         return f"<{type(self).__name__} {_endpoint(self.webhook_url)}>"
 
     # -- configuration ------------------------------------------------------------------
+
+    @classmethod
+    def allowed_hosts(cls) -> tuple[str, ...] | None:
+        """The hosts this kind may post to (None: any public host): the platform's own and
+        the operator's additions in ``CHAT_<KIND>_HOSTS``."""
+        if cls.platform_hosts is None:
+            return None
+        extra = getattr(settings, f"CHAT_{cls.kind.upper()}_HOSTS", None) or ()
+        return (*cls.platform_hosts, *extra)
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -358,9 +406,17 @@ class Transport(ABC):
         if not isinstance(url, str) or not url.strip():
             raise ValueError(f"{name}: webhook_url is required")
         url = url.strip()
+        try:
+            destination = parse_destination(url, field="webhook_url")
+        except DestinationRefused as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        hosts = cls.allowed_hosts()
+        if hosts is not None and not host_matches(destination.host, hosts):
+            raise ValueError(
+                f"{name}: webhook_url must point at {' or '.join(hosts)}, not "
+                f"{destination.host} (an operator can add hosts with CHAT_{cls.kind.upper()}_HOSTS)"
+            )
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{name}: webhook_url must be an http:// or https:// URL")
         if cls.url_query_param and not parse_qs(parts.query).get(cls.url_query_param):
             raise ValueError(
                 f"{name}: webhook_url must carry the {cls.url_query_param}=… query parameter "
@@ -511,16 +567,22 @@ class Transport(ABC):
             "User-Agent": _USER_AGENT,
             **request.headers,
         }
-        send = self._session.post if self._session is not None else requests.post
+        session = self._session if self._session is not None else guarded_session()
         started = time.monotonic()
         try:
-            response = send(
+            response = session.post(
                 request.url,
                 data=request.body,
                 headers=headers,
                 timeout=(self.connect_timeout_s, self.timeout_s),
                 allow_redirects=False,
+                stream=True,
             )
+            try:
+                # Enough for any platform's error answer; a huge body is not read.
+                raw = response.raw.read(_ANSWER_READ_BYTES, decode_content=True) or b""
+            finally:
+                response.close()
         except requests.Timeout:
             raise self._error(
                 f"no answer within {self.timeout_s:g}s",
@@ -535,15 +597,33 @@ class Transport(ABC):
             raise self._error(
                 "the webhook URL is not usable", permanent=True, latency_s=0.0
             ) from None
-        except requests.RequestException as exc:
+        except requests.ConnectionError as exc:
+            refused = refusal_in(exc)
+            if refused is not None:
+                raise self._error(
+                    f"destination refused: {refused}",
+                    permanent=True,
+                    latency_s=time.monotonic() - started,
+                ) from None
             raise self._error(
                 f"cannot reach the webhook ({type(exc).__name__})",
                 permanent=False,
                 latency_s=time.monotonic() - started,
             ) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            timed_out = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
+            raise self._error(
+                f"no answer within {self.timeout_s:g}s"
+                if timed_out
+                else f"cannot reach the webhook ({type(exc).__name__})",
+                permanent=False,
+                latency_s=time.monotonic() - started,
+            ) from None
+        finally:
+            if self._session is None:
+                session.close()
         latency = time.monotonic() - started
-        text = response.text
-        excerpt = text[:_EXCERPT_CHARS]
+        text = raw.decode("utf-8", errors="replace")
         try:
             data = json.loads(text) if text.lstrip().startswith(("{", "[")) else None
         except ValueError:
@@ -568,14 +648,16 @@ class Transport(ABC):
                 status_code=response.status_code,
                 latency_s=latency,
                 retry_after_s=retry_after,
-                response_excerpt=excerpt,
+                response_summary=response_summary(
+                    response.status_code, platform=self.display_name, code=rule.code
+                ),
                 platform_code=rule.code,
             )
         return DeliveryResult(
             kind=self.kind,
             status_code=response.status_code,
             latency_s=latency,
-            response_excerpt=excerpt,
+            response_summary=response_summary(response.status_code),
         )
 
     def notify(self, notification: Notification) -> DeliveryResult:

@@ -76,6 +76,8 @@ class DingTalkTransport(Transport):
     signing_prefix = "SEC"
     url_query_param = "access_token"
     default_retry_after_s = 60.0
+    # https://oapi.dingtalk.com/robot/send?access_token=… (custom-robot-access, above).
+    platform_hosts = ("oapi.dingtalk.com",)
 
     def build(
         self, notification: Notification, rendered: Rendered, *, hard: bool

@@ -75,6 +75,9 @@ class FeishuTransport(Transport):
     template_name = "feishu.md"
     signing = "optional"
     default_retry_after_s = 60.0
+    # https://open.feishu.cn/open-apis/bot/v2/hook/… and, for Lark,
+    # https://open.larksuite.com/open-apis/bot/v2/hook/… (the pages cited above).
+    platform_hosts = ("open.feishu.cn", "open.larksuite.com")
 
     def _card(self, notification: Notification, title: str, body: str) -> dict[str, Any]:
         elements: list[dict[str, Any]] = [

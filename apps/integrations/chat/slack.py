@@ -62,6 +62,9 @@ class SlackTransport(Transport):
     display_name = "Slack"
     template_name = "slack.txt"
     default_retry_after_s = 1.0
+    # Incoming webhook URLs are https://hooks.slack.com/services/T…/B…/… (see the page
+    # cited above); GovSlack or a proxy are added with CHAT_SLACK_HOSTS.
+    platform_hosts = ("hooks.slack.com",)
 
     def escape_text(self, text: str) -> str:
         return _escape(text)

@@ -39,6 +39,12 @@ class TeamsTransport(Transport):
     display_name = "Microsoft Teams"
     template_name = "teams.md"
     default_retry_after_s = 30.0
+    # Workflow trigger URLs: https://<env>.environment.api.powerplatform.com/powerautomate/…
+    # since Microsoft moved them in 2025, https://prod-NN.<region>.logic.azure.com/workflows/…
+    # before (e.g. the Get-AzLogicAppTriggerCallbackUrl example,
+    # https://learn.microsoft.com/powershell/module/az.logicapp/get-azlogicapptriggercallbackurl,
+    # and https://learn.microsoft.com/en-us/answers/questions/5606972/your-flow-has-a-new-trigger-url).
+    platform_hosts = ("*.environment.api.powerplatform.com", "*.logic.azure.com")
 
     def _card(
         self, notification: Notification, title: str, body: str, group_facts: int
@@ -119,7 +125,7 @@ class TeamsTransport(Transport):
             if "HTTP error 429" in text:
                 return Rule("rate limited by Teams", permanent=False, rate_limited=True)
             if text.startswith("Webhook message delivery failed"):
-                return Rule(f"Teams did not deliver the message: {text[:200]}", permanent=False)
+                return Rule("Teams reported that it did not deliver the message", permanent=False)
             return None
         generic = http_status_rule(status)
         if generic is None:

@@ -50,6 +50,8 @@ class WeComTransport(Transport):
     template_name = "wecom.md"
     url_query_param = "key"
     default_retry_after_s = 60.0
+    # https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=… (document 91770, above).
+    platform_hosts = ("qyapi.weixin.qq.com",)
 
     def build(
         self, notification: Notification, rendered: Rendered, *, hard: bool

@@ -3,6 +3,11 @@
 Every failure — connection refused, timeout, HTTP error, a body that is not the Prometheus
 JSON envelope — surfaces as :class:`PrometheusError`, whose ``retryable`` says whether trying
 again later can help (a 4xx for a bad query cannot).
+
+A cluster's ``prometheus_url`` is given by a team, so the client connects to it only through
+:mod:`apps.core.netguard` (no loopback, link-local, private… addresses unless
+``OUTBOUND_ALLOWED_NETWORKS`` allows them; every redirect hop checked again). The
+operator's own ``PROMETHEUS_URL`` is trusted as configured.
 """
 
 from __future__ import annotations
@@ -12,8 +17,17 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from django.conf import settings
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
+
+from apps.core.netguard import (
+    DestinationRefused,
+    GuardedAdapter,
+    guard_session,
+    parse_destination,
+    refusal_in,
+)
 
 from .types import InstantSample, RangeSeries
 
@@ -43,12 +57,35 @@ def _instant(result: Any) -> list[InstantSample]:
     return samples
 
 
+def _operator_url(url: str) -> bool:
+    configured = getattr(settings, "PROMETHEUS_URL", None) or ""
+    return bool(configured) and configured.rstrip("/") == url
+
+
 class PrometheusClient:
+    """``trusted``: the URL comes from the operator, not a team, and is called as is. By
+    default only a URL equal to the ``PROMETHEUS_URL`` setting is trusted."""
+
     def __init__(
-        self, url: str, *, timeout_s: float = 5.0, session: requests.Session | None = None
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        session: requests.Session | None = None,
+        trusted: bool | None = None,
     ):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.trusted = _operator_url(self.url) if trusted is None else trusted
+        # Why every call fails at once: a team's URL the guard refuses by its form alone.
+        self._refused: str | None = None
+        if not self.trusted:
+            try:
+                parse_destination(self.url, field="prometheus_url")
+            except DestinationRefused as exc:
+                self._refused = str(exc)
+            session = guard_session(session or requests.Session())
+        self._session = session
         # No retries inside a call: the library's default (3 with backoff, also on refused
         # connections) made one query against a down Prometheus take ~6 s and a collection
         # cycle overrun its interval. Callers retry at their own level (the next cycle).
@@ -60,8 +97,28 @@ class PrometheusClient:
             method="POST",
             retry=Retry(total=0, connect=0, read=0, status=0, redirect=0, raise_on_status=False),
         )
+        if session is not None and not self.trusted:
+            # PrometheusConnect mounts its own adapter for the URL's prefix; put the guard
+            # back in its place, with the same no-retry policy.
+            session.mount(
+                self._conn.url,
+                GuardedAdapter(
+                    max_retries=Retry(
+                        total=0, connect=0, read=0, status=0, redirect=0, raise_on_status=False
+                    )
+                ),
+            )
+
+    def _refusal(self, reason: str) -> PrometheusError:
+        return PrometheusError(
+            f"Prometheus at {self.url} is not an allowed destination: {reason}",
+            retryable=True,
+            unreachable=True,
+        )
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._refused is not None:
+            raise self._refusal(self._refused)
         try:
             return fn(*args, **kwargs)
         except PrometheusApiClientException as exc:
@@ -82,6 +139,9 @@ class PrometheusClient:
                 retryable=True,
             ) from None
         except requests.RequestException as exc:
+            refused = refusal_in(exc)
+            if refused is not None:
+                raise self._refusal(refused) from None
             raise PrometheusError(
                 f"cannot reach Prometheus at {self.url}: {type(exc).__name__}",
                 retryable=True,
@@ -121,8 +181,11 @@ class PrometheusClient:
         return series
 
     def ready(self) -> bool:
+        if self._refused is not None:
+            return False
+        get = self._session.get if self._session is not None else requests.get
         try:
-            response = requests.get(f"{self.url}/-/ready", timeout=self.timeout_s)
+            response = get(f"{self.url}/-/ready", timeout=self.timeout_s)
         except requests.RequestException:
             return False
         return response.status_code == 200

@@ -12,6 +12,9 @@ import pytest
 
 from apps.integrations.prometheus import PrometheusClient, PrometheusError
 
+# The fake Prometheus listens on 127.0.0.1, which the outbound guard refuses by default.
+pytestmark = pytest.mark.usefixtures("allow_loopback_outbound")
+
 
 def _server(handler: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):

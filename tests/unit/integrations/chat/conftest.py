@@ -88,7 +88,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(allow_loopback_outbound: None) -> Iterator[Receiver]:
+    """A receiver on 127.0.0.1, which the outbound guard is told to allow."""
     state: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):

@@ -103,9 +103,9 @@ def test_transport_for__unknown_kind__value_error_lists_kinds() -> None:
         ("slack", {}, "webhook_url is required"),
         ("slack", {"webhook_url": "ftp://hooks.slack.com/x"}, "http:// or https://"),
         ("slack", {"webhook_url": "hooks.slack.com/services/x"}, "http:// or https://"),
-        ("slack", {"webhook_url": "https://h.example/x", "secret": "s"}, "not signed"),
-        ("slack", {"webhook_url": "https://h.example/x", "channel": "#a"}, "unknown Slack"),
-        ("teams", {"webhook_url": "https://h.example/x", "secret": "s"}, "not signed"),
+        ("slack", {"webhook_url": "https://hooks.slack.com/x", "secret": "s"}, "not signed"),
+        ("slack", {"webhook_url": "https://hooks.slack.com/x", "channel": "#a"}, "unknown Slack"),
+        ("teams", {"webhook_url": "https://a.logic.azure.com/x", "secret": "s"}, "not signed"),
         ("wecom", {"webhook_url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"}, "key="),
         ("dingtalk", {"webhook_url": "https://oapi.dingtalk.com/robot/send"}, "access_token="),
         (
@@ -113,7 +113,7 @@ def test_transport_for__unknown_kind__value_error_lists_kinds() -> None:
             {"webhook_url": "https://oapi.dingtalk.com/robot/send?access_token=a", "secret": "x"},
             "starts with 'SEC'",
         ),
-        ("feishu", {"webhook_url": "https://h.example/x", "secret": 5}, "must be a string"),
+        ("feishu", {"webhook_url": "https://open.feishu.cn/x", "secret": 5}, "must be a string"),
         ("webhook", {"webhook_url": "https://h.example/x"}, "secret is required"),
         (
             "webhook",
@@ -135,9 +135,9 @@ def test_validate_config__bad_config__clear_value_error(
 
 
 def test_validate_config__feishu_without_secret__accepted_and_normalised() -> None:
-    assert validate_config("feishu", {"webhook_url": " https://h.example/x ", "secret": ""}) == {
-        "webhook_url": "https://h.example/x"
-    }
+    assert validate_config(
+        "feishu", {"webhook_url": " https://open.feishu.cn/x ", "secret": ""}
+    ) == {"webhook_url": "https://open.feishu.cn/x"}
 
 
 def test_webhook__max_per_minute__becomes_its_rate_limit() -> None:
