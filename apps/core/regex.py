@@ -58,16 +58,23 @@ class RegexError(ValueError):
 # RE2's error text starts with a short code; each gets a hint naming the construct, since
 # "invalid perl operator: (?<=" alone does not tell a user that lookbehind is the problem.
 _HINTS: tuple[tuple[str, str], ...] = (
-    ("invalid perl operator: (?=", "lookahead assertions are not supported"),
-    ("invalid perl operator: (?!", "negative lookahead assertions are not supported"),
-    ("invalid perl operator: (?<=", "lookbehind assertions are not supported"),
-    ("invalid perl operator: (?<!", "negative lookbehind assertions are not supported"),
-    ("invalid perl operator: (?>", "atomic groups are not supported"),
-    ("invalid perl operator: (?P=", "backreferences are not supported"),
-    ("bad repetition operator: *+", "possessive quantifiers are not supported"),
-    ("bad repetition operator: ++", "possessive quantifiers are not supported"),
-    ("bad repetition operator: ?+", "possessive quantifiers are not supported"),
-    ("pattern too large", f"the compiled pattern exceeds {MAX_MEMORY // 1024} KiB"),
+    ("invalid perl operator: (?=", "lookahead assertions are not supported in RE2 syntax"),
+    ("invalid perl operator: (?!", "negative lookahead assertions are not supported in RE2 syntax"),
+    ("invalid perl operator: (?<=", "lookbehind assertions are not supported in RE2 syntax"),
+    (
+        "invalid perl operator: (?<!",
+        "negative lookbehind assertions are not supported in RE2 syntax",
+    ),
+    ("invalid perl operator: (?>", "atomic groups are not supported in RE2 syntax"),
+    # RE2 cuts "(?P=name)" and "(?P>name)" to "(?P" in its message.
+    (
+        "invalid perl operator: (?P",
+        "named backreferences and recursion are not supported in RE2 syntax",
+    ),
+    ("bad repetition operator: *+", "possessive quantifiers are not supported in RE2 syntax"),
+    ("bad repetition operator: ++", "possessive quantifiers are not supported in RE2 syntax"),
+    ("bad repetition operator: ?+", "possessive quantifiers are not supported in RE2 syntax"),
+    ("pattern too large", f"the compiled pattern needs more than {MAX_MEMORY // 1024} KiB"),
 )
 _BACKREFERENCE_DIGITS = "123456789"
 
@@ -78,9 +85,9 @@ def _hint(message: str) -> str:
             return hint
     if message.startswith("invalid escape sequence: \\") and message[26:27]:
         if message[26] in _BACKREFERENCE_DIGITS:
-            return "backreferences are not supported"
+            return "backreferences are not supported in RE2 syntax"
     if message.startswith("bad repetition operator: ") and message.endswith("}+"):
-        return "possessive quantifiers are not supported"
+        return "possessive quantifiers are not supported in RE2 syntax"
     return ""
 
 
@@ -117,7 +124,7 @@ def _re2_compile(pattern: str, options: Any) -> Any:
         raw = exc.args[0] if exc.args else b""
         message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         hint = _hint(message)
-        raise RegexError(f"{hint} (RE2 syntax): {message}" if hint else message) from None
+        raise RegexError(f"{hint}: {message}" if hint else message) from None
 
 
 def _compile(pattern: str) -> Any:

@@ -60,6 +60,7 @@ def test_regex_fullmatch__prometheus_semantics__expected(pattern, text, expected
         ("a++", "possessive quantifiers are not supported"),
         ("a{2}+", "possessive quantifiers are not supported"),
         ("(?>a)", "atomic groups are not supported"),
+        ("(?P<n>a)(?P=n)", "named backreferences and recursion are not supported"),
         (r"a\Z", r"invalid escape sequence: \Z"),
         (r"\C", r"\C (match one byte) is not supported"),
         ("a{1001}", "invalid repetition size"),
