@@ -47,8 +47,8 @@ __all__ = [
 
 MAX_PATTERN_LENGTH = 4096
 MAX_PROGRAM_SIZE = 10_000
-MAX_MEMORY = 1 << 20
-CACHE_SIZE = 2048
+MAX_MEMORY = 256 << 10  # per pattern: program plus DFA cache; past it RE2 uses its NFA
+CACHE_SIZE = 512
 
 
 class RegexError(ValueError):
