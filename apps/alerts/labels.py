@@ -5,8 +5,11 @@ FNV-1a over the sorted label names and values, each followed by the byte 0xff; p
 16 hex digits), so an alert has the same fingerprint here as in Alertmanager's UI and API
 (github.com/prometheus/common, ``model/signature.go`` ``LabelsToSignature``).
 
-Matchers are Prometheus's (``=``, ``!=``, ``=~``, ``!~``, regexes anchored at both ends); an
-absent label matches as the empty string, as in Alertmanager.
+Matchers are Prometheus's (``=``, ``!=``, ``=~``, ``!~``); an absent label matches as the
+empty string, as in Alertmanager. Regular expressions are RE2's, anchored at both ends and
+matched in time linear in the label value (``apps.core.regex``): silences, routes and inhibit
+rules are evaluated against every alert, so a backtracking engine would let one matcher such
+as ``(a+)+$`` stall every listing and every flush.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from apps.integrations.prometheus.types import InstantSample
-from apps.inventory.label_matchers import Matcher, parse_matchers
+from apps.inventory.label_matchers import Matcher, parse_matchers, quote_string
 
 from .catalogue import FRESHNESS_METRIC, GPU_SIGNALS, render, template_for
 
@@ -50,7 +50,9 @@ class Target:
 def _parsed_selector(selector: str) -> tuple[Matcher, ...]:
     # Every cycle plans the same selectors again; parsing them dominated planning at 10k
     # deployments. Matchers are immutable, so the parsed form can be shared.
-    return tuple(parse_matchers(selector))
+    # Prometheus checks the regexes of the queries built from it; a stored selector it
+    # refuses fails its own queries, not the planning of every deployment's.
+    return tuple(parse_matchers(selector, check_regex=False))
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ FRESHNESS = "__freshness__"
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    # The same escapes as a rendered selector: a newline in a value must become \n.
+    return quote_string(value)[1:-1]
 
 
 def _regex_quote(value: str) -> str:
