@@ -22,10 +22,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import structlog
+
 from apps.integrations.prometheus.types import InstantSample
-from apps.inventory.label_matchers import Matcher, parse_matchers, quote_string
+from apps.inventory.label_matchers import Matcher, MatcherError, parse_matchers, quote_string
 
 from .catalogue import FRESHNESS_METRIC, GPU_SIGNALS, render, template_for
+
+logger = structlog.get_logger("controlplane.metrics")
 
 # Above this many deployments in a group, the query selects the identity labels with
 # `label!=""` instead of listing every value in a regex, to keep queries short.
@@ -114,7 +118,16 @@ def group_targets(targets: Sequence[Target]) -> list[Group]:
     buckets = defaultdict(list)
     singles: list[Target] = []
     for target in targets:
-        matchers = target.matchers()
+        try:
+            matchers = target.matchers()
+        except MatcherError as exc:
+            # A selector stored before the parser became strict (or typed past validation)
+            # costs only its own deployment's data: it reads as missing, which holds its
+            # scaling, instead of stopping the planning of every deployment's queries.
+            logger.warning(
+                "metrics-selector-unreadable", deployment_id=target.deployment_id, error=str(exc)
+            )
+            continue
         equal = sorted((m.name, m.value) for m in matchers if m.op == "=")
         if not equal:
             singles.append(target)

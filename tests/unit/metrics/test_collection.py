@@ -150,3 +150,13 @@ def test_build_observations__no_current_scrape_but_window_value__missing_not_old
     obs = _observe(freshness={})
     assert obs[Signal.TTFT_P95].status == "missing"
     assert obs[Signal.TTFT_P95].value is None
+
+
+def test_plan_queries__one_unreadable_stored_selector__only_that_deployment_left_out():
+    # "\d" is not a PromQL escape: such a selector can only come from a row stored before
+    # the parser was strict. It must not stop the planning of the other deployments.
+    good = _target(1, "chat")
+    bad = Target(2, "vllm", '{deployment="chat-\\d"}', URL)
+    queries = plan_queries([bad, good], [Signal.QUEUE_LENGTH])
+    assert queries
+    assert all(set(q.members.values()) == {1} for q in queries)
