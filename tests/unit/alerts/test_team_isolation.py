@@ -85,7 +85,7 @@ def test_webhook__other_teams_label_set_resolved_with_new_annotations__theirs_un
 
 
 def test_webhook__other_teams_label_set_firing__counts_as_if_they_did_not_exist(two_teams):
-    team_a, token_a, team_b, token_b = two_teams
+    _, token_a, team_b, token_b = two_teams
     _post(token_b, _firing())
     first = _post(token_a, _firing(annotations={"summary": "mine"}))
     again = _post(token_a, _resolved())
