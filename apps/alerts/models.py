@@ -255,10 +255,14 @@ class Channel(models.Model):
         "never returned by the API.",
     )
     title_template = models.TextField(
-        blank=True, help_text="Override of the title template (Django template syntax)."
+        blank=True,
+        help_text="Override of the title template (Jinja2 syntax, sandboxed and bounded; "
+        "see docs/alerts.md).",
     )
     body_template = models.TextField(
-        blank=True, help_text="Override of the body template (Django template syntax)."
+        blank=True,
+        help_text="Override of the body template (Jinja2 syntax, sandboxed and bounded; "
+        "see docs/alerts.md).",
     )
     enabled = models.BooleanField(default=True, help_text="Off: nothing is sent.")
     disabled_reason = models.TextField(

@@ -39,6 +39,24 @@ class Migration(migrations.Migration):
                 max_length=16,
             ),
         ),
+        migrations.AlterField(
+            model_name="channel",
+            name="body_template",
+            field=models.TextField(
+                blank=True,
+                help_text="Override of the body template (Jinja2 syntax, sandboxed and "
+                "bounded; see docs/alerts.md).",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="channel",
+            name="title_template",
+            field=models.TextField(
+                blank=True,
+                help_text="Override of the title template (Jinja2 syntax, sandboxed and "
+                "bounded; see docs/alerts.md).",
+            ),
+        ),
         migrations.AddConstraint(
             model_name="alert",
             constraint=models.UniqueConstraint(

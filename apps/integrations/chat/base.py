@@ -30,11 +30,10 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
-from django.template.base import Template
 
 from .messages import Language, Notification, sample_notification
 from .ratelimit import RATE_LIMITS, RateWindow
-from .rendering import Rendered, View, compile_template, render_text, truncate_utf8
+from .rendering import Rendered, Template, View, compile_template, render_text, truncate_utf8
 
 __all__ = [
     "DeliveryRecord",
