@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -215,6 +215,12 @@ def alerts_ingest(
             # some of them since (its rows are then locked and updated below like ours).
             Alert.objects.bulk_create(fresh.values(), batch_size=1000, ignore_conflicts=True)
             inserted = _locked(missing)
+            if len(inserted) != len(missing):
+                # Only a unique conflict may be ignored (SQLite's INSERT OR IGNORE would
+                # also skip other violations): never lose an alert silently.
+                raise IntegrityError(
+                    f"{len(missing) - len(inserted)} of {len(missing)} new alerts were not stored"
+                )
             for key, row in inserted.items():
                 if _same_insert(row, fresh[key]):
                     created.append(row)

@@ -139,3 +139,33 @@ def test_ingest__other_teams_firing_alert__neither_inhibits_nor_joins_own_groups
     assert list(group.alerts.values_list("team", flat=True)) == [team_a.pk]
     report = alert_groups_flush(now=now + timedelta(seconds=1))
     assert report.notified == 1  # B's ClusterDown does not mute A's alert
+
+
+def test_webhook__team_label_naming_other_team__stays_the_senders_alert(two_teams):
+    team_a, token_a, team_b, _ = two_teams
+    _post(token_a, _firing(labels={**LABELS, "team": "team-b"}))
+    assert list(Alert.objects.values_list("team", flat=True)) == [team_a.pk]
+    assert not Alert.objects.filter(team=team_b).exists()
+
+
+def test_acknowledge__other_teams_alert_with_same_fingerprint__404_and_untouched(
+    two_teams, client_for
+):
+    from apps.accounts.models import Role
+    from tests.factories.accounts import MembershipFactory, UserFactory
+
+    team_a, token_a, team_b, token_b = two_teams
+    _post(token_a, _firing())
+    _post(token_b, _firing())
+    b_alert = Alert.objects.get(team=team_b)
+    user = UserFactory()
+    MembershipFactory(user=user, team=team_a, role=Role.OPERATOR)
+    client = client_for(user)
+    response = client.post(f"/api/v1/alerts/{b_alert.pk}/acknowledge/", {}, format="json")
+    assert response.status_code == 404
+    mine = Alert.objects.get(team=team_a)
+    assert client.post(f"/api/v1/alerts/{mine.pk}/acknowledge/", {}).status_code == 200
+    b_alert.refresh_from_db()
+    assert b_alert.acknowledged_at is None
+    listed = client.get("/api/v1/alerts/", {"fingerprint": b_alert.fingerprint}).json()
+    assert [a["id"] for a in listed["results"]] == [mine.pk]
