@@ -149,12 +149,21 @@ def _size(value: Any, depth: int = 0) -> int:
 
 # --------------------------------------------------------------------------- operators
 
+_MAX_INT_BITS = 256
+
 
 def _mul(left: Any, right: Any) -> Any:
     for seq, times in ((left, right), (right, left)):
         if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
             _budget().value(_size(seq) * max(0, times), "repeating a sequence")
+    if isinstance(left, int) and isinstance(right, int):
+        _check_bits(left.bit_length() + right.bit_length())
     return operator.mul(left, right)
+
+
+def _check_bits(bits: int) -> None:
+    if bits > _MAX_INT_BITS:
+        raise TemplateLimitError(f"an integer of more than {_MAX_INT_BITS} bits")
 
 
 def _add(left: Any, right: Any) -> Any:
@@ -165,8 +174,8 @@ def _add(left: Any, right: Any) -> Any:
 
 def _pow(left: Any, right: Any) -> Any:
     if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
-        if right * math.log2(abs(left)) > 256:
-            raise TemplateLimitError("a power of more than 256 bits")
+        if right * math.log2(abs(left)) > _MAX_INT_BITS:
+            raise TemplateLimitError(f"a power of more than {_MAX_INT_BITS} bits")
     return operator.pow(left, right)
 
 
@@ -277,6 +286,44 @@ def _replace(eval_ctx: Any, value: str, old: str, new: str, count: int | None = 
 _replace.jinja_pass_arg = FILTERS["replace"].jinja_pass_arg  # type: ignore[attr-defined]
 
 
+def _join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None) -> str:
+    items = list(value)
+    _budget().value(_size(items) + len(str(d)) * len(items), "join()")
+    return FILTERS["join"](eval_ctx, items, d, attribute)
+
+
+_join.jinja_pass_arg = FILTERS["join"].jinja_pass_arg  # type: ignore[attr-defined]
+
+
+def _wordwrap(
+    environment: Any,
+    value: str,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    text = str(value)
+    lines = len(text) // max(1, int(width)) + text.count(" ") + text.count("-") + 1
+    glue = len(wrapstring) if wrapstring is not None else 1
+    _budget().value(len(text) + lines * glue, "wordwrap()")
+    return FILTERS["wordwrap"](
+        environment, text, width, break_long_words, wrapstring, break_on_hyphens
+    )
+
+
+_wordwrap.jinja_pass_arg = FILTERS["wordwrap"].jinja_pass_arg  # type: ignore[attr-defined]
+
+
+def _tojson(eval_ctx: Any, value: Any, indent: int | None = None) -> Any:
+    if indent is not None and indent > 8:
+        raise TemplateLimitError("a tojson() indent above 8")
+    return FILTERS["tojson"](eval_ctx, value, indent)
+
+
+_tojson.jinja_pass_arg = FILTERS["tojson"].jinja_pass_arg  # type: ignore[attr-defined]
+
+
 def pluralize(value: Any, suffix: str = "s") -> str:
     """``"s"`` unless ``value`` (a number, or a collection's length) is 1; ``"y,ies"`` gives
     the singular and plural endings."""
@@ -292,15 +339,17 @@ def pluralize(value: Any, suffix: str = "s") -> str:
 
 
 # Built-in filters that build a string from their input: input and result sizes checked.
+# (``urlize`` and ``pprint`` are left out: nothing in a chat message needs them, and their
+# output can grow far beyond their input.)
 _STRINGIFYING = (
-    "capitalize escape e forceescape join lower upper title trim striptags string truncate "
-    "wordwrap wordcount urlencode urlize tojson pprint xmlattr filesizeformat safe"
+    "capitalize escape e forceescape lower upper title trim striptags string truncate "
+    "wordcount urlencode xmlattr filesizeformat safe sum"
 ).split()
 # The rest are safe as they are (their result is no larger than their input) but still
 # count a step and have their result checked.
 _PLAIN = (
     "abs attr count length default d dictsort first last float int items list map max min "
-    "random reject rejectattr reverse round select selectattr sort sum unique groupby"
+    "random reject rejectattr reverse round select selectattr sort unique groupby"
 ).split()
 
 
@@ -317,6 +366,9 @@ def _filters() -> dict[str, Callable[..., Any]]:
         "slice": _slice,
         "format": _format,
         "replace": _replace,
+        "join": _join,
+        "wordwrap": _wordwrap,
+        "tojson": _tojson,
         "pluralize": pluralize,
     }
     for name, func in checked.items():
@@ -341,19 +393,22 @@ _SAFE_METHODS: dict[type, frozenset[str]] = {
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
-def _check_method(obj: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _check_method(obj: Any, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Checks a string method call's result size before the call; returns the arguments
+    to call it with (an iterable to join is read into a list first, to be measured)."""
     budget = _budget()
     if not isinstance(obj, str):
-        return
+        return args
     if name in _WIDTH_METHODS and args and isinstance(args[0], int):
         budget.value(args[0], f"str.{name}()")
     elif name == "replace" and len(args) >= 2:
         count = args[2] if len(args) > 2 and isinstance(args[2], int) else None
         budget.value(_replace_size(obj, str(args[0]), str(args[1]), count), "str.replace()")
     elif name == "join" and args:
-        items = args[0]
-        if isinstance(items, (list, tuple)):
-            budget.value(_size(items) + len(obj) * len(items), "str.join()")
+        items = list(args[0])
+        budget.value(_size(items) + len(obj) * len(items), "str.join()")
+        return (items, *args[1:])
+    return args
 
 
 # --------------------------------------------------------------------------- environment
@@ -485,7 +540,7 @@ class NotificationSandbox(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         if owner is not None and isinstance(__obj, types.BuiltinMethodType):
-            _check_method(owner, name, args, kwargs)
+            args = _check_method(owner, name, args)
         result = super().call(__context, __obj, *args, **kwargs)
         if isinstance(result, (str, list, tuple, dict)):
             budget.value(_size(result), f"{name or 'a call'}()")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from jinja2 import TemplateAssertionError
 
 from apps.integrations.chat import sample_notification, transport_for, validate_template
 from apps.integrations.chat.rendering import USER_LIMITS, View, render_text
@@ -121,12 +122,19 @@ def test_render__output_captured_in_blocks_and_macros__counted_too(text: str) ->
         ("{{ 7 ** 100000 }}", "power"),
         ("{{ range(100000)|list }}", "range"),
         ("{{ alerts|batch(1000000, 'x')|list }}", "batch"),
+        ("{{ range(1000)|join(title * 60000) }}", "join"),
+        ("{{ (title * 60000).join(range(1000)|map('string')) }}", "str.join"),
+        ("{{ (title * 5000)|wordwrap(1, true, title * 60000) }}", "wordwrap"),
+        ("{{ alerts|tojson(indent=1000000) }}", "indent"),
+        ("{% set l = [title] * 10000 %}{{ [l, l, l]|sum(start=[]) }}", "sum"),
+        ("{% set a = 2 ** 200 %}{{ a * a }}", "bits"),
+        ("{{ title|urlize }}", "urlize"),
     ],
 )
 def test_render__operations_that_would_explode__refused_before_building(
     text: str, fragment: str
 ) -> None:
-    with pytest.raises(TemplateLimitError, match=re.escape(fragment)):
+    with pytest.raises((TemplateLimitError, TemplateAssertionError), match=re.escape(fragment)):
         _render(text, title="x", alerts=[1, 2])
 
 
