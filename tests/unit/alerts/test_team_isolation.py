@@ -169,3 +169,57 @@ def test_acknowledge__other_teams_alert_with_same_fingerprint__404_and_untouched
     assert b_alert.acknowledged_at is None
     listed = client.get("/api/v1/alerts/", {"fingerprint": b_alert.fingerprint}).json()
     assert [a["id"] for a in listed["results"]] == [mine.pk]
+
+
+def test_rule_sources__other_team_copies_a_rules_label_set__each_team_resolves_its_own():
+    """A team's threshold rule whose extra labels reproduce another team's rule alert (same
+    label set, same fingerprint) keeps nothing of the other team's firing."""
+    import time as _time
+
+    from apps.alerts.models import AlertRule
+    from apps.alerts.sources import alert_sources_evaluate
+    from apps.metrics.collection import Observation
+    from apps.metrics.services import metrics_store
+
+    team_a, team_b = TeamFactory(slug="team-a"), TeamFactory(slug="team-b")
+    dep_a = DeploymentFactory(team=team_a, name="chat", target_namespace="llm")
+    dep_b = DeploymentFactory(team=team_b, name="chat", target_namespace="llm")
+    rule_b = AlertRule.objects.create(
+        team=team_b,
+        name="QueueTooLong",
+        deployment=dep_b,
+        signal="queue_length",
+        threshold=10,
+        for_s=0,
+        summary="queue",
+    )
+    AlertRule.objects.create(
+        team=team_a,
+        name="QueueTooLong",
+        deployment=dep_a,
+        signal="queue_length",
+        threshold=10,
+        for_s=0,
+        summary="queue",
+        labels={"team": "team-b", "rule_id": str(rule_b.pk)},
+    )
+
+    def observe(a: float, b: float) -> None:
+        now_s = _time.time()
+        metrics_store(
+            observations={
+                dep_a.pk: {"queue_length": Observation(a, now_s, "ok", "")},
+                dep_b.pk: {"queue_length": Observation(b, now_s, "ok", "")},
+            }
+        )
+
+    t0 = timezone.now()
+    observe(50, 50)
+    alert_sources_evaluate(now=t0)
+    a_alert, b_alert = Alert.objects.get(team=team_a), Alert.objects.get(team=team_b)
+    assert a_alert.fingerprint == b_alert.fingerprint
+    assert (a_alert.deployment, b_alert.deployment) == (dep_a, dep_b)
+    observe(50, 1)  # B's queue is fine again; A's still is not
+    alert_sources_evaluate(now=t0 + timedelta(seconds=30))
+    assert Alert.objects.get(team=team_b).status == AlertStatus.RESOLVED
+    assert Alert.objects.get(team=team_a).status == AlertStatus.FIRING
