@@ -223,3 +223,47 @@ def test_rule_sources__other_team_copies_a_rules_label_set__each_team_resolves_i
     alert_sources_evaluate(now=t0 + timedelta(seconds=30))
     assert Alert.objects.get(team=team_b).status == AlertStatus.RESOLVED
     assert Alert.objects.get(team=team_a).status == AlertStatus.FIRING
+
+
+def test_migration__alerts_linked_across_teams_before__links_and_memberships_cleared():
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("apps.alerts.migrations.0002_alert_identity_per_team")
+    team_a, team_b = TeamFactory(slug="team-a"), TeamFactory(slug="team-b")
+    dep_b = DeploymentFactory(team=team_b, name="chat")
+    now = timezone.now()
+    # What the former ingestion could store: A's alert on B's deployment, in B's group.
+    linked = Alert.objects.create(
+        fingerprint="00000000000000aa",
+        team=team_a,
+        deployment=dep_b,
+        source="alertmanager",
+        name="X",
+        labels={"alertname": "X"},
+        status="firing",
+        starts_at=now,
+        received_at=now,
+    )
+    own = Alert.objects.create(
+        fingerprint="00000000000000bb",
+        team=team_b,
+        deployment=dep_b,
+        source="alertmanager",
+        name="Y",
+        labels={"alertname": "Y"},
+        status="firing",
+        starts_at=now,
+        received_at=now,
+    )
+    route_b = Route.objects.create(team=team_b, name="all")
+    group = AlertGroup.objects.create(
+        route=route_b, key_hash="k", created_at=now, next_flush_at=now
+    )
+    group.alerts.add(linked, own)
+    migration._detach_cross_team(apps, None)
+    linked.refresh_from_db()
+    own.refresh_from_db()
+    assert (linked.deployment, own.deployment) == (None, dep_b)
+    assert list(group.alerts.all()) == [own]
