@@ -12,6 +12,7 @@ escaped for the target platform and clipped to a sane length. The context holds 
 strings, numbers, lists and dicts. A channel's own template is validated when it is saved
 (:func:`validate_template`); one that fails when rendered (or no longer compiles) costs the
 formatting, never the notification: the built-in template is used instead.
+
 Variables available to templates:
 
 ``title status status_label severity severity_label group_labels`` (list of ``[key, value]``)
@@ -42,12 +43,14 @@ __all__ = [
     "TEMPLATE_DIR",
     "TITLE_MAX_CHARS",
     "UI",
+    "USER_LIMITS",
     "Rendered",
     "Template",
     "View",
     "clip",
     "compile_template",
     "default_template",
+    "parse_template",
     "render_text",
     "severity_label",
     "split_text",
