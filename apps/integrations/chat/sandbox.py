@@ -37,8 +37,11 @@ from typing import Any
 
 from jinja2 import ChainableUndefined, FunctionLoader, nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.filters import FILTERS
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
@@ -53,6 +56,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Limits:
+    """What one render may use (see the module docstring)."""
+
     source_chars: int = 16_000
     output_chars: int = 64 * 1024
     value_chars: int = 64 * 1024
@@ -115,9 +120,8 @@ _BUDGET: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar(
 
 def _budget() -> RenderBudget:
     budget = _BUDGET.get()
-    if budget is None:  # rendered outside render_bounded(): the default limits apply
-        budget = RenderBudget(DEFAULT_LIMITS)
-        _BUDGET.set(budget)
+    if budget is None:
+        raise RuntimeError("notification templates are rendered with render_bounded()")
     return budget
 
 
@@ -227,10 +231,6 @@ def _pre(size_of_first: bool = True) -> Callable[[Callable[..., Any]], Callable[
 
 
 def _is_jinja_internal(value: Any) -> bool:
-    from jinja2.environment import Environment
-    from jinja2.nodes import EvalContext
-    from jinja2.runtime import Context
-
     return isinstance(value, (Environment, EvalContext, Context))
 
 
