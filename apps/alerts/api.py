@@ -63,7 +63,7 @@ from .services import (
 
 
 class AlertViewSet(TeamScopedReadOnlyViewSet):
-    """Alerts from every source, deduplicated by label fingerprint."""
+    """Alerts from every source, deduplicated per team by label fingerprint."""
 
     queryset = Alert.objects.all()
     serializer_class = AlertSerializer

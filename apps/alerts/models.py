@@ -1,10 +1,10 @@
 """Alerts and everything that decides who hears about them.
 
-Alert (one per label set, by fingerprint) ← ingested from Alertmanager, threshold rules,
-SLOs and the control loop. Route (per team, ordered, label matchers) → AlertGroup (the
-route's ``group_by`` values; Alertmanager's aggregation group, with its notification
-state) → Delivery (one message to one Channel: a row with a state machine, retried,
-rate-limited, recorded). Silence and InhibitRule mute alerts before notification.
+Alert (one per team and label set: team + fingerprint) ← ingested from Alertmanager,
+threshold rules, SLOs and the control loop. Route (per team, ordered, label matchers) →
+AlertGroup (the route's ``group_by`` values; Alertmanager's aggregation group, with its
+notification state) → Delivery (one message to one Channel: a row with a state machine,
+retried, rate-limited, recorded). Silence and InhibitRule mute alerts before notification.
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ class Receiver(models.Model):
 
 
 class Alert(models.Model):
-    fingerprint = models.CharField(max_length=16, unique=True, help_text="Of the label set.")
+    fingerprint = models.CharField(
+        max_length=16, db_index=True, help_text="Of the label set (unique within the team)."
+    )
     team = models.ForeignKey(
         Team,
         null=True,
@@ -143,6 +145,18 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-starts_at", "-id"]
         indexes = [models.Index(fields=["team", "status"])]
+        # An alert is identified within its team: two teams sending the same label set
+        # have two alerts, and neither can see or change the other's.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "fingerprint"], name="alerts_alert_unique_team_fingerprint"
+            ),
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=models.Q(team__isnull=True),
+                name="alerts_alert_unique_teamless_fingerprint",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} [{self.status}] {self.fingerprint}"
@@ -241,10 +255,14 @@ class Channel(models.Model):
         "never returned by the API.",
     )
     title_template = models.TextField(
-        blank=True, help_text="Override of the title template (Django template syntax)."
+        blank=True,
+        help_text="Override of the title template (Jinja2 syntax, sandboxed and bounded; "
+        "see docs/alerts.md).",
     )
     body_template = models.TextField(
-        blank=True, help_text="Override of the body template (Django template syntax)."
+        blank=True,
+        help_text="Override of the body template (Jinja2 syntax, sandboxed and bounded; "
+        "see docs/alerts.md).",
     )
     enabled = models.BooleanField(default=True, help_text="Off: nothing is sent.")
     disabled_reason = models.TextField(

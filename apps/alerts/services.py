@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -94,17 +94,69 @@ class IngestReport:
     grouped: int
 
 
-def _deployment_index(alerts: Iterable[IncomingAlert]) -> dict[tuple[str, str], Deployment]:
+def _deployment_index(
+    alerts: Iterable[tuple[int | None, IncomingAlert]],
+) -> dict[tuple[int, str, str], Deployment]:
+    """Deployments named by the alerts' ``deployment`` labels, looked up only within each
+    alert's own team: (team id, name, namespace) → deployment, with namespace "" standing
+    for "any namespace of the team"."""
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for team_id, alert in alerts:
+        name = alert.labels.get("deployment", "")
+        if team_id is not None and name:
+            wanted[team_id].add(name)
+    if not wanted:
+        return {}
+    query = Q()
+    for team_id, names in wanted.items():
+        query |= Q(team_id=team_id, name__in=names)
+    index: dict[tuple[int, str, str], Deployment] = {}
+    for dep in Deployment.objects.filter(query).only("id", "name", "target_namespace", "team_id"):
+        index[(dep.team_id, dep.name, dep.target_namespace)] = dep
+        index.setdefault((dep.team_id, dep.name, ""), dep)
+    return index
+
+
+def _owners_by_deployment(alerts: Sequence[IncomingAlert]) -> dict[str, int]:
+    """For alerts of no known team (internal callers only; a receiver always has one):
+    fingerprint → the team of the deployment the labels name, when exactly one deployment
+    of all teams has that name (and namespace, if given). An ambiguous name owns nothing."""
     names = {a.labels.get("deployment", "") for a in alerts} - {""}
     if not names:
         return {}
-    index: dict[tuple[str, str], Deployment] = {}
-    for dep in Deployment.objects.filter(name__in=names).only(
-        "id", "name", "target_namespace", "team_id"
+    candidates: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for name, namespace, team_id in Deployment.objects.filter(name__in=names).values_list(
+        "name", "target_namespace", "team_id"
     ):
-        index[(dep.name, dep.target_namespace)] = dep
-        index.setdefault((dep.name, ""), dep)
-    return index
+        candidates[(name, namespace)].add(team_id)
+        candidates[(name, "")].add(team_id)
+    owners: dict[str, int] = {}
+    for item in alerts:
+        key = (item.labels.get("deployment", ""), item.labels.get("namespace", ""))
+        teams = candidates.get(key) or candidates.get((key[0], "")) or set()
+        if len(teams) == 1:
+            owners[item.fingerprint] = next(iter(teams))
+    return owners
+
+
+def _owned_by(keys: Iterable[tuple[int | None, str]]) -> Q:
+    """Alerts with these (team id, fingerprint) identities."""
+    by_team: dict[int | None, list[str]] = defaultdict(list)
+    for team_id, fp in keys:
+        by_team[team_id].append(fp)
+    query = Q(pk__in=[])
+    for team_id, fps in by_team.items():
+        team_q = Q(team__isnull=True) if team_id is None else Q(team_id=team_id)
+        query |= team_q & Q(fingerprint__in=fps)
+    return query
+
+
+def _locked(keys: Iterable[tuple[int | None, str]]) -> dict[tuple[int | None, str], Alert]:
+    # A fixed lock order (by fingerprint) keeps two overlapping batches from deadlocking.
+    return {
+        (a.team_id, a.fingerprint): a
+        for a in Alert.objects.select_for_update().filter(_owned_by(keys)).order_by("fingerprint")
+    }
 
 
 def alerts_ingest(
@@ -114,55 +166,69 @@ def alerts_ingest(
     team: Team | None = None,
     now: datetime | None = None,
 ) -> IngestReport:
-    """Store alerts (deduplicated by fingerprint) and put the firing ones in their groups."""
+    """Store alerts and put the firing ones in their groups.
+
+    An alert is identified by its team and fingerprint: with ``team`` (a receiver's, a
+    rule's), everything is looked up and stored within that team only — the labels of
+    another team's alert change nothing of that team's, and the counts returned are the
+    same whether or not another team has an alert with the same labels. Without ``team``,
+    the ``team`` label names the owner. The ``deployment`` label is resolved only among
+    the owner's deployments.
+
+    Safe to repeat and to run concurrently (an Alertmanager retrying a batch): rows are
+    inserted with conflicts ignored, then locked and updated, so a batch stored twice
+    leaves one row per team and fingerprint.
+    """
     now = now or timezone.now()
-    latest: dict[str, IncomingAlert] = {}
-    for item in alerts:  # the same alert twice in one payload: the last one counts
-        latest[item.fingerprint] = item
-    if not latest:
-        return IngestReport(0, 0, 0, 0, 0)
-    deployments = _deployment_index(latest.values())
-    team_slugs = {a.labels.get("team", "") for a in latest.values()} - {""}
+    team_slugs = {a.labels.get("team", "") for a in alerts} - {""}
     teams_by_slug = (
-        {t.slug: t for t in Team.objects.filter(slug__in=team_slugs)}
+        {t.slug: t.pk for t in Team.objects.filter(slug__in=team_slugs)}
         if team is None and team_slugs
         else {}
     )
+    latest: dict[tuple[int | None, str], IncomingAlert] = {}
+    unowned: list[IncomingAlert] = []
+    for item in alerts:  # the same alert twice in one payload: the last one counts
+        owner_id = team.pk if team is not None else teams_by_slug.get(item.labels.get("team", ""))
+        if owner_id is None:
+            unowned.append(item)
+            continue
+        latest[(owner_id, item.fingerprint)] = item
+    owners = _owners_by_deployment(unowned) if unowned else {}
+    for item in unowned:
+        latest[(owners.get(item.fingerprint), item.fingerprint)] = item
+    if not latest:
+        return IngestReport(0, 0, 0, 0, 0)
+    deployments = _deployment_index((key[0], item) for key, item in latest.items())
     created: list[Alert] = []
     changed: list[Alert] = []
     resolved = 0
     with transaction.atomic():
-        existing = {
-            a.fingerprint: a
-            for a in Alert.objects.select_for_update().filter(fingerprint__in=list(latest))
-        }
-        for fp, item in latest.items():
-            dep = deployments.get(
-                (item.labels.get("deployment", ""), item.labels.get("namespace", ""))
-            ) or deployments.get((item.labels.get("deployment", ""), ""))
-            owner = team or teams_by_slug.get(item.labels.get("team", ""))
-            owner_id = owner.pk if owner else (dep.team_id if dep else None)
-            row = existing.get(fp)
-            if row is None:
-                created.append(
-                    Alert(
-                        fingerprint=fp,
-                        team_id=owner_id,
-                        deployment=dep,
-                        source=source,
-                        name=item.labels.get("alertname", "")[:200],
-                        severity=item.labels.get("severity", "")[:32],
-                        labels=item.labels,
-                        annotations=item.annotations,
-                        status=item.status,
-                        starts_at=item.starts_at,
-                        ends_at=item.ends_at,
-                        generator_url=item.generator_url,
-                        received_at=now,
-                    )
+        existing = _locked(latest)
+        missing = sorted((k for k in latest if k not in existing), key=lambda k: k[1])
+        if missing:
+            fresh = {
+                key: _new_alert(key, latest[key], deployments, source=source, now=now)
+                for key in missing
+            }
+            # Conflicts ignored: a concurrent delivery of the same batch may have inserted
+            # some of them since (its rows are then locked and updated below like ours).
+            Alert.objects.bulk_create(fresh.values(), batch_size=1000, ignore_conflicts=True)
+            inserted = _locked(missing)
+            if len(inserted) != len(missing):
+                # Only a unique conflict may be ignored (SQLite's INSERT OR IGNORE would
+                # also skip other violations): never lose an alert silently.
+                raise IntegrityError(
+                    f"{len(missing) - len(inserted)} of {len(missing)} new alerts were not stored"
                 )
-                resolved += item.status == AlertStatus.RESOLVED
-                continue
+            for key, row in inserted.items():
+                if _same_insert(row, fresh[key]):
+                    created.append(row)
+                    resolved += row.status == AlertStatus.RESOLVED
+                else:
+                    existing[key] = row
+        for key, row in existing.items():
+            item = latest[key]
             if (
                 row.status == AlertStatus.RESOLVED
                 and item.status == AlertStatus.FIRING
@@ -179,13 +245,10 @@ def alerts_ingest(
             row.annotations = item.annotations
             row.generator_url = item.generator_url
             row.received_at = now
-            if row.team_id is None and owner_id is not None:
-                row.team_id = owner_id
+            dep = _deployment_for(key[0], item, deployments)
             if row.deployment_id is None and dep is not None:
                 row.deployment = dep
             changed.append(row)
-        if created:
-            Alert.objects.bulk_create(created, batch_size=1000)
         if changed:
             Alert.objects.bulk_update(
                 changed,
@@ -196,7 +259,6 @@ def alerts_ingest(
                     "annotations",
                     "generator_url",
                     "received_at",
-                    "team",
                     "deployment",
                     "acknowledged_by",
                     "acknowledged_at",
@@ -209,12 +271,63 @@ def alerts_ingest(
     logger.info(
         "alerts-ingested",
         source=source,
+        team=team.pk if team is not None else None,
         received=len(alerts),
         created=len(created),
         updated=len(changed),
         resolved=resolved,
     )
     return IngestReport(len(alerts), len(created), len(changed), resolved, grouped)
+
+
+def _deployment_for(
+    team_id: int | None,
+    item: IncomingAlert,
+    deployments: Mapping[tuple[int, str, str], Deployment],
+) -> Deployment | None:
+    if team_id is None:
+        return None
+    name = item.labels.get("deployment", "")
+    return deployments.get((team_id, name, item.labels.get("namespace", ""))) or deployments.get(
+        (team_id, name, "")
+    )
+
+
+def _new_alert(
+    key: tuple[int | None, str],
+    item: IncomingAlert,
+    deployments: Mapping[tuple[int, str, str], Deployment],
+    *,
+    source: str,
+    now: datetime,
+) -> Alert:
+    return Alert(
+        fingerprint=key[1],
+        team_id=key[0],
+        deployment=_deployment_for(key[0], item, deployments),
+        source=source,
+        name=item.labels.get("alertname", "")[:200],
+        severity=item.labels.get("severity", "")[:32],
+        labels=item.labels,
+        annotations=item.annotations,
+        status=item.status,
+        starts_at=item.starts_at,
+        ends_at=item.ends_at,
+        generator_url=item.generator_url,
+        received_at=now,
+    )
+
+
+def _same_insert(row: Alert, ours: Alert) -> bool:
+    """Whether the locked row is the one this call inserted (rather than a concurrent
+    call's insert of the same alert, which this call then updates)."""
+    return (
+        row.received_at == ours.received_at
+        and row.source == ours.source
+        and row.status == ours.status
+        and row.annotations == ours.annotations
+        and row.starts_at == ours.starts_at
+    )
 
 
 def routes_for_teams(team_ids: Iterable[int]) -> dict[int, list[Route]]:
@@ -294,13 +407,19 @@ def alert_raise(
     not firing does nothing."""
     now = now or timezone.now()
     fp = fingerprint(dict(labels))
+    owner_id = (
+        team.pk
+        if team is not None
+        else Team.objects.filter(slug=labels.get("team") or "").values_list("pk", flat=True).first()
+    )
+    owned = Alert.objects.filter(_owned_by([(owner_id, fp)]))
     if not firing:
-        current = Alert.objects.filter(fingerprint=fp).first()
+        current = owned.first()
         if current is None or current.status == AlertStatus.RESOLVED:
             return
         starts_at = current.starts_at
     else:
-        current = Alert.objects.filter(fingerprint=fp, status=AlertStatus.FIRING).first()
+        current = owned.filter(status=AlertStatus.FIRING).first()
         starts_at = current.starts_at if current else now
     alerts_ingest(
         alerts=[

@@ -54,16 +54,17 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass
 class Wanted:
-    alerts: dict[str, tuple[str, int, dict[str, str], dict[str, str]]] = field(
+    # (team id, fingerprint) -> (source, labels, annotations): alerts are per team.
+    alerts: dict[tuple[int, str], tuple[str, dict[str, str], dict[str, str]]] = field(
         default_factory=dict
-    )  # fingerprint -> (source, team id, labels, annotations)
-    keep: set[str] = field(default_factory=set)  # firing alerts held as they are
+    )
+    keep: set[tuple[int, str]] = field(default_factory=set)  # firing, held as they are
 
     def add(
         self, source: str, team_id: int, labels: Mapping[str, str], annotations: Mapping[str, str]
     ) -> None:
         clean = _alert_labels(labels)
-        self.alerts[fingerprint(clean)] = (source, team_id, clean, dict(annotations))
+        self.alerts[(team_id, fingerprint(clean))] = (source, clean, dict(annotations))
 
 
 def _alert_labels(labels: Mapping[str, object]) -> dict[str, str]:
@@ -205,11 +206,13 @@ def _held(rule: AlertRule, key: str, holds: bool, now: float, state: dict[str, f
 def _rule_alerts(
     wanted: Wanted, now: float, client_factory: Callable[[str], PrometheusClient]
 ) -> None:
-    firing_by_rule: dict[str, set[str]] = defaultdict(set)
-    for fp, labels in Alert.objects.filter(
-        source=AlertSource.RULE, status=AlertStatus.FIRING
-    ).values_list("fingerprint", "labels"):
-        firing_by_rule[labels.get("rule_id", "")].add(fp)
+    # A rule's firing alerts are its team's alerts carrying its id (another team's alert
+    # with a copied rule_id label is not this rule's).
+    firing_by_rule: dict[tuple[int | None, str], set[tuple[int, str]]] = defaultdict(set)
+    for team_id, fp, labels in Alert.objects.filter(
+        source=AlertSource.RULE, status=AlertStatus.FIRING, team__isnull=False
+    ).values_list("team_id", "fingerprint", "labels"):
+        firing_by_rule[(team_id, labels.get("rule_id", ""))].add((team_id, fp))
     observations: dict[int, dict] = {}
     signal_rules = AlertRule.objects.filter(enabled=True).exclude(signal="")
     if signal_rules.exists():
@@ -240,8 +243,8 @@ def _rule_alerts(
                 labels = {**base, **_deployment_labels(dep)}
                 if obs.get("status") != "ok" or obs.get("value") is None:
                     # Unknown: hold whatever this series was doing.
-                    held = fingerprint(_alert_labels(labels))
-                    if held in firing_by_rule[str(rule.pk)]:
+                    held = (rule.team_id, fingerprint(_alert_labels(labels)))
+                    if held in firing_by_rule[(rule.team_id, str(rule.pk))]:
                         wanted.keep.add(held)
                     continue
                 value = float(obs["value"])
@@ -257,7 +260,7 @@ def _rule_alerts(
                 samples = client_factory(url).query(rule.promql)
             except PrometheusError as exc:
                 logger.warning("alert-rule-query-failed", rule=rule.pk, error=str(exc))
-                wanted.keep |= firing_by_rule[str(rule.pk)]
+                wanted.keep |= firing_by_rule[(rule.team_id, str(rule.pk))]
                 continue
             for sample in samples:
                 series = {k: v for k, v in sample.labels.items() if k != "__name__"}
@@ -306,14 +309,14 @@ def alert_sources_evaluate(
     _rule_alerts(wanted, now.timestamp() if now else time.time(), factory)
 
     by_team: dict[tuple[str, int], list[IncomingAlert]] = defaultdict(list)
-    current = {
-        a.fingerprint: a
-        for a in Alert.objects.filter(source__in=SOURCES, status=AlertStatus.FIRING).only(
-            "fingerprint", "starts_at", "annotations", "team_id", "labels", "source"
-        )
+    current: dict[tuple[int, str], Alert] = {
+        (a.team_id or 0, a.fingerprint): a
+        for a in Alert.objects.filter(
+            source__in=SOURCES, status=AlertStatus.FIRING, team__isnull=False
+        ).only("fingerprint", "starts_at", "annotations", "team_id", "labels", "source")
     }
-    for fp, (source, team_id, labels, notes) in wanted.alerts.items():
-        existing = current.get(fp)
+    for (team_id, fp), (source, labels, notes) in wanted.alerts.items():
+        existing = current.get((team_id, fp))
         if existing is not None and existing.annotations == notes:
             continue  # already firing as it is
         by_team[(source, team_id)].append(
@@ -321,11 +324,13 @@ def alert_sources_evaluate(
                 labels, notes, "firing", existing.starts_at if existing else now, None, "", fp
             )
         )
-    for fp, alert in current.items():
-        if fp in wanted.alerts or fp in wanted.keep:
+    for key, alert in current.items():
+        if key in wanted.alerts or key in wanted.keep:
             continue
-        by_team[(alert.source, alert.team_id or 0)].append(
-            IncomingAlert(alert.labels, alert.annotations, "resolved", alert.starts_at, now, "", fp)
+        by_team[(alert.source, key[0])].append(
+            IncomingAlert(
+                alert.labels, alert.annotations, "resolved", alert.starts_at, now, "", key[1]
+            )
         )
     teams = {t.pk: t for t in Team.objects.filter(pk__in={k[1] for k in by_team})}
     resolved = 0

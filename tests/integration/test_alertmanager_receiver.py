@@ -461,3 +461,122 @@ def test_route_groups_flush_into_one_delivery_each(
         assert delivery.status == DeliveryStatus.SUCCEEDED
         assert delivery.status_code == 200
         assert delivery.attempts == 1
+
+
+def _post_batch(url: str, token: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    import requests
+
+    response = requests.post(
+        url, json=payload, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    return response.status_code, response.json()
+
+
+def test_retried_batch__posted_again_and_concurrently__stored_once_and_notified_once(
+    webhook_url: str,
+    chat_receiver: tuple[str, list[Received]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An Alertmanager retrying the same webhook batch (it retries until it gets a 2xx,
+    and a slow answer can make it send again while the first call is still running):
+    every call is answered 200, and the batch is stored once — one alert per fingerprint
+    and team, one group membership each — and notified once."""
+    from django.db import connection
+
+    chat_url, chat_requests = chat_receiver
+    team, other = TeamFactory(slug="llm"), TeamFactory(slug="infra")
+    _, token = receiver_create(team=team, name="am-retry", actor=None)
+    _, other_token = receiver_create(team=other, name="am-retry-other", actor=None)
+    channel = Channel.objects.create(
+        team=team,
+        name="ops-webhook",
+        kind=ChannelKind.WEBHOOK,
+        config={"webhook_url": chat_url, "secret": "whsec-retry", "max_per_minute": 600},
+    )
+    route = Route.objects.create(
+        team=team, name="all", group_by=["alertname"], group_wait_s=0, group_interval_s=1
+    )
+    route.channels.add(channel)
+    cache.delete(f"alerts:channel-sent:{channel.pk}")
+    monkeypatch.setattr(alerts_tasks.deliver_channel, "delay", lambda pk: None)
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+    def batch(round_: int) -> dict[str, Any]:
+        return {
+            "version": "4",
+            "status": "firing",
+            "receiver": "control-plane",
+            "groupLabels": {"alertname": "HighQueueDepth"},
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": labels_of(f"retry-{round_}", "chat", f"chat-{i}"),
+                    "annotations": {"summary": "queue is deep"},
+                    "startsAt": started.isoformat(),
+                    "endsAt": "0001-01-01T00:00:00Z",
+                }
+                for i in range(40)
+            ],
+        }
+
+    # Sequential retries of one batch: the first call creates, the others update.
+    first = batch(0)
+    replies = [_post_batch(webhook_url, token, first) for _ in range(3)]
+    assert [status for status, _ in replies] == [200, 200, 200]
+    assert [body["created"] for _, body in replies] == [40, 0, 0]
+    assert [body["updated"] for _, body in replies] == [0, 40, 40]
+
+    # Concurrent retries (two calls of the same batch in flight at once), on a database
+    # where they really run side by side.
+    rounds = 6 if connection.vendor == "postgresql" else 0
+    for round_ in range(1, rounds + 1):
+        payload = batch(round_)
+        barrier = threading.Barrier(2)
+        results: list[tuple[int, dict[str, Any]]] = []
+
+        def send(
+            payload: dict[str, Any],
+            barrier: threading.Barrier,
+            results: list[tuple[int, dict[str, Any]]],
+        ) -> None:
+            barrier.wait()
+            results.append(_post_batch(webhook_url, token, payload))
+
+        threads = [
+            threading.Thread(target=send, args=(payload, barrier, results)) for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [status for status, _ in results] == [200, 200], results
+        # Between them, each alert was created once and updated once.
+        assert sum(body["created"] for _, body in results) == 40
+        assert sum(body["updated"] for _, body in results) == 40
+
+    # The same batch from another team is that team's own alerts: stored beside, not merged.
+    status, body = _post_batch(webhook_url, other_token, first)
+    assert (status, body["created"]) == (200, 40)
+
+    per_round = 40 * (rounds + 1)
+    assert Alert.objects.filter(team=team).count() == per_round
+    assert Alert.objects.filter(team=other).count() == 40
+    assert Alert.objects.filter(team=team).values("fingerprint").distinct().count() == per_round
+    group = AlertGroup.objects.get(route=route)
+    through = AlertGroup.alerts.through
+    assert through.objects.filter(alertgroup=group).count() == per_round
+    assert set(group.alerts.values_list("team", flat=True)) == {team.pk}
+
+    # Notified once: one delivery for the group, and retrying the batch again after the
+    # notification adds nothing to say.
+    report = alert_groups_flush()
+    assert (report.notified, len(report.deliveries)) == (1, 1)
+    assert _post_batch(webhook_url, token, first)[0] == 200
+    time.sleep(route.group_interval_s + 0.1)
+    later = alert_groups_flush()
+    assert (later.groups, later.deliveries) == (1, [])
+    assert channel_deliver_pending(channel_id=channel.pk) is None
+    assert len(chat_requests) == 1
+    notification = json.loads(chat_requests[0].body)["notification"]
+    assert notification["firing_count"] == per_round
+    assert Delivery.objects.filter(channel=channel).count() == 1

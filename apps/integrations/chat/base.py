@@ -42,7 +42,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 import requests
 import urllib3
 from django.conf import settings
-from django.template.base import Template
 
 from apps.core.netguard import (
     DestinationRefused,
@@ -55,7 +54,7 @@ from apps.core.netguard import (
 
 from .messages import Language, Notification, sample_notification
 from .ratelimit import RATE_LIMITS, RateWindow
-from .rendering import Rendered, View, compile_template, render_text, truncate_utf8
+from .rendering import Rendered, Template, View, compile_template, render_text, truncate_utf8
 
 __all__ = [
     "DeliveryRecord",

@@ -5,10 +5,14 @@ the one-line title and one body template per channel kind, written in that platf
 markup (Slack mrkdwn, lark_md, DingTalk/WeCom markdown, Adaptive Card markdown). A channel may
 override either with its own template text (validate it with :func:`validate_template`).
 
-The engine is Django's template language run standalone (``django.template.Engine``) with
-autoescaping off — the output is chat markup, not HTML — and with every value in the context
-already escaped for the target platform and clipped to a sane length. The context holds
-only strings, numbers, lists and dicts, so a template cannot reach any Python object.
+The engine is Jinja2 in a bounded sandbox (:mod:`.sandbox`): no includes, imports or
+``extends``, read-only data, and limits on steps, time, output and value sizes. Autoescaping
+is off — the output is chat markup, not HTML — and every value in the context is already
+escaped for the target platform and clipped to a sane length. The context holds only
+strings, numbers, lists and dicts. A channel's own template is validated when it is saved
+(:func:`validate_template`); one that fails when rendered (or no longer compiles) costs the
+formatting, never the notification: the built-in template is used instead.
+
 Variables available to templates:
 
 ``title status status_label severity severity_label group_labels`` (list of ``[key, value]``)
@@ -20,7 +24,6 @@ labels starts_at ends_at duration fingerprint url`` — and ``omitted_groups`` �
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from collections.abc import Callable, Mapping
@@ -29,21 +32,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import structlog
-from django.template import Context, Engine, TemplateDoesNotExist, TemplateSyntaxError
-from django.template.base import Template
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
 
 from .messages import AlertItem, Language, Notification
+from .sandbox import DEFAULT_LIMITS, Limits, NotificationSandbox, render_bounded
 
 __all__ = [
     "TEMPLATE_DIR",
     "TITLE_MAX_CHARS",
     "UI",
+    "USER_LIMITS",
     "Rendered",
+    "Template",
     "View",
     "clip",
     "compile_template",
     "default_template",
+    "parse_template",
     "render_text",
     "severity_label",
     "split_text",
@@ -197,48 +204,102 @@ def _pieces(paragraph: str, max_chars: int) -> list[str]:
 
 
 @functools.cache
-def _engine() -> Engine:
-    engine = Engine(dirs=[str(TEMPLATE_DIR)], autoescape=False, string_if_invalid="")
-    # {% debug %} would print the context and sys.modules into a chat message, and
-    # {% load %} has no libraries to load here: neither belongs in a notification.
-    builtins = []
-    for library in engine.template_builtins:
-        trimmed = copy.copy(library)
-        trimmed.tags = {k: v for k, v in library.tags.items() if k not in {"debug", "load"}}
-        builtins.append(trimmed)
-    engine.template_builtins = builtins
-    return engine
+def _engine() -> NotificationSandbox:
+    return NotificationSandbox()
 
 
-def compile_template(text: str) -> Template:
-    """A template compiled from ``text``; ValueError with the parser's message if it is not
-    valid Django template syntax."""
+# What a channel's own template may do, per render. The output limit is above every
+# platform's message limit (the largest, Slack's 50 blocks of 3,000 characters, is 150,000
+# bytes of mrkdwn at most; the others take 4-30 KB), so it never cuts a message a platform
+# would have taken; the transports fit the text to the platform after rendering.
+USER_LIMITS = DEFAULT_LIMITS
+# The built-in templates are trusted code and list at most ``max_listed`` clipped alerts:
+# the same sandbox with room to spare.
+_BUILTIN_LIMITS = Limits(
+    source_chars=64_000, output_chars=512 * 1024, value_chars=512 * 1024, steps=200_000
+)
+
+
+class Template:
+    """A compiled notification template, or the reason it could not be compiled (a stored
+    template from before a change of engine): rendering it then raises, and the caller
+    falls back to the built-in template."""
+
+    def __init__(
+        self, source: str, compiled: jinja2.Template | None, error: str, limits: Limits
+    ) -> None:
+        self.source = source
+        self.compiled = compiled
+        self.error = error
+        self.limits = limits
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        if self.compiled is None:
+            raise ValueError(self.error)
+        text, _cut = render_bounded(self.compiled, dict(context), self.limits)
+        return text
+
+
+def _syntax_message(exc: TemplateSyntaxError) -> str:
+    return f"line {exc.lineno}: {exc.message}" if exc.lineno else str(exc.message)
+
+
+def parse_template(text: str, *, limits: Limits = USER_LIMITS) -> jinja2.Template:
+    """``text`` compiled; ValueError naming the line and the problem if it is not a valid
+    notification template (syntax, a tag or filter that is not available, too long)."""
+    if len(text) > limits.source_chars:
+        raise ValueError(
+            f"invalid notification template: {len(text):,} characters; "
+            f"at most {limits.source_chars:,}"
+        )
     try:
         return _engine().from_string(text)
     except TemplateSyntaxError as exc:
-        raise ValueError(f"invalid notification template: {exc}") from None
+        raise ValueError(f"invalid notification template: {_syntax_message(exc)}") from None
+
+
+def compile_template(text: str) -> Template:
+    """A channel's stored template, compiled. It was validated when saved; if it no longer
+    compiles, rendering it raises and the built-in template is used instead."""
+    try:
+        return Template(text, parse_template(text), "", USER_LIMITS)
+    except ValueError as exc:
+        logger.warning("notification-template-invalid", error=str(exc))
+        return Template(text, None, str(exc), USER_LIMITS)
 
 
 def validate_template(text: str) -> None:
-    """Raise ValueError if ``text`` cannot be used as a notification template: bad syntax,
-    or it fails on the sample notification of either language."""
+    """Raise ValueError if ``text`` cannot be used as a notification template: bad syntax
+    (with its line), a tag that is not available (``include``, ``import``, ``extends``),
+    or it fails on, or goes over a limit with, the sample notification of either language."""
     from .messages import sample_notification
 
-    template = compile_template(text)
+    template = parse_template(text)
     for language in ("en", "zh"):
         sample = sample_notification(language)
+        context = _context(sample, View(), _identity, _identity)
         try:
-            template.render(Context(_context(sample, View(), _identity, _identity)))
+            _, cut = render_bounded(template, context, USER_LIMITS)
+        except SecurityError as exc:
+            raise ValueError(
+                f"notification template over its limits or not allowed: {exc}"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any failure makes the template unusable
             raise ValueError(f"notification template fails to render: {exc}") from None
+        if cut:
+            raise ValueError(
+                "notification template over its limits: it produces more than "
+                f"{USER_LIMITS.output_chars:,} characters for a two-alert sample"
+            )
 
 
 @functools.cache
 def default_template(language: Language, name: str) -> Template:
-    try:
-        return _engine().get_template(f"{language}/{name}")
-    except TemplateDoesNotExist:
-        raise ValueError(f"no default notification template {language}/{name}") from None
+    path = TEMPLATE_DIR / language / name
+    if language not in ("en", "zh") or not path.is_file():
+        raise ValueError(f"no default notification template {language}/{name}")
+    text = path.read_text(encoding="utf-8")
+    return Template(text, _engine().from_string(text), "", _BUILTIN_LIMITS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -367,12 +428,12 @@ def _tidy(text: str) -> str:
 
 def _render(template: Template, fallback: Template, context: Mapping[str, Any], what: str) -> str:
     try:
-        return template.render(Context(dict(context), autoescape=False))
+        return template.render(context)
     except Exception as exc:  # a broken override must not stop the alert
         if template is fallback:
             raise
-        logger.warning("notification_template_failed", template=what, error=str(exc))
-        return fallback.render(Context(dict(context), autoescape=False))
+        logger.warning("notification-template-failed", template=what, error=str(exc))
+        return fallback.render(context)
 
 
 def render_text(
