@@ -1,16 +1,31 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.audit.admin_mixins import AuditedModelAdmin
 
+from .credentials import cluster_process_identity
 from .models import Cluster, Deployment, DeploymentReadiness, LLMModel
 
 
 @admin.register(Cluster)
 class ClusterAdmin(AuditedModelAdmin):
     list_display = ["name", "team", "kind", "default_namespace", "aws_region", "updated_at"]
-    list_filter = ["kind", "team", "aws_credentials_source"]
+    list_filter = ["kind", "team", "aws_credentials_source", "process_identity_approved"]
     search_fields = ["name", "description", "aws_account_id"]
     list_select_related = ["team"]
+    # The stored secret is set through the API only (write-only there, never shown here).
+    exclude = ["credentials"]
+    readonly_fields = ["process_identity_approved", "credentials_changed_at"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Saving here approves the control plane's own identity only for a superuser; any
+        # other save of such a cluster withdraws the approval (the actuators then refuse).
+        obj.process_identity_approved = bool(
+            getattr(request.user, "is_superuser", False) and cluster_process_identity(obj)
+        )
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(LLMModel)
