@@ -57,9 +57,7 @@ def test_cluster__create_read_update_delete__round_trip(roster, operator_client)
     assert not Cluster.objects.filter(pk=body["id"]).exists()
 
 
-def test_cluster__aws_kind_without_credentials_source__stored_as_default_chain(
-    roster, client_for
-):
+def test_cluster__aws_kind_without_credentials_source__stored_as_default_chain(roster, client_for):
     # The default chain is the control plane's own identity: a superuser's choice.
     response = client_for(roster.superuser).post(
         "/api/v1/clusters/",
