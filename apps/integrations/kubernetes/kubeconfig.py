@@ -100,13 +100,19 @@ def kubeconfig_load(text: str) -> dict[str, Any]:
         raise _misconfigured(f"the document is larger than {KUBECONFIG_MAX_BYTES // 1024} KiB")
     try:
         config = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # Constructors raise plain ValueErrors too, e.g. for a date like 2001-13-45.
         raise _misconfigured(f"not valid YAML: {str(exc)[:300]}") from None
     except RecursionError:
         raise _misconfigured("the document is nested too deeply") from None
     if not isinstance(config, dict):
         raise _misconfigured("the document is not a mapping of kubeconfig fields")
     return config
+
+
+def _names(keys: set[Any]) -> str:
+    # YAML keys need not be strings (1: x, null: y); they must still print.
+    return ", ".join(sorted(str(key) for key in keys))
 
 
 def _named_entries(config: Mapping[str, Any], section: str, body: str) -> dict[str, Any]:
@@ -124,7 +130,7 @@ def _named_entries(config: Mapping[str, Any], section: str, body: str) -> dict[s
         extra = set(entry) - {"name", body}
         if extra:
             raise _misconfigured(
-                f"{section} entry {entry['name']!r} has unknown keys: {', '.join(sorted(extra))}"
+                f"{section} entry {entry['name']!r} has unknown keys: {_names(extra)}"
             )
         named[entry["name"]] = entry[body]
     return named
@@ -132,6 +138,8 @@ def _named_entries(config: Mapping[str, Any], section: str, body: str) -> dict[s
 
 def _check_keys(kind: str, name: str, body: Mapping[str, Any], allowed: set[str]) -> None:
     for key in body:
+        if not isinstance(key, str):
+            raise _misconfigured(f"{kind} {name!r}: key {key!r} is not a string")
         if key in _REFUSED:
             raise _misconfigured(f"{kind} {name!r}: {key} is not accepted ({_REFUSED[key]})")
         if key not in allowed:
@@ -151,7 +159,7 @@ def kubeconfig_check(config: Mapping[str, Any], *, context: str = "") -> str:
     """
     unknown = set(config) - _TOP_KEYS
     if unknown:
-        raise _misconfigured(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+        raise _misconfigured(f"unknown top-level keys: {_names(unknown)}")
     clusters = _named_entries(config, "clusters", "cluster")
     users = _named_entries(config, "users", "user")
     contexts = _named_entries(config, "contexts", "context")
@@ -171,12 +179,12 @@ def kubeconfig_check(config: Mapping[str, Any], *, context: str = "") -> str:
         )
     entry = contexts[chosen]
     cluster_name = entry.get("cluster")
-    if cluster_name not in clusters:
+    if not isinstance(cluster_name, str) or cluster_name not in clusters:
         raise _misconfigured(f"context {chosen!r} names cluster {cluster_name!r}, not in clusters")
     server = clusters[cluster_name].get("server")
     if not isinstance(server, str) or not server.startswith(("https://", "http://")):
         raise _misconfigured(f"cluster {cluster_name!r} needs a server URL (https://...)")
     user_name = entry.get("user")
-    if user_name is not None and user_name not in users:
+    if user_name is not None and (not isinstance(user_name, str) or user_name not in users):
         raise _misconfigured(f"context {chosen!r} names user {user_name!r}, not in users")
     return chosen
