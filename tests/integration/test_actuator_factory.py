@@ -9,7 +9,9 @@ botocore signs shows whose access key a request carries.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +298,37 @@ def test_actuator_for__default_chain_approved_by_superuser__process_key_used(mot
     actuator.get_scale(scale_target_of(deployment))
 
     assert signed == ["process-key"]
+
+
+class _NotKubernetes(BaseHTTPRequestHandler):
+    """Some other service on the network: answers every request with its own text."""
+
+    def do_GET(self) -> None:
+        body = b"internal-service-secret: hunter2"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_actuator_for__kubeconfig_server_is_another_service__its_answer_not_echoed() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotKubernetes)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        deployment = _k8s_deployment(credentials={"kubeconfig": kubeconfig_document(server=url)})
+
+        with pytest.raises(ActuatorError) as info:
+            actuator_for(deployment).get_scale(scale_target_of(deployment))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert info.value.permanent_reason == "not-found"
+    assert "hunter2" not in info.value.message
+    assert "not a Status" in info.value.message

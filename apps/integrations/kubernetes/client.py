@@ -231,17 +231,23 @@ def label_selector_string(selector: V1LabelSelector | None) -> str:
 
 
 def _api_message(exc: ApiException) -> str:
-    """The ``message`` of the Status object the API server sends with an error."""
+    """The ``message`` of the Status object the API server sends with an error.
+
+    Any other answer is summarised by its size, never echoed: the server URL comes from a
+    team's kubeconfig, and the error text ends up in decisions and alerts the team reads,
+    so echoing would hand back what some other service behind that URL answered.
+    """
     body = exc.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if body:
         try:
             payload = json.loads(body)
-        except ValueError:
-            return str(body)[:300]
-        if isinstance(payload, dict) and payload.get("message"):
-            return str(payload["message"])
+        except (ValueError, RecursionError):
+            payload = None
+        if isinstance(payload, dict) and payload.get("kind") == "Status":
+            return str(payload.get("message") or exc.reason or "")[:500]
+        return f"{exc.reason or 'error'} (an answer of {len(body)} characters that is not a Status)"
     return str(exc.reason or "")
 
 
