@@ -17,9 +17,11 @@ from apps.inventory.models import (
 
 from .accounts import TeamFactory
 
+TEAM_TOKEN = "team-token"
+
 
 def kubeconfig_document(
-    *, server: str = "https://127.0.0.1:6443", context: str = "prod", token: str = "team-token"
+    *, server: str = "https://127.0.0.1:6443", context: str = "prod", token: str = TEAM_TOKEN
 ) -> str:
     """A kubeconfig a team may store: one context, an inline bearer token."""
     return json.dumps(  # JSON is YAML
