@@ -413,3 +413,30 @@ def test_cluster_update__superuser_path_outside_allowed_dirs__approved(roster, s
     assert cluster.credentials == {}  # the stored kubeconfig is no longer used
     assert cluster.process_identity_approved is True
     assert os.path.exists(cluster.kubeconfig_path)
+
+
+def test_admin_change__superuser_sets_in_cluster__approved_and_secret_never_shown(roster):
+    from django.test import Client
+
+    cluster = ClusterFactory(team=roster.team, name="gke", kube_context="")
+    browser = Client()
+    browser.force_login(roster.superuser)
+    page = browser.get(f"/admin/inventory/cluster/{cluster.pk}/change/")
+    form = {
+        "team": roster.team.pk,
+        "name": "gke",
+        "kind": "kubernetes",
+        "in_cluster": "on",
+        "default_namespace": "llm",
+        "labels": "{}",
+        "_save": "Save",
+    }
+
+    response = browser.post(f"/admin/inventory/cluster/{cluster.pk}/change/", form)
+
+    assert page.status_code == 200
+    assert "team-token" not in page.content.decode()
+    assert response.status_code == 302, response.content.decode()[:2000]
+    cluster.refresh_from_db()
+    assert cluster.in_cluster is True
+    assert cluster.process_identity_approved is True
