@@ -263,16 +263,22 @@ def broken_kubeconfig_deployment(settings, tmp_path, request):
         cluster = ClusterFactory(
             credentials={}, kubeconfig_path=str(path), process_identity_approved=True
         )
-    else:
+    elif request.param == "stored":
         cluster = ClusterFactory(credentials={"kubeconfig": "contexts: 5\n"})
+    else:  # stored with a key that has changed since
+        cluster = ClusterFactory()
     dep = DeploymentFactory(team=cluster.team, cluster=cluster, max_replicas=10)
+    if request.param == "undecryptable":
+        settings.FIELD_ENCRYPTION_KEY = "another-key"
     AutoscalingPolicy.objects.create(
         deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
     )
     return dep
 
 
-@pytest.mark.parametrize("broken_kubeconfig_deployment", ["host-file", "stored"], indirect=True)
+@pytest.mark.parametrize(
+    "broken_kubeconfig_deployment", ["host-file", "stored", "undecryptable"], indirect=True
+)
 def test_evaluate_task__malformed_kubeconfig__hold_recorded_every_cycle_and_alert_raised(
     broken_kubeconfig_deployment, monkeypatch
 ):
@@ -285,14 +291,14 @@ def test_evaluate_task__malformed_kubeconfig__hold_recorded_every_cycle_and_aler
     records = list(DecisionRecord.objects.filter(deployment=dep).order_by("id"))
     assert len(records) == 2
     assert {r.rule for r in records} == {"hold:target_unreadable"}
-    assert "kubeconfig" in records[-1].reason
+    assert ("kubeconfig" in records[-1].reason) or ("decrypt" in records[-1].reason)
     assert records[-1].events[0]["reason"] == "misconfigured"
     assert records[-1].events[0]["retryable"] is False
     assert not ScaleAction.objects.exists()
     alert_sources_evaluate()
     alert = Alert.objects.get(name="AutoscalerTargetUnreadable", deployment=dep)
     assert alert.status == AlertStatus.FIRING
-    assert "kubeconfig" in alert.annotations["description"]
+    assert alert.annotations["description"] == records[-1].reason
 
 
 def test_scale_action_execute__actuator_cannot_be_built__action_failed_with_reason(deployment):
