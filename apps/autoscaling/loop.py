@@ -147,9 +147,21 @@ def _starting(spec: int, ready: int, history: engine.History, now: float) -> tup
 
 
 def deployment_evaluate(
-    *, deployment: Deployment, actuator: Actuator, now: float | None = None
+    *,
+    deployment: Deployment,
+    actuator: Actuator | None = None,
+    actuator_factory: ActuatorFactory | None = None,
+    now: float | None = None,
 ) -> DecisionRecord | None:
-    """One evaluation. Returns the stored decision (None when autoscaling is off)."""
+    """One evaluation. Returns the stored decision (None when autoscaling is off).
+
+    Give the ``actuator``, or an ``actuator_factory`` to build it only when the policy is
+    on. An actuator that cannot be built (refused or malformed credentials) or cannot read
+    the target is recorded as a ``hold:target_unreadable`` decision with the reason, which
+    raises the ``AutoscalerTargetUnreadable`` alert; the evaluation itself does not fail.
+    """
+    if (actuator is None) == (actuator_factory is None):
+        raise TypeError("give exactly one of actuator and actuator_factory")
     now = time.time() if now is None else now
     policy_row = AutoscalingPolicy.objects.filter(deployment=deployment).first()
     if policy_row is None or policy_row.mode == Mode.OFF:
@@ -159,9 +171,14 @@ def deployment_evaluate(
     history = history_load(control.history)
     log = logger.bind(deployment=deployment.pk)
     try:
+        if actuator is None:
+            assert actuator_factory is not None
+            actuator = actuator_factory(deployment)
         status = actuator.get_scale(scale_target_of(deployment))
     except ActuatorError as exc:
-        log.warning("scale-target-unreadable", error=str(exc))
+        log.warning(
+            "scale-target-unreadable", error=str(exc), permanent_reason=exc.permanent_reason
+        )
         return DecisionRecord.objects.create(
             deployment=deployment,
             at=timezone.now(),
@@ -169,7 +186,14 @@ def deployment_evaluate(
             desired_replicas=control.last_applied or 0,
             rule="hold:target_unreadable",
             reason=f"Cannot read the scale target, holding: {exc}",
-            events=[{"kind": "target_unreadable", "message": str(exc)}],
+            events=[
+                {
+                    "kind": "target_unreadable",
+                    "message": str(exc),
+                    "retryable": exc.retryable,
+                    "reason": exc.permanent_reason,
+                }
+            ],
             dry_run=policy_row.mode != Mode.ENFORCE,
         )
     replicas = engine.ReplicaState(
@@ -318,15 +342,19 @@ def scale_action_execute(
         if claimed != 1:
             return None
         deployment = action.deployment
-        actuator = actuator_factory(deployment)
-        counted = _CountingActuator(actuator)
-        # Only an actuator that chooses which replicas go needs to know how busy each is.
-        pod_load = (
-            pod_load_read(deployment=deployment)
-            if action.to_replicas < action.from_replicas and isinstance(actuator, ScaleDownPreparer)
-            else None
-        )
+        counted: _CountingActuator | None = None
         try:
+            # Inside the try: an actuator that cannot be built fails the action with the
+            # reason instead of leaving it running.
+            actuator = actuator_factory(deployment)
+            counted = _CountingActuator(actuator)
+            # Only an actuator that chooses which replicas go needs to know how busy each is.
+            pod_load = (
+                pod_load_read(deployment=deployment)
+                if action.to_replicas < action.from_replicas
+                and isinstance(actuator, ScaleDownPreparer)
+                else None
+            )
             result = apply_with_retry(
                 counted,
                 scale_target_of(deployment),
@@ -340,7 +368,7 @@ def scale_action_execute(
             ScaleAction.objects.filter(id=action_id).update(
                 status=ActionStatus.FAILED,
                 error=str(exc)[:4000],
-                attempts=counted.calls,
+                attempts=counted.calls if counted is not None else 0,
                 finished_at=timezone.now(),
             )
             logger.error(
@@ -355,7 +383,7 @@ def scale_action_execute(
                 status=ActionStatus.SUCCEEDED,
                 finished_at=timezone.now(),
                 error="; ".join(result.warnings)[:4000],
-                attempts=counted.calls,
+                attempts=counted.calls if counted is not None else 0,
             )
             DeploymentControl.objects.filter(deployment=deployment).update(
                 last_applied=action.to_replicas

@@ -49,9 +49,15 @@ def evaluate(deployment_id: int) -> None:
     with cache_lock(f"autoscaling:evaluate:{deployment_id}", ttl_s=30) as acquired:
         if not acquired:
             return
-        deployment = Deployment.objects.select_related("cluster").filter(pk=deployment_id).first()
+        deployment = (
+            Deployment.objects.select_related("cluster")
+            # Decrypted by the actuator factory, where a failure becomes a recorded hold.
+            .defer("cluster__credentials")
+            .filter(pk=deployment_id)
+            .first()
+        )
         if deployment is not None:
-            deployment_evaluate(deployment=deployment, actuator=actuator_for(deployment))
+            deployment_evaluate(deployment=deployment, actuator_factory=actuator_for)
 
 
 @shared_task(name="autoscaling.execute_action", soft_time_limit=60, time_limit=90)

@@ -1,16 +1,70 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 from apps.audit.admin_mixins import AuditedModelAdmin
 
+from .credentials import cluster_process_identity
 from .models import Cluster, Deployment, DeploymentReadiness, LLMModel
+from .services import cluster_credentials_merge
+
+
+class ClusterAdminForm(forms.ModelForm):
+    class Meta:
+        model = Cluster
+        # The stored secret is set through the API only (write-only there, never shown here).
+        fields = [
+            "team",
+            "name",
+            "kind",
+            "description",
+            "in_cluster",
+            "kubeconfig_path",
+            "kube_context",
+            "default_namespace",
+            "aws_region",
+            "aws_account_id",
+            "aws_credentials_source",
+            "aws_profile",
+            "aws_role_arn",
+            "prometheus_url",
+            "labels",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # As in the API: choosing another source drops the stored secret it replaces.
+        try:
+            merged = cluster_credentials_merge(
+                instance=self.instance if self.instance.pk else None, attrs=cleaned, secrets={}
+            )
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from exc
+        self.instance.credentials = merged["credentials"]
+        if "credentials_changed_at" in merged:
+            self.instance.credentials_changed_at = merged["credentials_changed_at"]
+        return cleaned
 
 
 @admin.register(Cluster)
 class ClusterAdmin(AuditedModelAdmin):
     list_display = ["name", "team", "kind", "default_namespace", "aws_region", "updated_at"]
-    list_filter = ["kind", "team", "aws_credentials_source"]
+    list_filter = ["kind", "team", "aws_credentials_source", "process_identity_approved"]
     search_fields = ["name", "description", "aws_account_id"]
     list_select_related = ["team"]
+    form = ClusterAdminForm
+    readonly_fields = ["process_identity_approved", "credentials_changed_at"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Saving here approves the control plane's own identity only for a superuser; any
+        # other save of such a cluster withdraws the approval (the actuators then refuse).
+        obj.process_identity_approved = bool(
+            getattr(request.user, "is_superuser", False) and cluster_process_identity(obj)
+        )
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(LLMModel)

@@ -9,6 +9,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from apps.accounts.models import Team, slug_validator
+from apps.core.fields import EncryptedJSONField
 
 from .label_matchers import MatcherError, validate_selector
 
@@ -37,17 +38,28 @@ class ClusterKind(models.TextChoices):
 
 
 class AwsCredentialsSource(models.TextChoices):
-    DEFAULT_CHAIN = "default-chain", "Default credential chain"
-    PROFILE = "profile", "Named profile"
-    ASSUME_ROLE = "assume-role", "Assume role"
-    ENVIRONMENT = "environment", "Environment variables"
+    ACCESS_KEY = "access-key", "Team access key (stored encrypted)"
+    ASSUME_ROLE = "assume-role", "Assume role (with the team access key)"
+    # The control plane's own identity: superusers only.
+    DEFAULT_CHAIN = "default-chain", "Default credential chain of the control plane"
+    PROFILE = "profile", "Named profile of the control plane"
+    ENVIRONMENT = "environment", "Environment variables of the control plane"
+
+
+# Where each kind keeps its team-owned secret inside Cluster.credentials.
+KUBECONFIG_SECRET_KEYS = ("kubeconfig",)
+AWS_SECRET_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 
 
 class Cluster(models.Model):
     """A Kubernetes cluster or an AWS account/region the control plane can scale in.
 
-    Credentials are referenced, never stored: a kubeconfig path and context (or the pod's
-    in-cluster service account), an AWS profile or role ARN, or the process environment.
+    Credentials belong to the team: a kubeconfig document or an AWS access key kept
+    encrypted in ``credentials`` (a role may be assumed with that key), or a kubeconfig
+    file inside the team's directory of ``KUBECONFIG_ALLOWED_DIRS``. The control plane's
+    own identity (in-cluster service account, another kubeconfig file of its host, the AWS
+    default chain, environment or profiles) is used only where a superuser chose it:
+    ``process_identity_approved`` records that choice (see apps/inventory/credentials.py).
     """
 
     team = models.ForeignKey(
@@ -62,11 +74,15 @@ class Cluster(models.Model):
     description = models.TextField(blank=True, default="", help_text="Free-form notes.")
     in_cluster = models.BooleanField(
         default=False,
-        help_text="Kubernetes: authenticate with the pod's service account (the control plane "
-        "runs inside this cluster).",
+        help_text="Kubernetes: authenticate with the control plane's own service account (it "
+        "runs inside this cluster). Superusers only.",
     )
     kubeconfig_path = models.CharField(
-        max_length=500, blank=True, default="", help_text="Kubernetes: path of a kubeconfig file."
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Kubernetes: path of a kubeconfig file inside the team's directory of "
+        "KUBECONFIG_ALLOWED_DIRS (<dir>/<team slug>/...); other paths are superusers only.",
     )
     kube_context = models.CharField(
         max_length=253, blank=True, default="", help_text="Kubernetes: context in the kubeconfig."
@@ -97,8 +113,9 @@ class Cluster(models.Model):
         choices=AwsCredentialsSource.choices,
         blank=True,
         default="",
-        help_text="AWS: where credentials come from (default chain, profile, assume role, "
-        "environment). Secret keys are never stored here.",
+        help_text="AWS: where credentials come from: access-key (the team's key, stored "
+        "encrypted), assume-role (a role assumed with that key); default-chain, profile and "
+        "environment use the control plane's own identity (superusers only).",
     )
     aws_profile = models.CharField(
         max_length=128, blank=True, default="", help_text="AWS: profile name (source=profile)."
@@ -113,6 +130,22 @@ class Cluster(models.Model):
             )
         ],
         help_text="AWS: role to assume (source=assume-role).",
+    )
+    credentials = EncryptedJSONField(
+        blank=True,
+        default=dict,
+        help_text="The team's secret, stored encrypted and never returned: a kubeconfig "
+        "document, or an AWS access key id, secret and optional session token.",
+    )
+    credentials_changed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the stored secret last changed (the audit log records only this).",
+    )
+    process_identity_approved = models.BooleanField(
+        default=False,
+        help_text="A superuser chose the control plane's own identity for this cluster. "
+        "Without it, a cluster that would use that identity is refused by the actuators.",
     )
     prometheus_url = models.URLField(
         blank=True,
@@ -137,13 +170,22 @@ class Cluster(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
+        secret = self.credentials if isinstance(self.credentials, dict) else {}
+        has_kubeconfig = bool(secret.get("kubeconfig"))
+        has_access_key = any(secret.get(key) for key in AWS_SECRET_KEYS)
         if self.kind == ClusterKind.KUBERNETES:
-            if not self.in_cluster and not self.kubeconfig_path:
+            if not self.in_cluster and not self.kubeconfig_path and not has_kubeconfig:
                 errors["kubeconfig_path"] = (
-                    "Give a kubeconfig path, or set in_cluster to use the pod's service account."
+                    "Give the team's kubeconfig (stored encrypted), a kubeconfig path inside "
+                    "the team's directory of KUBECONFIG_ALLOWED_DIRS, or (superusers only) "
+                    "set in_cluster."
                 )
-            if self.in_cluster and (self.kubeconfig_path or self.kube_context):
-                errors["in_cluster"] = "in_cluster excludes kubeconfig_path and kube_context."
+            if self.in_cluster and (self.kubeconfig_path or self.kube_context or has_kubeconfig):
+                errors["in_cluster"] = (
+                    "in_cluster excludes kubeconfig, kubeconfig_path and kube_context."
+                )
+            elif self.kubeconfig_path and has_kubeconfig:
+                errors["kubeconfig_path"] = "kubeconfig_path and kubeconfig exclude each other."
             for field in (
                 "aws_region",
                 "aws_account_id",
@@ -153,10 +195,16 @@ class Cluster(models.Model):
             ):
                 if getattr(self, field):
                     errors[field] = "Only for clusters of kind aws."
+            if has_access_key:
+                errors["credentials"] = "AWS access keys are only for clusters of kind aws."
         elif self.kind == ClusterKind.AWS:
             if not self.aws_region:
                 errors["aws_region"] = "An AWS account needs a region."
-            source = self.aws_credentials_source or AwsCredentialsSource.DEFAULT_CHAIN
+            source = self.aws_credentials_source or (
+                AwsCredentialsSource.ACCESS_KEY
+                if has_access_key
+                else AwsCredentialsSource.DEFAULT_CHAIN
+            )
             if source == AwsCredentialsSource.PROFILE and not self.aws_profile:
                 errors["aws_profile"] = "Name the profile to use."
             if source == AwsCredentialsSource.ASSUME_ROLE and not self.aws_role_arn:
@@ -165,12 +213,26 @@ class Cluster(models.Model):
                 errors["aws_profile"] = "Only used with aws_credentials_source=profile."
             if source != AwsCredentialsSource.ASSUME_ROLE and self.aws_role_arn:
                 errors["aws_role_arn"] = "Only used with aws_credentials_source=assume-role."
-            if self.in_cluster or self.kubeconfig_path or self.kube_context:
+            if source == AwsCredentialsSource.ACCESS_KEY and not (
+                secret.get("aws_access_key_id") and secret.get("aws_secret_access_key")
+            ):
+                errors["credentials"] = (
+                    "aws_credentials_source=access-key needs the team's access key id and secret."
+                )
+            if has_access_key and source not in (
+                AwsCredentialsSource.ACCESS_KEY,
+                AwsCredentialsSource.ASSUME_ROLE,
+            ):
+                errors["credentials"] = (
+                    "An access key is only used with aws_credentials_source access-key or "
+                    "assume-role."
+                )
+            if self.in_cluster or self.kubeconfig_path or self.kube_context or has_kubeconfig:
                 errors["kind"] = "Kubernetes settings are not used by clusters of kind aws."
         if errors:
             raise ValidationError(errors)
         if self.kind == ClusterKind.AWS and not self.aws_credentials_source:
-            self.aws_credentials_source = AwsCredentialsSource.DEFAULT_CHAIN
+            self.aws_credentials_source = source
 
 
 class LLMModel(models.Model):

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -10,9 +12,11 @@ from apps.accounts.models import Team
 from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.core.netguard import DestinationRefused, destination_check, parse_destination
 
+from .credentials import cluster_credentials_problem, cluster_process_identity
 from .label_matchers import MatcherError, render_selector, validate_selector
-from .models import Cluster, Deployment, DeploymentReadiness, LLMModel
+from .models import AWS_SECRET_KEYS, Cluster, Deployment, DeploymentReadiness, LLMModel
 from .selectors import deployment_readiness
+from .services import cluster_credentials_authorize, cluster_credentials_merge
 
 
 def _outbound_url(value: str, *, field: str, resolve: bool) -> str:
@@ -39,8 +43,54 @@ def _team_field() -> TeamScopedRelatedField:
     )
 
 
+_SECRET_INPUTS = ("kubeconfig", *AWS_SECRET_KEYS)
+
+
 class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
     team = _team_field()
+    kubeconfig = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        # kubeconfig_load bounds the document's bytes; this bounds characters early.
+        max_length=256 * 1024,
+        help_text="Kubernetes, write-only: the team's kubeconfig document (YAML or JSON), "
+        "stored encrypted and never returned. Inline data only: no exec or auth-provider "
+        "plugins, no file references (tokenFile, client-certificate, ...). Empty removes it.",
+    )
+    aws_access_key_id = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=128,
+        help_text="AWS, write-only: the team's access key id (stored encrypted).",
+    )
+    aws_secret_access_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=256,
+        help_text="AWS, write-only: the secret of that access key (stored encrypted).",
+    )
+    aws_session_token = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=8192,
+        help_text="AWS, write-only, optional: a session token for temporary credentials.",
+    )
+    credentials_configured = serializers.SerializerMethodField(
+        help_text="Whether a team secret (kubeconfig or access key) is stored."
+    )
+    uses_process_identity = serializers.SerializerMethodField(
+        help_text="Whether the cluster acts with the control plane's own identity "
+        "(in-cluster service account, a host kubeconfig, the AWS default chain, ...)."
+    )
+    credentials_problem = serializers.SerializerMethodField(
+        help_text="Why the autoscaler refuses to act with these credentials; empty when it "
+        "may (e.g. the control plane's own identity without a superuser's approval)."
+    )
 
     class Meta:
         model = Cluster
@@ -51,6 +101,7 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
             "kind",
             "description",
             "in_cluster",
+            "kubeconfig",
             "kubeconfig_path",
             "kube_context",
             "default_namespace",
@@ -59,17 +110,60 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
             "aws_credentials_source",
             "aws_profile",
             "aws_role_arn",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+            "credentials_configured",
+            "credentials_changed_at",
+            "uses_process_identity",
+            "process_identity_approved",
+            "credentials_problem",
             "prometheus_url",
             "labels",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "created_at",
+            "updated_at",
+            "credentials_changed_at",
+            "process_identity_approved",
+        ]
         extra_kwargs = {"id": {"help_text": "Cluster id."}}
 
     def validate_prometheus_url(self, value: str) -> str:
         # The metrics collector calls it: no internal addresses (apps.core.netguard).
         return _outbound_url(value, field="prometheus_url", resolve=True)
+
+    def get_credentials_configured(self, obj: Cluster) -> bool:
+        return bool(obj.credentials)
+
+    def get_uses_process_identity(self, obj: Cluster) -> bool:
+        return bool(cluster_process_identity(obj))
+
+    def get_credentials_problem(self, obj: Cluster) -> str:
+        return cluster_credentials_problem(obj)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        secrets = {name: attrs.pop(name) for name in _SECRET_INPUTS if name in attrs}
+        request = self.context.get("request")
+        try:
+            attrs.update(
+                cluster_credentials_merge(instance=self.instance, attrs=attrs, secrets=secrets)
+            )
+            attrs = super().validate(attrs)
+            attrs.update(
+                cluster_credentials_authorize(
+                    instance=self.instance,
+                    attrs=attrs,
+                    secret_given=bool(secrets),
+                    actor=getattr(request, "user", None) or AnonymousUser(),
+                )
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
 
 
 class LLMModelSerializer(ModelCleanMixin, serializers.ModelSerializer[LLMModel]):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from controlplane.env import env_float, env_hosts, env_int, env_networks, env_str, env_url
+from django.core.exceptions import ImproperlyConfigured
+
+from controlplane.env import env_float, env_hosts, env_int, env_list, env_networks, env_str, env_url
 
 # How long an API token lives when its creator gives no expiry (0 = no default expiry).
 API_TOKEN_DEFAULT_TTL_DAYS = env_int("API_TOKEN_DEFAULT_TTL_DAYS", 0, minimum=0)
@@ -32,6 +34,11 @@ AUTOSCALING_INTERVAL_S = env_float("AUTOSCALING_INTERVAL_S", 10.0, minimum=1.0)
 AUTOSCALING_APPLY_ATTEMPTS = env_int("AUTOSCALING_APPLY_ATTEMPTS", 5, minimum=1)
 # Where the "simulated" actuator finds the fleet simulator.
 FLEETSIM_URL = env_url("FLEETSIM_URL", "http://127.0.0.1:9400", schemes=("http", "https"))
+# Directories whose per-team subdirectories (<dir>/<team slug>/) may hold kubeconfig files
+# that team operators reference by path. Empty: operators must upload the kubeconfig itself.
+KUBECONFIG_ALLOWED_DIRS = env_list("KUBECONFIG_ALLOWED_DIRS", [])
+if any(not _dir.startswith("/") for _dir in KUBECONFIG_ALLOWED_DIRS):
+    raise ImproperlyConfigured("KUBECONFIG_ALLOWED_DIRS must list absolute directories.")
 
 # --- alerts -------------------------------------------------------------------------------
 # The console's public address, for links in chat messages (e.g. https://llmcp.example.com).

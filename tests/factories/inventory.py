@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import factory
 
 from apps.inventory.models import (
@@ -15,16 +17,36 @@ from apps.inventory.models import (
 
 from .accounts import TeamFactory
 
+TEAM_TOKEN = "team-token"
+
+
+def kubeconfig_document(
+    *, server: str = "https://127.0.0.1:6443", context: str = "prod", token: str = TEAM_TOKEN
+) -> str:
+    """A kubeconfig a team may store: one context, an inline bearer token."""
+    return json.dumps(  # JSON is YAML
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": server}}],
+            "users": [{"name": "u", "user": {"token": token}}],
+            "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+            "current-context": context,
+        }
+    )
+
 
 class ClusterFactory(factory.django.DjangoModelFactory):
+    """A Kubernetes cluster with the team's own kubeconfig stored (context "prod")."""
+
     class Meta:
         model = Cluster
 
     team = factory.SubFactory(TeamFactory)
     name = factory.Sequence(lambda n: f"cluster-{n}")
     kind = ClusterKind.KUBERNETES
-    kubeconfig_path = "/etc/controlplane/kubeconfig"
     kube_context = "prod"
+    credentials = factory.LazyFunction(lambda: {"kubeconfig": kubeconfig_document()})
     default_namespace = "llm"
 
 

@@ -462,3 +462,44 @@ def test_get_scale__nothing_listening__retryable_unreachable(tmp_path: Path) -> 
 
     assert info.value.retryable
     assert "unreachable" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "clusters: [unclosed\n",  # not YAML
+        "contexts: 5\ncurrent-context: fake\n",  # YAML, but a number where a list belongs
+        "- just\n- a list\n",
+    ],
+)
+def test_build_api_client__malformed_kubeconfig_file__misconfigured_error(
+    tmp_path: Path, content: str
+) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(content)
+
+    with pytest.raises(KubernetesError) as info:
+        build_api_client(kubeconfig_path=str(path), kube_context="fake")
+
+    assert not info.value.retryable
+    assert info.value.reason == "misconfigured"
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.usefixtures("chat")
+def test_build_api_client__kubeconfig_document__checked_then_used(
+    apiserver: FakeApiServer, kubeconfig: Path
+) -> None:
+    api_client = build_api_client(kubeconfig=kubeconfig.read_text(), kube_context="fake")
+
+    status = KubernetesActuator(KubernetesClient(api_client, timeout_s=2.0)).get_scale(CHAT)
+
+    assert status.spec_replicas == 3
+
+
+def test_build_api_client__two_sources__misconfigured_error(kubeconfig: Path) -> None:
+    with pytest.raises(KubernetesError) as info:
+        build_api_client(kubeconfig=kubeconfig.read_text(), kubeconfig_path=str(kubeconfig))
+
+    assert info.value.reason == "misconfigured"
+    assert "exactly one" in str(info.value)

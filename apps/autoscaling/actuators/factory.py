@@ -1,56 +1,143 @@
-"""The actuator for a deployment, from its scale target kind and its cluster's settings."""
+"""The actuator for a deployment, from its scale target kind and its cluster's credentials.
+
+Clients are built only from what the cluster's team owns (its stored kubeconfig or access
+key, or a kubeconfig file in its directory of ``KUBECONFIG_ALLOWED_DIRS``), or from the
+control plane's own identity where a superuser approved that (see
+apps/inventory/credentials.py). Anything else is refused here, with the reason, as a
+permanent :class:`ActuatorError`; so is every failure to build a client (a malformed
+kubeconfig, a secret that no longer decrypts): the control loop records it as a hold
+instead of failing the evaluation.
+"""
 
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
 
-from apps.inventory.models import ClusterKind, Deployment, ScaleTargetKind
+from apps.inventory.credentials import cluster_credentials_problem, kubeconfig_path_resolve
+from apps.inventory.models import Cluster, ClusterKind, Deployment, ScaleTargetKind
 
 from .base import Actuator, ActuatorError
 
+__all__ = ["actuator_for"]
 
-def actuator_for(deployment: Deployment) -> Actuator:
-    kind = deployment.target_kind
-    if kind == ScaleTargetKind.SIMULATED:
-        from .simulated import SimulatedActuator
 
-        return SimulatedActuator(settings.FLEETSIM_URL or "http://127.0.0.1:9400")
-    cluster = deployment.cluster
-    if cluster is None:
-        raise ActuatorError(
-            f"deployment {deployment.name} has no cluster",
-            retryable=False,
-            permanent_reason="misconfigured",
+def _refused(message: str, reason: str = "misconfigured") -> ActuatorError:
+    return ActuatorError(message, retryable=False, permanent_reason=reason)
+
+
+def _read_team_kubeconfig(cluster: Cluster) -> str:
+    """The document at the cluster's path in its team's directory (re-checked now: the
+    setting or the files may have changed since it was saved)."""
+    real = kubeconfig_path_resolve(path=cluster.kubeconfig_path, team_slug=cluster.team.slug)
+    if real is None:
+        raise _refused(
+            f"kubeconfig path {cluster.kubeconfig_path} is not inside the team's directory "
+            "of KUBECONFIG_ALLOWED_DIRS",
+            "credentials-refused",
         )
-    if kind in (ScaleTargetKind.K8S_DEPLOYMENT, ScaleTargetKind.K8S_STATEFULSET):
-        if cluster.kind != ClusterKind.KUBERNETES:
-            raise ActuatorError(
-                "Kubernetes targets need a Kubernetes cluster",
-                retryable=False,
-                permanent_reason="misconfigured",
+    try:
+        # O_NOFOLLOW: the resolved path must not have become a symlink since.
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, encoding="utf-8") as handle:
+            return handle.read(512 * 1024)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _refused(
+            f"cannot read kubeconfig {cluster.kubeconfig_path}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _kubernetes_actuator(cluster: Cluster) -> Actuator:
+    from apps.integrations.kubernetes.client import (
+        KubernetesClient,
+        KubernetesError,
+        build_api_client,
+    )
+
+    from .kubernetes import KubernetesActuator
+
+    try:
+        if cluster.in_cluster:
+            api = build_api_client(in_cluster=True)
+        elif cluster.kubeconfig_path and cluster.process_identity_approved:
+            # A superuser's choice of a host file, loaded as it is.
+            api = build_api_client(
+                kubeconfig_path=cluster.kubeconfig_path, kube_context=cluster.kube_context
             )
-        from apps.integrations.kubernetes.client import KubernetesClient, build_api_client
+        elif cluster.kubeconfig_path:
+            api = build_api_client(
+                kubeconfig=_read_team_kubeconfig(cluster), kube_context=cluster.kube_context
+            )
+        else:
+            api = build_api_client(
+                kubeconfig=str(cluster.credentials.get("kubeconfig") or ""),
+                kube_context=cluster.kube_context,
+            )
+    except KubernetesError as exc:
+        raise _refused(
+            f"cluster {cluster.name}: {exc.message}", exc.reason or "misconfigured"
+        ) from None
+    return KubernetesActuator(KubernetesClient(api))
 
-        from .kubernetes import KubernetesActuator
 
-        api = build_api_client(
-            kubeconfig_path=cluster.kubeconfig_path,
-            kube_context=cluster.kube_context,
-            in_cluster=cluster.in_cluster,
+def _aws_actuator(cluster: Cluster) -> Actuator:
+    from apps.integrations.aws.client import (
+        AccessKey,
+        AutoScalingClient,
+        AwsError,
+        build_autoscaling_client,
+    )
+
+    from .aws_asg import AutoScalingGroupActuator, actuator_error_from_aws
+
+    secret = cluster.credentials
+    access_key = (
+        AccessKey(
+            access_key_id=str(secret["aws_access_key_id"]),
+            secret_access_key=str(secret.get("aws_secret_access_key") or ""),
+            session_token=str(secret.get("aws_session_token") or ""),
         )
-        return KubernetesActuator(KubernetesClient(api))
-    if kind == ScaleTargetKind.AWS_ASG:
-        from apps.integrations.aws.client import AutoScalingClient, build_autoscaling_client
-
-        from .aws_asg import AutoScalingGroupActuator
-
+        if secret.get("aws_access_key_id")
+        else None
+    )
+    try:
         client = build_autoscaling_client(
             region=cluster.aws_region,
             credentials_source=cluster.aws_credentials_source or "default-chain",  # type: ignore[arg-type]
             profile=cluster.aws_profile,
             role_arn=cluster.aws_role_arn,
+            access_key=access_key,
         )
-        return AutoScalingGroupActuator(AutoScalingClient(client))
-    raise ActuatorError(
-        f"unknown scale target kind {kind!r}", retryable=False, permanent_reason="misconfigured"
-    )
+    except AwsError as exc:
+        raise actuator_error_from_aws(exc) from None
+    return AutoScalingGroupActuator(AutoScalingClient(client))
+
+
+def actuator_for(deployment: Deployment) -> Actuator:
+    """The actuator of ``deployment``; a permanent ActuatorError when none can be built."""
+    kind = deployment.target_kind
+    if kind == ScaleTargetKind.SIMULATED:
+        from .simulated import SimulatedActuator
+
+        return SimulatedActuator(settings.FLEETSIM_URL or "http://127.0.0.1:9400")
+    try:
+        # Loading the cluster decrypts its secret, which fails when FIELD_ENCRYPTION_KEY
+        # changed since it was stored.
+        cluster = deployment.cluster
+        problem = cluster_credentials_problem(cluster) if cluster is not None else ""
+    except ValueError as exc:
+        raise _refused(f"the cluster of deployment {deployment.name}: {exc}") from None
+    if cluster is None:
+        raise _refused(f"deployment {deployment.name} has no cluster")
+    if problem:
+        raise _refused(problem, "credentials-refused")
+    if kind in (ScaleTargetKind.K8S_DEPLOYMENT, ScaleTargetKind.K8S_STATEFULSET):
+        if cluster.kind != ClusterKind.KUBERNETES:
+            raise _refused("Kubernetes targets need a Kubernetes cluster")
+        return _kubernetes_actuator(cluster)
+    if kind == ScaleTargetKind.AWS_ASG:
+        if cluster.kind != ClusterKind.AWS:
+            raise _refused("Auto Scaling group targets need a cluster of kind aws")
+        return _aws_actuator(cluster)
+    raise _refused(f"unknown scale target kind {kind!r}")

@@ -1,4 +1,5 @@
 from .client import (
+    AccessKey,
     AutoScalingClient,
     AutoScalingGroupInfo,
     AwsError,
@@ -9,6 +10,7 @@ from .client import (
 )
 
 __all__ = [
+    "AccessKey",
     "AutoScalingClient",
     "AutoScalingGroupInfo",
     "AwsError",

@@ -1,7 +1,8 @@
 """A thin typed wrapper around boto3's EC2 Auto Scaling client.
 
 :func:`build_autoscaling_client` makes the boto3 client from a Cluster's fields (region and
-where the credentials come from); :class:`AutoScalingClient` wraps the two calls the
+where the credentials come from: a team's access key, a role assumed with it, or the
+process's own identity); :class:`AutoScalingClient` wraps the two calls the
 autoscaler needs. Every call is bounded by botocore's connect and read timeouts, and
 botocore's own retries are off (one attempt in total): the caller's retry policy is the
 only one, so a throttled call is not silently repeated behind its back.
@@ -26,6 +27,7 @@ from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
 __all__ = [
+    "AccessKey",
     "AutoScalingClient",
     "AutoScalingGroupInfo",
     "AwsError",
@@ -35,7 +37,21 @@ __all__ = [
     "build_session",
 ]
 
-CredentialsSource = Literal["default-chain", "profile", "assume-role", "environment"]
+CredentialsSource = Literal["access-key", "default-chain", "profile", "assume-role", "environment"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    """Long-term or temporary credentials handed over by a team (never the process's)."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str = ""
+
+    def __repr__(self) -> str:
+        # Never print the secret, e.g. in a traceback's locals.
+        return f"AccessKey(access_key_id={self.access_key_id!r}, secret_access_key=***)"
+
 
 T = TypeVar("T")
 
@@ -181,6 +197,7 @@ def build_session(
     credentials_source: CredentialsSource = "default-chain",
     profile: str = "",
     role_arn: str = "",
+    access_key: AccessKey | None = None,
     role_session_name: str = "llm-controlplane",
     sts_endpoint_url: str | None = None,
     connect_timeout_s: float = 5.0,
@@ -189,15 +206,31 @@ def build_session(
 ) -> boto3.Session:
     """A boto3 session for ``region`` with credentials from ``credentials_source``.
 
-    ``default-chain`` is boto3's usual chain (env, shared files, SSO, container and
-    instance roles); ``profile`` a named profile; ``environment`` only the
-    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` variables;
-    ``assume-role`` assumes ``role_arn`` through STS with the default chain's credentials
-    and refreshes the temporary credentials before they expire.
+    ``access-key`` uses ``access_key`` and nothing else. ``assume-role`` assumes
+    ``role_arn`` through STS with ``access_key`` as the source credentials (or, without one,
+    the default chain's) and refreshes the temporary credentials before they expire.
+
+    The others act as the process itself: ``default-chain`` is boto3's usual chain (env,
+    shared files, SSO, container and instance roles); ``profile`` a named profile of the
+    process's shared files; ``environment`` only the
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` variables.
     """
     if not region:
         raise AwsError("an AWS region is required", retryable=False, code="Misconfigured")
     try:
+        if credentials_source == "access-key":
+            if access_key is None or not access_key.access_key_id:
+                raise AwsError(
+                    "credentials source 'access-key' needs an access key id and secret",
+                    retryable=False,
+                    code="NoCredentials",
+                )
+            return boto3.Session(
+                region_name=region,
+                aws_access_key_id=access_key.access_key_id,
+                aws_secret_access_key=access_key.secret_access_key,
+                aws_session_token=access_key.session_token or None,
+            )
         if credentials_source == "default-chain":
             return boto3.Session(region_name=region)
         if credentials_source == "profile":
@@ -235,6 +268,7 @@ def build_session(
             return _assume_role_session(
                 region=region,
                 role_arn=role_arn,
+                access_key=access_key,
                 role_session_name=role_session_name,
                 sts_endpoint_url=sts_endpoint_url,
                 config=_client_config(region, connect_timeout_s, read_timeout_s),
@@ -250,12 +284,19 @@ def _assume_role_session(
     *,
     region: str,
     role_arn: str,
+    access_key: AccessKey | None,
     role_session_name: str,
     sts_endpoint_url: str | None,
     config: Config,
 ) -> boto3.Session:
     source = botocore.session.Session()
     source.set_config_variable("region", region)
+    if access_key is not None:
+        source.set_credentials(
+            access_key.access_key_id,
+            access_key.secret_access_key,
+            access_key.session_token or None,
+        )
     source_credentials = source.get_credentials()
     if source_credentials is None:
         raise AwsError(
@@ -297,6 +338,7 @@ def build_autoscaling_client(
     credentials_source: CredentialsSource = "default-chain",
     profile: str = "",
     role_arn: str = "",
+    access_key: AccessKey | None = None,
     endpoint_url: str | None = None,
     sts_endpoint_url: str | None = None,
     connect_timeout_s: float = 5.0,
@@ -308,6 +350,7 @@ def build_autoscaling_client(
         credentials_source=credentials_source,
         profile=profile,
         role_arn=role_arn,
+        access_key=access_key,
         sts_endpoint_url=sts_endpoint_url,
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,

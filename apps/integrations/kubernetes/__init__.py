@@ -10,8 +10,10 @@ from .client import (
     kubernetes_error_from_api_exception,
     label_selector_string,
 )
+from .kubeconfig import KUBECONFIG_MAX_BYTES, kubeconfig_check, kubeconfig_load
 
 __all__ = [
+    "KUBECONFIG_MAX_BYTES",
     "HorizontalPodAutoscalerInfo",
     "KubernetesClient",
     "KubernetesError",
@@ -20,6 +22,8 @@ __all__ = [
     "WorkloadKind",
     "WorkloadScale",
     "build_api_client",
+    "kubeconfig_check",
+    "kubeconfig_load",
     "kubernetes_error_from_api_exception",
     "label_selector_string",
 ]

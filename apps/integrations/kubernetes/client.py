@@ -8,10 +8,11 @@ Every call carries ``_request_timeout``. Every failure surfaces as
 :class:`KubernetesError`, whose ``retryable`` says whether the same call can succeed later
 and ``conflict`` whether the object changed under us (409: re-read, then write again).
 
-The :class:`ApiClient` is built by :func:`build_api_client` from a kubeconfig path and
-context or from the pod's in-cluster service account, with urllib3's own retries turned
-off: the client would otherwise silently repeat a timed-out GET three more times, so one
-"10 s" read could take 40 s, and the caller's retry policy would not be the only one.
+The :class:`ApiClient` is built by :func:`build_api_client` from a kubeconfig document
+(checked by :mod:`.kubeconfig`), a kubeconfig path or the pod's in-cluster service account,
+with urllib3's own retries turned off: the client would otherwise silently repeat a
+timed-out GET three more times, so one "10 s" read could take 40 s, and the caller's retry
+policy would not be the only one.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from kubernetes.client import (
     V1StatefulSet,
 )
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config import ConfigException
 
 __all__ = [
     "HorizontalPodAutoscalerInfo",
@@ -122,32 +122,67 @@ class PodInfo:
 
 
 def build_api_client(
-    *, kubeconfig_path: str = "", kube_context: str = "", in_cluster: bool = False
+    *,
+    kubeconfig: str = "",
+    kubeconfig_path: str = "",
+    kube_context: str = "",
+    in_cluster: bool = False,
 ) -> ApiClient:
-    """An ApiClient for one cluster, from a Cluster's fields.
+    """An ApiClient for one cluster, from exactly one source of credentials.
 
-    ``in_cluster`` uses the service account mounted into the pod; otherwise the kubeconfig
-    at ``kubeconfig_path`` is read, with ``kube_context`` (its current context when empty).
-    The kubeconfig is never written back (token refreshes stay in memory).
+    ``kubeconfig`` is a kubeconfig document (a team's): it is parsed and checked by
+    :func:`~apps.integrations.kubernetes.kubeconfig.kubeconfig_check` (inline data only,
+    no plugins) before anything is loaded from it. ``kubeconfig_path`` loads a file as it is
+    (exec plugins and file references included) and ``in_cluster`` uses the service account
+    mounted into the pod: both act as the control plane itself, so callers offer them only
+    where a superuser chose them. ``kube_context`` selects the context (the document's
+    current context when empty). The kubeconfig is never written back (token refreshes stay
+    in memory).
+
+    Every failure to build the client, whatever the loader raised, is a non-retryable
+    :class:`KubernetesError` with reason ``misconfigured``.
     """
+    from .kubeconfig import kubeconfig_check, kubeconfig_load
+
+    sources = [
+        name
+        for name, given in (
+            ("kubeconfig", bool(kubeconfig)),
+            ("kubeconfig_path", bool(kubeconfig_path)),
+            ("in_cluster", in_cluster),
+        )
+        if given
+    ]
+    if len(sources) != 1:
+        raise KubernetesError(
+            "give exactly one of kubeconfig, kubeconfig_path and in_cluster"
+            + (f" (got {', '.join(sources)})" if sources else ""),
+            retryable=False,
+            reason="misconfigured",
+        )
+    if in_cluster and kube_context:
+        raise KubernetesError(
+            "in_cluster excludes kube_context", retryable=False, reason="misconfigured"
+        )
     configuration = Configuration()
     # Retrying is the caller's job (see the module docstring).
     configuration.retries = 0
+    if kubeconfig:
+        config = kubeconfig_load(kubeconfig)
+        context = kubeconfig_check(config, context=kube_context)
+        where = "the cluster's kubeconfig"
+    else:
+        where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig_path}"
     try:
         if in_cluster:
-            if kubeconfig_path or kube_context:
-                raise KubernetesError(
-                    "in_cluster excludes kubeconfig_path and kube_context",
-                    retryable=False,
-                    reason="misconfigured",
-                )
             kube_config.load_incluster_config(client_configuration=configuration)
             return ApiClient(configuration=configuration)
-        if not kubeconfig_path:
-            raise KubernetesError(
-                "no kubeconfig path given and in_cluster is off",
-                retryable=False,
-                reason="misconfigured",
+        if kubeconfig:
+            return kube_config.new_client_from_config_dict(
+                config_dict=config,
+                context=context,
+                persist_config=False,
+                client_configuration=configuration,
             )
         return kube_config.new_client_from_config(
             config_file=kubeconfig_path,
@@ -155,11 +190,16 @@ def build_api_client(
             persist_config=False,
             client_configuration=configuration,
         )
-    except (ConfigException, OSError, ValueError) as exc:
-        where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig_path}"
-        context = f" (context {kube_context!r})" if kube_context else ""
+    except KubernetesError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        # The loader raises whatever the document provokes (ConfigException, KeyError,
+        # TypeError on a list where a mapping belongs, yaml errors, OSError): all of it is
+        # configuration that retrying cannot fix, and none of it may escape unwrapped.
+        context_note = f" (context {kube_context!r})" if kube_context else ""
         raise KubernetesError(
-            f"cannot load Kubernetes credentials from {where}{context}: {exc}",
+            f"cannot load Kubernetes credentials from {where}{context_note}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}",
             retryable=False,
             reason="misconfigured",
         ) from None
@@ -191,17 +231,23 @@ def label_selector_string(selector: V1LabelSelector | None) -> str:
 
 
 def _api_message(exc: ApiException) -> str:
-    """The ``message`` of the Status object the API server sends with an error."""
+    """The ``message`` of the Status object the API server sends with an error.
+
+    Any other answer is summarised by its size, never echoed: the server URL comes from a
+    team's kubeconfig, and the error text ends up in decisions and alerts the team reads,
+    so echoing would hand back what some other service behind that URL answered.
+    """
     body = exc.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if body:
         try:
             payload = json.loads(body)
-        except ValueError:
-            return str(body)[:300]
-        if isinstance(payload, dict) and payload.get("message"):
-            return str(payload["message"])
+        except (ValueError, RecursionError):
+            payload = None
+        if isinstance(payload, dict) and payload.get("kind") == "Status":
+            return str(payload.get("message") or exc.reason or "")[:500]
+        return f"{exc.reason or 'error'} (an answer of {len(body)} characters that is not a Status)"
     return str(exc.reason or "")
 
 

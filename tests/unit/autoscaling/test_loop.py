@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.alerts.models import Alert, AlertStatus
+from apps.alerts.sources import alert_sources_evaluate
 from apps.autoscaling.actuators.base import ActuatorError, ScaleStatus, ScaleTarget
 from apps.autoscaling.loop import (
     deployment_evaluate,
@@ -24,10 +26,15 @@ from apps.autoscaling.models import (
     ScaleAction,
 )
 from apps.autoscaling.services import global_pause_set
+from apps.autoscaling.tasks import evaluate
 from apps.metrics.collection import Observation
 from apps.metrics.services import metrics_store
 from tests.factories.accounts import UserFactory
-from tests.factories.inventory import SimulatedDeploymentFactory
+from tests.factories.inventory import (
+    ClusterFactory,
+    DeploymentFactory,
+    SimulatedDeploymentFactory,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -240,3 +247,70 @@ def test_evaluate_all__action_running_long_after_its_worker_died__failed_visibly
     assert "worker" in stale.error
     assert stale.finished_at is not None
     assert fresh.status == ActionStatus.RUNNING
+
+
+# --------------------------------------------------------------- unbuildable actuators
+
+
+@pytest.fixture
+def broken_kubeconfig_deployment(settings, tmp_path, request):
+    """A Kubernetes deployment whose kubeconfig does not load: a malformed host file a
+    superuser chose, or a stored document that no longer passes the checks."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    if request.param == "host-file":
+        path = tmp_path / "kubeconfig"
+        path.write_text("clusters: [unclosed\n")
+        cluster = ClusterFactory(
+            credentials={}, kubeconfig_path=str(path), process_identity_approved=True
+        )
+    elif request.param == "stored":
+        cluster = ClusterFactory(credentials={"kubeconfig": "contexts: 5\n"})
+    else:  # stored with a key that has changed since
+        cluster = ClusterFactory()
+    dep = DeploymentFactory(team=cluster.team, cluster=cluster, max_replicas=10)
+    if request.param == "undecryptable":
+        settings.FIELD_ENCRYPTION_KEY = "another-key"
+    AutoscalingPolicy.objects.create(
+        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
+    )
+    return dep
+
+
+@pytest.mark.parametrize(
+    "broken_kubeconfig_deployment", ["host-file", "stored", "undecryptable"], indirect=True
+)
+def test_evaluate_task__malformed_kubeconfig__hold_recorded_every_cycle_and_alert_raised(
+    broken_kubeconfig_deployment, monkeypatch
+):
+    monkeypatch.setattr("apps.alerts.tasks.deliver_channel.delay", lambda *a, **k: None)
+    dep = broken_kubeconfig_deployment
+
+    evaluate(dep.pk)  # the Celery task's body, run inline
+    evaluate(dep.pk)
+
+    records = list(DecisionRecord.objects.filter(deployment=dep).order_by("id"))
+    assert len(records) == 2
+    assert {r.rule for r in records} == {"hold:target_unreadable"}
+    assert ("kubeconfig" in records[-1].reason) or ("decrypt" in records[-1].reason)
+    assert records[-1].events[0]["reason"] == "misconfigured"
+    assert records[-1].events[0]["retryable"] is False
+    assert not ScaleAction.objects.exists()
+    alert_sources_evaluate()
+    alert = Alert.objects.get(name="AutoscalerTargetUnreadable", deployment=dep)
+    assert alert.status == AlertStatus.FIRING
+    assert alert.annotations["description"] == records[-1].reason
+
+
+def test_scale_action_execute__actuator_cannot_be_built__action_failed_with_reason(deployment):
+    action = ScaleAction.objects.create(
+        deployment=deployment, from_replicas=2, to_replicas=3, idempotency_key="k-unbuildable"
+    )
+
+    def refuse(dep):
+        raise ActuatorError("cluster credentials refused", retryable=False)
+
+    done = scale_action_execute(action_id=action.pk, actuator_factory=refuse)
+
+    assert done is not None
+    assert done.status == ActionStatus.FAILED
+    assert "cluster credentials refused" in done.error

@@ -11,7 +11,12 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Membership, Role, Team
 from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
-from tests.factories.inventory import ClusterFactory, DeploymentFactory, LLMModelFactory
+from tests.factories.inventory import (
+    ClusterFactory,
+    DeploymentFactory,
+    LLMModelFactory,
+    kubeconfig_document,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -48,13 +53,15 @@ RESOURCES = {
             "team": r.team.pk,
             "name": "new-cluster",
             "kind": "kubernetes",
-            "in_cluster": True,
+            "kubeconfig": kubeconfig_document(context="prod"),
+            "kube_context": "prod",
         },
         replace=lambda r, o: {
             "team": r.team.pk,
             "name": o.name,
             "kind": "kubernetes",
-            "kubeconfig_path": "/k",
+            "kubeconfig": kubeconfig_document(context="prod"),
+            "kube_context": "prod",
         },
         patch={"description": "changed"},
     ),

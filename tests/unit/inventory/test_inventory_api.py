@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from apps.inventory.models import Cluster, Deployment, DeploymentStatus, LLMModel
-from tests.factories.inventory import ClusterFactory, DeploymentFactory, LLMModelFactory
+from tests.factories.inventory import (
+    ClusterFactory,
+    DeploymentFactory,
+    LLMModelFactory,
+    kubeconfig_document,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +35,7 @@ def test_cluster__create_read_update_delete__round_trip(roster, operator_client)
             "team": roster.team.pk,
             "name": "gke-prod",
             "kind": "kubernetes",
-            "kubeconfig_path": "/etc/kube/config",
+            "kubeconfig": kubeconfig_document(context="prod"),
             "kube_context": "prod",
             "default_namespace": "llm",
             "labels": {"env": "prod"},
@@ -52,10 +57,9 @@ def test_cluster__create_read_update_delete__round_trip(roster, operator_client)
     assert not Cluster.objects.filter(pk=body["id"]).exists()
 
 
-def test_cluster__aws_kind_without_credentials_source__stored_as_default_chain(
-    roster, operator_client
-):
-    response = operator_client.post(
+def test_cluster__aws_kind_without_credentials_source__stored_as_default_chain(roster, client_for):
+    # The default chain is the control plane's own identity: a superuser's choice.
+    response = client_for(roster.superuser).post(
         "/api/v1/clusters/",
         {"team": roster.team.pk, "name": "aws-east", "kind": "aws", "aws_region": "us-east-1"},
     )

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 
 from apps.inventory.models import Cluster, Deployment, LLMModel
-from tests.factories.inventory import ClusterFactory, DeploymentFactory, LLMModelFactory
+from tests.factories.inventory import (
+    ClusterFactory,
+    DeploymentFactory,
+    LLMModelFactory,
+    kubeconfig_document,
+)
 
 pytestmark = pytest.mark.django_db
+
+DOC = kubeconfig_document(context="prod")
+KEY = {"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key": "wJalrXUtnFEMI"}
 
 
 @pytest.fixture
@@ -145,12 +153,16 @@ def test_deployment__aws_asg_on_aws_cluster_with_namespace__400_on_target_namesp
 @pytest.mark.parametrize(
     ("overrides", "field", "fragment"),
     [
-        ({}, "kubeconfig_path", "in_cluster"),
+        ({}, "kubeconfig_path", "the team's kubeconfig"),
         ({"in_cluster": True, "kubeconfig_path": "/k"}, "in_cluster", "excludes"),
-        ({"kubeconfig_path": "/k", "aws_region": "us-east-1"}, "aws_region", "kind aws"),
-        ({"kind": "aws"}, "aws_region", "needs a region"),
+        ({"kubeconfig": DOC, "aws_region": "us-east-1"}, "aws_region", "kind aws"),
+        ({"kind": "aws", **KEY}, "aws_region", "needs a region"),
         ({"kind": "aws", "aws_region": "mars-1"}, "aws_region", "Not an AWS region"),
-        ({"kind": "aws", "aws_region": "us-east-1", "in_cluster": True}, "kind", "Kubernetes"),
+        (
+            {"kind": "aws", "aws_region": "us-east-1", "in_cluster": True, **KEY},
+            "kind",
+            "Kubernetes",
+        ),
         (
             {"kind": "aws", "aws_region": "us-east-1", "aws_credentials_source": "profile"},
             "aws_profile",
@@ -172,8 +184,8 @@ def test_deployment__aws_asg_on_aws_cluster_with_namespace__400_on_target_namesp
             "12",
         ),
         ({"kind": "openstack"}, "kind", "not a valid choice"),
-        ({"in_cluster": True, "prometheus_url": "ftp:/x"}, "prometheus_url", "valid URL"),
-        ({"in_cluster": True, "labels": [1]}, "labels", "object"),
+        ({"kubeconfig": DOC, "prometheus_url": "ftp:/x"}, "prometheus_url", "valid URL"),
+        ({"kubeconfig": DOC, "labels": [1]}, "labels", "object"),
     ],
 )
 def test_cluster__invalid_configuration__400_with_field_message(
@@ -187,7 +199,7 @@ def test_cluster__invalid_configuration__400_with_field_message(
 
 def test_cluster__duplicate_name_in_team__400(roster, operator):
     ClusterFactory(team=roster.team, name="c1")
-    body = {"team": roster.team.pk, "name": "c1", "kind": "kubernetes", "in_cluster": True}
+    body = {"team": roster.team.pk, "name": "c1", "kind": "kubernetes", "kubeconfig": DOC}
     assert _errors(operator.post("/api/v1/clusters/", body), "non_field_errors")
 
 

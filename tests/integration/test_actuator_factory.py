@@ -1,0 +1,334 @@
+"""``actuator_for`` builds clients only from the cluster team's credentials, or from the
+control plane's own identity where a superuser approved it; everything else is refused
+before any request leaves.
+
+Kubernetes runs against the local fake API server, which accepts only the bearer token
+it was started with; AWS against moto in server mode, where the ``Authorization`` header
+botocore signs shows whose access key a request carries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from apps.autoscaling.actuators import ActuatorError
+from apps.autoscaling.actuators.factory import actuator_for
+from apps.autoscaling.loop import scale_target_of
+from tests.factories.inventory import ClusterFactory, DeploymentFactory, kubeconfig_document
+from tests.integration.k8s_fake_apiserver import FakeApiServer
+
+pytestmark = pytest.mark.django_db
+
+TEAM_TOKEN = "alpha-team-token"
+TEAM_KEY_ID = "AKIAALPHATEAMKEY0001"
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def apiserver() -> Iterator[FakeApiServer]:
+    server = FakeApiServer(token=TEAM_TOKEN).start()
+    server.add_workload("deployment", "llm", "chat", replicas=3, ready_replicas=2)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _k8s_deployment(**cluster_fields: Any) -> Any:
+    cluster = ClusterFactory(**{"kube_context": "prod", **cluster_fields})
+    return DeploymentFactory(
+        team=cluster.team, cluster=cluster, name="chat", target_namespace="llm"
+    )
+
+
+def _refused(deployment: Any) -> ActuatorError:
+    with pytest.raises(ActuatorError) as info:
+        actuator_for(deployment)
+    assert not info.value.retryable
+    return info.value
+
+
+# ------------------------------------------------------------------------ Kubernetes
+
+
+def test_actuator_for__team_kubeconfig_secret__reads_scale_with_the_team_token(
+    apiserver: FakeApiServer,
+) -> None:
+    deployment = _k8s_deployment(
+        credentials={"kubeconfig": kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN)}
+    )
+
+    status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+
+    assert (status.spec_replicas, status.ready_replicas) == (3, 2)
+    assert apiserver.requests_to("GET", "/deployments/chat/scale")[0].status == 200
+
+
+def test_actuator_for__kubeconfig_file_in_team_directory__read_and_used(
+    apiserver: FakeApiServer, tmp_path: Path, settings: Any
+) -> None:
+    settings.KUBECONFIG_ALLOWED_DIRS = [str(tmp_path)]
+    deployment = _k8s_deployment(credentials={})
+    team_dir = tmp_path / deployment.team.slug
+    team_dir.mkdir()
+    (team_dir / "config").write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    deployment.cluster.kubeconfig_path = str(team_dir / "config")
+    deployment.cluster.save()
+
+    status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+
+    assert status.spec_replicas == 3
+
+
+def test_actuator_for__team_file_replaced_by_symlink_out__refused_without_requests(
+    apiserver: FakeApiServer, tmp_path: Path, settings: Any
+) -> None:
+    settings.KUBECONFIG_ALLOWED_DIRS = [str(tmp_path)]
+    deployment = _k8s_deployment(credentials={})
+    team_dir, elsewhere = tmp_path / deployment.team.slug, tmp_path / "other-team"
+    team_dir.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "config").write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    (team_dir / "config").symlink_to(elsewhere / "config")
+    deployment.cluster.kubeconfig_path = str(team_dir / "config")
+    deployment.cluster.save()
+
+    error = _refused(deployment)
+
+    assert error.permanent_reason == "credentials-refused"
+    assert apiserver.requests == []
+
+
+def test_actuator_for__kubeconfig_paths_turned_off_after_save__refused(
+    apiserver: FakeApiServer, tmp_path: Path, settings: Any
+) -> None:
+    settings.KUBECONFIG_ALLOWED_DIRS = []
+    deployment = _k8s_deployment(credentials={}, kubeconfig_path=str(tmp_path / "alpha" / "c"))
+
+    error = _refused(deployment)
+
+    assert "no superuser approved" in error.message
+    assert apiserver.requests == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"in_cluster": True, "kube_context": ""},
+        {"kubeconfig_path": "/proc/self/environ"},
+        {"kubeconfig_path": "/etc/controlplane/kubeconfig"},
+    ],
+)
+def test_actuator_for__process_identity_without_approval__refused(fields: dict[str, Any]) -> None:
+    deployment = _k8s_deployment(credentials={}, **fields)
+
+    error = _refused(deployment)
+
+    assert error.permanent_reason == "credentials-refused"
+    assert "no superuser approved" in error.message
+
+
+def test_actuator_for__stored_kubeconfig_with_exec_plugin__refused_and_command_never_run(
+    apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    document = kubeconfig_document(server=apiserver.url).replace(
+        '{"token": "team-token"}',
+        '{"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "touch", '
+        f'"args": ["{marker}"]}}}}',
+    )
+    assert '"exec"' in document
+    # Written behind the API's back, e.g. by a database restore: the actuator checks again.
+    deployment = _k8s_deployment(credentials={"kubeconfig": document})
+
+    error = _refused(deployment)
+
+    assert "exec" in error.message
+    assert error.permanent_reason == "misconfigured"
+    assert not marker.exists()
+    assert apiserver.requests == []
+
+
+def test_actuator_for__in_cluster_approved_outside_a_pod__misconfigured_not_raised_raw() -> None:
+    deployment = _k8s_deployment(
+        credentials={}, in_cluster=True, kube_context="", process_identity_approved=True
+    )
+
+    error = _refused(deployment)
+
+    assert error.permanent_reason == "misconfigured"
+    assert "in-cluster service account" in error.message
+
+
+# ------------------------------------------------------------------------------- AWS
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """moto with one Auto Scaling group; the process's own credentials are "process-key"."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "process-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "process-secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # botocore's own setting for a custom endpoint: every client built here goes to moto.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    boto3.client("ec2", region_name=REGION).create_launch_template(
+        LaunchTemplateName="gpu",
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"},
+    )
+    boto3.client("autoscaling", region_name=REGION).create_auto_scaling_group(
+        AutoScalingGroupName="chat",
+        LaunchTemplate={"LaunchTemplateName": "gpu", "Version": "$Latest"},
+        MinSize=1,
+        MaxSize=5,
+        DesiredCapacity=2,
+        AvailabilityZones=[f"{REGION}a"],
+    )
+    return moto_url
+
+
+def _asg_deployment(**cluster_fields: Any) -> Any:
+    cluster = ClusterFactory(
+        **{"kind": "aws", "kube_context": "", "credentials": {}, "aws_region": REGION}
+        | cluster_fields
+    )
+    return DeploymentFactory(team=cluster.team, cluster=cluster, name="chat", target_kind="aws-asg")
+
+
+def _signed_key_ids(actuator: Any) -> list[str]:
+    """The access key id of every request the actuator's boto3 client signs."""
+    seen: list[str] = []
+
+    def record(request: Any, **_: Any) -> None:
+        header = request.headers.get("Authorization", b"")
+        text = header.decode() if isinstance(header, bytes) else header
+        seen.append(text.split("Credential=", 1)[1].split("/", 1)[0])
+
+    actuator.client.client.meta.events.register("before-send.auto-scaling.*", record)
+    return seen
+
+
+def test_actuator_for__team_access_key__requests_signed_with_it(moto: str) -> None:
+    deployment = _asg_deployment(
+        aws_credentials_source="access-key",
+        credentials={"aws_access_key_id": TEAM_KEY_ID, "aws_secret_access_key": "team-secret"},
+    )
+    actuator = actuator_for(deployment)
+    signed = _signed_key_ids(actuator)
+
+    status = actuator.get_scale(scale_target_of(deployment))
+
+    assert status.spec_replicas == 2
+    assert signed == [TEAM_KEY_ID]
+
+
+def test_actuator_for__assume_role_with_team_key__works_without_process_credentials(
+    moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    deployment = _asg_deployment(
+        aws_credentials_source="assume-role",
+        aws_role_arn="arn:aws:iam::123456789012:role/llm-scaler",
+        credentials={"aws_access_key_id": TEAM_KEY_ID, "aws_secret_access_key": "team-secret"},
+    )
+    actuator = actuator_for(deployment)
+    signed = _signed_key_ids(actuator)
+
+    status = actuator.get_scale(scale_target_of(deployment))
+
+    assert status.spec_replicas == 2
+    # moto's AssumeRole hands out ASIA... temporary keys.
+    assert len(signed) == 1
+    assert signed[0].startswith("ASIA")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"aws_credentials_source": "default-chain"},
+        {"aws_credentials_source": "environment"},
+        {"aws_credentials_source": "profile", "aws_profile": "admin"},
+        {
+            "aws_credentials_source": "assume-role",
+            "aws_role_arn": "arn:aws:iam::123456789012:role/anything",
+        },
+    ],
+)
+def test_actuator_for__aws_process_identity_without_approval__refused(
+    moto: str, fields: dict[str, Any]
+) -> None:
+    error = _refused(_asg_deployment(**fields))
+
+    assert error.permanent_reason == "credentials-refused"
+    assert "no superuser approved" in error.message
+
+
+def test_actuator_for__default_chain_approved_by_superuser__process_key_used(moto: str) -> None:
+    deployment = _asg_deployment(
+        aws_credentials_source="default-chain", process_identity_approved=True
+    )
+    actuator = actuator_for(deployment)
+    signed = _signed_key_ids(actuator)
+
+    actuator.get_scale(scale_target_of(deployment))
+
+    assert signed == ["process-key"]
+
+
+class _NotKubernetes(BaseHTTPRequestHandler):
+    """Some other service on the network: answers every request with its own text."""
+
+    def do_GET(self) -> None:
+        body = b"internal-service-secret: hunter2"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_actuator_for__kubeconfig_server_is_another_service__its_answer_not_echoed() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotKubernetes)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        deployment = _k8s_deployment(credentials={"kubeconfig": kubeconfig_document(server=url)})
+
+        with pytest.raises(ActuatorError) as info:
+            actuator_for(deployment).get_scale(scale_target_of(deployment))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert info.value.permanent_reason == "not-found"
+    assert "hunter2" not in info.value.message
+    assert "not a Status" in info.value.message
