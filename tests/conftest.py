@@ -81,6 +81,15 @@ def _test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     celery_app.conf.broker_transport_options = previous_options
 
 
+@pytest.fixture(autouse=True)
+def _auth_failures_forgotten() -> None:
+    """Each test starts with no failed logins or API-token attempts on record, so that one
+    test's bad credentials cannot get another's requests throttled."""
+    from apps.accounts.throttling import failures_forget
+
+    failures_forget()
+
+
 @dataclass
 class Roster:
     """A team with one member per role, a stranger (admin of another team) and a superuser."""

@@ -41,3 +41,12 @@ ALERTS_RULES_INTERVAL_S = env_float("ALERTS_RULES_INTERVAL_S", 30.0, minimum=5.0
 # A delivery that keeps failing with retryable errors is given up after this many attempts.
 ALERTS_DELIVERY_ATTEMPTS = env_int("ALERTS_DELIVERY_ATTEMPTS", 8, minimum=1)
 ALERTS_RETENTION_DAYS = env_int("ALERTS_RETENTION_DAYS", 30, minimum=1)
+
+# --- authentication failures --------------------------------------------------------------
+# Failed API-token attempts allowed per client address (and per token prefix) in a window;
+# past it the API answers 429 with Retry-After until the window ends. 0 switches it off.
+API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 20, minimum=0)
+API_TOKEN_FAILURE_WINDOW_S = env_int("API_TOKEN_FAILURE_WINDOW_S", 300, minimum=1)
+# Failed password logins (admin console) allowed per client address and per username.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=0)
+LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
