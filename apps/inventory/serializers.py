@@ -148,4 +148,9 @@ class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployme
 
     @extend_schema_field(ReadinessSerializer)
     def get_readiness(self, obj: Deployment) -> dict[str, Any]:
-        return ReadinessSerializer(deployment_readiness(deployment=obj)).data
+        # One nested serializer per list, not per row: building a ModelSerializer's fields
+        # costs far more than rendering a row with them.
+        nested = self.__dict__.get("_readiness_serializer")
+        if nested is None:
+            nested = self.__dict__["_readiness_serializer"] = ReadinessSerializer()
+        return nested.to_representation(deployment_readiness(deployment=obj))
