@@ -14,7 +14,11 @@ def team_roles_for_user(*, user: AnyUser) -> dict[int, str]:
         return {}
     cached: dict[int, str] | None = getattr(user, "_team_roles_cache", None)
     if cached is None:
-        cached = dict(Membership.objects.filter(user_id=user.pk).values_list("team_id", "role"))
+        # order_by(): Membership's default ordering would join teams and users to sort a
+        # result that goes into a dict.
+        cached = dict(
+            Membership.objects.filter(user_id=user.pk).order_by().values_list("team_id", "role")
+        )
         setattr(user, "_team_roles_cache", cached)  # noqa: B010 - per-request cache
     return cached
 

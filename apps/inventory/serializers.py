@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Team
+from apps.core.api.representation import fast_representation
 from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 
 from .label_matchers import MatcherError, render_selector, validate_selector
@@ -153,4 +154,5 @@ class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployme
         nested = self.__dict__.get("_readiness_serializer")
         if nested is None:
             nested = self.__dict__["_readiness_serializer"] = ReadinessSerializer()
+            fast_representation(nested)
         return nested.to_representation(deployment_readiness(deployment=obj))
