@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from apps.core.middleware import client_ip
 
 from .models import ApiToken
+from .selectors import team_roles_prime, team_roles_subquery
 from .services import TOKEN_PREFIX, api_token_touch, token_hash
 from .throttling import FailureLimit, api_token_limit, failure_record, failures_blocked
 
@@ -40,8 +41,12 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
                 rule, [address], "Malformed Authorization header: expected 'Bearer <token>'."
             )
         prefix = f"prefix:{header[1][: len(TOKEN_PREFIX) + 8]}"
+        # The user's team roles come with the token: nearly every API view needs them.
         token = (
-            ApiToken.objects.select_related("user").filter(key_hash=token_hash(header[1])).first()
+            ApiToken.objects.select_related("user")
+            .annotate(team_roles=team_roles_subquery(user_field="user_id"))
+            .filter(key_hash=token_hash(header[1]))
+            .first()
         )
         if token is None:
             self._fail(rule, [address, prefix], "Invalid API token.")
@@ -52,6 +57,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         elif not token.user.is_active:
             self._fail(rule, [address, prefix], "The token's user is inactive.")
         api_token_touch(token=token)
+        team_roles_prime(user=token.user, pairs_json=token.team_roles)
         return token.user, token
 
     @staticmethod

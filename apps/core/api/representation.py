@@ -14,6 +14,7 @@ that overrides ``to_representation`` is left alone.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from rest_framework import fields as drf_fields
 from rest_framework.fields import SkipField
 from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from .serializers import TeamScopedRelatedField
 
@@ -150,12 +152,41 @@ def _compiled(serializer: serializers.Serializer[Any]) -> Callable[[Any], dict[s
     return to_representation
 
 
+# Per serializer class, the fields ModelSerializer.get_fields() builds: they depend on the
+# class alone (its Meta and declared fields), not on the instance, context or request.
+_field_prototypes: dict[type[Any], dict[str, drf_fields.Field]] = {}
+
+
+def _fields_from_prototype(serializer: serializers.ModelSerializer[Any]) -> None:
+    """Gives ``serializer`` its fields by copying the class's prototype: a copy re-creates
+    each field from its arguments, while get_fields() also introspects every model field."""
+    if "fields" in serializer.__dict__:
+        return
+    prototype = _field_prototypes.get(type(serializer))
+    if prototype is None:
+        prototype = _field_prototypes[type(serializer)] = serializer.get_fields()
+    fields = BindingDict(serializer)
+    for name, field in copy.deepcopy(prototype).items():
+        fields[name] = field
+    serializer.__dict__["fields"] = fields
+
+
+# ModelSerializer methods whose override could make the fields depend on the instance.
+_FIELD_HOOKS = ("get_fields", "get_field_names", "get_extra_kwargs", "build_field")
+
+
 def fast_representation(serializer: serializers.BaseSerializer[Any]) -> None:
     """Makes ``serializer`` (or, for ``many=True``, its child) render rows through compiled
-    steps. Serializers with their own ``to_representation`` are left as they are."""
+    steps. Serializers with their own ``to_representation`` or ``get_fields`` are left as
+    they are."""
     target = serializer.child if isinstance(serializer, serializers.ListSerializer) else serializer
     if (
         isinstance(target, serializers.ModelSerializer)
         and type(target).to_representation is serializers.Serializer.to_representation
+        and all(
+            getattr(type(target), hook) is getattr(serializers.ModelSerializer, hook)
+            for hook in _FIELD_HOOKS
+        )
     ):
+        _fields_from_prototype(target)
         target.to_representation = _compiled(target)  # type: ignore[method-assign,assignment]
