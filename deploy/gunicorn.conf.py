@@ -15,13 +15,16 @@ worker that happens to answer the scrape:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 # Before any worker imports prometheus_client, which picks its storage at import time.
+_own_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="controlplane-metrics-")
+    _own_dir = tempfile.mkdtemp(prefix="controlplane-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_dir
 
 
 def on_starting(server: Any) -> None:
@@ -35,3 +38,8 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _own_dir is not None:
+        shutil.rmtree(_own_dir, ignore_errors=True)

@@ -69,7 +69,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     def _fail(self, rule: FailureLimit, keys: list[str], message: str) -> NoReturn:
         wait = failure_record(rule=rule, keys=keys)
         if wait:
-            logger.warning("api-token-throttled", keys=[k.split(":", 1)[0] for k in keys])
+            logger.warning("api-token-throttled", client=keys[0], retry_after_s=wait)
             raise self._throttled(wait)
         raise exceptions.AuthenticationFailed(message)
 
