@@ -91,6 +91,15 @@ def allow_loopback_outbound(settings: Any) -> None:
         setattr(settings, f"CHAT_{kind}_HOSTS", ["127.0.0.1"])
 
 
+@pytest.fixture(autouse=True)
+def _auth_failures_forgotten() -> None:
+    """Each test starts with no failed logins or API-token attempts on record, so that one
+    test's bad credentials cannot get another's requests throttled."""
+    from apps.accounts.throttling import failures_forget
+
+    failures_forget()
+
+
 @dataclass
 class Roster:
     """A team with one member per role, a stranger (admin of another team) and a superuser."""

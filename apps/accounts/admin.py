@@ -1,8 +1,39 @@
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 
 from apps.audit.admin_mixins import AuditedModelAdmin
 
+from .backends import login_wait
 from .models import ApiToken, Membership, Team
+
+
+def _throttled_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The admin login view, answering 429 with Retry-After to a login attempt while its
+    address or username is locked out (the backend refuses it anyway; this says why)."""
+
+    @wraps(view)
+    def login(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            wait = login_wait(request=request, username=request.POST.get("username"))
+            if wait:
+                response = HttpResponse(
+                    f"Too many failed logins. Try again in {wait} seconds.\n",
+                    status=429,
+                    content_type="text/plain; charset=utf-8",
+                )
+                response["Retry-After"] = str(wait)
+                return response
+        return view(request, *args, **kwargs)
+
+    return login
+
+
+# Replaced before the admin's URLs are built (they are, when the URLconf is first loaded).
+admin.site.login = _throttled_login(admin.site.login)  # type: ignore[method-assign]
 
 
 class MembershipInline(admin.TabularInline):

@@ -53,16 +53,22 @@ class RequestContextMiddleware:
         )
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
+        observability.HTTP_IN_PROGRESS.inc()
         try:
             response = self.get_response(request)
         finally:
+            observability.HTTP_IN_PROGRESS.dec()
             structlog.contextvars.unbind_contextvars("request_id")
             context.reset(token)
         elapsed = time.perf_counter() - started
         response["X-Request-ID"] = request_id
         match = getattr(request, "resolver_match", None)
-        route = match.route if match is not None else "<unmatched>"
-        observability.observe_request(request.method or "", route, response.status_code, elapsed)
+        observability.observe_request(
+            method=request.method,
+            route=match.route if match is not None else None,
+            status=response.status_code,
+            seconds=elapsed,
+        )
         if request.path not in ("/healthz", "/metrics"):
             logger.info(
                 "http-request",

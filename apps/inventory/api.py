@@ -45,7 +45,8 @@ class LLMModelViewSet(TeamScopedViewSet):
 class DeploymentViewSet(TeamScopedViewSet):
     """Deployments: what is served where, and within which replica bounds it may scale."""
 
-    queryset = Deployment.objects.select_related("team", "model", "cluster", "readiness")
+    # The team, model and cluster are rendered as ids, which the row itself holds.
+    queryset = Deployment.objects.select_related("readiness")
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilter
     ordering_fields = ["name", "created_at", "updated_at", "status", "max_replicas"]

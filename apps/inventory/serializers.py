@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Team
+from apps.core.api.representation import fast_representation
 from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.core.netguard import DestinationRefused, destination_check, parse_destination
 
@@ -271,4 +272,10 @@ class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployme
 
     @extend_schema_field(ReadinessSerializer)
     def get_readiness(self, obj: Deployment) -> dict[str, Any]:
-        return ReadinessSerializer(deployment_readiness(deployment=obj)).data
+        # One nested serializer per list, not per row: building a ModelSerializer's fields
+        # costs far more than rendering a row with them.
+        nested = self.__dict__.get("_readiness_serializer")
+        if nested is None:
+            nested = self.__dict__["_readiness_serializer"] = ReadinessSerializer()
+            fast_representation(nested)
+        return nested.to_representation(deployment_readiness(deployment=obj))

@@ -63,3 +63,12 @@ CHAT_FEISHU_HOSTS = env_hosts("CHAT_FEISHU_HOSTS")
 CHAT_DINGTALK_HOSTS = env_hosts("CHAT_DINGTALK_HOSTS")
 CHAT_WECOM_HOSTS = env_hosts("CHAT_WECOM_HOSTS")
 CHAT_TEAMS_HOSTS = env_hosts("CHAT_TEAMS_HOSTS")
+
+# --- authentication failures --------------------------------------------------------------
+# Failed API-token attempts allowed per client address (and per token prefix) in a window;
+# past it the API answers 429 with Retry-After until the window ends. 0 switches it off.
+API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 20, minimum=0)
+API_TOKEN_FAILURE_WINDOW_S = env_int("API_TOKEN_FAILURE_WINDOW_S", 300, minimum=1)
+# Failed password logins (admin console) allowed per client address and per username.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=0)
+LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)

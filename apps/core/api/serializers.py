@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from django.db.models import QuerySet
 from rest_framework import serializers
 
 from apps.accounts.selectors import team_ids_for_user
@@ -18,6 +20,21 @@ class TeamScopedRelatedField(serializers.PrimaryKeyRelatedField):
     def __init__(self, *, team_field: str = "team", **kwargs: Any) -> None:
         self.team_field = team_field
         super().__init__(**kwargs)
+
+    def __deepcopy__(self, memo: Any) -> TeamScopedRelatedField:
+        # DRF deep-copies every declared field for every serializer it builds, i.e. on
+        # every request; deep-copying a QuerySet copies its whole query tree. An unevaluated
+        # queryset's .all() is an equivalent, much cheaper clone.
+        kwargs: dict[str, Any] = {
+            key: value.all()
+            if key == "queryset" and isinstance(value, QuerySet)
+            else value
+            if key in ("validators", "regex")
+            else copy.deepcopy(value, memo)
+            for key, value in self._kwargs.items()  # type: ignore[attr-defined]
+        }
+        args = copy.deepcopy(self._args, memo)  # type: ignore[attr-defined]
+        return type(self)(*args, **kwargs)
 
     def get_queryset(self) -> Any:
         queryset = super().get_queryset()

@@ -17,9 +17,21 @@ from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
 
 from .permissions import TeamRolePermission
+from .representation import fast_representation
 
 
-class TeamScopedViewSet(viewsets.ModelViewSet):
+class FastReadsMixin:
+    """Lists and details render their rows through compiled steps (same output, a
+    fraction of the time: see apps/core/api/representation.py)."""
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        serializer = super().get_serializer(*args, **kwargs)  # type: ignore[misc]
+        if getattr(self, "action", None) in ("list", "retrieve"):
+            fast_representation(serializer)
+        return serializer
+
+
+class TeamScopedViewSet(FastReadsMixin, viewsets.ModelViewSet):
     # Path from the model to the Team it belongs to ("team", "deployment__team", or "" for
     # the Team model itself).
     team_field = "team"
@@ -94,7 +106,7 @@ class TeamScopedViewSet(viewsets.ModelViewSet):
             instance.delete()
 
 
-class TeamScopedReadOnlyViewSet(viewsets.ReadOnlyModelViewSet):
+class TeamScopedReadOnlyViewSet(FastReadsMixin, viewsets.ReadOnlyModelViewSet):
     """Read-only records about a team's objects (decisions, actions, alerts, deliveries,
     events): members see their teams' rows, superusers all. ``team_field`` as above."""
 

@@ -1,0 +1,45 @@
+"""gunicorn settings of the web process (``gunicorn --config deploy/gunicorn.conf.py ...``).
+
+Command-line flags (bind address, workers) still apply on top of this file. What it adds is
+Prometheus' multiprocess mode, so that /metrics reports the whole server and not the one
+worker that happens to answer the scrape:
+
+- ``PROMETHEUS_MULTIPROC_DIR``: where the workers keep their metric values. When it is
+  unset, a fresh temporary directory is used. It must be private to this server (one per
+  pod/container) and writable; in Kubernetes an ``emptyDir`` volume is the usual choice.
+- ``on_starting`` empties it: files of an earlier run would add to this run's counters.
+- ``child_exit`` marks a dead worker's live gauges as gone; its counters stay in the sum,
+  so that counters never go back when gunicorn replaces a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Before any worker imports prometheus_client, which picks its storage at import time.
+_own_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_dir = tempfile.mkdtemp(prefix="controlplane-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_dir
+
+
+def on_starting(server: Any) -> None:
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _own_dir is not None:
+        shutil.rmtree(_own_dir, ignore_errors=True)
