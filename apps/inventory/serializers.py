@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Team
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 
 from .label_matchers import MatcherError, render_selector, validate_selector
 from .models import Cluster, Deployment, DeploymentReadiness, LLMModel
@@ -48,7 +48,10 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
         extra_kwargs = {"id": {"help_text": "Cluster id."}}
 
 
-class LLMModelSerializer(ModelCleanMixin, serializers.ModelSerializer[LLMModel]):
+class LLMModelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[LLMModel]):
+    name_fields = ()
+    slash_name_fields = ("name", "version")
+
     team = _team_field()
 
     class Meta:
@@ -76,7 +79,15 @@ class ReadinessSerializer(serializers.ModelSerializer[DeploymentReadiness]):
         help_text="Checklist items not yet checked.",
     )
     updated_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, help_text="Who last changed the checklist."
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who last changed the checklist; null until someone does.",
+    )
+    updated_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the checklist last changed; null until it does.",
     )
 
     class Meta:
@@ -89,7 +100,6 @@ class ReadinessSerializer(serializers.ModelSerializer[DeploymentReadiness]):
             "updated_at",
             "updated_by",
         ]
-        read_only_fields = ["updated_at"]
 
 
 class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployment]):
