@@ -119,9 +119,7 @@ def test_token_delete__then_get_and_use__404_and_401(issued):
     assert client.get(url).status_code == 404
     assert body["id"] not in [row["id"] for row in client.get("/api/v1/tokens/").json()["results"]]
     assert _bearer(body["token"]).get("/api/v1/me/").status_code == 401
-    assert AuditEntry.objects.filter(
-        action=AuditAction.DELETE, object_id=str(body["id"])
-    ).exists()
+    assert AuditEntry.objects.filter(action=AuditAction.DELETE, object_id=str(body["id"])).exists()
 
 
 @pytest.mark.parametrize("method", ["get", "delete", "revoke"])

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from django.test import Client, override_settings
+from django.test import Client
 
 from apps.core.api.parsers import BoundedJSONParser, PayloadTooLarge
 from apps.core.errors import API_PATH_PREFIXES

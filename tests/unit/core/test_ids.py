@@ -40,7 +40,7 @@ def test_fleet_summary__team_not_ascii_digits__400(client_for, roster, odd):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("12", 12), ("²", None), ("١", None), ("", None), (None, None), ("1" * 19, None)],
+    [("12", 12), ("²", None), ("\u0661", None), ("", None), (None, None), ("1" * 19, None)],
 )
 def test_parse_id__cases(raw, expected):
     assert parse_id(raw) == expected

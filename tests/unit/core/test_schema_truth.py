@@ -82,8 +82,6 @@ def test_receiver_delete__then_get__404(client_for, roster):
     assert client.get(url).status_code == 404
 
 
-@pytest.mark.parametrize(
-    "path", ["/api/v1/tokens/{id}/", "/api/v1/alerts/receivers/{id}/"]
-)
+@pytest.mark.parametrize("path", ["/api/v1/tokens/{id}/", "/api/v1/alerts/receivers/{id}/"])
 def test_schema__delete_of_tokens_and_receivers__says_404_afterwards(schema, path):
     assert "404 afterwards" in schema["paths"][path]["delete"]["description"]
