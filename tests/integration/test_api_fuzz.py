@@ -126,6 +126,8 @@ def _config(
                 "path.deployment": {"dictionary": "deployment", "probability": 0.5},
             },
             "seed": FUZZ_SEED,
+            # No .schemathesis/ cache in the checkout: every run starts from the same seed.
+            "cache": {"enabled": False},
             "max-time": max_time,
             "base-url": base_url,
             # One request per connection: a kept-alive connection would hold a server
