@@ -4,7 +4,7 @@ fail: an unhandled exception (500) and a CSRF refusal (403 from CsrfViewMiddlewa
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from controlplane.urls import urlpatterns as real_urlpatterns
+from controlplane import urls as real_urls
 
 
 def crash(request: HttpRequest) -> HttpResponse:
@@ -19,10 +19,11 @@ urlpatterns = [
     path("api/test-only/crash/", crash),
     path("admin-test-only/crash/", crash),
     path("api/test-only/plain-post/", plain_post),
-    *real_urlpatterns,
+    *real_urls.urlpatterns,
 ]
 
-handler400 = "apps.core.errors.bad_request"
-handler403 = "apps.core.errors.permission_denied"
-handler404 = "apps.core.errors.page_not_found"
-handler500 = "apps.core.errors.server_error"
+# The project's own error handlers (Django's defaults where it declares none).
+handler400 = getattr(real_urls, "handler400", "django.views.defaults.bad_request")
+handler403 = getattr(real_urls, "handler403", "django.views.defaults.permission_denied")
+handler404 = getattr(real_urls, "handler404", "django.views.defaults.page_not_found")
+handler500 = getattr(real_urls, "handler500", "django.views.defaults.server_error")
