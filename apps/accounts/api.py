@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.core.api.viewsets import IdLookupMixin, TeamScopedViewSet
 
 from .models import ApiToken, Membership, Role, Team
 from .serializers import (
@@ -85,6 +85,7 @@ class MembershipViewSet(TeamScopedViewSet):
 
 
 class ApiTokenViewSet(
+    IdLookupMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,

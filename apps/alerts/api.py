@@ -24,7 +24,11 @@ from apps.accounts.selectors import team_ids_for_user, user_has_role
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
 from apps.core.api.parsers import BoundedJSONParser
-from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
+from apps.core.api.viewsets import (
+    IdLookupMixin,
+    TeamScopedReadOnlyViewSet,
+    TeamScopedViewSet,
+)
 
 from .channels import channel_test_send
 from .models import (
@@ -222,6 +226,7 @@ class AlertRuleViewSet(TeamScopedViewSet):
 
 
 class ReceiverViewSet(
+    IdLookupMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,

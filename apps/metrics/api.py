@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.selectors import team_ids_for_user
 from apps.core.api.ids import parse_id
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.core.api.viewsets import IdLookupMixin, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
 from .catalogue import catalogue_table
@@ -39,7 +39,7 @@ def visible_deployments(request: Request) -> QuerySet[Deployment]:
     return queryset.filter(team_id__in=team_ids_for_user(user=request.user))
 
 
-class DeploymentMetricsViewSet(viewsets.ReadOnlyModelViewSet):
+class DeploymentMetricsViewSet(IdLookupMixin, viewsets.ReadOnlyModelViewSet):
     """Latest observations per deployment (the row's id is the deployment id)."""
 
     serializer_class = DeploymentMetricsSerializer

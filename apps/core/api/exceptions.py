@@ -70,6 +70,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 ]
             }
         )
+    elif isinstance(exc, OverflowError):
+        # A number too large for the database to bind (SQLite stops at 2**63 - 1).
+        logger.warning("api-number-overflow", error=str(exc))
+        exc = exceptions.ValidationError(
+            {"non_field_errors": ["A number in the request is too large."]}
+        )
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(too_large_detail(body_limit_bytes()))
     elif isinstance(exc, SuspiciousOperation):

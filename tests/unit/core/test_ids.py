@@ -44,3 +44,23 @@ def test_fleet_summary__team_not_ascii_digits__400(client_for, roster, odd):
 )
 def test_parse_id__cases(raw, expected):
     assert parse_id(raw) == expected
+
+
+@pytest.mark.parametrize("odd", ["%C2%B2", "9" * 30])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/api/v1/autoscaling/policies/{}/",
+        "/api/v1/deployments/{}/",
+        "/api/v1/tokens/{}/",
+        "/api/v1/alerts/receivers/{}/",
+        "/api/v1/metrics/deployments/{}/",
+        "/api/v1/autoscaling/decisions/{}/",
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_detail_route__id_beyond_any_integer__json_404(client_for, roster, odd, template, method):
+    # SQLite cannot bind an integer past 2**63 - 1: the lookup raised OverflowError (500).
+    response = getattr(client_for(roster.admin), method)(template.format(odd), {}, format="json")
+    assert response.status_code in (404, 405)
+    assert response.json()["detail"]
