@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -95,7 +95,15 @@ class SloViewSet(TeamScopedViewSet):
         points = list(slo.history.order_by("-ts")[:1440])[::-1]
         return Response(SloSampleSerializer(points, many=True).data)
 
-    @extend_schema(responses={(200, "application/yaml"): OpenApiTypes.STR})
+    # A YAML body is described by the schema of the document it holds (an object), not as a
+    # string: clients, and schemathesis, parse it before validating.
+    @extend_schema(
+        responses={
+            (200, "application/yaml"): OpenApiResponse(
+                response=OpenApiTypes.OBJECT, description="An OpenSLO v1 `SLO` document."
+            )
+        }
+    )
     @action(detail=True, methods=["get"])
     def openslo(self, request: Request, pk: str | None = None) -> HttpResponse:
         """The SLO as an OpenSLO v1 document."""
@@ -125,7 +133,12 @@ class SloViewSet(TeamScopedViewSet):
             ),
             OpenApiParameter("namespace", str, description="Manifest namespace (monitoring)."),
         ],
-        responses={(200, "application/yaml"): OpenApiTypes.STR},
+        responses={
+            (200, "application/yaml"): OpenApiResponse(
+                response=OpenApiTypes.OBJECT,
+                description="A rule file (`groups:`) or a `PrometheusRule` manifest.",
+            )
+        },
     )
     @action(
         detail=True,

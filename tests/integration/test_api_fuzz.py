@@ -77,14 +77,20 @@ def two_teams(transactional_db: None) -> Fleet:
     from tests.factories.slos import SloFactory
 
     tokens = []
-    ids: dict[str, list[int]] = {"team": [], "deployment": [], "model": [], "cluster": []}
+    ids: dict[str, list[int]] = {
+        "team": [],
+        "deployment": [],
+        "model": [],
+        "cluster": [],
+        "slo": [],
+    }
     for offset, slug in enumerate(("alpha", "bravo")):
         team = TeamFactory(slug=slug)
         admin = UserFactory(username=f"{slug}-admin")
         MembershipFactory(user=admin, team=team, role=Role.ADMIN)
         deployment = DeploymentFactory(team=team, name=f"{slug}-chat")
         simulated = SimulatedDeploymentFactory(team=team, name=f"{slug}-sim")
-        SloFactory(deployment=deployment, team=team, name=f"{slug}-ttft")
+        slo = SloFactory(deployment=deployment, team=team, name=f"{slug}-ttft")
         AutoscalingPolicy.objects.create(deployment=simulated)
         receiver_create(team=team, name=f"{slug}-am", actor=admin)
         issued = api_token_create(user=admin, name="fuzz", expires_at=None)
@@ -96,6 +102,7 @@ def two_teams(transactional_db: None) -> Fleet:
         ids["deployment"] += [deployment.pk, simulated.pk]
         ids["model"] += [deployment.model_id, simulated.model_id]
         ids["cluster"].append(deployment.cluster_id)
+        ids["slo"].append(slo.pk)
     UserFactory(username="loner")
     return Fleet(tokens=tokens, ids=ids)
 

@@ -85,3 +85,12 @@ def test_receiver_delete__then_get__404(client_for, roster):
 @pytest.mark.parametrize("path", ["/api/v1/tokens/{id}/", "/api/v1/alerts/receivers/{id}/"])
 def test_schema__delete_of_tokens_and_receivers__says_404_afterwards(schema, path):
     assert "404 afterwards" in schema["paths"][path]["delete"]["description"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/slos/{id}/openslo/", "/api/v1/slos/{id}/prometheus-rules/"]
+)
+def test_schema__yaml_documents__described_as_the_object_they_hold(schema, path):
+    # The body is a YAML mapping; "type: string" made every parsed answer a violation.
+    content = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/yaml"]
+    assert content["schema"]["type"] == "object"
