@@ -4,7 +4,7 @@ with the API tokens of an admin of each team. Fails on any 5xx and on any answer
 not match the documented schema.
 
 Bounded: a fixed seed, a few examples per operation, and a time budget per
-part (``SINGLE_CALLS_S`` + ``STATEFUL_S``).
+part (``SINGLE_CALLS_S`` + ``STATEFUL_S`` + ``CREDENTIALS_S``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ pytestmark = pytest.mark.integration
 
 SINGLE_CALLS_S = 120
 STATEFUL_S = 60
+CREDENTIALS_S = 15
+SINGLE_CALL_PHASES = ("examples", "coverage", "fuzzing")
+WEBHOOK = "/api/v1/alerts/webhook/alertmanager/"
+CREDENTIAL_REMOVAL = {
+    ("DELETE", "/api/v1/tokens/{id}/"),
+    ("POST", "/api/v1/tokens/{id}/revoke/"),
+    ("DELETE", "/api/v1/alerts/receivers/{id}/"),
+}
 FUZZ_SEED = 20261129
 
 
@@ -62,13 +70,14 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class Fleet:
-    tokens: list[str]
+    tokens: list[str]  # an API token of each team's admin
+    receiver_tokens: list[str]  # an Alertmanager receiver token of each team
     ids: dict[str, list[int]]
 
 
 @pytest.fixture
 def two_teams(transactional_db: None) -> Fleet:
-    from apps.accounts.models import ApiToken, Role
+    from apps.accounts.models import Role
     from apps.accounts.services import api_token_create
     from apps.alerts.services import receiver_create
     from apps.autoscaling.models import AutoscalingPolicy
@@ -76,7 +85,7 @@ def two_teams(transactional_db: None) -> Fleet:
     from tests.factories.inventory import DeploymentFactory, SimulatedDeploymentFactory
     from tests.factories.slos import SloFactory
 
-    tokens = []
+    tokens, receiver_tokens = [], []
     ids: dict[str, list[int]] = {
         "team": [],
         "deployment": [],
@@ -84,7 +93,7 @@ def two_teams(transactional_db: None) -> Fleet:
         "cluster": [],
         "slo": [],
     }
-    for offset, slug in enumerate(("alpha", "bravo")):
+    for slug in ("alpha", "bravo"):
         team = TeamFactory(slug=slug)
         admin = UserFactory(username=f"{slug}-admin")
         MembershipFactory(user=admin, team=team, role=Role.ADMIN)
@@ -92,19 +101,15 @@ def two_teams(transactional_db: None) -> Fleet:
         simulated = SimulatedDeploymentFactory(team=team, name=f"{slug}-sim")
         slo = SloFactory(deployment=deployment, team=team, name=f"{slug}-ttft")
         AutoscalingPolicy.objects.create(deployment=simulated)
-        receiver_create(team=team, name=f"{slug}-am", actor=admin)
-        issued = api_token_create(user=admin, name="fuzz", expires_at=None)
-        # An id no generated request names by chance: revoking or deleting the token the
-        # run authenticates with would turn the rest of the run into 401s.
-        ApiToken.objects.filter(id=issued.token.pk).update(id=7_777_001 + offset)
-        tokens.append(issued.secret)
+        receiver_tokens.append(receiver_create(team=team, name=f"{slug}-am", actor=admin)[1])
+        tokens.append(api_token_create(user=admin, name="fuzz", expires_at=None).secret)
         ids["team"].append(team.pk)
         ids["deployment"] += [deployment.pk, simulated.pk]
         ids["model"] += [deployment.model_id, simulated.model_id]
         ids["cluster"].append(deployment.cluster_id)
         ids["slo"].append(slo.pk)
     UserFactory(username="loner")
-    return Fleet(tokens=tokens, ids=ids)
+    return Fleet(tokens=tokens, receiver_tokens=receiver_tokens, ids=ids)
 
 
 def _config(
@@ -113,7 +118,6 @@ def _config(
     phases: tuple[str, ...],
     max_time: int,
     ids: dict[str, list[int]],
-    headers: dict[str, str] | None = None,
 ) -> SchemathesisConfig:
     # Most generated foreign keys name nothing: steer some of them to existing objects of
     # both teams, so that valid bodies get past "does not exist" to the code behind it.
@@ -139,7 +143,7 @@ def _config(
             "base-url": base_url,
             # One request per connection: a kept-alive connection would hold a server
             # thread, and its database session, until the end of the test session.
-            "headers": {"Connection": "close", **(headers or {})},
+            "headers": {"Connection": "close"},
             "workers": 1,
             "request-timeout": 30,
             "suppress-health-check": ["all"],
@@ -201,8 +205,37 @@ def _failures(stream: Iterator[events.EngineEvent]) -> tuple[list[str], dict[str
     return found, counts
 
 
-def _run(schema: Any) -> tuple[list[str], dict[str, int]]:
+def _run(schema: Any, teams: Fleet, *, team_order: list[int]) -> tuple[list[str], dict[str, int]]:
+    """Run the engine, each case authenticated as the next team of ``team_order`` (cycled):
+    with the team's receiver token on the Alertmanager webhook, its admin's API token
+    everywhere else."""
+    rotation = itertools.cycle(team_order)
+
+    class TeamCredentials:
+        def get(self, case: Any, ctx: Any) -> int:
+            return next(rotation)
+
+        def set(self, case: Any, data: int, ctx: Any) -> None:
+            webhook = case.operation.path == WEBHOOK
+            token = (teams.receiver_tokens if webhook else teams.tokens)[data]
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+
+    schema.auth.auth(refresh_interval=None)(TeamCredentials)
     return _failures(schemathesis.engine.from_schema(schema).execute())
+
+
+def _without_credential_removal(schema: Any) -> Any:
+    # Responses teach the engine the ids of the run's own token and receivers; revoking
+    # them mid-run would turn everything after into 401s. They get a run of their own, last.
+    for method, path in CREDENTIAL_REMOVAL:
+        schema = schema.exclude(method=method, path=path)
+    return schema
+
+
+def _only_credential_removal(schema: Any) -> Any:
+    return schema.include(
+        func=lambda ctx: (ctx.operation.method.upper(), ctx.operation.path) in CREDENTIAL_REMOVAL
+    )
 
 
 def test_api_fuzz__two_teams__no_server_error_no_schema_violation(
@@ -211,45 +244,31 @@ def test_api_fuzz__two_teams__no_server_error_no_schema_violation(
     settings.PROMETHEUS_URL = "http://127.0.0.1:9/"  # the discard port: nothing listens
     document = SchemaGenerator().get_schema(request=None, public=True)
 
+    def load(phases: tuple[str, ...], max_time: int) -> Any:
+        config = _config(live_server.url, phases=phases, max_time=max_time, ids=two_teams.ids)
+        return schemathesis.openapi.from_dict(document, config=config)
+
     # Coverage (boundary and invalid values of every parameter and body field) and
-    # fuzzing, each case with one of the two teams' tokens in turn.
-    single_calls = schemathesis.openapi.from_dict(
-        document,
-        config=_config(
-            live_server.url,
-            phases=("examples", "coverage", "fuzzing"),
-            max_time=SINGLE_CALLS_S,
-            ids=two_teams.ids,
-        ),
+    # fuzzing, the two teams' credentials in turn.
+    found, counts = _run(
+        _without_credential_removal(load(SINGLE_CALL_PHASES, SINGLE_CALLS_S)),
+        two_teams,
+        team_order=[0, 1],
     )
-    rotation = itertools.cycle(two_teams.tokens)
-
-    class EitherTeam:
-        def get(self, case: Any, ctx: Any) -> str:
-            return next(rotation)
-
-        def set(self, case: Any, data: str, ctx: Any) -> None:
-            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
-
-    single_calls.auth.auth(refresh_interval=None)(EitherTeam)
-    found, counts = _run(single_calls)
-
     # Stateful: chains of calls following the links between operations (create, then read,
     # update, delete what was created), as one team.
-    chains = schemathesis.openapi.from_dict(
-        document,
-        config=_config(
-            live_server.url,
-            phases=("stateful",),
-            max_time=STATEFUL_S,
-            ids=two_teams.ids,
-            headers={"Authorization": f"Bearer {two_teams.tokens[0]}"},
-        ),
+    chain_found, chain_counts = _run(
+        _without_credential_removal(load(("stateful",), STATEFUL_S)), two_teams, team_order=[0]
     )
-    # Chains find the run's own tokens in the token list: revoking them would end the run.
-    chains = chains.exclude(method="DELETE", path="/api/v1/tokens/{id}/").exclude(
-        method="POST", path="/api/v1/tokens/{id}/revoke/"
+    # Last, the operations that revoke the credentials the run uses.
+    last_found, last_counts = _run(
+        _only_credential_removal(load(SINGLE_CALL_PHASES, CREDENTIALS_S)),
+        two_teams,
+        team_order=[0, 1],
     )
-    chain_found, chain_counts = _run(chains)
-    print(f"schemathesis single calls: {counts}\nschemathesis stateful: {chain_counts}")
-    assert not found + chain_found, "\n\n".join(found + chain_found)
+    print(
+        f"schemathesis single calls: {counts}\nstateful: {chain_counts}\n"
+        f"credential removal: {last_counts}"
+    )
+    problems = found + chain_found + last_found
+    assert not problems, "\n\n".join(problems)
