@@ -11,7 +11,10 @@ from apps.inventory import api as inventory_api
 from apps.metrics import api as metrics_api
 from apps.slos import api as slos_api
 
+# No ".json" format-suffix routes: the API answers JSON anyway, and DRF passes the suffix
+# to custom actions as a `format` argument none of them takes (a 500 on every one).
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("teams", accounts_api.TeamViewSet, basename="team")
 router.register("memberships", accounts_api.MembershipViewSet, basename="membership")
 router.register("tokens", accounts_api.ApiTokenViewSet, basename="apitoken")

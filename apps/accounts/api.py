@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
@@ -7,7 +8,8 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.fields import empty
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -15,7 +17,7 @@ from rest_framework.views import APIView
 
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.core.api.viewsets import IdLookupMixin, TeamScopedViewSet
 
 from .models import ApiToken, Membership, Role, Team
 from .serializers import (
@@ -68,15 +70,31 @@ class MembershipViewSet(TeamScopedViewSet):
     filterset_fields = ["team", "role", "user__username"]
     ordering_fields = ["created_at", "role"]
 
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The team and the caller's role in it are settled before the username is looked
+        # up: otherwise a viewer, or a member of another team, could tell from the answer
+        # (400 "no such user" or 403) whether a username exists.
+        if isinstance(request.data, Mapping):
+            team_field = MembershipSerializer(context=self.get_serializer_context()).fields["team"]
+            try:
+                team = team_field.run_validation(request.data.get("team", empty))
+            except ValidationError as exc:
+                raise ValidationError({"team": exc.detail}) from exc
+            self._require_role(team.pk if team is not None else None)
+        return super().create(request, *args, **kwargs)
+
 
 class ApiTokenViewSet(
+    IdLookupMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Your own API tokens. The secret is returned once, on creation; DELETE revokes."""
+    """Your own API tokens. The secret is returned once, on creation. `POST .../revoke/`
+    revokes a token and keeps it listed (with `revoked_at`); DELETE revokes it and removes
+    it, so it answers 404 afterwards (the audit log keeps the record)."""
 
     serializer_class = ApiTokenSerializer
     permission_classes = [permissions.IsAuthenticated]
@@ -114,9 +132,26 @@ class ApiTokenViewSet(
         self._revoke(token)
         return Response(ApiTokenSerializer(token).data)
 
+    @extend_schema(
+        description="Revoke the token and remove it: it stops working at once and answers "
+        "404 afterwards. Use `POST .../revoke/` to keep it listed as revoked."
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
+
     def perform_destroy(self, instance: ApiToken) -> None:
-        # Kept as a revoked row: the audit trail and last use stay readable.
-        self._revoke(instance)
+        with transaction.atomic():
+            before = model_snapshot(instance)
+            # Revoked first, through the service, so that anything keyed on revocation
+            # (cached authentications) sees it, then removed.
+            api_token_revoke(token=instance)
+            audit_record(
+                actor=self.request.user,
+                action=AuditAction.DELETE,
+                instance=instance,
+                before=before,
+            )
+            instance.delete()
 
     def _revoke(self, token: ApiToken) -> None:
         with transaction.atomic():

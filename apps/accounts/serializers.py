@@ -7,12 +7,12 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.validators import UniqueTogetherValidator
 
-from apps.core.api.serializers import TeamScopedRelatedField
+from apps.core.api.serializers import NameFieldsMixin, TeamScopedRelatedField
 
 from .models import ApiToken, Membership, Team
 
 
-class TeamSerializer(serializers.ModelSerializer[Team]):
+class TeamSerializer(NameFieldsMixin, serializers.ModelSerializer[Team]):
     class Meta:
         model = Team
         fields = ["id", "name", "slug", "description", "created_at"]
@@ -28,6 +28,7 @@ class MembershipSerializer(serializers.ModelSerializer[Membership]):
         slug_field="username",
         queryset=get_user_model().objects.filter(is_active=True),
         help_text="Username of the member.",
+        error_messages={"does_not_exist": "No active user has this username."},
     )
 
     class Meta:
@@ -44,7 +45,7 @@ class MembershipSerializer(serializers.ModelSerializer[Membership]):
         ]
 
 
-class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
+class ApiTokenSerializer(NameFieldsMixin, serializers.ModelSerializer[ApiToken]):
     is_active = serializers.BooleanField(read_only=True, help_text="Neither revoked nor expired.")
     expires_in_days = serializers.IntegerField(
         write_only=True,

@@ -14,7 +14,6 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -24,7 +23,12 @@ from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, user_has_role
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
+from apps.core.api.parsers import BoundedJSONParser
+from apps.core.api.viewsets import (
+    IdLookupMixin,
+    TeamScopedReadOnlyViewSet,
+    TeamScopedViewSet,
+)
 
 from .channels import channel_test_send
 from .models import (
@@ -222,6 +226,7 @@ class AlertRuleViewSet(TeamScopedViewSet):
 
 
 class ReceiverViewSet(
+    IdLookupMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -229,7 +234,7 @@ class ReceiverViewSet(
     viewsets.GenericViewSet,
 ):
     """Credentials for Alertmanager's webhook. The token is shown once, at creation;
-    DELETE revokes it."""
+    DELETE revokes it and removes the receiver (404 afterwards; the audit log keeps it)."""
 
     serializer_class = ReceiverSerializer
     permission_classes = [permissions.IsAuthenticated]
@@ -255,15 +260,27 @@ class ReceiverViewSet(
         data["token"] = token
         return Response(data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        description="Revoke the receiver's token and remove the receiver: Alertmanager's "
+        "next webhook call answers 401, and the receiver answers 404 afterwards."
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
+
     def perform_destroy(self, instance: Receiver) -> None:
         if not user_has_role(user=self.request.user, team_id=instance.team_id, role=Role.ADMIN):
             raise PermissionDenied("This needs the admin role in the team.")
-        if instance.revoked_at is None:
-            instance.revoked_at = timezone.now()
+        with transaction.atomic():
+            before = model_snapshot(instance)
+            instance.revoked_at = instance.revoked_at or timezone.now()
             instance.save(update_fields=["revoked_at"])
             audit_record(
-                actor=self.request.user, action=AuditAction.ACTION, verb="revoke", instance=instance
+                actor=self.request.user,
+                action=AuditAction.DELETE,
+                instance=instance,
+                before=before,
             )
+            instance.delete()
 
 
 class _IngestResult(serializers.Serializer):
@@ -329,7 +346,7 @@ class AlertmanagerWebhookView(APIView):
 
     authentication_classes = [ReceiverTokenAuthentication]
     permission_classes = [HasReceiver]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema(
         request={"application/json": dict},

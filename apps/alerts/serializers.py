@@ -5,7 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts.models import Team
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
 
 from .models import (
@@ -100,7 +100,9 @@ class SilenceSerializer(ModelCleanMixin, serializers.ModelSerializer[Silence]):
         return obj.starts_at <= now < obj.ends_at
 
 
-class InhibitRuleSerializer(ModelCleanMixin, serializers.ModelSerializer[InhibitRule]):
+class InhibitRuleSerializer(
+    NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[InhibitRule]
+):
     id = serializers.IntegerField(read_only=True, help_text="Rule id.")
     team = _team_field()
 
@@ -109,7 +111,7 @@ class InhibitRuleSerializer(ModelCleanMixin, serializers.ModelSerializer[Inhibit
         fields = ["id", "team", "name", "source_matchers", "target_matchers", "equal", "enabled"]
 
 
-class ChannelSerializer(ModelCleanMixin, serializers.ModelSerializer[Channel]):
+class ChannelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[Channel]):
     id = serializers.IntegerField(read_only=True, help_text="Channel id.")
     team = _team_field()
     config = serializers.JSONField(
@@ -170,7 +172,7 @@ class ChannelTestSerializer(serializers.Serializer):
     )
 
 
-class RouteSerializer(ModelCleanMixin, serializers.ModelSerializer[Route]):
+class RouteSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[Route]):
     id = serializers.IntegerField(read_only=True, help_text="Route id.")
     team = _team_field()
     channels = TeamScopedRelatedField(
@@ -248,7 +250,7 @@ class IssuedReceiverSerializer(ReceiverSerializer):
         fields = [*ReceiverSerializer.Meta.fields, "token"]
 
 
-class AlertRuleSerializer(ModelCleanMixin, serializers.ModelSerializer[AlertRule]):
+class AlertRuleSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[AlertRule]):
     id = serializers.IntegerField(read_only=True, help_text="Rule id.")
     team = _team_field()
     deployment = TeamScopedRelatedField(

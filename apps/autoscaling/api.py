@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.core.api.ids import parse_id
 from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
@@ -82,7 +83,8 @@ class ControlViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         queryset = Deployment.objects.all()
         if not self.request.user.is_superuser:
             queryset = queryset.filter(team_id__in=team_ids_for_user(user=self.request.user))
-        deployment = queryset.filter(pk=int(pk)).first() if pk and pk.isdigit() else None
+        deployment_id = parse_id(pk)
+        deployment = queryset.filter(pk=deployment_id).first() if deployment_id else None
         if deployment is None:
             raise NotFound("No such deployment.")
         if write and not user_has_role(

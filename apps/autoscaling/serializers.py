@@ -99,7 +99,10 @@ class ScaleActionSerializer(serializers.ModelSerializer[ScaleAction]):
 
 class ControlSerializer(serializers.ModelSerializer[DeploymentControl]):
     pinned_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, help_text="Who pinned it."
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who pinned it; null when not pinned (or pinned by a removed user).",
     )
 
     class Meta:

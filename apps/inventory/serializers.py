@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from apps.accounts.models import Team
 from apps.core.api.representation import fast_representation
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.netguard import DestinationRefused, destination_check, parse_destination
 
 from .credentials import cluster_credentials_problem, cluster_process_identity
@@ -167,7 +167,10 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
         return attrs
 
 
-class LLMModelSerializer(ModelCleanMixin, serializers.ModelSerializer[LLMModel]):
+class LLMModelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[LLMModel]):
+    name_fields = ()
+    slash_name_fields = ("name", "version")
+
     team = _team_field()
 
     class Meta:
@@ -195,7 +198,15 @@ class ReadinessSerializer(serializers.ModelSerializer[DeploymentReadiness]):
         help_text="Checklist items not yet checked.",
     )
     updated_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, help_text="Who last changed the checklist."
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who last changed the checklist; null until someone does.",
+    )
+    updated_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the checklist last changed; null until it does.",
     )
 
     class Meta:
@@ -208,7 +219,6 @@ class ReadinessSerializer(serializers.ModelSerializer[DeploymentReadiness]):
             "updated_at",
             "updated_by",
         ]
-        read_only_fields = ["updated_at"]
 
 
 class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployment]):

@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.selectors import team_ids_for_user
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.core.api.ids import parse_id
+from apps.core.api.viewsets import IdLookupMixin, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
 from .catalogue import catalogue_table
@@ -38,7 +39,7 @@ def visible_deployments(request: Request) -> QuerySet[Deployment]:
     return queryset.filter(team_id__in=team_ids_for_user(user=request.user))
 
 
-class DeploymentMetricsViewSet(viewsets.ReadOnlyModelViewSet):
+class DeploymentMetricsViewSet(IdLookupMixin, viewsets.ReadOnlyModelViewSet):
     """Latest observations per deployment (the row's id is the deployment id)."""
 
     serializer_class = DeploymentMetricsSerializer
@@ -60,8 +61,9 @@ class DeploymentMetricsViewSet(viewsets.ReadOnlyModelViewSet):
     def series(self, request: Request, deployment: str | None = None) -> Response:
         """Downsampled time series of one signal, for charts."""
         dep = None
-        if deployment is not None and deployment.isdigit():
-            dep = visible_deployments(request).filter(pk=int(deployment)).first()
+        deployment_id = parse_id(deployment)
+        if deployment_id is not None:
+            dep = visible_deployments(request).filter(pk=deployment_id).first()
         if dep is None:
             raise NotFound("No such deployment.")
         query = SeriesQuerySerializer(data=request.query_params)
@@ -98,9 +100,10 @@ class FleetSummaryView(APIView):
         deployments = visible_deployments(request).exclude(status="retired")
         team = request.query_params.get("team")
         if team is not None:
-            if not team.isdigit():
-                raise ValidationError({"team": ["Expected a team id."]})
-            deployments = deployments.filter(team_id=int(team))
+            team_id = parse_id(team)
+            if team_id is None:
+                raise ValidationError({"team": ["Expected a team id (digits)."]})
+            deployments = deployments.filter(team_id=team_id)
         return Response(FleetSummarySerializer(fleet_summary(deployments=deployments)).data)
 
 

@@ -5,12 +5,14 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from apps.accounts.selectors import user_has_role
 from apps.audit.models import AuditAction
@@ -29,6 +31,24 @@ from .serializers import (
     SloStatusSerializer,
 )
 from .services import slo_deployments
+
+RULE_FORMATS = ("rulefile", "prometheusrule")
+
+
+class _WithoutFormatOverride:
+    """DRF's settings, except that ``?format=`` does not pick a renderer."""
+
+    URL_FORMAT_OVERRIDE = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(api_settings, name)
+
+
+class FormatIsNotARendererNegotiation(DefaultContentNegotiation):
+    """For actions where ``?format=`` is the action's own parameter: DRF would otherwise
+    look for a renderer named after its value and answer 404."""
+
+    settings = _WithoutFormatOverride()  # type: ignore[assignment]
 
 
 def _deployments_of(slo: Slo) -> list[Deployment]:
@@ -60,15 +80,30 @@ class SloViewSet(TeamScopedViewSet):
         except SloStatus.DoesNotExist:
             return Response({"detail": "Not evaluated yet."}, status=status.HTTP_404_NOT_FOUND)
 
-    @extend_schema(responses=SloSampleSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    # Not paginated on purpose: a chart wants the whole (bounded) series in time order in
+    # one answer; limit/offset pages of a series that grows at its newest end would split
+    # a chart across requests and shift between them.
+    @extend_schema(
+        responses=SloSampleSerializer(many=True),
+        description="Status history for charts: the latest 1,440 points, oldest first, as "
+        "one array (not paginated; `limit` and `offset` do not apply).",
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
     def history(self, request: Request, pk: str | None = None) -> Response:
-        """Status history for charts (latest 1,440 points)."""
+        """Status history for charts (latest 1,440 points, oldest first, not paginated)."""
         slo = self.get_object()
         points = list(slo.history.order_by("-ts")[:1440])[::-1]
         return Response(SloSampleSerializer(points, many=True).data)
 
-    @extend_schema(responses={(200, "application/yaml"): OpenApiTypes.STR})
+    # A YAML body is described by the schema of the document it holds (an object), not as a
+    # string: clients, and schemathesis, parse it before validating.
+    @extend_schema(
+        responses={
+            (200, "application/yaml"): OpenApiResponse(
+                response=OpenApiTypes.OBJECT, description="An OpenSLO v1 `SLO` document."
+            )
+        }
+    )
     @action(detail=True, methods=["get"])
     def openslo(self, request: Request, pk: str | None = None) -> HttpResponse:
         """The SLO as an OpenSLO v1 document."""
@@ -86,20 +121,38 @@ class SloViewSet(TeamScopedViewSet):
             OpenApiParameter(
                 "format",
                 str,
-                enum=["rulefile", "prometheusrule"],
-                description="A Prometheus rule file, or a PrometheusRule manifest.",
+                enum=list(RULE_FORMATS),
+                description="A Prometheus rule file (default), or a PrometheusRule manifest.",
+            ),
+            OpenApiParameter(
+                "style",
+                str,
+                enum=list(RULE_FORMATS),
+                deprecated=True,
+                description="Former name of `format`, still accepted; `format` wins.",
             ),
             OpenApiParameter("namespace", str, description="Manifest namespace (monitoring)."),
         ],
-        responses={(200, "application/yaml"): OpenApiTypes.STR},
+        responses={
+            (200, "application/yaml"): OpenApiResponse(
+                response=OpenApiTypes.OBJECT,
+                description="A rule file (`groups:`) or a `PrometheusRule` manifest.",
+            )
+        },
     )
-    @action(detail=True, methods=["get"], url_path="prometheus-rules")
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="prometheus-rules",
+        content_negotiation_class=FormatIsNotARendererNegotiation,
+    )
     def prometheus_rules(self, request: Request, pk: str | None = None) -> HttpResponse:
         """Recording and alerting rules equivalent to the control plane's evaluation."""
         slo = self.get_object()
-        fmt = request.query_params.get("style", "rulefile")
-        if fmt not in ("rulefile", "prometheusrule"):
-            raise ValidationError({"style": ["Use rulefile or prometheusrule."]})
+        param = "format" if "format" in request.query_params else "style"
+        fmt = request.query_params.get(param, "rulefile")
+        if fmt not in RULE_FORMATS:
+            raise ValidationError({param: [f"Use {' or '.join(RULE_FORMATS)}."]})
         try:
             groups = slo_rule_groups(
                 slo, _deployments_of(slo), compression=settings.SLO_WINDOW_COMPRESSION

@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from .parsers import PayloadTooLarge, body_limit_bytes, too_large_detail
 
 logger = structlog.get_logger("controlplane.api")
 
@@ -56,7 +59,30 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
         exc.status_code = status.HTTP_409_CONFLICT
     elif isinstance(exc, DataError):
-        exc = exceptions.ValidationError({"non_field_errors": [f"Invalid value: {exc}"]})
+        # The database's message quotes the statement and its parameters: log it, do not
+        # send it.
+        logger.warning("api-data-error", error=str(exc))
+        exc = exceptions.ValidationError(
+            {
+                "non_field_errors": [
+                    "A value is out of range or not valid for its field (too long, too "
+                    "large or malformed)."
+                ]
+            }
+        )
+    elif isinstance(exc, OverflowError):
+        # A number too large for the database to bind (SQLite stops at 2**63 - 1).
+        logger.warning("api-number-overflow", error=str(exc))
+        exc = exceptions.ValidationError(
+            {"non_field_errors": ["A number in the request is too large."]}
+        )
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(too_large_detail(body_limit_bytes()))
+    elif isinstance(exc, SuspiciousOperation):
+        # Too many form fields or files, a malformed multipart body: Django's 400s, raised
+        # while the view reads the body.
+        logger.warning("api-suspicious-request", error=str(exc), kind=type(exc).__name__)
+        exc = exceptions.ParseError("The request body could not be read: it is malformed.")
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -91,3 +91,48 @@ class ModelCleanMixin:
             if f.name in writable and value != given[f.attname]:
                 attrs[f.name] = value
         return attrs
+
+
+def name_problem(value: str, *, allow_slash: bool = False) -> str | None:
+    """Why ``value`` is not acceptable as a name shown in lists, chat messages, file names
+    and label values, or None. Names are one printable line without path tricks."""
+    if not value.isprintable():
+        return "Use printable characters only: no line breaks, tabs or control characters."
+    if ".." in value:
+        return "Must not contain '..'."
+    if "\\" in value or (not allow_slash and "/" in value):
+        return "Must not contain '/' or '\\'." if not allow_slash else "Must not contain '\\'."
+    if allow_slash and (value.startswith("/") or "//" in value):
+        return "Must not start with '/' or contain '//'."
+    return None
+
+
+class NameValidator:
+    """DRF validator for name-like fields; see :func:`name_problem`."""
+
+    def __init__(self, *, allow_slash: bool = False) -> None:
+        self.allow_slash = allow_slash
+
+    def __call__(self, value: Any) -> None:
+        if isinstance(value, str):
+            problem = name_problem(value, allow_slash=self.allow_slash)
+            if problem is not None:
+                raise serializers.ValidationError(problem, code="invalid_name")
+
+
+class NameFieldsMixin:
+    """Adds :class:`NameValidator` to the writable fields listed in ``name_fields`` (and
+    ``slash_name_fields``, where '/' is allowed, as in "meta-llama/Llama-3.1-8B"), on top of
+    the model's own validators. At serializer level, so no model or migration changes."""
+
+    name_fields: tuple[str, ...] = ("name",)
+    slash_name_fields: tuple[str, ...] = ()
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()  # type: ignore[misc]
+        for names, allow_slash in ((self.name_fields, False), (self.slash_name_fields, True)):
+            for name in names:
+                field = fields.get(name)
+                if field is not None and not field.read_only:
+                    field.validators = [*field.validators, NameValidator(allow_slash=allow_slash)]
+        return fields

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import models, transaction
 from django.db.models import QuerySet
 from rest_framework import permissions, viewsets
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.serializers import BaseSerializer
 
 from apps.accounts.models import Role
@@ -16,6 +16,7 @@ from apps.accounts.selectors import team_ids_for_user, user_has_role
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
 
+from .ids import parse_id
 from .permissions import TeamRolePermission
 from .representation import fast_representation
 
@@ -31,7 +32,18 @@ class FastReadsMixin:
         return serializer
 
 
-class TeamScopedViewSet(FastReadsMixin, viewsets.ModelViewSet):
+class IdLookupMixin:
+    """Detail routes look objects up by a numeric id: anything else in the URL ("²", a
+    number beyond any id, which SQLite cannot even bind) is 404 before any query."""
+
+    def get_object(self) -> Any:
+        key = self.lookup_url_kwarg or self.lookup_field  # type: ignore[attr-defined]
+        if parse_id(self.kwargs.get(key)) is None:  # type: ignore[attr-defined]
+            raise NotFound("Not found: ids are positive whole numbers.")
+        return super().get_object()  # type: ignore[misc]
+
+
+class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
     # Path from the model to the Team it belongs to ("team", "deployment__team", or "" for
     # the Team model itself).
     team_field = "team"
@@ -106,7 +118,7 @@ class TeamScopedViewSet(FastReadsMixin, viewsets.ModelViewSet):
             instance.delete()
 
 
-class TeamScopedReadOnlyViewSet(FastReadsMixin, viewsets.ReadOnlyModelViewSet):
+class TeamScopedReadOnlyViewSet(IdLookupMixin, FastReadsMixin, viewsets.ReadOnlyModelViewSet):
     """Read-only records about a team's objects (decisions, actions, alerts, deliveries,
     events): members see their teams' rows, superusers all. ``team_field`` as above."""
 

@@ -100,7 +100,10 @@ def test_membership_list__filter_by_role_and_username(roster, client_for):
     assert users("") == ["alpha-admin", "alpha-operator", "alpha-viewer"]
     assert users("role=operator") == ["alpha-operator"]
     assert users("user__username=alpha-admin") == ["alpha-admin"]
-    assert users(f"team={roster.other_team.pk}") == []
+    # Another team's id answers like an id that does not exist: it reveals nothing.
+    other = client.get(f"/api/v1/memberships/?team={roster.other_team.pk}")
+    unknown = client.get("/api/v1/memberships/?team=999999")
+    assert other.status_code == unknown.status_code == 400
 
 
 def test_me__roles_per_team(roster, client_for):
