@@ -59,6 +59,8 @@ def _refused(deployment: Any) -> ActuatorError:
 # ------------------------------------------------------------------------ Kubernetes
 
 
+# The fake API server listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_actuator_for__team_kubeconfig_secret__reads_scale_with_the_team_token(
     apiserver: FakeApiServer,
 ) -> None:
@@ -72,6 +74,8 @@ def test_actuator_for__team_kubeconfig_secret__reads_scale_with_the_team_token(
     assert apiserver.requests_to("GET", "/deployments/chat/scale")[0].status == 200
 
 
+# The fake API server listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_actuator_for__kubeconfig_file_in_team_directory__read_and_used(
     apiserver: FakeApiServer, tmp_path: Path, settings: Any
 ) -> None:
@@ -315,6 +319,8 @@ class _NotKubernetes(BaseHTTPRequestHandler):
         pass
 
 
+# That service listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_actuator_for__kubeconfig_server_is_another_service__its_answer_not_echoed() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _NotKubernetes)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
