@@ -172,6 +172,140 @@ def test_actuator_for__in_cluster_approved_outside_a_pod__misconfigured_not_rais
     assert "in-cluster service account" in error.message
 
 
+# ------------------------------------------------- the kubeconfig's server: outbound policy
+
+INTERNAL_SERVERS = [
+    ("https://169.254.169.254", "169.254.169.254, a link-local"),
+    ("https://127.0.0.1:6443", "127.0.0.1, a loopback"),
+    ("https://[::1]", "::1, a loopback"),
+    ("https://localhost", "localhost resolves to"),
+    ("https://0x7f000001", "'0x7f000001', which reads as an IP address"),
+]
+
+
+@pytest.mark.parametrize(("server", "named"), INTERNAL_SERVERS)
+def test_actuator_for__stored_kubeconfig_server_internal__refused_before_a_client_is_built(
+    server: str, named: str
+) -> None:
+    # Stored behind the API's back (before the check existed, or by a database restore).
+    deployment = _k8s_deployment(credentials={"kubeconfig": kubeconfig_document(server=server)})
+
+    error = _refused(deployment)
+
+    assert error.permanent_reason == "misconfigured"
+    assert named in error.message
+
+
+def test_actuator_for__api_server_on_loopback_not_allowed__nothing_reaches_it(
+    apiserver: FakeApiServer,
+) -> None:
+    deployment = _k8s_deployment(
+        credentials={"kubeconfig": kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN)}
+    )
+
+    error = _refused(deployment)
+
+    assert "OUTBOUND_ALLOWED_NETWORKS" in error.message
+    assert apiserver.requests == []
+
+
+def test_actuator_for__team_directory_file_with_loopback_server__refused(
+    apiserver: FakeApiServer, tmp_path: Path, settings: Any
+) -> None:
+    settings.KUBECONFIG_ALLOWED_DIRS = [str(tmp_path)]
+    deployment = _k8s_deployment(credentials={})
+    team_dir = tmp_path / deployment.team.slug
+    team_dir.mkdir()
+    (team_dir / "config").write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    deployment.cluster.kubeconfig_path = str(team_dir / "config")
+    deployment.cluster.save()
+
+    error = _refused(deployment)
+
+    assert error.permanent_reason == "misconfigured"
+    assert "127.0.0.1, a loopback" in error.message
+    assert apiserver.requests == []
+
+
+def test_actuator_for__name_refused_after_the_client_was_built__connection_not_made(
+    apiserver: FakeApiServer, settings: Any
+) -> None:
+    """The client's connections check the address themselves (as when a name is re-pointed
+    at an internal address after the check): allowed when the client is built, refused
+    when it connects, and nothing reaches the server."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32", "::1/128"]
+    port = apiserver.url.rsplit(":", 1)[1]
+    document = kubeconfig_document(server=f"http://localhost:{port}", token=TEAM_TOKEN)
+    deployment = _k8s_deployment(credentials={"kubeconfig": document})
+    actuator = actuator_for(deployment)
+    settings.OUTBOUND_ALLOWED_NETWORKS = []
+
+    with pytest.raises(ActuatorError) as info:
+        actuator.get_scale(scale_target_of(deployment))
+
+    assert info.value.permanent_reason == "misconfigured"
+    assert not info.value.retryable
+    assert "localhost resolves to" in info.value.message
+    assert apiserver.requests == []
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """Stands in for an HTTP proxy from the environment: records what it is asked."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.usefixtures("allow_loopback_outbound")
+def test_actuator_for__environment_proxy__not_used_for_a_team_kubeconfig(
+    apiserver: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    _Proxy.seen = []
+    try:
+        proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        deployment = _k8s_deployment(
+            credentials={"kubeconfig": kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN)}
+        )
+
+        status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+    assert status.spec_replicas == 3
+    assert _Proxy.seen == []
+
+
+def test_actuator_for__approved_host_kubeconfig_on_loopback__operator_trusted_not_guarded(
+    apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    """The control plane's own identity (a host file a superuser chose) is the operator's:
+    its server is not held to the outbound policy of team-supplied URLs."""
+    path = tmp_path / "controlplane-kubeconfig"
+    path.write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    deployment = _k8s_deployment(
+        credentials={}, kubeconfig_path=str(path), process_identity_approved=True
+    )
+
+    status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+
+    assert status.spec_replicas == 3
+
+
 # ------------------------------------------------------------------------------- AWS
 
 
