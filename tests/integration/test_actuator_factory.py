@@ -249,6 +249,74 @@ def test_actuator_for__name_refused_after_the_client_was_built__connection_not_m
     assert apiserver.requests == []
 
 
+def _certificate_for(name: str, directory: Path) -> tuple[str, str]:
+    """A self-signed CA certificate for the DNS name ``name`` and its key, as PEM files."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "apiserver.crt", directory / "apiserver.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.usefixtures("allow_loopback_outbound")
+def test_actuator_for__https_server_with_tls_server_name__verified_through_guarded_connection(
+    apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    """The guarded pools keep the kubeconfig's TLS settings: the CA data and the server
+    name the certificate is checked against (tls-server-name), not the address dialled."""
+    import base64
+    import json
+
+    cert, key = _certificate_for("apiserver.cluster.test", tmp_path)
+    apiserver.serve_tls(cert, key)
+    document = json.loads(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    document["clusters"][0]["cluster"].update(
+        {
+            "certificate-authority-data": base64.b64encode(Path(cert).read_bytes()).decode(),
+            "tls-server-name": "apiserver.cluster.test",
+        }
+    )
+    deployment = _k8s_deployment(credentials={"kubeconfig": json.dumps(document)})
+
+    status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+
+    assert status.spec_replicas == 3
+    document["clusters"][0]["cluster"]["tls-server-name"] = "another.cluster.test"
+    deployment.cluster.credentials = {"kubeconfig": json.dumps(document)}
+    deployment.cluster.save()
+    with pytest.raises(ActuatorError) as info:
+        actuator_for(deployment).get_scale(scale_target_of(deployment))
+    assert "TLS failure" in info.value.message
+    assert info.value.permanent_reason == "misconfigured"
+
+
 class _Proxy(BaseHTTPRequestHandler):
     """Stands in for an HTTP proxy from the environment: records what it is asked."""
 

@@ -390,6 +390,14 @@ class KubernetesClient:
                     reason="misconfigured",
                 ) from None
             cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+            if isinstance(cause, urllib3.exceptions.SSLError):
+                # With urllib3's retries off, TLS failures arrive here wrapped rather than
+                # as the client's status-0 ApiException: the same misconfiguration.
+                raise KubernetesError(
+                    f"{action}: TLS failure talking to the API server: {cause}",
+                    retryable=False,
+                    reason="misconfigured",
+                ) from None
             # NewConnectionError (refused, no route) subclasses ConnectTimeoutError in
             # urllib3 for historical reasons, so it must be told apart first.
             timed_out = not isinstance(cause, urllib3.exceptions.NewConnectionError) and isinstance(
