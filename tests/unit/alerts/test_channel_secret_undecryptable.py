@@ -192,3 +192,18 @@ def test_deliver_pending__config_undecryptable__failed_channel_disabled_nothing_
     assert not channel.enabled
     assert "cannot be decrypted" in channel.disabled_reason
     assert receiver.hits == []
+
+
+def test_route_list__channel_config_undecryptable__200(
+    operator: tuple[Any, Any], channel: Channel
+) -> None:
+    from apps.alerts.models import Route
+
+    route = Route.objects.create(team=operator[0], name="all")
+    route.channels.add(channel)  # listed with its channels loaded
+
+    with ROTATED:
+        response = operator[1].get("/api/v1/alerts/routes/")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["results"][0]["channels"] == [channel.pk]

@@ -130,3 +130,30 @@ def test_cluster_delete__secret_undecryptable__204(operator: Any, kube_cluster: 
 
     assert response.status_code == 204, response.content
     assert not Cluster.objects.exists()
+
+
+def test_cluster_patch__superuser_moves_to_in_cluster__200_and_secret_dropped(
+    roster: Any, client_for: Any, kube_cluster: Cluster
+) -> None:
+    with ROTATED:
+        response = client_for(roster.superuser).patch(
+            f"{URL}{kube_cluster.pk}/", {"in_cluster": True, "kube_context": ""}, format="json"
+        )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["credentials_configured"] is False
+    assert response.json()["credentials_problem"] == ""
+
+
+def test_deployment_list__cluster_secret_undecryptable__200(
+    roster: Any, operator: Any, kube_cluster: Cluster
+) -> None:
+    from tests.factories.inventory import DeploymentFactory
+
+    DeploymentFactory(team=roster.team, cluster=kube_cluster)  # listed with its cluster joined
+
+    with ROTATED:
+        response = operator.get("/api/v1/deployments/")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["results"][0]["cluster"] == kube_cluster.pk
