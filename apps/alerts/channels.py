@@ -25,6 +25,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.fields import secret_problem
 from apps.core.locks import cache_lock
 from apps.core.netguard import DestinationRefused, destination_check
 from apps.integrations.chat import (
@@ -70,6 +71,11 @@ def template_validate(text: str) -> None:
 
 
 def channel_transport(channel: Channel) -> Transport:
+    """The channel's transport; ValueError saying what is wrong with its settings (including
+    settings that can no longer be decrypted)."""
+    problem = secret_problem(channel.config)
+    if problem:
+        raise ValueError(f"{problem}: send config again")
     return transport_for(
         channel.kind,
         channel.config,

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from apps.accounts.models import Team
 from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
+from apps.core.fields import secret_problem, secret_stored
 from apps.inventory.models import Deployment
 
 from .models import (
@@ -120,6 +121,10 @@ class ChannelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSeria
         help_text='Transport settings, write-only: {"url": "...", "secret": "..."} (see docs).',
     )
     configured = serializers.SerializerMethodField(help_text="Whether settings are stored.")
+    config_problem = serializers.SerializerMethodField(
+        help_text="Why the stored settings cannot be used; empty when they can (e.g. they "
+        "cannot be decrypted any more and must be set again)."
+    )
 
     class Meta:
         model = Channel
@@ -131,6 +136,7 @@ class ChannelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSeria
             "language",
             "config",
             "configured",
+            "config_problem",
             "title_template",
             "body_template",
             "enabled",
@@ -140,7 +146,12 @@ class ChannelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSeria
         read_only_fields = ["created_at"]
 
     def get_configured(self, obj: Channel) -> bool:
-        return bool(obj.config)
+        # From the stored value's presence: reading never needs to decrypt.
+        return secret_stored(obj.config)
+
+    def get_config_problem(self, obj: Channel) -> str:
+        problem = secret_problem(obj.config)
+        return f"{problem}: send config again" if problem else ""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         from .channels import channel_config_validate, template_validate

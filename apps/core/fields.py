@@ -36,15 +36,52 @@ def decrypt_text(stored: str) -> str:
         ) from None
 
 
+UNDECRYPTABLE_PROBLEM = (
+    "the stored secret cannot be decrypted (FIELD_ENCRYPTION_KEY or SECRET_KEY changed since "
+    "it was saved) and must be set again"
+)
+
+
+class UndecryptableSecret(dict[str, Any]):
+    """What an :class:`EncryptedJSONField` reads when its stored text cannot be decrypted
+    (the key changed) or does not hold a JSON object.
+
+    Reading a row must not fail because of it: lists, details and the control loop see an
+    empty mapping (nothing of the secret is known) and ask :func:`secret_problem` why. The
+    stored text is kept, so saving the row for another reason writes it back unchanged (a
+    restored old key makes it readable again); a mapping put in its place is stored as usual.
+    """
+
+    def __init__(self, stored: str) -> None:
+        super().__init__()
+        self.stored = stored
+
+
+def secret_problem(value: Any) -> str:
+    """Why the secret read from an :class:`EncryptedJSONField` is unusable; "" when it is
+    readable (empty included)."""
+    return UNDECRYPTABLE_PROBLEM if isinstance(value, UndecryptableSecret) else ""
+
+
+def secret_stored(value: Any) -> bool:
+    """Whether a secret is stored, readable or not (an empty object counts as none)."""
+    return isinstance(value, UndecryptableSecret) or bool(value)
+
+
 class EncryptedJSONField(models.TextField):
     """A JSON object stored encrypted (Fernet: AES-128-CBC + HMAC-SHA256) with a key derived
     from ``FIELD_ENCRYPTION_KEY``. The database holds only ``fernet:...`` text; reads give
-    the object back. Not searchable, by design."""
+    the object back, or an :class:`UndecryptableSecret` when it cannot be decrypted. Not
+    searchable, by design."""
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
         if value is None or value == "":
             return {}
-        return json.loads(decrypt_text(value))
+        try:
+            loaded = json.loads(decrypt_text(value))
+        except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+            return UndecryptableSecret(value)
+        return loaded if isinstance(loaded, dict) else UndecryptableSecret(value)
 
     def to_python(self, value: Any) -> Any:
         if isinstance(value, dict):
@@ -56,6 +93,8 @@ class EncryptedJSONField(models.TextField):
         return json.loads(value) if isinstance(value, str) else value
 
     def get_prep_value(self, value: Any) -> Any:
+        if isinstance(value, UndecryptableSecret) and not value:
+            return value.stored
         if value is None:
             value = {}
         return encrypt_text(json.dumps(value, sort_keys=True))

@@ -53,6 +53,8 @@ __all__ = [
     "Destination",
     "DestinationRefused",
     "GuardedAdapter",
+    "GuardedHTTPConnectionPool",
+    "GuardedHTTPSConnectionPool",
     "IPAddress",
     "Resolver",
     "address_refusal",
@@ -391,11 +393,11 @@ class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
     pass
 
 
-class _GuardedHTTPConnectionPool(HTTPConnectionPool):
+class GuardedHTTPConnectionPool(HTTPConnectionPool):
     ConnectionCls = _GuardedHTTPConnection
 
 
-class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
@@ -407,8 +409,8 @@ class GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPConnectionPool,
-            "https": _GuardedHTTPSConnectionPool,
+            "http": GuardedHTTPConnectionPool,
+            "https": GuardedHTTPSConnectionPool,
         }
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:

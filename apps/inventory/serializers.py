@@ -11,9 +11,14 @@ from rest_framework import serializers
 from apps.accounts.models import Team
 from apps.core.api.representation import fast_representation
 from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
+from apps.core.fields import secret_stored
 from apps.core.netguard import DestinationRefused, destination_check, parse_destination
 
-from .credentials import cluster_credentials_problem, cluster_process_identity
+from .credentials import (
+    cluster_credentials_problem,
+    cluster_process_identity,
+    cluster_unreadable_secret_errors,
+)
 from .label_matchers import MatcherError, render_selector, validate_selector
 from .models import AWS_SECRET_KEYS, Cluster, Deployment, DeploymentReadiness, LLMModel
 from .selectors import deployment_readiness
@@ -82,7 +87,8 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
         help_text="AWS, write-only, optional: a session token for temporary credentials.",
     )
     credentials_configured = serializers.SerializerMethodField(
-        help_text="Whether a team secret (kubeconfig or access key) is stored."
+        help_text="Whether a team secret (kubeconfig or access key) is stored (also when it "
+        "can no longer be decrypted: see credentials_problem)."
     )
     uses_process_identity = serializers.SerializerMethodField(
         help_text="Whether the cluster acts with the control plane's own identity "
@@ -90,7 +96,8 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
     )
     credentials_problem = serializers.SerializerMethodField(
         help_text="Why the autoscaler refuses to act with these credentials; empty when it "
-        "may (e.g. the control plane's own identity without a superuser's approval)."
+        "may (e.g. the control plane's own identity without a superuser's approval, or a "
+        "stored secret that cannot be decrypted and must be set again)."
     )
 
     class Meta:
@@ -138,7 +145,8 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
         return _outbound_url(value, field="prometheus_url", resolve=True)
 
     def get_credentials_configured(self, obj: Cluster) -> bool:
-        return bool(obj.credentials)
+        # From the stored value's presence: reading never needs to decrypt.
+        return secret_stored(obj.credentials)
 
     def get_uses_process_identity(self, obj: Cluster) -> bool:
         return bool(cluster_process_identity(obj))
@@ -149,6 +157,11 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         secrets = {name: attrs.pop(name) for name in _SECRET_INPUTS if name in attrs}
         request = self.context.get("request")
+        unreadable = cluster_unreadable_secret_errors(
+            instance=self.instance, attrs=attrs, secrets=secrets
+        )
+        if unreadable:
+            raise serializers.ValidationError(unreadable)
         try:
             attrs.update(
                 cluster_credentials_merge(instance=self.instance, attrs=attrs, secrets=secrets)

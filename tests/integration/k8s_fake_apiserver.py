@@ -334,6 +334,7 @@ class FakeApiServer:
         self._requests: list[RecordedRequest] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._scheme = "http"
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -355,10 +356,21 @@ class FakeApiServer:
         if self._thread is not None:
             self._thread.join(5)
 
+    def serve_tls(self, cert_file: str, key_file: str) -> FakeApiServer:
+        """Answer over TLS with this certificate from now on (:attr:`url` becomes https)."""
+        import ssl
+
+        assert self._server is not None, "server not started"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https"
+        return self
+
     @property
     def url(self) -> str:
         assert self._server is not None, "server not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def write_kubeconfig(self, path: Path, *, context: str = "fake") -> Path:
         """A kubeconfig with one context ``context`` pointing at this server."""

@@ -59,6 +59,8 @@ def _refused(deployment: Any) -> ActuatorError:
 # ------------------------------------------------------------------------ Kubernetes
 
 
+# The fake API server listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_actuator_for__team_kubeconfig_secret__reads_scale_with_the_team_token(
     apiserver: FakeApiServer,
 ) -> None:
@@ -72,6 +74,8 @@ def test_actuator_for__team_kubeconfig_secret__reads_scale_with_the_team_token(
     assert apiserver.requests_to("GET", "/deployments/chat/scale")[0].status == 200
 
 
+# The fake API server listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_actuator_for__kubeconfig_file_in_team_directory__read_and_used(
     apiserver: FakeApiServer, tmp_path: Path, settings: Any
 ) -> None:
@@ -166,6 +170,208 @@ def test_actuator_for__in_cluster_approved_outside_a_pod__misconfigured_not_rais
 
     assert error.permanent_reason == "misconfigured"
     assert "in-cluster service account" in error.message
+
+
+# ------------------------------------------------- the kubeconfig's server: outbound policy
+
+INTERNAL_SERVERS = [
+    ("https://169.254.169.254", "169.254.169.254, a link-local"),
+    ("https://127.0.0.1:6443", "127.0.0.1, a loopback"),
+    ("https://[::1]", "::1, a loopback"),
+    ("https://localhost", "localhost resolves to"),
+    ("https://0x7f000001", "'0x7f000001', which reads as an IP address"),
+]
+
+
+@pytest.mark.parametrize(("server", "named"), INTERNAL_SERVERS)
+def test_actuator_for__stored_kubeconfig_server_internal__refused_before_a_client_is_built(
+    server: str, named: str
+) -> None:
+    # Stored behind the API's back (before the check existed, or by a database restore).
+    deployment = _k8s_deployment(credentials={"kubeconfig": kubeconfig_document(server=server)})
+
+    error = _refused(deployment)
+
+    assert error.permanent_reason == "misconfigured"
+    assert named in error.message
+
+
+def test_actuator_for__api_server_on_loopback_not_allowed__nothing_reaches_it(
+    apiserver: FakeApiServer,
+) -> None:
+    deployment = _k8s_deployment(
+        credentials={"kubeconfig": kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN)}
+    )
+
+    error = _refused(deployment)
+
+    assert "OUTBOUND_ALLOWED_NETWORKS" in error.message
+    assert apiserver.requests == []
+
+
+def test_actuator_for__team_directory_file_with_loopback_server__refused(
+    apiserver: FakeApiServer, tmp_path: Path, settings: Any
+) -> None:
+    settings.KUBECONFIG_ALLOWED_DIRS = [str(tmp_path)]
+    deployment = _k8s_deployment(credentials={})
+    team_dir = tmp_path / deployment.team.slug
+    team_dir.mkdir()
+    (team_dir / "config").write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    deployment.cluster.kubeconfig_path = str(team_dir / "config")
+    deployment.cluster.save()
+
+    error = _refused(deployment)
+
+    assert error.permanent_reason == "misconfigured"
+    assert "127.0.0.1, a loopback" in error.message
+    assert apiserver.requests == []
+
+
+def test_actuator_for__name_refused_after_the_client_was_built__connection_not_made(
+    apiserver: FakeApiServer, settings: Any
+) -> None:
+    """The client's connections check the address themselves (as when a name is re-pointed
+    at an internal address after the check): allowed when the client is built, refused
+    when it connects, and nothing reaches the server."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32", "::1/128"]
+    port = apiserver.url.rsplit(":", 1)[1]
+    document = kubeconfig_document(server=f"http://localhost:{port}", token=TEAM_TOKEN)
+    deployment = _k8s_deployment(credentials={"kubeconfig": document})
+    actuator = actuator_for(deployment)
+    settings.OUTBOUND_ALLOWED_NETWORKS = []
+
+    with pytest.raises(ActuatorError) as info:
+        actuator.get_scale(scale_target_of(deployment))
+
+    assert info.value.permanent_reason == "misconfigured"
+    assert not info.value.retryable
+    assert "localhost resolves to" in info.value.message
+    assert apiserver.requests == []
+
+
+def _certificate_for(name: str, directory: Path) -> tuple[str, str]:
+    """A self-signed CA certificate for the DNS name ``name`` and its key, as PEM files."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "apiserver.crt", directory / "apiserver.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.usefixtures("allow_loopback_outbound")
+def test_actuator_for__https_server_with_tls_server_name__verified_through_guarded_connection(
+    apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    """The guarded pools keep the kubeconfig's TLS settings: the CA data and the server
+    name the certificate is checked against (tls-server-name), not the address dialled."""
+    import base64
+    import json
+
+    cert, key = _certificate_for("apiserver.cluster.test", tmp_path)
+    apiserver.serve_tls(cert, key)
+    document = json.loads(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    document["clusters"][0]["cluster"].update(
+        {
+            "certificate-authority-data": base64.b64encode(Path(cert).read_bytes()).decode(),
+            "tls-server-name": "apiserver.cluster.test",
+        }
+    )
+    deployment = _k8s_deployment(credentials={"kubeconfig": json.dumps(document)})
+
+    status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+
+    assert status.spec_replicas == 3
+    document["clusters"][0]["cluster"]["tls-server-name"] = "another.cluster.test"
+    deployment.cluster.credentials = {"kubeconfig": json.dumps(document)}
+    deployment.cluster.save()
+    with pytest.raises(ActuatorError) as info:
+        actuator_for(deployment).get_scale(scale_target_of(deployment))
+    assert "TLS failure" in info.value.message
+    assert info.value.permanent_reason == "misconfigured"
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """Stands in for an HTTP proxy from the environment: records what it is asked."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.usefixtures("allow_loopback_outbound")
+def test_actuator_for__environment_proxy__not_used_for_a_team_kubeconfig(
+    apiserver: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    _Proxy.seen = []
+    try:
+        proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        deployment = _k8s_deployment(
+            credentials={"kubeconfig": kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN)}
+        )
+
+        status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+    assert status.spec_replicas == 3
+    assert _Proxy.seen == []
+
+
+def test_actuator_for__approved_host_kubeconfig_on_loopback__operator_trusted_not_guarded(
+    apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    """The control plane's own identity (a host file a superuser chose) is the operator's:
+    its server is not held to the outbound policy of team-supplied URLs."""
+    path = tmp_path / "controlplane-kubeconfig"
+    path.write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
+    deployment = _k8s_deployment(
+        credentials={}, kubeconfig_path=str(path), process_identity_approved=True
+    )
+
+    status = actuator_for(deployment).get_scale(scale_target_of(deployment))
+
+    assert status.spec_replicas == 3
 
 
 # ------------------------------------------------------------------------------- AWS
@@ -315,6 +521,8 @@ class _NotKubernetes(BaseHTTPRequestHandler):
         pass
 
 
+# That service listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_actuator_for__kubeconfig_server_is_another_service__its_answer_not_echoed() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _NotKubernetes)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -486,7 +486,8 @@ def test_build_api_client__malformed_kubeconfig_file__misconfigured_error(
     assert str(path) in str(info.value)
 
 
-@pytest.mark.usefixtures("chat")
+# The fake API server listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound", "chat")
 def test_build_api_client__kubeconfig_document__checked_then_used(
     apiserver: FakeApiServer, kubeconfig: Path
 ) -> None:

@@ -5,8 +5,13 @@ key, or a kubeconfig file in its directory of ``KUBECONFIG_ALLOWED_DIRS``), or f
 control plane's own identity where a superuser approved that (see
 apps/inventory/credentials.py). Anything else is refused here, with the reason, as a
 permanent :class:`ActuatorError`; so is every failure to build a client (a malformed
-kubeconfig, a secret that no longer decrypts): the control loop records it as a hold
-instead of failing the evaluation.
+kubeconfig, a kubeconfig whose server the outbound policy of apps/core/netguard.py refuses,
+a secret that no longer decrypts): the control loop records it as a hold instead of failing
+the evaluation.
+
+A team's kubeconfig (stored, or a file in the team's directory) is a URL the team chose, so
+its client is guarded (apps/integrations/kubernetes/client.py). The in-cluster service
+account and a host kubeconfig a superuser approved are the operator's own: not guarded.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ import os
 
 from django.conf import settings
 
-from apps.inventory.credentials import cluster_credentials_problem, kubeconfig_path_resolve
+from apps.inventory.credentials import (
+    cluster_credentials_problem,
+    cluster_unreadable_secret,
+    kubeconfig_path_resolve,
+)
 from apps.inventory.models import Cluster, ClusterKind, Deployment, ScaleTargetKind
 
 from .base import Actuator, ActuatorError
@@ -121,15 +130,15 @@ def actuator_for(deployment: Deployment) -> Actuator:
         from .simulated import SimulatedActuator
 
         return SimulatedActuator(settings.FLEETSIM_URL or "http://127.0.0.1:9400")
-    try:
-        # Loading the cluster decrypts its secret, which fails when FIELD_ENCRYPTION_KEY
-        # changed since it was stored.
-        cluster = deployment.cluster
-        problem = cluster_credentials_problem(cluster) if cluster is not None else ""
-    except ValueError as exc:
-        raise _refused(f"the cluster of deployment {deployment.name}: {exc}") from None
+    cluster = deployment.cluster
     if cluster is None:
         raise _refused(f"deployment {deployment.name} has no cluster")
+    # A secret that no longer decrypts (FIELD_ENCRYPTION_KEY changed) is configuration to
+    # fix, like a malformed kubeconfig.
+    unreadable = cluster_unreadable_secret(cluster)
+    if unreadable:
+        raise _refused(unreadable)
+    problem = cluster_credentials_problem(cluster)
     if problem:
         raise _refused(problem, "credentials-refused")
     if kind in (ScaleTargetKind.K8S_DEPLOYMENT, ScaleTargetKind.K8S_STATEFULSET):

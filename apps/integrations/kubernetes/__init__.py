@@ -10,7 +10,12 @@ from .client import (
     kubernetes_error_from_api_exception,
     label_selector_string,
 )
-from .kubeconfig import KUBECONFIG_MAX_BYTES, kubeconfig_check, kubeconfig_load
+from .kubeconfig import (
+    KUBECONFIG_MAX_BYTES,
+    kubeconfig_check,
+    kubeconfig_load,
+    kubeconfig_server_check,
+)
 
 __all__ = [
     "KUBECONFIG_MAX_BYTES",
@@ -24,6 +29,7 @@ __all__ = [
     "build_api_client",
     "kubeconfig_check",
     "kubeconfig_load",
+    "kubeconfig_server_check",
     "kubernetes_error_from_api_exception",
     "label_selector_string",
 ]

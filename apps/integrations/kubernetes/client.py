@@ -13,6 +13,15 @@ The :class:`ApiClient` is built by :func:`build_api_client` from a kubeconfig do
 with urllib3's own retries turned off: the client would otherwise silently repeat a
 timed-out GET three more times, so one "10 s" read could take 40 s, and the caller's retry
 policy would not be the only one.
+
+A client built from a team's kubeconfig document calls a URL the team chose, so it goes
+through the outbound policy of :mod:`apps.core.netguard`: the server URL is checked before
+the client is built, and the client's connection pools are netguard's guarded ones, which
+resolve the host, check every address and connect only to a checked one at each new
+connection (a DNS answer that changes after the check is checked again). Proxies are off
+for such clients (a proxy would resolve the name itself). Clients built from the control
+plane's own identity (in-cluster service account, a host kubeconfig a superuser chose) are
+the operator's and are not guarded: their server is the one the operator configured.
 """
 
 from __future__ import annotations
@@ -35,6 +44,12 @@ from kubernetes.client import (
     V1StatefulSet,
 )
 from kubernetes.client.exceptions import ApiException
+
+from apps.core.netguard import (  # the guarded pools are netguard's, shared on purpose
+    GuardedHTTPConnectionPool,
+    GuardedHTTPSConnectionPool,
+    refusal_in,
+)
 
 __all__ = [
     "HorizontalPodAutoscalerInfo",
@@ -132,10 +147,12 @@ def build_api_client(
 
     ``kubeconfig`` is a kubeconfig document (a team's): it is parsed and checked by
     :func:`~apps.integrations.kubernetes.kubeconfig.kubeconfig_check` (inline data only,
-    no plugins) before anything is loaded from it. ``kubeconfig_path`` loads a file as it is
-    (exec plugins and file references included) and ``in_cluster`` uses the service account
-    mounted into the pod: both act as the control plane itself, so callers offer them only
-    where a superuser chose them. ``kube_context`` selects the context (the document's
+    no plugins, a server URL the outbound policy allows) before anything is loaded from it,
+    and the client connects only to checked addresses (see the module docstring).
+    ``kubeconfig_path`` loads a file as it is (exec plugins and file references included)
+    and ``in_cluster`` uses the service account mounted into the pod: both act as the
+    control plane itself, so callers offer them only where a superuser chose them, and
+    neither is guarded. ``kube_context`` selects the context (the document's
     current context when empty). The kubeconfig is never written back (token refreshes stay
     in memory).
 
@@ -178,12 +195,13 @@ def build_api_client(
             kube_config.load_incluster_config(client_configuration=configuration)
             return ApiClient(configuration=configuration)
         if kubeconfig:
-            return kube_config.new_client_from_config_dict(
+            kube_config.load_kube_config_from_dict(
                 config_dict=config,
                 context=context,
                 persist_config=False,
                 client_configuration=configuration,
             )
+            return _guarded_api_client(configuration)
         return kube_config.new_client_from_config(
             config_file=kubeconfig_path,
             context=kube_context or None,
@@ -203,6 +221,26 @@ def build_api_client(
             retryable=False,
             reason="misconfigured",
         ) from None
+
+
+def _guarded_api_client(configuration: Configuration) -> ApiClient:
+    """An ApiClient for a team's server whose connections go only to checked addresses."""
+    # The kubernetes Configuration takes HTTP(S)_PROXY from the environment; a proxy would
+    # resolve and reach the team's host itself. The setter also stops that lookup.
+    configuration.proxy = None
+    api_client = ApiClient(configuration=configuration)
+    pool_manager = api_client.rest_client.pool_manager
+    if type(pool_manager) is not urllib3.PoolManager:  # pragma: no cover - proxies are off
+        raise KubernetesError(
+            "the Kubernetes client would use a proxy", retryable=False, reason="misconfigured"
+        )
+    # The same pools requests uses through netguard.GuardedAdapter: each new connection
+    # resolves the host, checks every address and connects only to those addresses.
+    pool_manager.pool_classes_by_scheme = {
+        "http": GuardedHTTPConnectionPool,
+        "https": GuardedHTTPSConnectionPool,
+    }
+    return api_client
 
 
 def label_selector_string(selector: V1LabelSelector | None) -> str:
@@ -343,7 +381,23 @@ class KubernetesClient:
         except ApiException as exc:
             raise kubernetes_error_from_api_exception(exc, action) from None
         except urllib3.exceptions.HTTPError as exc:
+            refused = refusal_in(exc)
+            if refused is not None:
+                # The server's host now resolves to an address the outbound policy refuses.
+                raise KubernetesError(
+                    f"{action}: the API server's address is refused: {refused}",
+                    retryable=False,
+                    reason="misconfigured",
+                ) from None
             cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+            if isinstance(cause, urllib3.exceptions.SSLError):
+                # With urllib3's retries off, TLS failures arrive here wrapped rather than
+                # as the client's status-0 ApiException: the same misconfiguration.
+                raise KubernetesError(
+                    f"{action}: TLS failure talking to the API server: {cause}",
+                    retryable=False,
+                    reason="misconfigured",
+                ) from None
             # NewConnectionError (refused, no route) subclasses ConnectTimeoutError in
             # urllib3 for historical reasons, so it must be told apart first.
             timed_out = not isinstance(cause, urllib3.exceptions.NewConnectionError) and isinstance(

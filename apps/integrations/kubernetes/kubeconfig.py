@@ -11,6 +11,14 @@ entry must be one of the plain ones listed below, by name.
 
 The document is YAML (JSON is YAML). Anchors and aliases are refused: kubectl never writes
 them, and expanding a nest of aliases is how a few kilobytes become gigabytes.
+
+The server URL of the context in use is a URL the control plane calls on the team's behalf,
+so it goes through the outbound policy of :mod:`apps.core.netguard` like chat webhooks and
+team Prometheus URLs: loopback, link-local (cloud metadata), private and other internal
+addresses are refused unless the operator allows the network in
+``OUTBOUND_ALLOWED_NETWORKS`` (API servers usually sit on private addresses, so operators
+typically allow their cluster networks). ``proxy-url`` is refused: a proxy would resolve
+and reach the server itself, beyond that check.
 """
 
 from __future__ import annotations
@@ -20,9 +28,16 @@ from typing import Any
 
 import yaml
 
+from apps.core.netguard import DestinationRefused, destination_check
+
 from .client import KubernetesError
 
-__all__ = ["KUBECONFIG_MAX_BYTES", "kubeconfig_check", "kubeconfig_load"]
+__all__ = [
+    "KUBECONFIG_MAX_BYTES",
+    "kubeconfig_check",
+    "kubeconfig_load",
+    "kubeconfig_server_check",
+]
 
 KUBECONFIG_MAX_BYTES = 256 * 1024
 
@@ -43,7 +58,6 @@ _CLUSTER_KEYS = {
     "certificate-authority-data",
     "insecure-skip-tls-verify",
     "tls-server-name",
-    "proxy-url",
     "disable-compression",
     "extensions",
 }
@@ -73,6 +87,8 @@ _REFUSED = {
     "client-key": "client-key reads a file on the control plane's host; give client-key-data",
     "certificate-authority": "certificate-authority reads a file on the control plane's "
     "host; give certificate-authority-data",
+    "proxy-url": "a proxy would reach the server on the control plane's behalf, beyond its "
+    "outbound address check; give the API server's own address",
 }
 
 
@@ -149,13 +165,26 @@ def _check_keys(kind: str, name: str, body: Mapping[str, Any], allowed: set[str]
             )
 
 
+def kubeconfig_server_check(server: str, *, cluster_name: str) -> None:
+    """The outbound policy for a kubeconfig cluster's ``server`` URL (its form, and every
+    address its host resolves to now); a non-retryable ``misconfigured`` error naming the
+    refused address otherwise. A name that does not resolve now passes: the connection
+    checks again (see :func:`~apps.integrations.kubernetes.client.build_api_client`)."""
+    try:
+        destination_check(server, field=f"cluster {cluster_name!r} server")
+    except DestinationRefused as exc:
+        raise _misconfigured(str(exc)) from None
+
+
 def kubeconfig_check(config: Mapping[str, Any], *, context: str = "") -> str:
     """Check a parsed kubeconfig for team use; returns the context that will be used.
 
     ``context`` empty means the document's ``current-context``. That context must exist and
     name a cluster (with a server) and, when it names one, a user that exist in the
     document. Every entry, used or not, may hold inline data only (the context can be
-    changed later without sending the document again).
+    changed later without sending the document again). The server of the context's cluster
+    must pass :func:`kubeconfig_server_check` (this resolves its host name); a change of
+    context is checked again by the caller.
     """
     unknown = set(config) - _TOP_KEYS
     if unknown:
@@ -187,4 +216,6 @@ def kubeconfig_check(config: Mapping[str, Any], *, context: str = "") -> str:
     user_name = entry.get("user")
     if user_name is not None and (not isinstance(user_name, str) or user_name not in users):
         raise _misconfigured(f"context {chosen!r} names user {user_name!r}, not in users")
+    # Last: the one check that looks anything up.
+    kubeconfig_server_check(server, cluster_name=cluster_name)
     return chosen

@@ -34,6 +34,7 @@ from tests.factories.inventory import (
     ClusterFactory,
     DeploymentFactory,
     SimulatedDeploymentFactory,
+    kubeconfig_document,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -299,6 +300,44 @@ def test_evaluate_task__malformed_kubeconfig__hold_recorded_every_cycle_and_aler
     alert = Alert.objects.get(name="AutoscalerTargetUnreadable", deployment=dep)
     assert alert.status == AlertStatus.FIRING
     assert alert.annotations["description"] == records[-1].reason
+
+
+@pytest.mark.parametrize(
+    ("server", "named"),
+    [
+        ("https://169.254.169.254", "169.254.169.254"),
+        ("https://127.0.0.1:6443", "127.0.0.1"),
+        ("https://[::1]", "::1"),
+        ("https://localhost", "localhost resolves to"),
+        ("https://0x7f000001", "0x7f000001"),
+    ],
+)
+def test_evaluate_task__stored_kubeconfig_server_internal__hold_recorded_and_alert_raised(
+    server, named, settings, monkeypatch
+):
+    """A kubeconfig stored before its server was checked (or since the allow-list shrank) is
+    refused before a client is built: a recorded hold with the reason, not a call."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.OUTBOUND_ALLOWED_NETWORKS = []
+    monkeypatch.setattr("apps.alerts.tasks.deliver_channel.delay", lambda *a, **k: None)
+    cluster = ClusterFactory(credentials={"kubeconfig": kubeconfig_document(server=server)})
+    dep = DeploymentFactory(team=cluster.team, cluster=cluster, max_replicas=10)
+    AutoscalingPolicy.objects.create(
+        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
+    )
+
+    evaluate(dep.pk)
+
+    record = DecisionRecord.objects.get(deployment=dep)
+    assert record.rule == "hold:target_unreadable"
+    assert named in record.reason
+    assert record.events[0]["reason"] == "misconfigured"
+    assert record.events[0]["retryable"] is False
+    assert not ScaleAction.objects.exists()
+    alert_sources_evaluate()
+    alert = Alert.objects.get(name="AutoscalerTargetUnreadable", deployment=dep)
+    assert alert.status == AlertStatus.FIRING
+    assert named in alert.annotations["description"]
 
 
 def test_scale_action_execute__actuator_cannot_be_built__action_failed_with_reason(deployment):

@@ -185,6 +185,8 @@ def test_viewer__list_and_detail__200(roster, client_for, name):
     assert client.get(f"{resource.path}{obj.pk}/").json()["id"] == obj.pk
 
 
+# The kubeconfig's server is on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 @pytest.mark.parametrize("method", WRITES)
 @pytest.mark.parametrize("name", sorted(RESOURCES))
 def test_viewer__write__403(roster, client_for, name, method):
@@ -198,6 +200,8 @@ def test_viewer__write__403(roster, client_for, name, method):
 EXPECTED_WRITE_STATUS = {"post": 201, "patch": 200, "put": 200, "delete": 204}
 
 
+# The kubeconfig's server is on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 @pytest.mark.parametrize("method", WRITES)
 @pytest.mark.parametrize("name", ["clusters", "models", "deployments"])
 def test_operator__write_inventory__2xx(roster, client_for, name, method):

@@ -217,6 +217,8 @@ def test_cluster_update__operator_on_approved_cluster__descriptive_fields_only(r
     assert cluster.process_identity_approved is True
 
 
+# The kubeconfig's server is on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_cluster_update__operator_switches_approved_cluster_to_team_key__approval_dropped(
     roster, operator
 ):
@@ -315,6 +317,8 @@ def test_cluster_create__operator_assume_role_with_team_key__201(roster, operato
     assert response.json()["uses_process_identity"] is False
 
 
+# The kubeconfig's server is on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_cluster_update__secret_changed__audit_says_only_that(roster, operator):
     cluster = ClusterFactory(team=roster.team)
 

@@ -28,6 +28,8 @@ def _names(response):
 # --- clusters -----------------------------------------------------------------------------
 
 
+# The kubeconfig's server is on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_cluster__create_read_update_delete__round_trip(roster, operator_client):
     created = operator_client.post(
         "/api/v1/clusters/",

@@ -72,5 +72,7 @@ def test_kubeconfig_load__constructor_failures__kubernetes_error(text):
     assert "not valid YAML" in info.value.message
 
 
+# The kubeconfig's server is on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
 def test_kubeconfig_check__inline_document__context_returned():
     assert kubeconfig_check(json.loads(kubeconfig_document(context="prod"))) == "prod"

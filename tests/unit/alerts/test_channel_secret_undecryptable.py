@@ -1,0 +1,209 @@
+"""A channel whose stored settings no longer decrypt (FIELD_ENCRYPTION_KEY changed): reads
+answer 200 and say so, other edits keep the stored text as it is, new settings replace it,
+and sending fails with the reason instead of a 500 (nothing is sent)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from apps.accounts.models import Role
+from apps.alerts.channels import channel_deliver_pending
+from apps.alerts.models import Channel, Delivery, DeliveryStatus
+from apps.integrations.chat import sample_notification
+from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANNELS = "/api/v1/alerts/channels/"
+ROTATED = override_settings(FIELD_ENCRYPTION_KEY="a-key-the-settings-were-not-stored-with")
+
+
+class _Receiver:
+    """A webhook receiver on 127.0.0.1 that records every request."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.hits.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(allow_loopback_outbound: None) -> Iterator[_Receiver]:
+    server = _Receiver()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def operator(client_for: Any) -> tuple[Any, Any]:
+    team = TeamFactory()
+    user = UserFactory()
+    MembershipFactory(user=user, team=team, role=Role.OPERATOR)
+    return team, client_for(user)
+
+
+@pytest.fixture
+def channel(operator: tuple[Any, Any], receiver: _Receiver) -> Channel:
+    return Channel.objects.create(
+        team=operator[0],
+        name="oncall",
+        kind="webhook",
+        config={"webhook_url": receiver.url, "secret": "s3cret"},
+    )
+
+
+def _stored_text(channel: Channel) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT config FROM {Channel._meta.db_table} WHERE id = %s",  # noqa: S608
+            [channel.pk],
+        )
+        return str(cursor.fetchone()[0])
+
+
+def test_channel_list__config_undecryptable__200_with_the_problem(
+    operator: tuple[Any, Any], channel: Channel
+) -> None:
+    with ROTATED:
+        response = operator[1].get(CHANNELS)
+
+    assert response.status_code == 200, response.content
+    (row,) = response.json()["results"]
+    assert row["configured"] is True
+    assert "cannot be decrypted" in row["config_problem"]
+    assert "send config again" in row["config_problem"]
+
+
+def test_channel_detail__config_undecryptable__200_with_the_problem(
+    operator: tuple[Any, Any], channel: Channel
+) -> None:
+    with ROTATED:
+        response = operator[1].get(f"{CHANNELS}{channel.pk}/")
+
+    assert response.status_code == 200, response.content
+    assert "cannot be decrypted" in response.json()["config_problem"]
+
+
+def test_channel_detail__config_readable__no_problem(
+    operator: tuple[Any, Any], channel: Channel
+) -> None:
+    response = operator[1].get(f"{CHANNELS}{channel.pk}/")
+
+    assert response.json()["configured"] is True
+    assert response.json()["config_problem"] == ""
+
+
+def test_channel_patch__other_field__200_and_stored_settings_unchanged(
+    operator: tuple[Any, Any], channel: Channel, receiver: _Receiver
+) -> None:
+    before = _stored_text(channel)
+
+    with ROTATED:
+        response = operator[1].patch(f"{CHANNELS}{channel.pk}/", {"name": "pager"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert _stored_text(channel) == before
+    channel.refresh_from_db()  # with the original key: still readable
+    assert channel.name == "pager"
+    assert channel.config["webhook_url"] == receiver.url
+
+
+def test_channel_patch__kind_without_config__400_asking_for_config(
+    operator: tuple[Any, Any], channel: Channel
+) -> None:
+    with ROTATED:
+        response = operator[1].patch(f"{CHANNELS}{channel.pk}/", {"kind": "teams"}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]["config"]
+
+
+def test_channel_patch__config_sent_again__200_and_readable(
+    operator: tuple[Any, Any], channel: Channel, receiver: _Receiver
+) -> None:
+    with ROTATED:
+        response = operator[1].patch(
+            f"{CHANNELS}{channel.pk}/",
+            {"config": {"webhook_url": receiver.url, "secret": "new"}},
+            format="json",
+        )
+        again = operator[1].get(f"{CHANNELS}{channel.pk}/")
+
+    assert response.status_code == 200, response.content
+    assert again.json()["config_problem"] == ""
+
+
+def test_channel_test_send__config_undecryptable__failed_delivery_with_reason_nothing_sent(
+    operator: tuple[Any, Any], channel: Channel, receiver: _Receiver
+) -> None:
+    with ROTATED:
+        response = operator[1].post(f"{CHANNELS}{channel.pk}/test/", {}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "failed"
+    assert "cannot be decrypted" in response.json()["error"]
+    assert receiver.hits == []
+
+
+def test_deliver_pending__config_undecryptable__failed_channel_disabled_nothing_sent(
+    channel: Channel, receiver: _Receiver
+) -> None:
+    delivery = Delivery.objects.create(
+        channel=channel,
+        idempotency_key="k1",
+        notification=sample_notification().to_dict(),
+        fingerprints=[],
+        next_attempt_at=timezone.now(),
+    )
+
+    with ROTATED:
+        channel_deliver_pending(channel_id=channel.pk)
+
+    delivery.refresh_from_db()
+    channel.refresh_from_db()
+    assert delivery.status == DeliveryStatus.FAILED
+    assert "cannot be decrypted" in delivery.error
+    assert not channel.enabled
+    assert "cannot be decrypted" in channel.disabled_reason
+    assert receiver.hits == []
+
+
+def test_route_list__channel_config_undecryptable__200(
+    operator: tuple[Any, Any], channel: Channel
+) -> None:
+    from apps.alerts.models import Route
+
+    route = Route.objects.create(team=operator[0], name="all")
+    route.channels.add(channel)  # listed with its channels loaded
+
+    with ROTATED:
+        response = operator[1].get("/api/v1/alerts/routes/")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["results"][0]["channels"] == [channel.pk]
