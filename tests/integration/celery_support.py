@@ -1,21 +1,35 @@
 """A real Celery worker's surroundings for integration tests: the broker and Django's cache
 on Redis databases of their own, emptied before and after, and connection pools reset so
-that one test's closed pool does not leak into the next."""
+that one test's closed pool does not leak into the next; and ``celery worker`` processes
+on the test database (PostgreSQL, or the SQLite test file)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import kombu.pools
 import pytest
+from django.db import connection
 
 from controlplane.celery import app
 
 # Databases of their own: a developer's worker (db 0) or the heartbeat test (db 14)
 # cannot take these messages or hold these locks.
+ROOT = Path(__file__).resolve().parents[2]
+
 BROKER_URL = "redis://127.0.0.1:6379/13"
 CACHE_URL = "redis://127.0.0.1:6379/12"
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
@@ -71,3 +85,130 @@ def celery_redis(settings: Any) -> Iterator[Any]:
         locks.flushdb()
         broker.close()
         locks.close()
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def events(self) -> list[dict[str, Any]]:
+        """The worker's structured log lines (JSON), oldest first."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def received(self, task_name: str) -> int:
+        return sum(
+            1
+            for e in self.events()
+            if str(e.get("event", "")).startswith(f"Task {task_name}[")
+            and str(e.get("event", "")).endswith(" received")
+        )
+
+    def count(self, event: str) -> int:
+        return sum(1 for e in self.events() if e.get("event") == event)
+
+
+def shared_database_url() -> str:
+    """The test database (``test_<name>``, or the SQLite test file), for processes
+    outside this one."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        if connection.is_in_memory_db():
+            pytest.skip("worker processes need a shared database, not an in-memory one")
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    auth = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
+
+
+@pytest.fixture
+def worker_processes(
+    celery_redis: Any, tmp_path: Path
+) -> Iterator[Callable[..., list[WorkerProcess]]]:
+    """Starts ``celery worker`` processes (solo pool, control queue) on the test database,
+    the broker on db 13 and the cache on db 12; waits until each answers a ping."""
+    started: list[WorkerProcess] = []
+    run = uuid.uuid4().hex[:6]
+
+    def start(
+        count: int, fleetsim_url: str, extra_env: Mapping[str, str] | None = None
+    ) -> list[WorkerProcess]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": shared_database_url(),
+            "DATABASE_CONN_MAX_AGE": "0",
+            "REDIS_URL": CACHE_URL,  # the cache; Celery's own variable wins for the broker
+            "CELERY_BROKER_URL": BROKER_URL,
+            "FLEETSIM_URL": fleetsim_url,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "CONTROLPLANE_ENV": "development",  # Celery's "received" lines are logged at INFO
+            **(extra_env or {}),
+        }
+        env.pop("PROMETHEUS_URL", None)
+        workers = []
+        for i in range(len(started) + 1, len(started) + count + 1):
+            name = f"w{i}-{run}@{socket.gethostname()}"
+            log = tmp_path / f"worker-{i}.log"
+            with open(log, "wb") as handle:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "controlplane",
+                        "worker",
+                        "-Q",
+                        "control",
+                        "-P",
+                        "solo",
+                        "-n",
+                        name,
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                        "-l",
+                        "INFO",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                )
+            worker = WorkerProcess(name, proc, log)
+            started.append(worker)
+            workers.append(worker)
+        pending = {w.name for w in workers}
+        deadline = time.monotonic() + 60
+        while pending:
+            for w in workers:
+                if w.proc.poll() is not None:
+                    raise AssertionError(f"{w.name} exited:\n{w.log.read_text()[-3000:]}")
+            assert time.monotonic() < deadline, f"no ping answer from {sorted(pending)}"
+            for reply in app.control.ping(destination=sorted(pending), timeout=1.0):
+                pending -= set(reply)
+        return workers
+
+    try:
+        yield start
+    finally:
+        for w in started:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the current task
+        for w in started:
+            try:
+                w.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=10)
