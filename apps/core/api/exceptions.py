@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError, IntegrityError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -30,6 +30,23 @@ def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.Validati
             }
         )
     return exceptions.ValidationError({"non_field_errors": list(exc.messages)})
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable; try again shortly."
+    default_code = "database_unavailable"
+    wait = 5  # DRF sends it as Retry-After
+
+
+def _database_unavailable(exc: Exception) -> DatabaseUnavailable:
+    """The database is down, restarting or unreachable (or a SQLite lock outlasted the busy
+    timeout): the server's condition, not the request's, and passing. The connection is
+    dropped at the end of the request (Django closes one that saw an error and is no
+    longer usable), so the next request connects afresh. The error text, which can name
+    hosts, stays in the log."""
+    logger.warning("api-database-unavailable", error=str(exc), error_type=type(exc).__name__)
+    return DatabaseUnavailable()
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -57,6 +74,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc.status_code = status.HTTP_409_CONFLICT
     elif isinstance(exc, DataError):
         exc = exceptions.ValidationError({"non_field_errors": [f"Invalid value: {exc}"]})
+    elif isinstance(exc, OperationalError | InterfaceError):
+        exc = _database_unavailable(exc)
 
     response = drf_exception_handler(exc, context)
     if response is None:
