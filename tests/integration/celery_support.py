@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,19 +137,26 @@ def worker_processes(
     celery_redis: Any, tmp_path: Path
 ) -> Iterator[Callable[..., list[WorkerProcess]]]:
     """Starts ``celery worker`` processes (solo pool, control queue) on the test database,
-    the broker on db 13 and the cache on db 12; waits until each answers a ping."""
+    the broker on db 13 and the cache on db 12 (or the ones given); waits until each
+    answers a ping."""
     started: list[WorkerProcess] = []
     run = uuid.uuid4().hex[:6]
 
     def start(
-        count: int, fleetsim_url: str, extra_env: Mapping[str, str] | None = None
+        count: int,
+        fleetsim_url: str,
+        extra_env: Mapping[str, str] | None = None,
+        *,
+        queues: str = "control",
+        broker_url: str = BROKER_URL,
+        cache_url: str = CACHE_URL,
     ) -> list[WorkerProcess]:
         env = {
             **os.environ,
             "DATABASE_URL": shared_database_url(),
             "DATABASE_CONN_MAX_AGE": "0",
-            "REDIS_URL": CACHE_URL,  # the cache; Celery's own variable wins for the broker
-            "CELERY_BROKER_URL": BROKER_URL,
+            "REDIS_URL": cache_url,  # the cache; Celery's own variable wins for the broker
+            "CELERY_BROKER_URL": broker_url,
             "FLEETSIM_URL": fleetsim_url,
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
@@ -170,7 +178,7 @@ def worker_processes(
                         "controlplane",
                         "worker",
                         "-Q",
-                        "control",
+                        queues,
                         "-P",
                         "solo",
                         "-n",
@@ -212,3 +220,79 @@ def worker_processes(
             except subprocess.TimeoutExpired:
                 w.proc.kill()
                 w.proc.wait(timeout=10)
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port, without persistence (like
+    the shared one), which the test may kill and start again."""
+
+    binary: str
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--logfile", "redis.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        try:
+            wait_for(lambda: self._pings(client), 20, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    def _pings(self, client: Any) -> bool:
+        import redis
+
+        assert self.proc is not None
+        assert self.proc.poll() is None, "redis-server exited"
+        try:
+            return bool(client.ping())
+        except redis.exceptions.ConnectionError:
+            return False
+
+    def kill(self) -> None:
+        """Like a crash: SIGKILL, everything in memory is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(celery_redis: Any, settings: Any, tmp_path: Path) -> Iterator[PrivateRedis]:
+    """Celery's broker (db 0) and Django's cache (db 1) on a private redis-server; the
+    shared Redis on 6379 is never restarted."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed (Debian package 'redis-server')")
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server = PrivateRedis(binary, free_port(), workdir)
+    server.start()
+    reset_pools()
+    app.conf.update(broker_url=server.url(0), broker_transport_options={})
+    settings.CACHES = {"default": {"BACKEND": REDIS_CACHE, "LOCATION": server.url(1)}}
+    try:
+        yield server
+    finally:
+        reset_pools()
+        server.kill()

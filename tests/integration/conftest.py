@@ -9,6 +9,7 @@ import pytest
 from apps.integrations.prometheus.embedded import find_binary
 from tests.integration.celery_support import (  # noqa: F401 - shared fixtures
     celery_redis,
+    private_redis,
     worker_processes,
 )
 
