@@ -27,10 +27,11 @@ from django.db import connection
 
 from controlplane.celery import app
 
-# Databases of their own: a developer's worker (db 0) or the heartbeat test (db 14)
-# cannot take these messages or hold these locks.
 ROOT = Path(__file__).resolve().parents[2]
 
+# Without redis-server installed, the shared Redis is used, on databases of their own (a
+# developer's worker on db 0 cannot take these messages or hold these locks); two test
+# runs at once on one machine would then share them.
 BROKER_URL = "redis://127.0.0.1:6379/13"
 CACHE_URL = "redis://127.0.0.1:6379/12"
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
@@ -58,34 +59,123 @@ def reset_pools() -> None:
     del app.control.mailbox.producer_pool
 
 
+@dataclass
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port, without persistence (like
+    the shared one), which the test may kill and start again."""
+
+    binary: str
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--logfile", "redis.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        try:
+            wait_for(lambda: self._pings(client), 20, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    def _pings(self, client: Any) -> bool:
+        import redis
+
+        assert self.proc is not None
+        assert self.proc.poll() is None, "redis-server exited"
+        try:
+            return bool(client.ping())
+        except redis.exceptions.ConnectionError:
+            return False
+
+    def kill(self) -> None:
+        """Like a crash: SIGKILL, everything in memory is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class CeleryRedis:
+    """Where the broker and the cache of a Celery test live."""
+
+    broker_url: str
+    cache_url: str
+    broker: Any  # a redis client on the broker's database
+    server: PrivateRedis | None  # None: the shared Redis on 6379
+
+
 @pytest.fixture
-def celery_redis(settings: Any) -> Iterator[Any]:
-    """Celery's broker on Redis db 13 and Django's cache on Redis db 12, both empty."""
+def celery_redis(settings: Any, tmp_path: Path) -> Iterator[CeleryRedis]:
+    """Celery's broker and Django's cache on Redis, empty: a private redis-server on a free
+    port (db 0 and 1) when it is installed, so that no other test run on the machine takes
+    these messages or holds these locks; otherwise the shared one (db 13 and 12)."""
     redis = pytest.importorskip("redis")
-    broker = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=2)
-    locks = redis.Redis.from_url(CACHE_URL, socket_connect_timeout=2)
+    binary = shutil.which("redis-server")
+    server = None
+    if binary is not None:
+        workdir = tmp_path / "redis"
+        workdir.mkdir()
+        server = PrivateRedis(binary, free_port(), workdir)
+        server.start()
+        broker_url, cache_url = server.url(0), server.url(1)
+    else:
+        broker_url, cache_url = BROKER_URL, CACHE_URL
+    broker = redis.Redis.from_url(broker_url, socket_connect_timeout=2)
+    locks = redis.Redis.from_url(cache_url, socket_connect_timeout=2)
     try:
         broker.ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis is not reachable at {BROKER_URL} ({exc}); start redis-server")
+        pytest.skip(f"Redis is not reachable at {broker_url} ({exc}); start redis-server")
     broker.flushdb()
     locks.flushdb()
-    settings.CACHES = {"default": {"BACKEND": REDIS_CACHE, "LOCATION": CACHE_URL}}
+    settings.CACHES = {"default": {"BACKEND": REDIS_CACHE, "LOCATION": cache_url}}
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
     # An embedded worker sets up Celery logging, which lowers the root logger's level.
     root_level = logging.getLogger().level
     reset_pools()
-    app.conf.update(broker_url=BROKER_URL, broker_transport_options={})
+    app.conf.update(broker_url=broker_url, broker_transport_options={})
     try:
-        yield broker
+        yield CeleryRedis(broker_url, cache_url, broker, server)
     finally:
         reset_pools()
         app.conf.update(saved)
         logging.getLogger().setLevel(root_level)
-        broker.flushdb()
-        locks.flushdb()
+        if server is None:
+            broker.flushdb()
+            locks.flushdb()
         broker.close()
         locks.close()
+        if server is not None:
+            server.kill()
+
+
+@pytest.fixture
+def private_redis(celery_redis: CeleryRedis) -> PrivateRedis:
+    """The private redis-server behind ``celery_redis``, for tests that kill and restart
+    it (the shared Redis on 6379 is never restarted)."""
+    if celery_redis.server is None:
+        pytest.skip("redis-server not installed (Debian package 'redis-server')")
+    return celery_redis.server
 
 
 @dataclass
@@ -134,11 +224,10 @@ def shared_database_url() -> str:
 
 @pytest.fixture
 def worker_processes(
-    celery_redis: Any, tmp_path: Path
+    celery_redis: CeleryRedis, tmp_path: Path
 ) -> Iterator[Callable[..., list[WorkerProcess]]]:
-    """Starts ``celery worker`` processes (solo pool, control queue) on the test database,
-    the broker on db 13 and the cache on db 12 (or the ones given); waits until each
-    answers a ping."""
+    """Starts ``celery worker`` processes (solo pool, control queue) on the test database
+    and the broker and cache of ``celery_redis``; waits until each answers a ping."""
     started: list[WorkerProcess] = []
     run = uuid.uuid4().hex[:6]
 
@@ -148,15 +237,14 @@ def worker_processes(
         extra_env: Mapping[str, str] | None = None,
         *,
         queues: str = "control",
-        broker_url: str = BROKER_URL,
-        cache_url: str = CACHE_URL,
     ) -> list[WorkerProcess]:
         env = {
             **os.environ,
             "DATABASE_URL": shared_database_url(),
             "DATABASE_CONN_MAX_AGE": "0",
-            "REDIS_URL": cache_url,  # the cache; Celery's own variable wins for the broker
-            "CELERY_BROKER_URL": broker_url,
+            # The cache; Celery's own variable wins for the broker.
+            "REDIS_URL": celery_redis.cache_url,
+            "CELERY_BROKER_URL": celery_redis.broker_url,
             "FLEETSIM_URL": fleetsim_url,
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
@@ -220,79 +308,3 @@ def worker_processes(
             except subprocess.TimeoutExpired:
                 w.proc.kill()
                 w.proc.wait(timeout=10)
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server of the test's own on a free loopback port, without persistence (like
-    the shared one), which the test may kill and start again."""
-
-    binary: str
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def url(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--logfile", "redis.log"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
-        try:
-            wait_for(lambda: self._pings(client), 20, f"redis-server on port {self.port}")
-        finally:
-            client.close()
-
-    def _pings(self, client: Any) -> bool:
-        import redis
-
-        assert self.proc is not None
-        assert self.proc.poll() is None, "redis-server exited"
-        try:
-            return bool(client.ping())
-        except redis.exceptions.ConnectionError:
-            return False
-
-    def kill(self) -> None:
-        """Like a crash: SIGKILL, everything in memory is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis(celery_redis: Any, settings: Any, tmp_path: Path) -> Iterator[PrivateRedis]:
-    """Celery's broker (db 0) and Django's cache (db 1) on a private redis-server; the
-    shared Redis on 6379 is never restarted."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed (Debian package 'redis-server')")
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = PrivateRedis(binary, free_port(), workdir)
-    server.start()
-    reset_pools()
-    app.conf.update(broker_url=server.url(0), broker_transport_options={})
-    settings.CACHES = {"default": {"BACKEND": REDIS_CACHE, "LOCATION": server.url(1)}}
-    try:
-        yield server
-    finally:
-        reset_pools()
-        server.kill()

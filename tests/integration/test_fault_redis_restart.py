@@ -151,8 +151,6 @@ def test_redis_restarted_mid_delivery__notified_once__loop_resumes(
         2,
         "http://127.0.0.1:9",  # no simulator: the decision holds on an unreadable target
         queues="control,notify",
-        broker_url=private_redis.url(0),
-        cache_url=private_redis.url(1),
     )
 
     first = _fire(team, "GpuHot")
