@@ -53,6 +53,8 @@ def test_prometheus_unreachable_ten_minutes__holds_and_alerts__never_scales_down
     prometheus_binary, settings
 ):
     settings.METRICS_RATE_WINDOW = "15s"
+    # Opt in to the loopback Prometheus and simulator: the outbound guard refuses them.
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     quick = replace(get_profile("A100-80GB"), cold_start_s=1.0)
     sim = SimulatedDeployment(
         "chat", "llama", "llm", quick, replicas=4, workload=workload.steady(0.5, 3600, seed=3)

@@ -83,7 +83,9 @@ class _Server(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[_Receiver, str]]:
+def receiver(settings: Any) -> Iterator[tuple[_Receiver, str]]:
+    # Opt in to a loopback receiver: the outbound guard refuses it by default.
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     state = _Receiver()
     server = _Server(state)
     thread = threading.Thread(
@@ -150,6 +152,7 @@ def test_redis_restarted_mid_delivery__notified_once__loop_resumes(
     workers = worker_processes(
         2,
         "http://127.0.0.1:9",  # no simulator: the decision holds on an unreadable target
+        {"OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32"},
         queues="control,notify",
     )
 

@@ -49,6 +49,8 @@ class RecordingTransport:
 @pytest.fixture
 def delivery(settings) -> Delivery:
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Opt in to a loopback destination (never contacted: the transport does not post).
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     team = TeamFactory()
     channel = Channel.objects.create(
         team=team,
