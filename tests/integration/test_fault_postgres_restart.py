@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -101,8 +102,13 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         pytest.skip(
             "PostgreSQL server binaries (initdb, pg_ctl) not installed (Debian 'postgresql')"
         )
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root needs runuser to start PostgreSQL as the postgres user")
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root needs runuser to start PostgreSQL as another user")
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root needs a 'postgres' user to start PostgreSQL as")
     base = Path(tempfile.mkdtemp(prefix="cp-faults-pg-"))
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
