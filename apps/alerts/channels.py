@@ -174,6 +174,36 @@ def _merge_storm(
     return digests
 
 
+# A delivery is "sending" for at most deliver_channel's hard time limit (120 s); one that
+# has been sending for longer lost its worker.
+_SENDING_LEASE_S = 300.0
+
+
+def _claim(delivery: Delivery, now: datetime) -> bool:
+    """Pending → sending with a conditional update, so that a delivery is sent by one
+    worker even when the channel's lock was lost with the cache (a Redis restart)."""
+    claimed = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.SENDING, next_attempt_at=now
+    )
+    if claimed == 1:
+        delivery.status, delivery.next_attempt_at = DeliveryStatus.SENDING, now
+    return claimed == 1
+
+
+def deliveries_sending_recover(*, lease_s: float = _SENDING_LEASE_S) -> int:
+    """Deliveries left "sending" by a worker that died mid-send go back to pending (sent
+    again: at least once). Test messages are sent in the web request and recorded there."""
+    stale = timezone.now() - timedelta(seconds=lease_s)
+    recovered = (
+        Delivery.objects.filter(status=DeliveryStatus.SENDING, next_attempt_at__lt=stale)
+        .exclude(idempotency_key__startswith="test-")
+        .update(status=DeliveryStatus.PENDING)
+    )
+    if recovered:
+        logger.warning("alert-deliveries-recovered", count=recovered)
+    return recovered
+
+
 def channel_deliver_pending(
     *,
     channel_id: int,
@@ -222,6 +252,8 @@ def channel_deliver_pending(
             if len(due) > budget:
                 due = _merge_storm(channel, due, max(1, budget), transport)
             delivery = due[0]
+            if not _claim(delivery, now_dt):
+                continue  # another sender has it: the channel lock went with the cache
             sent = prune([*sent, now], limits, now)
             cache.set(_sent_key(channel_id), sent, timeout=3600)
             error = _attempt(delivery, transport, Notification.from_dict(delivery.notification))
@@ -238,7 +270,11 @@ def channel_deliver_pending(
                 )
                 continue
             delay = max(error.retry_after_s or 0.0, _backoff(delivery.attempts))
-            _record(delivery, next_attempt_at=now_dt + timedelta(seconds=delay))
+            _record(
+                delivery,
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now_dt + timedelta(seconds=delay),
+            )
         return 0.0
 
 

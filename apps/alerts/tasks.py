@@ -5,7 +5,7 @@ from django.core.cache import cache
 
 from apps.core.locks import cache_lock
 
-from .channels import channel_deliver_pending
+from .channels import channel_deliver_pending, deliveries_sending_recover
 from .models import Delivery, DeliveryStatus
 from .services import alert_groups_flush
 
@@ -33,6 +33,7 @@ def deliver_due() -> int:
     """Safety net: every channel with something due gets a sender (lost tasks, restarts)."""
     from django.utils import timezone
 
+    deliveries_sending_recover()
     channels = set(
         Delivery.objects.filter(
             status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()

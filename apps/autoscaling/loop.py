@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -315,10 +316,15 @@ class _CountingActuator:
             self.inner.prepare_scale_down(target, remove, pod_load)
 
 
-def deployment_lock(deployment_id: int, *, ttl_s: int = 120) -> AbstractContextManager[bool]:
+def deployment_lock(
+    deployment_id: int, *, ttl_s: int | None = None
+) -> AbstractContextManager[bool]:
     """The per-deployment lock in the shared cache: two workers never act on one
-    deployment at once."""
-    return cache_lock(f"autoscaling:lock:{deployment_id}", ttl_s=ttl_s)
+    deployment at once. It is also the lease of a running action: its TTL
+    (``AUTOSCALING_ACTION_LEASE_S``) outlasts any apply, so a running action whose
+    deployment lock is free has lost its worker."""
+    ttl = settings.AUTOSCALING_ACTION_LEASE_S if ttl_s is None else ttl_s
+    return cache_lock(f"autoscaling:lock:{deployment_id}", ttl_s=ttl)
 
 
 def scale_action_execute(
@@ -396,3 +402,61 @@ def scale_action_execute(
             )
     action.refresh_from_db()
     return action
+
+
+# --------------------------------------------------------------------------- recover
+
+
+def scale_actions_recover(*, max_age_s: float = 300.0) -> dict[str, list[int]]:
+    """Running actions whose worker is gone (killed, lost, out of memory).
+
+    A worker holds its deployment's lock from before the claim until the action is marked
+    done, so a running action whose deployment lock can be taken has lost its worker. It
+    goes back to pending under the same idempotency key (``evaluate_all`` sends every
+    pending action right after calling this). The re-run re-reads the platform first, so
+    a write that landed before the worker died is not made twice (``apply_with_retry``).
+    The lock is held while the row changes, so no worker claims the deployment meanwhile.
+
+    Not re-applied: an action with a newer action of its deployment (superseded: the newer
+    one says what the deployment needs now), and one older than ``max_age_s`` (failed: a
+    decision that old is stale, and an action that keeps killing its workers stops there;
+    the next evaluation re-reads the platform). Returns the ids per outcome.
+    """
+    outcome: dict[str, list[int]] = {"requeued": [], "superseded": [], "failed": []}
+    oldest = timezone.now() - timedelta(seconds=max_age_s)
+    for action in ScaleAction.objects.filter(status=ActionStatus.RUNNING).order_by("id"):
+        with deployment_lock(action.deployment_id) as acquired:
+            if not acquired:
+                continue  # its worker is still applying it (or another one is)
+            running = ScaleAction.objects.filter(id=action.pk, status=ActionStatus.RUNNING)
+            newer = ScaleAction.objects.filter(
+                deployment_id=action.deployment_id, id__gt=action.pk
+            ).exists()
+            if newer:
+                changed = running.update(
+                    status=ActionStatus.SUPERSEDED,
+                    finished_at=timezone.now(),
+                    error="the worker applying it stopped; a newer action replaces it",
+                )
+                kind = "superseded"
+            elif action.created_at < oldest:
+                changed = running.update(
+                    status=ActionStatus.FAILED,
+                    finished_at=timezone.now(),
+                    error="the worker applying it stopped and the action is too old to "
+                    "apply again; the platform is re-read at the next evaluation",
+                )
+                kind = "failed"
+            else:
+                changed = running.update(status=ActionStatus.PENDING, started_at=None)
+                kind = "requeued"
+            if changed:
+                outcome[kind].append(action.pk)
+                logger.warning(
+                    "scale-action-recovered",
+                    action=action.pk,
+                    deployment=action.deployment_id,
+                    outcome=kind,
+                    idempotency_key=action.idempotency_key,
+                )
+    return outcome

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from celery import shared_task
-from django.utils import timezone
 
 from apps.core.locks import cache_lock
 from apps.inventory.models import Deployment
 
 from .actuators.factory import actuator_for
-from .loop import deployment_evaluate, scale_action_execute
+from .loop import deployment_evaluate, scale_action_execute, scale_actions_recover
 from .models import ActionStatus, Mode, ScaleAction
 
 
@@ -24,17 +21,8 @@ def evaluate_all() -> int:
     )
     for pk in ids:
         evaluate.delay(pk)
-    # An action claimed by a worker that died stays "running": close it after well past
-    # the task's hard time limit, so it is visible as failed (the next decision re-reads
-    # the platform, so nothing is applied twice).
-    ScaleAction.objects.filter(
-        status=ActionStatus.RUNNING, started_at__lt=timezone.now() - timedelta(minutes=5)
-    ).update(
-        status=ActionStatus.FAILED,
-        finished_at=timezone.now(),
-        error="the worker applying it stopped (lost or killed); the platform is re-read "
-        "at the next evaluation",
-    )
+    # An action claimed by a worker that died goes back to pending (or is closed).
+    scale_actions_recover()
     # Actions left pending (a lost enqueue, a busy lock) are picked up again here.
     for action_id in ScaleAction.objects.filter(status=ActionStatus.PENDING).values_list(
         "pk", flat=True

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -27,10 +28,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
         ("broker", selectors.broker_check),
         ("worker", selectors.worker_alive),
     ):
-        ok, detail = check()
+        try:
+            ok, detail = check()
+        except DatabaseError as exc:  # the worker heartbeat is read from the database
+            ok, detail = False, f"database unavailable ({type(exc).__name__})"
         checks[name] = {"ok": ok, "detail": detail}
     ready = all(c["ok"] for c in checks.values())
-    age, _ = selectors.worker_heartbeat_age()
+    try:
+        age, _ = selectors.worker_heartbeat_age()
+    except DatabaseError:
+        age = None
     body = {
         "status": "ready" if ready else "not ready",
         "checks": checks,

@@ -38,6 +38,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# The lease of a scale action being applied: the TTL of its deployment's lock. It must
+# outlast the longest apply (execute_action's hard time limit is 90 s); a running action
+# whose lease has run out lost its worker and is queued again (autoscaling.evaluate_all).
+AUTOSCALING_ACTION_LEASE_S = env_int("AUTOSCALING_ACTION_LEASE_S", 120, minimum=1)
+
 # A worker is considered alive while its heartbeat is younger than this.
 WORKER_HEARTBEAT_INTERVAL_S = env_int("WORKER_HEARTBEAT_INTERVAL_S", 15, minimum=1)
 WORKER_HEARTBEAT_MAX_AGE_S = env_int("WORKER_HEARTBEAT_MAX_AGE_S", 60, minimum=1)

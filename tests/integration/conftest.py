@@ -7,7 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from apps.integrations.prometheus.embedded import find_binary
-from tests.integration.celery_support import celery_redis  # noqa: F401 - a shared fixture
+from tests.integration.celery_support import (  # noqa: F401 - shared fixtures
+    celery_redis,
+    private_redis,
+    worker_processes,
+)
 
 
 @pytest.fixture

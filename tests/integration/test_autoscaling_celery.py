@@ -19,28 +19,20 @@ flushed before and after.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.core.cache import cache
-from django.db import connection
 from django.utils import timezone
 
 from apps.autoscaling.models import (
@@ -61,11 +53,10 @@ from apps.metrics.models import DeploymentMetrics
 from apps.metrics.tasks import collect_all
 from controlplane.celery import app
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import BROKER_URL, CACHE_URL, wait_for
+from tests.integration.celery_support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 
 STABILIZATION_S = 10.0
 SCALE_DOWN_PERIOD_S = 5
@@ -350,127 +341,6 @@ def scale_recorder() -> Iterator[tuple[_ScaleRecorder, str]]:
         server.shutdown()
         thread.join()
         server.server_close()
-
-
-@dataclass
-class _WorkerProcess:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def events(self) -> list[dict[str, Any]]:
-        """The worker's structured log lines (JSON), oldest first."""
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
-
-    def received(self, task_name: str) -> int:
-        return sum(
-            1
-            for e in self.events()
-            if str(e.get("event", "")).startswith(f"Task {task_name}[")
-            and str(e.get("event", "")).endswith(" received")
-        )
-
-    def count(self, event: str) -> int:
-        return sum(1 for e in self.events() if e.get("event") == event)
-
-
-def _database_url() -> str:
-    """The test database (``test_<name>``), for processes outside this one."""
-    db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("worker processes need a shared database: set DATABASE_URL=postgres://...")
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "127.0.0.1"
-    return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
-
-
-@pytest.fixture
-def worker_processes(
-    celery_redis: Any, tmp_path: Path
-) -> Iterator[Callable[[int, str], list[_WorkerProcess]]]:
-    """Starts ``celery worker`` processes (solo pool, control queue) on the test database,
-    the broker on db 13 and the cache on db 12; waits until each answers a ping."""
-    started: list[_WorkerProcess] = []
-    run = uuid.uuid4().hex[:6]
-
-    def start(count: int, fleetsim_url: str) -> list[_WorkerProcess]:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url(),
-            "DATABASE_CONN_MAX_AGE": "0",
-            "REDIS_URL": CACHE_URL,  # the cache; Celery's own variable wins for the broker
-            "CELERY_BROKER_URL": BROKER_URL,
-            "FLEETSIM_URL": fleetsim_url,
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO",
-            "CONTROLPLANE_ENV": "development",  # Celery's "received" lines are logged at INFO
-        }
-        env.pop("PROMETHEUS_URL", None)
-        workers = []
-        for i in range(1, count + 1):
-            name = f"w{i}-{run}@{socket.gethostname()}"
-            log = tmp_path / f"worker-{i}.log"
-            with open(log, "wb") as handle:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "controlplane",
-                        "worker",
-                        "-Q",
-                        "control",
-                        "-P",
-                        "solo",
-                        "-n",
-                        name,
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--without-heartbeat",
-                        "-l",
-                        "INFO",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                )
-            worker = _WorkerProcess(name, proc, log)
-            started.append(worker)
-            workers.append(worker)
-        pending = {w.name for w in workers}
-        deadline = time.monotonic() + 60
-        while pending:
-            for w in workers:
-                if w.proc.poll() is not None:
-                    raise AssertionError(f"{w.name} exited:\n{w.log.read_text()[-3000:]}")
-            assert time.monotonic() < deadline, f"no ping answer from {sorted(pending)}"
-            for reply in app.control.ping(destination=sorted(pending), timeout=1.0):
-                pending -= set(reply)
-        return workers
-
-    try:
-        yield start
-    finally:
-        for w in started:
-            if w.proc.poll() is None:
-                w.proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the current task
-        for w in started:
-            try:
-                w.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait(timeout=10)
 
 
 def _simulated(name: str) -> Any:

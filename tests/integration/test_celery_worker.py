@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,9 +16,6 @@ from controlplane.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-# A database of its own, so that a developer's worker on db 0 cannot take our messages.
-BROKER_URL = "redis://127.0.0.1:6379/14"
-
 
 def _wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout_s
@@ -31,35 +27,13 @@ def _wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
     raise AssertionError(f"condition not met within {timeout_s}s")
 
 
-def _reset_pools() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
 @pytest.fixture
-def redis_broker() -> Iterator[Any]:
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis is not reachable at {BROKER_URL} ({exc}); start redis-server")
+def redis_broker(celery_redis: Any) -> Iterator[Any]:
+    """The broker's Redis database (a private redis-server when installed), empty."""
+    client = celery_redis.broker
     client.delete(*QUEUES)
-    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
-    # The embedded worker sets up Celery logging, which lowers the root logger's level.
-    root_level = logging.getLogger().level
-    _reset_pools()
-    app.conf.update(broker_url=BROKER_URL, broker_transport_options={})
-    try:
-        yield client
-    finally:
-        _reset_pools()
-        app.conf.update(saved)
-        logging.getLogger().setLevel(root_level)
-        client.delete(*QUEUES)
-        client.close()
+    yield client
+    client.delete(*QUEUES)
 
 
 def test_heartbeat__sent_then_consumed_by_worker__routed_to_control_and_recorded(redis_broker):

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError, IntegrityError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -33,6 +33,23 @@ def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.Validati
             }
         )
     return exceptions.ValidationError({"non_field_errors": list(exc.messages)})
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable; try again shortly."
+    default_code = "database_unavailable"
+    wait = 5  # DRF sends it as Retry-After
+
+
+def _database_unavailable(exc: Exception) -> DatabaseUnavailable:
+    """The database is down, restarting or unreachable (or a SQLite lock outlasted the busy
+    timeout): the server's condition, not the request's, and passing. The connection is
+    dropped at the end of the request (Django closes one that saw an error and is no
+    longer usable), so the next request connects afresh. The error text, which can name
+    hosts, stays in the log."""
+    logger.warning("api-database-unavailable", error=str(exc), error_type=type(exc).__name__)
+    return DatabaseUnavailable()
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -83,6 +100,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # while the view reads the body.
         logger.warning("api-suspicious-request", error=str(exc), kind=type(exc).__name__)
         exc = exceptions.ParseError("The request body could not be read: it is malformed.")
+    elif isinstance(exc, OperationalError | InterfaceError):
+        exc = _database_unavailable(exc)
 
     response = drf_exception_handler(exc, context)
     if response is None:

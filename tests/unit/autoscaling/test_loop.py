@@ -221,35 +221,6 @@ def test_history__json_round_trip__identical(deployment):
     assert DecisionRecord.objects.count() == 0
 
 
-def test_evaluate_all__action_running_long_after_its_worker_died__failed_visibly(deployment):
-    from apps.autoscaling.tasks import evaluate_all
-
-    stale = ScaleAction.objects.create(
-        deployment=deployment,
-        from_replicas=1,
-        to_replicas=3,
-        idempotency_key="stale",
-        status=ActionStatus.RUNNING,
-        started_at=timezone.now() - timedelta(minutes=10),
-    )
-    fresh = ScaleAction.objects.create(
-        deployment=deployment,
-        from_replicas=1,
-        to_replicas=2,
-        idempotency_key="fresh",
-        status=ActionStatus.RUNNING,
-        started_at=timezone.now(),
-    )
-    AutoscalingPolicy.objects.filter(deployment=deployment).update(mode="off")
-    evaluate_all()
-    stale.refresh_from_db()
-    fresh.refresh_from_db()
-    assert stale.status == ActionStatus.FAILED
-    assert "worker" in stale.error
-    assert stale.finished_at is not None
-    assert fresh.status == ActionStatus.RUNNING
-
-
 # --------------------------------------------------------------- unbuildable actuators
 
 
