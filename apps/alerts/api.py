@@ -4,6 +4,7 @@ import base64
 import binascii
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.db.models import QuerySet
@@ -13,7 +14,12 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    PermissionDenied,
+    Throttled,
+    ValidationError,
+)
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -21,6 +27,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.accounts.throttling import FailureLimit, failure_record, failures_blocked
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
 from apps.core.api.parsers import BoundedJSONParser
@@ -29,6 +36,7 @@ from apps.core.api.viewsets import (
     TeamScopedReadOnlyViewSet,
     TeamScopedViewSet,
 )
+from apps.core.middleware import client_ip
 
 from .channels import channel_test_send
 from .models import (
@@ -290,11 +298,37 @@ class _IngestResult(serializers.Serializer):
     resolved = serializers.IntegerField(help_text="Alerts that became resolved.")
 
 
+def receiver_token_limit() -> FailureLimit:
+    return FailureLimit(
+        "receiver-token", settings.API_TOKEN_FAILURE_LIMIT, settings.API_TOKEN_FAILURE_WINDOW_S
+    )
+
+
+def _receiver_throttled(wait: int) -> Throttled:
+    return Throttled(wait=wait, detail="Too many failed receiver token attempts from this client.")
+
+
 class ReceiverTokenAuthentication(BaseAuthentication):
     """A receiver token as ``Authorization: Bearer <token>``, or as the password of basic
     auth with the receiver's name as user: what Alertmanager's ``http_config`` sends."""
 
     def authenticate(self, request: Any) -> tuple[AnonymousUser, Receiver]:
+        # Guessing receiver tokens is slowed down like guessing API tokens: failures are
+        # counted per client address, and past the limit every attempt from it is 429.
+        rule = receiver_token_limit()
+        address = [f"ip:{client_ip(request._request) or '-'}"]
+        wait = failures_blocked(rule=rule, keys=address)
+        if wait:
+            raise _receiver_throttled(wait)
+        try:
+            return self._authenticate(request)
+        except AuthenticationFailed:
+            wait = failure_record(rule=rule, keys=address)
+            if wait:
+                raise _receiver_throttled(wait) from None
+            raise
+
+    def _authenticate(self, request: Any) -> tuple[AnonymousUser, Receiver]:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, credentials = header.partition(" ")
         receiver = None

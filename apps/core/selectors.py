@@ -2,11 +2,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import structlog
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from .models import WorkerHeartbeat
+
+logger = structlog.get_logger("controlplane.health")
+
+
+def _unavailable(check: str, exc: Exception) -> str:
+    # /readyz is anonymous: the driver's text names hosts, ports and users. Log it, answer
+    # with the kind of failure only.
+    logger.warning("readiness-check-failed", check=check, error=f"{type(exc).__name__}: {exc}")
+    return f"unavailable ({type(exc).__name__})"
 
 
 def database_check() -> tuple[bool, str]:
@@ -15,7 +25,7 @@ def database_check() -> tuple[bool, str]:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        return False, f"{type(exc).__name__}: {exc}"
+        return False, _unavailable("database", exc)
     return True, connection.vendor
 
 
@@ -26,7 +36,7 @@ def broker_check() -> tuple[bool, str]:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:  # noqa: BLE001
-        return False, f"{type(exc).__name__}: {exc}"
+        return False, _unavailable("broker", exc)
     return True, str(app.conf.broker_url or "").split("://", 1)[0]
 
 

@@ -380,3 +380,27 @@ def test_alert_list__silenced_alert__names_its_silence_for_members_and_superuser
     for user in (member, UserFactory(is_superuser=True)):
         (row,) = client_for(user).get("/api/v1/alerts/").json()["results"]
         assert row["silenced_by"] == silence.pk
+
+
+def test_webhook__receiver_token_guessed_past_limit__429_even_for_the_right_token(
+    team_and_token, settings
+):
+    settings.API_TOKEN_FAILURE_LIMIT = 3
+    _, _, token = team_and_token
+    client = APIClient()
+    for n in range(3):
+        wrong = client.post(HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Bearer lcpr_x{n}")
+        assert wrong.status_code == 401
+    locked = client.post(HOOK, _am(), format="json", HTTP_AUTHORIZATION="Bearer lcpr_x9")
+    assert locked.status_code == 429
+    assert locked["Content-Type"].startswith("application/json")
+    assert "receiver token" in locked.json()["detail"]
+    assert int(locked["Retry-After"]) >= 1
+    # While the address is locked out, the right token is refused too and nothing stored.
+    right = client.post(HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert right.status_code == 429
+    assert not Alert.objects.exists()
+    other = client.post(
+        HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="198.51.100.4"
+    )
+    assert other.status_code == 200
