@@ -33,6 +33,7 @@ from .serializers import TeamScopedRelatedField
 
 Step = Callable[[Any], Any]
 
+_BigIntegerField: type[drf_fields.Field] = drf_fields.BigIntegerField  # type: ignore[attr-defined]
 _PK_RELATIONS = (relations.PrimaryKeyRelatedField, TeamScopedRelatedField)
 
 
@@ -69,7 +70,7 @@ def _converter(field: drf_fields.Field, column: models.Field) -> Callable[[Any],
         return _as_str
     if kind is drf_fields.IntegerField:
         return int
-    if kind is drf_fields.BigIntegerField:
+    if kind is _BigIntegerField:
         return field.to_representation
     if kind is drf_fields.FloatField:
         return float
@@ -202,7 +203,7 @@ _FIELD_HOOKS = ("get_fields", "get_field_names", "get_extra_kwargs", "build_fiel
 # serializer class renders every request's rows alike.
 _DETACHABLE = frozenset(
     {
-        drf_fields.BigIntegerField,
+        _BigIntegerField,
         drf_fields.BooleanField,
         drf_fields.CharField,
         drf_fields.ChoiceField,
@@ -256,7 +257,8 @@ def _plan(serializer: serializers.ModelSerializer[Any]) -> tuple[_Entry, ...] | 
     for name, field in copy.deepcopy(prototype).items():
         fields[name] = field
     model = getattr(getattr(serializer, "Meta", None), "model", None)
-    entries: list[_Entry] | None = []
+    entries: list[_Entry] = []
+    planned = True
     for field in fields.values():
         if field.write_only:
             continue
@@ -270,17 +272,16 @@ def _plan(serializer: serializers.ModelSerializer[Any]) -> tuple[_Entry, ...] | 
             if in_zone is not None:
                 entries.append((name, "datetime", (column.attname, in_zone)))
                 continue
-        convert = None
-        if column is not None and type(field) is not drf_fields.DateTimeField:
+        elif column is not None:
             convert = _converter(field, column)
-        if convert is not None:
-            entries.append((name, "step", _column_step(column.attname, convert)))
-        elif _detachable(field):
-            entries.append((name, "step", _attribute_step(field)))
-        else:
-            entries = None
+            if convert is not None:
+                entries.append((name, "step", _column_step(column.attname, convert)))
+                continue
+        if not _detachable(field):
+            planned = False
             break
-    plan = None if entries is None else tuple(entries)
+        entries.append((name, "step", _attribute_step(field)))
+    plan = tuple(entries) if planned else None
     _plans[cls] = plan
     return plan
 
