@@ -194,8 +194,16 @@ def _fields_from_prototype(serializer: serializers.ModelSerializer[Any]) -> None
     serializer.__dict__["fields"] = fields
 
 
-# ModelSerializer methods whose override could make the fields depend on the instance.
-_FIELD_HOOKS = ("get_fields", "get_field_names", "get_extra_kwargs", "build_field")
+# ModelSerializer methods and properties whose override could make the fields depend on the
+# instance.
+_FIELD_HOOKS = (
+    "get_fields",
+    "get_field_names",
+    "get_extra_kwargs",
+    "build_field",
+    "fields",
+    "_readable_fields",
+)
 
 
 # Field types whose rendering reads nothing but the row and the field's own arguments
