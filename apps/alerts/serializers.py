@@ -56,12 +56,19 @@ class AlertSerializer(serializers.ModelSerializer[Alert]):
         read_only_fields = fields
 
     def get_silenced_by(self, obj: Alert) -> int | None:
-        from .services import alert_silenced_by
+        from .services import alert_silenced_by, silences_with_matchers
 
         silences = self.context.get("active_silences")
         if silences is None:
             return None
-        hit = alert_silenced_by(obj, silences)
+        # Matchers loaded once per serializer (one per page for a list), not per row.
+        loaded = self.__dict__.get("_silence_matchers")
+        if loaded is None or loaded[0] is not silences:
+            loaded = self.__dict__["_silence_matchers"] = (
+                silences,
+                silences_with_matchers(silences),
+            )
+        hit = alert_silenced_by(obj, silences, loaded=loaded[1])
         return hit.pk if hit else None
 
 

@@ -27,7 +27,7 @@ from apps.audit.services import audit_record
 from apps.inventory.models import Deployment
 
 from . import grouping
-from .labels import fingerprint, matchers_load, matchers_match
+from .labels import Matcher, fingerprint, matchers_load, matchers_match
 from .models import (
     Alert,
     AlertGroup,
@@ -450,11 +450,23 @@ def silences_active(*, team_ids: Iterable[int] | None, now: datetime) -> list[Si
     return list(silences)
 
 
-def alert_silenced_by(alert: Alert, silences: Sequence[Silence]) -> Silence | None:
-    for silence in silences:
+SilenceMatchers = Sequence[tuple[Silence, Sequence[Matcher]]]
+
+
+def silences_with_matchers(silences: Sequence[Silence]) -> list[tuple[Silence, list[Matcher]]]:
+    """Each silence with its matchers loaded, to test many alerts against them."""
+    return [(silence, matchers_load(silence.matchers)) for silence in silences]
+
+
+def alert_silenced_by(
+    alert: Alert, silences: Sequence[Silence], *, loaded: SilenceMatchers | None = None
+) -> Silence | None:
+    """The first of ``silences`` muting ``alert``; ``loaded``: the same silences with their
+    matchers already loaded (``silences_with_matchers``), to list many alerts."""
+    for silence, matchers in loaded if loaded is not None else silences_with_matchers(silences):
         if silence.team_id not in (None, alert.team_id):
             continue
-        if matchers_match(matchers_load(silence.matchers), alert.labels):
+        if matchers_match(matchers, alert.labels):
             return silence
     return None
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from apps.alerts.models import Alert, AlertSource, AlertStatus, Silence
@@ -16,7 +18,7 @@ from apps.audit.models import AuditEntry
 from apps.autoscaling.models import DecisionRecord
 from apps.autoscaling.serializers import DecisionRecordSerializer
 from apps.core.api.representation import fast_representation
-from apps.inventory.models import Deployment
+from apps.inventory.models import Cluster, Deployment
 from apps.inventory.serializers import ClusterSerializer, DeploymentSerializer
 from tests.factories.audit import AuditEntryFactory
 from tests.factories.inventory import (
@@ -116,3 +118,85 @@ def test_list__no_filter_parameter_vs_unknown_filter_value__unfiltered_vs_400(ro
     assert client.get("/api/v1/deployments/?limit=1").json()["count"] == 2
     assert client.get("/api/v1/deployments/?status=no-such-status").status_code == 400
     assert client.get("/api/v1/autoscaling/decisions/?deployment=abc").status_code == 400
+
+
+def test_fast_representation__list_of_a_planned_class__serializer_builds_no_fields(roster):
+    """Classes whose fields render from the row alone render from a plan made once per
+    class: a request's serializer does not copy (deep-copy) its fields any more."""
+    rows = _deployments(roster)
+    for _ in range(2):
+        serializer = DeploymentSerializer(rows, many=True)
+        fast_representation(serializer)
+        data = serializer.data
+        assert "fields" not in serializer.child.__dict__
+    assert [dict(r) for r in data] == [dict(r) for r in DeploymentSerializer(rows, many=True).data]
+
+
+def _reachable(root, depth=6):
+    """Objects reachable from ``root`` through closures, bound methods, containers and
+    the attributes of DRF fields."""
+    seen, todo = {}, [(root, 0)]
+    while todo:
+        obj, level = todo.pop()
+        if id(obj) in seen or level > depth:
+            continue
+        seen[id(obj)] = obj
+        if isinstance(obj, (tuple, list)):
+            children = list(obj)
+        elif isinstance(obj, dict):
+            children = list(obj.values())
+        elif inspect.ismethod(obj):
+            children = [obj.__self__, obj.__func__]
+        elif inspect.isfunction(obj):
+            children = [c.cell_contents for c in obj.__closure__ or ()]
+        elif isinstance(obj, serializers.Field):
+            children = list(vars(obj).values())
+        else:
+            children = []
+        todo.extend((child, level + 1) for child in children)
+    return list(seen.values())
+
+
+def test_fast_representation__plan_made_during_a_request__keeps_nothing_of_it(roster):
+    from apps.core.api import representation
+    from apps.inventory.serializers import ReadinessSerializer
+
+    rows = _deployments(roster)
+    representation._plans.pop(DeploymentSerializer, None)
+    representation._plans.pop(ReadinessSerializer, None)
+    marker = object()
+    serializer = DeploymentSerializer(rows, many=True, context={"request": marker})
+    fast_representation(serializer)
+    serializer.data  # noqa: B018 - renders, building the plans (the readiness one nested)
+    for cls in (DeploymentSerializer, ReadinessSerializer):
+        plan = representation._plans[cls]
+        assert plan is not None
+        reachable = _reachable(plan)
+        assert any(isinstance(obj, serializers.Field) for obj in reachable)
+        assert not any(obj is marker or obj is serializer for obj in reachable)
+        assert not any(obj is serializer.child for obj in reachable)
+
+
+class _ContextEcho(serializers.Field):
+    """Renders something of the request, not of the row."""
+
+    def to_representation(self, value):
+        return self.context["tag"]
+
+
+class _EchoingClusterSerializer(serializers.ModelSerializer):
+    tag = _ContextEcho(source="name", read_only=True)
+
+    class Meta:
+        model = Cluster
+        fields = ["id", "name", "created_at", "tag"]
+
+
+def test_fast_representation__field_reading_the_context__each_request_its_own(roster):
+    rows = [d.cluster for d in _deployments(roster) if d.cluster is not None]
+    for tag in ("first", "second"):
+        serializer = _EchoingClusterSerializer(rows, many=True, context={"tag": tag})
+        fast_representation(serializer)
+        assert [r["tag"] for r in serializer.data] == [tag] * len(rows)
+        plain = _EchoingClusterSerializer(rows, many=True, context={"tag": tag}).data
+        assert [dict(r) for r in serializer.data] == [dict(r) for r in plain]
