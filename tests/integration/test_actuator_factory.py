@@ -22,6 +22,7 @@ from moto.server import ThreadedMotoServer
 from apps.autoscaling.actuators import ActuatorError
 from apps.autoscaling.actuators.factory import actuator_for
 from apps.autoscaling.loop import scale_target_of
+from tests.certificates import self_signed_certificate
 from tests.factories.inventory import ClusterFactory, DeploymentFactory, kubeconfig_document
 from tests.integration.k8s_fake_apiserver import FakeApiServer
 
@@ -249,42 +250,6 @@ def test_actuator_for__name_refused_after_the_client_was_built__connection_not_m
     assert apiserver.requests == []
 
 
-def _certificate_for(name: str, directory: Path) -> tuple[str, str]:
-    """A self-signed CA certificate for the DNS name ``name`` and its key, as PEM files."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "apiserver.crt", directory / "apiserver.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_file), str(key_file)
-
-
 @pytest.mark.usefixtures("allow_loopback_outbound")
 def test_actuator_for__https_server_with_tls_server_name__verified_through_guarded_connection(
     apiserver: FakeApiServer, tmp_path: Path
@@ -294,7 +259,7 @@ def test_actuator_for__https_server_with_tls_server_name__verified_through_guard
     import base64
     import json
 
-    cert, key = _certificate_for("apiserver.cluster.test", tmp_path)
+    cert, key = self_signed_certificate("apiserver.cluster.test", tmp_path, "apiserver")
     apiserver.serve_tls(cert, key)
     document = json.loads(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
     document["clusters"][0]["cluster"].update(

@@ -25,6 +25,7 @@ from apps.core.netguard import (
     refusal_in,
     resolve_checked,
 )
+from tests.certificates import self_signed_certificate
 
 REFUSED_V4 = [
     "0.0.0.0/8",
@@ -365,42 +366,6 @@ def test_guarded_session__redirect_to_a_loopback_address_not_allowed__not_follow
         target.stop()
 
 
-def _self_signed(tmp_path: Any, name: str) -> tuple[str, str]:
-    """A certificate for ``name`` (and its key), as files."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_file), str(key_file)
-
-
 def test_guarded_session__https__certificate_checked_against_the_url_host(
     internal: _Server, settings: Any, tmp_path: Any
 ) -> None:
@@ -408,7 +373,7 @@ def test_guarded_session__https__certificate_checked_against_the_url_host(
     the URL (a certificate for "localhost" works for https://localhost, not for the IP)."""
     import ssl
 
-    cert, key = _self_signed(tmp_path, "localhost")
+    cert, key = self_signed_certificate("localhost", tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     internal.server.socket = context.wrap_socket(internal.server.socket, server_side=True)
