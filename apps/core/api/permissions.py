@@ -6,7 +6,7 @@ from rest_framework import permissions
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from apps.accounts.selectors import user_has_role
+from apps.accounts.selectors import team_ids_for_user, user_has_role
 
 
 class TeamRolePermission(permissions.BasePermission):
@@ -17,6 +17,20 @@ class TeamRolePermission(permissions.BasePermission):
     """
 
     message = "Your role in this team does not allow this change."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        # A create is checked against the target team after validation (perform_create);
+        # a caller with the write role in no team at all is refused before, so that
+        # validation (DNS look-ups of URLs, kubeconfig parsing) is never done for them.
+        if request.method != "POST" or getattr(request.user, "is_superuser", False):
+            return True
+        if getattr(view, "action", None) != "create":
+            return True
+        required = view.write_role  # type: ignore[attr-defined]
+        if team_ids_for_user(user=request.user, role=required):
+            return True
+        self.message = f"This needs the {required} role in a team."
+        return False
 
     def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
         if request.method in permissions.SAFE_METHODS:

@@ -311,3 +311,24 @@ def test_deployment__references_object_of_callers_other_team__400_belongs_to_ano
     response = client_for(roster.operator).post("/api/v1/deployments/", body)
     assert response.status_code == 400
     assert "belongs to another team" in " ".join(response.json()["errors"][field])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "c", "kind": "kubernetes", "prometheus_url": "http://localhost:9090"},
+        {"name": "c", "kind": "kubernetes", "kubeconfig": "not: [yaml"},
+        {},
+    ],
+)
+def test_viewer__create_with_any_body__403_before_validation(roster, client_for, body):
+    # A viewer has no team to create in: the answer is 403 whatever the body, and the
+    # body is not validated (no DNS look-up of its URLs, no kubeconfig parsing).
+    from apps.inventory.models import Cluster
+
+    response = client_for(roster.viewer).post(
+        "/api/v1/clusters/", {"team": roster.team.pk, **body}, format="json"
+    )
+    assert response.status_code == 403, response.content
+    assert "operator role" in response.json()["detail"]
+    assert not Cluster.objects.exists()
