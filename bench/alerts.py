@@ -54,6 +54,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.pg import admin_execute, unreachable_reason  # noqa: E402 - after the path
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
 TARGET_ALERTS_PER_S = 500.0
@@ -89,23 +92,6 @@ def _admin_url(args: argparse.Namespace) -> str:
 def _with_db(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(("postgres", parts.netloc, f"/{name}", "", ""))
-
-
-def _admin_execute(admin_url: str, *statements: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-def _reachable(admin_url: str) -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    try:
-        _admin_execute(admin_url, "SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip"
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-    return None
 
 
 # --------------------------------------------------------------------------- payloads
@@ -519,13 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     admin_url = _admin_url(args)
-    why = _reachable(admin_url)
+    why = unreachable_reason(admin_url)
     if why is not None:
         host = urlsplit(admin_url).hostname
         print(f"SKIP: PostgreSQL unreachable at {host}:{urlsplit(admin_url).port or 5432} ({why})")
         return 0
     database_url = _with_db(admin_url, args.db_name)
-    _admin_execute(
+    admin_execute(
         admin_url,
         f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)',
         f'CREATE DATABASE "{args.db_name}"',
@@ -666,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"kept database {args.db_name} ({database_url}); server log in {workdir}")
         else:
-            _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
+            admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
             for path in workdir.iterdir():
                 path.unlink()
             workdir.rmdir()

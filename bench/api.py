@@ -58,6 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.pg import admin_execute, unreachable_reason  # noqa: E402 - after the path
+
 SETTINGS_MODULE = "bench.api_settings"
 BASELINE_PATH = "/bench/baseline/"
 DEFAULT_DB = "cp_bench_api"
@@ -180,23 +182,6 @@ def _admin_url(args: argparse.Namespace) -> str:
         parts = urlsplit(env)
         return urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
     return "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _admin_execute(admin_url: str, *statements: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-def _unreachable(admin_url: str) -> str | None:
-    try:
-        _admin_execute(admin_url, "SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {first}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -567,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     admin_url = _admin_url(args)
-    why = _unreachable(admin_url)
+    why = unreachable_reason(admin_url)
     if why is not None:
         print(f"SKIP: PostgreSQL unreachable ({why})")
         return 0
@@ -577,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         client = "python"
     parts = urlsplit(admin_url)
     database_url = urlunsplit(("postgres", parts.netloc, f"/{args.db_name}", "", ""))
-    _admin_execute(
+    admin_execute(
         admin_url,
         f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)',
         f'CREATE DATABASE "{args.db_name}"',
@@ -692,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
 
         connections.close_all()
         if not args.keep:
-            _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
+            admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
         shutil.rmtree(workdir, ignore_errors=True)
 
 
