@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.alerts.channels import (
+from apps.alerts.delivery import (
     channel_deliver_pending,
     channel_transport,
     deliveries_sending_recover,
