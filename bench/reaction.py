@@ -285,7 +285,7 @@ def run(args: argparse.Namespace, binary: str, workdir: Path) -> int:
     from apps.fleetsim.exposition import serve
     from apps.fleetsim.fleet import Fleet, SimulatedDeployment
     from apps.fleetsim.inventory import endless
-    from apps.fleetsim.replica import get_profile
+    from apps.fleetsim.profiles import get_profile
     from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
     from apps.inventory.models import Deployment, LLMModel, ScaleTargetKind
 

@@ -47,7 +47,7 @@ from apps.core.models import TaskCounter
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
+from apps.fleetsim.profiles import get_profile
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.models import DeploymentMetrics
 from apps.metrics.tasks import collect_all

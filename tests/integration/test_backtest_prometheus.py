@@ -19,7 +19,7 @@ from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, ScaleAction
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
+from apps.fleetsim.profiles import get_profile
 from apps.integrations.prometheus.client import PrometheusClient
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from tests.factories.accounts import UserFactory

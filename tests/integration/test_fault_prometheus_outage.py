@@ -28,7 +28,7 @@ from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, Mode, Scale
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
+from apps.fleetsim.profiles import get_profile
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.services import metrics_collect, metrics_store, targets_for
 from tests.factories.inventory import SimulatedDeploymentFactory
