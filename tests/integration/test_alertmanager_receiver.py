@@ -41,7 +41,7 @@ from apps.alerts.models import (
     Route,
 )
 from apps.alerts.services import alert_groups_flush, receiver_create
-from apps.integrations.alertmanager import EmbeddedAlertmanager, WebhookReceiver, find_binary
+from apps.devstack.alertmanager import EmbeddedAlertmanager, WebhookReceiver, find_binary
 from apps.integrations.chat.signing import (
     WEBHOOK_SIGNATURE_HEADER,
     WEBHOOK_TIMESTAMP_HEADER,
