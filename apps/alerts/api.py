@@ -51,7 +51,7 @@ from .models import (
     Silence,
 )
 from .payloads import PayloadError, parse_alertmanager
-from .selectors import silences_active
+from .selectors import receiver_authenticate, silences_active
 from .serializers import (
     AcknowledgeSerializer,
     AlertRuleSerializer,
@@ -68,7 +68,6 @@ from .serializers import (
 from .services import (
     alert_acknowledge,
     alerts_ingest,
-    receiver_authenticate,
     receiver_create,
     silence_expire,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -9,7 +10,38 @@ from datetime import datetime
 from django.db.models import Q
 
 from .labels import Matcher, matchers_load, matchers_match
-from .models import Alert, AlertStatus, Delivery, DeliveryStatus, InhibitRule, Route, Silence
+from .models import (
+    Alert,
+    AlertStatus,
+    Delivery,
+    DeliveryStatus,
+    InhibitRule,
+    Receiver,
+    Route,
+    Silence,
+)
+
+# --------------------------------------------------------------------------- receivers
+
+
+def receiver_token_hash(token: str) -> str:
+    """What a receiver stores of its token: a fast hash is enough for 256 random bits."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def receiver_authenticate(*, token: str, name: str | None = None) -> Receiver | None:
+    """The active receiver for a bearer token, or for basic auth (``name`` + token)."""
+    if not token:
+        return None
+    receiver = (
+        Receiver.objects.select_related("team")
+        .filter(token_hash=receiver_token_hash(token), revoked_at__isnull=True)
+        .first()
+    )
+    if receiver is None or (name is not None and receiver.name != name):
+        return None
+    return receiver
+
 
 # --------------------------------------------------------------------------- routes
 

@@ -7,7 +7,6 @@ retries on our failure and nothing is half-done.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,6 +42,7 @@ from .payloads import IncomingAlert
 from .selectors import (
     alert_silenced_by,
     inhibited_fingerprints,
+    receiver_token_hash,
     route_matches,
     routes_for_teams,
     silences_active,
@@ -62,30 +62,12 @@ def receiver_create(*, team: Team, name: str, actor: Any) -> tuple[Receiver, str
     receiver = Receiver.objects.create(
         team=team,
         name=name,
-        token_hash=_hash(token),
+        token_hash=receiver_token_hash(token),
         token_prefix=token[:12],
         created_by=actor if getattr(actor, "pk", None) else None,
     )
     audit_record(actor=actor, action=AuditAction.CREATE, instance=receiver, extra={"name": name})
     return receiver, token
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def receiver_authenticate(*, token: str, name: str | None = None) -> Receiver | None:
-    """The active receiver for a bearer token, or for basic auth (``name`` + token)."""
-    if not token:
-        return None
-    receiver = (
-        Receiver.objects.select_related("team")
-        .filter(token_hash=_hash(token), revoked_at__isnull=True)
-        .first()
-    )
-    if receiver is None or (name is not None and receiver.name != name):
-        return None
-    return receiver
 
 
 # --------------------------------------------------------------------------- ingest
