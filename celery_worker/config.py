@@ -29,50 +29,32 @@ task_routes = {
 }
 
 
+def _every(task: str, seconds: float, *, expires_s: int | None = None) -> dict[str, object]:
+    """A periodic entry; ``expires_s`` drops a run still queued that long (the next one is due)."""
+    entry: dict[str, object] = {"task": task, "schedule": timedelta(seconds=seconds)}
+    if expires_s is not None:
+        entry["options"] = {"expires": expires_s}
+    return entry
+
+
 def beat_schedule() -> dict[str, dict[str, object]]:
     """The periodic tasks, with the intervals the settings chose."""
     return {
-        "heartbeat": {
-            "task": "core.heartbeat",
-            "schedule": timedelta(seconds=settings.WORKER_HEARTBEAT_INTERVAL_S),
-            "options": {"expires": 30},
-        },
-        "metrics-collect": {
-            "task": "metrics.collect_all",
-            "schedule": timedelta(seconds=settings.METRICS_COLLECT_INTERVAL_S),
-            "options": {"expires": 10},
-        },
-        "slos-evaluate": {
-            "task": "slos.evaluate",
-            "schedule": timedelta(seconds=settings.SLO_EVALUATION_INTERVAL_S),
-            "options": {"expires": 30},
-        },
-        "autoscaling-evaluate": {
-            "task": "autoscaling.evaluate_all",
-            "schedule": timedelta(seconds=settings.AUTOSCALING_INTERVAL_S),
-            "options": {"expires": 10},
-        },
-        "alerts-flush-groups": {
-            "task": "alerts.flush_groups",
-            "schedule": timedelta(seconds=settings.ALERTS_FLUSH_INTERVAL_S),
-            "options": {"expires": 10},
-        },
-        "alerts-deliver-due": {
-            "task": "alerts.deliver_due",
-            "schedule": timedelta(seconds=30),
-            "options": {"expires": 30},
-        },
-        "alerts-evaluate-rules": {
-            "task": "alerts.evaluate_rules",
-            "schedule": timedelta(seconds=settings.ALERTS_RULES_INTERVAL_S),
-            "options": {"expires": 30},
-        },
-        "alerts-prune": {
-            "task": "alerts.prune",
-            "schedule": timedelta(hours=6),
-        },
-        "metrics-prune-samples": {
-            "task": "metrics.prune_samples",
-            "schedule": timedelta(hours=1),
-        },
+        "heartbeat": _every("core.heartbeat", settings.WORKER_HEARTBEAT_INTERVAL_S, expires_s=30),
+        "metrics-collect": _every(
+            "metrics.collect_all", settings.METRICS_COLLECT_INTERVAL_S, expires_s=10
+        ),
+        "slos-evaluate": _every("slos.evaluate", settings.SLO_EVALUATION_INTERVAL_S, expires_s=30),
+        "autoscaling-evaluate": _every(
+            "autoscaling.evaluate_all", settings.AUTOSCALING_INTERVAL_S, expires_s=10
+        ),
+        "alerts-flush-groups": _every(
+            "alerts.flush_groups", settings.ALERTS_FLUSH_INTERVAL_S, expires_s=10
+        ),
+        "alerts-deliver-due": _every("alerts.deliver_due", 30, expires_s=30),
+        "alerts-evaluate-rules": _every(
+            "alerts.evaluate_rules", settings.ALERTS_RULES_INTERVAL_S, expires_s=30
+        ),
+        "alerts-prune": _every("alerts.prune", 6 * 3600),
+        "metrics-prune-samples": _every("metrics.prune_samples", 3600),
     }
