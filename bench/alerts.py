@@ -387,7 +387,7 @@ class Server:
 
 
 def start_server(kind: str, workers: int, database_url: str, workdir: Path) -> Server:
-    from apps.integrations.prometheus.embedded import free_port
+    from apps.devstack.prometheus import free_port
 
     port = free_port()
     env = {

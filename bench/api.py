@@ -364,7 +364,7 @@ def start_gunicorn(
 ) -> Server:
     import requests
 
-    from apps.integrations.prometheus.embedded import free_port
+    from apps.devstack.prometheus import free_port
 
     port = free_port()
     env = {

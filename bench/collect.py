@@ -45,8 +45,8 @@ import django  # noqa: E402
 
 django.setup()
 
+from apps.devstack.prometheus import EmbeddedPrometheus, find_binary  # noqa: E402
 from apps.integrations.prometheus import PrometheusClient  # noqa: E402
-from apps.integrations.prometheus.embedded import EmbeddedPrometheus, find_binary  # noqa: E402
 from apps.metrics.collection import Target  # noqa: E402
 from apps.metrics.services import ALL_SIGNALS, CycleReport, metrics_collect  # noqa: E402
 

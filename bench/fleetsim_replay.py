@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import PROFILES, get_profile
+from apps.fleetsim.profiles import PROFILES, get_profile
 from apps.fleetsim.workload import find_azure_trace, read_trace_csv
 
 

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.scrape_s <= 0 or args.eval_s <= 0 or args.multiplier <= 1:
         parser.error("need --steps >= 1, positive intervals and --multiplier > 1")
 
-    from apps.integrations.prometheus.embedded import find_binary
+    from apps.devstack.prometheus import find_binary
 
     binary = find_binary()
     if binary is None:
@@ -282,11 +282,11 @@ def run(args: argparse.Namespace, binary: str, workdir: Path) -> int:
     from apps.autoscaling import loop as control_loop
     from apps.autoscaling.actuators.simulated import SimulatedActuator
     from apps.autoscaling.models import AutoscalingPolicy, Mode
+    from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
     from apps.fleetsim.exposition import serve
     from apps.fleetsim.fleet import Fleet, SimulatedDeployment
     from apps.fleetsim.inventory import endless
-    from apps.fleetsim.replica import get_profile
-    from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
+    from apps.fleetsim.profiles import get_profile
     from apps.inventory.models import Deployment, LLMModel, ScaleTargetKind
 
     started = time.perf_counter()

@@ -3,16 +3,16 @@
 Three queues keep slow work from delaying the control loop: ``control`` (collection,
 evaluation, scale actions, heartbeat), ``notify`` (chat deliveries) and ``ingest`` (logs and
 inbound alerts). django-celery-beat's DatabaseScheduler copies ``beat_schedule`` into the
-database on start, where operators can then change intervals in the admin.
+database on start, where operators can then change intervals in the admin. The intervals come
+from the Django settings (controlplane/settings/), which read and check the environment once.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from kombu import Queue
-
-from controlplane.env import env_float, env_int
 
 QUEUES = ("control", "notify", "ingest")
 
@@ -28,48 +28,33 @@ task_routes = {
     "logs.*": {"queue": "ingest"},
 }
 
-beat_schedule = {
-    "heartbeat": {
-        "task": "core.heartbeat",
-        "schedule": timedelta(seconds=env_int("WORKER_HEARTBEAT_INTERVAL_S", 15, minimum=1)),
-        "options": {"expires": 30},
-    },
-    "metrics-collect": {
-        "task": "metrics.collect_all",
-        "schedule": timedelta(seconds=env_float("METRICS_COLLECT_INTERVAL_S", 10.0, minimum=1.0)),
-        "options": {"expires": 10},
-    },
-    "slos-evaluate": {
-        "task": "slos.evaluate",
-        "schedule": timedelta(seconds=env_float("SLO_EVALUATION_INTERVAL_S", 30.0, minimum=1.0)),
-        "options": {"expires": 30},
-    },
-    "autoscaling-evaluate": {
-        "task": "autoscaling.evaluate_all",
-        "schedule": timedelta(seconds=env_float("AUTOSCALING_INTERVAL_S", 10.0, minimum=1.0)),
-        "options": {"expires": 10},
-    },
-    "alerts-flush-groups": {
-        "task": "alerts.flush_groups",
-        "schedule": timedelta(seconds=env_float("ALERTS_FLUSH_INTERVAL_S", 5.0, minimum=1.0)),
-        "options": {"expires": 10},
-    },
-    "alerts-deliver-due": {
-        "task": "alerts.deliver_due",
-        "schedule": timedelta(seconds=30),
-        "options": {"expires": 30},
-    },
-    "alerts-evaluate-rules": {
-        "task": "alerts.evaluate_rules",
-        "schedule": timedelta(seconds=env_float("ALERTS_RULES_INTERVAL_S", 30.0, minimum=5.0)),
-        "options": {"expires": 30},
-    },
-    "alerts-prune": {
-        "task": "alerts.prune",
-        "schedule": timedelta(hours=6),
-    },
-    "metrics-prune-samples": {
-        "task": "metrics.prune_samples",
-        "schedule": timedelta(hours=1),
-    },
-}
+
+def _every(task: str, seconds: float, *, expires_s: int | None = None) -> dict[str, object]:
+    """A periodic entry; ``expires_s`` drops a run still queued that long (the next one is due)."""
+    entry: dict[str, object] = {"task": task, "schedule": timedelta(seconds=seconds)}
+    if expires_s is not None:
+        entry["options"] = {"expires": expires_s}
+    return entry
+
+
+def beat_schedule() -> dict[str, dict[str, object]]:
+    """The periodic tasks, with the intervals the settings chose."""
+    return {
+        "heartbeat": _every("core.heartbeat", settings.WORKER_HEARTBEAT_INTERVAL_S, expires_s=30),
+        "metrics-collect": _every(
+            "metrics.collect_all", settings.METRICS_COLLECT_INTERVAL_S, expires_s=10
+        ),
+        "slos-evaluate": _every("slos.evaluate", settings.SLO_EVALUATION_INTERVAL_S, expires_s=30),
+        "autoscaling-evaluate": _every(
+            "autoscaling.evaluate_all", settings.AUTOSCALING_INTERVAL_S, expires_s=10
+        ),
+        "alerts-flush-groups": _every(
+            "alerts.flush_groups", settings.ALERTS_FLUSH_INTERVAL_S, expires_s=10
+        ),
+        "alerts-deliver-due": _every("alerts.deliver_due", 30, expires_s=30),
+        "alerts-evaluate-rules": _every(
+            "alerts.evaluate_rules", settings.ALERTS_RULES_INTERVAL_S, expires_s=30
+        ),
+        "alerts-prune": _every("alerts.prune", 6 * 3600),
+        "metrics-prune-samples": _every("metrics.prune_samples", 3600),
+    }

@@ -22,7 +22,7 @@ def _apply_routing(sender: Celery, **_: object) -> None:
         task_queues=config.task_queues,
         task_default_queue=config.task_default_queue,
         task_routes=config.task_routes,
-        beat_schedule=config.beat_schedule,
+        beat_schedule=config.beat_schedule(),
     )
 
 

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from apps.audit.admin_mixins import AuditedModelAdmin
 
-from .channels import channel_test_send
+from .delivery import channel_test_send
 from .models import (
     Alert,
     AlertGroup,

@@ -38,7 +38,7 @@ from apps.core.api.viewsets import (
 )
 from apps.core.middleware import client_ip
 
-from .channels import channel_test_send
+from .delivery import channel_test_send
 from .models import (
     Alert,
     AlertRule,
@@ -51,6 +51,7 @@ from .models import (
     Silence,
 )
 from .payloads import PayloadError, parse_alertmanager
+from .selectors import receiver_authenticate, silences_active
 from .serializers import (
     AcknowledgeSerializer,
     AlertRuleSerializer,
@@ -67,10 +68,8 @@ from .serializers import (
 from .services import (
     alert_acknowledge,
     alerts_ingest,
-    receiver_authenticate,
     receiver_create,
     silence_expire,
-    silences_active,
 )
 
 

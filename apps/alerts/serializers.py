@@ -56,7 +56,7 @@ class AlertSerializer(serializers.ModelSerializer[Alert]):
         read_only_fields = fields
 
     def get_silenced_by(self, obj: Alert) -> int | None:
-        from .services import alert_silenced_by, silences_with_matchers
+        from .selectors import alert_silenced_by, silences_with_matchers
 
         silences = self.context.get("active_silences")
         if silences is None:
@@ -161,7 +161,7 @@ class ChannelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSeria
         return f"{problem}: send config again" if problem else ""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        from .channels import channel_config_validate, template_validate
+        from .delivery import channel_config_validate, template_validate
 
         kind = attrs.get("kind") or (self.instance.kind if self.instance else None)
         if "config" in attrs or self.instance is None:

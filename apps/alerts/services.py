@@ -7,10 +7,9 @@ retries on our failure and nothing is half-done.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -27,7 +26,7 @@ from apps.audit.services import audit_record
 from apps.inventory.models import Deployment
 
 from . import grouping
-from .labels import Matcher, fingerprint, matchers_load, matchers_match
+from .labels import fingerprint
 from .models import (
     Alert,
     AlertGroup,
@@ -35,12 +34,19 @@ from .models import (
     AlertStatus,
     Channel,
     Delivery,
-    InhibitRule,
     Receiver,
     Route,
     Silence,
 )
 from .payloads import IncomingAlert
+from .selectors import (
+    alert_silenced_by,
+    inhibited_fingerprints,
+    receiver_token_hash,
+    route_matches,
+    routes_for_teams,
+    silences_active,
+)
 
 logger = structlog.get_logger("controlplane.alerts")
 
@@ -56,30 +62,12 @@ def receiver_create(*, team: Team, name: str, actor: Any) -> tuple[Receiver, str
     receiver = Receiver.objects.create(
         team=team,
         name=name,
-        token_hash=_hash(token),
+        token_hash=receiver_token_hash(token),
         token_prefix=token[:12],
         created_by=actor if getattr(actor, "pk", None) else None,
     )
     audit_record(actor=actor, action=AuditAction.CREATE, instance=receiver, extra={"name": name})
     return receiver, token
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def receiver_authenticate(*, token: str, name: str | None = None) -> Receiver | None:
-    """The active receiver for a bearer token, or for basic auth (``name`` + token)."""
-    if not token:
-        return None
-    receiver = (
-        Receiver.objects.select_related("team")
-        .filter(token_hash=_hash(token), revoked_at__isnull=True)
-        .first()
-    )
-    if receiver is None or (name is not None and receiver.name != name):
-        return None
-    return receiver
 
 
 # --------------------------------------------------------------------------- ingest
@@ -330,26 +318,6 @@ def _same_insert(row: Alert, ours: Alert) -> bool:
     )
 
 
-def routes_for_teams(team_ids: Iterable[int]) -> dict[int, list[Route]]:
-    routes: dict[int, list[Route]] = defaultdict(list)
-    for route in Route.objects.filter(team_id__in=set(team_ids), enabled=True).order_by(
-        "position", "id"
-    ):
-        routes[route.team_id].append(route)
-    return routes
-
-
-def route_matches(routes: Sequence[Route], labels: Mapping[str, str]) -> list[Route]:
-    """Routes an alert goes to: the first match, and the next ones while ``continue``."""
-    out = []
-    for route in routes:
-        if matchers_match(matchers_load(route.matchers), labels):
-            out.append(route)
-            if not route.continue_matching:
-                break
-    return out
-
-
 def _group(alerts: Sequence[Alert], now: datetime) -> int:
     """Add firing alerts to their routes' groups (creating groups, which then wait
     ``group_wait`` before their first notification)."""
@@ -439,73 +407,6 @@ def alert_raise(
     )
 
 
-# --------------------------------------------------------------------------- muting
-
-
-def silences_active(*, team_ids: Iterable[int] | None, now: datetime) -> list[Silence]:
-    """Silences in force now for these teams (and every team's); ``None``: all of them."""
-    silences = Silence.objects.filter(starts_at__lte=now, ends_at__gt=now)
-    if team_ids is not None:
-        silences = silences.filter(Q(team_id__in=set(team_ids)) | Q(team__isnull=True))
-    return list(silences)
-
-
-SilenceMatchers = Sequence[tuple[Silence, Sequence[Matcher]]]
-
-
-def silences_with_matchers(silences: Sequence[Silence]) -> list[tuple[Silence, list[Matcher]]]:
-    """Each silence with its matchers loaded, to test many alerts against them."""
-    return [(silence, matchers_load(silence.matchers)) for silence in silences]
-
-
-def alert_silenced_by(
-    alert: Alert, silences: Sequence[Silence], *, loaded: SilenceMatchers | None = None
-) -> Silence | None:
-    """The first of ``silences`` muting ``alert``; ``loaded``: the same silences with their
-    matchers already loaded (``silences_with_matchers``), to list many alerts."""
-    for silence, matchers in loaded if loaded is not None else silences_with_matchers(silences):
-        if silence.team_id not in (None, alert.team_id):
-            continue
-        if matchers_match(matchers, alert.labels):
-            return silence
-    return None
-
-
-def inhibited_fingerprints(*, team_id: int, candidates: Sequence[Alert]) -> set[str]:
-    """Fingerprints among ``candidates`` muted by a firing source alert of an inhibit rule."""
-    rules = list(
-        InhibitRule.objects.filter(Q(team_id=team_id) | Q(team__isnull=True), enabled=True)
-    )
-    if not rules:
-        return set()
-    sources = list(
-        Alert.objects.filter(team_id=team_id, status=AlertStatus.FIRING).only(
-            "fingerprint", "labels"
-        )
-    )
-    muted: set[str] = set()
-    for rule in rules:
-        source_m, target_m = (
-            matchers_load(rule.source_matchers),
-            matchers_load(rule.target_matchers),
-        )
-        active = {
-            tuple(s.labels.get(name, "") for name in rule.equal): s.fingerprint
-            for s in sources
-            if matchers_match(source_m, s.labels)
-        }
-        if not active:
-            continue
-        for alert in candidates:
-            if not matchers_match(target_m, alert.labels):
-                continue
-            source_fp = active.get(tuple(alert.labels.get(name, "") for name in rule.equal))
-            # An alert matching both sides does not inhibit itself (as in Alertmanager).
-            if source_fp is not None and source_fp != alert.fingerprint:
-                muted.add(alert.fingerprint)
-    return muted
-
-
 # --------------------------------------------------------------------------- flush
 
 
@@ -516,8 +417,17 @@ class FlushReport:
     deliveries: list[int]
 
 
-def alert_groups_flush(*, now: datetime | None = None, limit: int = 500) -> FlushReport:
-    """Look at every group that is due; create the deliveries its notification needs."""
+def alert_groups_flush(
+    *,
+    now: datetime | None = None,
+    limit: int = 500,
+    enqueue: Callable[[int], object] | None = None,
+) -> FlushReport:
+    """Look at every group that is due; create the deliveries its notification needs.
+
+    ``enqueue(channel_id)`` is called once a group's deliveries are committed, for each channel
+    they go to (the task passes its sender task's ``delay``). Without it they wait for the
+    ``deliver_due`` sweep."""
     now = now or timezone.now()
     due = list(
         AlertGroup.objects.filter(next_flush_at__lte=now)
@@ -536,7 +446,7 @@ def alert_groups_flush(*, now: datetime | None = None, limit: int = 500) -> Flus
             )
             if group is None:
                 continue  # another worker has it
-            created = _flush_group(group, now)
+            created = _flush_group(group, now, enqueue)
             if created:
                 notified += 1
                 deliveries.extend(created)
@@ -545,7 +455,9 @@ def alert_groups_flush(*, now: datetime | None = None, limit: int = 500) -> Flus
     return FlushReport(len(due), notified, deliveries)
 
 
-def _flush_group(group: AlertGroup, now: datetime) -> list[int]:
+def _flush_group(
+    group: AlertGroup, now: datetime, enqueue: Callable[[int], object] | None
+) -> list[int]:
     from .notifications import notification_for_group
 
     route = group.route
@@ -605,11 +517,9 @@ def _flush_group(group: AlertGroup, now: datetime) -> list[int]:
     else:
         group.next_flush_at = now + timedelta(seconds=route.group_interval_s)
         group.save()
-    if created:
-        from .tasks import deliver_channel
-
+    if created and enqueue is not None:
         for channel in channels:
-            transaction.on_commit(partial(deliver_channel.delay, channel.pk))
+            transaction.on_commit(partial(enqueue, channel.pk))
     return created
 
 

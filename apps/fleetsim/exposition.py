@@ -75,7 +75,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from apps.fleetsim.fleet import DeploymentSnapshot, Fleet, FleetSnapshot
-from apps.fleetsim.replica import Histogram, ReplicaSnapshot
+from apps.fleetsim.histograms import Histogram
+from apps.fleetsim.replica import ReplicaSnapshot
 
 __all__ = [
     "DCGM_LABELS",

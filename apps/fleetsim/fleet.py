@@ -54,16 +54,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from apps.fleetsim.replica import (
-    DEFAULT_PROFILE,
-    GpuProfile,
-    Job,
-    Replica,
-    ReplicaSnapshot,
-    ReplicaStats,
-    RequestRecord,
-    get_profile,
-)
+from apps.fleetsim.profiles import DEFAULT_PROFILE, GpuProfile, get_profile
+from apps.fleetsim.replica import Job, Replica, ReplicaSnapshot, ReplicaStats, RequestRecord
 from apps.fleetsim.workload import Request
 
 __all__ = [

@@ -11,7 +11,7 @@ from apps.inventory.models import Deployment, ScaleTargetKind
 
 from . import workload
 from .fleet import Fleet, SimulatedDeployment
-from .replica import DEFAULT_PROFILE, PROFILES
+from .profiles import DEFAULT_PROFILE, PROFILES
 
 # Inventory GPU types → simulator profiles; types without a profile use the default one.
 _GPU_TO_PROFILE = {name.lower(): name for name in PROFILES}

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import GpuProfile
+from apps.fleetsim.profiles import GpuProfile
 from apps.fleetsim.workload import Request
 
 

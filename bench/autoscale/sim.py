@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from apps.fleetsim.fleet import SimulatedDeployment
-from apps.fleetsim.replica import GpuProfile, RequestRecord, get_profile
+from apps.fleetsim.profiles import GpuProfile, get_profile
+from apps.fleetsim.replica import RequestRecord
 from apps.fleetsim.workload import Request
 
 # Fields sampled every step. "kv_avg" and "util_avg" are averages over the replicas ready

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "apps.autoscaling",
     "apps.alerts",
     "apps.fleetsim",
+    "apps.devstack",
 ]
 
 MIDDLEWARE = [

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from apps.integrations.prometheus.embedded import find_binary
+from apps.devstack.prometheus import find_binary
 from tests.integration.celery_support import (  # noqa: F401 - shared fixtures
     celery_redis,
     private_redis,

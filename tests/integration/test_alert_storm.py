@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.utils import timezone
 
-from apps.alerts.channels import channel_deliver_pending
+from apps.alerts.delivery import channel_deliver_pending
 from apps.alerts.labels import fingerprint
 from apps.alerts.models import Channel, Delivery, DeliveryStatus, Route
 from apps.alerts.payloads import IncomingAlert

@@ -27,8 +27,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from apps.alerts import api as alerts_api
-from apps.alerts import tasks as alerts_tasks
-from apps.alerts.channels import channel_deliver_pending
+from apps.alerts.delivery import channel_deliver_pending
 from apps.alerts.models import (
     Alert,
     AlertGroup,
@@ -42,7 +41,7 @@ from apps.alerts.models import (
     Route,
 )
 from apps.alerts.services import alert_groups_flush, receiver_create
-from apps.integrations.alertmanager import EmbeddedAlertmanager, WebhookReceiver, find_binary
+from apps.devstack.alertmanager import EmbeddedAlertmanager, WebhookReceiver, find_binary
 from apps.integrations.chat.signing import (
     WEBHOOK_SIGNATURE_HEADER,
     WEBHOOK_TIMESTAMP_HEADER,
@@ -363,7 +362,6 @@ def test_route_groups_flush_into_one_delivery_each(
     capture: Capture,
     start_alertmanager: Callable[..., EmbeddedAlertmanager],
     chat_receiver: tuple[str, list[Received]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     chat_url, chat_requests = chat_receiver
     team = TeamFactory(slug="llm")
@@ -386,7 +384,6 @@ def test_route_groups_flush_into_one_delivery_each(
     route.channels.add(channel)
     cache.delete(f"alerts:channel-sent:{channel.pk}")
     queued: list[int] = []
-    monkeypatch.setattr(alerts_tasks.deliver_channel, "delay", queued.append)
 
     am = start_alertmanager([WebhookReceiver("control-plane", webhook_url, bearer_token=token)])
     started = datetime.now(UTC).replace(microsecond=0)
@@ -421,7 +418,7 @@ def test_route_groups_flush_into_one_delivery_each(
     assert due - created >= timedelta(seconds=route.group_wait_s)
     assert alert_groups_flush(now=created).deliveries == []
     time.sleep(max(0.0, (due - timezone.now()).total_seconds()) + 0.05)
-    report = alert_groups_flush()
+    report = alert_groups_flush(enqueue=queued.append)
     assert report.groups == 2
     assert report.notified == 2
     assert len(report.deliveries) == 2
@@ -475,7 +472,6 @@ def _post_batch(url: str, token: str, payload: dict[str, Any]) -> tuple[int, dic
 def test_retried_batch__posted_again_and_concurrently__stored_once_and_notified_once(
     webhook_url: str,
     chat_receiver: tuple[str, list[Received]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An Alertmanager retrying the same webhook batch (it retries until it gets a 2xx,
     and a slow answer can make it send again while the first call is still running):
@@ -498,7 +494,6 @@ def test_retried_batch__posted_again_and_concurrently__stored_once_and_notified_
     )
     route.channels.add(channel)
     cache.delete(f"alerts:channel-sent:{channel.pk}")
-    monkeypatch.setattr(alerts_tasks.deliver_channel, "delay", lambda pk: None)
     started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
     def batch(round_: int) -> dict[str, Any]:

@@ -44,11 +44,11 @@ from apps.autoscaling.models import (
 )
 from apps.autoscaling.tasks import evaluate, evaluate_all, execute_action
 from apps.core.models import TaskCounter
+from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
-from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
+from apps.fleetsim.profiles import get_profile
 from apps.metrics.models import DeploymentMetrics
 from apps.metrics.tasks import collect_all
 from controlplane.celery import app

@@ -11,11 +11,11 @@ import pytest
 from apps.autoscaling.actuators.simulated import SimulatedActuator
 from apps.autoscaling.loop import deployment_evaluate, scale_action_execute
 from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, DecisionRecord, ScaleAction
+from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
-from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
+from apps.fleetsim.profiles import get_profile
 from apps.metrics.services import metrics_collect_shard
 from tests.factories.inventory import SimulatedDeploymentFactory
 

@@ -16,12 +16,12 @@ from django.core.management import call_command
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
 from apps.autoscaling.loop import scale_action_execute
 from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, ScaleAction
+from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
+from apps.fleetsim.profiles import get_profile
 from apps.integrations.prometheus.client import PrometheusClient
-from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from tests.factories.accounts import UserFactory
 from tests.factories.inventory import SimulatedDeploymentFactory
 

@@ -25,11 +25,11 @@ from apps.alerts.sources import alert_sources_evaluate
 from apps.autoscaling.actuators.factory import actuator_for
 from apps.autoscaling.loop import deployment_evaluate, scale_action_execute, scale_target_of
 from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, Mode, ScaleAction
+from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
-from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
+from apps.fleetsim.profiles import get_profile
 from apps.metrics.services import metrics_collect, metrics_store, targets_for
 from tests.factories.inventory import SimulatedDeploymentFactory
 from tests.integration.celery_support import wait_for

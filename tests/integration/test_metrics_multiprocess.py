@@ -16,7 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.integrations.prometheus.embedded import free_port
+from apps.devstack.prometheus import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
+from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.models import DeploymentMetrics, MetricSample, MetricsStatus
 from apps.metrics.services import metrics_collect_shard
 from tests.factories.inventory import SimulatedDeploymentFactory

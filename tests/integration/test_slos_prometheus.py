@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 import requests
 
+from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from apps.slos.models import SloEvent, SloState, SloStatus
 from apps.slos.rules import rule_file, slo_rule_groups
 from apps.slos.services import slos_evaluate, slos_evaluate_all

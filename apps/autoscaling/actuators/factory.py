@@ -58,11 +58,7 @@ def _read_team_kubeconfig(cluster: Cluster) -> str:
 
 
 def _kubernetes_actuator(cluster: Cluster) -> Actuator:
-    from apps.integrations.kubernetes.client import (
-        KubernetesClient,
-        KubernetesError,
-        build_api_client,
-    )
+    from apps.integrations.kubernetes import KubernetesClient, KubernetesError, build_api_client
 
     from .kubernetes import KubernetesActuator
 

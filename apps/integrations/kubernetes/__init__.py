@@ -1,7 +1,6 @@
 from .client import (
     HorizontalPodAutoscalerInfo,
     KubernetesClient,
-    KubernetesError,
     PodInfo,
     WorkloadInfo,
     WorkloadKind,
@@ -10,6 +9,7 @@ from .client import (
     kubernetes_error_from_api_exception,
     label_selector_string,
 )
+from .errors import KubernetesError
 from .kubeconfig import (
     KUBECONFIG_MAX_BYTES,
     kubeconfig_check,

@@ -51,10 +51,11 @@ from apps.core.netguard import (  # the guarded pools are netguard's, shared on 
     refusal_in,
 )
 
+from .errors import KubernetesError
+
 __all__ = [
     "HorizontalPodAutoscalerInfo",
     "KubernetesClient",
-    "KubernetesError",
     "PodInfo",
     "WorkloadInfo",
     "WorkloadKind",
@@ -70,31 +71,6 @@ _KIND_NAMES: dict[WorkloadKind, str] = {"deployment": "Deployment", "statefulset
 MERGE_PATCH = "application/merge-patch+json"
 
 T = TypeVar("T")
-
-
-class KubernetesError(Exception):
-    """A failed Kubernetes call.
-
-    ``reason`` is a short machine-readable kind: ``conflict``, ``throttled``,
-    ``server-error``, ``timeout``, ``unreachable``, ``unauthorized``, ``forbidden``,
-    ``not-found``, ``invalid``, ``misconfigured``, ``unexpected-response``, ``failed``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        conflict: bool = False,
-        status: int | None = None,
-        reason: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable or conflict
-        self.conflict = conflict
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ import yaml
 
 from apps.core.netguard import DestinationRefused, destination_check
 
-from .client import KubernetesError
+from .errors import KubernetesError
 
 __all__ = [
     "KUBECONFIG_MAX_BYTES",

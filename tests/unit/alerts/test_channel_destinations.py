@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from apps.accounts.models import Role
-from apps.alerts.channels import channel_deliver_pending
+from apps.alerts.delivery import channel_deliver_pending
 from apps.alerts.models import Channel, Delivery, DeliveryStatus
 from apps.integrations.chat import sample_notification
 from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory

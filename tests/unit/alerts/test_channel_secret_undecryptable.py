@@ -15,7 +15,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from apps.accounts.models import Role
-from apps.alerts.channels import channel_deliver_pending
+from apps.alerts.delivery import channel_deliver_pending
 from apps.alerts.models import Channel, Delivery, DeliveryStatus
 from apps.integrations.chat import sample_notification
 from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory

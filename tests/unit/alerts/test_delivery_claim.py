@@ -10,9 +10,11 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.alerts.channels import (
+from apps.alerts.delivery import (
+    channel_deliver,
     channel_deliver_pending,
     channel_transport,
+    deliveries_due_dispatch,
     deliveries_sending_recover,
 )
 from apps.alerts.labels import fingerprint
@@ -154,3 +156,45 @@ def test_recover__sending_longer_than_the_lease__pending_again(delivery):
         fresh.pk: DeliveryStatus.SENDING,
         test_message.pk: DeliveryStatus.SENDING,
     }
+
+
+def test_channel_deliver__send_failed_retry_later__one_follow_up_until_it_runs(delivery):
+    """The webhook endpoint refuses the connection (nothing listens on port 9): the delivery
+    waits for a retry, and however many senders run meanwhile, one follow-up is scheduled;
+    the follow-up itself may schedule the next one."""
+    follow_ups: list[tuple[int, float]] = []
+
+    def follow_up(channel_id: int, countdown_s: float) -> None:
+        follow_ups.append((channel_id, countdown_s))
+
+    channel_deliver(channel_id=delivery.channel_id, scheduled=False, follow_up=follow_up)
+    channel_deliver(channel_id=delivery.channel_id, scheduled=False, follow_up=follow_up)
+    assert [channel_id for channel_id, _ in follow_ups] == [delivery.channel_id]
+    assert follow_ups[0][1] > 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+
+    channel_deliver(channel_id=delivery.channel_id, scheduled=True, follow_up=follow_up)
+    assert len(follow_ups) == 2
+
+
+def test_due_dispatch__due_and_later_deliveries__only_due_channels_enqueued_once(delivery):
+    later = Channel.objects.create(
+        team=delivery.channel.team,
+        name="later",
+        kind="webhook",
+        config={"webhook_url": "http://127.0.0.1:9/later"},
+    )
+    for key, channel, at in [
+        ("second-due", delivery.channel, timezone.now()),
+        ("not-yet", later, timezone.now() + timedelta(hours=1)),
+    ]:
+        Delivery.objects.create(
+            channel=channel,
+            idempotency_key=key,
+            notification=delivery.notification,
+            next_attempt_at=at,
+        )
+    queued: list[int] = []
+    assert deliveries_due_dispatch(enqueue=queued.append) == 1
+    assert queued == [delivery.channel_id]

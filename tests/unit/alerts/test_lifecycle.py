@@ -90,6 +90,22 @@ def test_flush__group_wait_then_one_notification_listing_the_group(setup):
     )
 
 
+def test_flush__enqueue_given__each_channel_queued_after_its_group_commits(
+    setup, django_capture_on_commit_callbacks
+):
+    team, _, channel = setup
+    t0 = timezone.now()
+    alerts_ingest(alerts=[_alert(pod="a")], source="api", team=team, now=t0)
+    queued: list[int] = []
+    with django_capture_on_commit_callbacks() as callbacks:
+        created = alert_groups_flush(now=t0 + timedelta(seconds=31), enqueue=queued.append)
+    assert len(created.deliveries) == 1
+    assert queued == []  # a sender started before the commit would find nothing to send
+    for callback in callbacks:
+        callback()
+    assert queued == [channel.pk]
+
+
 def test_flush__new_alert_waits_group_interval__unchanged_waits_repeat(setup):
     team, _, _ = setup
     t0 = timezone.now()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.alerts import services
+from apps.alerts import selectors
 from apps.alerts.models import Alert, AlertSource, AlertStatus, Silence
 
 pytestmark = pytest.mark.django_db
@@ -44,13 +44,13 @@ def test_alert_list__many_rows_three_silences__matchers_loaded_once_per_page(
 ):
     first, second, _ = _alerts_and_silences(roster.team, alerts=12)
     loaded: list[object] = []
-    real = services.matchers_load
+    real = selectors.matchers_load
 
     def counting(stored):
         loaded.append(stored)
         return real(stored)
 
-    monkeypatch.setattr(services, "matchers_load", counting)
+    monkeypatch.setattr(selectors, "matchers_load", counting)
     rows = client_for(roster.viewer).get("/api/v1/alerts/?ordering=-starts_at").json()["results"]
     assert len(rows) == 12
     assert len(loaded) == 3  # one per active silence, whatever the number of rows
@@ -63,8 +63,8 @@ def test_alert_list__many_rows_three_silences__matchers_loaded_once_per_page(
 
 def test_alert_silenced_by__matchers_loaded_beforehand__same_answer(roster):
     silences = _alerts_and_silences(roster.team, alerts=12)
-    loaded = services.silences_with_matchers(silences)
+    loaded = selectors.silences_with_matchers(silences)
     for alert in Alert.objects.all():
-        assert services.alert_silenced_by(alert, silences, loaded=loaded) == (
-            services.alert_silenced_by(alert, silences)
+        assert selectors.alert_silenced_by(alert, silences, loaded=loaded) == (
+            selectors.alert_silenced_by(alert, silences)
         )

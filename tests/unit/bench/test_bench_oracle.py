@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.fleetsim.replica import L4
+from apps.fleetsim.profiles import L4
 from apps.fleetsim.workload import Request, steady
 from bench.autoscale import oracle
 from bench.autoscale.traces import LENGTHS

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import L4, RequestRecord
+from apps.fleetsim.profiles import L4
+from apps.fleetsim.replica import RequestRecord
 from apps.fleetsim.workload import Request, steady
 from bench.autoscale import cli, policies
 from bench.autoscale.sim import SimConfig, percentile, run, summarize

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from celery_worker.config import QUEUES
+import pytest
+from django.test import override_settings
+
+from celery_worker.config import QUEUES, beat_schedule
 from controlplane.celery import app
 
 
@@ -35,6 +38,24 @@ def test_beat_schedule__every_entry__names_a_registered_task():
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
     assert "core.heartbeat" in scheduled
     assert scheduled <= set(app.tasks)
+
+
+@override_settings(
+    WORKER_HEARTBEAT_INTERVAL_S=3,
+    METRICS_COLLECT_INTERVAL_S=4.0,
+    SLO_EVALUATION_INTERVAL_S=5.0,
+    AUTOSCALING_INTERVAL_S=6.0,
+    ALERTS_FLUSH_INTERVAL_S=7.0,
+    ALERTS_RULES_INTERVAL_S=8.0,
+)
+def test_beat_schedule__intervals__come_from_settings():
+    schedule = {name: entry["schedule"] for name, entry in beat_schedule().items()}
+    assert schedule["heartbeat"] == timedelta(seconds=3)
+    assert schedule["metrics-collect"] == timedelta(seconds=4)
+    assert schedule["slos-evaluate"] == timedelta(seconds=5)
+    assert schedule["autoscaling-evaluate"] == timedelta(seconds=6)
+    assert schedule["alerts-flush-groups"] == timedelta(seconds=7)
+    assert schedule["alerts-evaluate-rules"] == timedelta(seconds=8)
 
 
 def test_heartbeat_task__explicit_time_limits():

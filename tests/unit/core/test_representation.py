@@ -11,8 +11,8 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from apps.alerts.models import Alert, AlertSource, AlertStatus, Silence
+from apps.alerts.selectors import silences_active
 from apps.alerts.serializers import AlertSerializer
-from apps.alerts.services import silences_active
 from apps.audit.api import AuditEntrySerializer
 from apps.audit.models import AuditEntry
 from apps.autoscaling.models import DecisionRecord

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.fleetsim.exposition import metrics_text
 from apps.fleetsim.fleet import Fleet
-from apps.fleetsim.replica import VLLM_E2E_BUCKETS, VLLM_ITL_BUCKETS, VLLM_TTFT_BUCKETS
+from apps.fleetsim.histograms import VLLM_E2E_BUCKETS, VLLM_ITL_BUCKETS, VLLM_TTFT_BUCKETS
 
 POD_LABELS = {"namespace", "pod", "deployment"}
 VLLM_LABELS = {"model_name", "engine", *POD_LABELS}

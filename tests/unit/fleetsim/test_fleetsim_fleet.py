@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import A100_80GB, RequestRecord
+from apps.fleetsim.profiles import A100_80GB
+from apps.fleetsim.replica import RequestRecord
 from apps.fleetsim.workload import Request, steady
 
 

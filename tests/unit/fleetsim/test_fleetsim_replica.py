@@ -6,71 +6,13 @@ import statistics
 
 import pytest
 
-from apps.fleetsim.replica import (
-    A100_80GB,
-    L4,
-    PROFILES,
-    VLLM_ITL_BUCKETS,
-    VLLM_TTFT_BUCKETS,
-    Histogram,
-    Job,
-    Replica,
-    RequestRecord,
-    get_profile,
-    replay,
-)
+from apps.fleetsim.profiles import A100_80GB
+from apps.fleetsim.replica import Job, Replica, RequestRecord, replay
 from apps.fleetsim.workload import Request, TokenLengths, steady
 
 
 def _job(i: int, at: float, prompt: int = 500, output: int = 100) -> Job:
     return Job(i, at, prompt, output)
-
-
-def test_profiles__defaults__physically_plausible_for_an_8b_model() -> None:
-    for profile in PROFILES.values():
-        # Memory-bound decode: a lone stream on any of these GPUs runs 10-200 tok/s.
-        assert 10 < profile.single_stream_decode_tokens_per_s < 200
-        # Compute-bound prefill is one to three orders of magnitude faster.
-        assert profile.prefill_tokens_per_s > 50 * profile.single_stream_decode_tokens_per_s
-        assert profile.kv_cache_tokens >= profile.max_model_len
-        assert 0 < profile.framebuffer_used_mib < profile.framebuffer_mib
-    assert PROFILES["H100-80GB"].prefill_tokens_per_s > A100_80GB.prefill_tokens_per_s
-    assert A100_80GB.single_stream_decode_tokens_per_s > L4.single_stream_decode_tokens_per_s
-
-
-def test_get_profile__any_case__returns_profile_and_unknown_raises() -> None:
-    assert get_profile("a100-80gb") is A100_80GB
-    with pytest.raises(KeyError, match="unknown GPU profile"):
-        get_profile("TPU-v5")
-
-
-def test_profile__batched_decode__throughput_grows_with_batch_but_sublinearly() -> None:
-    one = A100_80GB.decode_tokens_per_s(1, 1000)
-    many = A100_80GB.decode_tokens_per_s(64, 1000)
-
-    assert 10 * one < many < 64 * one
-
-
-def test_histogram__observe_linear__matches_one_by_one_observations() -> None:
-    fast = Histogram(VLLM_ITL_BUCKETS)
-    slow = Histogram(VLLM_ITL_BUCKETS)
-
-    fast.observe_linear(0.008, 0.0004, 500, weight=3)
-    for k in range(500):
-        slow.observe(0.008 + 0.0004 * k, 3)
-
-    assert fast.counts == slow.counts
-    assert fast.count == slow.count == 1500
-    assert fast.sum == pytest.approx(slow.sum)
-
-
-def test_histogram__quantile__interpolates_within_bucket() -> None:
-    histogram = Histogram(VLLM_TTFT_BUCKETS)
-    for _ in range(100):
-        histogram.observe(0.3)
-
-    assert 0.25 < histogram.quantile(0.5) <= 0.5
-    assert histogram.cumulative()[-1] == 100
 
 
 def test_replica__single_request__ttft_is_prefill_and_itl_is_base_step() -> None:

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import requests
 
-from apps.integrations.process import LocalServerProcess, free_port
-from apps.integrations.process import find_binary as _find_binary
+from apps.devstack.process import LocalServerProcess, free_port
+from apps.devstack.process import find_binary as _find_binary
 
 __all__ = ["EmbeddedPrometheus", "ScrapeTarget", "find_binary", "free_port"]
 

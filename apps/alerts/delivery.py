@@ -278,6 +278,32 @@ def channel_deliver_pending(
         return 0.0
 
 
+def channel_deliver(
+    *, channel_id: int, scheduled: bool, follow_up: Callable[[int, float], object]
+) -> None:
+    """Send what is due for one channel; when more falls due later, ask ``follow_up(channel_id,
+    countdown_s)`` to run this again then (the caller decides how: a delayed task)."""
+    marker = f"alerts:channel-scheduled:{channel_id}"
+    if scheduled:
+        cache.delete(marker)  # this is the follow-up: another one may be scheduled now
+    wait = channel_deliver_pending(channel_id=channel_id)
+    # One scheduled follow-up per channel, however many senders ask for one.
+    if wait is not None and cache.add(marker, "1", timeout=int(wait) + 60):
+        follow_up(channel_id, max(0.05, wait))
+
+
+def deliveries_due_dispatch(*, enqueue: Callable[[int], object]) -> int:
+    """Safety net: every channel with something due gets a sender (lost tasks, restarts).
+    ``enqueue(channel_id)`` starts one; returns how many channels were handed out."""
+    from .selectors import channel_ids_with_due_deliveries
+
+    deliveries_sending_recover()
+    channel_ids = channel_ids_with_due_deliveries(now=timezone.now())
+    for channel_id in channel_ids:
+        enqueue(channel_id)
+    return len(channel_ids)
+
+
 def channel_test_send(*, channel: Channel, language: str) -> Delivery:
     """Send a sample notification now and record it like any delivery (not rate-queued:
     someone is looking at the screen). A permanent error does not disable the channel: the

@@ -1,14 +1,17 @@
-"""The demo inventory created by the run command: a team, a model and simulated deployments."""
+"""The demo created by the run command: a team, a model, simulated deployments, and their
+SLOs, alert rules and autoscaling policies."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import transaction
 
 from apps.accounts.models import Team
-
-from .models import (
+from apps.alerts.models import AlertRule
+from apps.autoscaling.models import AutoscalingPolicy
+from apps.inventory.models import (
     Deployment,
     DeploymentStatus,
     GpuType,
@@ -16,6 +19,7 @@ from .models import (
     ScaleTargetKind,
     ServingFramework,
 )
+from apps.slos.models import LatencyMetric, SliKind, Slo
 
 DEMO_NAMESPACE = "demo"
 
@@ -79,10 +83,6 @@ def demo_inventory_ensure() -> list[Deployment]:
 def _demo_slos(team: Team, deployments: list[Deployment]) -> None:
     """A TTFT and an error-ratio SLO per deployment: SLO status, burn rates and SLO alerts
     show up in the demo (the SLO boost can use them too)."""
-    from decimal import Decimal
-
-    from apps.slos.models import LatencyMetric, SliKind, Slo
-
     for deployment in deployments:
         Slo.objects.get_or_create(
             team=team,
@@ -111,8 +111,6 @@ def _demo_slos(team: Team, deployments: list[Deployment]) -> None:
 def _demo_alert_rules(team: Team) -> None:
     """Threshold rules on the team's deployments, so the demo shows alerts firing and
     resolving (visible under Alerts; add a channel and a route to get them in chat)."""
-    from apps.alerts.models import AlertRule
-
     AlertRule.objects.get_or_create(
         team=team,
         name="QueueBacklog",
@@ -141,8 +139,6 @@ def _demo_alert_rules(team: Team) -> None:
 
 def _demo_policy(deployment: Deployment) -> None:
     """Enforce a queue- and KV-cache-based policy, so the demo shows the loop acting."""
-    from apps.autoscaling.models import AutoscalingPolicy
-
     AutoscalingPolicy.objects.get_or_create(
         deployment=deployment,
         defaults={

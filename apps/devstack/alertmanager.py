@@ -21,8 +21,10 @@ from typing import Any, ClassVar
 
 import requests
 
-from apps.integrations.process import LocalServerProcess
-from apps.integrations.process import find_binary as _find_binary
+from apps.devstack.process import LocalServerProcess
+from apps.devstack.process import find_binary as _find_binary
+
+__all__ = ["EmbeddedAlertmanager", "WebhookReceiver", "find_binary"]
 
 ALERTMANAGER_BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apps.inventory.demo import demo_inventory_ensure
+from apps.devstack.demo import demo_inventory_ensure
 
 
 class Command(BaseCommand):

@@ -117,7 +117,7 @@ class Command(BaseCommand):
 
     def _start_prometheus(self, sim_port: int) -> tuple[Any, str]:
         """A local Prometheus scraping the simulator, when the binary is installed."""
-        from apps.integrations.prometheus.embedded import (
+        from apps.devstack.prometheus import (
             EmbeddedPrometheus,
             ScrapeTarget,
             find_binary,
