@@ -15,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from apps.api.viewsets import IdLookupMixin, TeamScopedViewSet
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import IdLookupMixin, TeamScopedViewSet
 
 from .models import ApiToken, Membership, Role, Team
 from .serializers import (

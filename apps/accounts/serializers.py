@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.validators import UniqueTogetherValidator
 
-from apps.core.api.serializers import NameFieldsMixin, TeamScopedRelatedField
+from apps.api.serializers import NameFieldsMixin, TeamScopedRelatedField
 
 from .models import ApiToken, Membership, Team
 

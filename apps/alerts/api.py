@@ -26,16 +26,16 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
-from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.accounts.selectors import team_ids_for_user, team_scoped, user_has_role
 from apps.accounts.throttling import FailureLimit, failure_record, failures_blocked
-from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.parsers import BoundedJSONParser
-from apps.core.api.viewsets import (
+from apps.api.parsers import BoundedJSONParser
+from apps.api.viewsets import (
     IdLookupMixin,
     TeamScopedReadOnlyViewSet,
     TeamScopedViewSet,
 )
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record, model_snapshot
 from apps.core.middleware import client_ip
 
 from .channels import channel_test_send
@@ -111,18 +111,10 @@ class SilenceViewSet(TeamScopedViewSet):
     """Mute alerts matching label matchers for a while, with author and comment."""
 
     queryset = Silence.objects.select_related("created_by")
+    include_global = True  # silences for every team
     serializer_class = SilenceSerializer
     filterset_fields = ["team"]
     ordering_fields = ["starts_at", "ends_at"]
-
-    def get_queryset(self) -> QuerySet[Silence]:
-        queryset = Silence.objects.select_related("created_by")
-        user = self.request.user
-        if user.is_superuser:
-            return queryset
-        from django.db.models import Q
-
-        return queryset.filter(Q(team_id__in=team_ids_for_user(user=user)) | Q(team__isnull=True))
 
     def team_id_from_data(self, data: dict[str, Any]) -> int | None:
         # A silence for every team (team empty) is the superusers' to create or to turn
@@ -249,10 +241,7 @@ class ReceiverViewSet(
     filterset_fields = ["team"]
 
     def get_queryset(self) -> QuerySet[Receiver]:
-        queryset = Receiver.objects.all()
-        if self.request.user.is_superuser:
-            return queryset
-        return queryset.filter(team_id__in=team_ids_for_user(user=self.request.user))
+        return team_scoped(Receiver.objects.all(), user=self.request.user)
 
     @extend_schema(responses={201: IssuedReceiverSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -5,7 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts.models import Team
-from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
+from apps.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.fields import secret_problem, secret_stored
 from apps.inventory.models import Deployment
 

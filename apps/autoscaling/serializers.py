@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
 
 from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, ScaleAction

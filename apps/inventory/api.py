@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.selectors import user_has_role
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.api.viewsets import TeamScopedViewSet
 
 from .filters import ClusterFilter, DeploymentFilter, LLMModelFilter
 from .models import Cluster, Deployment, LLMModel

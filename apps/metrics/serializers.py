@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.integrations.prometheus import PrometheusClient, PrometheusError
 from apps.inventory.models import Deployment
 

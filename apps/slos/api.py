@@ -15,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from apps.accounts.selectors import user_has_role
+from apps.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
 from .models import Slo, SloEvent, SloStatus

@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.serializers import BaseSerializer
 
 from apps.accounts.models import Role
-from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.accounts.selectors import team_scoped, user_has_role
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
 
@@ -23,7 +23,7 @@ from .representation import fast_representation
 
 class FastReadsMixin:
     """Lists and details render their rows through compiled steps (same output, a
-    fraction of the time: see apps/core/api/representation.py)."""
+    fraction of the time: see apps/api/representation.py)."""
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
         serializer = super().get_serializer(*args, **kwargs)  # type: ignore[misc]
@@ -47,17 +47,20 @@ class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
     # Path from the model to the Team it belongs to ("team", "deployment__team", or "" for
     # the Team model itself).
     team_field = "team"
+    # Whether rows of no team (meant for every team) are visible to every member.
+    include_global = False
     read_role: str = Role.VIEWER
     write_role: str = Role.OPERATOR
     permission_classes = [permissions.IsAuthenticated, TeamRolePermission]
 
     def get_queryset(self) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset()
-        user = self.request.user
-        if getattr(user, "is_superuser", False):
-            return queryset
-        lookup = "id__in" if self.team_field == "" else f"{self.team_field}__in"
-        return queryset.filter(**{lookup: team_ids_for_user(user=user, role=self.read_role)})
+        return team_scoped(
+            super().get_queryset(),
+            user=self.request.user,
+            team_field=self.team_field,
+            role=self.read_role,
+            include_global=self.include_global,
+        )
 
     def object_team_id(self, obj: models.Model) -> int | None:
         if self.team_field == "":
@@ -120,14 +123,17 @@ class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
 
 class TeamScopedReadOnlyViewSet(IdLookupMixin, FastReadsMixin, viewsets.ReadOnlyModelViewSet):
     """Read-only records about a team's objects (decisions, actions, alerts, deliveries,
-    events): members see their teams' rows, superusers all. ``team_field`` as above."""
+    events): members see their teams' rows, superusers all. ``team_field`` as above;
+    ``user_field`` also shows the caller the rows naming them there (their own actions)."""
 
     team_field = "team"
+    user_field: str | None = None
     permission_classes = [permissions.IsAuthenticated]
 
     def get_queryset(self) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset()
-        user = self.request.user
-        if getattr(user, "is_superuser", False):
-            return queryset
-        return queryset.filter(**{f"{self.team_field}__in": team_ids_for_user(user=user)})
+        return team_scoped(
+            super().get_queryset(),
+            user=self.request.user,
+            team_field=self.team_field,
+            user_field=self.user_field,
+        )
