@@ -83,18 +83,12 @@ class ApiTokenAdmin(AuditedModelAdmin):
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
         from apps.audit.models import AuditAction
-        from apps.audit.services import audit_record, model_snapshot
+        from apps.audit.services import audited
 
         from .services import api_token_revoke
 
         for token in queryset.filter(revoked_at__isnull=True):
-            before = model_snapshot(token)
-            api_token_revoke(token=token)
-            audit_record(
-                actor=request.user,
-                action=AuditAction.ACTION,
-                verb="revoke",
-                instance=token,
-                before=before,
-                after=model_snapshot(token),
-            )
+            with audited(
+                actor=request.user, action=AuditAction.ACTION, verb="revoke", instance=token
+            ):
+                api_token_revoke(token=token)

@@ -35,7 +35,7 @@ from apps.api.viewsets import (
     TeamScopedViewSet,
 )
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
+from apps.audit.services import audited
 from apps.core.middleware import client_ip
 
 from .channels import channel_test_send
@@ -129,14 +129,11 @@ class SilenceViewSet(TeamScopedViewSet):
         team_id = self.team_id_from_data(data)
         if team_id is not None:
             self._require_role(team_id)
-        with transaction.atomic():
-            instance = serializer.save(created_by=self.request.user)
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.CREATE,
-                instance=instance,
-                after=model_snapshot(instance),
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.CREATE) as change,
+        ):
+            change.instance = serializer.save(created_by=self.request.user)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         instance = serializer.instance
@@ -267,16 +264,12 @@ class ReceiverViewSet(
     def perform_destroy(self, instance: Receiver) -> None:
         if not user_has_role(user=self.request.user, team_id=instance.team_id, role=Role.ADMIN):
             raise PermissionDenied("This needs the admin role in the team.")
-        with transaction.atomic():
-            before = model_snapshot(instance)
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.DELETE, instance=instance),
+        ):
             instance.revoked_at = instance.revoked_at or timezone.now()
             instance.save(update_fields=["revoked_at"])
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.DELETE,
-                instance=instance,
-                before=before,
-            )
             instance.delete()
 
 

@@ -14,7 +14,7 @@ from rest_framework.serializers import BaseSerializer
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_scoped, user_has_role
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
+from apps.audit.services import audited
 
 from .ids import parse_id
 from .permissions import TeamRolePermission
@@ -84,40 +84,30 @@ class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         self._require_role(self.team_id_from_data(serializer.validated_data))
-        with transaction.atomic():
-            instance = serializer.save()
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.CREATE,
-                instance=instance,
-                after=model_snapshot(instance),
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.CREATE) as change,
+        ):
+            change.instance = serializer.save()
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         new_team = self.team_id_from_data(serializer.validated_data)
         if new_team is not None:
             self._require_role(new_team)
-        instance = serializer.instance
-        assert instance is not None
-        before = model_snapshot(instance)
-        with transaction.atomic():
-            instance = serializer.save()
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.UPDATE,
-                instance=instance,
-                before=before,
-                after=model_snapshot(instance),
-            )
+        assert serializer.instance is not None
+        with (
+            transaction.atomic(),
+            audited(
+                actor=self.request.user, action=AuditAction.UPDATE, instance=serializer.instance
+            ) as change,
+        ):
+            change.instance = serializer.save()
 
     def perform_destroy(self, instance: models.Model) -> None:
-        with transaction.atomic():
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.DELETE,
-                instance=instance,
-                before=model_snapshot(instance),
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.DELETE, instance=instance),
+        ):
             instance.delete()
 
 

@@ -17,7 +17,7 @@ from rest_framework.settings import api_settings
 from apps.accounts.selectors import user_has_role
 from apps.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
+from apps.audit.services import audited
 from apps.inventory.models import Deployment
 
 from .models import Slo, SloEvent, SloStatus
@@ -199,15 +199,11 @@ class SloViewSet(TeamScopedViewSet):
             data["deployment"] = deployment.pk
         serializer = SloSerializer(data=data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
-            slo = serializer.save()
-            audit_record(
-                actor=request.user,
-                action=AuditAction.CREATE,
-                instance=slo,
-                after=model_snapshot(slo),
-                verb="import-openslo",
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=request.user, action=AuditAction.CREATE, verb="import-openslo") as change,
+        ):
+            slo = change.instance = serializer.save()
         return Response(
             SloSerializer(slo, context={"request": request}).data, status=status.HTTP_201_CREATED
         )
