@@ -12,12 +12,9 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
-from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import (
-    AuthenticationFailed,
     PermissionDenied,
-    Throttled,
     ValidationError,
 )
 from rest_framework.request import Request
@@ -25,9 +22,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from apps.accounts.authentication import BearerTokenAuthentication, TokenKind, TokenRefused
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, team_scoped, user_has_role
-from apps.accounts.throttling import FailureLimit, failure_record, failures_blocked
+from apps.accounts.throttling import FailureLimit
 from apps.api.parsers import BoundedJSONParser
 from apps.api.viewsets import (
     IdLookupMixin,
@@ -36,7 +34,6 @@ from apps.api.viewsets import (
 )
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
-from apps.core.middleware import client_ip
 
 from .channels import channel_test_send
 from .models import (
@@ -286,56 +283,41 @@ def receiver_token_limit() -> FailureLimit:
     )
 
 
-def _receiver_throttled(wait: int) -> Throttled:
-    return Throttled(wait=wait, detail="Too many failed receiver token attempts from this client.")
+def _receiver_resolve(scheme: str, credentials: str) -> tuple[AnonymousUser, Receiver]:
+    if scheme == "bearer":
+        receiver = receiver_authenticate(token=credentials.strip())
+    else:
+        try:
+            user, _, password = (
+                base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise TokenRefused("Malformed basic credentials.") from None
+        receiver = receiver_authenticate(token=password, name=user)
+    if receiver is None:
+        raise TokenRefused("Unknown or revoked receiver token.")
+    return AnonymousUser(), receiver
 
 
-class ReceiverTokenAuthentication(BaseAuthentication):
+# Guessing receiver tokens is slowed down like guessing API tokens: failures are counted
+# per client address, and past the limit every attempt from it is 429.
+RECEIVER_TOKEN = TokenKind(
+    name="receiver token",
+    realm="alert receiver",
+    limit=receiver_token_limit,
+    schemes=("bearer", "basic"),
+    missing="Authentication credentials were not provided: send the receiver token as "
+    "'Authorization: Bearer <token>' or as the password of basic auth with the "
+    "receiver name as user (Alertmanager http_config).",
+    resolve=_receiver_resolve,
+)
+
+
+class ReceiverTokenAuthentication(BearerTokenAuthentication):
     """A receiver token as ``Authorization: Bearer <token>``, or as the password of basic
     auth with the receiver's name as user: what Alertmanager's ``http_config`` sends."""
 
-    def authenticate(self, request: Any) -> tuple[AnonymousUser, Receiver]:
-        # Guessing receiver tokens is slowed down like guessing API tokens: failures are
-        # counted per client address, and past the limit every attempt from it is 429.
-        rule = receiver_token_limit()
-        address = [f"ip:{client_ip(request._request) or '-'}"]
-        wait = failures_blocked(rule=rule, keys=address)
-        if wait:
-            raise _receiver_throttled(wait)
-        try:
-            return self._authenticate(request)
-        except AuthenticationFailed:
-            wait = failure_record(rule=rule, keys=address)
-            if wait:
-                raise _receiver_throttled(wait) from None
-            raise
-
-    def _authenticate(self, request: Any) -> tuple[AnonymousUser, Receiver]:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, credentials = header.partition(" ")
-        receiver = None
-        if scheme.lower() == "bearer":
-            receiver = receiver_authenticate(token=credentials.strip())
-        elif scheme.lower() == "basic":
-            try:
-                user, _, password = (
-                    base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-                )
-            except (binascii.Error, UnicodeDecodeError):
-                raise AuthenticationFailed("Malformed basic credentials.") from None
-            receiver = receiver_authenticate(token=password, name=user)
-        else:
-            raise AuthenticationFailed(
-                "Authentication credentials were not provided: send the receiver token as "
-                "'Authorization: Bearer <token>' or as the password of basic auth with the "
-                "receiver name as user (Alertmanager http_config)."
-            )
-        if receiver is None:
-            raise AuthenticationFailed("Unknown or revoked receiver token.")
-        return AnonymousUser(), receiver
-
-    def authenticate_header(self, request: Any) -> str:
-        return 'Bearer realm="alert receiver"'
+    kind = RECEIVER_TOKEN
 
 
 class ReceiverTokenScheme(OpenApiAuthenticationExtension):
