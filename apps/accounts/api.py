@@ -1,3 +1,6 @@
+"""The accounts API: teams, memberships, the caller's API tokens (shown once, revocable) and
+``/me``. Viewsets only check and route; tokens are issued and revoked in :mod:`.services`."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -1,3 +1,6 @@
+"""Request and response shapes of the accounts API (teams, memberships, API tokens, ``/me``);
+no logic beyond field validation."""
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,3 +1,8 @@
+"""The alerts API: alerts, silences, inhibit rules, channels, routes, deliveries, alert rules,
+receiver credentials and the Alertmanager webhook (with its receiver-token authentication).
+Ingest, grouping, notification and delivery live in :mod:`.services` and the modules it
+calls."""
+
 from __future__ import annotations
 
 import base64

@@ -1,3 +1,6 @@
+"""Request and response shapes of the alerts API: alerts, silences, inhibit rules, channels,
+routes, deliveries, receivers and alert rules, with field and matcher validation only."""
+
 from __future__ import annotations
 
 from typing import Any

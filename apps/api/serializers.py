@@ -1,3 +1,6 @@
+"""Serializer building blocks shared by every app's API: foreign keys limited to the caller's
+teams, model ``clean()`` run on validation, and name fields."""
+
 from __future__ import annotations
 
 import copy

@@ -1,3 +1,7 @@
+"""The autoscaling API: policies, the decisions and scale actions taken under them, the
+per-deployment kill switch and pin, the global pause and policy backtests. Changes go through
+:mod:`.services`; decisions come from the engine."""
+
 from __future__ import annotations
 
 import time

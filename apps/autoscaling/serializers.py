@@ -1,3 +1,6 @@
+"""Request and response shapes of the autoscaling API: policies (checked by the model's
+``clean()``), decisions, actions, controls, pins and backtests."""
+
 from __future__ import annotations
 
 from typing import Any

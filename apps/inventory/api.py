@@ -1,3 +1,7 @@
+"""The inventory API: clusters (with their credentials), models and deployments, and each
+deployment's readiness. Reads are in :mod:`.selectors`, changes beyond plain CRUD in
+:mod:`.services`."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet

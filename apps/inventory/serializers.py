@@ -1,3 +1,6 @@
+"""Request and response shapes of the inventory API: clusters (credentials write-only and
+outbound URLs checked), models, deployments and readiness."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,3 +1,7 @@
+"""The metrics API: latest observations per deployment, fleet summary, the metric catalogue,
+chart series and custom PromQL queries. Collection and reads live in :mod:`.services` and
+:mod:`.selectors`."""
+
 from __future__ import annotations
 
 from datetime import timedelta

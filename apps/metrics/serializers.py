@@ -1,3 +1,6 @@
+"""Request and response shapes of the metrics API: observations, series and their queries,
+the fleet summary, the catalogue and custom queries (PromQL checked)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,3 +1,7 @@
+"""The SLO API: SLO definitions with their status, history and events, their Prometheus
+rules and OpenSLO form, and OpenSLO import. Evaluation lives in :mod:`.services` and
+:mod:`.burn`."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,3 +1,6 @@
+"""Request and response shapes of the SLO API: SLOs with their status, samples, events and
+the OpenSLO import body."""
+
 from __future__ import annotations
 
 from typing import Any
