@@ -43,24 +43,33 @@ class IdLookupMixin:
         return super().get_object()  # type: ignore[misc]
 
 
-class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
+class TeamScopeMixin:
+    """The queryset holds the rows the caller may see (:func:`team_scoped`): those of the
+    teams where they hold ``read_role``, and every row for superusers."""
+
     # Path from the model to the Team it belongs to ("team", "deployment__team", or "" for
     # the Team model itself).
     team_field = "team"
+    read_role: str = Role.VIEWER
     # Whether rows of no team (meant for every team) are visible to every member.
     include_global = False
-    read_role: str = Role.VIEWER
-    write_role: str = Role.OPERATOR
-    permission_classes = [permissions.IsAuthenticated, TeamRolePermission]
+    # A field naming a user: the rows naming the caller are visible too (their own actions).
+    user_field: str | None = None
 
     def get_queryset(self) -> QuerySet[Any]:
         return team_scoped(
-            super().get_queryset(),
-            user=self.request.user,
+            super().get_queryset(),  # type: ignore[misc]
+            user=self.request.user,  # type: ignore[attr-defined]
             team_field=self.team_field,
             role=self.read_role,
             include_global=self.include_global,
+            user_field=self.user_field,
         )
+
+
+class TeamScopedViewSet(TeamScopeMixin, IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
+    write_role: str = Role.OPERATOR
+    permission_classes = [permissions.IsAuthenticated, TeamRolePermission]
 
     def object_team_id(self, obj: models.Model) -> int | None:
         if self.team_field == "":
@@ -111,19 +120,10 @@ class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
             instance.delete()
 
 
-class TeamScopedReadOnlyViewSet(IdLookupMixin, FastReadsMixin, viewsets.ReadOnlyModelViewSet):
+class TeamScopedReadOnlyViewSet(
+    TeamScopeMixin, IdLookupMixin, FastReadsMixin, viewsets.ReadOnlyModelViewSet
+):
     """Read-only records about a team's objects (decisions, actions, alerts, deliveries,
-    events): members see their teams' rows, superusers all. ``team_field`` as above;
-    ``user_field`` also shows the caller the rows naming them there (their own actions)."""
+    events, audit entries): members see their teams' rows, superusers all."""
 
-    team_field = "team"
-    user_field: str | None = None
     permission_classes = [permissions.IsAuthenticated]
-
-    def get_queryset(self) -> QuerySet[Any]:
-        return team_scoped(
-            super().get_queryset(),
-            user=self.request.user,
-            team_field=self.team_field,
-            user_field=self.user_field,
-        )
