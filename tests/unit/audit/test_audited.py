@@ -25,13 +25,17 @@ def test_update__diff_between_entry_and_exit_of_the_block(roster):
     assert entry.changes == {"max_replicas": [4, 8]}
 
 
+def _update_then_fail(*, actor, deployment) -> None:
+    with audited(actor=actor, action=AuditAction.UPDATE, instance=deployment):
+        deployment.max_replicas = 8
+        deployment.save()
+        raise RuntimeError("refused after saving")
+
+
 def test_block_raises__nothing_recorded(roster):
     deployment = DeploymentFactory(team=roster.team, max_replicas=4)
     with pytest.raises(RuntimeError):
-        with audited(actor=roster.operator, action=AuditAction.UPDATE, instance=deployment):
-            deployment.max_replicas = 8
-            deployment.save()
-            raise RuntimeError("refused after saving")
+        _update_then_fail(actor=roster.operator, deployment=deployment)
     assert not AuditEntry.objects.exists()
 
 
