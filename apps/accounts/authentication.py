@@ -75,11 +75,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         except exceptions.AuthenticationFailed as exc:
             wait = failure_record(rule=rule, keys=[address, *getattr(exc, "keys", ())])
             if wait:
-                logger.warning(
-                    f"{kind.name.lower().replace(' ', '-')}-throttled",
-                    client=address,
-                    retry_after_s=wait,
-                )
+                # "api-token-throttled", "receiver-token-throttled"
+                logger.warning(f"{rule.scope}-throttled", client=address, retry_after_s=wait)
                 raise self._throttled(wait) from None
             raise
 
