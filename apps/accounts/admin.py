@@ -1,3 +1,6 @@
+"""The admin of teams, memberships and API tokens (revocable, never issued here), with a
+login view that says when an address or username is locked out."""
+
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -6,9 +9,12 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from apps.audit.admin_mixins import AuditedModelAdmin
+from apps.audit.models import AuditAction
+from apps.audit.services import audited
 
 from .backends import login_wait
 from .models import ApiToken, Membership, Team
+from .services import api_token_revoke
 
 
 def _throttled_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -82,19 +88,8 @@ class ApiTokenAdmin(AuditedModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
-        from apps.audit.models import AuditAction
-        from apps.audit.services import audit_record, model_snapshot
-
-        from .services import api_token_revoke
-
         for token in queryset.filter(revoked_at__isnull=True):
-            before = model_snapshot(token)
-            api_token_revoke(token=token)
-            audit_record(
-                actor=request.user,
-                action=AuditAction.ACTION,
-                verb="revoke",
-                instance=token,
-                before=before,
-                after=model_snapshot(token),
-            )
+            with audited(
+                actor=request.user, action=AuditAction.ACTION, verb="revoke", instance=token
+            ):
+                api_token_revoke(token=token)

@@ -1,3 +1,6 @@
+"""The accounts API: teams, memberships, the caller's API tokens (shown once, revocable) and
+``/me``. Viewsets only check and route; tokens are issued and revoked in :mod:`.services`."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -15,9 +18,9 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from apps.api.viewsets import IdLookupMixin, TeamScopedViewSet
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import IdLookupMixin, TeamScopedViewSet
+from apps.audit.services import audited
 
 from .models import ApiToken, Membership, Role, Team
 from .serializers import (
@@ -47,14 +50,11 @@ class TeamViewSet(TeamScopedViewSet):
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         self._superuser_only()
-        with transaction.atomic():
-            team = serializer.save()
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.CREATE,
-                instance=team,
-                after=model_snapshot(team),
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.CREATE) as change,
+        ):
+            change.instance = serializer.save()
 
     def perform_destroy(self, instance: Any) -> None:
         self._superuser_only()
@@ -108,18 +108,16 @@ class ApiTokenViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = ApiTokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
+        with (
+            transaction.atomic(),
+            audited(actor=request.user, action=AuditAction.CREATE) as change,
+        ):
             issued = api_token_create(
                 user=request.user,  # type: ignore[arg-type]
                 name=serializer.validated_data["name"],
                 expires_at=serializer.validated_data.get("expires_at"),
             )
-            audit_record(
-                actor=request.user,
-                action=AuditAction.CREATE,
-                instance=issued.token,
-                after=model_snapshot(issued.token),
-            )
+            change.instance = issued.token
         body = IssuedApiTokenSerializer(issued.token).data
         body["token"] = issued.secret
         return Response(body, status=status.HTTP_201_CREATED)
@@ -140,31 +138,23 @@ class ApiTokenViewSet(
         return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance: ApiToken) -> None:
-        with transaction.atomic():
-            before = model_snapshot(instance)
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.DELETE, instance=instance),
+        ):
             # Revoked first, through the service, so that anything keyed on revocation
             # (cached authentications) sees it, then removed.
             api_token_revoke(token=instance)
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.DELETE,
-                instance=instance,
-                before=before,
-            )
             instance.delete()
 
     def _revoke(self, token: ApiToken) -> None:
-        with transaction.atomic():
-            before = model_snapshot(token)
+        with (
+            transaction.atomic(),
+            audited(
+                actor=self.request.user, action=AuditAction.ACTION, verb="revoke", instance=token
+            ),
+        ):
             api_token_revoke(token=token)
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.ACTION,
-                verb="revoke",
-                instance=token,
-                before=before,
-                after=model_snapshot(token),
-            )
 
 
 class MeView(APIView):

@@ -1,6 +1,12 @@
+"""Bearer-token authentication for the API: one class, parametrised by the kind of token
+(API tokens here, the alert receivers' tokens in :mod:`apps.alerts.api`), so that every
+kind counts failures and answers 401/429 the same way (see :mod:`.throttling`)."""
+
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import structlog
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -17,65 +23,111 @@ from .throttling import FailureLimit, api_token_limit, failure_record, failures_
 logger = structlog.get_logger("controlplane.auth")
 
 
-class ApiTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer <token>`` (``Token <token>`` is accepted too).
+class TokenRefused(exceptions.AuthenticationFailed):
+    """A refused credential (401). ``keys`` are counted as failures too, besides the
+    client address (the token's prefix, for instance)."""
 
-    Failed attempts are counted per client address and per token prefix; past
-    ``API_TOKEN_FAILURE_LIMIT`` in a window the answer is 429 with Retry-After, and an
-    address over the limit is refused before its token is even looked up.
+    def __init__(self, detail: str, *, keys: Sequence[str] = ()) -> None:
+        super().__init__(detail)
+        self.keys = list(keys)
+
+
+@dataclass(frozen=True)
+class TokenKind:
+    """What a kind of bearer token changes in :class:`BearerTokenAuthentication`."""
+
+    name: str  # in the 429 detail and the log: "API token"
+    realm: str  # of the WWW-Authenticate header that makes DRF answer 401, not 403
+    limit: Callable[[], FailureLimit]
+    # Authorization schemes read (lower case). With another scheme or none, the request
+    # is left to other authentications when ``missing`` is empty, else refused with it.
+    schemes: tuple[str, ...]
+    missing: str
+    # (scheme, credentials) -> (user, auth); raises TokenRefused.
+    resolve: Callable[[str, str], tuple[Any, Any]]
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: <scheme> <credentials>`` checked by the class's token ``kind``.
+
+    Failed attempts are counted per client address (and the keys a refusal names); past
+    the kind's limit in a window the answer is 429 with Retry-After, and an address over
+    the limit is refused before its token is even looked up.
     """
 
-    keywords = ("bearer", "token")
+    kind: ClassVar[TokenKind]
 
-    def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
-        header = authentication.get_authorization_header(request).decode("latin-1").split()
-        if not header or header[0].lower() not in self.keywords:
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        kind = self.kind
+        parts = authentication.get_authorization_header(request).decode("latin-1").split(None, 1)
+        scheme = parts[0].lower() if parts else ""
+        if scheme not in kind.schemes and not kind.missing:
             return None
-        rule = api_token_limit()
+        rule = kind.limit()
         address = f"ip:{client_ip(request._request) or '-'}"
         wait = failures_blocked(rule=rule, keys=[address])
         if wait:
             raise self._throttled(wait)
-        if len(header) != 2:
-            self._fail(
-                rule, [address], "Malformed Authorization header: expected 'Bearer <token>'."
-            )
-        prefix = f"prefix:{header[1][: len(TOKEN_PREFIX) + 8]}"
-        # The user's team roles come with the token: nearly every API view needs them.
-        token = (
-            ApiToken.objects.select_related("user")
-            .annotate(team_roles=team_roles_subquery(user_field="user_id"))
-            .filter(key_hash=token_hash(header[1]))
-            .first()
-        )
-        if token is None:
-            self._fail(rule, [address, prefix], "Invalid API token.")
-        elif token.revoked_at is not None:
-            self._fail(rule, [address, prefix], "This API token has been revoked.")
-        elif token.is_expired:
-            self._fail(rule, [address, prefix], "This API token has expired.")
-        elif not token.user.is_active:
-            self._fail(rule, [address, prefix], "The token's user is inactive.")
-        api_token_touch(token=token)
-        team_roles_prime(user=token.user, pairs_json=token.team_roles)
-        return token.user, token
+        try:
+            if scheme not in kind.schemes:
+                raise TokenRefused(kind.missing)
+            return kind.resolve(scheme, parts[1] if len(parts) > 1 else "")
+        except exceptions.AuthenticationFailed as exc:
+            wait = failure_record(rule=rule, keys=[address, *getattr(exc, "keys", ())])
+            if wait:
+                # "api-token-throttled", "receiver-token-throttled"
+                logger.warning(f"{rule.scope}-throttled", client=address, retry_after_s=wait)
+                raise self._throttled(wait) from None
+            raise
 
-    @staticmethod
-    def _throttled(wait: int) -> exceptions.Throttled:
+    def _throttled(self, wait: int) -> exceptions.Throttled:
         return exceptions.Throttled(
-            wait=wait, detail="Too many failed API token attempts from this client."
+            wait=wait, detail=f"Too many failed {self.kind.name} attempts from this client."
         )
-
-    def _fail(self, rule: FailureLimit, keys: list[str], message: str) -> NoReturn:
-        wait = failure_record(rule=rule, keys=keys)
-        if wait:
-            logger.warning("api-token-throttled", client=keys[0], retry_after_s=wait)
-            raise self._throttled(wait)
-        raise exceptions.AuthenticationFailed(message)
 
     def authenticate_header(self, request: Request) -> str:
-        # Makes DRF answer 401 (not 403) to unauthenticated requests.
-        return 'Bearer realm="api"'
+        return f'Bearer realm="{self.kind.realm}"'
+
+
+def _api_token_resolve(scheme: str, credentials: str) -> tuple[Any, ApiToken]:
+    words = credentials.split()
+    if len(words) != 1:
+        raise TokenRefused("Malformed Authorization header: expected 'Bearer <token>'.")
+    keys = [f"prefix:{words[0][: len(TOKEN_PREFIX) + 8]}"]
+    # The user's team roles come with the token: nearly every API view needs them.
+    token = (
+        ApiToken.objects.select_related("user")
+        .annotate(team_roles=team_roles_subquery(user_field="user_id"))
+        .filter(key_hash=token_hash(words[0]))
+        .first()
+    )
+    if token is None:
+        raise TokenRefused("Invalid API token.", keys=keys)
+    if token.revoked_at is not None:
+        raise TokenRefused("This API token has been revoked.", keys=keys)
+    if token.is_expired:
+        raise TokenRefused("This API token has expired.", keys=keys)
+    if not token.user.is_active:
+        raise TokenRefused("The token's user is inactive.", keys=keys)
+    api_token_touch(token=token)
+    team_roles_prime(user=token.user, pairs_json=token.team_roles)
+    return token.user, token
+
+
+API_TOKEN = TokenKind(
+    name="API token",
+    realm="api",
+    limit=api_token_limit,
+    schemes=("bearer", "token"),  # ``Token <token>`` is accepted too
+    missing="",
+    resolve=_api_token_resolve,
+)
+
+
+class ApiTokenAuthentication(BearerTokenAuthentication):
+    """``Authorization: Bearer <token>`` with an API token (``Token <token>`` too)."""
+
+    kind = API_TOKEN
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

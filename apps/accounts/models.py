@@ -1,3 +1,6 @@
+"""Teams, memberships with their roles, and API tokens (stored as hashes). Role checks are
+in :mod:`.selectors`, token issue and revocation in :mod:`.services`."""
+
 from __future__ import annotations
 
 from django.conf import settings

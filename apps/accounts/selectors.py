@@ -1,14 +1,18 @@
+"""Reads about users, teams and roles: who holds which role where, and the one team
+filter every API view, admin page and selector applies (:func:`team_scoped`)."""
+
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Aggregate, OuterRef, QuerySet, Subquery, TextField
+from django.db.models import Aggregate, Model, OuterRef, Q, QuerySet, Subquery, TextField
 
 from .models import ROLE_RANK, Membership, Role, Team
 
 AnyUser = AbstractBaseUser | AnonymousUser
+M = TypeVar("M", bound=Model)
 
 
 def team_roles_for_user(*, user: AnyUser) -> dict[int, str]:
@@ -77,7 +81,33 @@ def team_ids_for_user(*, user: AnyUser, role: str = Role.VIEWER) -> list[int]:
     ]
 
 
-def teams_visible_to(*, user: AnyUser) -> QuerySet[Team]:
+def team_scoped(
+    queryset: QuerySet[M],
+    *,
+    user: AnyUser,
+    team_field: str = "team",
+    role: str = Role.VIEWER,
+    include_global: bool = False,
+    user_field: str | None = None,
+) -> QuerySet[M]:
+    """The rows of ``queryset`` that ``user`` may see: those of the teams where they hold
+    at least ``role``. Superusers see every row; anonymous users none.
+
+    ``team_field`` is the path from the model to its team ("team", "deployment__team", or
+    "" for the Team model itself). ``include_global`` admits rows that belong to no team
+    (silences for every team); ``user_field`` admits rows whose ``user_field`` is the user
+    (audit entries of their own actions), whatever their team.
+    """
     if getattr(user, "is_superuser", False):
-        return Team.objects.all()
-    return Team.objects.filter(id__in=team_ids_for_user(user=user))
+        return queryset
+    lookup = "id__in" if team_field == "" else f"{team_field}__in"
+    visible = Q(**{lookup: team_ids_for_user(user=user, role=role)})
+    if include_global:
+        visible |= Q(**{f"{team_field}__isnull": True})
+    if user_field is not None and user.is_authenticated:
+        visible |= Q(**{user_field: user.pk})
+    return queryset.filter(visible)
+
+
+def teams_visible_to(*, user: AnyUser) -> QuerySet[Team]:
+    return team_scoped(Team.objects.all(), user=user, team_field="")

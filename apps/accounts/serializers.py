@@ -1,3 +1,6 @@
+"""Request and response shapes of the accounts API (teams, memberships, API tokens, ``/me``);
+no logic beyond field validation."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,7 +10,7 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.validators import UniqueTogetherValidator
 
-from apps.core.api.serializers import NameFieldsMixin, TeamScopedRelatedField
+from apps.api.serializers import NameFieldsMixin, TeamScopedRelatedField
 
 from .models import ApiToken, Membership, Team
 

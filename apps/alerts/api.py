@@ -1,3 +1,8 @@
+"""The alerts API: alerts, silences, inhibit rules, channels, routes, deliveries, alert rules,
+receiver credentials and the Alertmanager webhook (with its receiver-token authentication).
+Ingest, grouping, notification and delivery live in :mod:`.services` and the modules it
+calls."""
+
 from __future__ import annotations
 
 import base64
@@ -12,12 +17,9 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
-from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import (
-    AuthenticationFailed,
     PermissionDenied,
-    Throttled,
     ValidationError,
 )
 from rest_framework.request import Request
@@ -25,18 +27,18 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from apps.accounts.authentication import BearerTokenAuthentication, TokenKind, TokenRefused
 from apps.accounts.models import Role
-from apps.accounts.selectors import team_ids_for_user, user_has_role
-from apps.accounts.throttling import FailureLimit, failure_record, failures_blocked
-from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.parsers import BoundedJSONParser
-from apps.core.api.viewsets import (
+from apps.accounts.selectors import team_ids_for_user, team_scoped, user_has_role
+from apps.accounts.throttling import FailureLimit
+from apps.api.parsers import BoundedJSONParser
+from apps.api.viewsets import (
     IdLookupMixin,
     TeamScopedReadOnlyViewSet,
     TeamScopedViewSet,
 )
-from apps.core.middleware import client_ip
+from apps.audit.models import AuditAction
+from apps.audit.services import audited
 
 from .delivery import channel_test_send
 from .models import (
@@ -110,18 +112,10 @@ class SilenceViewSet(TeamScopedViewSet):
     """Mute alerts matching label matchers for a while, with author and comment."""
 
     queryset = Silence.objects.select_related("created_by")
+    include_global = True  # silences for every team
     serializer_class = SilenceSerializer
     filterset_fields = ["team"]
     ordering_fields = ["starts_at", "ends_at"]
-
-    def get_queryset(self) -> QuerySet[Silence]:
-        queryset = Silence.objects.select_related("created_by")
-        user = self.request.user
-        if user.is_superuser:
-            return queryset
-        from django.db.models import Q
-
-        return queryset.filter(Q(team_id__in=team_ids_for_user(user=user)) | Q(team__isnull=True))
 
     def team_id_from_data(self, data: dict[str, Any]) -> int | None:
         # A silence for every team (team empty) is the superusers' to create or to turn
@@ -136,14 +130,11 @@ class SilenceViewSet(TeamScopedViewSet):
         team_id = self.team_id_from_data(data)
         if team_id is not None:
             self._require_role(team_id)
-        with transaction.atomic():
-            instance = serializer.save(created_by=self.request.user)
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.CREATE,
-                instance=instance,
-                after=model_snapshot(instance),
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.CREATE) as change,
+        ):
+            change.instance = serializer.save(created_by=self.request.user)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         instance = serializer.instance
@@ -248,10 +239,7 @@ class ReceiverViewSet(
     filterset_fields = ["team"]
 
     def get_queryset(self) -> QuerySet[Receiver]:
-        queryset = Receiver.objects.all()
-        if self.request.user.is_superuser:
-            return queryset
-        return queryset.filter(team_id__in=team_ids_for_user(user=self.request.user))
+        return team_scoped(Receiver.objects.all(), user=self.request.user)
 
     @extend_schema(responses={201: IssuedReceiverSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -277,16 +265,12 @@ class ReceiverViewSet(
     def perform_destroy(self, instance: Receiver) -> None:
         if not user_has_role(user=self.request.user, team_id=instance.team_id, role=Role.ADMIN):
             raise PermissionDenied("This needs the admin role in the team.")
-        with transaction.atomic():
-            before = model_snapshot(instance)
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.DELETE, instance=instance),
+        ):
             instance.revoked_at = instance.revoked_at or timezone.now()
             instance.save(update_fields=["revoked_at"])
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.DELETE,
-                instance=instance,
-                before=before,
-            )
             instance.delete()
 
 
@@ -303,56 +287,41 @@ def receiver_token_limit() -> FailureLimit:
     )
 
 
-def _receiver_throttled(wait: int) -> Throttled:
-    return Throttled(wait=wait, detail="Too many failed receiver token attempts from this client.")
+def _receiver_resolve(scheme: str, credentials: str) -> tuple[AnonymousUser, Receiver]:
+    if scheme == "bearer":
+        receiver = receiver_authenticate(token=credentials.strip())
+    else:
+        try:
+            user, _, password = (
+                base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise TokenRefused("Malformed basic credentials.") from None
+        receiver = receiver_authenticate(token=password, name=user)
+    if receiver is None:
+        raise TokenRefused("Unknown or revoked receiver token.")
+    return AnonymousUser(), receiver
 
 
-class ReceiverTokenAuthentication(BaseAuthentication):
+# Guessing receiver tokens is slowed down like guessing API tokens: failures are counted
+# per client address, and past the limit every attempt from it is 429.
+RECEIVER_TOKEN = TokenKind(
+    name="receiver token",
+    realm="alert receiver",
+    limit=receiver_token_limit,
+    schemes=("bearer", "basic"),
+    missing="Authentication credentials were not provided: send the receiver token as "
+    "'Authorization: Bearer <token>' or as the password of basic auth with the "
+    "receiver name as user (Alertmanager http_config).",
+    resolve=_receiver_resolve,
+)
+
+
+class ReceiverTokenAuthentication(BearerTokenAuthentication):
     """A receiver token as ``Authorization: Bearer <token>``, or as the password of basic
     auth with the receiver's name as user: what Alertmanager's ``http_config`` sends."""
 
-    def authenticate(self, request: Any) -> tuple[AnonymousUser, Receiver]:
-        # Guessing receiver tokens is slowed down like guessing API tokens: failures are
-        # counted per client address, and past the limit every attempt from it is 429.
-        rule = receiver_token_limit()
-        address = [f"ip:{client_ip(request._request) or '-'}"]
-        wait = failures_blocked(rule=rule, keys=address)
-        if wait:
-            raise _receiver_throttled(wait)
-        try:
-            return self._authenticate(request)
-        except AuthenticationFailed:
-            wait = failure_record(rule=rule, keys=address)
-            if wait:
-                raise _receiver_throttled(wait) from None
-            raise
-
-    def _authenticate(self, request: Any) -> tuple[AnonymousUser, Receiver]:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, credentials = header.partition(" ")
-        receiver = None
-        if scheme.lower() == "bearer":
-            receiver = receiver_authenticate(token=credentials.strip())
-        elif scheme.lower() == "basic":
-            try:
-                user, _, password = (
-                    base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-                )
-            except (binascii.Error, UnicodeDecodeError):
-                raise AuthenticationFailed("Malformed basic credentials.") from None
-            receiver = receiver_authenticate(token=password, name=user)
-        else:
-            raise AuthenticationFailed(
-                "Authentication credentials were not provided: send the receiver token as "
-                "'Authorization: Bearer <token>' or as the password of basic auth with the "
-                "receiver name as user (Alertmanager http_config)."
-            )
-        if receiver is None:
-            raise AuthenticationFailed("Unknown or revoked receiver token.")
-        return AnonymousUser(), receiver
-
-    def authenticate_header(self, request: Any) -> str:
-        return 'Bearer realm="alert receiver"'
+    kind = RECEIVER_TOKEN
 
 
 class ReceiverTokenScheme(OpenApiAuthenticationExtension):

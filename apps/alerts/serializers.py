@@ -1,3 +1,6 @@
+"""Request and response shapes of the alerts API: alerts, silences, inhibit rules, channels,
+routes, deliveries, receivers and alert rules, with field and matcher validation only."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,7 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts.models import Team
-from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
+from apps.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.fields import secret_problem, secret_stored
 from apps.inventory.models import Deployment
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Team
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record
+from apps.audit.services import audited
 from apps.inventory.models import Deployment
 
 from . import grouping
@@ -59,14 +59,16 @@ TOKEN_PREFIX = "lcpr_"  # noqa: S105 - a public marker, not a secret
 def receiver_create(*, team: Team, name: str, actor: Any) -> tuple[Receiver, str]:
     """A new inbound webhook credential; the token is returned once and stored hashed."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    receiver = Receiver.objects.create(
-        team=team,
-        name=name,
-        token_hash=receiver_token_hash(token),
-        token_prefix=token[:12],
-        created_by=actor if getattr(actor, "pk", None) else None,
-    )
-    audit_record(actor=actor, action=AuditAction.CREATE, instance=receiver, extra={"name": name})
+    with audited(
+        actor=actor, action=AuditAction.CREATE, extra={"name": name}, snapshots=False
+    ) as change:
+        receiver = change.instance = Receiver.objects.create(
+            team=team,
+            name=name,
+            token_hash=receiver_token_hash(token),
+            token_prefix=token[:12],
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
     return receiver, token
 
 
@@ -527,26 +529,29 @@ def _flush_group(
 
 
 def alert_acknowledge(*, alert: Alert, actor: Any, comment: str = "") -> Alert:
-    alert.acknowledged_by = actor
-    alert.acknowledged_at = timezone.now()
-    alert.ack_comment = comment[:500]
-    alert.save(update_fields=["acknowledged_by", "acknowledged_at", "ack_comment"])
-    audit_record(
+    with audited(
         actor=actor,
         action=AuditAction.ACTION,
         verb="acknowledge",
         instance=alert,
         extra={"comment": comment},
-    )
+        snapshots=False,
+    ):
+        alert.acknowledged_by = actor
+        alert.acknowledged_at = timezone.now()
+        alert.ack_comment = comment[:500]
+        alert.save(update_fields=["acknowledged_by", "acknowledged_at", "ack_comment"])
     return alert
 
 
 def silence_expire(*, silence: Silence, actor: Any) -> Silence:
     now = timezone.now()
     if silence.ends_at > now:
-        silence.ends_at = max(now, silence.starts_at)
-        silence.save(update_fields=["ends_at"])
-        audit_record(actor=actor, action=AuditAction.ACTION, verb="expire", instance=silence)
+        with audited(
+            actor=actor, action=AuditAction.ACTION, verb="expire", instance=silence, snapshots=False
+        ):
+            silence.ends_at = max(now, silence.starts_at)
+            silence.save(update_fields=["ends_at"])
     return silence
 
 

@@ -1,10 +1,12 @@
+"""The read-only audit log API: who changed what, scoped to the caller's teams and own
+actions. Entries are written by :mod:`apps.audit.services`."""
+
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Q, QuerySet
-from rest_framework import permissions, serializers, viewsets
+from rest_framework import serializers
 
-from apps.accounts.selectors import team_ids_for_user
+from apps.api.viewsets import TeamScopedReadOnlyViewSet
 
 from .models import AuditEntry
 
@@ -47,18 +49,12 @@ class AuditEntryFilter(django_filters.FilterSet):
         fields = ["team", "action", "verb", "object_type", "object_id", "source", "request_id"]
 
 
-class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
+class AuditEntryViewSet(TeamScopedReadOnlyViewSet):
     """Who changed what: entries of your teams' objects, and your own actions."""
 
+    queryset = AuditEntry.objects.all()
+    user_field = "actor_id"
     serializer_class = AuditEntrySerializer
-    permission_classes = [permissions.IsAuthenticated]
     filterset_class = AuditEntryFilter
     ordering_fields = ["timestamp"]
     search_fields = ["object_repr", "actor_repr"]
-
-    def get_queryset(self) -> QuerySet[AuditEntry]:
-        queryset = AuditEntry.objects.all()
-        user = self.request.user
-        if user.is_superuser:
-            return queryset
-        return queryset.filter(Q(team_id__in=team_ids_for_user(user=user)) | Q(actor_id=user.pk))

@@ -1,3 +1,6 @@
+"""The audit log: one append-only row per change to an object, written by
+:func:`apps.audit.services.audited`."""
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -1,11 +1,15 @@
-"""Recording changes. Called from the shared API viewset, the admin mixin and services that
-change the world; never from model signals (STYLE: no side effects in save hooks)."""
+"""Recording changes: :func:`audited` wraps a change and records its entry, from the shared
+API viewset, the admin mixin and the services that change the world; never from model
+signals (STYLE: no side effects in save hooks)."""
 
 from __future__ import annotations
 
 import datetime
 import decimal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -118,4 +122,57 @@ def audit_record(
         source=ctx.source,
         source_ip=ctx.source_ip,
         request_id=ctx.request_id,
+    )
+
+
+@dataclass
+class AuditedChange:
+    """The change an :func:`audited` block makes: set ``instance`` in the block when it is
+    only known there (the object a create saved)."""
+
+    instance: models.Model | None
+    before: dict[str, Any] | None
+
+
+@contextmanager
+def audited(
+    *,
+    actor: AbstractBaseUser | AnonymousUser | None,
+    action: str,
+    instance: models.Model | None = None,
+    verb: str = "",
+    extra: dict[str, Any] | None = None,
+    snapshots: bool = True,
+) -> Iterator[AuditedChange]:
+    """Records one audit entry for the change the ``with`` block makes to ``instance``.
+
+    The entry holds the field diff of ``instance`` before and after the block (creates
+    have no "before", deletes no "after") plus ``extra``; ``snapshots=False`` records only
+    ``extra``. Nothing is recorded when the block raises. A delete is recorded before the
+    block runs, while the row the entry names still exists: run it in a transaction so
+    that a failed delete leaves no entry.
+    """
+    before = (
+        model_snapshot(instance)
+        if snapshots and instance is not None and action != AuditAction.CREATE
+        else None
+    )
+    change = AuditedChange(instance=instance, before=before)
+    if action == AuditAction.DELETE:
+        assert instance is not None, "a delete names the object it deletes"
+        audit_record(
+            actor=actor, action=action, instance=instance, before=before, verb=verb, extra=extra
+        )
+        yield change
+        return
+    yield change
+    assert change.instance is not None, "set the created object on the audited change"
+    audit_record(
+        actor=actor,
+        action=action,
+        instance=change.instance,
+        before=change.before,
+        after=model_snapshot(change.instance) if snapshots else None,
+        verb=verb,
+        extra=extra,
     )

@@ -1,3 +1,7 @@
+"""The autoscaling API: policies, the decisions and scale actions taken under them, the
+per-deployment kill switch and pin, the global pause and policy backtests. Changes go through
+:mod:`.services`; decisions come from the engine."""
+
 from __future__ import annotations
 
 import time
@@ -12,9 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
-from apps.accounts.selectors import team_ids_for_user, user_has_role
-from apps.core.api.ids import parse_id
-from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
+from apps.accounts.selectors import team_scoped, user_has_role
+from apps.api.ids import parse_id
+from apps.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
 from .backtest import BacktestError, backtest_payload, backtest_policy, backtest_run
@@ -80,9 +84,7 @@ class ControlViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = DeploymentControl.objects.all()
 
     def _deployment(self, pk: str | None, *, write: bool) -> Deployment:
-        queryset = Deployment.objects.all()
-        if not self.request.user.is_superuser:
-            queryset = queryset.filter(team_id__in=team_ids_for_user(user=self.request.user))
+        queryset = team_scoped(Deployment.objects.all(), user=self.request.user)
         deployment_id = parse_id(pk)
         deployment = queryset.filter(pk=deployment_id).first() if deployment_id else None
         if deployment is None:

@@ -1,10 +1,13 @@
+"""Request and response shapes of the autoscaling API: policies (checked by the model's
+``clean()``), decisions, actions, controls, pins and backtests."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from rest_framework import serializers
 
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
 
 from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, ScaleAction

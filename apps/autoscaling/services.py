@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
+from apps.audit.services import audited
 from apps.inventory.models import Deployment
 
 from .models import DeploymentControl, GlobalSwitch
@@ -24,18 +24,10 @@ def _control_change(
 ) -> DeploymentControl:
     """Change the deployment's control row under a row lock and audit the diff."""
     control, _ = DeploymentControl.objects.select_for_update().get_or_create(deployment=deployment)
-    before = model_snapshot(control)
-    for field, value in changes.items():
-        setattr(control, field, value)
-    control.save(update_fields=list(changes))
-    audit_record(
-        actor=actor,
-        action=AuditAction.ACTION,
-        verb=verb,
-        instance=control,
-        before=before,
-        after=model_snapshot(control),
-    )
+    with audited(actor=actor, action=AuditAction.ACTION, verb=verb, instance=control):
+        for field, value in changes.items():
+            setattr(control, field, value)
+        control.save(update_fields=list(changes))
     return control
 
 
@@ -82,18 +74,11 @@ def deployment_unpin(*, deployment: Deployment, actor: Actor) -> DeploymentContr
 @transaction.atomic
 def global_pause_set(*, paused: bool, actor: Actor) -> GlobalSwitch:
     switch, _ = GlobalSwitch.objects.select_for_update().get_or_create(name=GLOBAL_PAUSE)
-    before = model_snapshot(switch)
-    switch.enabled = paused
-    switch.changed_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
-    switch.save()
-    audit_record(
-        actor=actor,
-        action=AuditAction.ACTION,
-        verb="pause-all" if paused else "resume-all",
-        instance=switch,
-        before=before,
-        after=model_snapshot(switch),
-    )
+    verb = "pause-all" if paused else "resume-all"
+    with audited(actor=actor, action=AuditAction.ACTION, verb=verb, instance=switch):
+        switch.enabled = paused
+        switch.changed_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
+        switch.save()
     return switch
 
 

@@ -16,12 +16,11 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
-
-from apps.core.api.parsers import body_limit_bytes, too_large_detail
 
 # Path prefixes answered in JSON: the REST API, and the paths of the push/evaluation
 # protocols other programs call (Loki push, OpenFeature remote evaluation, OTLP).
@@ -36,6 +35,17 @@ _DETAILS = {
     413: "The request body is too large.",
     500: "Server error: the failure is logged; retry later or report it with the request id.",
 }
+
+
+def body_limit_bytes() -> int:
+    """The largest request body accepted (``DATA_UPLOAD_MAX_MEMORY_SIZE``), in bytes."""
+    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+
+
+def too_large_detail(limit: int) -> str:
+    return f"The request body is too large: at most {limit} bytes are accepted."
+
+
 # Headers of the original answer that say something about the body it had.
 _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "etag"})
 

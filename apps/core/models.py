@@ -1,3 +1,6 @@
+"""Operational records of the Celery workers: heartbeats, the last outcome of each task and
+per-task counters, read by the health and metrics endpoints."""
+
 from __future__ import annotations
 
 from django.db import models

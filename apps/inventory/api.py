@@ -1,3 +1,7 @@
+"""The inventory API: clusters (with their credentials), models and deployments, and each
+deployment's readiness. Reads are in :mod:`.selectors`, changes beyond plain CRUD in
+:mod:`.services`."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet
@@ -8,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.selectors import user_has_role
-from apps.core.api.viewsets import TeamScopedViewSet
+from apps.api.viewsets import TeamScopedViewSet
 
 from .filters import ClusterFilter, DeploymentFilter, LLMModelFilter
 from .models import Cluster, Deployment, LLMModel

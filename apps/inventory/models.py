@@ -1,3 +1,6 @@
+"""Clusters, LLM models and deployments (with their scale target, bounds and readiness): the
+objects every other app hangs off. Reads are in :mod:`.selectors`, changes in :mod:`.services`."""
+
 from __future__ import annotations
 
 import re

@@ -1,3 +1,6 @@
+"""Request and response shapes of the inventory API: clusters (credentials write-only and
+outbound URLs checked), models, deployments and readiness."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +12,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Team
-from apps.core.api.representation import fast_representation
-from apps.core.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
+from apps.api.representation import fast_representation
+from apps.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.fields import secret_stored
 from apps.core.netguard import DestinationRefused, destination_check, parse_destination
 

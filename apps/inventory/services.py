@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
+from apps.audit.services import audited
 
 from .credentials import PROCESS_AWS_SOURCES, cluster_process_identity
 from .models import (
@@ -30,19 +30,12 @@ def deployment_readiness_update(
     *, deployment: Deployment, actor: AbstractBaseUser | AnonymousUser, data: dict[str, Any]
 ) -> DeploymentReadiness:
     readiness = deployment_readiness(deployment=deployment)
-    created = readiness._state.adding
-    before = None if created else model_snapshot(readiness)
-    for key, value in data.items():
-        setattr(readiness, key, value)
-    readiness.updated_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
-    readiness.save()
-    audit_record(
-        actor=actor,
-        action=AuditAction.CREATE if created else AuditAction.UPDATE,
-        instance=readiness,
-        before=before,
-        after=model_snapshot(readiness),
-    )
+    action = AuditAction.CREATE if readiness._state.adding else AuditAction.UPDATE
+    with audited(actor=actor, action=action, instance=readiness):
+        for key, value in data.items():
+            setattr(readiness, key, value)
+        readiness.updated_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
+        readiness.save()
     return readiness
 
 

@@ -1,3 +1,7 @@
+"""The metrics API: latest observations per deployment, fleet summary, the metric catalogue,
+chart series and custom PromQL queries. Collection and reads live in :mod:`.services` and
+:mod:`.selectors`."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,9 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.selectors import team_ids_for_user
-from apps.core.api.ids import parse_id
-from apps.core.api.viewsets import IdLookupMixin, TeamScopedViewSet
+from apps.accounts.selectors import team_scoped
+from apps.api.ids import parse_id
+from apps.api.viewsets import IdLookupMixin, TeamScopedViewSet
 from apps.inventory.models import Deployment
 
 from .catalogue import catalogue_table
@@ -33,10 +37,7 @@ from .serializers import (
 
 
 def visible_deployments(request: Request) -> QuerySet[Deployment]:
-    queryset = Deployment.objects.all()
-    if request.user.is_superuser:
-        return queryset
-    return queryset.filter(team_id__in=team_ids_for_user(user=request.user))
+    return team_scoped(Deployment.objects.all(), user=request.user)
 
 
 class DeploymentMetricsViewSet(IdLookupMixin, viewsets.ReadOnlyModelViewSet):

@@ -1,3 +1,6 @@
+"""The latest observations per deployment, chart samples and saved custom queries.
+Collection is in :mod:`.services`, reads in :mod:`.selectors`."""
+
 from __future__ import annotations
 
 from django.db import models

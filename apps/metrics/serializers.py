@@ -1,3 +1,6 @@
+"""Request and response shapes of the metrics API: observations, series and their queries,
+the fleet summary, the catalogue and custom queries (PromQL checked)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.integrations.prometheus import PrometheusClient, PrometheusError
 from apps.inventory.models import Deployment
 

@@ -1,3 +1,7 @@
+"""The SLO API: SLO definitions with their status, history and events, their Prometheus
+rules and OpenSLO form, and OpenSLO import. Evaluation lives in :mod:`.services` and
+:mod:`.burn`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,9 +19,9 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from apps.accounts.selectors import user_has_role
+from apps.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
-from apps.core.api.viewsets import TeamScopedReadOnlyViewSet, TeamScopedViewSet
+from apps.audit.services import audited
 from apps.inventory.models import Deployment
 
 from .models import Slo, SloEvent, SloStatus
@@ -199,15 +203,11 @@ class SloViewSet(TeamScopedViewSet):
             data["deployment"] = deployment.pk
         serializer = SloSerializer(data=data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
-            slo = serializer.save()
-            audit_record(
-                actor=request.user,
-                action=AuditAction.CREATE,
-                instance=slo,
-                after=model_snapshot(slo),
-                verb="import-openslo",
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=request.user, action=AuditAction.CREATE, verb="import-openslo") as change,
+        ):
+            slo = change.instance = serializer.save()
         return Response(
             SloSerializer(slo, context={"request": request}).data, status=status.HTTP_201_CREATED
         )

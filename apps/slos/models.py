@@ -1,3 +1,6 @@
+"""SLO definitions, their evaluated status, status samples and state-change events.
+Evaluation is in :mod:`.services` (burn math in :mod:`.burn`)."""
+
 from __future__ import annotations
 
 from decimal import Decimal

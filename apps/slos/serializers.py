@@ -1,3 +1,6 @@
+"""Request and response shapes of the SLO API: SLOs with their status, samples, events and
+the OpenSLO import body."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Team
-from apps.core.api.serializers import ModelCleanMixin, TeamScopedRelatedField
+from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
 
 from .models import Slo, SloEvent, SloStatus, SloStatusSample

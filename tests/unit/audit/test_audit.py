@@ -222,3 +222,22 @@ def test_audit_api__append_only__writes_405(roster, client_for, method):
     client = client_for(roster.superuser)
     url = "/api/v1/audit/" if method == "post" else f"/api/v1/audit/{entry.pk}/"
     assert getattr(client, method)(url, {}).status_code == 405
+
+
+def test_admin_revoke_tokens__one_revoke_entry_per_live_token(roster):
+    from apps.accounts.services import api_token_create, api_token_revoke
+
+    live = api_token_create(user=roster.viewer, name="live").token
+    revoked = api_token_create(user=roster.viewer, name="old").token
+    api_token_revoke(token=revoked)
+    browser = Client()
+    browser.force_login(roster.superuser)
+    response = browser.post(
+        "/admin/accounts/apitoken/",
+        {"action": "revoke", "_selected_action": [live.pk, revoked.pk]},
+    )
+    assert response.status_code == 302
+    assert ApiToken.objects.get(pk=live.pk).revoked_at is not None
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.verb, entry.object_id) == ("action", "revoke", str(live.pk))
+    assert (list(entry.changes), entry.source) == (["revoked_at"], "admin")

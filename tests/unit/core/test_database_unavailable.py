@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import InterfaceError, OperationalError
 
-from apps.core.api.exceptions import exception_handler
+from apps.api.exceptions import exception_handler
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.test import Client
 
-from apps.core.api.parsers import BoundedJSONParser, PayloadTooLarge
+from apps.api.parsers import BoundedJSONParser, PayloadTooLarge
 from apps.core.errors import API_PATH_PREFIXES
 
 ERRORS_URLCONF = "tests.unit.core.errors_urls"

@@ -7,7 +7,7 @@ import pytest
 from django.db import DataError
 
 from apps.accounts.models import Membership
-from apps.core.api.exceptions import exception_handler
+from apps.api.exceptions import exception_handler
 from tests.factories.accounts import UserFactory
 from tests.factories.inventory import DeploymentFactory
 from tests.factories.slos import SloFactory

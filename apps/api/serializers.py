@@ -1,3 +1,6 @@
+"""Serializer building blocks shared by every app's API: foreign keys limited to the caller's
+teams, model ``clean()`` run on validation, and name fields."""
+
 from __future__ import annotations
 
 import copy
@@ -8,7 +11,7 @@ from django.db import models
 from django.db.models import QuerySet
 from rest_framework import serializers
 
-from apps.accounts.selectors import team_ids_for_user
+from apps.accounts.selectors import team_scoped
 
 
 class TeamScopedRelatedField(serializers.PrimaryKeyRelatedField):
@@ -40,10 +43,9 @@ class TeamScopedRelatedField(serializers.PrimaryKeyRelatedField):
         queryset = super().get_queryset()
         assert queryset is not None
         request = self.context.get("request")
-        if request is None or getattr(request.user, "is_superuser", False):
+        if request is None:
             return queryset
-        lookup = "id__in" if self.team_field == "" else f"{self.team_field}__in"
-        return queryset.filter(**{lookup: team_ids_for_user(user=request.user)})
+        return team_scoped(queryset, user=request.user, team_field=self.team_field)
 
 
 class ModelCleanMixin:

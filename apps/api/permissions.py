@@ -1,3 +1,6 @@
+"""The role check of the team-scoped viewsets: writes need the viewset's ``write_role`` in
+the object's team (roles are read through :mod:`apps.accounts.selectors`)."""
+
 from __future__ import annotations
 
 from typing import Any

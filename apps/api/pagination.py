@@ -1,3 +1,5 @@
+"""Limit/offset pagination for every list, without a COUNT query for a short first page."""
+
 from typing import Any
 
 from django.db.models import QuerySet

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from apps.alerts.models import Alert
 from apps.alerts.services import receiver_create
-from apps.core.api.parsers import json_depth_exceeds, json_loads_bounded
+from apps.api.parsers import json_depth_exceeds, json_loads_bounded
 
 HOOK = "/api/v1/alerts/webhook/alertmanager/"
 

@@ -12,9 +12,9 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.serializers import BaseSerializer
 
 from apps.accounts.models import Role
-from apps.accounts.selectors import team_ids_for_user, user_has_role
+from apps.accounts.selectors import team_scoped, user_has_role
 from apps.audit.models import AuditAction
-from apps.audit.services import audit_record, model_snapshot
+from apps.audit.services import audited
 
 from .ids import parse_id
 from .permissions import TeamRolePermission
@@ -23,7 +23,7 @@ from .representation import fast_representation
 
 class FastReadsMixin:
     """Lists and details render their rows through compiled steps (same output, a
-    fraction of the time: see apps/core/api/representation.py)."""
+    fraction of the time: see apps/api/representation.py)."""
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
         serializer = super().get_serializer(*args, **kwargs)  # type: ignore[misc]
@@ -43,21 +43,33 @@ class IdLookupMixin:
         return super().get_object()  # type: ignore[misc]
 
 
-class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
+class TeamScopeMixin:
+    """The queryset holds the rows the caller may see (:func:`team_scoped`): those of the
+    teams where they hold ``read_role``, and every row for superusers."""
+
     # Path from the model to the Team it belongs to ("team", "deployment__team", or "" for
     # the Team model itself).
     team_field = "team"
     read_role: str = Role.VIEWER
-    write_role: str = Role.OPERATOR
-    permission_classes = [permissions.IsAuthenticated, TeamRolePermission]
+    # Whether rows of no team (meant for every team) are visible to every member.
+    include_global = False
+    # A field naming a user: the rows naming the caller are visible too (their own actions).
+    user_field: str | None = None
 
     def get_queryset(self) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset()
-        user = self.request.user
-        if getattr(user, "is_superuser", False):
-            return queryset
-        lookup = "id__in" if self.team_field == "" else f"{self.team_field}__in"
-        return queryset.filter(**{lookup: team_ids_for_user(user=user, role=self.read_role)})
+        return team_scoped(
+            super().get_queryset(),  # type: ignore[misc]
+            user=self.request.user,  # type: ignore[attr-defined]
+            team_field=self.team_field,
+            role=self.read_role,
+            include_global=self.include_global,
+            user_field=self.user_field,
+        )
+
+
+class TeamScopedViewSet(TeamScopeMixin, IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
+    write_role: str = Role.OPERATOR
+    permission_classes = [permissions.IsAuthenticated, TeamRolePermission]
 
     def object_team_id(self, obj: models.Model) -> int | None:
         if self.team_field == "":
@@ -81,53 +93,37 @@ class TeamScopedViewSet(IdLookupMixin, FastReadsMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         self._require_role(self.team_id_from_data(serializer.validated_data))
-        with transaction.atomic():
-            instance = serializer.save()
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.CREATE,
-                instance=instance,
-                after=model_snapshot(instance),
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.CREATE) as change,
+        ):
+            change.instance = serializer.save()
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         new_team = self.team_id_from_data(serializer.validated_data)
         if new_team is not None:
             self._require_role(new_team)
-        instance = serializer.instance
-        assert instance is not None
-        before = model_snapshot(instance)
-        with transaction.atomic():
-            instance = serializer.save()
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.UPDATE,
-                instance=instance,
-                before=before,
-                after=model_snapshot(instance),
-            )
+        assert serializer.instance is not None
+        with (
+            transaction.atomic(),
+            audited(
+                actor=self.request.user, action=AuditAction.UPDATE, instance=serializer.instance
+            ) as change,
+        ):
+            change.instance = serializer.save()
 
     def perform_destroy(self, instance: models.Model) -> None:
-        with transaction.atomic():
-            audit_record(
-                actor=self.request.user,
-                action=AuditAction.DELETE,
-                instance=instance,
-                before=model_snapshot(instance),
-            )
+        with (
+            transaction.atomic(),
+            audited(actor=self.request.user, action=AuditAction.DELETE, instance=instance),
+        ):
             instance.delete()
 
 
-class TeamScopedReadOnlyViewSet(IdLookupMixin, FastReadsMixin, viewsets.ReadOnlyModelViewSet):
+class TeamScopedReadOnlyViewSet(
+    TeamScopeMixin, IdLookupMixin, FastReadsMixin, viewsets.ReadOnlyModelViewSet
+):
     """Read-only records about a team's objects (decisions, actions, alerts, deliveries,
-    events): members see their teams' rows, superusers all. ``team_field`` as above."""
+    events, audit entries): members see their teams' rows, superusers all."""
 
-    team_field = "team"
     permission_classes = [permissions.IsAuthenticated]
-
-    def get_queryset(self) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset()
-        user = self.request.user
-        if getattr(user, "is_superuser", False):
-            return queryset
-        return queryset.filter(**{f"{self.team_field}__in": team_ids_for_user(user=user)})

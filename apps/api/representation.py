@@ -157,6 +157,17 @@ def _step(serializer: serializers.Serializer[Any], field: drf_fields.Field) -> S
     return step
 
 
+def _apply(steps: list[tuple[str, Step]], instance: Any) -> dict[str, Any]:
+    """The row's representation: each field's step, skipping those that raise SkipField."""
+    ret: dict[str, Any] = {}
+    for name, step in steps:
+        try:
+            ret[name] = step(instance)
+        except SkipField:
+            continue
+    return ret
+
+
 def _compiled(serializer: serializers.Serializer[Any]) -> Callable[[Any], dict[str, Any]]:
     steps: list[tuple[str, Step]] | None = None
 
@@ -164,13 +175,7 @@ def _compiled(serializer: serializers.Serializer[Any]) -> Callable[[Any], dict[s
         nonlocal steps
         if steps is None:
             steps = [(str(f.field_name), _step(serializer, f)) for f in serializer._readable_fields]
-        ret: dict[str, Any] = {}
-        for name, step in steps:
-            try:
-                ret[name] = step(instance)
-            except SkipField:
-                continue
-        return ret
+        return _apply(steps, instance)
 
     return to_representation
 
@@ -348,13 +353,7 @@ def _planned(
                 else:
                     attname, in_zone = payload
                     steps.append((name, _column_step(attname, in_zone(zone))))
-        ret: dict[str, Any] = {}
-        for name, step in steps:
-            try:
-                ret[name] = step(instance)
-            except SkipField:
-                continue
-        return ret
+        return _apply(steps, instance)
 
     return to_representation
 

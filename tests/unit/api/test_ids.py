@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.core.api.ids import parse_id
+from apps.api.ids import parse_id
 from tests.factories.inventory import DeploymentFactory
 
 ODD_IDS = ["%C2%B2", "%D9%A1", "%EF%BC%91", "1%C2%B2", "-1", "0x1", "9" * 30]

@@ -13,11 +13,11 @@ from rest_framework.test import APIClient
 from apps.alerts.models import Alert, AlertSource, AlertStatus, Silence
 from apps.alerts.selectors import silences_active
 from apps.alerts.serializers import AlertSerializer
+from apps.api.representation import fast_representation
 from apps.audit.api import AuditEntrySerializer
 from apps.audit.models import AuditEntry
 from apps.autoscaling.models import DecisionRecord
 from apps.autoscaling.serializers import DecisionRecordSerializer
-from apps.core.api.representation import fast_representation
 from apps.inventory.models import Cluster, Deployment
 from apps.inventory.serializers import ClusterSerializer, DeploymentSerializer
 from tests.factories.audit import AuditEntryFactory
@@ -158,7 +158,7 @@ def _reachable(root, depth=6):
 
 
 def test_fast_representation__plan_made_during_a_request__keeps_nothing_of_it(roster):
-    from apps.core.api import representation
+    from apps.api import representation
     from apps.inventory.serializers import ReadinessSerializer
 
     rows = _deployments(roster)

@@ -21,6 +21,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.settings import api_settings
 from rest_framework.utils import json
 
+from apps.core.errors import body_limit_bytes, too_large_detail
+
 # A JSON string: quote, then any run of non-quote non-backslash bytes or escape pairs. The
 # alternatives cannot both match at one position, so matching is linear in the input.
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -32,14 +34,6 @@ class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "payload_too_large"
-
-
-def body_limit_bytes() -> int:
-    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-
-
-def too_large_detail(limit: int) -> str:
-    return f"The request body is too large: at most {limit} bytes are accepted."
 
 
 def json_depth_exceeds(raw: bytes, *, max_depth: int) -> bool:

@@ -17,7 +17,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .parsers import PayloadTooLarge, body_limit_bytes, too_large_detail
+from apps.core.errors import body_limit_bytes, too_large_detail
+
+from .parsers import PayloadTooLarge
 
 logger = structlog.get_logger("controlplane.api")
 

@@ -6,7 +6,7 @@ every row of the related model: an unknown id answered 400 ("not one of the avai
 choices") while another team's id answered 200 with no results, so a caller could tell
 which ids exist in teams they are not in. :class:`TeamScopedFilterBackend` narrows every
 such filter to the related objects of the caller's teams, so both answer the same 400,
-the way :class:`~apps.core.api.serializers.TeamScopedRelatedField` treats request bodies.
+the way :class:`~apps.api.serializers.TeamScopedRelatedField` treats request bodies.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apps.accounts.models import Team
-from apps.accounts.selectors import team_ids_for_user
+from apps.accounts.selectors import team_scoped
 
 # Query parameters that never filter: the pagination's.
 _NOT_FILTERS = frozenset({"limit", "offset"})
@@ -95,13 +95,6 @@ def _find_team_lookup(model: type[models.Model]) -> str | None:
     return None
 
 
-def scope_to_teams(queryset: QuerySet[Any], *, team_ids: list[int]) -> QuerySet[Any]:
-    lookup = team_lookup(queryset.model)
-    if lookup is None:
-        return queryset
-    return queryset.filter(**{f"{lookup}__in": team_ids})
-
-
 class TeamScopedFilterBackend(FilterBackend):
     """The API's filter backend: :class:`FilterBackend` with every foreign-key filter
     narrowed to the caller's teams."""
@@ -111,17 +104,17 @@ class TeamScopedFilterBackend(FilterBackend):
         user = request.user
         if filterset is None or getattr(user, "is_superuser", False):
             return filterset
-        team_ids: list[int] | None = None
         for filter_ in filterset.filters.values():
             if not isinstance(
                 filter_, filters.ModelChoiceFilter | filters.ModelMultipleChoiceFilter
             ):
                 continue
-            if team_ids is None:
-                team_ids = team_ids_for_user(user=user)
             choices = filter_.get_queryset(request)
             if choices is not None:
-                filter_.queryset = scope_to_teams(choices, team_ids=team_ids)
+                lookup = team_lookup(choices.model)
+                if lookup is not None:
+                    choices = team_scoped(choices, user=user, team_field=lookup)
+                filter_.queryset = choices
                 # A form field built earlier (the schema generator builds them) would
                 # keep the unscoped choices.
                 filter_.__dict__.pop("_field", None)
