@@ -199,6 +199,30 @@ def test_needs_update__alertmanager_cases__as_documented():
     assert not _look(resolved=frozenset({a})).send
 
 
+def test_needs_update__resolved_compared_as_sets_not_counts():
+    # Last time: a and c fired, b was resolved. Now c has resolved and b has aged out of the
+    # resolved list: as many resolved alerts as before, but one of them is new.
+    swapped = _look(
+        firing=frozenset({"a"}),
+        resolved=frozenset({"c"}),
+        last_firing=frozenset({"a", "c"}),
+        last_resolved=frozenset({"b"}),
+        last_notified_s=9_900.0,
+    )
+    assert swapped.send
+    assert swapped.reason == "1 newly resolved"
+    # Fewer resolved than last time (d aged out) and none new: nothing to say.
+    shrunk = _look(
+        firing=frozenset({"a"}),
+        resolved=frozenset({"b"}),
+        last_firing=frozenset({"a"}),
+        last_resolved=frozenset({"b", "d"}),
+        last_notified_s=9_900.0,
+    )
+    assert not shrunk.send
+    assert shrunk.reason == "no change"
+
+
 @given(
     firing=st.frozensets(st.sampled_from("abcdef")),
     last=st.frozensets(st.sampled_from("abcdef")),
