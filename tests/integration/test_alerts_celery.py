@@ -21,7 +21,7 @@ from apps.alerts.services import alerts_ingest
 from apps.alerts.tasks import flush_groups
 from controlplane.celery import app
 from tests.factories.accounts import TeamFactory
-from tests.integration.celery_support import wait_for
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -32,7 +32,7 @@ from apps.fleetsim.replica import get_profile
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.services import metrics_collect, metrics_store, targets_for
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import wait_for
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -35,7 +35,8 @@ from apps.autoscaling.models import AutoscalingPolicy, DecisionRecord, Mode
 from apps.autoscaling.tasks import evaluate_all
 from tests.factories.accounts import TeamFactory
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import reset_pools, wait_for
+from tests.integration.celery_support import reset_pools
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

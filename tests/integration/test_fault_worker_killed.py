@@ -32,7 +32,7 @@ import pytest
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.autoscaling.tasks import evaluate_all, execute_action
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import wait_for
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

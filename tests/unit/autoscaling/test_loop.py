@@ -152,13 +152,18 @@ def test_evaluate__pinned__pin_wins_with_reason(deployment, monkeypatch):
     assert "would have chosen" in record.reason
 
 
-def test_execute__lock_held_by_another_worker__action_stays_pending(deployment):
+def test_execute__lock_held_by_another_worker__action_stays_pending(deployment, redis_cache):
+    # The lock on the cache production uses (Redis), not the in-memory stand-in.
+    import redis
+
     action = ScaleAction.objects.create(
         deployment=deployment, from_replicas=2, to_replicas=4, idempotency_key="k1"
     )
     actuator = RecordingActuator(spec=2)
     with deployment_lock(deployment.pk) as acquired:
         assert acquired
+        held = redis.Redis.from_url(redis_cache.url(0)).keys(f"*autoscaling:lock:{deployment.pk}")
+        assert len(held) == 1
         assert (
             scale_action_execute(action_id=action.pk, actuator_factory=lambda d: actuator) is None
         )
