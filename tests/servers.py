@@ -1,5 +1,5 @@
-"""Real servers for tests, on free loopback ports: a private redis-server, and polling until
-something has happened.
+"""Real servers for tests, on free loopback ports: a private redis-server, HTTP servers
+answering from a handler class of the test's own, and polling until something has happened.
 
 ``redis_cache`` puts Django's cache (where the locks live) on a redis-server of the test's
 own, so that a test about locking runs against the backend production uses; without
@@ -11,9 +11,12 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +115,98 @@ def redis_cache(settings: Any, tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.kill()
+
+
+@contextmanager
+def http_server(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", **state: Any
+) -> Iterator[ThreadingHTTPServer]:
+    """A threading HTTP server on a free port of ``host``, serving from a daemon thread until
+    the block ends. ``state`` is set on the server: handlers read it as ``self.server.<name>``.
+    Its base URL is ``base_url(server)``."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    for name, value in state.items():
+        setattr(server, name, value)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def base_url(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}"
+
+
+Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # with the query string
+    headers: dict[str, str]
+    body: bytes
+
+
+class RecordingServer:
+    """An HTTP server on a free port of ``host`` that records every request (``requests``;
+    ``hits``: their paths) and answers with ``respond(request)``, by default an empty 200.
+    Started on construction; ``stop()`` ends it."""
+
+    def __init__(
+        self, respond: Callable[[Request], Answer] | None = None, *, host: str = "127.0.0.1"
+    ) -> None:
+        self.requests: list[Request] = []
+        self.respond = respond or (lambda request: (200, {}, b""))
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Request(
+                    self.command, self.path, dict(self.headers.items()), self.rfile.read(length)
+                )
+                outer.requests.append(request)
+                status, headers, body = outer.respond(request)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = _QuietServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = base_url(self.server)
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    @property
+    def hits(self) -> list[str]:
+        return [request.path for request in self.requests]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out on purpose has hung up by the time a slow answer is
+        # written: expected, not worth a traceback.
+        pass

@@ -19,10 +19,11 @@ from django.utils import timezone
 
 from apps.alerts.channels import channel_deliver_pending
 from apps.alerts.labels import fingerprint
-from apps.alerts.models import Channel, Delivery, DeliveryStatus, Route
+from apps.alerts.models import Channel, Delivery, DeliveryStatus
 from apps.alerts.payloads import IncomingAlert
 from apps.alerts.services import alert_groups_flush, alerts_ingest
 from tests.factories.accounts import TeamFactory
+from tests.factories.alerts import ChannelFactory, RouteFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -86,14 +87,8 @@ def test_storm__1000_alerts__all_represented_and_rate_limits_kept(receiver, cloc
         language="zh",
         config={"webhook_url": f"{base}/robot/send?access_token=t0k", "secret": SECRET_DT},
     )
-    webhook = Channel.objects.create(
-        team=team,
-        name="wh",
-        kind="webhook",
-        config={"webhook_url": f"{base}/hook", "secret": SECRET_WH},
-    )
-    route = Route.objects.create(team=team, name="all", group_by=["deployment"], group_wait_s=0)
-    route.channels.add(dingtalk, webhook)
+    webhook = ChannelFactory(team=team, webhook_url=f"{base}/hook", secret=SECRET_WH)
+    RouteFactory(team=team, group_by=["deployment"], channels=[dingtalk, webhook])
 
     now = timezone.now()
     storm = [

@@ -3,7 +3,6 @@ scale action → the simulator's scale endpoint, and the safety holds on the way
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -11,14 +10,10 @@ from django.utils import timezone
 
 from apps.autoscaling.actuators.simulated import SimulatedActuator
 from apps.autoscaling.loop import deployment_evaluate, scale_action_execute
-from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, DecisionRecord, ScaleAction
-from apps.fleetsim import workload
-from apps.fleetsim.exposition import serve
-from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.replica import get_profile
+from apps.autoscaling.models import ActionStatus, DecisionRecord, ScaleAction
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.services import metrics_collect_shard
-from tests.factories.inventory import SimulatedDeploymentFactory
+from tests.factories.autoscaling import SimulatedChatPolicyFactory
 from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -40,36 +35,17 @@ def _cycle(deployment, actuator):
 
 
 def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
-    prometheus_binary, redis_cache, settings, monkeypatch
+    prometheus_binary, redis_cache, chat_simulator, settings, monkeypatch
 ):
     # The deployment locks live in Redis, as in production (redis_cache).
     settings.METRICS_RATE_WINDOW = "15s"
     monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
-    quick = dataclasses.replace(get_profile("A100-80GB"), cold_start_s=2.0)
-    sim = SimulatedDeployment(
-        "chat",
-        "llama",
-        "llm",
-        quick,
-        replicas=1,
-        workload=workload.steady(2.0, 3600, seed=7),
-        seed=7,
-    )
-    fleet = Fleet([sim])
-    server, port = serve(fleet)
-    fleet.run_realtime()
-    deployment = SimulatedDeploymentFactory(
-        name="chat",
-        min_replicas=1,
-        max_replicas=6,
-    )
-    AutoscalingPolicy.objects.create(
-        deployment=deployment,
-        mode="enforce",
-        targets=[{"signal": "queue_length", "value": 3}],
+    simulator = chat_simulator(seed=7)
+    sim, port = simulator.sim, simulator.port
+    deployment = SimulatedChatPolicyFactory(
         scale_down_stabilization_s=STABILIZATION_S,
         cold_start_s=2.0,
-    )
+    ).deployment
     actuator = SimulatedActuator(f"http://127.0.0.1:{port}")
     prom = EmbeddedPrometheus(
         targets=[ScrapeTarget("fleetsim", f"127.0.0.1:{port}", 1)], binary=prometheus_binary
@@ -121,5 +97,3 @@ def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
         assert sim.spec_replicas == before
     finally:
         prom.cleanup()
-        fleet.stop()
-        server.stop()

@@ -13,13 +13,13 @@ from apps.alerts.models import Alert, AlertRule, AlertStatus
 from apps.alerts.sources import alert_sources_evaluate
 from apps.autoscaling.models import (
     ActionStatus,
-    AutoscalingPolicy,
     DecisionRecord,
     ScaleAction,
 )
 from apps.metrics.collection import Observation
 from apps.metrics.services import metrics_store
 from apps.slos.models import SloState, SloStatus
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import DeploymentFactory
 from tests.factories.slos import SloFactory
 
@@ -95,9 +95,7 @@ def test_slo_paging__fires_critical__and_resolves_when_ok():
 
 def test_control_loop__missing_metrics_drift_failed_action_and_max_while_burning():
     dep = DeploymentFactory(max_replicas=4)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     slo = SloFactory(team=dep.team, deployment=dep)
     SloStatus.objects.create(slo=slo, state=SloState.PAGE, reason="x", evaluated_at=timezone.now())
     DecisionRecord.objects.create(
@@ -195,9 +193,7 @@ def test_promql_rule__each_series_its_own_alert__prometheus_down_holds(settings)
 
 def test_at_max_while_burning__replicas_still_starting__not_raised():
     dep = DeploymentFactory(max_replicas=4)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     slo = SloFactory(team=dep.team, deployment=dep)
     SloStatus.objects.create(slo=slo, state=SloState.PAGE, reason="x", evaluated_at=timezone.now())
     DecisionRecord.objects.create(

@@ -30,6 +30,7 @@ from apps.autoscaling.tasks import evaluate
 from apps.metrics.collection import Observation
 from apps.metrics.services import metrics_store
 from tests.factories.accounts import UserFactory
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import (
     ClusterFactory,
     DeploymentFactory,
@@ -64,9 +65,7 @@ class RecordingActuator:
 def deployment(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=10)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     return dep
 
 
@@ -247,9 +246,7 @@ def broken_kubeconfig_deployment(settings, tmp_path, request):
     dep = DeploymentFactory(team=cluster.team, cluster=cluster, max_replicas=10)
     if request.param == "undecryptable":
         settings.FIELD_ENCRYPTION_KEY = "another-key"
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     return dep
 
 
@@ -298,9 +295,7 @@ def test_evaluate_task__stored_kubeconfig_server_internal__hold_recorded_and_ale
     monkeypatch.setattr("apps.alerts.tasks.deliver_channel.delay", lambda *a, **k: None)
     cluster = ClusterFactory(credentials={"kubeconfig": kubeconfig_document(server=server)})
     dep = DeploymentFactory(team=cluster.team, cluster=cluster, max_replicas=10)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
 
     evaluate(dep.pk)
 
