@@ -110,3 +110,17 @@ def chat_simulator() -> Iterator[Callable[..., ChatSimulator]]:
     for fleet, server in reversed(running):
         fleet.stop()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto's AWS API server (EC2, Auto Scaling) on a free loopback port, for a module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
