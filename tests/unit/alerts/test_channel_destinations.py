@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from apps.accounts.models import Role
 from apps.alerts.channels import channel_deliver_pending
 from apps.alerts.models import Channel, Delivery, DeliveryStatus
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
 from tests.factories.alerts import ChannelFactory, DeliveryFactory
 from tests.servers import RecordingServer
 
@@ -38,14 +36,6 @@ def internal() -> Iterator[_Internal]:
     server = _Internal()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def operator(client_for: Any) -> tuple[Any, Any]:
-    team = TeamFactory()
-    user = UserFactory()
-    MembershipFactory(user=user, team=team, role=Role.OPERATOR)
-    return team, client_for(user)
 
 
 def _finding_urls(port: int) -> list[str]:
@@ -82,18 +72,15 @@ def test_channel_create__internal_destination__400_naming_webhook_url_nothing_st
     assert internal.hits == []
 
 
-def test_channel_create__slack_with_other_host__400(operator: tuple[Any, Any]) -> None:
+def _slack_create(operator: tuple[Any, Any], webhook_url: str) -> Any:
     team, client = operator
-    response = client.post(
-        CHANNELS,
-        {
-            "team": team.pk,
-            "name": "slack",
-            "kind": "slack",
-            "config": {"webhook_url": "https://hooks.slack.com.evil.example/services/T/B/x"},
-        },
-        format="json",
-    )
+    config = {"webhook_url": webhook_url}
+    body = {"team": team.pk, "name": "slack", "kind": "slack", "config": config}
+    return client.post(CHANNELS, body, format="json")
+
+
+def test_channel_create__slack_with_other_host__400(operator: tuple[Any, Any]) -> None:
+    response = _slack_create(operator, "https://hooks.slack.com.evil.example/services/T/B/x")
     assert response.status_code == 400
     assert "must point at hooks.slack.com" in str(response.json()["errors"]["config"])
     assert not Channel.objects.exists()
@@ -103,17 +90,7 @@ def test_channel_create__slack_extra_host_from_settings__accepted(
     operator: tuple[Any, Any], settings: Any
 ) -> None:
     settings.CHAT_SLACK_HOSTS = ["hooks.slack-gov.com"]
-    team, client = operator
-    response = client.post(
-        CHANNELS,
-        {
-            "team": team.pk,
-            "name": "slack",
-            "kind": "slack",
-            "config": {"webhook_url": "https://hooks.slack-gov.com/services/T/B/x"},
-        },
-        format="json",
-    )
+    response = _slack_create(operator, "https://hooks.slack-gov.com/services/T/B/x")
     assert response.status_code == 201, response.content
 
 

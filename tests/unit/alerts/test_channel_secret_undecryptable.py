@@ -12,11 +12,9 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from apps.accounts.models import Role
 from apps.alerts.channels import channel_deliver_pending
 from apps.alerts.models import Channel, Delivery, DeliveryStatus
 from apps.integrations.chat import sample_notification
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
 from tests.factories.alerts import ChannelFactory
 from tests.servers import RecordingServer
 
@@ -32,14 +30,6 @@ def receiver(allow_loopback_outbound: None) -> Iterator[RecordingServer]:
     server = RecordingServer()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def operator(client_for: Any) -> tuple[Any, Any]:
-    team = TeamFactory()
-    user = UserFactory()
-    MembershipFactory(user=user, team=team, role=Role.OPERATOR)
-    return team, client_for(user)
 
 
 @pytest.fixture
