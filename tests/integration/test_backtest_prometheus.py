@@ -19,21 +19,13 @@ from apps.integrations.prometheus.client import PrometheusClient
 from apps.integrations.prometheus.embedded import EmbeddedPrometheus, ScrapeTarget
 from tests.factories.accounts import UserFactory
 from tests.factories.autoscaling import SimulatedChatPolicyFactory
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def _wait(predicate, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -48,7 +40,12 @@ def recorded_range(prometheus_binary, chat_simulator, settings):
     settings.PROMETHEUS_URL = prom.url
     client = PrometheusClient(prom.url, timeout_s=5)
     try:
-        _wait(lambda: client.query('count(vllm:num_requests_running{deployment="chat"})'))
+        wait_for(
+            lambda: client.query('count(vllm:num_requests_running{deployment="chat"})'),
+            30,
+            "Prometheus scrapes the simulator",
+            interval_s=0.5,
+        )
         start = time.time()
         time.sleep(6)
         sim.set_rate_multiplier(25.0)  # the queue builds on one replica
