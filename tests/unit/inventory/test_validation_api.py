@@ -9,7 +9,7 @@ from tests.assertions import nothing_stored
 from tests.factories.inventory import (
     ClusterFactory,
     DeploymentFactory,
-    LLMModelFactory,
+    deployment_payload,
     kubeconfig_document,
 )
 
@@ -35,20 +35,7 @@ def _errors(response, field):
 
 
 def _deployment(team, **overrides):
-    body = {
-        "team": team.pk,
-        "name": "chat",
-        "model": LLMModelFactory(team=team).pk,
-        "cluster": ClusterFactory(team=team).pk,
-        "framework": "vllm",
-        "target_kind": "k8s-deployment",
-        "gpu_type": "a100-80gb",
-        "min_replicas": 1,
-        "max_replicas": 4,
-        "prometheus_selector": '{deployment="chat"}',
-    }
-    body.update(overrides)
-    return body
+    return deployment_payload(team, **overrides)
 
 
 @pytest.mark.parametrize(
