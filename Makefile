@@ -32,9 +32,9 @@ lint:
 typecheck:
 	$(BIN)/mypy apps controlplane celery_worker
 
-# pytest exits 5 when it collects nothing; that is reported, not hidden, but is not a crash.
+# pytest exits 5 when it collects nothing: a broken collection or a wrong path, so a failure.
 pytest:
 	$(BIN)/python -m pytest -p no:cacheprovider; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
 
 test: lint typecheck pytest

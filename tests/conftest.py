@@ -13,6 +13,8 @@ from django.conf import settings as django_settings
 from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
+from tests.servers import redis_cache  # noqa: F401 - shared fixture
+
 CI = os.environ.get("CI", "").lower() == "true"
 
 

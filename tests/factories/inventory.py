@@ -4,6 +4,7 @@ import json
 
 import factory
 
+from apps.accounts.models import Team
 from apps.inventory.models import (
     Cluster,
     ClusterKind,
@@ -76,6 +77,24 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     prometheus_selector = factory.LazyAttribute(
         lambda d: f'{{namespace="llm", deployment="{d.name}"}}'
     )
+
+
+def deployment_payload(team: Team, **overrides: object) -> dict[str, object]:
+    """The API body that creates deployment "chat" in ``team`` (a model and a cluster of the
+    team are created for it); ``overrides`` replace or add fields."""
+    return {
+        "team": team.pk,
+        "name": "chat",
+        "model": LLMModelFactory(team=team).pk,
+        "cluster": ClusterFactory(team=team).pk,
+        "framework": "vllm",
+        "target_kind": "k8s-deployment",
+        "gpu_type": "a100-80gb",
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "prometheus_selector": '{deployment="chat"}',
+        **overrides,
+    }
 
 
 class SimulatedDeploymentFactory(DeploymentFactory):

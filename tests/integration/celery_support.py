@@ -26,6 +26,7 @@ import pytest
 from django.db import connection
 
 from controlplane.celery import app
+from tests.servers import REDIS_CACHE, PrivateRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,18 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # runs at once on one machine would then share them.
 BROKER_URL = "redis://127.0.0.1:6379/13"
 CACHE_URL = "redis://127.0.0.1:6379/12"
-REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:g}s: {what or predicate}")
-        time.sleep(0.05)
 
 
 def reset_pools() -> None:
@@ -57,61 +46,6 @@ def reset_pools() -> None:
     kombu.pools.reset()
     # Remote control (ping) keeps the producer pool it first used: forget it too.
     del app.control.mailbox.producer_pool
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server of the test's own on a free loopback port, without persistence (like
-    the shared one), which the test may kill and start again."""
-
-    binary: str
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def url(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--logfile", "redis.log"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
-        try:
-            wait_for(lambda: self._pings(client), 20, f"redis-server on port {self.port}")
-        finally:
-            client.close()
-
-    def _pings(self, client: Any) -> bool:
-        import redis
-
-        assert self.proc is not None
-        assert self.proc.poll() is None, "redis-server exited"
-        try:
-            return bool(client.ping())
-        except redis.exceptions.ConnectionError:
-            return False
-
-    def kill(self) -> None:
-        """Like a crash: SIGKILL, everything in memory is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

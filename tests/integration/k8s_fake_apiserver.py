@@ -287,10 +287,16 @@ class _Handler(BaseHTTPRequestHandler):
         payload: Any
         try:
             if fault is not None and fault.hang_s:
+                with api._lock:
+                    api.hanging += 1
                 api._record(method, path, query, content_type, body, 0)
                 # Answer nothing until the client has given up; the server closes the
                 # connection afterwards. stop() cuts the wait short.
-                api._stopping.wait(fault.hang_s)
+                try:
+                    api._stopping.wait(fault.hang_s)
+                finally:
+                    with api._lock:
+                        api.hanging -= 1
                 self.close_connection = True
                 return
             if fault is not None:
@@ -332,6 +338,9 @@ class FakeApiServer:
         self._faults: list[Fault] = []
         self._concurrent: list[_ConcurrentWrite] = []
         self._requests: list[RecordedRequest] = []
+        # Requests held without an answer right now (hang_next): one still held after the
+        # client returned shows the client gave up on its own timeout.
+        self.hanging = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._scheme = "http"

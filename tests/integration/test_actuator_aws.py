@@ -20,7 +20,6 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from apps.autoscaling.actuators import ActuatorError, ScaleStatus, ScaleTarget, apply_with_retry
 from apps.autoscaling.actuators.aws_asg import AutoScalingGroupActuator, actuator_error_from_aws
@@ -34,17 +33,6 @@ from apps.integrations.aws import (
 
 REGION = "us-east-1"
 GROUP = ScaleTarget("aws-asg", "", "gpu-pool")
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

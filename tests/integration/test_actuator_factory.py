@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from apps.autoscaling.actuators import ActuatorError
 from apps.autoscaling.actuators.factory import actuator_for
@@ -75,11 +74,9 @@ def test_actuator_for__team_kubeconfig_secret__reads_scale_with_the_team_token(
     assert apiserver.requests_to("GET", "/deployments/chat/scale")[0].status == 200
 
 
-# The fake API server listens on 127.0.0.1: opt in to loopback destinations.
-@pytest.mark.usefixtures("allow_loopback_outbound")
-def test_actuator_for__kubeconfig_file_in_team_directory__read_and_used(
-    apiserver: FakeApiServer, tmp_path: Path, settings: Any
-) -> None:
+def _with_team_directory_kubeconfig(apiserver: FakeApiServer, tmp_path: Path, settings: Any):
+    """A deployment whose cluster reads its kubeconfig (for the fake API server) from the
+    team's directory under KUBECONFIG_ALLOWED_DIRS."""
     settings.KUBECONFIG_ALLOWED_DIRS = [str(tmp_path)]
     deployment = _k8s_deployment(credentials={})
     team_dir = tmp_path / deployment.team.slug
@@ -87,6 +84,15 @@ def test_actuator_for__kubeconfig_file_in_team_directory__read_and_used(
     (team_dir / "config").write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
     deployment.cluster.kubeconfig_path = str(team_dir / "config")
     deployment.cluster.save()
+    return deployment
+
+
+# The fake API server listens on 127.0.0.1: opt in to loopback destinations.
+@pytest.mark.usefixtures("allow_loopback_outbound")
+def test_actuator_for__kubeconfig_file_in_team_directory__read_and_used(
+    apiserver: FakeApiServer, tmp_path: Path, settings: Any
+) -> None:
+    deployment = _with_team_directory_kubeconfig(apiserver, tmp_path, settings)
 
     status = actuator_for(deployment).get_scale(scale_target_of(deployment))
 
@@ -213,13 +219,7 @@ def test_actuator_for__api_server_on_loopback_not_allowed__nothing_reaches_it(
 def test_actuator_for__team_directory_file_with_loopback_server__refused(
     apiserver: FakeApiServer, tmp_path: Path, settings: Any
 ) -> None:
-    settings.KUBECONFIG_ALLOWED_DIRS = [str(tmp_path)]
-    deployment = _k8s_deployment(credentials={})
-    team_dir = tmp_path / deployment.team.slug
-    team_dir.mkdir()
-    (team_dir / "config").write_text(kubeconfig_document(server=apiserver.url, token=TEAM_TOKEN))
-    deployment.cluster.kubeconfig_path = str(team_dir / "config")
-    deployment.cluster.save()
+    deployment = _with_team_directory_kubeconfig(apiserver, tmp_path, settings)
 
     error = _refused(deployment)
 
@@ -340,17 +340,6 @@ def test_actuator_for__approved_host_kubeconfig_on_loopback__operator_trusted_no
 
 
 # ------------------------------------------------------------------------------- AWS
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -231,15 +231,19 @@ def test_apply_with_retry__request_hangs__times_out_and_retries(
     kubeconfig: Path, apiserver: FakeApiServer
 ) -> None:
     actuator = make_actuator(kubeconfig, timeout_s=0.3)
-    apiserver.hang_next(3.0, method="GET", path_contains="/scale")
-    started = time.monotonic()
+    # The server holds the read far longer than the client's timeout (stop() releases it).
+    apiserver.hang_next(120.0, method="GET", path_contains="/scale")
+    sleeps = Sleeps()
 
     status = apply_with_retry(
-        actuator, CHAT, 4, idempotency_key="k", base_delay_s=BASE, sleep=Sleeps()
+        actuator, CHAT, 4, idempotency_key="k", base_delay_s=BASE, sleep=sleeps
     )
 
     assert status.spec_replicas == 4
-    assert time.monotonic() - started < 2.0
+    # The retry succeeded while the server still held the first read: the client gave up
+    # on its own timeout instead of waiting for the server.
+    assert apiserver.hanging == 1
+    assert len(sleeps) == 1
     reads = apiserver.requests_to("GET", "/deployments/chat/scale")
     # The hung read was sent once: no hidden retries inside urllib3.
     assert [r.status for r in reads][:2] == [0, 200]

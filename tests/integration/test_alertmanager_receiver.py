@@ -33,12 +33,9 @@ from apps.alerts.models import (
     AlertGroup,
     AlertSource,
     AlertStatus,
-    Channel,
-    ChannelKind,
     Delivery,
     DeliveryStatus,
     Receiver,
-    Route,
 )
 from apps.alerts.services import alert_groups_flush, receiver_create
 from apps.devstack.alertmanager import EmbeddedAlertmanager, WebhookReceiver, find_binary
@@ -48,6 +45,7 @@ from apps.integrations.chat.signing import (
     verify_webhook_signature,
 )
 from tests.factories.accounts import TeamFactory
+from tests.factories.alerts import ChannelFactory, RouteFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -367,21 +365,15 @@ def test_route_groups_flush_into_one_delivery_each(
     team = TeamFactory(slug="llm")
     _, token = receiver_create(team=team, name="am-routes", actor=None)
     secret = "whsec-integration-test"
-    channel = Channel.objects.create(
+    channel = ChannelFactory(team=team, webhook_url=chat_url, secret=secret, max_per_minute=600)
+    route = RouteFactory(
         team=team,
-        name="ops-webhook",
-        kind=ChannelKind.WEBHOOK,
-        config={"webhook_url": chat_url, "secret": secret, "max_per_minute": 600},
-    )
-    route = Route.objects.create(
-        team=team,
-        name="queue depth",
         matchers=[{"name": "alertname", "op": "=", "value": "HighQueueDepth"}],
         group_by=["alertname", "deployment"],
         group_wait_s=1,
         group_interval_s=60,
+        channels=[channel],
     )
-    route.channels.add(channel)
     cache.delete(f"alerts:channel-sent:{channel.pk}")
     queued: list[int] = []
 
@@ -483,16 +475,10 @@ def test_retried_batch__posted_again_and_concurrently__stored_once_and_notified_
     team, other = TeamFactory(slug="llm"), TeamFactory(slug="infra")
     _, token = receiver_create(team=team, name="am-retry", actor=None)
     _, other_token = receiver_create(team=other, name="am-retry-other", actor=None)
-    channel = Channel.objects.create(
-        team=team,
-        name="ops-webhook",
-        kind=ChannelKind.WEBHOOK,
-        config={"webhook_url": chat_url, "secret": "whsec-retry", "max_per_minute": 600},
+    channel = ChannelFactory(
+        team=team, webhook_url=chat_url, secret="whsec-retry", max_per_minute=600
     )
-    route = Route.objects.create(
-        team=team, name="all", group_by=["alertname"], group_wait_s=0, group_interval_s=1
-    )
-    route.channels.add(channel)
+    route = RouteFactory(team=team, group_interval_s=1, channels=[channel])
     cache.delete(f"alerts:channel-sent:{channel.pk}")
     started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 

@@ -6,55 +6,44 @@ and the message reaches a real HTTP receiver."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
 from apps.alerts.labels import fingerprint
-from apps.alerts.models import AlertGroup, Channel, Delivery, DeliveryStatus, Route
+from apps.alerts.models import AlertGroup, Delivery, DeliveryStatus
 from apps.alerts.payloads import IncomingAlert
 from apps.alerts.services import alerts_ingest
 from apps.alerts.tasks import flush_groups
 from controlplane.celery import app
 from tests.factories.accounts import TeamFactory
-from tests.integration.celery_support import wait_for
+from tests.factories.alerts import ChannelFactory, RouteFactory
+from tests.servers import Answer, RecordingServer, Request, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-class _FlakyReceiver:
-    """Answers 503 to the first two requests, 200 afterwards; records bodies."""
+class _FlakyReceiver(RecordingServer):
+    """Answers 503 to the first two requests, 200 afterwards; keeps the accepted bodies."""
 
     def __init__(self) -> None:
-        self.bodies: list[dict] = []
         self.statuses: list[int] = []
-        receiver = self
+        super().__init__(self._respond)
+        self.url += "/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = 503 if len(receiver.statuses) < 2 else 200
-                receiver.statuses.append(status)
-                if status == 200:
-                    receiver.bodies.append(json.loads(body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+    def _respond(self, request: Request) -> Answer:
+        self.statuses.append(503 if len(self.statuses) < 2 else 200)
+        return self.statuses[-1], {}, b""
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def accepted(self) -> list[dict]:
+        return [
+            json.loads(request.body)
+            for request, status in zip(self.requests, self.statuses, strict=True)
+            if status == 200
+        ]
 
 
 @pytest.fixture
@@ -68,14 +57,8 @@ def test_notify_through_worker__flush_queues_sender__retry_by_follow_up__deliver
     celery_redis, receiver
 ):
     team = TeamFactory()
-    channel = Channel.objects.create(
-        team=team,
-        name="ops",
-        kind="webhook",
-        config={"webhook_url": receiver.url, "secret": "s3cret"},
-    )
-    route = Route.objects.create(team=team, name="all", group_by=["alertname"], group_wait_s=0)
-    route.channels.add(channel)
+    channel = ChannelFactory(team=team, webhook_url=receiver.url)
+    RouteFactory(team=team, channels=[channel])
     labels = {"alertname": "GpuHot", "gpu": "0", "severity": "critical"}
     start = timezone.now() - timedelta(seconds=5)
     alerts_ingest(
@@ -108,6 +91,6 @@ def test_notify_through_worker__flush_queues_sender__retry_by_follow_up__deliver
     assert delivery.attempts == 3
     assert delivery.status_code == 200
     assert delivery.latency_ms is not None
-    (body,) = receiver.bodies
+    (body,) = receiver.accepted
     assert body["notification"]["alerts"][0]["fingerprint"] == fingerprint(labels)
     assert body["notification"]["firing_count"] == 1

@@ -80,8 +80,9 @@ def two_teams(transactional_db: None) -> Fleet:
     from apps.accounts.models import Role
     from apps.accounts.services import api_token_create
     from apps.alerts.services import receiver_create
-    from apps.autoscaling.models import AutoscalingPolicy
+    from apps.autoscaling.models import Mode
     from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+    from tests.factories.autoscaling import AutoscalingPolicyFactory
     from tests.factories.inventory import DeploymentFactory, SimulatedDeploymentFactory
     from tests.factories.slos import SloFactory
 
@@ -100,7 +101,7 @@ def two_teams(transactional_db: None) -> Fleet:
         deployment = DeploymentFactory(team=team, name=f"{slug}-chat")
         simulated = SimulatedDeploymentFactory(team=team, name=f"{slug}-sim")
         slo = SloFactory(deployment=deployment, team=team, name=f"{slug}-ttft")
-        AutoscalingPolicy.objects.create(deployment=simulated)
+        AutoscalingPolicyFactory(deployment=simulated, mode=Mode.DRY_RUN, targets=[])
         receiver_tokens.append(receiver_create(team=team, name=f"{slug}-am", actor=admin)[1])
         tokens.append(api_token_create(user=admin, name="fuzz", expires_at=None).secret)
         ids["team"].append(team.pk)

@@ -23,9 +23,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from itertools import pairwise
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -37,7 +37,6 @@ from django.utils import timezone
 
 from apps.autoscaling.models import (
     ActionStatus,
-    AutoscalingPolicy,
     DecisionRecord,
     Mode,
     ScaleAction,
@@ -45,21 +44,20 @@ from apps.autoscaling.models import (
 from apps.autoscaling.tasks import evaluate, evaluate_all, execute_action
 from apps.core.models import TaskCounter
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
-from apps.fleetsim import workload
-from apps.fleetsim.exposition import serve
-from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.profiles import get_profile
 from apps.metrics.models import DeploymentMetrics
 from apps.metrics.tasks import collect_all
 from controlplane.celery import app
+from tests.factories.autoscaling import AutoscalingPolicyFactory, SimulatedChatPolicyFactory
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import wait_for
+from tests.servers import base_url, http_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 STABILIZATION_S = 10.0
 SCALE_DOWN_PERIOD_S = 5
+# How long the test waits for a change before it gives up (not a claim about speed).
+WAIT_S = 120.0
 WRITE_DELAY_S = 0.3
 
 
@@ -107,33 +105,20 @@ def _tick(deployment: Any) -> DecisionRecord:
 
 
 def test_loop_through_celery__scales_up__waits_to_scale_down__holds_without_prometheus(
-    prometheus_binary, celery_redis, settings
+    prometheus_binary, celery_redis, chat_simulator, settings
 ):
     settings.METRICS_RATE_WINDOW = "15s"
-    quick = replace(get_profile("A100-80GB"), cold_start_s=2.0)
-    sim = SimulatedDeployment(
-        "chat", "llama", "llm", quick, replicas=1, workload=workload.steady(2.0, 3600, seed=7)
-    )
-    fleet = Fleet([sim])
-    server, port = serve(fleet)
-    fleet.run_realtime()
+    simulator = chat_simulator()
+    fleet, sim, port = simulator.fleet, simulator.sim, simulator.port
     # The real factory path: a "simulated" target is scaled at settings.FLEETSIM_URL.
     settings.FLEETSIM_URL = f"http://127.0.0.1:{port}"
-    deployment = SimulatedDeploymentFactory(
-        name="chat",
-        min_replicas=1,
-        max_replicas=6,
-    )
-    AutoscalingPolicy.objects.create(
-        deployment=deployment,
-        mode=Mode.ENFORCE,
-        targets=[{"signal": "queue_length", "value": 3}],
+    deployment = SimulatedChatPolicyFactory(
         scale_down_stabilization_s=STABILIZATION_S,
         # One replica down per period, so that after the first scale-down the policy still
         # wants to go lower: that is what the Prometheus outage must not let happen.
         scale_down_policies=[{"type": "pods", "value": 1, "period_s": SCALE_DOWN_PERIOD_S}],
         cold_start_s=2.0,
-    )
+    ).deployment
 
     def spec() -> int:
         with fleet.lock:
@@ -149,20 +134,23 @@ def test_loop_through_celery__scales_up__waits_to_scale_down__holds_without_prom
             app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30
         ):
             # The quiet fleet, once Prometheus has scraped it: one replica is enough.
-            deadline = time.monotonic() + 30
-            while (record := _tick(deployment)).rule == "hold:missing_metrics":
-                assert time.monotonic() < deadline, record.reason
-                time.sleep(0.5)
+            record = wait_for(
+                lambda: (r := _tick(deployment)).rule != "hold:missing_metrics" and r,
+                WAIT_S,
+                "a decision on scraped metrics",
+                interval_s=0.5,
+            )
             assert record.desired_replicas == 1, record.reason
 
             # Load step: 25x the traffic floods the one replica's queue.
             with fleet.lock:
                 sim.set_rate_multiplier(25.0)
-            deadline = time.monotonic() + 60
-            while spec() == 1:
-                record = _tick(deployment)
-                assert time.monotonic() < deadline, record.reason
-                time.sleep(0.5)
+            wait_for(
+                lambda: _tick(deployment) and spec() > 1,
+                WAIT_S,
+                "a scale-up after the load step",
+                interval_s=0.5,
+            )
             up = ScaleAction.objects.get(deployment=deployment)
             assert up.status == ActionStatus.SUCCEEDED, up.error
             assert up.from_replicas == 1
@@ -174,14 +162,16 @@ def test_loop_through_celery__scales_up__waits_to_scale_down__holds_without_prom
             # Load ends: the queue drains, but the scale-down waits for the window.
             with fleet.lock:
                 sim.set_rate_multiplier(0.05)
-            ended, ended_at = time.monotonic(), timezone.now()
+            ended_at = timezone.now()
             peak = spec()
-            while spec() >= peak:
+
+            def scaled_down() -> bool:
+                nonlocal peak
                 peak = max(peak, spec())
-                assert time.monotonic() - ended < STABILIZATION_S + 60
                 _tick(deployment)
-                time.sleep(0.5)
-            assert time.monotonic() - ended >= STABILIZATION_S - 1
+                return spec() < peak
+
+            wait_for(scaled_down, WAIT_S, "a scale-down once the load ended", interval_s=0.5)
             after = list(DecisionRecord.objects.filter(deployment=deployment, at__gte=ended_at))
             first_down = next(r for r in after if r.desired_replicas < r.current_replicas)
             # The recommendations right after the step are high: for a whole window from
@@ -216,8 +206,6 @@ def test_loop_through_celery__scales_up__waits_to_scale_down__holds_without_prom
             assert spec() == before
     finally:
         prom.cleanup()
-        fleet.stop()
-        server.stop()
 
 
 # --------------------------------------------------------------------------- 2. two workers
@@ -259,7 +247,7 @@ class _ScaleRecorder:
 class _ScaleHandler(BaseHTTPRequestHandler):
     """The simulator's ``/scale/<namespace>/<name>`` API, slow on purpose."""
 
-    server: _ScaleServer
+    server: Any  # from tests.servers.http_server, with the recorder set on it
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -319,28 +307,11 @@ class _ScaleHandler(BaseHTTPRequestHandler):
         self._answer(HTTPStatus.OK, status)
 
 
-class _ScaleServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, recorder: _ScaleRecorder) -> None:
-        super().__init__(("127.0.0.1", 0), _ScaleHandler)
-        self.recorder = recorder
-
-
 @pytest.fixture
 def scale_recorder() -> Iterator[tuple[_ScaleRecorder, str]]:
     recorder = _ScaleRecorder()
-    server = _ScaleServer(recorder)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield recorder, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    with http_server(_ScaleHandler, recorder=recorder) as server:
+        yield recorder, base_url(server)
 
 
 def _simulated(name: str) -> Any:
@@ -426,7 +397,7 @@ def test_two_workers__never_act_on_one_deployment_at_once(scale_recorder, worker
     assert sum(w.count("scale-action-lock-busy") for w in workers) > 0
 
     # The evaluation lock: while it is held, an evaluation is skipped, not stacked.
-    AutoscalingPolicy.objects.create(
+    AutoscalingPolicyFactory(
         deployment=busy, mode=Mode.DRY_RUN, targets=[{"signal": "queue_length", "value": 3}]
     )
     lock = f"autoscaling:evaluate:{busy.pk}"

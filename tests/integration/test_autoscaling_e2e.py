@@ -3,25 +3,24 @@ scale action → the simulator's scale endpoint, and the safety holds on the way
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
+from django.utils import timezone
 
 from apps.autoscaling.actuators.simulated import SimulatedActuator
 from apps.autoscaling.loop import deployment_evaluate, scale_action_execute
-from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, DecisionRecord, ScaleAction
+from apps.autoscaling.models import ActionStatus, DecisionRecord, ScaleAction
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
-from apps.fleetsim import workload
-from apps.fleetsim.exposition import serve
-from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.profiles import get_profile
 from apps.metrics.services import metrics_collect_shard
-from tests.factories.inventory import SimulatedDeploymentFactory
+from tests.factories.autoscaling import SimulatedChatPolicyFactory
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 STABILIZATION_S = 20.0
+# How long the test waits for a change before it gives up (not a claim about speed).
+WAIT_S = 120.0
 
 
 def _cycle(deployment, actuator):
@@ -36,36 +35,17 @@ def _cycle(deployment, actuator):
 
 
 def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
-    prometheus_binary, settings, monkeypatch
+    prometheus_binary, redis_cache, chat_simulator, settings, monkeypatch
 ):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # The deployment locks live in Redis, as in production (redis_cache).
     settings.METRICS_RATE_WINDOW = "15s"
     monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
-    quick = dataclasses.replace(get_profile("A100-80GB"), cold_start_s=2.0)
-    sim = SimulatedDeployment(
-        "chat",
-        "llama",
-        "llm",
-        quick,
-        replicas=1,
-        workload=workload.steady(2.0, 3600, seed=7),
-        seed=7,
-    )
-    fleet = Fleet([sim])
-    server, port = serve(fleet)
-    fleet.run_realtime()
-    deployment = SimulatedDeploymentFactory(
-        name="chat",
-        min_replicas=1,
-        max_replicas=6,
-    )
-    AutoscalingPolicy.objects.create(
-        deployment=deployment,
-        mode="enforce",
-        targets=[{"signal": "queue_length", "value": 3}],
+    simulator = chat_simulator(seed=7)
+    sim, port = simulator.sim, simulator.port
+    deployment = SimulatedChatPolicyFactory(
         scale_down_stabilization_s=STABILIZATION_S,
         cold_start_s=2.0,
-    )
+    ).deployment
     actuator = SimulatedActuator(f"http://127.0.0.1:{port}")
     prom = EmbeddedPrometheus(
         targets=[ScrapeTarget("fleetsim", f"127.0.0.1:{port}", 1)], binary=prometheus_binary
@@ -76,11 +56,12 @@ def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
         # Load step: 25x the traffic floods one replica's queue.
         time.sleep(3)
         sim.set_rate_multiplier(25.0)
-        deadline = time.monotonic() + 60
-        while sim.spec_replicas == 1:
-            assert time.monotonic() < deadline, DecisionRecord.objects.first().reason
+
+        def scaled_up() -> bool:
             _cycle(deployment, actuator)
-            time.sleep(1)
+            return sim.spec_replicas > 1
+
+        wait_for(scaled_up, WAIT_S, "a scale-up after the load step", interval_s=1.0)
         up = ScaleAction.objects.filter(status=ActionStatus.SUCCEEDED).first()
         assert up is not None
         assert up.to_replicas > 1
@@ -89,16 +70,21 @@ def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
 
         # Load ends: the queue drains, but the scale-down waits for the stabilization window.
         sim.set_rate_multiplier(0.05)
-        ended = time.monotonic()
-        while sim.spec_replicas >= peak:
+        ended_at = timezone.now()
+
+        def scaled_down() -> bool:
             _cycle(deployment, actuator)
-            if sim.spec_replicas < peak:
-                break
-            assert time.monotonic() - ended < STABILIZATION_S + 60
-            time.sleep(1)
-        assert time.monotonic() - ended >= STABILIZATION_S - 1
-        held = DecisionRecord.objects.filter(rule="stabilization:down")
-        assert held.exists(), list(DecisionRecord.objects.values_list("rule", flat=True)[:20])
+            return sim.spec_replicas < peak
+
+        wait_for(scaled_down, WAIT_S, "a scale-down once the load ended", interval_s=1.0)
+        after = list(DecisionRecord.objects.filter(at__gte=ended_at).order_by("at"))
+        first_down = next(r for r in after if r.desired_replicas < r.current_replicas)
+        # Before the first step down, the stabilization window held the replicas where they
+        # were: the recorded decisions say so, in order.
+        held = [r for r in after if r.at < first_down.at and r.rule == "stabilization:down"]
+        assert held, [r.rule for r in after]
+        assert all(r.desired_replicas == r.current_replicas for r in held)
+        assert (first_down.at - ended_at).total_seconds() >= STABILIZATION_S - 1
 
         # Prometheus goes away: no scale-down on missing metrics, and an event says why.
         before = sim.spec_replicas
@@ -111,5 +97,3 @@ def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
         assert sim.spec_replicas == before
     finally:
         prom.cleanup()
-        fleet.stop()
-        server.stop()

@@ -4,7 +4,6 @@ is compared with them, through the API and the management command."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import time
@@ -15,15 +14,12 @@ from django.core.management import call_command
 
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
 from apps.autoscaling.loop import scale_action_execute
-from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, ScaleAction
+from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
-from apps.fleetsim import workload
-from apps.fleetsim.exposition import serve
-from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.profiles import get_profile
 from apps.integrations.prometheus.client import PrometheusClient
 from tests.factories.accounts import UserFactory
-from tests.factories.inventory import SimulatedDeploymentFactory
+from tests.factories.autoscaling import SimulatedChatPolicyFactory
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -32,25 +28,11 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def _wait(predicate, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
-def recorded_range(prometheus_binary, settings):
+def recorded_range(prometheus_binary, chat_simulator, settings):
     """~25 s of one replica, a load step, then a manual scale to 3 replicas."""
-    quick = dataclasses.replace(get_profile("A100-80GB"), cold_start_s=1.0)
-    sim = SimulatedDeployment(
-        "chat", "llama", "llm", quick, replicas=1, workload=workload.steady(2.0, 3600, seed=3)
-    )
-    fleet = Fleet([sim])
-    server, port = serve(fleet)
-    fleet.run_realtime()
+    simulator = chat_simulator(cold_start_s=1.0, workload_seed=3)
+    fleet, sim, port = simulator.fleet, simulator.sim, simulator.port
     prom = EmbeddedPrometheus(
         targets=[ScrapeTarget("fleetsim", f"127.0.0.1:{port}", 1)], binary=prometheus_binary
     )
@@ -58,7 +40,12 @@ def recorded_range(prometheus_binary, settings):
     settings.PROMETHEUS_URL = prom.url
     client = PrometheusClient(prom.url, timeout_s=5)
     try:
-        _wait(lambda: client.query('count(vllm:num_requests_running{deployment="chat"})'))
+        wait_for(
+            lambda: client.query('count(vllm:num_requests_running{deployment="chat"})'),
+            30,
+            "Prometheus scrapes the simulator",
+            interval_s=0.5,
+        )
         start = time.time()
         time.sleep(6)
         sim.set_rate_multiplier(25.0)  # the queue builds on one replica
@@ -70,25 +57,16 @@ def recorded_range(prometheus_binary, settings):
         yield start, end, sim
     finally:
         prom.cleanup()
-        fleet.stop()
-        server.stop()
 
 
 def test_backtest__recorded_load_step__policy_scales_up_and_actual_replicas_read_back(
     recorded_range, client_for
 ):
     start, end, sim = recorded_range
-    deployment = SimulatedDeploymentFactory(
-        name="chat",
-        min_replicas=1,
-        max_replicas=6,
-    )
-    AutoscalingPolicy.objects.create(
-        deployment=deployment,
+    deployment = SimulatedChatPolicyFactory(
         mode="dry-run",
-        targets=[{"signal": "queue_length", "value": 3}],
         scale_down_stabilization_s=300,
-    )
+    ).deployment
     api = client_for(UserFactory(is_superuser=True))
     response = api.post(
         "/api/v1/autoscaling/backtests/",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,18 +12,9 @@ from apps.core.models import TaskCounter, WorkerHeartbeat
 from apps.core.tasks import heartbeat
 from celery_worker.config import QUEUES
 from controlplane.celery import app
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout_s}s")
 
 
 @pytest.fixture
@@ -48,17 +38,21 @@ def test_heartbeat__sent_then_consumed_by_worker__routed_to_control_and_recorded
     ):
         # The embedded worker does not pass its node name to tasks as `celery worker` does,
         # so the row is found by existence rather than by name.
-        row = _wait_for(lambda: WorkerHeartbeat.objects.first())
-        counter = _wait_for(
+        row = wait_for(lambda: WorkerHeartbeat.objects.first(), 30, "the heartbeat row")
+        counter = wait_for(
             lambda: TaskCounter.objects.filter(
                 task_name="core.heartbeat", outcome="succeeded"
-            ).first()
+            ).first(),
+            30,
+            "a succeeded heartbeat counted",
         )
         heartbeat.delay()
-        _wait_for(
+        wait_for(
             lambda: TaskCounter.objects.filter(
                 task_name="core.heartbeat", outcome="succeeded", count=2
-            ).exists()
+            ).exists(),
+            30,
+            "a second heartbeat counted",
         )
 
     assert row.pid > 0

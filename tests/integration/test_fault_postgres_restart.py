@@ -21,7 +21,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.servers import free_port
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 # Generous: a hang is what must not happen, and it would show as a timeout here.
 REQUEST_TIMEOUT_S = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _postgres_bin() -> Path | None:
@@ -112,7 +107,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     base = Path(tempfile.mkdtemp(prefix="cp-faults-pg-"))
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
-    pg = PrivatePostgres(bin_dir, base, _free_port())
+    pg = PrivatePostgres(bin_dir, base, free_port())
     pg.init()
     pg.start()
     try:
@@ -171,7 +166,7 @@ def web_on_private_postgres(private_postgres: PrivatePostgres) -> Iterator[WebPr
         "get_user_model().objects.create_user('ops')",
     )
     token = manage("create_api_token", "--user", "ops", "--name", "faults").strip()
-    port = _free_port()
+    port = free_port()
     log = var_dir / "gunicorn.log"
     with open(log, "wb") as handle:
         proc = subprocess.Popen(

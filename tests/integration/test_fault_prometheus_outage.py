@@ -15,7 +15,6 @@ for the whole outage.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -24,15 +23,11 @@ from apps.alerts.models import Alert, AlertStatus
 from apps.alerts.sources import alert_sources_evaluate
 from apps.autoscaling.actuators.factory import actuator_for
 from apps.autoscaling.loop import deployment_evaluate, scale_action_execute, scale_target_of
-from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, Mode, ScaleAction
+from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
-from apps.fleetsim import workload
-from apps.fleetsim.exposition import serve
-from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-from apps.fleetsim.profiles import get_profile
 from apps.metrics.services import metrics_collect, metrics_store, targets_for
-from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import wait_for
+from tests.factories.autoscaling import SimulatedChatPolicyFactory
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -50,28 +45,19 @@ def _cycle(deployment, now: float):
 
 
 def test_prometheus_unreachable_ten_minutes__holds_and_alerts__never_scales_down(
-    prometheus_binary, settings
+    prometheus_binary, chat_simulator, settings
 ):
     settings.METRICS_RATE_WINDOW = "15s"
     # Opt in to the loopback Prometheus and simulator: the outbound guard refuses them.
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
-    quick = replace(get_profile("A100-80GB"), cold_start_s=1.0)
-    sim = SimulatedDeployment(
-        "chat", "llama", "llm", quick, replicas=4, workload=workload.steady(0.5, 3600, seed=3)
-    )
-    fleet = Fleet([sim])
-    server, port = serve(fleet)
-    fleet.run_realtime()
+    simulator = chat_simulator(replicas=4, rate=0.5, cold_start_s=1.0, workload_seed=3)
+    port = simulator.port
     settings.FLEETSIM_URL = f"http://127.0.0.1:{port}"
-    deployment = SimulatedDeploymentFactory(name="chat", min_replicas=1, max_replicas=6)
-    AutoscalingPolicy.objects.create(
-        deployment=deployment,
-        mode=Mode.ENFORCE,
-        targets=[{"signal": "queue_length", "value": 3}],
+    deployment = SimulatedChatPolicyFactory(
         scale_down_stabilization_s=0,
         scale_down_policies=[{"type": "pods", "value": 1, "period_s": 60}],
         cold_start_s=1.0,
-    )
+    ).deployment
     actuator = actuator_for(deployment)
     prom = EmbeddedPrometheus(
         targets=[ScrapeTarget("fleetsim", f"127.0.0.1:{port}", 1)], binary=prometheus_binary
@@ -118,5 +104,3 @@ def test_prometheus_unreachable_ten_minutes__holds_and_alerts__never_scales_down
         assert alerts[0].labels["deployment"] == "chat"
     finally:
         prom.cleanup()
-        fleet.stop()
-        server.stop()

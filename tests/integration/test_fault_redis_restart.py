@@ -20,22 +20,25 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
 from apps.alerts.labels import fingerprint
-from apps.alerts.models import Channel, Delivery, DeliveryStatus, Route
+from apps.alerts.models import Delivery, DeliveryStatus
 from apps.alerts.payloads import IncomingAlert
 from apps.alerts.services import alerts_ingest
 from apps.alerts.tasks import deliver_due, flush_groups
-from apps.autoscaling.models import AutoscalingPolicy, DecisionRecord, Mode
+from apps.autoscaling.models import DecisionRecord, Mode
 from apps.autoscaling.tasks import evaluate_all
 from tests.factories.accounts import TeamFactory
+from tests.factories.alerts import ChannelFactory, RouteFactory
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import reset_pools, wait_for
+from tests.integration.celery_support import reset_pools
+from tests.servers import base_url, http_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -51,7 +54,7 @@ class _Receiver:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Any  # from tests.servers.http_server, with the state set on it
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -74,31 +77,16 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, receiver: _Receiver) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.receiver = receiver
-
-
 @pytest.fixture
 def receiver(settings: Any) -> Iterator[tuple[_Receiver, str]]:
     # Opt in to a loopback receiver: the outbound guard refuses it by default.
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     state = _Receiver()
-    server = _Server(state)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        state.release.set()
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    with http_server(_Handler, receiver=state) as server:
+        try:
+            yield state, f"{base_url(server)}/hook"
+        finally:
+            state.release.set()  # a held request ends before the server stops
 
 
 def _fire(team: Any, name: str) -> str:
@@ -140,13 +128,9 @@ def test_redis_restarted_mid_delivery__notified_once__loop_resumes(
 ):
     state, url = receiver
     team = TeamFactory()
-    channel = Channel.objects.create(
-        team=team, name="ops", kind="webhook", config={"webhook_url": url, "secret": "s3cret"}
-    )
-    route = Route.objects.create(team=team, name="all", group_by=["alertname"], group_wait_s=0)
-    route.channels.add(channel)
+    RouteFactory(team=team, channels=[ChannelFactory(team=team, webhook_url=url)])
     deployment = SimulatedDeploymentFactory(name="chat", min_replicas=1, max_replicas=4)
-    AutoscalingPolicy.objects.create(
+    AutoscalingPolicyFactory(
         deployment=deployment, mode=Mode.DRY_RUN, targets=[{"signal": "queue_length", "value": 3}]
     )
     workers = worker_processes(

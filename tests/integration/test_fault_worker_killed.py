@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,7 +32,7 @@ import pytest
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.autoscaling.tasks import evaluate_all, execute_action
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.celery_support import wait_for
+from tests.servers import base_url, http_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -58,7 +58,7 @@ class _Platform:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Any  # from tests.servers.http_server, with the state set on it
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -118,29 +118,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, platform: _Platform) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.platform = platform
-
-
 @pytest.fixture
 def platform() -> Iterator[tuple[_Platform, str]]:
     state = _Platform()
-    server = _Server(state)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        state.release.set()
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    with http_server(_Handler, platform=state) as server:
+        try:
+            yield state, base_url(server)
+        finally:
+            state.release.set()  # a held write ends before the server stops
 
 
 @pytest.mark.parametrize("landed", [True, False], ids=["write-landed", "write-lost"])

@@ -8,7 +8,7 @@ import pytest
 
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.models import DeploymentMetrics, MetricSample, MetricsStatus
-from apps.metrics.services import metrics_collect_shard
+from apps.metrics.services import metrics_collect_shard, pod_load_read
 from tests.factories.inventory import SimulatedDeploymentFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -73,8 +73,14 @@ def test_collector__prometheus_scraping_simulator__sees_queue_kv_and_ttft_per_de
         chat_rate = states[chat.pk].observations["request_rate"]["value"]
         code_rate = states[code.pk].observations["request_rate"]["value"]
         assert chat_rate > code_rate
-        snap = {d.name: d for d in fleet.snapshot().deployments}
-        assert snap["chat"].spec_replicas == 2
+        # Per-pod load, read through Prometheus: one entry per replica the simulator serves
+        # (chat two, code one), named as the simulator names its pods.
+        pods = {d.name: {r.pod for r in d.replicas} for d in fleet.snapshot().deployments}
+        chat_load = pod_load_read(deployment=chat)
+        code_load = pod_load_read(deployment=code)
+        assert set(chat_load or {}) == pods["chat"]
+        assert set(code_load or {}) == pods["code"]
+        assert (len(chat_load or {}), len(code_load or {})) == (2, 1)
         assert MetricSample.objects.filter(deployment=chat, signal="ttft_p95").exists()
 
 

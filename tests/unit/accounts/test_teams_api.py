@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.accounts.models import Membership, Role, Team
+from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +38,8 @@ def test_team__superuser_creates_admin_edits_superuser_deletes(roster, client_fo
 )
 def test_team__invalid_or_duplicate__400_with_field_message(roster, client_for, payload, field):
     Team.objects.filter(pk=roster.team.pk).update(name="Alpha")
-    response = client_for(roster.superuser).post("/api/v1/teams/", payload)
+    with nothing_stored():
+        response = client_for(roster.superuser).post("/api/v1/teams/", payload)
     assert response.status_code == 400
     assert response.json()["errors"][field]
 
@@ -83,9 +85,10 @@ def test_membership__admin_adds_changes_and_removes_member(roster, client_for):
 )
 def test_membership__duplicate_unknown_user_or_role__400(roster, client_for, payload, field):
     UserFactory(username="someone")
-    response = client_for(roster.admin).post(
-        "/api/v1/memberships/", {"team": roster.team.pk, **payload}
-    )
+    with nothing_stored():
+        response = client_for(roster.admin).post(
+            "/api/v1/memberships/", {"team": roster.team.pk, **payload}
+        )
     assert response.status_code == 400
     assert response.json()["errors"][field]
 

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from apps.accounts.models import ApiToken
 from apps.accounts.services import api_token_create
 from apps.audit.models import AuditAction, AuditEntry
+from tests.assertions import nothing_stored
 from tests.factories.accounts import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -155,7 +156,9 @@ def test_list__own_tokens_only(issued, client_for):
     ],
 )
 def test_create__bad_expiry_or_missing_name__400_with_field_message(client_for, db, payload, field):
-    response = client_for(UserFactory()).post("/api/v1/tokens/", payload)
+    client = client_for(UserFactory())
+    with nothing_stored():
+        response = client.post("/api/v1/tokens/", payload)
     assert response.status_code == 400
     assert response.json()["errors"][field]
     assert not ApiToken.objects.exists()

@@ -15,6 +15,7 @@ from apps.accounts.models import Role
 from apps.alerts.models import Alert, AlertGroup, Channel, Receiver, Route, Silence
 from apps.alerts.services import receiver_create
 from apps.audit.models import AuditEntry
+from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -82,7 +83,10 @@ def test_webhook__missing_or_wrong_credentials__4xx_nothing_stored(team_and_toke
 def test_webhook__basic_auth_right_token_wrong_name__refused(team_and_token):
     _, _, token = team_and_token
     basic = base64.b64encode(f"someone-else:{token}".encode()).decode()
-    response = APIClient().post(HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Basic {basic}")
+    with nothing_stored():
+        response = APIClient().post(
+            HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Basic {basic}"
+        )
     assert response.status_code in (401, 403)
 
 
@@ -91,7 +95,10 @@ def test_webhook__revoked_receiver__refused(team_and_token, client_for):
     admin = UserFactory()
     MembershipFactory(user=admin, team=team, role=Role.ADMIN)
     assert client_for(admin).delete(f"/api/v1/alerts/receivers/{receiver.pk}/").status_code == 204
-    response = APIClient().post(HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    with nothing_stored():
+        response = APIClient().post(
+            HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
     assert response.status_code in (401, 403)
 
 
@@ -99,9 +106,10 @@ def test_webhook__one_bad_alert_in_batch__400_with_path_and_nothing_stored(team_
     _, _, token = team_and_token
     good = _am()["alerts"][0]
     bad = {**good, "labels": {"alertname": 5}}
-    response = APIClient().post(
-        HOOK, _am(good, bad), format="json", HTTP_AUTHORIZATION=f"Bearer {token}"
-    )
+    with nothing_stored():
+        response = APIClient().post(
+            HOOK, _am(good, bad), format="json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
     assert response.status_code == 400
     assert "alerts[1].labels.alertname" in str(response.json()["errors"]["payload"])
     assert not Alert.objects.exists()
@@ -109,9 +117,10 @@ def test_webhook__one_bad_alert_in_batch__400_with_path_and_nothing_stored(team_
 
 def test_webhook__not_json__400(team_and_token):
     _, _, token = team_and_token
-    response = APIClient().post(
-        HOOK, "{oops", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
-    )
+    with nothing_stored():
+        response = APIClient().post(
+            HOOK, "{oops", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
     assert response.status_code == 400
 
 
@@ -175,7 +184,8 @@ def test_silence__bad_fields__400(operator, body, field, fragment):
         "comment": "why",
         **body,
     }
-    response = client.post("/api/v1/alerts/silences/", data, format="json")
+    with nothing_stored():
+        response = client.post("/api/v1/alerts/silences/", data, format="json")
     assert response.status_code == 400, response.content
     assert fragment in str(response.json()["errors"][field])
 
@@ -227,11 +237,12 @@ def test_channel__unknown_kind__400_nothing_stored(operator):
 )
 def test_channel__bad_config__400_naming_the_problem(operator, config, fragment):
     team, _, client = operator
-    response = client.post(
-        "/api/v1/alerts/channels/",
-        {"team": team.pk, "name": "dt", "kind": "dingtalk", "config": config},
-        format="json",
-    )
+    with nothing_stored():
+        response = client.post(
+            "/api/v1/alerts/channels/",
+            {"team": team.pk, "name": "dt", "kind": "dingtalk", "config": config},
+            format="json",
+        )
     assert response.status_code == 400
     assert fragment in str(response.json()["errors"]["config"])
 
@@ -269,17 +280,18 @@ def test_channel__secrets__write_only_encrypted_at_rest_and_not_audited(operator
 
 def test_channel__bad_template_override__400(operator):
     team, _, client = operator
-    response = client.post(
-        "/api/v1/alerts/channels/",
-        {
-            "team": team.pk,
-            "name": "wh",
-            "kind": "webhook",
-            "config": {"webhook_url": "https://example.invalid/hook", "secret": "s3cret"},
-            "body_template": "{% if %}",
-        },
-        format="json",
-    )
+    with nothing_stored():
+        response = client.post(
+            "/api/v1/alerts/channels/",
+            {
+                "team": team.pk,
+                "name": "wh",
+                "kind": "webhook",
+                "config": {"webhook_url": "https://example.invalid/hook", "secret": "s3cret"},
+                "body_template": "{% if %}",
+            },
+            format="json",
+        )
     assert response.status_code == 400
     assert "body_template" in response.json()["errors"]
 
@@ -308,11 +320,12 @@ def test_route__bad_matchers_or_group_by__400(operator):
         ({"group_by": "alertname"}, "group_by"),
         ({"group_interval_s": 0}, "group_interval_s"),
     ):
-        response = client.post(
-            "/api/v1/alerts/routes/",
-            {"team": team.pk, "name": "r", "channels": [], **body},
-            format="json",
-        )
+        with nothing_stored():
+            response = client.post(
+                "/api/v1/alerts/routes/",
+                {"team": team.pk, "name": "r", "channels": [], **body},
+                format="json",
+            )
         assert response.status_code == 400, (body, response.content)
         assert field in response.json()["errors"], response.json()
 

@@ -3,19 +3,15 @@ sends, fixed-host kinds limited to their platform, and answers stored without th
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
-from apps.accounts.models import Role
 from apps.alerts.delivery import channel_deliver_pending
 from apps.alerts.models import Channel, Delivery, DeliveryStatus
-from apps.integrations.chat import sample_notification
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+from tests.factories.alerts import ChannelFactory, DeliveryFactory
+from tests.servers import RecordingServer
 
 pytestmark = pytest.mark.django_db
 
@@ -23,39 +19,16 @@ CHANNELS = "/api/v1/alerts/channels/"
 SECRET_BODY = "db-password=hunter2 internal-only"
 
 
-class _Internal:
-    """A server standing in for an internal service; records every request it gets."""
+class _Internal(RecordingServer):
+    """A server standing in for an internal service; records every request it gets and
+    answers with a body that must never be shown back."""
 
     def __init__(self, status: int = 200, *, host: str = "127.0.0.1", location: str = "") -> None:
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                outer.hits.append(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                body = f'{{"message": "{SECRET_BODY}", "msg": "{SECRET_BODY}"}}'.encode()
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        headers = {"Content-Type": "application/json"}
+        if location:
+            headers["Location"] = location
+        body = f'{{"message": "{SECRET_BODY}", "msg": "{SECRET_BODY}"}}'.encode()
+        super().__init__(lambda request: (status, headers, body), host=host)
 
 
 @pytest.fixture
@@ -63,14 +36,6 @@ def internal() -> Iterator[_Internal]:
     server = _Internal()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def operator(client_for: Any) -> tuple[Any, Any]:
-    team = TeamFactory()
-    user = UserFactory()
-    MembershipFactory(user=user, team=team, role=Role.OPERATOR)
-    return team, client_for(user)
 
 
 def _finding_urls(port: int) -> list[str]:
@@ -107,18 +72,15 @@ def test_channel_create__internal_destination__400_naming_webhook_url_nothing_st
     assert internal.hits == []
 
 
-def test_channel_create__slack_with_other_host__400(operator: tuple[Any, Any]) -> None:
+def _slack_create(operator: tuple[Any, Any], webhook_url: str) -> Any:
     team, client = operator
-    response = client.post(
-        CHANNELS,
-        {
-            "team": team.pk,
-            "name": "slack",
-            "kind": "slack",
-            "config": {"webhook_url": "https://hooks.slack.com.evil.example/services/T/B/x"},
-        },
-        format="json",
-    )
+    config = {"webhook_url": webhook_url}
+    body = {"team": team.pk, "name": "slack", "kind": "slack", "config": config}
+    return client.post(CHANNELS, body, format="json")
+
+
+def test_channel_create__slack_with_other_host__400(operator: tuple[Any, Any]) -> None:
+    response = _slack_create(operator, "https://hooks.slack.com.evil.example/services/T/B/x")
     assert response.status_code == 400
     assert "must point at hooks.slack.com" in str(response.json()["errors"]["config"])
     assert not Channel.objects.exists()
@@ -128,17 +90,7 @@ def test_channel_create__slack_extra_host_from_settings__accepted(
     operator: tuple[Any, Any], settings: Any
 ) -> None:
     settings.CHAT_SLACK_HOSTS = ["hooks.slack-gov.com"]
-    team, client = operator
-    response = client.post(
-        CHANNELS,
-        {
-            "team": team.pk,
-            "name": "slack",
-            "kind": "slack",
-            "config": {"webhook_url": "https://hooks.slack-gov.com/services/T/B/x"},
-        },
-        format="json",
-    )
+    response = _slack_create(operator, "https://hooks.slack-gov.com/services/T/B/x")
     assert response.status_code == 201, response.content
 
 
@@ -149,9 +101,7 @@ def test_channel_test_send__stored_internal_destination__failed_delivery_nothing
     send time: the delivery fails with the reason, the server answers 200, not 500."""
     team, client = operator
     for url in _finding_urls(internal.port):
-        channel = Channel.objects.create(
-            team=team, name=url[:60], kind="webhook", config={"webhook_url": url, "secret": "s"}
-        )
+        channel = ChannelFactory(team=team, name=url[:60], webhook_url=url)
         response = client.post(f"{CHANNELS}{channel.pk}/test/", {}, format="json")
         assert response.status_code == 200, (url, response.content)
         body = response.json()
@@ -164,20 +114,10 @@ def test_channel_test_send__stored_internal_destination__failed_delivery_nothing
 def test_deliver_pending__stored_slack_channel_at_internal_host__failed_and_disabled(
     internal: _Internal,
 ) -> None:
-    team = TeamFactory()
-    channel = Channel.objects.create(
-        team=team,
-        name="old-slack",
-        kind="slack",
-        config={"webhook_url": f"http://127.0.0.1:{internal.port}/services/x"},
+    channel = ChannelFactory(
+        kind="slack", config={"webhook_url": f"http://127.0.0.1:{internal.port}/services/x"}
     )
-    delivery = Delivery.objects.create(
-        channel=channel,
-        idempotency_key="k1",
-        notification=sample_notification().to_dict(),
-        fingerprints=[],
-        next_attempt_at=timezone.now(),
-    )
+    delivery = DeliveryFactory(channel=channel)
     channel_deliver_pending(channel_id=channel.pk)
     delivery.refresh_from_db()
     channel.refresh_from_db()
@@ -190,20 +130,8 @@ def test_deliver_pending__stored_slack_channel_at_internal_host__failed_and_disa
 def test_deliver_pending__name_now_resolving_to_loopback__failed_not_sent(
     internal: _Internal,
 ) -> None:
-    team = TeamFactory()
-    channel = Channel.objects.create(
-        team=team,
-        name="rebound",
-        kind="webhook",
-        config={"webhook_url": f"http://localhost:{internal.port}/hook", "secret": "s"},
-    )
-    delivery = Delivery.objects.create(
-        channel=channel,
-        idempotency_key="k2",
-        notification=sample_notification().to_dict(),
-        fingerprints=[],
-        next_attempt_at=timezone.now(),
-    )
+    channel = ChannelFactory(webhook_url=f"http://localhost:{internal.port}/hook")
+    delivery = DeliveryFactory(channel=channel)
     channel_deliver_pending(channel_id=channel.pk)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
@@ -218,12 +146,7 @@ def test_channel_test_send__answer_with_a_body__stored_without_it(
     server = _Internal(status)
     try:
         team, client = operator
-        channel = Channel.objects.create(
-            team=team,
-            name="wh",
-            kind="webhook",
-            config={"webhook_url": f"http://127.0.0.1:{server.port}/hook", "secret": "s"},
-        )
+        channel = ChannelFactory(team=team, webhook_url=f"http://127.0.0.1:{server.port}/hook")
         response = client.post(f"{CHANNELS}{channel.pk}/test/", {}, format="json")
     finally:
         server.stop()
@@ -245,12 +168,7 @@ def test_channel_test_send__allowed_receiver_redirects_to_other_loopback__not_fo
     entry = _Internal(307, location=f"http://127.0.0.2:{target.port}/admin")
     try:
         team, client = operator
-        channel = Channel.objects.create(
-            team=team,
-            name="wh",
-            kind="webhook",
-            config={"webhook_url": f"http://127.0.0.1:{entry.port}/hook", "secret": "s"},
-        )
+        channel = ChannelFactory(team=team, webhook_url=f"http://127.0.0.1:{entry.port}/hook")
         body = client.post(f"{CHANNELS}{channel.pk}/test/", {}, format="json").json()
     finally:
         entry.stop()

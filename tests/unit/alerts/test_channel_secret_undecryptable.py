@@ -4,9 +4,7 @@ and sending fails with the reason instead of a 500 (nothing is sent)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,11 +12,11 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from apps.accounts.models import Role
 from apps.alerts.delivery import channel_deliver_pending
 from apps.alerts.models import Channel, Delivery, DeliveryStatus
 from apps.integrations.chat import sample_notification
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+from tests.factories.alerts import ChannelFactory
+from tests.servers import RecordingServer
 
 pytestmark = pytest.mark.django_db
 
@@ -26,56 +24,17 @@ CHANNELS = "/api/v1/alerts/channels/"
 ROTATED = override_settings(FIELD_ENCRYPTION_KEY="a-key-the-settings-were-not-stored-with")
 
 
-class _Receiver:
-    """A webhook receiver on 127.0.0.1 that records every request."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                outer.hits.append(self.path)
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def receiver(allow_loopback_outbound: None) -> Iterator[_Receiver]:
-    server = _Receiver()
+def receiver(allow_loopback_outbound: None) -> Iterator[RecordingServer]:
+    """A webhook receiver on 127.0.0.1 that records every request."""
+    server = RecordingServer()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def operator(client_for: Any) -> tuple[Any, Any]:
-    team = TeamFactory()
-    user = UserFactory()
-    MembershipFactory(user=user, team=team, role=Role.OPERATOR)
-    return team, client_for(user)
-
-
-@pytest.fixture
-def channel(operator: tuple[Any, Any], receiver: _Receiver) -> Channel:
-    return Channel.objects.create(
-        team=operator[0],
-        name="oncall",
-        kind="webhook",
-        config={"webhook_url": receiver.url, "secret": "s3cret"},
-    )
+def channel(operator: tuple[Any, Any], receiver: RecordingServer) -> Channel:
+    return ChannelFactory(team=operator[0], webhook_url=receiver.url)
 
 
 def _stored_text(channel: Channel) -> str:
@@ -120,7 +79,7 @@ def test_channel_detail__config_readable__no_problem(
 
 
 def test_channel_patch__other_field__200_and_stored_settings_unchanged(
-    operator: tuple[Any, Any], channel: Channel, receiver: _Receiver
+    operator: tuple[Any, Any], channel: Channel, receiver: RecordingServer
 ) -> None:
     before = _stored_text(channel)
 
@@ -145,7 +104,7 @@ def test_channel_patch__kind_without_config__400_asking_for_config(
 
 
 def test_channel_patch__config_sent_again__200_and_readable(
-    operator: tuple[Any, Any], channel: Channel, receiver: _Receiver
+    operator: tuple[Any, Any], channel: Channel, receiver: RecordingServer
 ) -> None:
     with ROTATED:
         response = operator[1].patch(
@@ -160,7 +119,7 @@ def test_channel_patch__config_sent_again__200_and_readable(
 
 
 def test_channel_test_send__config_undecryptable__failed_delivery_with_reason_nothing_sent(
-    operator: tuple[Any, Any], channel: Channel, receiver: _Receiver
+    operator: tuple[Any, Any], channel: Channel, receiver: RecordingServer
 ) -> None:
     with ROTATED:
         response = operator[1].post(f"{CHANNELS}{channel.pk}/test/", {}, format="json")
@@ -172,7 +131,7 @@ def test_channel_test_send__config_undecryptable__failed_delivery_with_reason_no
 
 
 def test_deliver_pending__config_undecryptable__failed_channel_disabled_nothing_sent(
-    channel: Channel, receiver: _Receiver
+    channel: Channel, receiver: RecordingServer
 ) -> None:
     delivery = Delivery.objects.create(
         channel=channel,

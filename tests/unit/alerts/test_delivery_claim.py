@@ -18,12 +18,13 @@ from apps.alerts.delivery import (
     deliveries_sending_recover,
 )
 from apps.alerts.labels import fingerprint
-from apps.alerts.models import Channel, Delivery, DeliveryStatus, Route
+from apps.alerts.models import Channel, Delivery, DeliveryStatus
 from apps.alerts.payloads import IncomingAlert
 from apps.alerts.services import alert_groups_flush, alerts_ingest
 from apps.integrations.chat import TransportError
 from apps.integrations.chat.base import DeliveryResult
 from tests.factories.accounts import TeamFactory
+from tests.factories.alerts import ChannelFactory, RouteFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -54,14 +55,8 @@ def delivery(settings) -> Delivery:
     # Opt in to a loopback destination (never contacted: the transport does not post).
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     team = TeamFactory()
-    channel = Channel.objects.create(
-        team=team,
-        name="ops",
-        kind="webhook",
-        config={"webhook_url": "http://127.0.0.1:9/hook", "secret": "s3cret"},
-    )
-    route = Route.objects.create(team=team, name="all", group_by=["alertname"], group_wait_s=0)
-    route.channels.add(channel)
+    channel = ChannelFactory(team=team)
+    RouteFactory(team=team, channels=[channel])
     labels = {"alertname": "GpuHot", "severity": "critical"}
     alerts_ingest(
         alerts=[

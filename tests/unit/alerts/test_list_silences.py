@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from apps.alerts import selectors
-from apps.alerts.models import Alert, AlertSource, AlertStatus, Silence
+from apps.alerts.models import Alert, Silence
+from tests.factories.alerts import AlertFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,13 +18,9 @@ pytestmark = pytest.mark.django_db
 def _alerts_and_silences(team, *, alerts: int) -> list[Silence]:
     now = timezone.now()
     for i in range(alerts):
-        Alert.objects.create(
-            fingerprint=f"{i:016x}",
+        AlertFactory(
             team=team,
-            source=AlertSource.choices[0][0],
-            name="HighQueueDepth",
             labels={"alertname": "HighQueueDepth", "pod": f"chat-{i}"},
-            status=AlertStatus.FIRING,
             starts_at=now - timedelta(minutes=i),
             received_at=now,
         )

@@ -26,6 +26,38 @@ def test_fingerprint__label_sets__fnv1a_as_prometheus_and_order_independent():
     assert len(a) == 16
 
 
+# Label sets posted to a real Alertmanager (0.25.0, Debian prometheus-alertmanager
+# 0.25.0-1+b4) through POST /api/v2/alerts, with the fingerprints GET /api/v2/alerts
+# returned for them. A change of hash (FNV-1 for FNV-1a), separator, byte encoding or
+# label order makes every one of these differ.
+ALERTMANAGER_FINGERPRINTS = [
+    ({"alertname": "Watchdog"}, "003b0a0f7d3fa569"),
+    (
+        {"alertname": "GPUHot", "gpu": "0", "instance": "10.0.0.7:9400", "job": "dcgm"},
+        "01f07523dc91a715",
+    ),
+    (
+        {"alertname": "HighLatency", "deployment": "llama-3-8b", "severity": "critical"},
+        "1999fac594266cc5",
+    ),
+    (
+        {"alertname": "Punct", "matcher": 'a="b",c!~"d|e"', "path": "/v1/chat/completions?x=1&y=2"},
+        "42a4a605bff13342",
+    ),
+    ({"alertname": "Unicode", "summary": "température élevée — 東京"}, "7c7e24a576cda6c6"),
+    ({"b": "1", "a": "2", "aa": "3", "alertname": "Order"}, "c52577a51e0b3aeb"),
+    (
+        {"alertname": "SLOBurnRate", "team": "ml", "slo": "availability", "window": "1h"},
+        "f9e59cbdef645763",
+    ),
+]
+
+
+@pytest.mark.parametrize(("labels", "expected"), ALERTMANAGER_FINGERPRINTS)
+def test_fingerprint__label_sets__equal_to_alertmanager_recorded(labels, expected):
+    assert fingerprint(labels) == expected
+
+
 @pytest.mark.parametrize(
     ("spec", "labels", "expected"),
     [
@@ -165,6 +197,30 @@ def test_needs_update__alertmanager_cases__as_documented():
     assert _look(resolved=frozenset({a}), last_firing=frozenset({a}), last_notified_s=9_900.0).send
     # Resolved before anything was notified: nothing to say.
     assert not _look(resolved=frozenset({a})).send
+
+
+def test_needs_update__resolved_compared_as_sets_not_counts():
+    # Last time: a and c fired, b was resolved. Now c has resolved and b has aged out of the
+    # resolved list: as many resolved alerts as before, but one of them is new.
+    swapped = _look(
+        firing=frozenset({"a"}),
+        resolved=frozenset({"c"}),
+        last_firing=frozenset({"a", "c"}),
+        last_resolved=frozenset({"b"}),
+        last_notified_s=9_900.0,
+    )
+    assert swapped.send
+    assert swapped.reason == "1 newly resolved"
+    # Fewer resolved than last time (d aged out) and none new: nothing to say.
+    shrunk = _look(
+        firing=frozenset({"a"}),
+        resolved=frozenset({"b"}),
+        last_firing=frozenset({"a"}),
+        last_resolved=frozenset({"b", "d"}),
+        last_notified_s=9_900.0,
+    )
+    assert not shrunk.send
+    assert shrunk.reason == "no change"
 
 
 @given(

@@ -13,13 +13,13 @@ from apps.alerts.models import Alert, AlertRule, AlertStatus
 from apps.alerts.sources import alert_sources_evaluate
 from apps.autoscaling.models import (
     ActionStatus,
-    AutoscalingPolicy,
     DecisionRecord,
     ScaleAction,
 )
 from apps.metrics.collection import Observation
 from apps.metrics.services import metrics_store
 from apps.slos.models import SloState, SloStatus
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import DeploymentFactory
 from tests.factories.slos import SloFactory
 
@@ -93,11 +93,11 @@ def test_slo_paging__fires_critical__and_resolves_when_ok():
     assert Alert.objects.get().status == AlertStatus.RESOLVED
 
 
-def test_control_loop__missing_metrics_drift_failed_action_and_max_while_burning():
+def _at_max_while_slo_pages(**decision):
+    """A deployment held at its maximum of 4 replicas by its last decision while its SLO
+    pages."""
     dep = DeploymentFactory(max_replicas=4)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     slo = SloFactory(team=dep.team, deployment=dep)
     SloStatus.objects.create(slo=slo, state=SloState.PAGE, reason="x", evaluated_at=timezone.now())
     DecisionRecord.objects.create(
@@ -105,9 +105,16 @@ def test_control_loop__missing_metrics_drift_failed_action_and_max_while_burning
         at=timezone.now(),
         current_replicas=4,
         desired_replicas=4,
+        dry_run=False,
+        **decision,
+    )
+    return dep
+
+
+def test_control_loop__missing_metrics_drift_failed_action_and_max_while_burning():
+    dep = _at_max_while_slo_pages(
         rule="hold:missing_metrics",
         reason="metrics missing",
-        dry_run=False,
         inputs={"replicas": {"spec": 4, "ready": 4}},
         events=[
             {"kind": "metrics_missing", "message": "queue_length: stale"},
@@ -194,20 +201,9 @@ def test_promql_rule__each_series_its_own_alert__prometheus_down_holds(settings)
 
 
 def test_at_max_while_burning__replicas_still_starting__not_raised():
-    dep = DeploymentFactory(max_replicas=4)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
-    slo = SloFactory(team=dep.team, deployment=dep)
-    SloStatus.objects.create(slo=slo, state=SloState.PAGE, reason="x", evaluated_at=timezone.now())
-    DecisionRecord.objects.create(
-        deployment=dep,
-        at=timezone.now(),
-        current_replicas=4,
-        desired_replicas=4,
+    _at_max_while_slo_pages(
         rule="target:queue_length",
         reason="scaling up",
-        dry_run=False,
         inputs={"replicas": {"spec": 4, "ready": 1}},
     )
     alert_sources_evaluate()

@@ -14,6 +14,7 @@ from apps.alerts.models import Alert, AlertGroup, AlertStatus, Channel, InhibitR
 from apps.alerts.payloads import IncomingAlert
 from apps.alerts.services import alert_groups_flush, alerts_ingest, receiver_create
 from tests.factories.accounts import TeamFactory
+from tests.factories.alerts import AlertFactory, RouteFactory
 from tests.factories.inventory import DeploymentFactory
 
 pytestmark = pytest.mark.django_db
@@ -235,29 +236,9 @@ def test_migration__alerts_linked_across_teams_before__links_and_memberships_cle
     dep_b = DeploymentFactory(team=team_b, name="chat")
     now = timezone.now()
     # What the former ingestion could store: A's alert on B's deployment, in B's group.
-    linked = Alert.objects.create(
-        fingerprint="00000000000000aa",
-        team=team_a,
-        deployment=dep_b,
-        source="alertmanager",
-        name="X",
-        labels={"alertname": "X"},
-        status="firing",
-        starts_at=now,
-        received_at=now,
-    )
-    own = Alert.objects.create(
-        fingerprint="00000000000000bb",
-        team=team_b,
-        deployment=dep_b,
-        source="alertmanager",
-        name="Y",
-        labels={"alertname": "Y"},
-        status="firing",
-        starts_at=now,
-        received_at=now,
-    )
-    route_b = Route.objects.create(team=team_b, name="all")
+    linked = AlertFactory(team=team_a, deployment=dep_b, labels={"alertname": "X"})
+    own = AlertFactory(team=team_b, deployment=dep_b, labels={"alertname": "Y"})
+    route_b = RouteFactory(team=team_b)
     group = AlertGroup.objects.create(
         route=route_b, key_hash="k", created_at=now, next_flush_at=now
     )

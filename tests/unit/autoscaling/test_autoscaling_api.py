@@ -5,6 +5,7 @@ import pytest
 from apps.accounts.models import Role
 from apps.audit.models import AuditEntry
 from apps.autoscaling.models import AutoscalingPolicy, DeploymentControl
+from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, UserFactory
 from tests.factories.inventory import DeploymentFactory
 
@@ -64,9 +65,10 @@ def test_policy__valid__created_and_maps_to_engine_with_deployment_bounds(team):
 )
 def test_policy__invalid__400_with_message_and_nothing_stored(team, overrides, fragment):
     deployment, operator, _ = team
-    response = operator.post(
-        "/api/v1/autoscaling/policies/", _policy(deployment, **overrides), format="json"
-    )
+    with nothing_stored():
+        response = operator.post(
+            "/api/v1/autoscaling/policies/", _policy(deployment, **overrides), format="json"
+        )
     assert response.status_code == 400
     assert fragment in str(response.json()["errors"])
     assert not AutoscalingPolicy.objects.exists()
@@ -74,10 +76,9 @@ def test_policy__invalid__400_with_message_and_nothing_stored(team, overrides, f
 
 def test_policy__viewer_cannot_write__other_team_invisible(team, client_for):
     deployment, operator, viewer = team
-    assert (
-        viewer.post("/api/v1/autoscaling/policies/", _policy(deployment), format="json").status_code
-        == 403
-    )
+    with nothing_stored():
+        refused = viewer.post("/api/v1/autoscaling/policies/", _policy(deployment), format="json")
+    assert refused.status_code == 403
     operator.post("/api/v1/autoscaling/policies/", _policy(deployment), format="json")
     stranger = client_for(UserFactory())
     assert stranger.get(f"/api/v1/autoscaling/policies/{deployment.pk}/").status_code == 404
@@ -86,8 +87,9 @@ def test_policy__viewer_cannot_write__other_team_invisible(team, client_for):
 def test_pin__within_bounds__held_and_audited__outside__400(team):
     deployment, operator, viewer = team
     url = f"/api/v1/autoscaling/control/{deployment.pk}/pin/"
-    assert operator.post(url, {"replicas": 9}, format="json").status_code == 400
-    assert viewer.post(url, {"replicas": 3}, format="json").status_code == 403
+    with nothing_stored():
+        assert operator.post(url, {"replicas": 9}, format="json").status_code == 400
+        assert viewer.post(url, {"replicas": 3}, format="json").status_code == 403
     response = operator.post(url, {"replicas": 3, "minutes": 30}, format="json")
     assert response.status_code == 200, response.json()
     control = DeploymentControl.objects.get(deployment=deployment)

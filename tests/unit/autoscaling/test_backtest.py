@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from apps.accounts.models import Role
 from apps.autoscaling import engine
 from apps.autoscaling.backtest import backtest_payload, backtest_replay
-from apps.autoscaling.models import AutoscalingPolicy
 from tests.factories.accounts import MembershipFactory, UserFactory
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import DeploymentFactory
 
 START = 1_700_000_000.0
@@ -235,9 +235,7 @@ def test_backtest_api__bad_input__400_naming_the_problem(viewer, overrides, fiel
 def test_backtest_api__other_teams_deployment__400_does_not_exist(viewer):
     _, client = viewer
     other = DeploymentFactory()
-    AutoscalingPolicy.objects.create(
-        deployment=other, targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=other)
     response = client.post("/api/v1/autoscaling/backtests/", _body(other), format="json")
     assert response.status_code == 400
     assert "does not exist" in str(response.json()["errors"]["deployment"])
@@ -247,9 +245,7 @@ def test_backtest_api__other_teams_deployment__400_does_not_exist(viewer):
 def test_backtest_api__prometheus_unreachable__503_with_reason(viewer, settings):
     deployment, client = viewer
     settings.PROMETHEUS_URL = f"http://127.0.0.1:{_closed_port()}"
-    AutoscalingPolicy.objects.create(
-        deployment=deployment, targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=deployment)
     end = time.time()
     response = client.post(
         "/api/v1/autoscaling/backtests/",
@@ -280,9 +276,7 @@ def test_backtest_command__bad_arguments__clear_errors():
         call_command("backtest", "chat", "--since", "soon", stdout=io.StringIO())
     with pytest.raises(CommandError, match="no scaling policy"):
         call_command("backtest", str(deployment.pk), stdout=io.StringIO())
-    AutoscalingPolicy.objects.create(
-        deployment=deployment, targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=deployment)
     with pytest.raises(CommandError, match="not valid JSON"):
         call_command("backtest", "chat", "--policy", "{targets", stdout=io.StringIO())
     with pytest.raises(CommandError, match="at least one target"):

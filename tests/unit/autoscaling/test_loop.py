@@ -30,6 +30,7 @@ from apps.autoscaling.tasks import evaluate
 from apps.metrics.collection import Observation
 from apps.metrics.services import metrics_store
 from tests.factories.accounts import UserFactory
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import (
     ClusterFactory,
     DeploymentFactory,
@@ -64,9 +65,7 @@ class RecordingActuator:
 def deployment(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=10)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     return dep
 
 
@@ -152,13 +151,18 @@ def test_evaluate__pinned__pin_wins_with_reason(deployment, monkeypatch):
     assert "would have chosen" in record.reason
 
 
-def test_execute__lock_held_by_another_worker__action_stays_pending(deployment):
+def test_execute__lock_held_by_another_worker__action_stays_pending(deployment, redis_cache):
+    # The lock on the cache production uses (Redis), not the in-memory stand-in.
+    import redis
+
     action = ScaleAction.objects.create(
         deployment=deployment, from_replicas=2, to_replicas=4, idempotency_key="k1"
     )
     actuator = RecordingActuator(spec=2)
     with deployment_lock(deployment.pk) as acquired:
         assert acquired
+        held = redis.Redis.from_url(redis_cache.url(0)).keys(f"*autoscaling:lock:{deployment.pk}")
+        assert len(held) == 1
         assert (
             scale_action_execute(action_id=action.pk, actuator_factory=lambda d: actuator) is None
         )
@@ -242,9 +246,7 @@ def broken_kubeconfig_deployment(settings, tmp_path, request):
     dep = DeploymentFactory(team=cluster.team, cluster=cluster, max_replicas=10)
     if request.param == "undecryptable":
         settings.FIELD_ENCRYPTION_KEY = "another-key"
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     return dep
 
 
@@ -293,9 +295,7 @@ def test_evaluate_task__stored_kubeconfig_server_internal__hold_recorded_and_ale
     monkeypatch.setattr("apps.alerts.tasks.deliver_channel.delay", lambda *a, **k: None)
     cluster = ClusterFactory(credentials={"kubeconfig": kubeconfig_document(server=server)})
     dep = DeploymentFactory(team=cluster.team, cluster=cluster, max_replicas=10)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
 
     evaluate(dep.pk)
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
 from apps.autoscaling.loop import deployment_lock, scale_action_execute, scale_actions_recover
 from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, ScaleAction
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import SimulatedDeploymentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,9 +42,7 @@ def deployment(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=10)
-    AutoscalingPolicy.objects.create(
-        deployment=dep, mode="enforce", targets=[{"signal": "queue_length", "value": 5}]
-    )
+    AutoscalingPolicyFactory(deployment=dep)
     return dep
 
 

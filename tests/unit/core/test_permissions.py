@@ -15,6 +15,7 @@ from tests.factories.inventory import (
     ClusterFactory,
     DeploymentFactory,
     LLMModelFactory,
+    deployment_payload,
     kubeconfig_document,
 )
 
@@ -31,18 +32,13 @@ class Resource:
 
 
 def _deployment_body(team: Team, name: str) -> dict[str, Any]:
-    return {
-        "team": team.pk,
-        "name": name,
-        "model": LLMModelFactory(team=team).pk,
-        "cluster": ClusterFactory(team=team).pk,
-        "framework": "vllm",
-        "target_kind": "k8s-deployment",
-        "gpu_type": "l4",
-        "min_replicas": 1,
-        "max_replicas": 2,
-        "prometheus_selector": f'{{deployment="{name}"}}',
-    }
+    return deployment_payload(
+        team,
+        name=name,
+        gpu_type="l4",
+        max_replicas=2,
+        prometheus_selector=f'{{deployment="{name}"}}',
+    )
 
 
 RESOURCES = {

@@ -4,9 +4,7 @@ PROMETHEUS_URL is trusted as configured."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from apps.integrations.prometheus import PrometheusClient, PrometheusError
 from apps.metrics.services import metrics_collect, targets_for
 from tests.factories.inventory import ClusterFactory, DeploymentFactory
+from tests.servers import Answer, RecordingServer, Request
 
 _VECTOR = {
     "status": "success",
@@ -21,40 +20,16 @@ _VECTOR = {
 }
 
 
-class _FakePrometheus:
+class _FakePrometheus(RecordingServer):
+    """Answers every query with one sample of value 1, or redirects to ``redirect_to``."""
+
     def __init__(self, host: str = "127.0.0.1", redirect_to: str | None = None) -> None:
-        self.hits: list[str] = []
-        outer = self
+        def respond(request: Request) -> Answer:
+            if redirect_to:
+                return 307, {"Location": redirect_to + request.path}, b""
+            return 200, {"Content-Type": "application/json"}, json.dumps(_VECTOR).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                outer.hits.append(self.path)
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if redirect_to:
-                    self.send_response(307)
-                    self.send_header("Location", redirect_to + self.path)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = json.dumps(_VECTOR).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(respond, host=host)
 
 
 @pytest.fixture

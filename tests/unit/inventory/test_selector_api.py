@@ -7,7 +7,7 @@ import pytest
 
 from apps.inventory.label_matchers import parse_matchers
 from apps.inventory.models import Deployment
-from tests.factories.inventory import ClusterFactory, LLMModelFactory
+from tests.factories.inventory import deployment_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -18,18 +18,7 @@ def operator(roster, client_for):
 
 
 def _deployment(team, selector):
-    return {
-        "team": team.pk,
-        "name": "chat",
-        "model": LLMModelFactory(team=team).pk,
-        "cluster": ClusterFactory(team=team).pk,
-        "framework": "vllm",
-        "target_kind": "k8s-deployment",
-        "gpu_type": "a100-80gb",
-        "min_replicas": 1,
-        "max_replicas": 4,
-        "prometheus_selector": selector,
-    }
+    return deployment_payload(team, prometheus_selector=selector)
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from apps.inventory.models import Cluster, Deployment, LLMModel
+from tests.assertions import nothing_stored
 from tests.factories.inventory import (
     ClusterFactory,
     DeploymentFactory,
-    LLMModelFactory,
+    deployment_payload,
     kubeconfig_document,
 )
 
@@ -34,20 +35,7 @@ def _errors(response, field):
 
 
 def _deployment(team, **overrides):
-    body = {
-        "team": team.pk,
-        "name": "chat",
-        "model": LLMModelFactory(team=team).pk,
-        "cluster": ClusterFactory(team=team).pk,
-        "framework": "vllm",
-        "target_kind": "k8s-deployment",
-        "gpu_type": "a100-80gb",
-        "min_replicas": 1,
-        "max_replicas": 4,
-        "prometheus_selector": '{deployment="chat"}',
-    }
-    body.update(overrides)
-    return body
+    return deployment_payload(team, **overrides)
 
 
 @pytest.mark.parametrize(
@@ -133,8 +121,11 @@ def test_deployment__invalid_field__400_with_field_message(
 
 def test_deployment__patch_min_above_existing_max__400(roster, operator):
     deployment = DeploymentFactory(team=roster.team, min_replicas=1, max_replicas=4)
-    response = operator.patch(f"/api/v1/deployments/{deployment.pk}/", {"min_replicas": 5})
+    with nothing_stored():
+        response = operator.patch(f"/api/v1/deployments/{deployment.pk}/", {"min_replicas": 5})
     assert "greater than max_replicas" in _errors(response, "min_replicas")
+    deployment.refresh_from_db()
+    assert deployment.min_replicas == 1
 
 
 def test_deployment__aws_asg_on_aws_cluster_with_namespace__400_on_target_namespace(
@@ -200,7 +191,9 @@ def test_cluster__invalid_configuration__400_with_field_message(
 def test_cluster__duplicate_name_in_team__400(roster, operator):
     ClusterFactory(team=roster.team, name="c1")
     body = {"team": roster.team.pk, "name": "c1", "kind": "kubernetes", "kubeconfig": DOC}
-    assert _errors(operator.post("/api/v1/clusters/", body), "non_field_errors")
+    with nothing_stored():
+        response = operator.post("/api/v1/clusters/", body)
+    assert _errors(response, "non_field_errors")
 
 
 @pytest.mark.parametrize(
@@ -221,18 +214,20 @@ def test_model__invalid_field__400_with_field_message(roster, operator, override
 
 @pytest.mark.parametrize("path", ["/api/v1/deployments/", "/api/v1/clusters/", "/api/v1/models/"])
 def test_malformed_json_body__400_says_json(roster, operator, path):
-    response = operator.generic(
-        "POST", path, '{"team": 1, "name": ', content_type="application/json"
-    )
+    with nothing_stored():
+        response = operator.generic(
+            "POST", path, '{"team": 1, "name": ', content_type="application/json"
+        )
     assert response.status_code == 400
     assert "JSON parse error" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"a string"', "null"])
 def test_json_body_not_an_object__400_non_field_errors(roster, operator, body):
-    response = operator.generic(
-        "POST", "/api/v1/deployments/", body, content_type="application/json"
-    )
+    with nothing_stored():
+        response = operator.generic(
+            "POST", "/api/v1/deployments/", body, content_type="application/json"
+        )
     assert response.status_code == 400
     assert response.json()["errors"]["non_field_errors"]
 

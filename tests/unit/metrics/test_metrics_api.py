@@ -9,6 +9,7 @@ from apps.accounts.models import Role
 from apps.metrics.collection import Observation
 from apps.metrics.models import MetricSample
 from apps.metrics.services import metrics_store
+from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, UserFactory
 from tests.factories.inventory import DeploymentFactory
 
@@ -90,11 +91,12 @@ def test_series__points_in_range__oldest_first(setup):
 )
 def test_custom_query__malformed_promql__400_on_field(setup, promql, fragment):
     mine, _, client = setup
-    response = client.post(
-        "/api/v1/metrics/custom-queries/",
-        {"deployment": mine.pk, "signal": "queue_length", "promql": promql},
-        format="json",
-    )
+    with nothing_stored():
+        response = client.post(
+            "/api/v1/metrics/custom-queries/",
+            {"deployment": mine.pk, "signal": "queue_length", "promql": promql},
+            format="json",
+        )
     assert response.status_code == 400
     assert "promql" in response.json()["errors"]
 

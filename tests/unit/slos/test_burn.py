@@ -70,6 +70,32 @@ def test_evaluate__few_requests__guarded_not_paged():
     assert "minimum 100" in result.reason
 
 
+def _counts_by_window(bad_fraction: float, totals: dict[str, float]) -> dict[str, WindowCounts]:
+    return {name: WindowCounts(t * (1 - bad_fraction), t) for name, t in totals.items()}
+
+
+def test_evaluate__quiet_short_window_busy_long_window__pages():
+    # The guard reads the long window: 1000 requests in the last hour is traffic enough,
+    # even though the last 5 minutes saw only 20 of them.
+    totals = {"5m": 20.0, "30m": 150.0, "1h": 1000.0, "6h": 6000.0, "period": 10000.0}
+    result = evaluate(objective=0.99, counts=_counts_by_window(0.5, totals), min_requests=100)
+    assert result.state == "page"
+    assert "page:1h/5m" in result.firing
+    assert "page:1h/5m" not in result.guarded
+
+
+def test_evaluate__quiet_long_window__guarded_with_long_window_count():
+    # 60 requests over the hour is below the minimum; the reason names the long window's
+    # count, not the short window's.
+    totals = {"5m": 40.0, "1h": 60.0, "period": 10000.0}
+    result = evaluate(objective=0.99, counts=_counts_by_window(0.5, totals), min_requests=50.5)
+    assert result.state == "page"  # 1h has 60 >= 50.5: fires
+    result = evaluate(objective=0.99, counts=_counts_by_window(0.5, totals), min_requests=100)
+    assert result.state == "low_traffic"
+    assert result.guarded == ("page:1h/5m",)
+    assert "only 60 requests in 1h (minimum 100)" in result.reason
+
+
 def test_evaluate__no_requests__no_data():
     result = evaluate(objective=0.99, counts=_counts({}, 0), min_requests=1)
     assert result.state == "no_data"

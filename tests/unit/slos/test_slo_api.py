@@ -8,6 +8,7 @@ import yaml
 
 from apps.accounts.models import Role
 from apps.slos.models import Slo
+from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, UserFactory
 from tests.factories.inventory import DeploymentFactory
 from tests.factories.slos import SloFactory
@@ -70,7 +71,8 @@ def test_create__valid_latency_slo__201(operator):
 )
 def test_create__bad_input__400_with_field_message(operator, overrides, field, fragment):
     deployment, client = operator
-    response = client.post("/api/v1/slos/", _payload(deployment, **overrides), format="json")
+    with nothing_stored():
+        response = client.post("/api/v1/slos/", _payload(deployment, **overrides), format="json")
     assert response.status_code == 400
     messages = " ".join(response.json()["errors"][field])
     assert fragment in messages
@@ -182,11 +184,12 @@ spec:
 )
 def test_openslo__malformed__400(operator, document, fragment):
     deployment, client = operator
-    response = client.post(
-        "/api/v1/slos/import-openslo/",
-        {"team": deployment.team_id, "document": document},
-        format="json",
-    )
+    with nothing_stored():
+        response = client.post(
+            "/api/v1/slos/import-openslo/",
+            {"team": deployment.team_id, "document": document},
+            format="json",
+        )
     assert response.status_code == 400
     assert fragment in " ".join(response.json()["errors"]["document"])
     assert not Slo.objects.exists()

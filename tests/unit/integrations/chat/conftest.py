@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from apps.integrations.chat import AlertItem, Notification
+from tests.servers import RecordingServer, Request
 
 FEISHU_SECRET = "feishu-secret-3f9a"
 DINGTALK_SECRET = "SEC0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -90,49 +90,20 @@ class Receiver:
 @pytest.fixture
 def receiver(allow_loopback_outbound: None) -> Iterator[Receiver]:
     """A receiver on 127.0.0.1, which the outbound guard is told to allow."""
-    state: dict[str, Receiver] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            parts = urlsplit(self.path)
-            req = Received(
-                path=parts.path,
-                query=parse_qs(parts.query),
-                headers={k: v for k, v in self.headers.items()},
-                body=self.rfile.read(length),
-            )
-            recv = state["receiver"]
-            recv.received.append(req)
-            status, headers, body = recv.handler(req)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(request: Request) -> Reply:
+        parts = urlsplit(request.path)
+        req = Received(parts.path, parse_qs(parts.query), request.headers, request.body)
+        recv.received.append(req)
+        return recv.handler(req)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    class QuietServer(ThreadingHTTPServer):
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            # A client that timed out on purpose (the timeout tests) has hung up by the
-            # time the slow answer is written: expected, not worth a traceback.
-            pass
-
-    server = QuietServer(("127.0.0.1", 0), Handler)
-    state["receiver"] = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
+    server = RecordingServer(respond)
+    recv = Receiver(base_url=server.url)
     try:
-        yield state["receiver"]
+        yield recv
     finally:
-        state["receiver"].release.set()
-        server.shutdown()
-        server.server_close()
+        recv.release.set()
+        server.stop()
 
 
 def as_json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:

@@ -214,6 +214,15 @@ def test_webhook_signature__replayed_later_or_tampered__rejected(receiver: Recei
     sig = req.headers["X-Controlplane-Signature"]
     kwargs = {"timestamp": ts, "signature": sig}
     assert not verify_webhook_signature(WEBHOOK_SECRET, body=req.body, now=int(ts) + 301, **kwargs)
+    # A timestamp from the future is no fresher than one from the past: a request signed
+    # with a clock set ahead could otherwise be replayed until that time comes.
+    assert not verify_webhook_signature(WEBHOOK_SECRET, body=req.body, now=int(ts) - 301, **kwargs)
+    assert not verify_webhook_signature(
+        WEBHOOK_SECRET, body=req.body, now=int(ts) - 86400 * 365, **kwargs
+    )
+    # The tolerance is inclusive on both sides.
+    assert verify_webhook_signature(WEBHOOK_SECRET, body=req.body, now=int(ts) + 300, **kwargs)
+    assert verify_webhook_signature(WEBHOOK_SECRET, body=req.body, now=int(ts) - 300, **kwargs)
     assert not verify_webhook_signature(WEBHOOK_SECRET, body=req.body + b" ", now=int(ts), **kwargs)
     assert not verify_webhook_signature("other", body=req.body, now=int(ts), **kwargs)
 
