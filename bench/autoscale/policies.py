@@ -9,9 +9,8 @@ Replicas still in their cold start are pods that are not ready and export no met
 (a vLLM pod serves ``/metrics`` only once the model is loaded). Metrics are those a
 scraper reads from the ready replicas, delayed by the shared scrape delay.
 
-Our own policy calls :func:`apps.autoscaling.engine.decide`, the function the live control
-loop calls, and keeps its :class:`~apps.autoscaling.engine.History` the way
-``apps/autoscaling/loop.py`` does.
+Our own policy calls :func:`apps.autoscaling.engine.step`, the control step the live loop
+and the backtest call; it only says where observations and replica counts come from.
 """
 
 from __future__ import annotations
@@ -608,7 +607,7 @@ class Apa:
 
 
 # =====================================================================================
-# Ours: apps.autoscaling.engine.decide
+# Ours: apps.autoscaling.engine.step
 # =====================================================================================
 
 
@@ -663,14 +662,12 @@ def ours_policy(
 
 
 class Ours:
-    """Drives :func:`apps.autoscaling.engine.decide` like ``apps.autoscaling.loop``.
+    """Drives :func:`apps.autoscaling.engine.step` as ``apps.autoscaling.loop`` does.
 
     Observations are what the live collector stores: the deployment's total waiting and
     running requests and the mean KV-cache use over the replicas that report, each with
-    the age of its data. After each decision the history advances as in
-    ``deployment_evaluate``: ``History.advance`` (applied in enforce mode), then each ok
-    reading appended to ``signal_samples``, trimmed to the stable window. Replicas still
-    starting are passed with their real start times.
+    the age of its data. Replicas still starting are passed with their real start times.
+    Every decision is applied (the simulation sets the count at once).
     """
 
     def __init__(self, policy: engine.Policy, name: str = "ours") -> None:
@@ -679,6 +676,7 @@ class Ours:
         self.history = engine.History()
         self.last_applied: int | None = None
         self.rules: Counter[str] = Counter()
+        self.last_decision: engine.Decision | None = None
 
     def observations(self, view: MetricsView) -> dict[str, engine.Obs]:
         age = view.age_s
@@ -708,25 +706,12 @@ class Ours:
             observed_spec=state.spec,
             last_applied=self.last_applied,
         )
-        decision = engine.decide(self.policy, observations, self.history, now, replicas=replicas)
+        # The simulation carries out every decision at once.
+        decision, self.history = engine.step(
+            self.policy, observations, self.history, now, replicas=replicas, applied=True
+        )
+        self.last_decision = decision
         self.rules[decision.rule] += 1
-        history = self.history.advance(
-            decision, now, applied=decision.changed, keep_s=self.policy.history_horizon_s
-        )
-        signals = dict(history.signal_samples)
-        for name, obs in observations.items():
-            if obs.status == "ok" and obs.value is not None:
-                kept = tuple(
-                    s for s in signals.get(name, ()) if s[0] > now - self.policy.stable_window_s
-                )
-                signals[name] = (*kept, (now, float(obs.value)))
-        self.history = engine.History(
-            history.recommendations,
-            history.scale_events,
-            history.load_samples,
-            signals,
-            history.panic_last_s,
-        )
         if decision.changed:
             self.last_applied = decision.desired_replicas
         return decision.desired_replicas
