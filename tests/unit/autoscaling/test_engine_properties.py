@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from apps.autoscaling.engine import (
@@ -235,8 +235,33 @@ def _engine_for(case):
     return policy, observations, history, replicas
 
 
+def _edge_case(kind, value, target):
+    """10 replicas, HPA defaults, one metric (milli-units) and no history."""
+    return {
+        "current": 10,
+        "min_replicas": 1,
+        "max_replicas": 30,
+        "metrics": [(kind, value, target)],
+        "up_window": 0,
+        "down_window": 300,
+        "up_policies": DEFAULT_SCALE_UP_POLICIES,
+        "up_select": "max",
+        "down_policies": DEFAULT_SCALE_DOWN_POLICIES,
+        "down_select": "max",
+        "recommendations": (),
+        "events": (),
+    }
+
+
 @HPA_PROPS
 @given(hpa_case())
+# The tolerance edges, always tried: exactly 110 % and 90 % hold, 111 % scales up.
+@example(case=_edge_case("per_replica_average", 55_000, 5_000))
+@example(case=_edge_case("per_replica_average", 45_000, 5_000))
+@example(case=_edge_case("per_replica_average", 55_500, 5_000))
+@example(case=_edge_case("utilization", 880, 800))
+@example(case=_edge_case("utilization", 720, 800))
+@example(case=_edge_case("utilization", 888, 800))
 def test_decide__hpa_equivalent_settings__matches_reference_hpa(case):
     policy, observations, history, replicas = _engine_for(case)
     decision = decide(policy, observations, history, NOW, replicas=replicas)
@@ -580,6 +605,16 @@ def test_decide__new_replicas_never_become_ready__spec_stops_at_measured_demand(
 
 @PROPS
 @given(scenario(in_range=True, low=1, young=True, cold_start_s=600))
+# The edge, always tried: a replica started one second before the end of its cold start.
+@example(
+    s=(
+        Policy(1, 10, (Target("queue_length", 5.0),), cold_start_s=600),
+        {"queue_length": Obs(0.0)},
+        History(),
+        NOW,
+        ReplicaState(4, 3, (NOW - 599,)),
+    )
+)
 def test_decide__replica_within_cold_start__never_scales_down(s):
     policy, obs, history, now, replicas = s
     current = current_of(replicas)
