@@ -152,50 +152,35 @@ def _changes_in_period(events: Sequence[tuple[float, int]], period_s: float, now
     return sum(n for t, n in events if t > now - period_s)
 
 
-def hpa_scale_up_limit(
+def hpa_scale_limit(
     current: int,
     up_events: Sequence[tuple[float, int]],
     down_events: Sequence[tuple[float, int]],
     behavior: HpaBehavior,
     now: float,
+    *,
+    up: bool,
 ) -> int:
-    """``calculateScaleUpLimitWithScalingRules``."""
-    if behavior.up_select == "disabled":
+    """``calculateScaleUpLimitWithScalingRules`` (``up``: the highest count allowed now)
+    and ``calculateScaleDownLimitWithBehaviors`` (the lowest)."""
+    select = behavior.up_select if up else behavior.down_select
+    if select == "disabled":
         return current
     proposals = []
-    for rule in behavior.up_rules:
+    for rule in behavior.up_rules if up else behavior.down_rules:
         added = _changes_in_period(up_events, rule.period_s, now)
         removed = _changes_in_period(down_events, rule.period_s, now)
         start = current - added + removed
         if rule.kind == "pods":
-            proposals.append(start + rule.value)
-        else:
+            proposals.append(start + rule.value if up else start - rule.value)
+        elif up:
             # Rounded up so a small count can always grow.
             proposals.append(math.ceil(Fraction(start * (100 + rule.value), 100)))
-    return max(proposals) if behavior.up_select == "max" else min(proposals)
-
-
-def hpa_scale_down_limit(
-    current: int,
-    up_events: Sequence[tuple[float, int]],
-    down_events: Sequence[tuple[float, int]],
-    behavior: HpaBehavior,
-    now: float,
-) -> int:
-    """``calculateScaleDownLimitWithBehaviors``."""
-    if behavior.down_select == "disabled":
-        return current
-    proposals = []
-    for rule in behavior.down_rules:
-        added = _changes_in_period(up_events, rule.period_s, now)
-        removed = _changes_in_period(down_events, rule.period_s, now)
-        start = current - added + removed
-        if rule.kind == "pods":
-            proposals.append(start - rule.value)
         else:
             proposals.append(math.floor(Fraction(start * (100 - rule.value), 100)))
-    # "max" is the biggest change, i.e. the lowest count.
-    return min(proposals) if behavior.down_select == "max" else max(proposals)
+    # "max" is the biggest change: the highest count up, the lowest down.
+    biggest, smallest = (max, min) if up else (min, max)
+    return biggest(proposals) if select == "max" else smallest(proposals)
 
 
 def hpa_apply_rate_limits(
@@ -210,11 +195,13 @@ def hpa_apply_rate_limits(
 ) -> int:
     """``convertDesiredReplicasWithBehaviorRate``: rate limits, then the bounds."""
     if desired > current:
-        limit = max(current, hpa_scale_up_limit(current, up_events, down_events, behavior, now))
+        up_limit = hpa_scale_limit(current, up_events, down_events, behavior, now, up=True)
+        limit = max(current, up_limit)
         allowed_max = min(max_replicas, limit)
         return min(desired, allowed_max)
     if desired < current:
-        limit = min(current, hpa_scale_down_limit(current, up_events, down_events, behavior, now))
+        down_limit = hpa_scale_limit(current, up_events, down_events, behavior, now, up=False)
+        limit = min(current, down_limit)
         allowed_min = max(min_replicas, limit)
         return max(desired, allowed_min)
     return desired

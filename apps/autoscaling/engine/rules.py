@@ -146,33 +146,35 @@ def period_change(history: History, period_s: float, now: float) -> tuple[int, i
 
 
 def up_limit(policy: Policy, current: int, history: History, now: float) -> int:
-    if policy.scale_up_select == "disabled":
-        return current
-    limits = []
-    for p in policy.scale_up_policies:
-        added, removed = period_change(history, p.period_s, now)
-        start = current - added + removed
-        if p.type == "pods":
-            limits.append(start + p.value)
-        else:
-            # Rounded up so that a small count can always grow (as HPA).
-            limits.append(ceil_count(start * (100 + p.value) / 100))
-    return max(limits) if policy.scale_up_select == "max" else min(limits)
+    """The highest count the scale-up policies allow now."""
+    return _rate_limit(policy, current, history, now, up=True)
 
 
 def down_limit(policy: Policy, current: int, history: History, now: float) -> int:
-    if policy.scale_down_select == "disabled":
+    """The lowest count the scale-down policies allow now."""
+    return _rate_limit(policy, current, history, now, up=False)
+
+
+def _rate_limit(policy: Policy, current: int, history: History, now: float, *, up: bool) -> int:
+    """As HPA: each policy allows a change from the count at the start of its period
+    (replicas added or removed since are given back); ``select`` picks among them."""
+    select = policy.scale_up_select if up else policy.scale_down_select
+    if select == "disabled":
         return current
     limits = []
-    for p in policy.scale_down_policies:
+    for p in policy.scale_up_policies if up else policy.scale_down_policies:
         added, removed = period_change(history, p.period_s, now)
         start = current - added + removed
         if p.type == "pods":
-            limits.append(start - p.value)
+            limits.append(start + p.value if up else start - p.value)
+        elif up:
+            # Rounded up so that a small count can always grow (as HPA).
+            limits.append(ceil_count(start * (100 + p.value) / 100))
         else:
             limits.append(floor_count(start * (100 - p.value) / 100))
-    # "max" means the biggest change allowed, i.e. the lowest count.
-    return min(limits) if policy.scale_down_select == "max" else max(limits)
+    # "max" means the biggest change allowed: the highest count up, the lowest down.
+    biggest, smallest = (max, min) if up else (min, max)
+    return biggest(limits) if select == "max" else smallest(limits)
 
 
 # --------------------------------------------------------------------------- draft

@@ -34,8 +34,7 @@ from bench.autoscale.hpa_reference import (
     hpa_external_average_replicas,
     hpa_metrics_replicas,
     hpa_pods_metric_replicas,
-    hpa_scale_down_limit,
-    hpa_scale_up_limit,
+    hpa_scale_limit,
     hpa_stabilize,
 )
 
@@ -630,10 +629,10 @@ def test_decide__any_change__within_selected_rate_limits(s):
     d = decide(policy, obs, history, now, replicas=replicas)
     behavior, up_events, down_events = hpa_behavior_of(policy, history.scale_events)
     if d.desired_replicas > current:
-        limit = hpa_scale_up_limit(current, up_events, down_events, behavior, now)
+        limit = hpa_scale_limit(current, up_events, down_events, behavior, now, up=True)
         assert d.desired_replicas <= max(current, limit)
     elif d.desired_replicas < current:
-        limit = hpa_scale_down_limit(current, up_events, down_events, behavior, now)
+        limit = hpa_scale_limit(current, up_events, down_events, behavior, now, up=False)
         assert d.desired_replicas >= min(current, limit)
 
 
