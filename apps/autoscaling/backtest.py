@@ -4,7 +4,7 @@ Two halves, like the live loop:
 
 ``backtest_replay`` (pure)
     Walks the range in evaluation steps and feeds the recorded readings to the very same
-    ``engine.decide`` the control loop calls, with a simulated replica count: replicas it
+    ``engine.step`` the control loop calls, with a simulated replica count: replicas it
     adds become ready after the policy's cold-start time, replicas it removes go at once.
     The result is the replica timeline the policy would have produced, its actions, its
     replica-hours, and the same figures for what actually ran.
@@ -211,7 +211,10 @@ def backtest_replay(
             observed_spec=replicas,
             last_applied=replicas,
         )
-        decision = engine.decide(policy, observations, history, now, replicas=state)
+        # A replay carries out every decision: the simulated count follows it.
+        decision, history = engine.step(
+            policy, observations, history, now, replicas=state, applied=True
+        )
         steps.append(
             Step(
                 now,
@@ -222,7 +225,6 @@ def backtest_replay(
                 decision.reason,
             )
         )
-        history = _advance(history, decision, observations, policy, now)
         desired = decision.desired_replicas
         if desired > replicas:
             starting.extend([now] * (desired - replicas))
@@ -238,29 +240,6 @@ def backtest_replay(
         gpus_per_replica,
         tuple(notes),
         tuple(sorted(series)),
-    )
-
-
-def _advance(
-    history: engine.History,
-    decision: engine.Decision,
-    observations: Mapping[str, engine.Obs],
-    policy: engine.Policy,
-    now: float,
-) -> engine.History:
-    """As the live loop does: the engine's own history plus short-window signal samples."""
-    advanced = history.advance(decision, now, applied=True, keep_s=policy.history_horizon_s)
-    signals = dict(advanced.signal_samples)
-    for name, obs in observations.items():
-        if obs.status == "ok" and obs.value is not None:
-            kept = tuple(s for s in signals.get(name, ()) if s[0] > now - policy.stable_window_s)
-            signals[name] = (*kept, (now, float(obs.value)))
-    return engine.History(
-        advanced.recommendations,
-        advanced.scale_events,
-        advanced.load_samples,
-        signals,
-        advanced.panic_last_s,
     )
 
 

@@ -2,7 +2,7 @@
 
 evaluate (every AUTOSCALING_INTERVAL_S, one task per deployment shard)
     observations (latest collected metrics + SLO burn) and the platform's replica counts go
-    through the same pure ``engine.decide`` the backtest uses; every decision is stored with
+    through the same pure ``engine.step`` the backtest uses; every decision is stored with
     its inputs, also in dry-run. A change in enforce mode becomes a ScaleAction with a
     deterministic idempotency key; older pending actions of the deployment are superseded.
 act
@@ -205,13 +205,23 @@ def deployment_evaluate(
         last_applied=control.last_applied,
     )
     observations = observations_for(deployment, now)
-    decision = engine.decide(policy, observations, history, now, replicas=replicas)
-    desired, rule, reason = decision.desired_replicas, decision.rule, decision.reason
     pinned = (
         control.pinned_replicas is not None
         and control.pinned_until is not None
         and control.pinned_until > timezone.now()
     )
+    paused = control.paused or global_pause_active()
+    enforce = policy_row.mode == Mode.ENFORCE and not paused
+
+    def applied(decision: engine.Decision) -> bool:
+        """Enforced, and the count to set (the pin's, if pinned) differs from the target's."""
+        to_set = control.pinned_replicas if pinned else decision.desired_replicas
+        return enforce and to_set != status.spec_replicas
+
+    decision, new_history = engine.step(
+        policy, observations, history, now, replicas=replicas, applied=applied
+    )
+    desired, rule, reason = decision.desired_replicas, decision.rule, decision.reason
     if pinned:
         assert control.pinned_replicas is not None
         desired, rule = control.pinned_replicas, "pinned"
@@ -219,8 +229,6 @@ def deployment_evaluate(
             f"Pinned at {desired} until {control.pinned_until:%H:%M} UTC; the policy "
             f"would have chosen {decision.desired_replicas} ({decision.rule})."
         )
-    paused = control.paused or global_pause_active()
-    enforce = policy_row.mode == Mode.ENFORCE and not paused
     with transaction.atomic():
         record = DecisionRecord.objects.create(
             deployment=deployment,
@@ -241,7 +249,7 @@ def deployment_evaluate(
             dry_run=not enforce,
         )
         action = None
-        if enforce and desired != status.spec_replicas:
+        if applied(decision):
             ScaleAction.objects.filter(deployment=deployment, status=ActionStatus.PENDING).update(
                 status=ActionStatus.SUPERSEDED, finished_at=timezone.now()
             )
@@ -254,25 +262,7 @@ def deployment_evaluate(
                 idempotency_key=f"dep{deployment.pk}-d{record.pk}-{status.spec_replicas}to{desired}",
             )
             transaction.on_commit(lambda: _enqueue(action.pk) if action else None)
-        new_history = history.advance(
-            decision, now, applied=action is not None, keep_s=policy.history_horizon_s
-        )
-        signals = dict(new_history.signal_samples)
-        for name, obs in observations.items():
-            if obs.status == "ok" and obs.value is not None:
-                kept = tuple(
-                    s for s in signals.get(name, ()) if s[0] > now - policy.stable_window_s
-                )
-                signals[name] = (*kept, (now, float(obs.value)))
-        control.history = history_dump(
-            engine.History(
-                new_history.recommendations,
-                new_history.scale_events,
-                new_history.load_samples,
-                signals,
-                new_history.panic_last_s,
-            )
-        )
+        control.history = history_dump(new_history)
         control.save(update_fields=["history"])
     log.info(
         "scale-decision",

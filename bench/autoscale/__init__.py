@@ -18,7 +18,10 @@ Modules:
 ``policies``
     Static, Kubernetes HPA, KEDA, Knative KPA and AIBrix APA reimplemented from their
     public definitions, and the project's own policy, which calls
-    :func:`apps.autoscaling.engine.decide` itself.
+    :func:`apps.autoscaling.engine.step` itself.
+``hpa_reference``
+    Kubernetes HPA's algorithm, independent of the engine: the HPA and KEDA baselines use
+    it, and the engine's property tests compare against it.
 ``oracle``
     Per-replica capacity measured on the replica model and the clairvoyant schedule that
     bounds what any policy can save.

@@ -1,17 +1,17 @@
 """The scaling policies under test.
 
 The baselines are reimplemented from their public definitions, step by step, as small pure
-functions (tested against hand-computed steps in ``tests/unit/bench``) wrapped in
-controllers that keep the state the real controllers keep. Where the simulation has to
+functions (tested against hand-computed steps in ``tests/unit/bench``; Kubernetes HPA's are
+in :mod:`bench.autoscale.hpa_reference`) wrapped in controllers that keep the state the real
+controllers keep. Where the simulation has to
 map a real-world notion onto the replica model, the docstring says how.
 
 Replicas still in their cold start are pods that are not ready and export no metrics
 (a vLLM pod serves ``/metrics`` only once the model is loaded). Metrics are those a
 scraper reads from the ready replicas, delayed by the shared scrape delay.
 
-Our own policy calls :func:`apps.autoscaling.engine.decide`, the function the live control
-loop calls, and keeps its :class:`~apps.autoscaling.engine.History` the way
-``apps/autoscaling/loop.py`` does.
+Our own policy calls :func:`apps.autoscaling.engine.step`, the control step the live loop
+and the backtest call; it only says where observations and replica counts come from.
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from apps.autoscaling import engine
+from bench.autoscale.hpa_reference import (
+    HPA_TOLERANCE,
+    HpaBehavior,
+    hpa_apply_rate_limits,
+    hpa_external_average_replicas,
+    hpa_pods_metric_replicas,
+    hpa_stabilize,
+)
 from bench.autoscale.sim import MetricsView, ScaleState
 
 # =====================================================================================
@@ -42,203 +50,8 @@ class Static:
 
 
 # =====================================================================================
-# Kubernetes HPA (autoscaling/v2)
-#
-# Algorithm: https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/
-#   desiredReplicas = ceil(currentReplicas * currentMetricValue / desiredMetricValue),
-#   skipped within the 0.1 tolerance; default behavior: scale-up stabilization 0 s and
-#   policies max(100 %, 4 pods) per 15 s; scale-down stabilization 300 s and 100 % per 15 s.
-# Source followed step by step (kubernetes/kubernetes, pkg/controller/podautoscaler):
-#   replica_calculator.go  calcPlainMetricReplicas, GetExternalPerPodMetricReplicas
-#   horizontal.go          stabilizeRecommendationWithBehaviors,
-#                          convertDesiredReplicasWithBehaviorRate,
-#                          calculateScaleUpLimitWithScalingRules,
-#                          calculateScaleDownLimitWithBehaviors
-#   https://github.com/kubernetes/kubernetes/tree/master/pkg/controller/podautoscaler
+# Kubernetes HPA (autoscaling/v2): the algorithm is in bench.autoscale.hpa_reference
 # =====================================================================================
-
-HPA_TOLERANCE = 0.1
-
-
-@dataclass(frozen=True)
-class HpaRule:
-    """One HPAScalingPolicy: ``value`` pods or percent per ``period_s``."""
-
-    kind: Literal["pods", "percent"]
-    value: int
-    period_s: float
-
-
-@dataclass(frozen=True)
-class HpaBehavior:
-    """``spec.behavior``; the defaults are Kubernetes' own."""
-
-    up_stabilization_s: float = 0.0
-    down_stabilization_s: float = 300.0
-    up_rules: tuple[HpaRule, ...] = (HpaRule("percent", 100, 15), HpaRule("pods", 4, 15))
-    down_rules: tuple[HpaRule, ...] = (HpaRule("percent", 100, 15),)
-    up_select: Literal["max", "min", "disabled"] = "max"
-    down_select: Literal["max", "min", "disabled"] = "max"
-
-
-def hpa_within_tolerance(ratio: float, tolerance: float = HPA_TOLERANCE) -> bool:
-    """``math.Abs(1.0 - usageRatio) <= tolerance``: no change."""
-    return abs(1.0 - ratio) <= tolerance
-
-
-def hpa_pods_metric_replicas(
-    current: int,
-    metric_sum: float,
-    with_metrics: int,
-    target: float,
-    *,
-    unready: int = 0,
-    missing: int = 0,
-    tolerance: float = HPA_TOLERANCE,
-) -> int | None:
-    """``calcPlainMetricReplicas`` for a Pods metric with an AverageValue target.
-
-    ``metric_sum`` over the ``with_metrics`` ready pods that reported; ``unready`` pods
-    (not ready, no metrics) count as using 0 on a scale-up and are ignored otherwise;
-    ``missing`` pods (ready but no sample yet) count as using the target on a scale-down
-    and 0 on a scale-up. The proposal is dropped (current count) when counting those pods
-    would reverse the direction. None when no pod reported (the HPA does nothing).
-    """
-    if with_metrics <= 0:
-        return None
-    usage_ratio = metric_sum / with_metrics / target
-    scale_up_with_unready = unready > 0 and usage_ratio > 1.0
-    if not scale_up_with_unready and missing == 0:
-        if hpa_within_tolerance(usage_ratio, tolerance):
-            return current
-        return math.ceil(usage_ratio * with_metrics)
-    total, pods = metric_sum, with_metrics
-    if missing > 0:
-        if usage_ratio < 1.0:
-            total += missing * target
-        pods += missing
-    if scale_up_with_unready:
-        pods += unready
-    new_ratio = total / pods / target
-    if (
-        hpa_within_tolerance(new_ratio, tolerance)
-        or (usage_ratio < 1.0 and new_ratio > 1.0)
-        or (usage_ratio > 1.0 and new_ratio < 1.0)
-    ):
-        return current
-    proposal = math.ceil(new_ratio * pods)
-    if (new_ratio < 1.0 and proposal > current) or (new_ratio > 1.0 and proposal < current):
-        return current
-    return proposal
-
-
-def hpa_external_average_replicas(
-    status_replicas: int, total: float, target_per_pod: float, *, tolerance: float = HPA_TOLERANCE
-) -> int:
-    """``GetExternalPerPodMetricReplicas``: an External metric with an AverageValue target.
-
-    The ratio is taken against all pods of the target (``status.replicas``, starting ones
-    included); outside the tolerance the proposal is ``ceil(total / target)``.
-    """
-    ratio = total / (target_per_pod * status_replicas) if status_replicas > 0 else math.inf
-    if not hpa_within_tolerance(ratio, tolerance):
-        return math.ceil(total / target_per_pod)
-    return status_replicas
-
-
-def hpa_stabilize(
-    recommendations: Sequence[tuple[float, int]],
-    now: float,
-    recommendation: int,
-    current: int,
-    behavior: HpaBehavior,
-) -> int:
-    """``stabilizeRecommendationWithBehaviors``: the current count pulled into
-    [lowest recommendation within the scale-up window, highest within the scale-down
-    window], the new recommendation included."""
-    up = down = recommendation
-    up_cut = now - behavior.up_stabilization_s
-    down_cut = now - behavior.down_stabilization_s
-    for t, r in recommendations:
-        if t > up_cut:
-            up = min(up, r)
-        if t > down_cut:
-            down = max(down, r)
-    result = current
-    result = max(result, up)
-    return min(result, down)
-
-
-def _changes_in_period(events: Sequence[tuple[float, int]], period_s: float, now: float) -> int:
-    return sum(n for t, n in events if t > now - period_s)
-
-
-def hpa_scale_up_limit(
-    current: int,
-    up_events: Sequence[tuple[float, int]],
-    down_events: Sequence[tuple[float, int]],
-    behavior: HpaBehavior,
-    now: float,
-) -> int:
-    """``calculateScaleUpLimitWithScalingRules``."""
-    if behavior.up_select == "disabled":
-        return current
-    proposals = []
-    for rule in behavior.up_rules:
-        added = _changes_in_period(up_events, rule.period_s, now)
-        removed = _changes_in_period(down_events, rule.period_s, now)
-        start = current - added + removed
-        if rule.kind == "pods":
-            proposals.append(start + rule.value)
-        else:
-            # Rounded up so a small count can always grow.
-            proposals.append(math.ceil(start * (1 + rule.value / 100)))
-    return max(proposals) if behavior.up_select == "max" else min(proposals)
-
-
-def hpa_scale_down_limit(
-    current: int,
-    up_events: Sequence[tuple[float, int]],
-    down_events: Sequence[tuple[float, int]],
-    behavior: HpaBehavior,
-    now: float,
-) -> int:
-    """``calculateScaleDownLimitWithBehaviors``."""
-    if behavior.down_select == "disabled":
-        return current
-    proposals = []
-    for rule in behavior.down_rules:
-        added = _changes_in_period(up_events, rule.period_s, now)
-        removed = _changes_in_period(down_events, rule.period_s, now)
-        start = current - added + removed
-        if rule.kind == "pods":
-            proposals.append(start - rule.value)
-        else:
-            proposals.append(int(start * (1 - rule.value / 100)))
-    # "max" is the biggest change, i.e. the lowest count.
-    return min(proposals) if behavior.down_select == "max" else max(proposals)
-
-
-def hpa_apply_rate_limits(
-    current: int,
-    desired: int,
-    min_replicas: int,
-    max_replicas: int,
-    up_events: Sequence[tuple[float, int]],
-    down_events: Sequence[tuple[float, int]],
-    behavior: HpaBehavior,
-    now: float,
-) -> int:
-    """``convertDesiredReplicasWithBehaviorRate``: rate limits, then the bounds."""
-    if desired > current:
-        limit = max(current, hpa_scale_up_limit(current, up_events, down_events, behavior, now))
-        allowed_max = min(max_replicas, limit)
-        return min(desired, allowed_max)
-    if desired < current:
-        limit = min(current, hpa_scale_down_limit(current, up_events, down_events, behavior, now))
-        allowed_min = max(min_replicas, limit)
-        return max(desired, allowed_min)
-    return desired
 
 
 class Hpa:
@@ -608,7 +421,7 @@ class Apa:
 
 
 # =====================================================================================
-# Ours: apps.autoscaling.engine.decide
+# Ours: apps.autoscaling.engine.step
 # =====================================================================================
 
 
@@ -663,14 +476,12 @@ def ours_policy(
 
 
 class Ours:
-    """Drives :func:`apps.autoscaling.engine.decide` like ``apps.autoscaling.loop``.
+    """Drives :func:`apps.autoscaling.engine.step` as ``apps.autoscaling.loop`` does.
 
     Observations are what the live collector stores: the deployment's total waiting and
     running requests and the mean KV-cache use over the replicas that report, each with
-    the age of its data. After each decision the history advances as in
-    ``deployment_evaluate``: ``History.advance`` (applied in enforce mode), then each ok
-    reading appended to ``signal_samples``, trimmed to the stable window. Replicas still
-    starting are passed with their real start times.
+    the age of its data. Replicas still starting are passed with their real start times.
+    Every decision is applied (the simulation sets the count at once).
     """
 
     def __init__(self, policy: engine.Policy, name: str = "ours") -> None:
@@ -679,6 +490,7 @@ class Ours:
         self.history = engine.History()
         self.last_applied: int | None = None
         self.rules: Counter[str] = Counter()
+        self.last_decision: engine.Decision | None = None
 
     def observations(self, view: MetricsView) -> dict[str, engine.Obs]:
         age = view.age_s
@@ -708,25 +520,12 @@ class Ours:
             observed_spec=state.spec,
             last_applied=self.last_applied,
         )
-        decision = engine.decide(self.policy, observations, self.history, now, replicas=replicas)
+        # The simulation carries out every decision at once.
+        decision, self.history = engine.step(
+            self.policy, observations, self.history, now, replicas=replicas, applied=True
+        )
+        self.last_decision = decision
         self.rules[decision.rule] += 1
-        history = self.history.advance(
-            decision, now, applied=decision.changed, keep_s=self.policy.history_horizon_s
-        )
-        signals = dict(history.signal_samples)
-        for name, obs in observations.items():
-            if obs.status == "ok" and obs.value is not None:
-                kept = tuple(
-                    s for s in signals.get(name, ()) if s[0] > now - self.policy.stable_window_s
-                )
-                signals[name] = (*kept, (now, float(obs.value)))
-        self.history = engine.History(
-            history.recommendations,
-            history.scale_events,
-            history.load_samples,
-            signals,
-            history.panic_last_s,
-        )
         if decision.changed:
             self.last_applied = decision.desired_replicas
         return decision.desired_replicas

@@ -71,6 +71,32 @@ def test_decide__ratio_within_tolerance__holds():
     assert "within the 10% tolerance" in d.reason
 
 
+# The tolerance edges, with the Policy's default tolerance (10 %): a ratio of exactly 1.1 or
+# 0.9 holds, 1.11 or 0.89 scales (10 replicas, so each side of the edge is a different count).
+@pytest.mark.parametrize(
+    ("target", "value", "desired"),
+    [
+        (QUEUE, 55.0, 10),  # 5.5 per replica against 5
+        (QUEUE, 55.5, 12),
+        (QUEUE, 45.0, 10),
+        (QUEUE, 44.5, 9),
+        (KV, 0.88, 10),  # against 0.8
+        (KV, 0.888, 12),
+        (KV, 0.72, 10),
+        (KV, 0.712, 9),
+        (TTFT, 2.2, 10),  # against 2 s: latency only scales up past the tolerance
+        (TTFT, 2.22, 12),
+    ],
+)
+def test_decide__ratio_at_the_tolerance_edge__holds_and_just_past_it__scales(
+    target, value, desired
+):
+    p = policy(target, scale_down_stabilization_s=0)
+    d = run(p, {target.signal: Obs(value)}, 10)
+    assert d.desired_replicas == desired, d.reason
+    assert d.rule == f"target:{target.signal}"
+
+
 def test_decide__utilization_target__hpa_formula():
     # ceil(3 * 0.96 / 0.8) = ceil(3.6) = 4
     d = run(policy(KV), {"kv_cache_usage": Obs(0.96)}, 3)
@@ -258,6 +284,18 @@ def test_decide__replica_within_cold_start__no_scale_down():
     d = run(p, {"queue_length": Obs(0)}, 4, starting=(NOW - 60,))
     assert (d.desired_replicas, d.rule) == (4, "cold_start_hold")
     assert "600 s cold start" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("age_s", "held"),
+    [(0, True), (299, True), (301, True), (599, True), (600, False), (601, False)],
+)
+def test_decide__cold_start_edge__held_until_exactly_the_window(age_s, held):
+    # A replica started 599 s ago is still within a 600 s cold start; at 600 s it is not.
+    p = policy(cold_start_s=600, scale_down_stabilization_s=0)
+    d = run(p, {"queue_length": Obs(4)}, 4, starting=(NOW - age_s,))
+    expected = (4, "cold_start_hold") if held else (1, "target:queue_length")
+    assert (d.desired_replicas, d.rule) == expected, d.reason
 
 
 def test_decide__replica_past_cold_start__scale_down_allowed():

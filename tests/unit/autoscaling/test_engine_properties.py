@@ -1,9 +1,9 @@
 """Properties of the scale decision, checked on generated inputs.
 
-The HPA comparison uses a reference written here from the documented Kubernetes algorithm
-(https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/#algorithm-details)
-in exact rational arithmetic. It shares no code with the engine. Metric values are generated
-at milli precision, as Kubernetes quantities are.
+The HPA comparison uses the reference implementation of the documented Kubernetes algorithm
+(:mod:`bench.autoscale.hpa_reference`, also the benchmark's HPA baseline) in exact rational
+arithmetic. It shares no code with the engine. Metric values are generated at milli
+precision, as Kubernetes quantities are.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from apps.autoscaling.engine import (
@@ -27,6 +27,16 @@ from apps.autoscaling.engine import (
     Target,
     decide,
 )
+from bench.autoscale.hpa_reference import (
+    HpaBehavior,
+    HpaRule,
+    hpa_apply_rate_limits,
+    hpa_external_average_replicas,
+    hpa_metrics_replicas,
+    hpa_pods_metric_replicas,
+    hpa_scale_limit,
+    hpa_stabilize,
+)
 
 NOW = 1_000_000.0  # 13:46:40 UTC
 # The HPA comparison is cheap to generate and the most valuable, so it gets more examples;
@@ -37,45 +47,6 @@ PROPS = settings(max_examples=200, deadline=None)
 BAD_STATUSES = ("missing", "stale", "unavailable", "unsupported", "failed")
 
 # --------------------------------------------------------------------------- reference HPA
-
-
-def _changes(events, period_s, now):
-    added = removed = 0
-    for t, before, after in events:
-        if t > now - period_s:
-            if after > before:
-                added += after - before
-            else:
-                removed += before - after
-    return added, removed
-
-
-def ref_scale_up_limit(current, events, policies, select, now):
-    if select == "disabled":
-        return current
-    limits = []
-    for kind, value, period in policies:
-        added, removed = _changes(events, period, now)
-        start = current - added + removed
-        if kind == "pods":
-            limits.append(start + value)
-        else:
-            limits.append(math.ceil(Fraction(start) * (1 + Fraction(value, 100))))
-    return max(limits) if select == "max" else min(limits)
-
-
-def ref_scale_down_limit(current, events, policies, select, now):
-    if select == "disabled":
-        return current
-    limits = []
-    for kind, value, period in policies:
-        added, removed = _changes(events, period, now)
-        start = current - added + removed
-        if kind == "pods":
-            limits.append(start - value)
-        else:
-            limits.append(math.floor(Fraction(start) * (1 - Fraction(value, 100))))
-    return min(limits) if select == "max" else max(limits)
 
 
 def hpa_reference(
@@ -95,42 +66,62 @@ def hpa_reference(
     events,
     now,
 ):
+    """One sync of the reference HPA, on exact quantities."""
     if current > max_replicas:
         return max_replicas
     if current < min_replicas:
         return min_replicas
     proposals = []
-    invalid = 0
     for kind, value, target in metrics:
         if value is None:
-            invalid += 1
-            continue
-        # desiredReplicas = ceil[currentReplicas * (currentMetricValue / desiredMetricValue)]
-        metric = Fraction(value) if kind == "utilization" else Fraction(value, current)
-        ratio = metric / Fraction(target)
-        if abs(1 - ratio) <= tolerance:
-            proposals.append(current)
-        else:
-            proposals.append(math.ceil(current * ratio))
-    if not proposals:
+            proposals.append(None)
+        elif kind == "utilization":  # an average over the pods
+            proposals.append(
+                hpa_pods_metric_replicas(
+                    current, Fraction(value) * current, current, Fraction(target),
+                    tolerance=tolerance,
+                )
+            )  # fmt: skip
+        else:  # a deployment total against a per-pod target
+            proposals.append(
+                hpa_external_average_replicas(
+                    current, Fraction(value), Fraction(target), tolerance=tolerance
+                )
+            )
+    desired = hpa_metrics_replicas(current, proposals)
+    if desired is None:
         return current
-    desired = max(proposals)
-    if invalid and desired < current:
-        return current  # a scale-down needs every metric
-    up = down = desired
-    for t, r in recommendations:
-        if t > now - up_window:
-            up = min(up, r)
-        if t > now - down_window:
-            down = max(down, r)
-    desired = min(max(current, up), down)
-    if desired > current:
-        limit = max(current, ref_scale_up_limit(current, events, up_policies, up_select, now))
-        return min(desired, max_replicas, limit)
-    if desired < current:
-        limit = min(current, ref_scale_down_limit(current, events, down_policies, down_select, now))
-        return max(desired, min_replicas, limit)
-    return desired
+    behavior = HpaBehavior(
+        up_window,
+        down_window,
+        tuple(HpaRule(*p) for p in up_policies),
+        tuple(HpaRule(*p) for p in down_policies),
+        up_select,
+        down_select,
+    )
+    up_events, down_events = split_events(events)
+    stabilized = hpa_stabilize(recommendations, now, desired, current, behavior)
+    return hpa_apply_rate_limits(
+        current, stabilized, min_replicas, max_replicas, up_events, down_events, behavior, now
+    )
+
+
+def split_events(events):
+    """Engine scale events (t, before, after) as the reference keeps them: added, removed."""
+    up = [(t, after - before) for t, before, after in events if after > before]
+    down = [(t, before - after) for t, before, after in events if after < before]
+    return up, down
+
+
+def hpa_behavior_of(policy, events):
+    """An engine policy's rate limits and scale events, in the reference's terms."""
+    behavior = HpaBehavior(
+        up_rules=tuple(HpaRule(*p) for p in policy.scale_up_policies),
+        down_rules=tuple(HpaRule(*p) for p in policy.scale_down_policies),
+        up_select=policy.scale_up_select,
+        down_select=policy.scale_down_select,
+    )
+    return (behavior, *split_events(events))
 
 
 # --------------------------------------------------------------------------- strategies
@@ -243,8 +234,33 @@ def _engine_for(case):
     return policy, observations, history, replicas
 
 
+def _edge_case(kind, value, target):
+    """10 replicas, HPA defaults, one metric (milli-units) and no history."""
+    return {
+        "current": 10,
+        "min_replicas": 1,
+        "max_replicas": 30,
+        "metrics": [(kind, value, target)],
+        "up_window": 0,
+        "down_window": 300,
+        "up_policies": DEFAULT_SCALE_UP_POLICIES,
+        "up_select": "max",
+        "down_policies": DEFAULT_SCALE_DOWN_POLICIES,
+        "down_select": "max",
+        "recommendations": (),
+        "events": (),
+    }
+
+
 @HPA_PROPS
 @given(hpa_case())
+# The tolerance edges, always tried: exactly 110 % and 90 % hold, 111 % scales up.
+@example(case=_edge_case("per_replica_average", 55_000, 5_000))
+@example(case=_edge_case("per_replica_average", 45_000, 5_000))
+@example(case=_edge_case("per_replica_average", 55_500, 5_000))
+@example(case=_edge_case("utilization", 880, 800))
+@example(case=_edge_case("utilization", 720, 800))
+@example(case=_edge_case("utilization", 888, 800))
 def test_decide__hpa_equivalent_settings__matches_reference_hpa(case):
     policy, observations, history, replicas = _engine_for(case)
     decision = decide(policy, observations, history, NOW, replicas=replicas)
@@ -588,6 +604,16 @@ def test_decide__new_replicas_never_become_ready__spec_stops_at_measured_demand(
 
 @PROPS
 @given(scenario(in_range=True, low=1, young=True, cold_start_s=600))
+# The edge, always tried: a replica started one second before the end of its cold start.
+@example(
+    s=(
+        Policy(1, 10, (Target("queue_length", 5.0),), cold_start_s=600),
+        {"queue_length": Obs(0.0)},
+        History(),
+        NOW,
+        ReplicaState(4, 3, (NOW - 599,)),
+    )
+)
 def test_decide__replica_within_cold_start__never_scales_down(s):
     policy, obs, history, now, replicas = s
     current = current_of(replicas)
@@ -601,16 +627,12 @@ def test_decide__any_change__within_selected_rate_limits(s):
     policy, obs, history, now, replicas = s
     current = current_of(replicas)
     d = decide(policy, obs, history, now, replicas=replicas)
-    events = history.scale_events
+    behavior, up_events, down_events = hpa_behavior_of(policy, history.scale_events)
     if d.desired_replicas > current:
-        limit = ref_scale_up_limit(
-            current, events, policy.scale_up_policies, policy.scale_up_select, now
-        )
+        limit = hpa_scale_limit(current, up_events, down_events, behavior, now, up=True)
         assert d.desired_replicas <= max(current, limit)
     elif d.desired_replicas < current:
-        limit = ref_scale_down_limit(
-            current, events, policy.scale_down_policies, policy.scale_down_select, now
-        )
+        limit = hpa_scale_limit(current, up_events, down_events, behavior, now, up=False)
         assert d.desired_replicas >= min(current, limit)
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from bench.autoscale.policies import (
-    Hpa,
+from bench.autoscale.hpa_reference import (
     HpaBehavior,
     HpaRule,
     hpa_apply_rate_limits,
     hpa_external_average_replicas,
     hpa_pods_metric_replicas,
     hpa_stabilize,
-    keda,
 )
+from bench.autoscale.policies import Hpa, keda
 from tests.unit.bench.helpers import state, view_of
 
 DEFAULT = HpaBehavior()

@@ -1,0 +1,57 @@
+"""``step``: one control step, the decision and the history it leaves behind.
+
+The live loop, the backtest and the benchmark all call this; they only say where the
+observations and replica counts come from and whether a change was applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from .decide import decide
+from .types import OK, Decision, History, Obs, Policy, ReplicaState
+
+Applied = bool | Callable[[Decision], bool]
+
+
+def step(
+    policy: Policy,
+    observations: Mapping[str, Obs],
+    history: History,
+    now: float,
+    *,
+    replicas: ReplicaState,
+    applied: Applied,
+) -> tuple[Decision, History]:
+    """Decide, then return the decision and the history for the next step.
+
+    **Applied** means the decision's change is carried out on the scale target: the caller
+    sets the decided count (or queues setting it) because the policy is enforced and nothing
+    (a pause, a pin to the current count) stops it. Give ``applied`` as a constant (a replay
+    or a simulation carries out every decision: True) or as a callable asked once with the
+    decision. Only a change that is applied and that the decision made
+    (``Decision.changed``) is recorded as a scale event ``(now, current, desired)``; the
+    rate limits count those, so a dry run never uses up the scale-up budget. The caller's
+    ``ReplicaState.last_applied`` for the next step is then the count it set.
+
+    The history advances the same way whether or not the change was applied: the raw
+    recommendation, the load and the panic time (:meth:`History.advance`), and every usable
+    reading of ``observations`` as a signal sample, kept for ``Policy.stable_window_s`` (the
+    short-window values panic mode reads). Samples and events older than
+    ``Policy.history_horizon_s`` are dropped.
+    """
+    decision = decide(policy, observations, history, now, replicas=replicas)
+    was_applied = applied(decision) if callable(applied) else applied
+    advanced = history.advance(decision, now, applied=was_applied, keep_s=policy.history_horizon_s)
+    signals = dict(advanced.signal_samples)
+    for name, obs in observations.items():
+        if obs.status == OK and obs.value is not None:
+            kept = tuple(s for s in signals.get(name, ()) if s[0] > now - policy.stable_window_s)
+            signals[name] = (*kept, (now, float(obs.value)))
+    return decision, History(
+        advanced.recommendations,
+        advanced.scale_events,
+        advanced.load_samples,
+        signals,
+        advanced.panic_last_s,
+    )

@@ -1,0 +1,393 @@
+"""The engine's inputs and outputs: policy, observations, replica counts, history, decision.
+
+Plain frozen dataclasses with their own validation; nothing here decides anything. The
+replica arithmetic guard (:func:`ceil_count`, :func:`floor_count`) lives here too because
+targets and rules both round counts the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal, NamedTuple, Protocol
+
+Mode = Literal["off", "dry-run", "enforce"]
+TargetKind = Literal["per_replica_average", "utilization", "latency_slo"]
+ScalingPolicyType = Literal["pods", "percent"]
+SelectPolicy = Literal["max", "min", "disabled"]
+
+MODES: Final = ("off", "dry-run", "enforce")
+TARGET_KINDS: Final = ("per_replica_average", "utilization", "latency_slo")
+SELECT_POLICIES: Final = ("max", "min", "disabled")
+SLO_BURN_RATE: Final = "slo_burn_rate"
+OK: Final = "ok"
+DAY_S: Final = 86400
+
+# Replica arithmetic is done in floats; without a guard, 0.33 / 0.03 = 11.000000000000002
+# would ask for 12 replicas (Kubernetes computes in float64 too and can overshoot like this;
+# we follow the documented formula instead). Metric values carry a few significant digits, so
+# exact ratios are whole or well over 1e-9 away from whole: a relative 1e-12 removes only noise.
+EPS: Final = 1e-12
+
+
+def ceil_count(x: float) -> int:
+    return math.ceil(x - EPS * max(1.0, abs(x)))
+
+
+def floor_count(x: float) -> int:
+    return math.floor(x + EPS * max(1.0, abs(x)))
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class ObservationLike(Protocol):
+    """What :meth:`Obs.from_observation` reads (``apps.metrics.collection.Observation``)."""
+
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def timestamp(self) -> float | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Obs:
+    """One signal's latest reading.
+
+    ``value``: the stable-window value; a deployment total for ``per_replica_average``
+    targets, an average over ready replicas for ``utilization``, seconds for latency. It is
+    only read when ``status`` is "ok" (ok | missing | stale | unsupported | unavailable, as
+    in ``apps.metrics.collection``; any other string, e.g. "failed", is unusable too).
+    ``age_s``: age of the data behind it, if known. ``panic_value``: the same signal over the
+    short panic window, when the collector can produce one. ``reason``: why it is not ok.
+    """
+
+    value: float | None
+    age_s: float | None = None
+    status: str = OK
+    panic_value: float | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_observation(cls, observation: ObservationLike, now: float) -> Obs:
+        """Adapt a collector Observation (which carries a scrape timestamp) to an Obs."""
+        ts = observation.timestamp
+        age = None if ts is None else max(0.0, now - ts)
+        return cls(observation.value, age, observation.status, None, observation.reason)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Scale so that ``signal`` stays at ``value``, read according to ``kind``.
+
+    ``value`` is per replica for ``per_replica_average``, a 0-1 level for ``utilization`` and
+    an absolute threshold (seconds) for ``latency_slo``.
+    """
+
+    signal: str
+    value: float
+    kind: TargetKind = "per_replica_average"
+
+    def __post_init__(self) -> None:
+        if not self.signal:
+            raise ValueError("a target needs a signal")
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"unknown target kind {self.kind!r}; use one of {TARGET_KINDS}")
+        if not (math.isfinite(self.value) and self.value > 0):
+            raise ValueError(f"target value for {self.signal} must be a positive number")
+
+
+class ScalingPolicy(NamedTuple):
+    """One HPA behavior policy: change by at most ``value`` pods or percent per ``period_s``."""
+
+    type: ScalingPolicyType
+    value: int
+    period_s: int
+
+
+class CronMinimum(NamedTuple):
+    """A floor of ``min_replicas`` from ``start_s`` to ``end_s`` (UTC seconds of day).
+
+    ``start_s > end_s`` wraps past midnight (22:00-06:00).
+    """
+
+    start_s: int
+    end_s: int
+    min_replicas: int
+
+
+@dataclass(frozen=True)
+class SloBoost:
+    """Scale up by ``step_percent`` (at least one replica) while ``slo_burn_rate`` ≥ threshold.
+
+    14.4 is the SRE workbook's fast-burn page threshold (2 % of a 30-day budget in 1 h).
+    """
+
+    enabled: bool = False
+    fast_burn_threshold: float = 14.4
+    step_percent: float = 25.0
+
+
+# Kubernetes HPA defaults (autoscaling/v2 behavior).
+DEFAULT_SCALE_UP_POLICIES: Final = (ScalingPolicy("percent", 100, 15), ScalingPolicy("pods", 4, 15))
+DEFAULT_SCALE_DOWN_POLICIES: Final = (ScalingPolicy("percent", 100, 15),)
+DEFAULT_SLO_BOOST: Final = SloBoost()
+DEFAULT_LOAD_SIGNALS: Final = ("queue_length", "running_requests")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one deployment scales. Defaults reproduce Kubernetes HPA.
+
+    Replica bounds: ``min_replicas`` is the floor while serving (at least 1); only the
+    scale-to-zero rule goes below it. ``cron_minimums`` raise the floor while active;
+    ``max_replicas`` always wins over them.
+
+    Tolerance: a target whose ratio to 1 is within ``tolerance`` (relative, as HPA) proposes
+    the current count; so does one whose proposal is within ``tolerance_abs_replicas`` of it.
+
+    Stabilization (seconds, as HPA): the recommendation used is the lowest over the scale-up
+    window and the highest over the scale-down window, including the new one.
+
+    Rate limits (as HPA behavior): ``scale_*_policies`` limit the change per period, counting
+    replicas already added / removed in that period from ``History.scale_events``;
+    ``scale_*_select`` picks the policy allowing the most ("max"), the least ("min"), or
+    forbids that direction ("disabled").
+
+    Panic (Knative KPA): when the short-window demand over ready replicas reaches
+    ``panic_threshold`` (2.0 = 200 %), panic mode starts; it scales to the higher of the
+    stable and short-window demand, never scales down, and ends ``stable_window_s`` after the
+    condition last held. Short-window values come from ``Obs.panic_value`` or, failing that,
+    the mean of the current reading and ``History.signal_samples[signal]`` within the last
+    ``panic_window_s``.
+    Latency targets take no part (a 6 s latency percentile is noise).
+
+    Scale to zero: only after ``load_signals`` (summed) have been *observed* at zero, with no
+    gap longer than ``load_sample_max_gap_s``, for ``idle_period_s``; a timer alone never
+    does it. From zero, activate once load ≥ ``activation_threshold``. At zero the engines
+    export nothing, so the load signals must come from something that outlives them (a
+    gateway or router metric, e.g. "custom:gateway_pending").
+
+    ``cold_start_s``: how long a new replica takes to become ready; no scale-down while any
+    replica has been starting for less than that (0 disables the hold).
+
+    ``max_metric_age_s``: readings older than this are treated as stale even if marked ok.
+    """
+
+    min_replicas: int
+    max_replicas: int
+    targets: tuple[Target, ...]
+    mode: Mode = "dry-run"
+    tolerance: float = 0.1
+    tolerance_abs_replicas: int | None = None
+    scale_up_stabilization_s: float = 0.0
+    scale_down_stabilization_s: float = 300.0
+    scale_up_policies: tuple[ScalingPolicy, ...] = DEFAULT_SCALE_UP_POLICIES
+    scale_up_select: SelectPolicy = "max"
+    scale_down_policies: tuple[ScalingPolicy, ...] = DEFAULT_SCALE_DOWN_POLICIES
+    scale_down_select: SelectPolicy = "max"
+    panic_enabled: bool = False
+    stable_window_s: float = 60.0
+    panic_window_s: float = 6.0
+    panic_threshold: float = 2.0
+    scale_to_zero_enabled: bool = False
+    idle_period_s: float = 600.0
+    activation_threshold: float = 1.0
+    load_signals: tuple[str, ...] = DEFAULT_LOAD_SIGNALS
+    load_sample_max_gap_s: float = 60.0
+    cron_minimums: tuple[CronMinimum, ...] = ()
+    cold_start_s: float = 0.0
+    slo_boost: SloBoost = DEFAULT_SLO_BOOST
+    latency_scale_down_ratio: float = 0.5
+    max_metric_age_s: float | None = None
+
+    def __post_init__(self) -> None:
+        # Accept lists and plain tuples where tuples of records are expected.
+        object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(
+            self, "scale_up_policies", tuple(ScalingPolicy(*p) for p in self.scale_up_policies)
+        )
+        object.__setattr__(
+            self,
+            "scale_down_policies",
+            tuple(ScalingPolicy(*p) for p in self.scale_down_policies),
+        )
+        object.__setattr__(
+            self, "cron_minimums", tuple(CronMinimum(*c) for c in self.cron_minimums)
+        )
+        object.__setattr__(self, "load_signals", tuple(self.load_signals))
+        if not isinstance(self.slo_boost, SloBoost):
+            object.__setattr__(self, "slo_boost", SloBoost(*self.slo_boost))
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; use one of {MODES}")
+        if self.min_replicas < 0:
+            raise ValueError("min_replicas must not be negative")
+        if self.max_replicas < max(self.min_replicas, 1):
+            raise ValueError("max_replicas must be at least min_replicas and at least 1")
+        if not self.targets:
+            raise ValueError("a policy needs at least one target")
+        if self.tolerance < 0 or (self.tolerance_abs_replicas or 0) < 0:
+            raise ValueError("tolerances must not be negative")
+        if self.scale_up_stabilization_s < 0 or self.scale_down_stabilization_s < 0:
+            raise ValueError("stabilization windows must not be negative")
+        for direction, policies, select in (
+            ("up", self.scale_up_policies, self.scale_up_select),
+            ("down", self.scale_down_policies, self.scale_down_select),
+        ):
+            if select not in SELECT_POLICIES:
+                raise ValueError(f"scale_{direction}_select must be one of {SELECT_POLICIES}")
+            if select != "disabled" and not policies:
+                raise ValueError(f"scale-{direction} needs at least one policy unless disabled")
+            for p in policies:
+                if p.type not in ("pods", "percent") or p.value <= 0 or p.period_s <= 0:
+                    raise ValueError(f"invalid scale-{direction} policy {p!r}")
+        if self.panic_enabled and not (
+            self.panic_threshold > 0 and self.panic_window_s > 0 and self.stable_window_s > 0
+        ):
+            raise ValueError("panic needs positive windows and threshold")
+        if self.idle_period_s < 0 or self.activation_threshold < 0 or self.cold_start_s < 0:
+            raise ValueError(
+                "idle period, activation threshold and cold start must not be negative"
+            )
+        if self.load_sample_max_gap_s <= 0:
+            raise ValueError("load_sample_max_gap_s must be positive")
+        if self.scale_to_zero_enabled and not self.load_signals:
+            raise ValueError("scale to zero needs at least one load signal")
+        if self.scale_to_zero_enabled and self.activation_threshold <= 0:
+            # Load is never below zero: a zero threshold would activate at once, every time.
+            raise ValueError("scale to zero needs a positive activation_threshold")
+        for c in self.cron_minimums:
+            if not (0 <= c.start_s <= DAY_S and 0 <= c.end_s <= DAY_S) or c.start_s == c.end_s:
+                raise ValueError(f"cron minimum {c!r}: bounds must be distinct seconds of day")
+            if c.min_replicas < 0:
+                raise ValueError(f"cron minimum {c!r}: min_replicas must not be negative")
+        if not 0 < self.latency_scale_down_ratio < 1:
+            raise ValueError("latency_scale_down_ratio must be between 0 and 1")
+
+    @property
+    def history_horizon_s(self) -> float:
+        """How far back :class:`History` needs to reach for this policy."""
+        periods = [p.period_s for p in (*self.scale_up_policies, *self.scale_down_policies)]
+        return float(
+            max(
+                self.scale_up_stabilization_s,
+                self.scale_down_stabilization_s,
+                self.stable_window_s,
+                self.idle_period_s if self.scale_to_zero_enabled else 0.0,
+                *periods,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """Replica counts at decision time.
+
+    ``spec``: the count set on the target. ``ready``: replicas serving. ``starting``: start
+    times (seconds, same clock as ``now``) of replicas not yet ready. ``observed_spec``: the
+    count the platform reports right now, if read separately; ``last_applied``: what the
+    control plane last set. When both are given and differ, someone else changed it (drift).
+    """
+
+    spec: int
+    ready: int
+    starting: tuple[float, ...] = ()
+    observed_spec: int | None = None
+    last_applied: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "starting", tuple(self.starting))
+        if self.spec < 0 or self.ready < 0 or (self.observed_spec or 0) < 0:
+            raise ValueError("replica counts must not be negative")
+
+
+Samples = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class History:
+    """What the engine remembers between decisions, all kept by the caller.
+
+    ``recommendations``: (time_s, replicas), the raw recommendation of each past decision.
+    ``scale_events``: (time_s, from, to) for each applied change. ``load_samples``: (time_s,
+    load) as in ``Decision.load``, for idle detection. ``signal_samples``: per signal,
+    (time_s, value) readings for short-window (panic) values. ``panic_last_s``: when the
+    panic condition last held (``Decision.panic_last_s``).
+    """
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    scale_events: tuple[tuple[float, int, int], ...] = ()
+    load_samples: Samples = ()
+    signal_samples: Mapping[str, Samples] = field(default_factory=dict)
+    panic_last_s: float | None = None
+
+    def advance(self, decision: Decision, now: float, *, applied: bool, keep_s: float) -> History:
+        """The history after ``decision``: append what it produced, drop what is older than
+        ``keep_s`` (use ``Policy.history_horizon_s``). ``applied`` says whether the change
+        was made (enforce mode); only applied changes are scale events."""
+        cutoff = now - keep_s
+        recs = (*(r for r in self.recommendations if r[0] > cutoff), (now, decision.recommendation))
+        events = tuple(e for e in self.scale_events if e[0] > cutoff)
+        if applied and decision.changed:
+            events = (*events, (now, decision.current_replicas, decision.desired_replicas))
+        loads = tuple(s for s in self.load_samples if s[0] > cutoff)
+        if decision.load is not None:
+            loads = (*loads, (now, decision.load))
+        signals = {
+            name: tuple(s for s in samples if s[0] > cutoff)
+            for name, samples in self.signal_samples.items()
+        }
+        return History(recs, events, loads, signals, decision.panic_last_s)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What one target asked for. ``replicas`` is None when it asks for nothing: its reading
+    is unusable (``status`` not "ok"), or (latency well under threshold) it does not object
+    to whatever the other targets want."""
+
+    signal: str
+    kind: str
+    value: float | None
+    target: float
+    replicas: int | None
+    status: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something to record or alert on: metrics_missing, stale_metrics, drift_detected,
+    at_max_while_slo_burning, cron_minimum_capped."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome. ``recommendation`` (raw, before stabilization), ``load`` and
+    ``panic_last_s`` go back into the next :class:`History`. ``dry_run`` is True unless the
+    mode is "enforce": the decision is the same, only whether to apply it differs."""
+
+    desired_replicas: int
+    current_replicas: int
+    changed: bool
+    rule: str
+    reason: str
+    proposals: tuple[Proposal, ...]
+    events: tuple[Event, ...]
+    recommendation: int
+    mode: str
+    dry_run: bool
+    load: float | None = None
+    panic: bool = False
+    panic_last_s: float | None = None
