@@ -169,7 +169,7 @@ class ControlLoop(threading.Thread):
         self.join(timeout=30)
 
     def tick(self) -> None:
-        from apps.autoscaling.loop import deployment_evaluate, scale_action_execute
+        from apps.autoscaling.evaluation import deployment_evaluate, scale_action_execute
         from apps.autoscaling.models import ActionStatus, ScaleAction
         from apps.inventory.models import Deployment
         from apps.metrics.services import metrics_collect_shard
@@ -279,7 +279,7 @@ def run(args: argparse.Namespace, binary: str, workdir: Path) -> int:
     from django.core.management import call_command
 
     from apps.accounts.models import Team
-    from apps.autoscaling import loop as control_loop
+    from apps.autoscaling import evaluation as control_loop
     from apps.autoscaling.actuators.simulated import SimulatedActuator
     from apps.autoscaling.models import AutoscalingPolicy, Mode
     from apps.fleetsim.exposition import serve

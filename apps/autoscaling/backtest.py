@@ -45,7 +45,7 @@ from apps.metrics.services import default_client_factory, targets_for
 from apps.slos.models import SloStatusSample
 
 from . import engine
-from .loop import short_window_burn
+from .evaluation import short_window_burn
 
 # Prometheus refuses range queries of more than 11,000 points per series.
 MAX_POINTS = 11_000

@@ -6,7 +6,7 @@ from apps.core.locks import cache_lock
 from apps.inventory.models import Deployment
 
 from .actuators.factory import actuator_for
-from .loop import deployment_evaluate, scale_action_execute, scale_actions_recover
+from .evaluation import deployment_evaluate, scale_action_execute, scale_actions_recover
 from .models import ActionStatus, Mode, ScaleAction
 
 
