@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from apps.autoscaling.actions import scale_action_execute
 from apps.autoscaling.actuators.simulated import SimulatedActuator
-from apps.autoscaling.evaluation import deployment_evaluate, scale_action_execute
+from apps.autoscaling.evaluation import deployment_evaluate
 from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, DecisionRecord, ScaleAction
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
@@ -40,7 +41,6 @@ def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
 ):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.METRICS_RATE_WINDOW = "15s"
-    monkeypatch.setattr("apps.autoscaling.evaluation._enqueue", lambda action_id: None)
     quick = dataclasses.replace(get_profile("A100-80GB"), cold_start_s=2.0)
     sim = SimulatedDeployment(
         "chat",

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from django.core.management import call_command
 
+from apps.autoscaling.actions import scale_action_execute
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
-from apps.autoscaling.evaluation import scale_action_execute
 from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, ScaleAction
 from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
