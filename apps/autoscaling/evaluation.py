@@ -21,8 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.inventory.models import Deployment
-from apps.metrics.models import DeploymentMetrics
-from apps.slos.models import SloStatus
+from apps.metrics.selectors import latest_observations
+from apps.slos.selectors import deployment_burn_rate
 
 from . import engine
 from .actuators.base import Actuator, ActuatorError
@@ -38,10 +38,6 @@ from .models import (
 from .services import global_pause_active
 
 logger = structlog.get_logger("controlplane.autoscaling")
-
-# Short burn-rate windows: what "burning fast right now" means for the SLO boost.
-_SLO_SHORT_WINDOWS = ("5m", "30m")
-
 
 # --------------------------------------------------------------------------- history JSON
 
@@ -75,42 +71,17 @@ def history_dump(history: engine.History) -> dict[str, Any]:
 
 def observations_for(deployment: Deployment, now: float) -> dict[str, engine.Obs]:
     """Latest collected observations; a deployment never collected has none (→ hold)."""
-    state = DeploymentMetrics.objects.filter(deployment=deployment).first()
-    out: dict[str, engine.Obs] = {}
-    if state is not None:
-        for signal, item in (state.observations or {}).items():
-            ts = item.get("ts")
-            out[signal] = engine.Obs(
-                value=item.get("value"),
-                age_s=None if ts is None else max(0.0, now - float(ts)),
-                status=item.get("status", "missing"),
-                reason=item.get("reason", ""),
-            )
-    burn = _slo_burn(deployment)
+    stored = latest_observations(deployment_ids=[deployment.pk]).get(deployment.pk, {})
+    out = {
+        signal: engine.Obs(
+            value=obs.value, age_s=obs.age_s(now), status=obs.status, reason=obs.reason
+        )
+        for signal, obs in stored.items()
+    }
+    burn = deployment_burn_rate(deployment_ids=[deployment.pk]).get(deployment.pk)
     if burn is not None:
         out["slo_burn_rate"] = engine.Obs(value=burn, age_s=0.0, status="ok")
     return out
-
-
-def short_window_burn(burn_rates: Mapping[str, Any] | None) -> float | None:
-    """The highest short-window burn rate of one SLO evaluation (what the SLO boost reads)."""
-    rates = [
-        float(value)
-        for window in _SLO_SHORT_WINDOWS
-        if (value := (burn_rates or {}).get(window)) is not None
-    ]
-    return max(rates) if rates else None
-
-
-def _slo_burn(deployment: Deployment) -> float | None:
-    burns = [
-        burn
-        for rates in SloStatus.objects.filter(
-            slo__deployment=deployment, slo__enabled=True
-        ).values_list("burn_rates", flat=True)
-        if (burn := short_window_burn(rates)) is not None
-    ]
-    return max(burns) if burns else None
 
 
 def _starting(spec: int, ready: int, history: engine.History, now: float) -> tuple[float, ...]:
