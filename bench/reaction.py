@@ -169,7 +169,8 @@ class ControlLoop(threading.Thread):
         self.join(timeout=30)
 
     def tick(self) -> None:
-        from apps.autoscaling.loop import deployment_evaluate, scale_action_execute
+        from apps.autoscaling.actions import scale_action_execute
+        from apps.autoscaling.evaluation import deployment_evaluate
         from apps.autoscaling.models import ActionStatus, ScaleAction
         from apps.inventory.models import Deployment
         from apps.metrics.services import metrics_collect_shard
@@ -279,7 +280,6 @@ def run(args: argparse.Namespace, binary: str, workdir: Path) -> int:
     from django.core.management import call_command
 
     from apps.accounts.models import Team
-    from apps.autoscaling import loop as control_loop
     from apps.autoscaling.actuators.simulated import SimulatedActuator
     from apps.autoscaling.models import AutoscalingPolicy, Mode
     from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
@@ -291,9 +291,8 @@ def run(args: argparse.Namespace, binary: str, workdir: Path) -> int:
 
     started = time.perf_counter()
     call_command("migrate", verbosity=0, interactive=False)
-    # Actions are applied by this loop right after each evaluation, as a worker would pick
-    # them up; nothing goes through a broker.
-    control_loop._enqueue = lambda action_id: None  # type: ignore[assignment]
+    # Actions are applied by this loop right after each evaluation (no enqueue given), as a
+    # worker would pick them up; nothing goes through a broker.
 
     profile = replace(get_profile("A100-80GB"), cold_start_s=args.cold_start_s)
     names = [f"{NAME}-{n}" for n in range(1, args.steps + 1)]

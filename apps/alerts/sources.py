@@ -33,7 +33,7 @@ from apps.accounts.models import Team
 from apps.autoscaling.models import ActionStatus, DecisionRecord, Mode, ScaleAction
 from apps.integrations.prometheus import PrometheusClient, PrometheusError
 from apps.inventory.models import Deployment
-from apps.metrics.models import DeploymentMetrics
+from apps.metrics.selectors import Observation, latest_observations
 from apps.slos.models import Slo, SloState
 
 from .labels import fingerprint
@@ -213,10 +213,10 @@ def _rule_alerts(
         source=AlertSource.RULE, status=AlertStatus.FIRING, team__isnull=False
     ).values_list("team_id", "fingerprint", "labels"):
         firing_by_rule[(team_id, labels.get("rule_id", ""))].add((team_id, fp))
-    observations: dict[int, dict] = {}
+    observations: dict[int, dict[str, Observation]] = {}
     signal_rules = AlertRule.objects.filter(enabled=True).exclude(signal="")
     if signal_rules.exists():
-        observations = dict(DeploymentMetrics.objects.values_list("deployment_id", "observations"))
+        observations = latest_observations(deployment_ids=None)
     for rule in AlertRule.objects.filter(enabled=True).select_related("team", "deployment"):
         state: dict[str, float] = dict(rule.state or {})
         base = {
@@ -239,15 +239,15 @@ def _rule_alerts(
                     continue
                 key = str(dep.pk)
                 seen.add(key)
-                obs = (observations.get(dep.pk) or {}).get(rule.signal) or {}
+                obs = observations.get(dep.pk, {}).get(rule.signal)
+                value = obs.ok_value if obs is not None else None
                 labels = {**base, **_deployment_labels(dep)}
-                if obs.get("status") != "ok" or obs.get("value") is None:
+                if value is None:
                     # Unknown: hold whatever this series was doing.
                     held = (rule.team_id, fingerprint(_alert_labels(labels)))
                     if held in firing_by_rule[(rule.team_id, str(rule.pk))]:
                         wanted.keep.add(held)
                     continue
-                value = float(obs["value"])
                 if _held(rule, key, compare(value, rule.threshold), now, state):
                     wanted.add(
                         AlertSource.RULE, rule.team_id, labels, _rule_annotations(rule, value)

@@ -29,27 +29,25 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from django.conf import settings
-
-from apps.integrations.prometheus.client import PrometheusClient, PrometheusError
 from apps.inventory.models import Deployment
-from apps.metrics.catalogue import FRESHNESS_METRIC
-from apps.metrics.collection import Target, plan_queries
-from apps.metrics.services import default_client_factory, targets_for
-from apps.slos.models import SloStatusSample
+from apps.metrics.services import (
+    ClientFactory,
+    SignalHistoryError,
+    default_client_factory,
+    signal_history,
+)
+from apps.slos.selectors import deployment_burn_rate_history
 
 from . import engine
-from .loop import short_window_burn
 
 # Prometheus refuses range queries of more than 11,000 points per series.
 MAX_POINTS = 11_000
-ACTUAL = "__actual_replicas__"
 
 Series = Sequence[tuple[float, float]]
 
@@ -246,38 +244,6 @@ def backtest_replay(
 # --------------------------------------------------------------------------- I/O
 
 
-ClientFactory = Callable[[str], PrometheusClient]
-
-
-def backtest_queries(*, target: Target, signals: Sequence[str]) -> dict[str, str]:
-    """signal → PromQL for one deployment, plus the actual-replicas query under ACTUAL."""
-    queries = {
-        q.signal: q.promql
-        for q in plan_queries([target], signals, window=settings.METRICS_RATE_WINDOW)
-        if q.signal in signals
-    }
-    fresh = FRESHNESS_METRIC.get(target.framework)
-    if fresh:
-        queries[ACTUAL] = f"count({fresh}{target.selector.strip() or '{}'})"
-    return queries
-
-
-def _slo_burn_series(deployment: Deployment, start: float, end: float) -> list[tuple[float, float]]:
-    by_ts: dict[float, float] = {}
-    rows = SloStatusSample.objects.filter(
-        slo__deployment=deployment,
-        slo__enabled=True,
-        ts__gte=datetime.fromtimestamp(start, UTC),
-        ts__lte=datetime.fromtimestamp(end, UTC),
-    ).values_list("ts", "burn_rates")
-    for ts, burn_rates in rows:
-        burn = short_window_burn(burn_rates)
-        if burn is not None:
-            key = ts.timestamp()
-            by_ts[key] = max(by_ts.get(key, 0.0), burn)
-    return sorted(by_ts.items())
-
-
 def _hold_slo_samples(
     points: list[tuple[float, float]], start: float, step_s: float, n: int
 ) -> list[tuple[float, float]]:
@@ -317,48 +283,38 @@ def backtest_run(
     if start > time.time():
         raise BacktestError("start is in the future")
     signals = sorted({t.signal for t in policy.targets if t.signal != engine.SLO_BURN_RATE})
-    (target,) = targets_for([deployment])
-    queries = backtest_queries(target=target, signals=signals)
+    try:
+        history = signal_history(
+            deployment=deployment,
+            signals=signals,
+            start=datetime.fromtimestamp(start, UTC),
+            end=datetime.fromtimestamp(end, UTC),
+            step_s=step_s,
+            client_factory=client_factory,
+        )
+    except SignalHistoryError as exc:
+        raise BacktestError(str(exc), unavailable=exc.unavailable) from exc
     notes: list[str] = []
-    missing = [s for s in signals if s not in queries]
-    for signal in missing:
+    for signal in history.unqueryable:
         notes.append(
             f"{signal}: {deployment.framework} exports no metric for it and there is no "
             "custom query; it reads as missing throughout"
         )
-    if ACTUAL not in queries:
+    if history.replicas is None:
         notes.append(f"the actual replica count is unknown for framework {deployment.framework}")
-    if not target.prometheus_url:
-        raise BacktestError(
-            "no Prometheus configured (set PROMETHEUS_URL or the cluster's prometheus_url)",
-            unavailable=True,
+    for signal, count in history.multiple_series:
+        notes.append(
+            f"{signal}: the query returned {count} series; the highest value "
+            "at each step is used (check the deployment's selector)"
         )
-    client = client_factory(target.prometheus_url)
-    series: dict[str, list[tuple[float, float]]] = {s: [] for s in signals}
-    actual: list[tuple[float, float]] = []
-    t0 = datetime.fromtimestamp(start, UTC)
-    t1 = datetime.fromtimestamp(end, UTC)
-    for signal, promql in queries.items():
-        try:
-            result = client.query_range(promql, start=t0, end=t1, step_s=step_s)
-        except PrometheusError as exc:
-            raise BacktestError(f"Prometheus: {exc}", unavailable=exc.retryable) from exc
-        if len(result) > 1:
-            notes.append(
-                f"{signal}: the query returned {len(result)} series; the highest value "
-                "at each step is used (check the deployment's selector)"
-            )
-        merged: dict[float, float] = {}
-        for item in result:
-            for t, v in item.points:
-                merged[t] = max(merged.get(t, v), v)
-        points_sorted = sorted(merged.items())
-        if signal == ACTUAL:
-            actual = points_sorted
-        else:
-            series[signal] = points_sorted
+    series = dict(history.series)
+    actual = history.replicas or []
     if policy.slo_boost.enabled:
-        burn = _slo_burn_series(deployment, start, end)
+        burn = deployment_burn_rate_history(
+            deployment_id=deployment.pk,
+            start=datetime.fromtimestamp(start, UTC),
+            end=datetime.fromtimestamp(end, UTC),
+        )
         if burn:
             series[engine.SLO_BURN_RATE] = _hold_slo_samples(burn, start, step_s, points)
         else:

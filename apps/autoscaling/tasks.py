@@ -1,3 +1,5 @@
+"""Celery entry points of the autoscaler; the work is in evaluation.py and actions.py."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -5,29 +7,20 @@ from celery import shared_task
 from apps.core.locks import cache_lock
 from apps.inventory.models import Deployment
 
+from .actions import scale_action_execute, scale_actions_resume
 from .actuators.factory import actuator_for
-from .loop import deployment_evaluate, scale_action_execute, scale_actions_recover
-from .models import ActionStatus, Mode, ScaleAction
+from .evaluation import deployment_evaluate
+from .selectors import autoscaled_deployment_ids
 
 
 @shared_task(name="autoscaling.evaluate_all", soft_time_limit=20, time_limit=30)
 def evaluate_all() -> int:
-    """Fan out one evaluation per deployment with an active policy."""
-    ids = list(
-        Deployment.objects.filter(autoscaling_policy__isnull=False)
-        .exclude(autoscaling_policy__mode=Mode.OFF)
-        .exclude(status="retired")
-        .values_list("pk", flat=True)
-    )
+    """Fan out one evaluation per deployment with an active policy, and send the pending
+    actions (including those of workers that died) to a worker again."""
+    ids = autoscaled_deployment_ids()
     for pk in ids:
         evaluate.delay(pk)
-    # An action claimed by a worker that died goes back to pending (or is closed).
-    scale_actions_recover()
-    # Actions left pending (a lost enqueue, a busy lock) are picked up again here.
-    for action_id in ScaleAction.objects.filter(status=ActionStatus.PENDING).values_list(
-        "pk", flat=True
-    ):
-        execute_action.delay(action_id)
+    scale_actions_resume(enqueue=execute_action.delay)
     return len(ids)
 
 
@@ -45,7 +38,9 @@ def evaluate(deployment_id: int) -> None:
             .first()
         )
         if deployment is not None:
-            deployment_evaluate(deployment=deployment, actuator_factory=actuator_for)
+            deployment_evaluate(
+                deployment=deployment, actuator_factory=actuator_for, enqueue=execute_action.delay
+            )
 
 
 @shared_task(name="autoscaling.execute_action", soft_time_limit=60, time_limit=90)

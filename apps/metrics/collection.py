@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import structlog
 
@@ -70,6 +71,8 @@ class Query:
 
 @dataclass(frozen=True)
 class Observation:
+    """One signal of one deployment as collected, and as stored (``as_dict``/``from_dict``)."""
+
     value: float | None
     timestamp: float | None  # when the data behind it was scraped (unix seconds)
     status: str  # ok | missing | stale | unsupported | unavailable
@@ -82,6 +85,27 @@ class Observation:
             "status": self.status,
             "reason": self.reason,
         }
+
+    @classmethod
+    def from_dict(cls, item: Mapping[str, Any]) -> Observation:
+        """The stored form back; a key left out reads as unknown (no value, no time,
+        status "missing")."""
+        value, ts = item.get("value"), item.get("ts")
+        return cls(
+            value=None if value is None else float(value),
+            timestamp=None if ts is None else float(ts),
+            status=str(item.get("status", "missing")),
+            reason=str(item.get("reason", "")),
+        )
+
+    @property
+    def ok_value(self) -> float | None:
+        """The value when it can be used (status ok), else None."""
+        return self.value if self.status == "ok" else None
+
+    def age_s(self, now: float) -> float | None:
+        """Seconds since the data behind it was scraped (never negative); None if unknown."""
+        return None if self.timestamp is None else max(0.0, now - self.timestamp)
 
 
 FRESHNESS = "__freshness__"

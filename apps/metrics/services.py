@@ -25,7 +25,7 @@ from apps.integrations.prometheus import PrometheusClient, PrometheusError
 from apps.integrations.prometheus.types import InstantSample
 from apps.inventory.models import Deployment
 
-from .catalogue import Signal, render, template_for
+from .catalogue import FRESHNESS_METRIC, Signal, render, template_for
 from .collection import (
     FRESHNESS,
     Observation,
@@ -41,6 +41,8 @@ logger = structlog.get_logger("controlplane.metrics")
 
 ALL_SIGNALS: tuple[str, ...] = tuple(str(s) for s in Signal)
 ClientFactory = Callable[[str], PrometheusClient]
+
+NO_PROMETHEUS = "no Prometheus configured (set PROMETHEUS_URL or the cluster's prometheus_url)"
 
 
 def default_client_factory(url: str) -> PrometheusClient:
@@ -118,9 +120,7 @@ def metrics_collect(
 
     no_url = [t for t in targets if not t.prometheus_url]
     for t in no_url:
-        failures[FRESHNESS][t.deployment_id] = (
-            "no Prometheus configured (set PROMETHEUS_URL or the cluster's prometheus_url)"
-        )
+        failures[FRESHNESS][t.deployment_id] = NO_PROMETHEUS
     with_url = [t for t in targets if t.prometheus_url]
     queries = plan_queries(with_url, signals, window=window)
     clients: dict[str, PrometheusClient] = {}
@@ -304,3 +304,92 @@ def pod_load_read(
             if pod:
                 load[pod] = load.get(pod, 0.0) + sample.value
     return load or None
+
+
+# --------------------------------------------------------------------------- range reads
+
+# The name of the replica count in SignalHistory.multiple_series.
+ACTUAL_REPLICAS = "__actual_replicas__"
+
+Points = list[tuple[float, float]]
+
+
+class SignalHistoryError(Exception):
+    """A range read that cannot be made; ``unavailable`` says Prometheus was the problem
+    (not configured, or failing in a way that may pass)."""
+
+    def __init__(self, message: str, *, unavailable: bool) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+@dataclass(frozen=True)
+class SignalHistory:
+    """One deployment's signals over a past range, on the range's step grid."""
+
+    # signal → (t, value): every signal asked for, empty where there is no query or no data.
+    series: dict[str, Points]
+    # Replicas that actually served (pods reporting the framework's always-present gauge);
+    # None when the framework has no such gauge.
+    replicas: Points | None
+    # Signals asked for that have no query: no metric for the framework, no custom query.
+    unqueryable: tuple[str, ...]
+    # (signal or ACTUAL_REPLICAS, series returned) where a query returned more than one
+    # series; the highest value at each step is kept.
+    multiple_series: tuple[tuple[str, int], ...]
+
+
+def _range_queries(target: Target, signals: Sequence[str]) -> dict[str, str]:
+    """signal → PromQL for one deployment, plus the replica-count query under ACTUAL_REPLICAS."""
+    queries = {
+        q.signal: q.promql
+        for q in plan_queries([target], signals, window=settings.METRICS_RATE_WINDOW)
+        if q.signal in signals
+    }
+    fresh = FRESHNESS_METRIC.get(target.framework)
+    if fresh:
+        queries[ACTUAL_REPLICAS] = f"count({fresh}{target.selector.strip() or '{}'})"
+    return queries
+
+
+def signal_history(
+    *,
+    deployment: Deployment,
+    signals: Sequence[str],
+    start: datetime,
+    end: datetime,
+    step_s: float,
+    client_factory: ClientFactory = default_client_factory,
+) -> SignalHistory:
+    """Read ``signals`` of ``deployment`` over [start, end] every ``step_s`` from its
+    Prometheus (one range query per signal, the same PromQL the collector uses), and the
+    replicas that served. Raises SignalHistoryError when Prometheus cannot answer."""
+    (target,) = targets_for([deployment])
+    queries = _range_queries(target, signals)
+    if not target.prometheus_url:
+        raise SignalHistoryError(NO_PROMETHEUS, unavailable=True)
+    client = client_factory(target.prometheus_url)
+    series: dict[str, Points] = {s: [] for s in signals}
+    replicas: Points | None = None
+    multiple: list[tuple[str, int]] = []
+    for name, promql in queries.items():
+        try:
+            result = client.query_range(promql, start=start, end=end, step_s=step_s)
+        except PrometheusError as exc:
+            raise SignalHistoryError(f"Prometheus: {exc}", unavailable=exc.retryable) from exc
+        if len(result) > 1:
+            multiple.append((name, len(result)))
+        merged: dict[float, float] = {}
+        for item in result:
+            for t, v in item.points:
+                merged[t] = max(merged.get(t, v), v)
+        if name == ACTUAL_REPLICAS:
+            replicas = sorted(merged.items())
+        else:
+            series[name] = sorted(merged.items())
+    return SignalHistory(
+        series=series,
+        replicas=replicas,
+        unqueryable=tuple(s for s in signals if s not in queries),
+        multiple_series=tuple(multiple),
+    )

@@ -476,7 +476,7 @@ def ours_policy(
 
 
 class Ours:
-    """Drives :func:`apps.autoscaling.engine.step` as ``apps.autoscaling.loop`` does.
+    """Drives :func:`apps.autoscaling.engine.step` as ``apps.autoscaling.evaluation`` does.
 
     Observations are what the live collector stores: the deployment's total waiting and
     running requests and the mean KV-cache use over the replicas that report, each with

@@ -19,8 +19,7 @@ import pytest
 import requests
 
 from apps.autoscaling.actuators import ActuatorError
-from apps.autoscaling.actuators.factory import actuator_for
-from apps.autoscaling.loop import scale_target_of
+from apps.autoscaling.actuators.factory import actuator_for, scale_target_of
 from tests.certificates import self_signed_certificate
 from tests.factories.inventory import ClusterFactory, DeploymentFactory, kubeconfig_document
 from tests.integration.k8s_fake_apiserver import FakeApiServer

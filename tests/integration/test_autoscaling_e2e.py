@@ -8,8 +8,9 @@ import time
 import pytest
 from django.utils import timezone
 
+from apps.autoscaling.actions import scale_action_execute
 from apps.autoscaling.actuators.simulated import SimulatedActuator
-from apps.autoscaling.loop import deployment_evaluate, scale_action_execute
+from apps.autoscaling.evaluation import deployment_evaluate
 from apps.autoscaling.models import ActionStatus, DecisionRecord, ScaleAction
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.services import metrics_collect_shard
@@ -39,7 +40,6 @@ def test_loop__load_step_scales_up__scale_down_waits__prometheus_down_holds(
 ):
     # The deployment locks live in Redis, as in production (redis_cache).
     settings.METRICS_RATE_WINDOW = "15s"
-    monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
     simulator = chat_simulator(seed=7)
     sim, port = simulator.sim, simulator.port
     deployment = SimulatedChatPolicyFactory(

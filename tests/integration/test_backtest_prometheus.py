@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from django.core.management import call_command
 
+from apps.autoscaling.actions import scale_action_execute
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
-from apps.autoscaling.loop import scale_action_execute
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.integrations.prometheus.client import PrometheusClient

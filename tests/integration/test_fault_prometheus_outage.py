@@ -21,8 +21,9 @@ import pytest
 
 from apps.alerts.models import Alert, AlertStatus
 from apps.alerts.sources import alert_sources_evaluate
-from apps.autoscaling.actuators.factory import actuator_for
-from apps.autoscaling.loop import deployment_evaluate, scale_action_execute, scale_target_of
+from apps.autoscaling.actions import scale_action_execute
+from apps.autoscaling.actuators.factory import actuator_for, scale_target_of
+from apps.autoscaling.evaluation import deployment_evaluate
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
 from apps.metrics.services import metrics_collect, metrics_store, targets_for

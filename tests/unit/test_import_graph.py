@@ -19,17 +19,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("apps", "controlplane", "celery_worker")
 
-# Import edges (importer, imported) that close the cycles not yet removed. Each entry names one
-# edge, not a module or an app, so no new cycle can hide behind it; the last test fails when
-# an entry is no longer needed, so the list only shrinks.
-KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        # autoscaling loop <-> tasks: the loop enqueues the action task that calls it.
-        ("apps.autoscaling.loop", "apps.autoscaling.tasks"),
-    }
-)
-
-
 def module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -153,12 +142,6 @@ def cycle_in(graph: Mapping[str, Iterable[str]], component: list[str]) -> list[s
     raise AssertionError(f"no cycle in {component}")  # pragma: no cover - Tarjan guarantees one
 
 
-def without(
-    graph: Mapping[str, set[str]], edges: frozenset[tuple[str, str]]
-) -> dict[str, set[str]]:
-    return {name: {t for t in targets if (name, t) not in edges} for name, targets in graph.items()}
-
-
 def app_of(module: str, root: Path = ROOT) -> str | None:
     """The Django app a module belongs to. Packages of `apps/` that are not apps (the REST
     toolkit `apps.api`, the clients in `apps.integrations`) are layers, checked on their own."""
@@ -242,21 +225,14 @@ def test_import_graph__apps_importing_each_other__are_named(tmp_path: Path) -> N
 
 
 def test_import_graph__project_modules__no_cycle(graph: dict[str, set[str]]) -> None:
-    allowed = without(graph, KNOWN_CYCLE_EDGES)
-    cycles = [" -> ".join(cycle_in(allowed, c)) for c in strongly_connected(allowed)]
+    cycles = [" -> ".join(cycle_in(graph, c)) for c in strongly_connected(graph)]
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
 def test_import_graph__apps__none_import_each_other(graph: dict[str, set[str]]) -> None:
-    pairs = mutual_app_imports(without(graph, KNOWN_CYCLE_EDGES))
+    pairs = mutual_app_imports(graph)
     described = [f"{' <-> '.join(sorted(p))}: {'; '.join(edges)}" for p, edges in pairs.items()]
     assert not described, "apps that import each other:\n" + "\n".join(described)
-
-
-def test_import_graph__known_edges__still_exist(graph: dict[str, set[str]]) -> None:
-    """An allowed edge that no longer exists is stale: remove it so the list stays narrow."""
-    stale = sorted(edge for edge in KNOWN_CYCLE_EDGES if edge[1] not in graph.get(edge[0], set()))
-    assert not stale, f"remove from KNOWN_CYCLE_EDGES: {stale}"
 
 
 # The REST layer of each app: the only modules that may build on the shared toolkit.

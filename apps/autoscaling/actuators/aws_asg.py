@@ -73,12 +73,6 @@ class AutoScalingGroupActuator:
         self, target: ScaleTarget, replicas: int, *, idempotency_key: str
     ) -> ScaleStatus:
         self._check(target)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-            raise ActuatorError(
-                f"replica count must be a non-negative integer, got {replicas!r}",
-                retryable=False,
-                permanent_reason="invalid",
-            )
         log = logger.bind(target=str(target), replicas=replicas, idempotency_key=idempotency_key)
         try:
             group = self.client.describe_group(target.name)

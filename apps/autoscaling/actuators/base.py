@@ -19,7 +19,9 @@ what the caller can do about it:
     ``unsupported-target``, ...).
 
 :func:`apply_with_retry` is the one place that retries: it re-reads before every write,
-so a write that timed out but did land turns the next attempt into a no-op.
+so a write that timed out but did land turns the next attempt into a no-op. It is also
+the one place that checks the requested replica count, so an actuator's ``set_replicas``
+is only ever given a non-negative integer.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def apply_with_retry(
     to mark the least busy replicas (from ``pod_load``) for removal. That is best effort:
     if it fails, the scale-down still happens and the result carries a warning.
     """
+    # Checked once here for every actuator (they do not check it again).
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         raise ActuatorError(
             f"replica count must be a non-negative integer, got {replicas!r}",

@@ -17,6 +17,7 @@ account and a host kubeconfig a superuser approved are the operator's own: not g
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -27,9 +28,19 @@ from apps.inventory.credentials import (
 )
 from apps.inventory.models import Cluster, ClusterKind, Deployment, ScaleTargetKind
 
-from .base import Actuator, ActuatorError
+from .base import Actuator, ActuatorError, ScaleTarget
 
-__all__ = ["actuator_for"]
+__all__ = ["ActuatorFactory", "actuator_for", "scale_target_of"]
+
+ActuatorFactory = Callable[[Deployment], Actuator]
+
+
+def scale_target_of(deployment: Deployment) -> ScaleTarget:
+    """What the actuator of ``deployment`` scales."""
+    kind = deployment.target_kind
+    if kind == ScaleTargetKind.AWS_ASG:
+        return ScaleTarget("aws-asg", "", deployment.scale_target_name)
+    return ScaleTarget(kind, deployment.scale_target_namespace, deployment.scale_target_name)  # type: ignore[arg-type]
 
 
 def _refused(message: str, reason: str = "misconfigured") -> ActuatorError:

@@ -123,12 +123,6 @@ class KubernetesActuator:
         self, target: ScaleTarget, replicas: int, *, idempotency_key: str
     ) -> ScaleStatus:
         kind = self._kind(target)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-            raise ActuatorError(
-                f"replica count must be a non-negative integer, got {replicas!r}",
-                retryable=False,
-                permanent_reason="invalid",
-            )
         log = logger.bind(target=str(target), replicas=replicas, idempotency_key=idempotency_key)
         try:
             scale = self.client.read_scale(kind, target.namespace, target.name)

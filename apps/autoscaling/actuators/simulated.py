@@ -103,12 +103,6 @@ class SimulatedActuator:
         self, target: ScaleTarget, replicas: int, *, idempotency_key: str
     ) -> ScaleStatus:
         url = self._url(target)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-            raise ActuatorError(
-                f"replica count must be a non-negative integer, got {replicas!r}",
-                retryable=False,
-                permanent_reason="invalid",
-            )
         status = self._request(
             f"scale {target} to {replicas}",
             "PUT",

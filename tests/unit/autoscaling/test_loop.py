@@ -10,14 +10,9 @@ from django.utils import timezone
 
 from apps.alerts.models import Alert, AlertStatus
 from apps.alerts.sources import alert_sources_evaluate
+from apps.autoscaling.actions import deployment_lock, scale_action_execute
 from apps.autoscaling.actuators.base import ActuatorError, ScaleStatus, ScaleTarget
-from apps.autoscaling.loop import (
-    deployment_evaluate,
-    deployment_lock,
-    history_dump,
-    history_load,
-    scale_action_execute,
-)
+from apps.autoscaling.evaluation import deployment_evaluate, history_dump, history_load
 from apps.autoscaling.models import (
     ActionStatus,
     AutoscalingPolicy,
@@ -82,7 +77,6 @@ def _observe(dep, queue: float | None, status: str = "ok"):
 
 
 def test_evaluate__load_step_in_enforce__decision_and_one_pending_action(deployment, monkeypatch):
-    monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
     _observe(deployment, 40)  # 40 waiting on 2 replicas = 20 per replica against 5
     actuator = RecordingActuator(spec=2)
     record = deployment_evaluate(deployment=deployment, actuator=actuator)
@@ -127,7 +121,6 @@ def test_evaluate__missing_metrics__hold_never_scale_down(deployment):
 
 
 def test_evaluate__paused_or_globally_paused__no_action(deployment, monkeypatch):
-    monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
     _observe(deployment, 40)
     DeploymentControl.objects.create(deployment=deployment, paused=True)
     record = deployment_evaluate(deployment=deployment, actuator=RecordingActuator(spec=2))
@@ -140,7 +133,6 @@ def test_evaluate__paused_or_globally_paused__no_action(deployment, monkeypatch)
 
 
 def test_evaluate__pinned__pin_wins_with_reason(deployment, monkeypatch):
-    monkeypatch.setattr("apps.autoscaling.loop._enqueue", lambda action_id: None)
     _observe(deployment, 40)
     DeploymentControl.objects.create(
         deployment=deployment,

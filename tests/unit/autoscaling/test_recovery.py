@@ -12,8 +12,8 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from apps.autoscaling.actions import deployment_lock, scale_action_execute, scale_actions_recover
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
-from apps.autoscaling.loop import deployment_lock, scale_action_execute, scale_actions_recover
 from apps.autoscaling.models import ActionStatus, AutoscalingPolicy, ScaleAction
 from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import SimulatedDeploymentFactory

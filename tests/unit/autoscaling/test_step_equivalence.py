@@ -17,9 +17,10 @@ from itertools import pairwise
 import pytest
 
 from apps.autoscaling import engine
+from apps.autoscaling.actions import scale_action_execute
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
 from apps.autoscaling.backtest import backtest_replay
-from apps.autoscaling.loop import deployment_evaluate, scale_action_execute
+from apps.autoscaling.evaluation import deployment_evaluate
 from apps.autoscaling.models import AutoscalingPolicy, ScaleAction
 from apps.metrics.collection import Observation
 from apps.metrics.services import metrics_store
@@ -94,9 +95,8 @@ class SimulatedActuator:
         return ScaleStatus(self.spec, self.spec)
 
 
-def _loop(policy_row, monkeypatch) -> list[tuple[int, str]]:
+def _loop(policy_row) -> list[tuple[int, str]]:
     queued: list[int] = []
-    monkeypatch.setattr("apps.autoscaling.loop._enqueue", queued.append)
     deployment = policy_row.deployment
     actuator = SimulatedActuator(INITIAL)
     out = []
@@ -107,7 +107,9 @@ def _loop(policy_row, monkeypatch) -> list[tuple[int, str]]:
             else Observation(None, now, "unavailable", "scrape failed")
         )
         metrics_store(observations={deployment.pk: {"queue_length": reading}})
-        record = deployment_evaluate(deployment=deployment, actuator=actuator, now=now)
+        record = deployment_evaluate(
+            deployment=deployment, actuator=actuator, enqueue=queued.append, now=now
+        )
         assert record is not None
         out.append((record.desired_replicas, record.rule))
         while queued:
@@ -164,10 +166,10 @@ def _benchmark(policy: engine.Policy) -> list[tuple[int, str]]:
     return out
 
 
-def test_step__one_series__loop_backtest_and_benchmark_decide_alike(policy_row, monkeypatch):
+def test_step__one_series__loop_backtest_and_benchmark_decide_alike(policy_row):
     policy = policy_row.to_engine()
     assert policy.cold_start_s == 0  # every replica is ready at once in all three
-    loop = _loop(policy_row, monkeypatch)
+    loop = _loop(policy_row)
     assert loop == EXPECTED
     assert _backtest(policy) == EXPECTED
     assert _benchmark(policy) == EXPECTED

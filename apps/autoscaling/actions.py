@@ -1,0 +1,216 @@
+"""Scale actions: claim one and apply it, and recover the ones whose worker died.
+
+An action is a change decided in enforce mode (apps/autoscaling/evaluation.py). A worker
+claims it with a conditional update (pending → running) while holding the deployment's
+lock, so two workers never act on one deployment at once, and applies it through the
+actuator with retries (apps.autoscaling.actuators.base.apply_with_retry). A running action
+whose deployment lock is free has lost its worker: it is requeued, superseded or failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.utils import timezone
+
+from apps.core.locks import cache_lock
+from apps.metrics.services import pod_load_read
+
+from .actuators.base import (
+    Actuator,
+    ActuatorError,
+    ScaleDownPreparer,
+    ScaleTarget,
+    apply_with_retry,
+)
+from .actuators.factory import ActuatorFactory, scale_target_of
+from .models import ActionStatus, DeploymentControl, ScaleAction
+
+logger = structlog.get_logger("controlplane.autoscaling")
+
+
+class _CountingActuator:
+    """Counts the calls that could change the world, for the action's record."""
+
+    def __init__(self, inner: Actuator) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def get_scale(self, target: ScaleTarget) -> Any:
+        return self.inner.get_scale(target)
+
+    def set_replicas(self, target: ScaleTarget, replicas: int, *, idempotency_key: str) -> Any:
+        self.calls += 1
+        return self.inner.set_replicas(target, replicas, idempotency_key=idempotency_key)
+
+    def prepare_scale_down(
+        self, target: ScaleTarget, remove: int, pod_load: dict[str, float] | None
+    ) -> None:
+        # Forwarded so that actuators which choose the pods to remove still get asked.
+        if isinstance(self.inner, ScaleDownPreparer):
+            self.inner.prepare_scale_down(target, remove, pod_load)
+
+
+def deployment_lock(
+    deployment_id: int, *, ttl_s: int | None = None
+) -> AbstractContextManager[bool]:
+    """The per-deployment lock in the shared cache: two workers never act on one
+    deployment at once. It is also the lease of a running action: its TTL
+    (``AUTOSCALING_ACTION_LEASE_S``) outlasts any apply, so a running action whose
+    deployment lock is free has lost its worker."""
+    ttl = settings.AUTOSCALING_ACTION_LEASE_S if ttl_s is None else ttl_s
+    return cache_lock(f"autoscaling:lock:{deployment_id}", ttl_s=ttl)
+
+
+def scale_action_execute(
+    *,
+    action_id: int,
+    actuator_factory: ActuatorFactory,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ScaleAction | None:
+    """Apply one pending action. Returns it, or None if another worker has it or it was
+    already handled (running twice is harmless)."""
+    action = ScaleAction.objects.select_related("deployment").filter(id=action_id).first()
+    if action is None or action.status != ActionStatus.PENDING:
+        return None
+    with deployment_lock(action.deployment_id) as acquired:
+        if not acquired:
+            logger.info("scale-action-lock-busy", action=action_id, deployment=action.deployment_id)
+            return None
+        claimed = ScaleAction.objects.filter(id=action_id, status=ActionStatus.PENDING).update(
+            status=ActionStatus.RUNNING, started_at=timezone.now()
+        )
+        if claimed != 1:
+            return None
+        deployment = action.deployment
+        counted: _CountingActuator | None = None
+        try:
+            # Inside the try: an actuator that cannot be built fails the action with the
+            # reason instead of leaving it running.
+            actuator = actuator_factory(deployment)
+            counted = _CountingActuator(actuator)
+            # Only an actuator that chooses which replicas go needs to know how busy each is.
+            pod_load = (
+                pod_load_read(deployment=deployment)
+                if action.to_replicas < action.from_replicas
+                and isinstance(actuator, ScaleDownPreparer)
+                else None
+            )
+            result = apply_with_retry(
+                counted,
+                scale_target_of(deployment),
+                action.to_replicas,
+                idempotency_key=action.idempotency_key,
+                attempts=settings.AUTOSCALING_APPLY_ATTEMPTS,
+                sleep=sleep,
+                pod_load=pod_load,
+            )
+        except ActuatorError as exc:
+            ScaleAction.objects.filter(id=action_id).update(
+                status=ActionStatus.FAILED,
+                error=str(exc)[:4000],
+                attempts=counted.calls if counted is not None else 0,
+                finished_at=timezone.now(),
+            )
+            logger.error(
+                "scale-action-failed",
+                action=action_id,
+                deployment=deployment.pk,
+                retryable=exc.retryable,
+                error=str(exc),
+            )
+        else:
+            ScaleAction.objects.filter(id=action_id).update(
+                status=ActionStatus.SUCCEEDED,
+                finished_at=timezone.now(),
+                error="; ".join(result.warnings)[:4000],
+                attempts=counted.calls if counted is not None else 0,
+            )
+            DeploymentControl.objects.filter(deployment=deployment).update(
+                last_applied=action.to_replicas
+            )
+            logger.info(
+                "scale-action-applied",
+                action=action_id,
+                deployment=deployment.pk,
+                to=action.to_replicas,
+            )
+    action.refresh_from_db()
+    return action
+
+
+# --------------------------------------------------------------------------- recover
+
+
+def scale_actions_recover(*, max_age_s: float = 300.0) -> dict[str, list[int]]:
+    """Running actions whose worker is gone (killed, lost, out of memory).
+
+    A worker holds its deployment's lock from before the claim until the action is marked
+    done, so a running action whose deployment lock can be taken has lost its worker. It
+    goes back to pending under the same idempotency key (``scale_actions_resume`` sends every
+    pending action right after calling this). The re-run re-reads the platform first, so
+    a write that landed before the worker died is not made twice (``apply_with_retry``).
+    The lock is held while the row changes, so no worker claims the deployment meanwhile.
+
+    Not re-applied: an action with a newer action of its deployment (superseded: the newer
+    one says what the deployment needs now), and one older than ``max_age_s`` (failed: a
+    decision that old is stale, and an action that keeps killing its workers stops there;
+    the next evaluation re-reads the platform). Returns the ids per outcome.
+    """
+    outcome: dict[str, list[int]] = {"requeued": [], "superseded": [], "failed": []}
+    oldest = timezone.now() - timedelta(seconds=max_age_s)
+    for action in ScaleAction.objects.filter(status=ActionStatus.RUNNING).order_by("id"):
+        with deployment_lock(action.deployment_id) as acquired:
+            if not acquired:
+                continue  # its worker is still applying it (or another one is)
+            running = ScaleAction.objects.filter(id=action.pk, status=ActionStatus.RUNNING)
+            newer = ScaleAction.objects.filter(
+                deployment_id=action.deployment_id, id__gt=action.pk
+            ).exists()
+            if newer:
+                changed = running.update(
+                    status=ActionStatus.SUPERSEDED,
+                    finished_at=timezone.now(),
+                    error="the worker applying it stopped; a newer action replaces it",
+                )
+                kind = "superseded"
+            elif action.created_at < oldest:
+                changed = running.update(
+                    status=ActionStatus.FAILED,
+                    finished_at=timezone.now(),
+                    error="the worker applying it stopped and the action is too old to "
+                    "apply again; the platform is re-read at the next evaluation",
+                )
+                kind = "failed"
+            else:
+                changed = running.update(status=ActionStatus.PENDING, started_at=None)
+                kind = "requeued"
+            if changed:
+                outcome[kind].append(action.pk)
+                logger.warning(
+                    "scale-action-recovered",
+                    action=action.pk,
+                    deployment=action.deployment_id,
+                    outcome=kind,
+                    idempotency_key=action.idempotency_key,
+                )
+    return outcome
+
+
+def scale_actions_resume(*, enqueue: Callable[[int], None]) -> list[int]:
+    """Send every pending action to a worker again, after recovering the running ones whose
+    worker died (they go back to pending or are closed). Pending actions left behind (a
+    lost enqueue, a busy lock) are picked up here. Returns the ids sent."""
+    scale_actions_recover()
+    pending = list(
+        ScaleAction.objects.filter(status=ActionStatus.PENDING).values_list("pk", flat=True)
+    )
+    for action_id in pending:
+        enqueue(action_id)
+    return pending
