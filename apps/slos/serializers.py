@@ -12,23 +12,13 @@ from apps.accounts.models import Team
 from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
 
-from .models import Slo, SloEvent, SloStatus, SloStatusSample
+from .models import SLO_STATUS_FIELDS, Slo, SloEvent, SloStatus, SloStatusSample
 
 
 class SloStatusSerializer(serializers.ModelSerializer[SloStatus]):
     class Meta:
         model = SloStatus
-        fields = [
-            "state",
-            "reason",
-            "sli",
-            "budget_remaining",
-            "burn_rates",
-            "totals",
-            "windows",
-            "firing",
-            "evaluated_at",
-        ]
+        fields = SLO_STATUS_FIELDS
         read_only_fields = fields
 
 
