@@ -35,6 +35,12 @@ _THROTTLE_S = 600  # "会限流 10 分钟": the robot stays throttled for ten mi
 
 _INVALID_HOOK = "the access token is invalid or the robot was deleted; copy the webhook URL again"
 _CONTENT = "DingTalk rejected the message content"
+_RATE_LIMITED = Rule(
+    "rate limited (20 messages per minute; DingTalk then throttles for 10 minutes)",
+    permanent=False,
+    rate_limited=True,
+    retry_after_s=_THROTTLE_S,
+)
 _CODES: dict[int, Rule] = {
     310000: Rule(
         "the robot's security settings rejected the message: a signature mismatch (check "
@@ -53,18 +59,8 @@ _CODES: dict[int, Rule] = {
     430102: Rule(_CONTENT, permanent=True),
     430103: Rule(_CONTENT, permanent=True),
     430104: Rule(_CONTENT, permanent=True),
-    130101: Rule(
-        "rate limited (20 messages per minute; DingTalk then throttles for 10 minutes)",
-        permanent=False,
-        rate_limited=True,
-        retry_after_s=_THROTTLE_S,
-    ),
-    410100: Rule(
-        "rate limited (20 messages per minute; DingTalk then throttles for 10 minutes)",
-        permanent=False,
-        rate_limited=True,
-        retry_after_s=_THROTTLE_S,
-    ),
+    130101: _RATE_LIMITED,
+    410100: _RATE_LIMITED,
 }
 
 
