@@ -55,12 +55,14 @@ def _team_field() -> TeamScopedRelatedField:
 _SECRET_INPUTS = ("kubeconfig", *AWS_SECRET_KEYS)
 
 
+def _secret_input(**kwargs: Any) -> serializers.CharField:
+    """A team secret as the API takes it: write-only, optional, and blank to remove it."""
+    return serializers.CharField(write_only=True, required=False, allow_blank=True, **kwargs)
+
+
 class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
     team = _team_field()
-    kubeconfig = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    kubeconfig = _secret_input(
         trim_whitespace=False,
         # kubeconfig_load bounds the document's bytes; this bounds characters early.
         max_length=256 * 1024,
@@ -68,24 +70,15 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
         "stored encrypted and never returned. Inline data only: no exec or auth-provider "
         "plugins, no file references (tokenFile, client-certificate, ...). Empty removes it.",
     )
-    aws_access_key_id = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    aws_access_key_id = _secret_input(
         max_length=128,
         help_text="AWS, write-only: the team's access key id (stored encrypted).",
     )
-    aws_secret_access_key = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    aws_secret_access_key = _secret_input(
         max_length=256,
         help_text="AWS, write-only: the secret of that access key (stored encrypted).",
     )
-    aws_session_token = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    aws_session_token = _secret_input(
         max_length=8192,
         help_text="AWS, write-only, optional: a session token for temporary credentials.",
     )
