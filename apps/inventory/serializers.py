@@ -23,7 +23,14 @@ from .credentials import (
     cluster_unreadable_secret_errors,
 )
 from .label_matchers import MatcherError, render_selector, validate_selector
-from .models import AWS_SECRET_KEYS, Cluster, Deployment, DeploymentReadiness, LLMModel
+from .models import (
+    AWS_SECRET_KEYS,
+    CLUSTER_CONNECTION_FIELDS,
+    Cluster,
+    Deployment,
+    DeploymentReadiness,
+    LLMModel,
+)
 from .selectors import deployment_readiness
 from .services import cluster_credentials_authorize, cluster_credentials_merge
 
@@ -106,14 +113,7 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
             "description",
             "in_cluster",
             "kubeconfig",
-            "kubeconfig_path",
-            "kube_context",
-            "default_namespace",
-            "aws_region",
-            "aws_account_id",
-            "aws_credentials_source",
-            "aws_profile",
-            "aws_role_arn",
+            *CLUSTER_CONNECTION_FIELDS,
             "aws_access_key_id",
             "aws_secret_access_key",
             "aws_session_token",
