@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.accounts.models import Team
+from apps.accounts.serializers import owning_team_field
 from apps.api.representation import fast_representation
 from apps.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.fields import secret_stored
@@ -53,12 +53,6 @@ def _outbound_url(value: str, *, field: str, resolve: bool) -> str:
     return value
 
 
-def _team_field() -> TeamScopedRelatedField:
-    return TeamScopedRelatedField(
-        queryset=Team.objects.all(), team_field="", help_text="Owning team (id)."
-    )
-
-
 _SECRET_INPUTS = ("kubeconfig", *AWS_SECRET_KEYS)
 
 
@@ -68,7 +62,7 @@ def _secret_input(**kwargs: Any) -> serializers.CharField:
 
 
 class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
-    team = _team_field()
+    team = owning_team_field()
     kubeconfig = _secret_input(
         trim_whitespace=False,
         # kubeconfig_load bounds the document's bytes; this bounds characters early.
@@ -180,7 +174,7 @@ class LLMModelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSeri
     name_fields = ()
     slash_name_fields = ("name", "version")
 
-    team = _team_field()
+    team = owning_team_field()
 
     class Meta:
         model = LLMModel
@@ -231,7 +225,7 @@ class ReadinessSerializer(serializers.ModelSerializer[DeploymentReadiness]):
 
 
 class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployment]):
-    team = _team_field()
+    team = owning_team_field()
     model = TeamScopedRelatedField(
         queryset=LLMModel.objects.all(), help_text="The model served (id, same team)."
     )
