@@ -9,7 +9,9 @@ way container orchestrators mount secrets.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -64,30 +66,30 @@ def env_bool(name: str, default: bool) -> bool:
     )
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+N = TypeVar("N", int, float)
+
+
+def _env_number(
+    name: str, default: N, minimum: N | None, parse: Callable[[str], N], noun: str
+) -> N:
     value = _raw(name)
     if value is None:
         return default
     try:
-        parsed = int(value.strip())
+        parsed = parse(value.strip())
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not an integer.") from None
+        raise ImproperlyConfigured(f"{name}={value!r} is not {noun}.") from None
     if minimum is not None and parsed < minimum:
         raise ImproperlyConfigured(f"{name}={parsed} must be at least {minimum}.")
     return parsed
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    return _env_number(name, default, minimum, int, "an integer")
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    value = _raw(name)
-    if value is None:
-        return default
-    try:
-        parsed = float(value.strip())
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
-    if minimum is not None and parsed < minimum:
-        raise ImproperlyConfigured(f"{name}={parsed} must be at least {minimum}.")
-    return parsed
+    return _env_number(name, default, minimum, float, "a number")
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

@@ -130,14 +130,19 @@ class ApiTokenAuthentication(BearerTokenAuthentication):
     kind = API_TOKEN
 
 
-class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "apps.accounts.authentication.ApiTokenAuthentication"
-    name = "apiToken"
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of a :class:`BearerTokenAuthentication` subclass: a
+    subclass names its ``target_class`` and says where the token comes from."""
+
+    description: ClassVar[str]
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An API token from POST /api/v1/tokens/, sent as "
-            "`Authorization: Bearer <token>`.",
-        }
+        return {"type": "http", "scheme": "bearer", "description": self.description}
+
+
+class ApiTokenScheme(BearerTokenScheme):
+    target_class = "apps.accounts.authentication.ApiTokenAuthentication"
+    name = "apiToken"
+    description = (
+        "An API token from POST /api/v1/tokens/, sent as `Authorization: Bearer <token>`."
+    )

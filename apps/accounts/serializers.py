@@ -4,6 +4,7 @@ no logic beyond field validation."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -15,6 +16,16 @@ from apps.api.serializers import NameFieldsMixin, TeamScopedRelatedField
 from .models import ApiToken, Membership, Team
 
 
+def owning_team_field(
+    *, help_text: str = "Owning team (id).", **kwargs: Any
+) -> TeamScopedRelatedField:
+    """A team reference (by id) limited to the teams the requester may use: the field of the
+    objects a team owns, and of the requests that act in a team."""
+    return TeamScopedRelatedField(
+        queryset=Team.objects.all(), team_field="", help_text=help_text, **kwargs
+    )
+
+
 class TeamSerializer(NameFieldsMixin, serializers.ModelSerializer[Team]):
     class Meta:
         model = Team
@@ -24,9 +35,7 @@ class TeamSerializer(NameFieldsMixin, serializers.ModelSerializer[Team]):
 
 
 class MembershipSerializer(serializers.ModelSerializer[Membership]):
-    team = TeamScopedRelatedField(
-        queryset=Team.objects.all(), team_field="", help_text="Team (id)."
-    )
+    team = owning_team_field(help_text="Team (id).")
     user = serializers.SlugRelatedField(
         slug_field="username",
         queryset=get_user_model().objects.filter(is_active=True),

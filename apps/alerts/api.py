@@ -14,7 +14,6 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -27,7 +26,12 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from apps.accounts.authentication import BearerTokenAuthentication, TokenKind, TokenRefused
+from apps.accounts.authentication import (
+    BearerTokenAuthentication,
+    BearerTokenScheme,
+    TokenKind,
+    TokenRefused,
+)
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, team_scoped, user_has_role
 from apps.accounts.throttling import FailureLimit
@@ -324,17 +328,13 @@ class ReceiverTokenAuthentication(BearerTokenAuthentication):
     kind = RECEIVER_TOKEN
 
 
-class ReceiverTokenScheme(OpenApiAuthenticationExtension):
+class ReceiverTokenScheme(BearerTokenScheme):
     target_class = "apps.alerts.api.ReceiverTokenAuthentication"
     name = "receiverToken"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A receiver token from POST /api/v1/alerts/receivers/, as "
-            "`Authorization: Bearer <token>` (or basic auth: receiver name and token).",
-        }
+    description = (
+        "A receiver token from POST /api/v1/alerts/receivers/, as "
+        "`Authorization: Bearer <token>` (or basic auth: receiver name and token)."
+    )
 
 
 class HasReceiver(permissions.BasePermission):

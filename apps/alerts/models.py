@@ -91,10 +91,6 @@ class Receiver(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def audit_team_id(self) -> int:
-        return self.team_id
-
 
 class Alert(models.Model):
     fingerprint = models.CharField(
@@ -161,10 +157,6 @@ class Alert(models.Model):
     def __str__(self) -> str:
         return f"{self.name} [{self.status}] {self.fingerprint}"
 
-    @property
-    def audit_team_id(self) -> int | None:
-        return self.team_id
-
 
 class Silence(models.Model):
     team = models.ForeignKey(
@@ -192,10 +184,6 @@ class Silence(models.Model):
 
     def __str__(self) -> str:
         return f"silence {self.pk}"
-
-    @property
-    def audit_team_id(self) -> int | None:
-        return self.team_id
 
     def clean(self) -> None:
         self.matchers = _validate_matchers(self.matchers, "matchers")
@@ -226,10 +214,6 @@ class InhibitRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def audit_team_id(self) -> int | None:
-        return self.team_id
 
     def clean(self) -> None:
         self.source_matchers = _validate_matchers(self.source_matchers, "source_matchers")
@@ -279,10 +263,6 @@ class Channel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
-    @property
-    def audit_team_id(self) -> int:
-        return self.team_id
-
 
 class Route(models.Model):
     team = models.ForeignKey(
@@ -317,10 +297,6 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def audit_team_id(self) -> int:
-        return self.team_id
 
     def clean(self) -> None:
         self.matchers = _validate_matchers(self.matchers or [], "matchers")
@@ -467,10 +443,6 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def audit_team_id(self) -> int:
-        return self.team_id
 
     def clean(self) -> None:
         from apps.metrics.catalogue import Signal

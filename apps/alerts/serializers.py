@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from apps.accounts.models import Team
+from apps.accounts.serializers import owning_team_field
 from apps.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.fields import secret_problem, secret_stored
 from apps.inventory.models import Deployment
@@ -22,12 +22,6 @@ from .models import (
     Route,
     Silence,
 )
-
-
-def _team_field(**kw: Any) -> TeamScopedRelatedField:
-    return TeamScopedRelatedField(
-        queryset=Team.objects.all(), team_field="", help_text="Owning team (id).", **kw
-    )
 
 
 class AlertSerializer(serializers.ModelSerializer[Alert]):
@@ -83,7 +77,7 @@ class AcknowledgeSerializer(serializers.Serializer):
 
 class SilenceSerializer(ModelCleanMixin, serializers.ModelSerializer[Silence]):
     id = serializers.IntegerField(read_only=True, help_text="Silence id.")
-    team = _team_field(required=False, allow_null=True)
+    team = owning_team_field(required=False, allow_null=True)
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, help_text="Author."
     )
@@ -115,7 +109,7 @@ class InhibitRuleSerializer(
     NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[InhibitRule]
 ):
     id = serializers.IntegerField(read_only=True, help_text="Rule id.")
-    team = _team_field()
+    team = owning_team_field()
 
     class Meta:
         model = InhibitRule
@@ -124,7 +118,7 @@ class InhibitRuleSerializer(
 
 class ChannelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[Channel]):
     id = serializers.IntegerField(read_only=True, help_text="Channel id.")
-    team = _team_field()
+    team = owning_team_field()
     config = serializers.JSONField(
         write_only=True,
         required=False,
@@ -195,7 +189,7 @@ class ChannelTestSerializer(serializers.Serializer):
 
 class RouteSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[Route]):
     id = serializers.IntegerField(read_only=True, help_text="Route id.")
-    team = _team_field()
+    team = owning_team_field()
     channels = TeamScopedRelatedField(
         queryset=Channel.objects.all(), many=True, team_field="team", help_text="Channel ids."
     )
@@ -256,7 +250,7 @@ class DeliverySerializer(serializers.ModelSerializer[Delivery]):
 
 class ReceiverSerializer(serializers.ModelSerializer[Receiver]):
     id = serializers.IntegerField(read_only=True, help_text="Receiver id.")
-    team = _team_field()
+    team = owning_team_field()
 
     class Meta:
         model = Receiver
@@ -273,7 +267,7 @@ class IssuedReceiverSerializer(ReceiverSerializer):
 
 class AlertRuleSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSerializer[AlertRule]):
     id = serializers.IntegerField(read_only=True, help_text="Rule id.")
-    team = _team_field()
+    team = owning_team_field()
     deployment = TeamScopedRelatedField(
         queryset=Deployment.objects.all(),
         team_field="team",

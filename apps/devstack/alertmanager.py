@@ -12,7 +12,6 @@ token, basic auth, a wrong credential) at once.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,12 +88,6 @@ class EmbeddedAlertmanager(LocalServerProcess):
     repeat_interval_s: float = 3600.0
     resolve_timeout_s: float = 300.0
     log_level: str = "info"  # debug also logs every flush and successful notification
-    data_dir: Path | None = None
-    port: int = 0
-    extra_args: list[str] = field(default_factory=list)
-    binary: str | None = None
-    _proc: subprocess.Popen[bytes] | None = None
-    _own_dir: bool = False
 
     def config(self) -> dict[str, object]:
         if not self.receivers:

@@ -80,61 +80,62 @@ def demo_inventory_ensure() -> list[Deployment]:
     return deployments
 
 
+# name suffix -> defaults of the SLO each demo deployment gets.
+_DEMO_SLOS: dict[str, dict[str, object]] = {
+    "ttft": {
+        "description": "99 % of requests get their first token within 1 s.",
+        "sli_kind": SliKind.LATENCY,
+        "latency_metric": LatencyMetric.TTFT,
+        "threshold_seconds": 1.0,
+        "objective_percent": Decimal("99.0"),
+    },
+    "errors": {
+        "description": "99.9 % of requests finish without error.",
+        "sli_kind": SliKind.ERROR_RATIO,
+        "objective_percent": Decimal("99.9"),
+    },
+}
+
+
 def _demo_slos(team: Team, deployments: list[Deployment]) -> None:
     """A TTFT and an error-ratio SLO per deployment: SLO status, burn rates and SLO alerts
     show up in the demo (the SLO boost can use them too)."""
     for deployment in deployments:
-        Slo.objects.get_or_create(
-            team=team,
-            deployment=deployment,
-            name=f"{deployment.name}-ttft",
-            defaults={
-                "description": "99 % of requests get their first token within 1 s.",
-                "sli_kind": SliKind.LATENCY,
-                "latency_metric": LatencyMetric.TTFT,
-                "threshold_seconds": 1.0,
-                "objective_percent": Decimal("99.0"),
-            },
-        )
-        Slo.objects.get_or_create(
-            team=team,
-            deployment=deployment,
-            name=f"{deployment.name}-errors",
-            defaults={
-                "description": "99.9 % of requests finish without error.",
-                "sli_kind": SliKind.ERROR_RATIO,
-                "objective_percent": Decimal("99.9"),
-            },
-        )
+        for suffix, defaults in _DEMO_SLOS.items():
+            Slo.objects.get_or_create(
+                team=team,
+                deployment=deployment,
+                name=f"{deployment.name}-{suffix}",
+                defaults=defaults,
+            )
+
+
+# rule name -> defaults of the demo team's threshold rules.
+_DEMO_ALERT_RULES: dict[str, dict[str, object]] = {
+    "QueueBacklog": {
+        "signal": "queue_length",
+        "comparison": ">",
+        "threshold": 10,
+        "for_s": 60,
+        "severity": "warning",
+        "summary": "{value} requests waiting (over {threshold} for a minute)",
+    },
+    "HighTimeToFirstToken": {
+        "signal": "ttft_p95",
+        "comparison": ">",
+        "threshold": 2.0,
+        "for_s": 120,
+        "severity": "critical",
+        "summary": "TTFT p95 is {value} s (objective {threshold} s)",
+    },
+}
 
 
 def _demo_alert_rules(team: Team) -> None:
     """Threshold rules on the team's deployments, so the demo shows alerts firing and
     resolving (visible under Alerts; add a channel and a route to get them in chat)."""
-    AlertRule.objects.get_or_create(
-        team=team,
-        name="QueueBacklog",
-        defaults={
-            "signal": "queue_length",
-            "comparison": ">",
-            "threshold": 10,
-            "for_s": 60,
-            "severity": "warning",
-            "summary": "{value} requests waiting (over {threshold} for a minute)",
-        },
-    )
-    AlertRule.objects.get_or_create(
-        team=team,
-        name="HighTimeToFirstToken",
-        defaults={
-            "signal": "ttft_p95",
-            "comparison": ">",
-            "threshold": 2.0,
-            "for_s": 120,
-            "severity": "critical",
-            "summary": "TTFT p95 is {value} s (objective {threshold} s)",
-        },
-    )
+    for name, defaults in _DEMO_ALERT_RULES.items():
+        AlertRule.objects.get_or_create(team=team, name=name, defaults=defaults)
 
 
 def _demo_policy(deployment: Deployment) -> None:

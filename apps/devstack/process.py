@@ -1,8 +1,8 @@
 """What the local Prometheus and Alertmanager launchers share: finding the binary, a data
 directory with the config file, a child process on a free loopback port writing its log
 there, waiting until it is ready, stopping it gently and cleaning up; usable as a context
-manager. A launcher dataclass declares its fields and what differs: its name, binary names,
-config file, config and command-line arguments."""
+manager. A launcher dataclass declares its own fields and what differs: its name, binary
+names, config file, config and command-line arguments."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -35,20 +36,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(kw_only=True)
 class LocalServerProcess:
-    """Mixin for launcher dataclasses with the fields ``binary``, ``data_dir``, ``port``,
-    ``_proc`` and ``_own_dir``."""
+    """Base of the launcher dataclasses: the fields every launcher has (keyword-only, so a
+    launcher's own fields keep their positions)."""
 
     name: ClassVar[str]  # "prometheus"
     binary_names: ClassVar[tuple[str, ...]]
     install_hint: ClassVar[str]  # how to get the binary, for the error
     config_name: ClassVar[str]
     log_name: ClassVar[str]
-    binary: str | None
-    data_dir: Path | None
-    port: int
-    _own_dir: bool
-    _proc: subprocess.Popen[Any] | None
+
+    data_dir: Path | None = None  # None: a temporary directory, removed by cleanup()
+    port: int = 0  # 0: a free port
+    extra_args: list[str] = field(default_factory=list)  # more command-line arguments
+    binary: str | None = None  # None: found by binary_names
+    _proc: subprocess.Popen[Any] | None = None
+    _own_dir: bool = False
 
     def config(self) -> dict[str, object]:
         raise NotImplementedError

@@ -7,7 +7,6 @@ and keeps all its data in a directory of its own.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -45,14 +44,8 @@ class EmbeddedPrometheus(LocalServerProcess):
     log_name: ClassVar[str] = "prometheus.log"
 
     targets: list[ScrapeTarget] = field(default_factory=list)
-    data_dir: Path | None = None
-    port: int = 0
     rule_files: list[Path] = field(default_factory=list)
-    extra_args: list[str] = field(default_factory=list)
     retention: str = "2d"
-    binary: str | None = None
-    _proc: subprocess.Popen[bytes] | None = None
-    _own_dir: bool = False
 
     def config(self) -> dict[str, object]:
         return {

@@ -396,12 +396,7 @@ class SimulatedDeployment:
                     continue
                 displaced.extend(victim.drain())
                 self._retire_replica(victim)
-            displaced.sort(key=lambda j: (j.arrival_s, j.request_id))
-            for job in displaced:
-                job.requeues += 1
-                self._requeued += 1
-                # A re-queued request already passed the error roll on its first dispatch.
-                self._dispatch(job, now, roll_failure=False)
+            self._requeue(displaced, now)
         return self.scale_status()
 
     # -------------------------------------------------------------------- driving
@@ -484,10 +479,15 @@ class SimulatedDeployment:
             replica.advance(t)
             displaced.extend(replica.drain())
             self._retire_replica(replica)
+        self._requeue(displaced, t)
+
+    def _requeue(self, displaced: list[Job], t: float) -> None:
+        """Dispatch again, oldest first, the requests taken from replicas that went away."""
         displaced.sort(key=lambda j: (j.arrival_s, j.request_id))
         for job in displaced:
             job.requeues += 1
             self._requeued += 1
+            # A re-queued request already passed the error roll on its first dispatch.
             self._dispatch(job, t, roll_failure=False)
 
     def _on_ready(self, t: float) -> None:

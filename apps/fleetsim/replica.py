@@ -86,6 +86,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from apps.fleetsim.histograms import (
     VLLM_E2E_BUCKETS,
@@ -188,6 +189,23 @@ class Job:
     @classmethod
     def from_request(cls, request_id: int, request: Request) -> Job:
         return cls(request_id, request.arrival_s, request.prompt_tokens, request.output_tokens)
+
+    def record(
+        self, *, completed: bool, finish_s: float, pod: str, **outcome: Any
+    ) -> RequestRecord:
+        """This request's :class:`RequestRecord`; ``outcome`` is the rest of its fields
+        (latencies when completed, the failure reason when not)."""
+        return RequestRecord(
+            request_id=self.request_id,
+            arrival_s=self.arrival_s,
+            prompt_tokens=self.prompt_tokens,
+            output_tokens=self.output_tokens,
+            completed=completed,
+            finish_s=finish_s,
+            pod=pod,
+            requeues=self.requeues,
+            **outcome,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,19 +440,7 @@ class Replica:
     def fail(self, job: Job, t: float, reason: str) -> None:
         """Account a request this replica answered with an error, using no GPU time."""
         self.stats.failures[reason] = self.stats.failures.get(reason, 0) + 1
-        self._sink(
-            RequestRecord(
-                request_id=job.request_id,
-                arrival_s=job.arrival_s,
-                prompt_tokens=job.prompt_tokens,
-                output_tokens=job.output_tokens,
-                completed=False,
-                finish_s=t,
-                pod=self.pod,
-                requeues=job.requeues,
-                failure_reason=reason,
-            )
-        )
+        self._sink(job.record(completed=False, finish_s=t, pod=self.pod, failure_reason=reason))
 
     def sync(self, t: float) -> None:
         """Make ``outstanding`` exact at ``t`` while materialising as little as possible."""
@@ -627,13 +633,8 @@ class Replica:
         e2e = t - seq.arrival
         stats.success += 1
         stats.e2e.observe(e2e)
-        job = seq.job
         self._sink(
-            RequestRecord(
-                request_id=seq.rid,
-                arrival_s=seq.arrival,
-                prompt_tokens=seq.prompt,
-                output_tokens=seq.output,
+            seq.job.record(
                 completed=True,
                 finish_s=t,
                 pod=self.pod,
@@ -641,7 +642,6 @@ class Replica:
                 mean_itl_s=(t - seq.first_token_s) / (seq.output - 1) if seq.output > 1 else None,
                 e2e_s=e2e,
                 queue_s=seq.admitted_s - seq.arrival,
-                requeues=job.requeues,
             )
         )
 

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from apps.audit.admin_mixins import AuditedModelAdmin
 
 from .credentials import cluster_process_identity
-from .models import Cluster, Deployment, DeploymentReadiness, LLMModel
+from .models import CLUSTER_CONNECTION_FIELDS, Cluster, Deployment, DeploymentReadiness, LLMModel
 from .services import cluster_credentials_merge
 
 
@@ -22,14 +22,7 @@ class ClusterAdminForm(forms.ModelForm):
             "kind",
             "description",
             "in_cluster",
-            "kubeconfig_path",
-            "kube_context",
-            "default_namespace",
-            "aws_region",
-            "aws_account_id",
-            "aws_credentials_source",
-            "aws_profile",
-            "aws_role_arn",
+            *CLUSTER_CONNECTION_FIELDS,
             "prometheus_url",
             "labels",
         ]

@@ -52,6 +52,18 @@ class AwsCredentialsSource(models.TextChoices):
 # Where each kind keeps its team-owned secret inside Cluster.credentials.
 KUBECONFIG_SECRET_KEYS = ("kubeconfig",)
 AWS_SECRET_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+# The Cluster fields that say how to reach it, besides the secrets: the admin form and the
+# API take the same ones.
+CLUSTER_CONNECTION_FIELDS = (
+    "kubeconfig_path",
+    "kube_context",
+    "default_namespace",
+    "aws_region",
+    "aws_account_id",
+    "aws_credentials_source",
+    "aws_profile",
+    "aws_role_arn",
+)
 
 
 class Cluster(models.Model):

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.accounts.models import Team
+from apps.accounts.serializers import owning_team_field
 from apps.api.representation import fast_representation
 from apps.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.fields import secret_stored
@@ -23,7 +23,14 @@ from .credentials import (
     cluster_unreadable_secret_errors,
 )
 from .label_matchers import MatcherError, render_selector, validate_selector
-from .models import AWS_SECRET_KEYS, Cluster, Deployment, DeploymentReadiness, LLMModel
+from .models import (
+    AWS_SECRET_KEYS,
+    CLUSTER_CONNECTION_FIELDS,
+    Cluster,
+    Deployment,
+    DeploymentReadiness,
+    LLMModel,
+)
 from .selectors import deployment_readiness
 from .services import cluster_credentials_authorize, cluster_credentials_merge
 
@@ -46,21 +53,17 @@ def _outbound_url(value: str, *, field: str, resolve: bool) -> str:
     return value
 
 
-def _team_field() -> TeamScopedRelatedField:
-    return TeamScopedRelatedField(
-        queryset=Team.objects.all(), team_field="", help_text="Owning team (id)."
-    )
-
-
 _SECRET_INPUTS = ("kubeconfig", *AWS_SECRET_KEYS)
 
 
+def _secret_input(**kwargs: Any) -> serializers.CharField:
+    """A team secret as the API takes it: write-only, optional, and blank to remove it."""
+    return serializers.CharField(write_only=True, required=False, allow_blank=True, **kwargs)
+
+
 class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
-    team = _team_field()
-    kubeconfig = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    team = owning_team_field()
+    kubeconfig = _secret_input(
         trim_whitespace=False,
         # kubeconfig_load bounds the document's bytes; this bounds characters early.
         max_length=256 * 1024,
@@ -68,24 +71,15 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
         "stored encrypted and never returned. Inline data only: no exec or auth-provider "
         "plugins, no file references (tokenFile, client-certificate, ...). Empty removes it.",
     )
-    aws_access_key_id = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    aws_access_key_id = _secret_input(
         max_length=128,
         help_text="AWS, write-only: the team's access key id (stored encrypted).",
     )
-    aws_secret_access_key = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    aws_secret_access_key = _secret_input(
         max_length=256,
         help_text="AWS, write-only: the secret of that access key (stored encrypted).",
     )
-    aws_session_token = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
+    aws_session_token = _secret_input(
         max_length=8192,
         help_text="AWS, write-only, optional: a session token for temporary credentials.",
     )
@@ -113,14 +107,7 @@ class ClusterSerializer(ModelCleanMixin, serializers.ModelSerializer[Cluster]):
             "description",
             "in_cluster",
             "kubeconfig",
-            "kubeconfig_path",
-            "kube_context",
-            "default_namespace",
-            "aws_region",
-            "aws_account_id",
-            "aws_credentials_source",
-            "aws_profile",
-            "aws_role_arn",
+            *CLUSTER_CONNECTION_FIELDS,
             "aws_access_key_id",
             "aws_secret_access_key",
             "aws_session_token",
@@ -187,7 +174,7 @@ class LLMModelSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSeri
     name_fields = ()
     slash_name_fields = ("name", "version")
 
-    team = _team_field()
+    team = owning_team_field()
 
     class Meta:
         model = LLMModel
@@ -238,7 +225,7 @@ class ReadinessSerializer(serializers.ModelSerializer[DeploymentReadiness]):
 
 
 class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployment]):
-    team = _team_field()
+    team = owning_team_field()
     model = TeamScopedRelatedField(
         queryset=LLMModel.objects.all(), help_text="The model served (id, same team)."
     )

@@ -2,23 +2,13 @@ from django.contrib import admin
 
 from apps.audit.admin_mixins import AuditedModelAdmin
 
-from .models import Slo, SloEvent, SloStatus
+from .models import SLO_STATUS_FIELDS, Slo, SloEvent, SloStatus
 
 
 class SloStatusInline(admin.StackedInline):
     model = SloStatus
     can_delete = False
-    readonly_fields = [
-        "state",
-        "reason",
-        "sli",
-        "budget_remaining",
-        "burn_rates",
-        "totals",
-        "windows",
-        "firing",
-        "evaluated_at",
-    ]
+    readonly_fields = SLO_STATUS_FIELDS
 
 
 @admin.register(Slo)

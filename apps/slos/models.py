@@ -203,6 +203,20 @@ class SloStatus(models.Model):
         return f"{self.slo_id}: {self.state}"
 
 
+# What an evaluation records, as the admin and the API show it (read-only in both).
+SLO_STATUS_FIELDS = (
+    "state",
+    "reason",
+    "sli",
+    "budget_remaining",
+    "burn_rates",
+    "totals",
+    "windows",
+    "firing",
+    "evaluated_at",
+)
+
+
 class SloStatusSample(models.Model):
     """SLO history for charts: one row per evaluation step."""
 

@@ -8,34 +8,22 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.accounts.models import Team
+from apps.accounts.serializers import owning_team_field
 from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
 
-from .models import Slo, SloEvent, SloStatus, SloStatusSample
+from .models import SLO_STATUS_FIELDS, Slo, SloEvent, SloStatus, SloStatusSample
 
 
 class SloStatusSerializer(serializers.ModelSerializer[SloStatus]):
     class Meta:
         model = SloStatus
-        fields = [
-            "state",
-            "reason",
-            "sli",
-            "budget_remaining",
-            "burn_rates",
-            "totals",
-            "windows",
-            "firing",
-            "evaluated_at",
-        ]
+        fields = SLO_STATUS_FIELDS
         read_only_fields = fields
 
 
 class SloSerializer(ModelCleanMixin, serializers.ModelSerializer[Slo]):
-    team = TeamScopedRelatedField(
-        queryset=Team.objects.all(), team_field="", help_text="Owning team (id)."
-    )
+    team = owning_team_field()
     deployment = TeamScopedRelatedField(
         queryset=Deployment.objects.all(),
         allow_null=True,
@@ -104,9 +92,7 @@ class SloEventSerializer(serializers.ModelSerializer[SloEvent]):
 
 
 class OpenSloImportSerializer(serializers.Serializer):
-    team = TeamScopedRelatedField(
-        queryset=Team.objects.all(), team_field="", help_text="Team to create the SLO in (id)."
-    )
+    team = owning_team_field(help_text="Team to create the SLO in (id).")
     document = serializers.CharField(help_text="An OpenSLO v1 `kind: SLO` YAML document.")
     deployment = TeamScopedRelatedField(
         queryset=Deployment.objects.all(),

@@ -26,17 +26,6 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
-__all__ = [
-    "AccessKey",
-    "AutoScalingClient",
-    "AutoScalingGroupInfo",
-    "AwsError",
-    "CredentialsSource",
-    "aws_error_from_exception",
-    "build_autoscaling_client",
-    "build_session",
-]
-
 CredentialsSource = Literal["access-key", "default-chain", "profile", "assume-role", "environment"]
 
 

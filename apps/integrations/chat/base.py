@@ -54,11 +54,20 @@ from apps.core.netguard import (
 
 from .messages import Language, Notification, sample_notification
 from .ratelimit import RATE_LIMITS, RateWindow
-from .rendering import Rendered, Template, View, compile_template, render_text, truncate_utf8
+from .rendering import (
+    Rendered,
+    Template,
+    View,
+    compile_template,
+    render_text,
+    truncate_utf8,
+    utf8_len,
+)
 
 __all__ = [
     "DeliveryRecord",
     "DeliveryResult",
+    "MarkdownRobotTransport",
     "PreparedRequest",
     "RenderedMessage",
     "Rule",
@@ -673,3 +682,42 @@ class Transport(ABC):
     def send_test(self, language: Language = "en", *, console_url: str = "") -> DeliveryResult:
         """Send :func:`.messages.sample_notification` (the "send test message" button)."""
         return self.notify(sample_notification(language, console_url=console_url))
+
+
+class MarkdownRobotTransport(Transport):
+    """A group robot that takes ``{"msgtype": "markdown", "markdown": {...}}`` with its text
+    limited in UTF-8 bytes, and answers errors as ``{"errcode": ..., "errmsg": ...}``
+    (WeCom, DingTalk). A subclass says where the text goes, how long it may be, how the
+    title leads it, and what the platform's error codes mean."""
+
+    text_key: ClassVar[str]  # the text's key in the "markdown" object
+    max_text_bytes: ClassVar[int]
+    error_codes: ClassVar[Mapping[int, Rule]]
+
+    def markdown_text(self, rendered: Rendered) -> str:
+        """The title and body as one markdown text."""
+        raise NotImplementedError
+
+    def markdown(self, rendered: Rendered, text: str) -> dict[str, Any]:
+        """The "markdown" object around the (possibly cut) text."""
+        return {self.text_key: text}
+
+    def build(
+        self, notification: Notification, rendered: Rendered, *, hard: bool
+    ) -> dict[str, Any]:
+        text = self.markdown_text(rendered)
+        if hard:
+            text = truncate_utf8(text, self.max_text_bytes, language=notification.language)
+        return {"msgtype": "markdown", "markdown": self.markdown(rendered, text)}
+
+    def within_limits(self, payload: Mapping[str, Any]) -> bool:
+        return utf8_len(payload["markdown"][self.text_key]) <= self.max_text_bytes
+
+    def classify(self, status: int, text: str, data: Any) -> Rule | None:
+        return json_code_rule(
+            data,
+            platform=self.display_name,
+            code_keys=("errcode",),
+            message_keys=("errmsg",),
+            rules=self.error_codes,
+        )

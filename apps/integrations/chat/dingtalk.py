@@ -23,9 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import PreparedRequest, Rule, Transport, json_bytes, json_code_rule
-from .messages import Notification
-from .rendering import Rendered, truncate_utf8, utf8_len
+from .base import MarkdownRobotTransport, PreparedRequest, Rule, json_bytes
+from .rendering import Rendered
 from .signing import dingtalk_sign
 
 __all__ = ["DingTalkTransport"]
@@ -35,6 +34,12 @@ _THROTTLE_S = 600  # "会限流 10 分钟": the robot stays throttled for ten mi
 
 _INVALID_HOOK = "the access token is invalid or the robot was deleted; copy the webhook URL again"
 _CONTENT = "DingTalk rejected the message content"
+_RATE_LIMITED = Rule(
+    "rate limited (20 messages per minute; DingTalk then throttles for 10 minutes)",
+    permanent=False,
+    rate_limited=True,
+    retry_after_s=_THROTTLE_S,
+)
 _CODES: dict[int, Rule] = {
     310000: Rule(
         "the robot's security settings rejected the message: a signature mismatch (check "
@@ -53,22 +58,12 @@ _CODES: dict[int, Rule] = {
     430102: Rule(_CONTENT, permanent=True),
     430103: Rule(_CONTENT, permanent=True),
     430104: Rule(_CONTENT, permanent=True),
-    130101: Rule(
-        "rate limited (20 messages per minute; DingTalk then throttles for 10 minutes)",
-        permanent=False,
-        rate_limited=True,
-        retry_after_s=_THROTTLE_S,
-    ),
-    410100: Rule(
-        "rate limited (20 messages per minute; DingTalk then throttles for 10 minutes)",
-        permanent=False,
-        rate_limited=True,
-        retry_after_s=_THROTTLE_S,
-    ),
+    130101: _RATE_LIMITED,
+    410100: _RATE_LIMITED,
 }
 
 
-class DingTalkTransport(Transport):
+class DingTalkTransport(MarkdownRobotTransport):
     kind = "dingtalk"
     display_name = "DingTalk"
     template_name = "dingtalk.md"
@@ -78,17 +73,15 @@ class DingTalkTransport(Transport):
     default_retry_after_s = 60.0
     # https://oapi.dingtalk.com/robot/send?access_token=… (custom-robot-access, above).
     platform_hosts = ("oapi.dingtalk.com",)
+    text_key = "text"
+    max_text_bytes = _MAX_TEXT_BYTES
+    error_codes = _CODES
 
-    def build(
-        self, notification: Notification, rendered: Rendered, *, hard: bool
-    ) -> dict[str, Any]:
-        text = f"### {rendered.title}\n\n{rendered.body}"
-        if hard:
-            text = truncate_utf8(text, _MAX_TEXT_BYTES, language=notification.language)
-        return {"msgtype": "markdown", "markdown": {"title": rendered.title, "text": text}}
+    def markdown_text(self, rendered: Rendered) -> str:
+        return f"### {rendered.title}\n\n{rendered.body}"
 
-    def within_limits(self, payload: Mapping[str, Any]) -> bool:
-        return utf8_len(payload["markdown"]["text"]) <= _MAX_TEXT_BYTES
+    def markdown(self, rendered: Rendered, text: str) -> dict[str, Any]:
+        return {"title": rendered.title, "text": text}
 
     def prepare(self, payload: Mapping[str, Any]) -> PreparedRequest:
         url = self.webhook_url
@@ -99,12 +92,3 @@ class DingTalkTransport(Transport):
             sign = dingtalk_sign(timestamp, self.secret)
             url = f"{url}{separator}timestamp={timestamp}&sign={sign}"
         return PreparedRequest(url=url, body=json_bytes(payload))
-
-    def classify(self, status: int, text: str, data: Any) -> Rule | None:
-        return json_code_rule(
-            data,
-            platform="DingTalk",
-            code_keys=("errcode",),
-            message_keys=("errmsg",),
-            rules=_CODES,
-        )

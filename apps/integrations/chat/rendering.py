@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,37 +166,33 @@ def truncate_utf8(text: str, max_bytes: int, *, language: Language = "en") -> st
 def split_text(text: str, max_chars: int) -> list[str]:
     """``text`` split into chunks of at most ``max_chars`` characters, at paragraph breaks
     where possible, then at line breaks; a single longer line is clipped."""
-    chunks: list[str] = []
-    current = ""
-    for paragraph in text.split("\n\n"):
-        for piece in _pieces(paragraph, max_chars):
-            joined = f"{current}\n\n{piece}" if current else piece
-            if len(joined) <= max_chars:
-                current = joined
-            else:
-                chunks.append(current)
-                current = piece
-    if current:
-        chunks.append(current)
-    return chunks
+    paragraphs = text.split("\n\n")
+    pieces = (piece for paragraph in paragraphs for piece in _pieces(paragraph, max_chars))
+    return _pack(pieces, "\n\n", max_chars)
 
 
 def _pieces(paragraph: str, max_chars: int) -> list[str]:
     if len(paragraph) <= max_chars:
         return [paragraph] if paragraph else []
-    pieces: list[str] = []
+    lines = (clip(line, max_chars) for line in paragraph.split("\n"))
+    return _pack(lines, "\n", max_chars)
+
+
+def _pack(parts: Iterable[str], separator: str, max_chars: int) -> list[str]:
+    """``parts`` (each at most ``max_chars`` long) joined in order by ``separator``, a chunk
+    closed when the next part would take it over ``max_chars`` characters."""
+    chunks: list[str] = []
     current = ""
-    for line in paragraph.split("\n"):
-        line = clip(line, max_chars)
-        joined = f"{current}\n{line}" if current else line
+    for part in parts:
+        joined = f"{current}{separator}{part}" if current else part
         if len(joined) <= max_chars:
             current = joined
         else:
-            pieces.append(current)
-            current = line
+            chunks.append(current)
+            current = part
     if current:
-        pieces.append(current)
-    return pieces
+        chunks.append(current)
+    return chunks
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,12 +14,8 @@ type, 40058 an invalid or too long field, 44004 empty content
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from .base import Rule, Transport, json_code_rule
-from .messages import Notification
-from .rendering import Rendered, truncate_utf8, utf8_len
+from .base import MarkdownRobotTransport, Rule
+from .rendering import Rendered
 
 __all__ = ["MAX_CONTENT_BYTES", "WeComTransport"]
 
@@ -44,7 +40,7 @@ _CODES: dict[int, Rule] = {
 }
 
 
-class WeComTransport(Transport):
+class WeComTransport(MarkdownRobotTransport):
     kind = "wecom"
     display_name = "WeCom"
     template_name = "wecom.md"
@@ -52,23 +48,9 @@ class WeComTransport(Transport):
     default_retry_after_s = 60.0
     # https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=… (document 91770, above).
     platform_hosts = ("qyapi.weixin.qq.com",)
+    text_key = "content"
+    max_text_bytes = MAX_CONTENT_BYTES
+    error_codes = _CODES
 
-    def build(
-        self, notification: Notification, rendered: Rendered, *, hard: bool
-    ) -> dict[str, Any]:
-        content = f"**{rendered.title}**\n{rendered.body}"
-        if hard:
-            content = truncate_utf8(content, MAX_CONTENT_BYTES, language=notification.language)
-        return {"msgtype": "markdown", "markdown": {"content": content}}
-
-    def within_limits(self, payload: Mapping[str, Any]) -> bool:
-        return utf8_len(payload["markdown"]["content"]) <= MAX_CONTENT_BYTES
-
-    def classify(self, status: int, text: str, data: Any) -> Rule | None:
-        return json_code_rule(
-            data,
-            platform="WeCom",
-            code_keys=("errcode",),
-            message_keys=("errmsg",),
-            rules=_CODES,
-        )
+    def markdown_text(self, rendered: Rendered) -> str:
+        return f"**{rendered.title}**\n{rendered.body}"

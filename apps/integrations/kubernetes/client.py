@@ -265,62 +265,32 @@ def _api_message(exc: ApiException) -> str:
     return str(exc.reason or "")
 
 
+# How an HTTP error status of the API server maps onto KubernetesError: what happened
+# (before the server's own message), whether retrying can help, and the reason.
+# 5xx, status 0 and any other status are handled in the function below.
+_STATUS_ERRORS: dict[int, tuple[str, bool, str]] = {
+    409: ("conflict (409), the object changed since it was read", True, "conflict"),
+    429: ("throttled by the API server (429), retry later", True, "throttled"),
+    401: (
+        "credentials rejected (401 Unauthorized); check the kubeconfig user "
+        "or the service-account token",
+        False,
+        "unauthorized",
+    ),
+    403: (
+        "forbidden (403); the control plane's identity lacks an RBAC permission",
+        False,
+        "forbidden",
+    ),
+    404: ("not found (404)", False, "not-found"),
+    400: ("rejected as invalid (400)", False, "invalid"),
+    422: ("rejected as invalid (422)", False, "invalid"),
+}
+
+
 def kubernetes_error_from_api_exception(exc: ApiException, action: str) -> KubernetesError:
     """Map an HTTP error answer of the API server to :class:`KubernetesError`."""
     status = int(exc.status or 0)
-    detail = _api_message(exc)
-    if status == 409:
-        return KubernetesError(
-            f"{action}: conflict (409), the object changed since it was read: {detail}",
-            retryable=True,
-            conflict=True,
-            status=status,
-            reason="conflict",
-        )
-    if status == 429:
-        return KubernetesError(
-            f"{action}: throttled by the API server (429), retry later: {detail}",
-            retryable=True,
-            status=status,
-            reason="throttled",
-        )
-    if status >= 500:
-        return KubernetesError(
-            f"{action}: API server error ({status}), retry later: {detail}",
-            retryable=True,
-            status=status,
-            reason="server-error",
-        )
-    if status == 401:
-        return KubernetesError(
-            f"{action}: credentials rejected (401 Unauthorized); check the kubeconfig user "
-            f"or the service-account token: {detail}",
-            retryable=False,
-            status=status,
-            reason="unauthorized",
-        )
-    if status == 403:
-        return KubernetesError(
-            f"{action}: forbidden (403); the control plane's identity lacks an RBAC "
-            f"permission: {detail}",
-            retryable=False,
-            status=status,
-            reason="forbidden",
-        )
-    if status == 404:
-        return KubernetesError(
-            f"{action}: not found (404): {detail}",
-            retryable=False,
-            status=status,
-            reason="not-found",
-        )
-    if status in (400, 422):
-        return KubernetesError(
-            f"{action}: rejected as invalid ({status}): {detail}",
-            retryable=False,
-            status=status,
-            reason="invalid",
-        )
     if status == 0:
         # The client raises status-0 ApiExceptions for TLS failures: a wrong CA or
         # server name, which retrying does not fix.
@@ -329,11 +299,18 @@ def kubernetes_error_from_api_exception(exc: ApiException, action: str) -> Kuber
             retryable=False,
             reason="misconfigured",
         )
+    if status >= 500:
+        what, retryable, reason = f"API server error ({status}), retry later", True, "server-error"
+    else:
+        what, retryable, reason = _STATUS_ERRORS.get(
+            status, (f"refused ({status})", False, "failed")
+        )
     return KubernetesError(
-        f"{action}: refused ({status}): {detail}",
-        retryable=False,
+        f"{action}: {what}: {_api_message(exc)}",
+        retryable=retryable,
+        conflict=status == 409,
         status=status,
-        reason="failed",
+        reason=reason,
     )
 
 
