@@ -82,7 +82,7 @@ def chat_simulator() -> Iterator[Callable[..., ChatSimulator]]:
     from apps.fleetsim import workload
     from apps.fleetsim.exposition import serve
     from apps.fleetsim.fleet import Fleet, SimulatedDeployment
-    from apps.fleetsim.replica import get_profile
+    from apps.fleetsim.profiles import get_profile
 
     running: list[tuple[Any, Any]] = []
 
