@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import free_port, run_manage
 
 pytestmark = pytest.mark.integration
 
@@ -146,15 +146,7 @@ def web_on_private_postgres(private_postgres: PrivatePostgres) -> Iterator[WebPr
     env.pop("REDIS_URL", None)
 
     def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = run_manage(*args, env=env, timeout_s=300)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
