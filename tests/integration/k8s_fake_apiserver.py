@@ -20,10 +20,12 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.servers import QuietHandler
 
 TOKEN = "fake-token-for-tests"
 CREATED = "2026-01-01T00:00:00Z"
@@ -164,6 +166,9 @@ class Hpa:
         }
 
 
+_PLURALS = {"deployment": "deployments", "statefulset": "statefulsets"}
+
+
 @dataclass
 class Fault:
     remaining: int
@@ -248,26 +253,14 @@ def _matches_selector(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def _handle_command(self) -> None:
+        self._handle(self.command)
 
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
+    # Every verb goes through the same routing; the route decides what a verb may do.
+    do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _handle_command
 
     def _handle(self, method: str) -> None:
         api = self.server.api
@@ -308,12 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = HTTPStatus(exc.code)
             payload = _status(exc.code, _FAULT_REASONS.get(exc.code, status.phrase), exc.message)
         api._record(method, path, query, content_type, body, int(status))
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, payload)
 
 
 class _Server(ThreadingHTTPServer):
@@ -413,7 +401,7 @@ class FakeApiServer:
         ready_replicas: int | None = None,
         labels: dict[str, str] | None = None,
     ) -> Workload:
-        plural = {"deployment": "deployments", "statefulset": "statefulsets"}[kind]
+        plural = _PLURALS[kind]
         workload = Workload(
             plural,
             namespace,
@@ -450,7 +438,7 @@ class FakeApiServer:
         return hpa
 
     def workload(self, kind: str, namespace: str, name: str) -> Workload:
-        plural = {"deployment": "deployments", "statefulset": "statefulsets"}[kind]
+        plural = _PLURALS[kind]
         with self._lock:
             return self.workloads[(plural, namespace, name)]
 
@@ -465,10 +453,7 @@ class FakeApiServer:
         path_contains: str | None = None,
     ) -> None:
         """The next ``count`` matching requests answer ``status`` with a Status body."""
-        with self._lock:
-            self._faults.append(
-                Fault(count, status=status, method=method, path_contains=path_contains)
-            )
+        self._inject(Fault(count, status=status, method=method, path_contains=path_contains))
 
     def hang_next(
         self,
@@ -479,16 +464,17 @@ class FakeApiServer:
         path_contains: str | None = None,
     ) -> None:
         """The next ``count`` matching requests get no answer for ``seconds``."""
+        self._inject(Fault(count, hang_s=seconds, method=method, path_contains=path_contains))
+
+    def _inject(self, fault: Fault) -> None:
         with self._lock:
-            self._faults.append(
-                Fault(count, hang_s=seconds, method=method, path_contains=path_contains)
-            )
+            self._faults.append(fault)
 
     def write_concurrently_before_next_patch(
         self, kind: str, namespace: str, name: str, *, replicas: int
     ) -> None:
         """Another writer sets ``replicas`` just before our next scale PATCH arrives."""
-        plural = {"deployment": "deployments", "statefulset": "statefulsets"}[kind]
+        plural = _PLURALS[kind]
         with self._lock:
             self._concurrent.append(_ConcurrentWrite(plural, namespace, name, replicas))
 
