@@ -45,20 +45,11 @@ class Server:
 
 
 def gunicorn_command(port: int, workers: int, config: Path | None = None) -> list[str]:
-    options = [] if config is None else ["--config", str(config)]
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        *options,
-        "controlplane.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--timeout",
-        "120",
-    ]
+    command = [sys.executable, "-m", "gunicorn", "controlplane.wsgi:application"]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "120"]
+    if config is not None:
+        command += ["--config", str(config)]
+    return command
 
 
 def server_start(

@@ -39,6 +39,15 @@ def clean_env(var_dir: Path, **env: str) -> dict[str, str]:
     return base
 
 
+def spawn_python(*args: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python *args`` from the repository root, its output (and errors) written to ``log``."""
+    with open(log, "wb") as handle:
+        command = [sys.executable, *args]
+        return subprocess.Popen(
+            command, cwd=ROOT, env=dict(env), stdout=handle, stderr=subprocess.STDOUT
+        )
+
+
 def run_manage(
     *args: str, env: Mapping[str, str], timeout_s: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -52,6 +61,13 @@ def run_manage(
         timeout=timeout_s,
         check=False,
     )
+
+
+def binary_or_skip(binary: str | None, name: str, package: str) -> str:
+    """``binary`` (a found path), or skip the test naming the Debian package to install."""
+    if binary is None:
+        pytest.skip(f"{name} binary not installed (Debian package '{package}')")
+    return binary
 
 
 def wait_for(
