@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.servers import QuietHandler
@@ -167,6 +167,13 @@ class Hpa:
 
 
 _PLURALS = {"deployment": "deployments", "statefulset": "statefulsets"}
+
+
+class FaultMatch(TypedDict, total=False):
+    """Which requests a fault applies to: every request when empty."""
+
+    method: str
+    path_contains: str
 
 
 @dataclass
@@ -444,27 +451,13 @@ class FakeApiServer:
 
     # ------------------------------------------------------------------- faults
 
-    def fail_next(
-        self,
-        status: int,
-        count: int = 1,
-        *,
-        method: str | None = None,
-        path_contains: str | None = None,
-    ) -> None:
+    def fail_next(self, status: int, count: int = 1, **where: Unpack[FaultMatch]) -> None:
         """The next ``count`` matching requests answer ``status`` with a Status body."""
-        self._inject(Fault(count, status=status, method=method, path_contains=path_contains))
+        self._inject(Fault(count, status=status, **where))
 
-    def hang_next(
-        self,
-        seconds: float,
-        count: int = 1,
-        *,
-        method: str | None = None,
-        path_contains: str | None = None,
-    ) -> None:
+    def hang_next(self, seconds: float, count: int = 1, **where: Unpack[FaultMatch]) -> None:
         """The next ``count`` matching requests get no answer for ``seconds``."""
-        self._inject(Fault(count, hang_s=seconds, method=method, path_contains=path_contains))
+        self._inject(Fault(count, hang_s=seconds, **where))
 
     def _inject(self, fault: Fault) -> None:
         with self._lock:
