@@ -29,7 +29,11 @@ class ScaleApiHandler(QuietHandler):
         replicas = self.spec()[target]
         return {"spec_replicas": replicas, "ready_replicas": replicas, "starting_replicas": 0}
 
-    def requested_replicas(self) -> int:
-        """The replica count of a PUT's JSON body."""
+    def write(self) -> tuple[str, int, str] | None:
+        """A PUT's target, requested replica count and idempotency key; None after a 404."""
+        target = self.target()
+        if target is None:
+            return None
         length = int(self.headers.get("Content-Length") or 0)
-        return int(json.loads(self.rfile.read(length))["replicas"])
+        replicas = int(json.loads(self.rfile.read(length))["replicas"])
+        return target, replicas, self.headers.get("Idempotency-Key", "")

@@ -263,11 +263,10 @@ class _ScaleHandler(ScaleApiHandler):
 
     def do_PUT(self) -> None:
         recorder = self.server.recorder
-        target = self.target()
-        if target is None:
+        write = self.write()
+        if write is None:
             return
-        replicas = self.requested_replicas()
-        key = self.headers.get("Idempotency-Key", "")
+        target, replicas, key = write
         started = time.monotonic()
         recorder.enter("PUT", target)
         try:

@@ -67,11 +67,10 @@ class _Handler(ScaleApiHandler):
 
     def do_PUT(self) -> None:
         platform = self.server.platform
-        target = self.target()
-        if target is None:
+        write = self.write()
+        if write is None:
             return
-        replicas = self.requested_replicas()
-        key = self.headers.get("Idempotency-Key", "")
+        target, replicas, key = write
         with platform.lock:
             platform.arrived.append(key)
             hold = platform.hold_writes
