@@ -52,14 +52,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pg import (  # noqa: E402 - after the path
-    admin_url_for,
-    database_drop,
-    database_recreate,
-    database_url,
-    unreachable_reason,
-)
-from bench.serving import Server, django_setup, gunicorn_command, server_start  # noqa: E402
+from bench import pg, serving  # noqa: E402 - after the path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -338,7 +331,7 @@ def send(
 # --------------------------------------------------------------------------- server
 
 
-def request_durations_ms(server: Server) -> list[float]:
+def request_durations_ms(server: serving.Server) -> list[float]:
     """The webhook requests' own time, from the server's http-request log lines."""
     out = []
     for line in server.log.read_text(errors="replace").splitlines():
@@ -353,7 +346,7 @@ def request_durations_ms(server: Server) -> list[float]:
     return out
 
 
-def start_server(kind: str, workers: int, db_url: str, workdir: Path) -> Server:
+def start_server(kind: str, workers: int, db_url: str, workdir: Path) -> serving.Server:
     from apps.devstack.prometheus import free_port
 
     port = free_port()
@@ -366,12 +359,12 @@ def start_server(kind: str, workers: int, db_url: str, workdir: Path) -> Server:
         "PYTHONUNBUFFERED": "1",
     }
     if kind == "gunicorn":
-        command = gunicorn_command(port, workers)
+        command = serving.gunicorn_command(port, workers)
         description = f"gunicorn, {workers} sync workers"
     else:
         command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         description = "manage.py runserver (threaded)"
-    return server_start(
+    return serving.server_start(
         command, port=port, env=env, log=workdir / f"{kind}.log", description=description
     )
 
@@ -445,19 +438,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
-    admin_url = admin_url_for(args.admin_url)
-    why = unreachable_reason(admin_url)
+    admin_url = pg.admin_url_for(args.admin_url)
+    why = pg.unreachable_reason(admin_url)
     if why is not None:
         host = urlsplit(admin_url).hostname
         print(f"SKIP: PostgreSQL unreachable at {host}:{urlsplit(admin_url).port or 5432} ({why})")
         return 0
-    db_url = database_url(admin_url, args.db_name)
-    database_recreate(admin_url, args.db_name)
-    django_setup({"DATABASE_URL": db_url, "DATABASE_CONN_MAX_AGE": "60", "DEBUG": "false"})
+    db_url = pg.database_url(admin_url, args.db_name)
+    pg.database_recreate(admin_url, args.db_name)
+    serving.django_setup({"DATABASE_URL": db_url, "DATABASE_CONN_MAX_AGE": "60", "DEBUG": "false"})
     from django.core.management import call_command
     from django.db import connections
 
-    server: Server | None = None
+    server: serving.Server | None = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     try:
         began = time.perf_counter()
@@ -580,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"kept database {args.db_name} ({db_url}); server log in {workdir}")
         else:
-            database_drop(admin_url, args.db_name)
+            pg.database_drop(admin_url, args.db_name)
             for path in workdir.iterdir():
                 path.unlink()
             workdir.rmdir()

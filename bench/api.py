@@ -55,14 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.pg import (  # noqa: E402 - after the path
-    admin_url_for,
-    database_drop,
-    database_recreate,
-    database_url,
-    unreachable_reason,
-)
-from bench.serving import Server, django_setup, gunicorn_command, server_start  # noqa: E402
+from bench import pg, serving  # noqa: E402 - after the path
 
 SETTINGS_MODULE = "bench.api_settings"
 BASELINE_PATH = "/bench/baseline/"
@@ -338,7 +331,7 @@ def endpoints(data: Dataset) -> list[tuple[str, str, str]]:
 
 def start_gunicorn(
     *, workers: int, db_url: str, debug: bool, config: Path | None, workdir: Path
-) -> Server:
+) -> serving.Server:
     from apps.devstack.prometheus import free_port
 
     port = free_port()
@@ -349,8 +342,8 @@ def start_gunicorn(
         "DEBUG": "true" if debug else "false",
         "PYTHONUNBUFFERED": "1",
     }
-    return server_start(
-        gunicorn_command(port, workers, config),
+    return serving.server_start(
+        serving.gunicorn_command(port, workers, config),
         port=port,
         env=env,
         log=workdir / "gunicorn.log",
@@ -505,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args(argv)
 
-    admin_url = admin_url_for(args.admin_url)
-    why = unreachable_reason(admin_url)
+    admin_url = pg.admin_url_for(args.admin_url)
+    why = pg.unreachable_reason(admin_url)
     if why is not None:
         print(f"SKIP: PostgreSQL unreachable ({why})")
         return 0
@@ -514,9 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     if client == "wrk" and shutil.which("wrk") is None:
         print("wrk is not installed (Debian package 'wrk'): using the Python client")
         client = "python"
-    db_url = database_url(admin_url, args.db_name)
-    database_recreate(admin_url, args.db_name)
-    django_setup(
+    db_url = pg.database_url(admin_url, args.db_name)
+    pg.database_recreate(admin_url, args.db_name)
+    serving.django_setup(
         {
             "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
             "DATABASE_URL": db_url,
@@ -525,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from django.core.management import call_command
 
-    server: Server | None = None
+    server: serving.Server | None = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     try:
         began = time.perf_counter()
@@ -624,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
 
         connections.close_all()
         if not args.keep:
-            database_drop(admin_url, args.db_name)
+            pg.database_drop(admin_url, args.db_name)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
