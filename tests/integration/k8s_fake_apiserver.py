@@ -31,6 +31,17 @@ TOKEN = "fake-token-for-tests"
 CREATED = "2026-01-01T00:00:00Z"
 
 
+def _envelope(
+    kind: str, api_version: str, namespace: str, name: str, **metadata: Any
+) -> dict[str, Any]:
+    """What every object starts with: its kind, API version and metadata."""
+    return {
+        "kind": kind,
+        "apiVersion": api_version,
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": CREATED} | metadata,
+    }
+
+
 @dataclass
 class Workload:
     kind: str  # "deployments" or "statefulsets"
@@ -48,17 +59,15 @@ class Workload:
     def selector_string(self) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(self.match_labels.items()))
 
+    def _versioned(self) -> dict[str, Any]:
+        return {
+            "uid": f"uid-{self.namespace}-{self.name}",
+            "resourceVersion": str(self.resource_version),
+        }
+
     def scale_json(self) -> dict[str, Any]:
         return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "uid": f"uid-{self.namespace}-{self.name}",
-                "resourceVersion": str(self.resource_version),
-                "creationTimestamp": CREATED,
-            },
+            **_envelope("Scale", "autoscaling/v1", self.namespace, self.name, **self._versioned()),
             "spec": {"replicas": self.replicas},
             "status": {"replicas": self.replicas, "selector": self.selector_string()},
         }
@@ -75,17 +84,9 @@ class Workload:
         }
         if self.kind == "statefulsets":
             spec["serviceName"] = self.name
+        metadata = self._versioned() | {"generation": self.resource_version}
         return {
-            "kind": self.singular,
-            "apiVersion": "apps/v1",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "uid": f"uid-{self.namespace}-{self.name}",
-                "resourceVersion": str(self.resource_version),
-                "generation": self.resource_version,
-                "creationTimestamp": CREATED,
-            },
+            **_envelope(self.singular, "apps/v1", self.namespace, self.name, **metadata),
             "spec": spec,
             "status": {
                 "replicas": self.replicas,
@@ -106,18 +107,13 @@ class Pod:
 
     def as_json(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
-            "name": self.name,
-            "namespace": self.namespace,
             "uid": f"uid-{self.namespace}-{self.name}",
             "labels": dict(self.labels),
-            "creationTimestamp": CREATED,
         }
         if self.annotations:
             metadata["annotations"] = dict(self.annotations)
         return {
-            "kind": "Pod",
-            "apiVersion": "v1",
-            "metadata": metadata,
+            **_envelope("Pod", "v1", self.namespace, self.name, **metadata),
             "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest"}]},
             "status": {
                 "phase": "Running",
@@ -137,13 +133,7 @@ class Hpa:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "kind": "HorizontalPodAutoscaler",
-            "apiVersion": "autoscaling/v2",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "creationTimestamp": CREATED,
-            },
+            **_envelope("HorizontalPodAutoscaler", "autoscaling/v2", self.namespace, self.name),
             "spec": {
                 "scaleTargetRef": {
                     "apiVersion": "apps/v1",
