@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
-from django.utils import timezone
 
 from apps.alerts.delivery import channel_deliver_pending
-from apps.alerts.models import Channel, Delivery, DeliveryStatus
-from apps.integrations.chat import sample_notification
+from apps.alerts.models import Channel, DeliveryStatus
 from tests.assertions import stored_text
-from tests.factories.alerts import ChannelFactory
+from tests.factories.alerts import ChannelFactory, DeliveryFactory
 from tests.servers import RecordingServer
 
 pytestmark = pytest.mark.django_db
@@ -124,13 +122,7 @@ def test_channel_test_send__config_undecryptable__failed_delivery_with_reason_no
 def test_deliver_pending__config_undecryptable__failed_channel_disabled_nothing_sent(
     channel: Channel, receiver: RecordingServer
 ) -> None:
-    delivery = Delivery.objects.create(
-        channel=channel,
-        idempotency_key="k1",
-        notification=sample_notification().to_dict(),
-        fingerprints=[],
-        next_attempt_at=timezone.now(),
-    )
+    delivery = DeliveryFactory(channel=channel)
 
     with ROTATED:
         channel_deliver_pending(channel_id=channel.pk)
