@@ -38,24 +38,21 @@ import math
 import os
 import pstats
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pg import admin_execute, unreachable_reason  # noqa: E402 - after the path
+from bench import pg, serving  # noqa: E402 - after the path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -74,24 +71,6 @@ ALERT_NAMES = (
 )
 GROUP_SIZES = (1, 2, 5, 10, 25, 50, 100, 150, 250, 400)
 GROUP_WEIGHTS = (10, 8, 8, 10, 10, 12, 14, 10, 10, 8)
-
-
-# --------------------------------------------------------------------------- database
-
-
-def _admin_url(args: argparse.Namespace) -> str:
-    if args.admin_url:
-        return str(args.admin_url)
-    env = os.environ.get("DATABASE_URL", "")
-    if env.startswith(("postgres://", "postgresql://", "pgsql://")):
-        parts = urlsplit(env)
-        return urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-    return "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(("postgres", parts.netloc, f"/{name}", "", ""))
 
 
 # --------------------------------------------------------------------------- payloads
@@ -352,87 +331,42 @@ def send(
 # --------------------------------------------------------------------------- server
 
 
-@dataclass
-class Server:
-    description: str
-    url: str
-    proc: subprocess.Popen[bytes] | None
-    log: Path | None
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+def request_durations_ms(server: serving.Server) -> list[float]:
+    """The webhook requests' own time, from the server's http-request log lines."""
+    out = []
+    for line in server.log.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
         try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-    def request_durations_ms(self) -> list[float]:
-        """The webhook requests' own time, from the server's http-request log lines."""
-        if self.log is None:
-            return []
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "http-request" and event.get("path") == WEBHOOK_PATH:
-                out.append(float(event["duration_ms"]))
-        return out
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "http-request" and event.get("path") == WEBHOOK_PATH:
+            out.append(float(event["duration_ms"]))
+    return out
 
 
-def start_server(kind: str, workers: int, database_url: str, workdir: Path) -> Server:
+def start_server(kind: str, workers: int, db_url: str, workdir: Path) -> serving.Server:
     from apps.devstack.prometheus import free_port
 
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": db_url,
         "DEBUG": "false",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
     if kind == "gunicorn":
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "controlplane.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--timeout",
-            "120",
-        ]
+        command = serving.gunicorn_command(port, workers)
         description = f"gunicorn, {workers} sync workers"
     else:
         command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         description = "manage.py runserver (threaded)"
-    log = workdir / f"{kind}.log"
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    server = Server(description, f"http://127.0.0.1:{port}", proc, log)
-    import requests
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{kind} exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if requests.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise TimeoutError(f"{kind} did not answer /healthz: {log.read_text(errors='replace')[-2000:]}")
+    return serving.server_start(
+        command, port=port, env=env, log=workdir / f"{kind}.log", description=description
+    )
 
 
 # --------------------------------------------------------------------------- checks
@@ -504,32 +438,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
-    admin_url = _admin_url(args)
-    why = unreachable_reason(admin_url)
+    admin_url = pg.admin_url_for(args.admin_url)
+    why = pg.unreachable_reason(admin_url)
     if why is not None:
         host = urlsplit(admin_url).hostname
         print(f"SKIP: PostgreSQL unreachable at {host}:{urlsplit(admin_url).port or 5432} ({why})")
         return 0
-    database_url = _with_db(admin_url, args.db_name)
-    admin_execute(
-        admin_url,
-        f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)',
-        f'CREATE DATABASE "{args.db_name}"',
-    )
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DATABASE_CONN_MAX_AGE"] = "60"
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-    import django
-
-    # whitenoise warns when collectstatic has not run; nothing static is served here.
-    warnings.filterwarnings("ignore", "No directory at", UserWarning)
-    django.setup()
+    db_url = pg.database_url(admin_url, args.db_name)
+    pg.database_recreate(admin_url, args.db_name)
+    serving.django_setup({"DATABASE_URL": db_url, "DATABASE_CONN_MAX_AGE": "60", "DEBUG": "false"})
     from django.core.management import call_command
     from django.db import connections
 
-    server: Server | None = None
+    server: serving.Server | None = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     try:
         began = time.perf_counter()
@@ -550,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             post: Post = InProcessPoster(token)
             description = "in-process WSGI (django.test.Client), no HTTP"
         else:
-            server = start_server(args.server, args.workers, database_url, workdir)
+            server = start_server(args.server, args.workers, db_url, workdir)
             post = HttpPoster(server.url + WEBHOOK_PATH, token)
             description = f"{server.description} on {server.url}"
         print(f"server: {description}; senders: {args.concurrency} threads")
@@ -579,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             f"groups; payload sizes {sizes[0]}-{sizes[-1]}, median {sizes[len(sizes) // 2]}); "
             f"bursts of {args.burst}"
         )
-        before = len(server.request_durations_ms()) if server else 0
+        before = len(request_durations_ms(server)) if server else 0
         run = send(
             post,
             workload.payloads,
@@ -587,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             burst=args.burst,
             pause_s=args.pause,
         )
-        server_ms = server.request_durations_ms()[before:] if server else []
+        server_ms = request_durations_ms(server)[before:] if server else []
 
         problems = [f"HTTP error: {e}" for e in run.errors[:5]]
         if baseline is not None and baseline.errors:
@@ -650,9 +571,9 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         connections.close_all()
         if args.keep:
-            print(f"kept database {args.db_name} ({database_url}); server log in {workdir}")
+            print(f"kept database {args.db_name} ({db_url}); server log in {workdir}")
         else:
-            admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
+            pg.database_drop(admin_url, args.db_name)
             for path in workdir.iterdir():
                 path.unlink()
             workdir.rmdir()

@@ -42,23 +42,20 @@ import math
 import os
 import pstats
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.pg import admin_execute, unreachable_reason  # noqa: E402 - after the path
+from bench import pg, serving  # noqa: E402 - after the path
 
 SETTINGS_MODULE = "bench.api_settings"
 BASELINE_PATH = "/bench/baseline/"
@@ -172,16 +169,6 @@ def render_table(results: list[tuple[Result, str]], baseline: Result) -> str:
 
 
 # --------------------------------------------------------------------------- database
-
-
-def _admin_url(args: argparse.Namespace) -> str:
-    if args.admin_url:
-        return str(args.admin_url)
-    env = os.environ.get("DATABASE_URL", "")
-    if env.startswith(("postgres://", "postgresql://", "pgsql://")):
-        parts = urlsplit(env)
-        return urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-    return "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass(frozen=True)
@@ -342,66 +329,26 @@ def endpoints(data: Dataset) -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------- server
 
 
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
 def start_gunicorn(
-    *, workers: int, database_url: str, debug: bool, config: Path | None, workdir: Path
-) -> Server:
-    import requests
-
+    *, workers: int, db_url: str, debug: bool, config: Path | None, workdir: Path
+) -> serving.Server:
     from apps.devstack.prometheus import free_port
 
     port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": db_url,
         "DEBUG": "true" if debug else "false",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "gunicorn"]
-    if config is not None:
-        command += ["--config", str(config)]
-    command += [
-        "controlplane.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--timeout",
-        "120",
-    ]
-    log = workdir / "gunicorn.log"
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if requests.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise TimeoutError(f"gunicorn did not answer: {log.read_text(errors='replace')[-2000:]}")
+    return serving.server_start(
+        serving.gunicorn_command(port, workers, config),
+        port=port,
+        env=env,
+        log=workdir / "gunicorn.log",
+        description=f"gunicorn, {workers} sync workers",
+    )
 
 
 # --------------------------------------------------------------------------- load
@@ -551,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args(argv)
 
-    admin_url = _admin_url(args)
-    why = unreachable_reason(admin_url)
+    admin_url = pg.admin_url_for(args.admin_url)
+    why = pg.unreachable_reason(admin_url)
     if why is not None:
         print(f"SKIP: PostgreSQL unreachable ({why})")
         return 0
@@ -560,25 +507,18 @@ def main(argv: list[str] | None = None) -> int:
     if client == "wrk" and shutil.which("wrk") is None:
         print("wrk is not installed (Debian package 'wrk'): using the Python client")
         client = "python"
-    parts = urlsplit(admin_url)
-    database_url = urlunsplit(("postgres", parts.netloc, f"/{args.db_name}", "", ""))
-    admin_execute(
-        admin_url,
-        f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)',
-        f'CREATE DATABASE "{args.db_name}"',
+    db_url = pg.database_url(admin_url, args.db_name)
+    pg.database_recreate(admin_url, args.db_name)
+    serving.django_setup(
+        {
+            "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+            "DATABASE_URL": db_url,
+            "DEBUG": "true" if args.debug else "false",
+        }
     )
-    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DEBUG"] = "true" if args.debug else "false"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-    import django
-
-    warnings.filterwarnings("ignore", "No directory at", UserWarning)
-    django.setup()
     from django.core.management import call_command
 
-    server: Server | None = None
+    server: serving.Server | None = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     try:
         began = time.perf_counter()
@@ -591,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Path(args.gunicorn_config) if args.gunicorn_config else None
         server = start_gunicorn(
             workers=args.workers,
-            database_url=database_url,
+            db_url=db_url,
             debug=args.debug,
             config=config,
             workdir=workdir,
@@ -677,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
 
         connections.close_all()
         if not args.keep:
-            admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
+            pg.database_drop(admin_url, args.db_name)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,5 +1,6 @@
 """Real servers for tests, on free loopback ports: a private redis-server, HTTP servers
-answering from a handler class of the test's own, and polling until something has happened.
+answering from a handler class of the test's own, ``manage.py`` in a child process, and
+polling until something has happened.
 
 ``redis_cache`` puts Django's cache (where the locks live) on a redis-server of the test's
 own, so that a test about locking runs against the backend production uses; without
@@ -8,12 +9,15 @@ redis-server installed it skips, which CI turns into a failure (tests/conftest.p
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +27,47 @@ from typing import Any
 import pytest
 
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+ROOT = Path(__file__).resolve().parents[1]
+# What a child process may inherit without configuring the application.
+_NEUTRAL_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
+
+
+def clean_env(var_dir: Path, **env: str) -> dict[str, str]:
+    """An environment with nothing inherited that configures the app, plus ``env``."""
+    base = {key: value for key, value in os.environ.items() if key in _NEUTRAL_ENV}
+    base.update(CONTROLPLANE_VAR_DIR=str(var_dir), **env)
+    return base
+
+
+def spawn_python(*args: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python *args`` from the repository root, its output (and errors) written to ``log``."""
+    with open(log, "wb") as handle:
+        command = [sys.executable, *args]
+        return subprocess.Popen(
+            command, cwd=ROOT, env=dict(env), stdout=handle, stderr=subprocess.STDOUT
+        )
+
+
+def run_manage(
+    *args: str, env: Mapping[str, str], timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` from the repository root with exactly ``env``, output as text."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def binary_or_skip(binary: str | None, name: str, package: str) -> str:
+    """``binary`` (a found path), or skip the test naming the Debian package to install."""
+    if binary is None:
+        pytest.skip(f"{name} binary not installed (Debian package '{package}')")
+    return binary
 
 
 def wait_for(
@@ -138,6 +183,28 @@ def http_server(
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler of a test's own: logs nothing, answers JSON; ``server`` carries the
+    state :func:`http_server` set on it."""
+
+    server: Any
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_json(self, status: int, payload: Any) -> None:
+        """Answer ``payload``; a caller that is gone by then (killed, timed out) is no error."""
+        body = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
 
 
 def base_url(server: ThreadingHTTPServer) -> str:

@@ -31,17 +31,8 @@ from bench.autoscale import oracle, policies, report, traces
 from bench.autoscale.sim import Controller, RunResult, SimConfig, run
 
 DEFAULT_TRACES = (traces.AZURE_CONV, "steady", "diurnal", "step", "bursty")
-POLICIES = (
-    "oracle",
-    "ours",
-    "static-peak",
-    "static-mean",
-    "hpa-gpu",
-    "hpa-waiting",
-    "keda",
-    "kpa",
-    "apa",
-)
+# Every policy the benchmark runs, in the order the report lists them.
+POLICIES = report.ORDER
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "bench" / "results" / "autoscale"
 

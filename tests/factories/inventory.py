@@ -113,3 +113,13 @@ class DeploymentReadinessFactory(factory.django.DjangoModelFactory):
     deployment = factory.SubFactory(DeploymentFactory)
     model_files_verified = True
     version_confirmed = True
+
+
+# Kubeconfig servers on internal addresses, each with what a refusal must name.
+INTERNAL_SERVERS = [
+    ("https://169.254.169.254", "169.254.169.254, a link-local"),
+    ("https://127.0.0.1:6443", "127.0.0.1, a loopback"),
+    ("https://[::1]", "::1, a loopback"),
+    ("https://localhost", "localhost resolves to"),
+    ("https://0x7f000001", "'0x7f000001', which reads as an IP address"),
+]

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -26,7 +25,7 @@ import pytest
 from django.db import connection
 
 from controlplane.celery import app
-from tests.servers import REDIS_CACHE, PrivateRedis, free_port
+from tests.servers import REDIS_CACHE, PrivateRedis, free_port, spawn_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,32 +189,26 @@ def worker_processes(
         for i in range(len(started) + 1, len(started) + count + 1):
             name = f"w{i}-{run}@{socket.gethostname()}"
             log = tmp_path / f"worker-{i}.log"
-            with open(log, "wb") as handle:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "controlplane",
-                        "worker",
-                        "-Q",
-                        queues,
-                        "-P",
-                        "solo",
-                        "-n",
-                        name,
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--without-heartbeat",
-                        "-l",
-                        "INFO",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                )
+            proc = spawn_python(
+                "-m",
+                "celery",
+                "-A",
+                "controlplane",
+                "worker",
+                "-Q",
+                queues,
+                "-P",
+                "solo",
+                "-n",
+                name,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "INFO",
+                env=env,
+                log=log,
+            )
             worker = WorkerProcess(name, proc, log)
             started.append(worker)
             workers.append(worker)

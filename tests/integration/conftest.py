@@ -14,52 +14,28 @@ from tests.integration.celery_support import (  # noqa: F401 - shared fixtures
     private_redis,
     worker_processes,
 )
+from tests.servers import binary_or_skip
 
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    binary = find_binary()
-    if binary is None:
-        pytest.skip("prometheus binary not installed (Debian package 'prometheus')")
-    return binary
+    return binary_or_skip(find_binary(), "prometheus", "prometheus")
 
 
 @pytest.fixture
 def sim_fleet() -> Iterator[tuple[object, int]]:
     """Two simulated vLLM deployments served on a free port, driven in real time."""
-    from apps.fleetsim import workload
-    from apps.fleetsim.exposition import serve
-    from apps.fleetsim.fleet import Fleet, SimulatedDeployment
+    from apps.fleetsim.fleet import Fleet
+    from tests.integration.fleets import served_in_real_time, steady_deployment
 
     fleet = Fleet(
         [
-            SimulatedDeployment(
-                "chat",
-                "llama-8b",
-                "llm",
-                "A100-80GB",
-                replicas=2,
-                workload=workload.steady(8.0, 3600, seed=1),
-                seed=1,
-            ),
-            SimulatedDeployment(
-                "code",
-                "qwen-7b",
-                "llm",
-                "H100-80GB",
-                replicas=1,
-                workload=workload.steady(3.0, 3600, seed=2),
-                seed=2,
-            ),
+            steady_deployment("chat", "llama-8b", "A100-80GB", replicas=2, rate=8.0, seed=1),
+            steady_deployment("code", "qwen-7b", "H100-80GB", replicas=1, rate=3.0, seed=2),
         ]
     )
-    server, port = serve(fleet)
-    fleet.run_realtime(speed=1.0)
-    try:
+    with served_in_real_time(fleet) as port:
         yield fleet, port
-    finally:
-        fleet.stop()
-        server.stop()
 
 
 @dataclass

@@ -20,13 +20,26 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.servers import QuietHandler
 
 TOKEN = "fake-token-for-tests"
 CREATED = "2026-01-01T00:00:00Z"
+
+
+def _envelope(
+    kind: str, api_version: str, namespace: str, name: str, **metadata: Any
+) -> dict[str, Any]:
+    """What every object starts with: its kind, API version and metadata."""
+    return {
+        "kind": kind,
+        "apiVersion": api_version,
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": CREATED} | metadata,
+    }
 
 
 @dataclass
@@ -46,17 +59,15 @@ class Workload:
     def selector_string(self) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(self.match_labels.items()))
 
+    def _versioned(self) -> dict[str, Any]:
+        return {
+            "uid": f"uid-{self.namespace}-{self.name}",
+            "resourceVersion": str(self.resource_version),
+        }
+
     def scale_json(self) -> dict[str, Any]:
         return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "uid": f"uid-{self.namespace}-{self.name}",
-                "resourceVersion": str(self.resource_version),
-                "creationTimestamp": CREATED,
-            },
+            **_envelope("Scale", "autoscaling/v1", self.namespace, self.name, **self._versioned()),
             "spec": {"replicas": self.replicas},
             "status": {"replicas": self.replicas, "selector": self.selector_string()},
         }
@@ -73,17 +84,9 @@ class Workload:
         }
         if self.kind == "statefulsets":
             spec["serviceName"] = self.name
+        metadata = self._versioned() | {"generation": self.resource_version}
         return {
-            "kind": self.singular,
-            "apiVersion": "apps/v1",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "uid": f"uid-{self.namespace}-{self.name}",
-                "resourceVersion": str(self.resource_version),
-                "generation": self.resource_version,
-                "creationTimestamp": CREATED,
-            },
+            **_envelope(self.singular, "apps/v1", self.namespace, self.name, **metadata),
             "spec": spec,
             "status": {
                 "replicas": self.replicas,
@@ -104,18 +107,13 @@ class Pod:
 
     def as_json(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
-            "name": self.name,
-            "namespace": self.namespace,
             "uid": f"uid-{self.namespace}-{self.name}",
             "labels": dict(self.labels),
-            "creationTimestamp": CREATED,
         }
         if self.annotations:
             metadata["annotations"] = dict(self.annotations)
         return {
-            "kind": "Pod",
-            "apiVersion": "v1",
-            "metadata": metadata,
+            **_envelope("Pod", "v1", self.namespace, self.name, **metadata),
             "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest"}]},
             "status": {
                 "phase": "Running",
@@ -135,13 +133,7 @@ class Hpa:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "kind": "HorizontalPodAutoscaler",
-            "apiVersion": "autoscaling/v2",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "creationTimestamp": CREATED,
-            },
+            **_envelope("HorizontalPodAutoscaler", "autoscaling/v2", self.namespace, self.name),
             "spec": {
                 "scaleTargetRef": {
                     "apiVersion": "apps/v1",
@@ -162,6 +154,16 @@ class Hpa:
             },
             "status": {"currentReplicas": 1, "desiredReplicas": 1},
         }
+
+
+_PLURALS = {"deployment": "deployments", "statefulset": "statefulsets"}
+
+
+class FaultMatch(TypedDict, total=False):
+    """Which requests a fault applies to: every request when empty."""
+
+    method: str
+    path_contains: str
 
 
 @dataclass
@@ -248,26 +250,14 @@ def _matches_selector(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def _handle_command(self) -> None:
+        self._handle(self.command)
 
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
+    # Every verb goes through the same routing; the route decides what a verb may do.
+    do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _handle_command
 
     def _handle(self, method: str) -> None:
         api = self.server.api
@@ -308,12 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = HTTPStatus(exc.code)
             payload = _status(exc.code, _FAULT_REASONS.get(exc.code, status.phrase), exc.message)
         api._record(method, path, query, content_type, body, int(status))
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, payload)
 
 
 class _Server(ThreadingHTTPServer):
@@ -413,7 +398,7 @@ class FakeApiServer:
         ready_replicas: int | None = None,
         labels: dict[str, str] | None = None,
     ) -> Workload:
-        plural = {"deployment": "deployments", "statefulset": "statefulsets"}[kind]
+        plural = _PLURALS[kind]
         workload = Workload(
             plural,
             namespace,
@@ -450,45 +435,29 @@ class FakeApiServer:
         return hpa
 
     def workload(self, kind: str, namespace: str, name: str) -> Workload:
-        plural = {"deployment": "deployments", "statefulset": "statefulsets"}[kind]
+        plural = _PLURALS[kind]
         with self._lock:
             return self.workloads[(plural, namespace, name)]
 
     # ------------------------------------------------------------------- faults
 
-    def fail_next(
-        self,
-        status: int,
-        count: int = 1,
-        *,
-        method: str | None = None,
-        path_contains: str | None = None,
-    ) -> None:
+    def fail_next(self, status: int, count: int = 1, **where: Unpack[FaultMatch]) -> None:
         """The next ``count`` matching requests answer ``status`` with a Status body."""
-        with self._lock:
-            self._faults.append(
-                Fault(count, status=status, method=method, path_contains=path_contains)
-            )
+        self._inject(Fault(count, status=status, **where))
 
-    def hang_next(
-        self,
-        seconds: float,
-        count: int = 1,
-        *,
-        method: str | None = None,
-        path_contains: str | None = None,
-    ) -> None:
+    def hang_next(self, seconds: float, count: int = 1, **where: Unpack[FaultMatch]) -> None:
         """The next ``count`` matching requests get no answer for ``seconds``."""
+        self._inject(Fault(count, hang_s=seconds, **where))
+
+    def _inject(self, fault: Fault) -> None:
         with self._lock:
-            self._faults.append(
-                Fault(count, hang_s=seconds, method=method, path_contains=path_contains)
-            )
+            self._faults.append(fault)
 
     def write_concurrently_before_next_patch(
         self, kind: str, namespace: str, name: str, *, replicas: int
     ) -> None:
         """Another writer sets ``replicas`` just before our next scale PATCH arrives."""
-        plural = {"deployment": "deployments", "statefulset": "statefulsets"}[kind]
+        plural = _PLURALS[kind]
         with self._lock:
             self._concurrent.append(_ConcurrentWrite(plural, namespace, name, replicas))
 

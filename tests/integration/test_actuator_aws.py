@@ -18,7 +18,6 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from botocore.exceptions import ClientError
 
 from apps.autoscaling.actuators import ActuatorError, ScaleStatus, ScaleTarget, apply_with_retry
@@ -30,6 +29,7 @@ from apps.integrations.aws import (
     build_autoscaling_client,
     build_session,
 )
+from tests.integration.moto_support import moto_reset_with_group
 
 REGION = "us-east-1"
 GROUP = ScaleTarget("aws-asg", "", "gpu-pool")
@@ -50,22 +50,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def moto(moto_url: str) -> str:
     """The moto server with empty state, plus a launch template and a 1..5 group at 2."""
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
-    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto_url)
-    ec2.create_launch_template(
-        LaunchTemplateName="vllm-gpu",
-        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"},
-    )
-    boto3.client(
-        "autoscaling", region_name=REGION, endpoint_url=moto_url
-    ).create_auto_scaling_group(
-        AutoScalingGroupName=GROUP.name,
-        LaunchTemplate={"LaunchTemplateName": "vllm-gpu", "Version": "$Latest"},
-        MinSize=1,
-        MaxSize=5,
-        DesiredCapacity=2,
-        AvailabilityZones=[f"{REGION}a"],
-    )
+    moto_reset_with_group(moto_url, region=REGION, group=GROUP.name, template="vllm-gpu")
     return moto_url
 
 

@@ -16,13 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from apps.autoscaling.actuators import ActuatorError
 from apps.autoscaling.actuators.factory import actuator_for, scale_target_of
 from tests.certificates import self_signed_certificate
-from tests.factories.inventory import ClusterFactory, DeploymentFactory, kubeconfig_document
+from tests.factories.inventory import (
+    INTERNAL_SERVERS,
+    ClusterFactory,
+    DeploymentFactory,
+    kubeconfig_document,
+)
 from tests.integration.k8s_fake_apiserver import FakeApiServer
+from tests.integration.moto_support import moto_reset_with_group
 
 pytestmark = pytest.mark.django_db
 
@@ -180,14 +185,6 @@ def test_actuator_for__in_cluster_approved_outside_a_pod__misconfigured_not_rais
 
 # ------------------------------------------------- the kubeconfig's server: outbound policy
 
-INTERNAL_SERVERS = [
-    ("https://169.254.169.254", "169.254.169.254, a link-local"),
-    ("https://127.0.0.1:6443", "127.0.0.1, a loopback"),
-    ("https://[::1]", "::1, a loopback"),
-    ("https://localhost", "localhost resolves to"),
-    ("https://0x7f000001", "'0x7f000001', which reads as an IP address"),
-]
-
 
 @pytest.mark.parametrize(("server", "named"), INTERNAL_SERVERS)
 def test_actuator_for__stored_kubeconfig_server_internal__refused_before_a_client_is_built(
@@ -344,7 +341,6 @@ def test_actuator_for__approved_host_kubeconfig_on_loopback__operator_trusted_no
 @pytest.fixture
 def moto(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """moto with one Auto Scaling group; the process's own credentials are "process-key"."""
-    import boto3
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "process-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "process-secret")
@@ -354,19 +350,7 @@ def moto(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     # botocore's own setting for a custom endpoint: every client built here goes to moto.
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
-    boto3.client("ec2", region_name=REGION).create_launch_template(
-        LaunchTemplateName="gpu",
-        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"},
-    )
-    boto3.client("autoscaling", region_name=REGION).create_auto_scaling_group(
-        AutoScalingGroupName="chat",
-        LaunchTemplate={"LaunchTemplateName": "gpu", "Version": "$Latest"},
-        MinSize=1,
-        MaxSize=5,
-        DesiredCapacity=2,
-        AvailabilityZones=[f"{REGION}a"],
-    )
+    moto_reset_with_group(moto_url, region=REGION, group="chat", template="gpu")
     return moto_url
 
 
@@ -391,15 +375,20 @@ def _signed_key_ids(actuator: Any) -> list[str]:
     return seen
 
 
+def _read_scale_signed(deployment: Any) -> tuple[Any, list[str]]:
+    """The group's scale read by the deployment's actuator, and the key ids that signed it."""
+    actuator = actuator_for(deployment)
+    signed = _signed_key_ids(actuator)
+    status = actuator.get_scale(scale_target_of(deployment))
+    return status, signed
+
+
 def test_actuator_for__team_access_key__requests_signed_with_it(moto: str) -> None:
     deployment = _asg_deployment(
         aws_credentials_source="access-key",
         credentials={"aws_access_key_id": TEAM_KEY_ID, "aws_secret_access_key": "team-secret"},
     )
-    actuator = actuator_for(deployment)
-    signed = _signed_key_ids(actuator)
-
-    status = actuator.get_scale(scale_target_of(deployment))
+    status, signed = _read_scale_signed(deployment)
 
     assert status.spec_replicas == 2
     assert signed == [TEAM_KEY_ID]
@@ -415,10 +404,7 @@ def test_actuator_for__assume_role_with_team_key__works_without_process_credenti
         aws_role_arn="arn:aws:iam::123456789012:role/llm-scaler",
         credentials={"aws_access_key_id": TEAM_KEY_ID, "aws_secret_access_key": "team-secret"},
     )
-    actuator = actuator_for(deployment)
-    signed = _signed_key_ids(actuator)
-
-    status = actuator.get_scale(scale_target_of(deployment))
+    status, signed = _read_scale_signed(deployment)
 
     assert status.spec_replicas == 2
     # moto's AssumeRole hands out ASIA... temporary keys.
@@ -451,10 +437,7 @@ def test_actuator_for__default_chain_approved_by_superuser__process_key_used(mot
     deployment = _asg_deployment(
         aws_credentials_source="default-chain", process_identity_approved=True
     )
-    actuator = actuator_for(deployment)
-    signed = _signed_key_ids(actuator)
-
-    actuator.get_scale(scale_target_of(deployment))
+    _, signed = _read_scale_signed(deployment)
 
     assert signed == ["process-key"]
 

@@ -13,9 +13,9 @@ import pytest
 
 from apps.autoscaling.actuators import ActuatorError, ScaleStatus, ScaleTarget, apply_with_retry
 from apps.autoscaling.actuators.simulated import SimulatedActuator
-from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
-from apps.fleetsim.fleet import Fleet, SimulatedDeployment
+from apps.fleetsim.fleet import Fleet
+from tests.integration.fleets import steady_deployment
 
 CHAT = ScaleTarget("simulated", "llm", "chat")
 
@@ -24,14 +24,8 @@ CHAT = ScaleTarget("simulated", "llm", "chat")
 def fleet() -> Fleet:
     return Fleet(
         [
-            SimulatedDeployment(
-                "chat",
-                "llama-8b",
-                "llm",
-                "A100-80GB",
-                replicas=2,
-                workload=workload.steady(4.0, 600, seed=1),
-                seed=1,
+            steady_deployment(
+                "chat", "llama-8b", "A100-80GB", replicas=2, rate=4.0, seed=1, duration_s=600
             )
         ]
     )

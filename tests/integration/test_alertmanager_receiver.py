@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -46,6 +45,7 @@ from apps.integrations.chat.signing import (
 )
 from tests.factories.accounts import TeamFactory
 from tests.factories.alerts import ChannelFactory, RouteFactory
+from tests.servers import QuietHandler, base_url, binary_or_skip, http_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -57,10 +57,7 @@ WAIT_S = 20.0
 
 @pytest.fixture
 def alertmanager_binary() -> str:
-    binary = find_binary()
-    if binary is None:
-        pytest.skip("alertmanager binary not installed (Debian package 'prometheus-alertmanager')")
-    return binary
+    return binary_or_skip(find_binary(), "alertmanager", "prometheus-alertmanager")
 
 
 @dataclass
@@ -142,27 +139,14 @@ def chat_receiver(allow_loopback_outbound: None) -> Iterator[tuple[str, list[Rec
     """A local HTTP endpoint for the generic webhook channel; records every request."""
     received: list[Received] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.append(Received(dict(self.headers.items()), body))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"ok": true}')
+            self.send_json(200, {"ok": True})
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/notify", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(Handler) as server:
+        yield f"{base_url(server)}/notify", received
 
 
 def wait_for(condition: Callable[[], bool], what: str, am: EmbeddedAlertmanager) -> None:

@@ -18,17 +18,14 @@ flushed before and after.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from itertools import pairwise
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -49,6 +46,7 @@ from apps.metrics.tasks import collect_all
 from controlplane.celery import app
 from tests.factories.autoscaling import AutoscalingPolicyFactory, SimulatedChatPolicyFactory
 from tests.factories.inventory import SimulatedDeploymentFactory
+from tests.integration.scale_endpoint import ScaleApiHandler
 from tests.servers import base_url, http_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -244,67 +242,43 @@ class _ScaleRecorder:
                 self.in_flight[key] -= 1
 
 
-class _ScaleHandler(BaseHTTPRequestHandler):
+class _ScaleHandler(ScaleApiHandler):
     """The simulator's ``/scale/<namespace>/<name>`` API, slow on purpose."""
 
-    server: Any  # from tests.servers.http_server, with the recorder set on it
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _answer(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _target(self) -> str | None:
-        parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
-        target = "/".join(parts[1:])
-        if len(parts) != 3 or parts[0] != "scale" or target not in self.server.recorder.spec:
-            self._answer(HTTPStatus.NOT_FOUND, {"error": f"no such target: {self.path}"})
-            return None
-        return target
-
-    def _status(self, target: str) -> dict[str, int]:
-        replicas = self.server.recorder.spec[target]
-        return {"spec_replicas": replicas, "ready_replicas": replicas, "starting_replicas": 0}
+    def spec(self) -> dict[str, int]:
+        return self.server.recorder.spec
 
     def do_GET(self) -> None:
         recorder = self.server.recorder
-        target = self._target()
+        target = self.target()
         if target is None:
             return
         recorder.enter("GET", target)
         try:
             time.sleep(recorder.get_delay_s)
-            status = self._status(target)
+            status = self.status(target)
         finally:
             recorder.leave("GET", target)
-        self._answer(HTTPStatus.OK, status)
+        self.send_json(HTTPStatus.OK, status)
 
     def do_PUT(self) -> None:
         recorder = self.server.recorder
-        target = self._target()
-        if target is None:
+        write = self.write()
+        if write is None:
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        replicas = int(json.loads(self.rfile.read(length))["replicas"])
-        key = self.headers.get("Idempotency-Key", "")
+        target, replicas, key = write
         started = time.monotonic()
         recorder.enter("PUT", target)
         try:
             time.sleep(recorder.put_delay_s)
             with recorder.lock:
                 recorder.spec[target] = replicas
-            status = self._status(target)
+            status = self.status(target)
         finally:
             recorder.leave("PUT", target)
         with recorder.lock:
             recorder.writes.append(_Write(target, replicas, key, started, time.monotonic()))
-        self._answer(HTTPStatus.OK, status)
+        self.send_json(HTTPStatus.OK, status)
 
 
 @pytest.fixture

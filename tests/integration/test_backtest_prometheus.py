@@ -28,6 +28,24 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+def _backtest(deployment: str, start: float, end: float, *options: str) -> str:
+    """The backtest command's output over [start, end] in steps of 2 s."""
+    out = io.StringIO()
+    call_command(
+        "backtest",
+        deployment,
+        "--start",
+        _iso(start),
+        "--end",
+        _iso(end),
+        "--step",
+        "2",
+        *options,
+        stdout=out,
+    )
+    return out.getvalue()
+
+
 @pytest.fixture
 def recorded_range(prometheus_binary, chat_simulator, settings):
     """~25 s of one replica, a load step, then a manual scale to 3 replicas."""
@@ -99,38 +117,13 @@ def test_backtest__recorded_load_step__policy_scales_up_and_actual_replicas_read
     assert summary["replica_hours"] > 0
 
     # A variant through the command: a target twice as high asks for fewer replicas.
-    out = io.StringIO()
-    call_command(
-        "backtest",
-        "llm/chat",
-        "--start",
-        _iso(start),
-        "--end",
-        _iso(end),
-        "--step",
-        "2",
-        "--policy",
-        json.dumps({"targets": [{"signal": "queue_length", "value": 6}]}),
-        "--json",
-        stdout=out,
-    )
-    variant = json.loads(out.getvalue())["summary"]
+    policy_json = json.dumps({"targets": [{"signal": "queue_length", "value": 6}]})
+    out = _backtest("llm/chat", start, end, "--policy", policy_json, "--json")
+    variant = json.loads(out)["summary"]
     assert variant["replicas_max"] <= summary["replicas_max"]
     assert variant["actual_actions"] == summary["actual_actions"]
 
-    text = io.StringIO()
-    call_command(
-        "backtest",
-        str(deployment.pk),
-        "--start",
-        _iso(start),
-        "--end",
-        _iso(end),
-        "--step",
-        "2",
-        stdout=text,
-    )
-    printed = text.getvalue()
+    printed = _backtest(str(deployment.pk), start, end)
     assert "scale actions" in printed
     assert "replica-hours" in printed
 

@@ -22,7 +22,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import free_port, run_manage, spawn_python
 
 pytestmark = pytest.mark.integration
 
@@ -146,15 +145,7 @@ def web_on_private_postgres(private_postgres: PrivatePostgres) -> Iterator[WebPr
     env.pop("REDIS_URL", None)
 
     def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = run_manage(*args, env=env, timeout_s=300)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
@@ -168,25 +159,19 @@ def web_on_private_postgres(private_postgres: PrivatePostgres) -> Iterator[WebPr
     token = manage("create_api_token", "--user", "ops", "--name", "faults").strip()
     port = free_port()
     log = var_dir / "gunicorn.log"
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "controlplane.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",  # one worker: every request goes through the same kept connection
-                "--timeout",
-                "60",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_python(
+        "-m",
+        "gunicorn",
+        "controlplane.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",  # one worker: every request goes through the same kept connection
+        "--timeout",
+        "60",
+        env=env,
+        log=log,
+    )
     web = WebProcess(proc, f"http://127.0.0.1:{port}", token, log)
     try:
         deadline = time.monotonic() + 60

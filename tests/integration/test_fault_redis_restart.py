@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -38,7 +37,7 @@ from tests.factories.alerts import ChannelFactory, RouteFactory
 from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.inventory import SimulatedDeploymentFactory
 from tests.integration.celery_support import reset_pools
-from tests.servers import base_url, http_server, wait_for
+from tests.servers import QuietHandler, base_url, http_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -53,12 +52,7 @@ class _Receiver:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: Any  # from tests.servers.http_server, with the state set on it
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _Handler(QuietHandler):
     def do_POST(self) -> None:
         receiver = self.server.receiver
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))

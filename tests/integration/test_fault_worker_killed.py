@@ -16,22 +16,19 @@ processes use the test database (PostgreSQL, or the SQLite test file).
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.autoscaling.tasks import evaluate_all, execute_action
 from tests.factories.inventory import SimulatedDeploymentFactory
+from tests.integration.scale_endpoint import ScaleApiHandler
 from tests.servers import base_url, http_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -57,50 +54,23 @@ class _Platform:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: Any  # from tests.servers.http_server, with the state set on it
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _answer(self, payload: dict[str, Any], status: HTTPStatus = HTTPStatus.OK) -> None:
-        body = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            pass  # the caller was killed
-
-    def _target(self) -> str | None:
-        parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
-        target = "/".join(parts[1:])
-        if len(parts) != 3 or parts[0] != "scale" or target not in self.server.platform.spec:
-            self._answer({"error": f"no such target: {self.path}"}, HTTPStatus.NOT_FOUND)
-            return None
-        return target
-
-    def _status(self, target: str) -> dict[str, int]:
-        replicas = self.server.platform.spec[target]
-        return {"spec_replicas": replicas, "ready_replicas": replicas, "starting_replicas": 0}
+class _Handler(ScaleApiHandler):
+    def spec(self) -> dict[str, int]:
+        return self.server.platform.spec
 
     def do_GET(self) -> None:
-        target = self._target()
+        target = self.target()
         if target is not None:
             with self.server.platform.lock:
-                status = self._status(target)
-            self._answer(status)
+                status = self.status(target)
+            self.send_json(HTTPStatus.OK, status)
 
     def do_PUT(self) -> None:
         platform = self.server.platform
-        target = self._target()
-        if target is None:
+        write = self.write()
+        if write is None:
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        replicas = int(json.loads(self.rfile.read(length))["replicas"])
-        key = self.headers.get("Idempotency-Key", "")
+        target, replicas, key = write
         with platform.lock:
             platform.arrived.append(key)
             hold = platform.hold_writes
@@ -112,10 +82,10 @@ class _Handler(BaseHTTPRequestHandler):
             if platform.land or not hold:
                 platform.spec[target] = replicas
                 platform.applied.append(key)
-            status = self._status(target)
+            status = self.status(target)
         if hold:
             platform.write_done.set()
-        self._answer(status)
+        self.send_json(HTTPStatus.OK, status)
 
 
 @pytest.fixture

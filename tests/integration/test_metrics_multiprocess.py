@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.devstack.prometheus import free_port
+from tests.servers import spawn_python
 
 pytestmark = pytest.mark.integration
 
@@ -49,25 +49,19 @@ def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
         "LOG_LEVEL": "WARNING",
     }
     log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                str(ROOT / "deploy" / "gunicorn.conf.py"),
-                "controlplane.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_python(
+        "-m",
+        "gunicorn",
+        "--config",
+        str(ROOT / "deploy" / "gunicorn.conf.py"),
+        "controlplane.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        env=env,
+        log=log,
+    )
     server = Gunicorn(f"http://127.0.0.1:{port}", proc, metrics_dir)
     try:
         deadline = time.monotonic() + 60

@@ -13,14 +13,14 @@ import pytest
 import requests
 
 from apps.devstack.prometheus import EmbeddedPrometheus, ScrapeTarget
-from apps.fleetsim import workload
 from apps.fleetsim.exposition import serve
-from apps.fleetsim.fleet import Fleet, SimulatedDeployment
+from apps.fleetsim.fleet import Fleet
 from apps.slos.models import SloEvent, SloState, SloStatus
 from apps.slos.rules import rule_file, slo_rule_groups
 from apps.slos.services import slos_evaluate, slos_evaluate_all
 from tests.factories.inventory import SimulatedDeploymentFactory
 from tests.factories.slos import SloFactory
+from tests.integration.fleets import steady_deployment
 from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -32,28 +32,23 @@ OBJECTIVE = 0.99
 WAIT_S = 180.0
 
 
+def _ttft_slo(deployment, *, min_requests: int):
+    return SloFactory(
+        deployment=deployment,
+        name=f"{deployment.name}-ttft",
+        threshold_seconds=THRESHOLD,
+        objective_percent=Decimal("99"),
+        window="30d",
+        min_requests=min_requests,
+    )
+
+
 @pytest.fixture
 def stack(prometheus_binary, settings, tmp_path):
     fleet = Fleet(
         [
-            SimulatedDeployment(
-                "chat",
-                "llama",
-                "llm",
-                "A100-80GB",
-                replicas=2,
-                workload=workload.steady(6.0, 3600, seed=3),
-                seed=3,
-            ),
-            SimulatedDeployment(
-                "quiet",
-                "llama",
-                "llm",
-                "A100-80GB",
-                replicas=1,
-                workload=workload.steady(0.1, 3600, seed=4),
-                seed=4,
-            ),
+            steady_deployment("chat", "llama", "A100-80GB", replicas=2, rate=6.0, seed=3),
+            steady_deployment("quiet", "llama", "A100-80GB", replicas=1, rate=0.1, seed=4),
         ]
     )
     server, port = serve(fleet)
@@ -65,22 +60,8 @@ def stack(prometheus_binary, settings, tmp_path):
         team=chat.team,
         name="quiet",
     )
-    slo_chat = SloFactory(
-        deployment=chat,
-        name="chat-ttft",
-        threshold_seconds=THRESHOLD,
-        objective_percent=Decimal("99"),
-        window="30d",
-        min_requests=20,
-    )
-    slo_quiet = SloFactory(
-        deployment=quiet,
-        name="quiet-ttft",
-        threshold_seconds=THRESHOLD,
-        objective_percent=Decimal("99"),
-        window="30d",
-        min_requests=200,
-    )
+    slo_chat = _ttft_slo(chat, min_requests=20)
+    slo_quiet = _ttft_slo(quiet, min_requests=200)
     prom = EmbeddedPrometheus(
         targets=[ScrapeTarget("fleetsim", f"127.0.0.1:{port}", 1)], binary=prometheus_binary
     )

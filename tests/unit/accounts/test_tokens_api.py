@@ -24,6 +24,12 @@ def _bearer(secret: str) -> APIClient:
     return client
 
 
+def _assert_bearer_refused(secret: str, reason: str) -> None:
+    response = _bearer(secret).get("/api/v1/me/")
+    assert response.status_code == 401
+    assert reason in response.json()["detail"]
+
+
 @pytest.fixture
 def issued(client_for):
     """A token created through the API: (owner, its client, response body)."""
@@ -88,18 +94,14 @@ def test_bearer__bad_header__401_with_reason(db, header, fragment):
 def test_bearer__expired_token__401_says_expired(issued):
     _, _, body = issued
     ApiToken.objects.filter(pk=body["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
-    response = _bearer(body["token"]).get("/api/v1/me/")
-    assert response.status_code == 401
-    assert "expired" in response.json()["detail"]
+    _assert_bearer_refused(body["token"], "expired")
 
 
 def test_bearer__inactive_user__401(issued):
     owner, _, body = issued
     owner.is_active = False
     owner.save(update_fields=["is_active"])
-    response = _bearer(body["token"]).get("/api/v1/me/")
-    assert response.status_code == 401
-    assert "inactive" in response.json()["detail"]
+    _assert_bearer_refused(body["token"], "inactive")
 
 
 def test_bearer__revoked_token__401_says_revoked(issued):
@@ -108,9 +110,7 @@ def test_bearer__revoked_token__401_says_revoked(issued):
     assert client.post(f"{url}revoke/").status_code == 200
     assert ApiToken.objects.get(pk=body["id"]).revoked_at is not None
     assert client.get(url).json()["is_active"] is False
-    rejected = _bearer(body["token"]).get("/api/v1/me/")
-    assert rejected.status_code == 401
-    assert "revoked" in rejected.json()["detail"]
+    _assert_bearer_refused(body["token"], "revoked")
 
 
 def test_token_delete__then_get_and_use__404_and_401(issued):

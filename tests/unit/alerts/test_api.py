@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -146,20 +147,23 @@ def test_receiver__created_by_team_admin__token_shown_once_stored_hashed(client_
     assert token not in str(Receiver.objects.values_list("token_hash", flat=True)[0])
 
 
+def _post_silence(client: Any, team: Any, **fields: Any) -> Any:
+    """POST a silence of ``team`` for the next hour; ``fields`` replace the defaults."""
+    now = timezone.now()
+    data = {
+        "team": team.pk,
+        "matchers": '{alertname="X"}',
+        "starts_at": now.isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "comment": "deploy",
+        **fields,
+    }
+    return client.post("/api/v1/alerts/silences/", data, format="json")
+
+
 def test_silence__invalid_regex__400_naming_field_nothing_stored(operator):
     team, _, client = operator
-    now = timezone.now()
-    response = client.post(
-        "/api/v1/alerts/silences/",
-        {
-            "team": team.pk,
-            "matchers": '{deployment=~"chat-("}',
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(hours=1)).isoformat(),
-            "comment": "deploy",
-        },
-        format="json",
-    )
+    response = _post_silence(client, team, matchers='{deployment=~"chat-("}')
     assert response.status_code == 400
     assert "invalid regular expression" in str(response.json()["errors"]["matchers"])
     assert not Silence.objects.exists()
@@ -175,34 +179,19 @@ def test_silence__invalid_regex__400_naming_field_nothing_stored(operator):
 )
 def test_silence__bad_fields__400(operator, body, field, fragment):
     team, _, client = operator
-    now = timezone.now()
-    data = {
-        "team": team.pk,
-        "matchers": '{alertname="X"}',
-        "starts_at": now.isoformat(),
-        "ends_at": (now + timedelta(hours=1)).isoformat(),
-        "comment": "why",
-        **body,
-    }
     with nothing_stored():
-        response = client.post("/api/v1/alerts/silences/", data, format="json")
+        response = _post_silence(client, team, **body)
     assert response.status_code == 400, response.content
     assert fragment in str(response.json()["errors"][field])
 
 
 def test_silence__created_then_expired__audited_and_inactive(operator):
     team, user, client = operator
-    now = timezone.now()
-    created = client.post(
-        "/api/v1/alerts/silences/",
-        {
-            "team": team.pk,
-            "matchers": [{"name": "alertname", "op": "=", "value": "X"}],
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(hours=1)).isoformat(),
-            "comment": "maintenance",
-        },
-        format="json",
+    created = _post_silence(
+        client,
+        team,
+        matchers=[{"name": "alertname", "op": "=", "value": "X"}],
+        comment="maintenance",
     )
     assert created.status_code == 201, created.content
     body = created.json()
@@ -351,18 +340,7 @@ def test_alert__acknowledge__operator_only_and_recorded(team_and_token, client_f
 
 def test_silence__patch__operator_edits_own_but_cannot_make_it_global(operator, client_for):
     team, _, client = operator
-    now = timezone.now()
-    created = client.post(
-        "/api/v1/alerts/silences/",
-        {
-            "team": team.pk,
-            "matchers": '{alertname="X"}',
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(hours=1)).isoformat(),
-            "comment": "deploy",
-        },
-        format="json",
-    )
+    created = _post_silence(client, team)
     url = f"/api/v1/alerts/silences/{created.json()['id']}/"
     edited = client.patch(url, {"comment": "longer deploy"}, format="json")
     assert edited.status_code == 200, edited.content

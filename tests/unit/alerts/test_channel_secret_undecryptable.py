@@ -8,14 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import override_settings
-from django.utils import timezone
 
 from apps.alerts.delivery import channel_deliver_pending
-from apps.alerts.models import Channel, Delivery, DeliveryStatus
-from apps.integrations.chat import sample_notification
-from tests.factories.alerts import ChannelFactory
+from apps.alerts.models import Channel, DeliveryStatus
+from tests.assertions import stored_text
+from tests.factories.alerts import ChannelFactory, DeliveryFactory
 from tests.servers import RecordingServer
 
 pytestmark = pytest.mark.django_db
@@ -35,15 +33,6 @@ def receiver(allow_loopback_outbound: None) -> Iterator[RecordingServer]:
 @pytest.fixture
 def channel(operator: tuple[Any, Any], receiver: RecordingServer) -> Channel:
     return ChannelFactory(team=operator[0], webhook_url=receiver.url)
-
-
-def _stored_text(channel: Channel) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT config FROM {Channel._meta.db_table} WHERE id = %s",  # noqa: S608
-            [channel.pk],
-        )
-        return str(cursor.fetchone()[0])
 
 
 def test_channel_list__config_undecryptable__200_with_the_problem(
@@ -81,13 +70,13 @@ def test_channel_detail__config_readable__no_problem(
 def test_channel_patch__other_field__200_and_stored_settings_unchanged(
     operator: tuple[Any, Any], channel: Channel, receiver: RecordingServer
 ) -> None:
-    before = _stored_text(channel)
+    before = stored_text(channel, "config")
 
     with ROTATED:
         response = operator[1].patch(f"{CHANNELS}{channel.pk}/", {"name": "pager"}, format="json")
 
     assert response.status_code == 200, response.content
-    assert _stored_text(channel) == before
+    assert stored_text(channel, "config") == before
     channel.refresh_from_db()  # with the original key: still readable
     assert channel.name == "pager"
     assert channel.config["webhook_url"] == receiver.url
@@ -133,13 +122,7 @@ def test_channel_test_send__config_undecryptable__failed_delivery_with_reason_no
 def test_deliver_pending__config_undecryptable__failed_channel_disabled_nothing_sent(
     channel: Channel, receiver: RecordingServer
 ) -> None:
-    delivery = Delivery.objects.create(
-        channel=channel,
-        idempotency_key="k1",
-        notification=sample_notification().to_dict(),
-        fingerprints=[],
-        next_attempt_at=timezone.now(),
-    )
+    delivery = DeliveryFactory(channel=channel)
 
     with ROTATED:
         channel_deliver_pending(channel_id=channel.pk)

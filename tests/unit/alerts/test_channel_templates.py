@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.accounts.models import Role
 from apps.alerts.models import Channel
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,14 +19,6 @@ FOUR_RANGES = (
     "{% for a in range(100) %}{% for b in range(100) %}{% for c in range(100) %}"
     "{% for d in range(100) %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}"
 )
-
-
-@pytest.fixture
-def operator(client_for):
-    team = TeamFactory()
-    user = UserFactory()
-    MembershipFactory(user=user, team=team, role=Role.OPERATOR)
-    return team, client_for(user)
 
 
 def _create(operator, **templates):

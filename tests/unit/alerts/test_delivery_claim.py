@@ -77,6 +77,18 @@ def delivery(settings) -> Delivery:
     return Delivery.objects.get()
 
 
+def _deliver(delivery: Delivery, transport: RecordingTransport) -> None:
+    """One run of the delivery's channel sender, sending through ``transport``."""
+    channel_deliver_pending(channel_id=delivery.channel_id, transport_factory=lambda c: transport)
+
+
+def _assert_sent_once_and_succeeded(delivery: Delivery, transport: RecordingTransport) -> None:
+    delivery.refresh_from_db()
+    assert transport.sent == [delivery.fingerprints]
+    assert delivery.status == DeliveryStatus.SUCCEEDED
+    assert delivery.attempts == 1
+
+
 def test_deliver__cache_lost_mid_send__second_sender_does_not_send_it_again(delivery):
     class RestartMidSend(RecordingTransport):
         """While the first send is in flight the cache is emptied (Redis restarted) and
@@ -91,21 +103,15 @@ def test_deliver__cache_lost_mid_send__second_sender_does_not_send_it_again(deli
             return super().notify(notification)
 
     transport = RestartMidSend(delivery.channel)
-    channel_deliver_pending(channel_id=delivery.channel_id, transport_factory=lambda c: transport)
-    delivery.refresh_from_db()
-    assert transport.sent == [delivery.fingerprints]
-    assert delivery.status == DeliveryStatus.SUCCEEDED
-    assert delivery.attempts == 1
+    _deliver(delivery, transport)
+    _assert_sent_once_and_succeeded(delivery, transport)
 
 
 def test_deliver__pending_delivery__claimed_sent_once_succeeded(delivery):
     transport = RecordingTransport(delivery.channel)
-    channel_deliver_pending(channel_id=delivery.channel_id, transport_factory=lambda c: transport)
-    channel_deliver_pending(channel_id=delivery.channel_id, transport_factory=lambda c: transport)
-    delivery.refresh_from_db()
-    assert transport.sent == [delivery.fingerprints]
-    assert delivery.status == DeliveryStatus.SUCCEEDED
-    assert delivery.attempts == 1
+    _deliver(delivery, transport)
+    _deliver(delivery, transport)
+    _assert_sent_once_and_succeeded(delivery, transport)
 
 
 def test_deliver__retryable_failure__pending_again_for_a_later_attempt(delivery):

@@ -9,10 +9,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.accounts.models import Role
 from apps.alerts.models import InhibitRule, Route, Silence
 from apps.alerts.services import receiver_create
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,14 +29,6 @@ REFUSED = [
 ]
 IDS = ["lookbehind", "negative-lookbehind", "lookahead", "backreference", "possessive", "atomic"]
 IDS += ["perl-escape", "repetition"]
-
-
-@pytest.fixture
-def operator(client_for):
-    team = TeamFactory()
-    user = UserFactory()
-    MembershipFactory(user=user, team=team, role=Role.OPERATOR)
-    return team, client_for(user)
 
 
 def _silence(team, matchers):

@@ -4,6 +4,7 @@ label set or naming another team's deployment, changes and reveals nothing of th
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -185,25 +186,22 @@ def test_rule_sources__other_team_copies_a_rules_label_set__each_team_resolves_i
     team_a, team_b = TeamFactory(slug="team-a"), TeamFactory(slug="team-b")
     dep_a = DeploymentFactory(team=team_a, name="chat", target_namespace="llm")
     dep_b = DeploymentFactory(team=team_b, name="chat", target_namespace="llm")
-    rule_b = AlertRule.objects.create(
-        team=team_b,
-        name="QueueTooLong",
-        deployment=dep_b,
-        signal="queue_length",
-        threshold=10,
-        for_s=0,
-        summary="queue",
-    )
-    AlertRule.objects.create(
-        team=team_a,
-        name="QueueTooLong",
-        deployment=dep_a,
-        signal="queue_length",
-        threshold=10,
-        for_s=0,
-        summary="queue",
-        labels={"team": "team-b", "rule_id": str(rule_b.pk)},
-    )
+
+    def queue_rule(deployment: Any, **labels: str) -> AlertRule:
+        """The same queue-length rule for either team's deployment."""
+        return AlertRule.objects.create(
+            team=deployment.team,
+            name="QueueTooLong",
+            deployment=deployment,
+            signal="queue_length",
+            threshold=10,
+            for_s=0,
+            summary="queue",
+            labels=labels,
+        )
+
+    rule_b = queue_rule(dep_b)
+    queue_rule(dep_a, team="team-b", rule_id=str(rule_b.pk))
 
     def observe(a: float, b: float) -> None:
         now_s = _time.time()

@@ -46,10 +46,17 @@ def test_update__max_replicas__one_entry_with_exact_diff_and_context(roster, ope
     assert entry.object_repr == deployment.name
 
 
-def test_update__nothing_changed__no_entry(roster, operator):
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        pytest.param({"max_replicas": 4}, 200, id="update-nothing-changed"),
+        pytest.param({"min_replicas": 9}, 400, id="failed-write"),
+    ],
+)
+def test_update_nothing_changed_or_failed_write__no_entry(roster, operator, change, status):
     deployment = DeploymentFactory(team=roster.team, max_replicas=4)
-    response = operator.patch(f"/api/v1/deployments/{deployment.pk}/", {"max_replicas": 4})
-    assert response.status_code == 200
+    response = operator.patch(f"/api/v1/deployments/{deployment.pk}/", change)
+    assert response.status_code == status
     assert not AuditEntry.objects.exists()
 
 
@@ -76,13 +83,6 @@ def test_delete__entry_with_old_values_and_null_new(roster, operator):
         "old-pool",
     )
     assert entry.changes["name"] == ["old-pool", None]
-
-
-def test_failed_write__no_entry(roster, operator):
-    deployment = DeploymentFactory(team=roster.team, max_replicas=4)
-    response = operator.patch(f"/api/v1/deployments/{deployment.pk}/", {"min_replicas": 9})
-    assert response.status_code == 400
-    assert not AuditEntry.objects.exists()
 
 
 def test_request_id__malformed_header__replaced_by_generated_id(roster, client_for):

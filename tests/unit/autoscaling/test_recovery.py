@@ -79,14 +79,19 @@ def test_recover__worker_still_holds_the_lease__left_running(deployment):
     assert action.status == ActionStatus.RUNNING
 
 
+def _recover_and_rerun(action: ScaleAction, platform: PlatformActuator) -> ScaleAction | None:
+    """The stuck-action sweep, then the requeued action run against ``platform``."""
+    scale_actions_recover()
+    return scale_action_execute(
+        action_id=action.pk, actuator_factory=lambda d: platform, sleep=lambda s: None
+    )
+
+
 def test_recover__write_landed_before_the_worker_died__rerun_writes_nothing(deployment):
     # The platform already has the 3 replicas the lost run wrote; the row says running.
     platform = PlatformActuator(spec=3)
     action = _running(deployment, "dep-key-1to3")
-    scale_actions_recover()
-    done = scale_action_execute(
-        action_id=action.pk, actuator_factory=lambda d: platform, sleep=lambda s: None
-    )
+    done = _recover_and_rerun(action, platform)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
     assert platform.writes == []
@@ -96,10 +101,7 @@ def test_recover__write_landed_before_the_worker_died__rerun_writes_nothing(depl
 def test_recover__write_lost_with_the_worker__rerun_writes_once(deployment):
     platform = PlatformActuator(spec=1)
     action = _running(deployment, "dep-key-1to3")
-    scale_actions_recover()
-    done = scale_action_execute(
-        action_id=action.pk, actuator_factory=lambda d: platform, sleep=lambda s: None
-    )
+    done = _recover_and_rerun(action, platform)
     assert done.status == ActionStatus.SUCCEEDED
     assert platform.writes == [("dep-key-1to3", 3)]
     # Recovered again (a second sweep, a redelivered message): nothing more happens.

@@ -5,14 +5,11 @@ server shares one connection among its request threads)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.servers import clean_env, run_manage
 
 _PRINT = (
     "import json; from django.conf import settings; "
@@ -21,17 +18,7 @@ _PRINT = (
 
 
 def _database(tmp_path: Path, **env: str) -> dict:
-    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    base.update(CONTROLPLANE_VAR_DIR=str(tmp_path / "var"), **env)
-    done = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", _PRINT],
-        cwd=ROOT,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_manage("shell", "-c", _PRINT, env=clean_env(tmp_path / "var", **env))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.servers import clean_env, run_manage
 
 
 def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run manage.py in a clean environment: nothing inherited that configures the app."""
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if key in ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
-    }
-    base.update(CONTROLPLANE_VAR_DIR=str(tmp_path / "var"), **env)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_manage(*args, env=clean_env(tmp_path / "var", **env))
 
 
 def _production_secret() -> str:
@@ -43,17 +27,22 @@ def test_production__no_secret_key__exits_non_zero_naming_secret_key(tmp_path):
     assert not (tmp_path / "var" / "dev-secret-key").exists()
 
 
-def test_production__deploy_check_with_secret_and_hosts__no_warnings(tmp_path):
-    result = _manage(
+def _production_deploy_check(tmp_path: Path, **secret: str) -> subprocess.CompletedProcess[str]:
+    """``check --deploy`` failing on warnings, in production with a host and ``secret``."""
+    return _manage(
         tmp_path,
         "check",
         "--deploy",
         "--fail-level",
         "WARNING",
         CONTROLPLANE_ENV="production",
-        SECRET_KEY=_production_secret(),
         ALLOWED_HOSTS="cp.example.com",
+        **secret,
     )
+
+
+def test_production__deploy_check_with_secret_and_hosts__no_warnings(tmp_path):
+    result = _production_deploy_check(tmp_path, SECRET_KEY=_production_secret())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -61,16 +50,7 @@ def test_production__deploy_check_with_secret_and_hosts__no_warnings(tmp_path):
 def test_production__secret_key_from_file__deploy_check_passes(tmp_path):
     key_file = tmp_path / "secret_key"
     key_file.write_text(_production_secret() + "\n", encoding="utf-8")
-    result = _manage(
-        tmp_path,
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        CONTROLPLANE_ENV="production",
-        SECRET_KEY_FILE=str(key_file),
-        ALLOWED_HOSTS="cp.example.com",
-    )
+    result = _production_deploy_check(tmp_path, SECRET_KEY_FILE=str(key_file))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -11,20 +11,11 @@ from typing import Any
 import pytest
 
 from apps.inventory.models import Cluster
-from tests.factories.inventory import ClusterFactory, kubeconfig_document
+from tests.factories.inventory import INTERNAL_SERVERS, ClusterFactory, kubeconfig_document
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/clusters/"
-
-# Each server with what the refusal must name.
-INTERNAL_SERVERS = [
-    ("https://169.254.169.254", "169.254.169.254, a link-local"),
-    ("https://127.0.0.1:6443", "127.0.0.1, a loopback"),
-    ("https://[::1]", "::1, a loopback"),
-    ("https://localhost", "localhost resolves to"),
-    ("https://0x7f000001", "'0x7f000001', which reads as an IP address"),
-]
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import override_settings
 
 from apps.inventory.models import Cluster
+from tests.assertions import stored_text
 from tests.factories.inventory import ClusterFactory, kubeconfig_document
 
 pytestmark = pytest.mark.django_db
@@ -22,15 +22,6 @@ ROTATED = override_settings(FIELD_ENCRYPTION_KEY="a-key-the-secrets-were-not-sto
 @pytest.fixture
 def operator(roster: Any, client_for: Any) -> Any:
     return client_for(roster.operator)
-
-
-def _stored_text(cluster: Cluster) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT credentials FROM {Cluster._meta.db_table} WHERE id = %s",  # noqa: S608
-            [cluster.pk],
-        )
-        return str(cursor.fetchone()[0])
 
 
 @pytest.fixture
@@ -83,7 +74,7 @@ def test_cluster_detail__secret_undecryptable__200_with_the_problem(
 def test_cluster_patch__kubernetes_secret_undecryptable__400_and_stored_text_unchanged(
     operator: Any, kube_cluster: Cluster, change: dict[str, str]
 ) -> None:
-    before = _stored_text(kube_cluster)
+    before = stored_text(kube_cluster, "credentials")
 
     with ROTATED:
         response = operator.patch(f"{URL}{kube_cluster.pk}/", change, format="json")
@@ -92,7 +83,7 @@ def test_cluster_patch__kubernetes_secret_undecryptable__400_and_stored_text_unc
     message = " ".join(response.json()["errors"]["kubeconfig"])
     assert "cannot be decrypted" in message
     assert "send kubeconfig" in message
-    assert _stored_text(kube_cluster) == before
+    assert stored_text(kube_cluster, "credentials") == before
     kube_cluster.refresh_from_db()  # with the original key: still readable
     assert kube_cluster.credentials["kubeconfig"] == kubeconfig_document()
 
