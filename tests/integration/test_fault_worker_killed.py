@@ -146,6 +146,8 @@ def test_worker_killed_mid_write__action_recovered__applied_exactly_once(
     assert state.applied == [key]
     assert state.arrived == ([key] if landed else [key, key])
     assert state.spec["llm/victim"] == 3
+    # The row is committed before the worker writes its log line: wait for the line.
+    wait_for(lambda: second.count("scale-action-applied") >= 1, 30, "the applied log line")
     assert second.count("scale-action-recovered") == 1
     assert second.count("scale-action-applied") == 1
     assert first.count("scale-action-applied") == 0
