@@ -76,6 +76,13 @@ class Capture:
         ]
 
 
+def _first_per_group(capture: Capture) -> list[dict[str, Any]]:
+    first: dict[str, dict[str, Any]] = {}
+    for payload in capture.payloads:
+        first.setdefault(payload["groupKey"], payload)
+    return list(first.values())
+
+
 @pytest.fixture
 def capture(monkeypatch: pytest.MonkeyPatch) -> Capture:
     seen = Capture()
@@ -195,8 +202,10 @@ def test_alerts_arrive_grouped_deduplicated_and_resolved(
 
     # Grouped: one webhook call per group_by value set, with all of that group's alerts.
     wait_for(lambda: Alert.objects.count() == 5, "the 5 alerts to be stored", am)
-    wait_for(lambda: len(capture.reports) >= 2, "both groups' webhook calls", am)
-    first_calls = capture.payloads[:2]
+    # A call Alertmanager gave up on (a slow answer on a loaded machine) is sent again: take
+    # each group's first call.
+    wait_for(lambda: len(_first_per_group(capture)) >= 2, "both groups' webhook calls", am)
+    first_calls = _first_per_group(capture)
     assert sorted(len(p["alerts"]) for p in first_calls) == [2, 3]
     for payload in first_calls:
         assert payload["version"] == "4"
@@ -207,7 +216,8 @@ def test_alerts_arrive_grouped_deduplicated_and_resolved(
             "alertname": "HighQueueDepth",
             "deployment": deployments.pop(),
         }
-    assert sorted((r.created, r.updated) for r in capture.reports[:2]) == [(2, 0), (3, 0)]
+    creating = [(r.created, r.updated) for r in capture.reports if r.created]
+    assert sorted(creating) == [(2, 0), (3, 0)]
 
     # Stored with Alertmanager's own fingerprints: the webhook payload's and its API's.
     sent = {a["fingerprint"]: a for p in first_calls for a in p["alerts"]}
