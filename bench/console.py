@@ -46,7 +46,7 @@ def populate(n: int) -> object:
 
     now = timezone.now()
     team = Team.objects.create(slug="bench", name="Bench")
-    user = get_user_model().objects.create_user("bench-viewer", password="bench-viewer-pass")
+    user = get_user_model().objects.create_user("bench-viewer")  # logged in by force_login
     Membership.objects.create(team=team, user=user, role=Role.VIEWER)
     cluster = Cluster.objects.create(team=team, name="bench", kind="kubernetes")
     model = LLMModel.objects.create(team=team, name="org/bench", version="v1", parameter_count=1)
