@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.accounts.backends import login_wait
+from apps.accounts.backends import login_refusal
 from apps.autoscaling.services import deployment_pause_set, deployment_pin, deployment_unpin
 from apps.inventory.selectors import deployment_readiness
 
@@ -54,16 +54,7 @@ class LoginView(auth_views.LoginView):
     next_page = "console:overview"
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        wait = login_wait(request=request, username=request.POST.get("username"))
-        if wait:
-            response = HttpResponse(
-                f"Too many failed logins. Try again in {wait} seconds.\n",
-                status=429,
-                content_type="text/plain; charset=utf-8",
-            )
-            response["Retry-After"] = str(wait)
-            return response
-        return super().post(request, *args, **kwargs)
+        return login_refusal(request) or super().post(request, *args, **kwargs)
 
 
 class LogoutView(auth_views.LogoutView):
@@ -156,16 +147,24 @@ def _errors(form: Any) -> str:
     return "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
 
 
-@_control_action
-def deployment_pause(request: HttpRequest, deployment: Any) -> str | None:
+def _with_reason(request: HttpRequest, change: Callable[[str], object]) -> str | None:
+    """Run ``change(reason)`` when the posted reason is valid; else the form's errors."""
     form = ReasonForm(request.POST)
     if not form.is_valid():
         return _errors(form)
-    paused = request.POST.get("paused") == "true"
-    deployment_pause_set(
-        deployment=deployment, paused=paused, actor=request.user, reason=form.cleaned_data["reason"]
-    )
+    change(form.cleaned_data["reason"])
     return None
+
+
+@_control_action
+def deployment_pause(request: HttpRequest, deployment: Any) -> str | None:
+    paused = request.POST.get("paused") == "true"
+    return _with_reason(
+        request,
+        lambda reason: deployment_pause_set(
+            deployment=deployment, paused=paused, actor=request.user, reason=reason
+        ),
+    )
 
 
 @_control_action
@@ -185,8 +184,7 @@ def deployment_pin_view(request: HttpRequest, deployment: Any) -> str | None:
 
 @_control_action
 def deployment_unpin_view(request: HttpRequest, deployment: Any) -> str | None:
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        return _errors(form)
-    deployment_unpin(deployment=deployment, actor=request.user, reason=form.cleaned_data["reason"])
-    return None
+    return _with_reason(
+        request,
+        lambda reason: deployment_unpin(deployment=deployment, actor=request.user, reason=reason),
+    )

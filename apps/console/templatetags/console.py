@@ -49,6 +49,11 @@ def ms(value: float | None) -> str:
     return f"{value * 1000:,.0f} ms"
 
 
+@register.filter
+def split(value: str, separator: str) -> list[str]:
+    return [part.strip() for part in value.split(separator)]
+
+
 @register.simple_tag
 def chart(
     element_id: str,
