@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, F, FloatField, Func, Max, Q, QuerySet, Window
+from django.db.models.functions import Lag
 from django.http import Http404
 from django.utils import timezone
 
@@ -157,25 +158,54 @@ def control_pinned_replicas(*, control: DeploymentControl | None, now: datetime)
     return control.pinned_replicas if control.pinned_until > now else None
 
 
-def _sparklines(deployment_ids: Sequence[int], since: datetime) -> dict[int, dict[str, Any]]:
+class EpochSeconds(Func):
+    """A timestamp column as unix seconds, computed by the database: thousands of rows then
+    come back as numbers, without a datetime built (and, on SQLite, parsed) for each."""
+
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler, connection, template="CAST(strftime('%%%%s', %(expressions)s) AS REAL)"
+        )
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)")
+
+
+def _sparklines(
+    deployment_ids: Sequence[int], since: datetime, now: datetime
+) -> dict[int, dict[str, Any]]:
     """deployment id → chart data of replicas (from decisions) and load (request rate
-    samples) since ``since``: two queries for the whole fleet."""
+    samples) since ``since``: two queries for the whole fleet. Of the decisions only those
+    where the replica count changed come back (a step line needs no more), however often
+    the loop evaluates."""
     replicas: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for deployment_id, at, current in (
+    changes = (
         DecisionRecord.objects.filter(deployment_id__in=deployment_ids, at__gte=since)
+        .annotate(
+            t=EpochSeconds("at"),
+            before=Window(Lag("current_replicas"), partition_by="deployment_id", order_by="at"),
+        )
+        .filter(Q(before__isnull=True) | ~Q(before=F("current_replicas")))
         .order_by("at")
-        .values_list("deployment_id", "at", "current_replicas")
-    ):
-        replicas[deployment_id].append((at.timestamp(), float(current)))
+        .values_list("deployment_id", "t", "current_replicas")
+    )
+    for deployment_id, t, current in changes:
+        replicas[deployment_id].append((float(t), float(current)))
     load: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for deployment_id, ts, value in (
+    for deployment_id, t, value in (
         MetricSample.objects.filter(
             deployment_id__in=deployment_ids, signal=Signal.REQUEST_RATE, ts__gte=since
         )
+        .annotate(t=EpochSeconds("ts"))
         .order_by("ts")
-        .values_list("deployment_id", "ts", "value")
+        .values_list("deployment_id", "t", "value")
     ):
-        load[deployment_id].append((ts.timestamp(), value))
+        load[deployment_id].append((float(t), value))
+    end = now.timestamp()
+    for points in replicas.values():  # the last count holds until now
+        points.append((end, points[-1][1]))
     return {
         d: chart_data(
             series={"replicas": replicas.get(d, []), "requests/s": load.get(d, [])},
@@ -199,7 +229,7 @@ def overview_rows(
     slos = _slo_figures(ids)
     firing = _firing_counts(ids)
     controls = _controls(ids)
-    sparklines = _sparklines(ids, now - SPARKLINE_WINDOW)
+    sparklines = _sparklines(ids, now - SPARKLINE_WINDOW, now)
     for row in rows:
         pk = row.deployment.pk
         obs = observations.get(pk, {})
