@@ -3,12 +3,20 @@ chart data shape and team scoping."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import Role
+from apps.autoscaling.actuators.base import ScaleStatus
+from apps.autoscaling.evaluation import deployment_evaluate
 from apps.console import selectors
+from apps.metrics.selectors import Observation
+from apps.metrics.services import metrics_store
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.accounts import MembershipFactory, TeamFactory
 from tests.factories.console import deployment_history
 from tests.factories.inventory import DeploymentFactory
@@ -100,3 +108,27 @@ def test_deployment_charts__24h_of_samples__each_series_at_most_500_points():
             assert sum(v is not None for v in column) <= selectors.MAX_POINTS
     assert charts["latency"]["lines"] == [{"label": "TTFT SLO", "value": 0.5}]
     assert charts["demand"]["markers"]  # the scale-up is marked
+
+
+class _StartingActuator:
+    """A platform with 3 replicas wanted and 1 ready: two are starting."""
+
+    def get_scale(self, target: Any) -> ScaleStatus:
+        return ScaleStatus(3, 1)
+
+    def set_replicas(self, target: Any, replicas: int, *, idempotency_key: str) -> ScaleStatus:
+        return ScaleStatus(replicas, 1)
+
+
+def test_overview_rows__decision_from_the_real_evaluation__replica_state_read(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    policy = AutoscalingPolicyFactory(deployment__min_replicas=1, deployment__max_replicas=10)
+    deployment = policy.deployment
+    metrics_store(
+        observations={deployment.pk: {"queue_length": Observation(30.0, time.time(), "ok")}}
+    )
+    record = deployment_evaluate(deployment=deployment, actuator=_StartingActuator())
+    assert record is not None
+    (row,) = selectors.overview_rows(deployments=selectors.Deployment.objects.all())
+    assert (row.ready, row.starting, row.desired) == (1, 2, record.desired_replicas)
+    assert row.queue == 30.0
