@@ -16,8 +16,8 @@ from apps.autoscaling.evaluation import deployment_evaluate
 from apps.console import selectors
 from apps.metrics.selectors import Observation
 from apps.metrics.services import metrics_store
-from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.accounts import MembershipFactory, TeamFactory
+from tests.factories.autoscaling import AutoscalingPolicyFactory
 from tests.factories.console import deployment_history
 from tests.factories.inventory import DeploymentFactory
 
