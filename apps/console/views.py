@@ -35,11 +35,19 @@ def console_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
 
 
 def render_page(
-    request: HttpRequest, *, template: str, partial: str, context: dict[str, Any]
+    request: HttpRequest,
+    *,
+    template: str,
+    partial: str,
+    context: dict[str, Any],
+    page_context: Callable[[], dict[str, Any]] | None = None,
 ) -> HttpResponse:
-    """The whole page, or only ``partial`` when htmx asks for it (filters, auto-refresh).
-    The page template includes the same partial, so both always agree."""
+    """The whole page, or only ``partial`` when htmx asks for it (filters, ranges,
+    auto-refresh). The page template includes the same partial, so both always agree;
+    ``page_context`` adds what only the whole page needs, read only for it."""
     is_htmx = bool(getattr(request, "htmx", False)) and not request.htmx.boosted  # type: ignore[attr-defined]
+    if not is_htmx and page_context is not None:
+        context = {**context, **page_context()}
     response = render(request, partial if is_htmx else template, context)
     response["Vary"] = "HX-Request"
     return response
@@ -71,6 +79,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         template="console/overview.html",
         partial="console/overview/_table.html",
         context={
+            "nav": "overview",
             "form": form,
             "rows": selectors.overview_rows(deployments=deployments),
             "query": request.GET.urlencode(),
@@ -98,13 +107,10 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "range_key": range_key,
         "charts": selectors.deployment_charts(deployment=deployment, range_key=range_key),
     }
-    if getattr(request, "htmx", False):
-        return render_page(
-            request, template="", partial="console/deployment/_charts.html", context=context
-        )
-    control = selectors.deployment_control(deployment=deployment)
-    context.update(
-        {
+
+    def page_context() -> dict[str, Any]:
+        control = selectors.deployment_control(deployment=deployment)
+        return {
             "can_operate": selectors.deployment_can_operate(
                 user=request.user, deployment=deployment
             ),
@@ -114,11 +120,15 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "actions": selectors.deployment_actions(deployment=deployment),
             "alerts": selectors.deployment_alerts(deployment=deployment),
             "readiness": deployment_readiness(deployment=deployment),
-            "pin_form": PinForm(initial={"replicas": deployment.min_replicas, "minutes": 60}),
-            "reason_form": ReasonForm(),
         }
+
+    return render_page(
+        request,
+        template="console/deployment.html",
+        partial="console/deployment/_charts.html",
+        context=context,
+        page_context=page_context,
     )
-    return render(request, "console/deployment.html", context)
 
 
 def _control_action(
