@@ -39,6 +39,18 @@ def fleet(transactional_db: None) -> dict[str, Any]:
     }
 
 
+def test_login_page__accessible(browser, live_server, screenshot):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server.url}/console/")
+        assert page.url.startswith(f"{live_server.url}/console/login/")
+        assert axe_serious(page) == []
+        screenshot(page, "login")
+    finally:
+        context.close()
+
+
 def test_overview__login__rows_filled_accessible(console_page, fleet, screenshot):
     page = console_page(fleet["operator"])
     rows = page.locator("#deployments tbody tr")
