@@ -1,7 +1,9 @@
 """The console's fleet overview for a large fleet: server-side render time and query count.
 
 Creates a team with N deployments (default 1,000), each with its latest observations, 30
-minutes of request-rate samples and decisions (what the sparklines read), a TTFT SLO with
+minutes of request-rate samples (one a minute) and of decisions (one per
+``AUTOSCALING_INTERVAL_S``, with a scale-up and a scale-down: what the sparklines read), a
+TTFT SLO with
 its status and, for one in ten, a firing alert; then renders ``/console/`` as a viewer of
 that team through Django's test client (the whole view, template included, no network) and
 prints the median and maximum of ``--repeat`` renders and the number of SQL queries of one.
@@ -34,12 +36,13 @@ SPARK_MINUTES = 30
 
 def populate(n: int) -> object:
     """N deployments of one team with what the overview shows; returns a viewer of it."""
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
     from apps.accounts.models import Membership, Role, Team
     from apps.alerts.models import Alert, AlertSource, AlertStatus
-    from apps.autoscaling.models import DecisionRecord
+    from apps.autoscaling.models import DecisionRecord, ScaleAction
     from apps.inventory.models import Cluster, Deployment, LLMModel
     from apps.metrics.models import DeploymentMetrics, MetricSample
     from apps.slos.models import LatencyMetric, SliKind, Slo, SloState, SloStatus
@@ -83,17 +86,33 @@ def populate(n: int) -> object:
         ),
         batch_size=5000,
     )
-    replicas = {"spec": 2, "ready": 2, "starting": [], "observed_spec": 2, "last_applied": 2}
+    step = settings.AUTOSCALING_INTERVAL_S
+    n_ticks = int(SPARK_MINUTES * 60 / step)
+    ticks = [now - timedelta(seconds=i * step) for i in range(n_ticks, 0, -1)]
+    counts = [2 if len(ticks) // 3 <= i < 2 * len(ticks) // 3 else 1 for i in range(len(ticks))]
+    states = {n: {"spec": n, "ready": n, "starting": [], "observed_spec": n, "last_applied": n}
+              for n in (1, 2)}
     DecisionRecord.objects.bulk_create(
         (
             DecisionRecord(
-                deployment=d, at=ts, current_replicas=2, desired_replicas=2, rule="hold",
-                reason="Within tolerance.", inputs={"replicas": replicas}, dry_run=False,
+                deployment=d, at=ts, current_replicas=n, desired_replicas=n, rule="hold",
+                reason="Within tolerance.", inputs={"replicas": states[n]}, dry_run=False,
             )
             for d in deployments
-            for ts in minutes
+            for ts, n in zip(ticks, counts, strict=True)
         ),
         batch_size=5000,
+    )  # fmt: skip
+    changes = [
+        (i, counts[i - 1], counts[i]) for i in range(1, n_ticks) if counts[i - 1] != counts[i]
+    ]
+    ScaleAction.objects.bulk_create(
+        ScaleAction(
+            deployment=d, from_replicas=before, to_replicas=after, status="succeeded",
+            idempotency_key=f"bench-{d.pk}-{i}", attempts=1, finished_at=ticks[i],
+        )
+        for d in deployments
+        for i, before, after in changes
     )  # fmt: skip
     slos = Slo.objects.bulk_create(
         Slo(

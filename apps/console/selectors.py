@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, FloatField, Func, Max, Q, QuerySet, Window
-from django.db.models.functions import Lag
+from django.db.models import Count, FloatField, Func, Max, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.selectors import AnyUser, team_scoped, user_has_role
 from apps.alerts.models import Alert, AlertStatus
-from apps.autoscaling.models import DecisionRecord, DeploymentControl, ScaleAction
+from apps.autoscaling.models import ActionStatus, DecisionRecord, DeploymentControl, ScaleAction
 from apps.inventory.models import Cluster, Deployment
 from apps.metrics.catalogue import Signal
 from apps.metrics.models import MetricSample
@@ -174,25 +173,31 @@ class EpochSeconds(Func):
 
 
 def _sparklines(
-    deployment_ids: Sequence[int], since: datetime, now: datetime
+    deployment_ids: Sequence[int],
+    since: datetime,
+    now: datetime,
+    current: Mapping[int, int],
 ) -> dict[int, dict[str, Any]]:
-    """deployment id → chart data of replicas (from decisions) and load (request rate
-    samples) since ``since``: two queries for the whole fleet. Of the decisions only those
-    where the replica count changed come back (a step line needs no more), however often
-    the loop evaluates."""
+    """deployment id → chart data of replicas and load (request rate samples) since
+    ``since``: two queries for the whole fleet. Replicas are a step line from the scale
+    actions that succeeded (a handful of rows, where the decisions are one per evaluation)
+    ending at the ``current`` count; without one in the window, the current count held."""
+    start, end = since.timestamp(), now.timestamp()
     replicas: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    changes = (
-        DecisionRecord.objects.filter(deployment_id__in=deployment_ids, at__gte=since)
-        .annotate(
-            t=EpochSeconds("at"),
-            before=Window(Lag("current_replicas"), partition_by="deployment_id", order_by="at"),
+    for deployment_id, t, before, after in (
+        ScaleAction.objects.filter(
+            deployment_id__in=deployment_ids,
+            status=ActionStatus.SUCCEEDED,
+            finished_at__gte=since,
         )
-        .filter(Q(before__isnull=True) | ~Q(before=F("current_replicas")))
-        .order_by("at")
-        .values_list("deployment_id", "t", "current_replicas")
-    )
-    for deployment_id, t, current in changes:
-        replicas[deployment_id].append((float(t), float(current)))
+        .annotate(t=EpochSeconds("finished_at"))
+        .order_by("finished_at")
+        .values_list("deployment_id", "t", "from_replicas", "to_replicas")
+    ):
+        points = replicas[deployment_id]
+        if not points:
+            points.append((start, float(before)))
+        points += [(float(t) - 1, points[-1][1]), (float(t), float(after))]  # a step
     load: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for deployment_id, t, value in (
         MetricSample.objects.filter(
@@ -203,9 +208,11 @@ def _sparklines(
         .values_list("deployment_id", "t", "value")
     ):
         load[deployment_id].append((float(t), value))
-    end = now.timestamp()
-    for points in replicas.values():  # the last count holds until now
-        points.append((end, points[-1][1]))
+    for deployment_id, count in current.items():
+        points = replicas[deployment_id]
+        if not points:
+            points.append((start, float(count)))
+        points.append((end, float(count)))
     return {
         d: chart_data(
             series={"replicas": replicas.get(d, []), "requests/s": load.get(d, [])},
@@ -229,7 +236,12 @@ def overview_rows(
     slos = _slo_figures(ids)
     firing = _firing_counts(ids)
     controls = _controls(ids)
-    sparklines = _sparklines(ids, now - SPARKLINE_WINDOW, now)
+    current = {
+        pk: spec
+        for pk, decision in decisions.items()
+        if isinstance(spec := ((decision.inputs or {}).get("replicas") or {}).get("spec"), int)
+    }
+    sparklines = _sparklines(ids, now - SPARKLINE_WINDOW, now, current)
     for row in rows:
         pk = row.deployment.pk
         obs = observations.get(pk, {})

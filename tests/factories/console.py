@@ -1,6 +1,6 @@
 """A deployment with what the console shows of it: latest observations, an hour of chart
-samples, decisions (with a scale-up), a TTFT SLO with its status and a firing alert. Used
-by the console's unit tests, its browser tests and its benchmark."""
+samples, decisions (with a scale-up and its scale action), a TTFT SLO with its status and a
+firing alert. Used by the console's unit and browser tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from apps.alerts.models import Alert
+from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.inventory.models import Deployment
 from apps.metrics.models import MetricSample
 from apps.slos.models import SloState, SloStatus
@@ -57,7 +58,7 @@ def deployment_history(
     for i in range(0, minutes, step):
         current = 1 if i < minutes // 2 else 2
         desired = 2 if i + step >= minutes // 2 else current  # the scale-up before half time
-        DecisionRecordFactory(
+        decision = DecisionRecordFactory(
             deployment=deployment,
             at=start + timedelta(minutes=i),
             current_replicas=current,
@@ -66,6 +67,17 @@ def deployment_history(
             reason=f"queue per replica {SIGNALS['queue_length'](i):.1f} against 3",
             proposals=[{"signal": "queue_length", "desired": desired, "value": 3}],
         )
+        if desired != current:
+            ScaleAction.objects.create(
+                deployment=deployment,
+                decision=decision,
+                from_replicas=current,
+                to_replicas=desired,
+                idempotency_key=f"dep{deployment.pk}-d{decision.pk}-{current}to{desired}",
+                status=ActionStatus.SUCCEEDED,
+                attempts=1,
+                finished_at=decision.at + timedelta(seconds=5),
+            )
     slo = SloFactory(deployment=deployment, team=deployment.team, threshold_seconds=0.5)
     SloStatus.objects.create(
         slo=slo, state=SloState.OK, sli=0.995, budget_remaining=0.6, evaluated_at=now

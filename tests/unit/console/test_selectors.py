@@ -53,8 +53,8 @@ def test_overview_rows__figures_from_stored_state():
     assert row.budget_left == 0.6
     assert row.firing_alerts == 1
     assert row.sparkline["labels"] == ["replicas", "requests/s"]
-    # Replicas as a step line: the first count, the change to 2, and 2 held until now.
-    assert [v for v in row.sparkline["y"][0] if v is not None] == [1.0, 2.0, 2.0]
+    # Replicas as a step line from the scale action: 1, up to 2, held until now.
+    assert [v for v in row.sparkline["y"][0] if v is not None] == [1.0, 1.0, 2.0, 2.0]
     assert sum(v is not None for v in row.sparkline["y"][1]) >= 29  # the first may be older
 
 
