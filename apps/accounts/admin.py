@@ -12,7 +12,7 @@ from apps.audit.admin_mixins import AuditedModelAdmin
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
 
-from .backends import login_wait
+from .backends import login_refusal
 from .models import ApiToken, Membership, Team
 from .services import api_token_revoke
 
@@ -23,17 +23,7 @@ def _throttled_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
 
     @wraps(view)
     def login(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method == "POST":
-            wait = login_wait(request=request, username=request.POST.get("username"))
-            if wait:
-                response = HttpResponse(
-                    f"Too many failed logins. Try again in {wait} seconds.\n",
-                    status=429,
-                    content_type="text/plain; charset=utf-8",
-                )
-                response["Retry-After"] = str(wait)
-                return response
-        return view(request, *args, **kwargs)
+        return login_refusal(request) or view(request, *args, **kwargs)
 
     return login
 

@@ -8,7 +8,7 @@ import structlog
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from apps.core.middleware import client_ip
 
@@ -30,6 +30,23 @@ def login_keys(*, request: HttpRequest | None, username: str | None) -> list[str
 def login_wait(*, request: HttpRequest | None, username: str | None) -> int:
     """Seconds until a login may be tried again from this address or for this user; 0: now."""
     return failures_blocked(rule=login_limit(), keys=login_keys(request=request, username=username))
+
+
+def login_refusal(request: HttpRequest) -> HttpResponse | None:
+    """For a login form's POST while its address or username is locked out: 429 with
+    Retry-After, saying why (the backend refuses the attempt anyway); otherwise None."""
+    if request.method != "POST":
+        return None
+    wait = login_wait(request=request, username=request.POST.get("username"))
+    if not wait:
+        return None
+    response = HttpResponse(
+        f"Too many failed logins. Try again in {wait} seconds.\n",
+        status=429,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["Retry-After"] = str(wait)
+    return response
 
 
 class ThrottledModelBackend(ModelBackend):

@@ -20,11 +20,15 @@ Actor = AbstractBaseUser | AnonymousUser
 
 
 def _control_change(
-    *, deployment: Deployment, actor: Actor, verb: str, **changes: object
+    *, deployment: Deployment, actor: Actor, verb: str, reason: str, **changes: object
 ) -> DeploymentControl:
-    """Change the deployment's control row under a row lock and audit the diff."""
+    """Change the deployment's control row under a row lock and audit the diff (with the
+    operator's reason, when they gave one)."""
     control, _ = DeploymentControl.objects.select_for_update().get_or_create(deployment=deployment)
-    with audited(actor=actor, action=AuditAction.ACTION, verb=verb, instance=control):
+    extra = {"reason": reason} if reason else None
+    with audited(
+        actor=actor, action=AuditAction.ACTION, verb=verb, instance=control, extra=extra
+    ):
         for field, value in changes.items():
             setattr(control, field, value)
         control.save(update_fields=list(changes))
@@ -33,16 +37,20 @@ def _control_change(
 
 @transaction.atomic
 def deployment_pause_set(
-    *, deployment: Deployment, paused: bool, actor: Actor
+    *, deployment: Deployment, paused: bool, actor: Actor, reason: str = ""
 ) -> DeploymentControl:
     return _control_change(
-        deployment=deployment, actor=actor, verb="pause" if paused else "resume", paused=paused
+        deployment=deployment,
+        actor=actor,
+        verb="pause" if paused else "resume",
+        reason=reason,
+        paused=paused,
     )
 
 
 @transaction.atomic
 def deployment_pin(
-    *, deployment: Deployment, replicas: int, minutes: int, actor: Actor
+    *, deployment: Deployment, replicas: int, minutes: int, actor: Actor, reason: str = ""
 ) -> DeploymentControl:
     if not deployment.min_replicas <= replicas <= deployment.max_replicas:
         raise ValueError(
@@ -53,6 +61,7 @@ def deployment_pin(
         deployment=deployment,
         actor=actor,
         verb="pin",
+        reason=reason,
         pinned_replicas=replicas,
         pinned_until=timezone.now() + timedelta(minutes=minutes),
         pinned_by=actor if actor.is_authenticated else None,
@@ -60,11 +69,14 @@ def deployment_pin(
 
 
 @transaction.atomic
-def deployment_unpin(*, deployment: Deployment, actor: Actor) -> DeploymentControl:
+def deployment_unpin(
+    *, deployment: Deployment, actor: Actor, reason: str = ""
+) -> DeploymentControl:
     return _control_change(
         deployment=deployment,
         actor=actor,
         verb="unpin",
+        reason=reason,
         pinned_replicas=None,
         pinned_until=None,
         pinned_by=None,

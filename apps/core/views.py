@@ -55,4 +55,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    return HttpResponseRedirect("/admin/")
+    """The root opens the console (which asks for a login first)."""
+    return HttpResponseRedirect("/console/")

@@ -262,3 +262,17 @@ def test_import_graph__rest_toolkit__between_domain_code_and_endpoints(
         if target.split(".")[-1] in REST_LAYER and not target.startswith("apps.api")
     )
     assert not upward, "apps.api imports an app's REST module:\n" + "\n".join(upward)
+
+
+def test_import_graph__console__top_layer_nothing_imports_it(graph: dict[str, set[str]]) -> None:
+    """The web console reads and writes through every domain app; none of them, nor the
+    project or the workers, may depend on it (its URLs are included by name)."""
+    importers = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        if not name.startswith("apps.console")
+        for target in targets
+        if target.startswith("apps.console")
+    )
+    assert not importers, "modules importing the console:\n" + "\n".join(importers)
+    assert any(name.startswith("apps.console") for name in graph)  # it is read at all

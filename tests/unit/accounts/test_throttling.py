@@ -62,22 +62,26 @@ def test_api_token__limit_zero__never_throttled(settings, roster):
     assert {_get(WRONG).status_code for _ in range(30)} == {401}
 
 
-def _login(client, username: str, password: str, ip: str = "203.0.113.7"):
+ADMIN_LOGIN = "/admin/login/?next=/admin/"
+
+
+def _login(client, username: str, password: str, ip: str = "203.0.113.7", path=ADMIN_LOGIN):
     return client.post(
-        "/admin/login/?next=/admin/",
+        path,
         {"username": username, "password": password},
         REMOTE_ADDR=ip,
     )
 
 
-def test_admin_login__failures_past_limit__429_and_right_password_refused(limits, roster):
+@pytest.mark.parametrize("path", [ADMIN_LOGIN, "/console/login/"])
+def test_admin_login__failures_past_limit__429_and_right_password_refused(limits, roster, path):
     from django.test import Client
 
     client = Client()
     for _ in range(3):
-        response = _login(client, "root", "wrong")
+        response = _login(client, "root", "wrong", path=path)
         assert response.status_code == 200  # the form again, with its error
-    response = _login(client, "root", "correct-horse-battery")
+    response = _login(client, "root", "correct-horse-battery", path=path)
     assert response.status_code == 429
     assert 1 <= int(response["Retry-After"]) <= 600
     assert "_auth_user_id" not in client.session

@@ -14,9 +14,10 @@ from tests.factories.inventory import DeploymentFactory
 
 pytestmark = pytest.mark.django_db
 
-# Public on purpose: probes, metrics scrape, API description, the admin's login page and
-# its JavaScript catalogue, and the root, which redirects to the console.
+# Public on purpose: probes, metrics scrape, API description, the admin's and the console's
+# login pages, the admin's JavaScript catalogue, and the root, which redirects to the console.
 PUBLIC = {
+    "console/login/",
     "healthz",
     "readyz",
     "metrics",
@@ -91,8 +92,13 @@ def test_anonymous_get__every_url__no_data_unless_public(path):
         # Logging out when not logged in goes to the index, which asks for the login.
         login = "/admin/" if path == "admin/logout/" else "/admin/login/"
         assert response["Location"].startswith(login)
+    elif path.startswith("console/"):
+        # Pages ask for the console's login; writes and logout take POST only.
+        assert status in (302, 405), f"/{path} answered {status}"
+        if status == 302:
+            assert response["Location"].startswith("/console/login/")
     else:
-        pytest.fail(f"/{path} is neither API nor admin nor public: classify it")
+        pytest.fail(f"/{path} is neither API nor admin nor console nor public: classify it")
 
 
 @pytest.mark.parametrize(
@@ -112,4 +118,4 @@ def test_anonymous_get__public_endpoints__answer(path, expected):
 def test_anonymous_get__root__redirects_to_console():
     response = APIClient().get("/")
     assert response.status_code == 302
-    assert response["Location"] == "/admin/"
+    assert response["Location"] == "/console/"

@@ -73,7 +73,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 "\nllm-controlplane is starting\n"
-                f"  console:  {url}admin/\n"
+                f"  console:  {url}console/\n"
+                f"  admin:    {url}admin/\n"
                 f"  API docs: {url}api/docs/\n"
                 f"  health:   {url}readyz\n"
                 f"  login:    {login}\n"

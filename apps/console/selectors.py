@@ -1,0 +1,415 @@
+"""Reads of the web console, built on the domain apps' selectors and always scoped to the
+user's teams with :func:`apps.accounts.selectors.team_scoped`.
+
+Every function here answers one page (or one partial of it) with a fixed number of
+queries, whatever the number of deployments: rows are fetched per table with ``__in``
+filters and joined in Python, never one query per deployment.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, FloatField, Func, Max, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from apps.accounts.models import Role
+from apps.accounts.selectors import AnyUser, team_scoped, user_has_role
+from apps.alerts.models import Alert, AlertStatus
+from apps.autoscaling.models import ActionStatus, DecisionRecord, DeploymentControl, ScaleAction
+from apps.inventory.models import Cluster, Deployment
+from apps.metrics.catalogue import Signal
+from apps.metrics.models import MetricSample
+from apps.metrics.selectors import latest_observations, metric_series
+from apps.slos.models import LatencyMetric, SliKind, Slo
+
+# How far back the overview's sparklines look, and the most points a chart series gets.
+SPARKLINE_WINDOW = timedelta(minutes=30)
+MAX_POINTS = 500
+RANGES: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+}
+DEFAULT_RANGE = "1h"
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+def deployments_visible(*, user: AnyUser) -> QuerySet[Deployment]:
+    """The deployments the user may see, with what a row shows of their relations."""
+    return team_scoped(
+        Deployment.objects.select_related("team", "cluster", "model"), user=user
+    ).order_by("team__slug", "name")
+
+
+def deployment_get(*, user: AnyUser, deployment_id: int) -> Deployment:
+    """One deployment the user may see; another team's (or none) is a 404, as in the API."""
+    try:
+        return deployments_visible(user=user).get(pk=deployment_id)
+    except Deployment.DoesNotExist as exc:
+        raise Http404("No such deployment.") from exc
+
+
+def deployment_can_operate(*, user: AnyUser, deployment: Deployment) -> bool:
+    """Whether the user may change the deployment's autoscaling controls (operator+)."""
+    return user_has_role(user=user, team_id=deployment.team_id, role=Role.OPERATOR)
+
+
+def clusters_visible(*, user: AnyUser) -> QuerySet[Cluster]:
+    return team_scoped(Cluster.objects.all(), user=user).order_by("name")
+
+
+# --------------------------------------------------------------------------- overview
+
+
+@dataclass
+class OverviewRow:
+    """One deployment's line of the fleet overview."""
+
+    deployment: Deployment
+    ready: int | None = None
+    starting: int | None = None
+    desired: int | None = None
+    queue: float | None = None
+    kv_cache: float | None = None
+    ttft_p95: float | None = None
+    ttft_objective: float | None = None
+    budget_left: float | None = None
+    firing_alerts: int = 0
+    paused: bool = False
+    pinned: int | None = None
+    sparkline: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ttft_over(self) -> bool:
+        return (
+            self.ttft_p95 is not None
+            and self.ttft_objective is not None
+            and self.ttft_p95 > self.ttft_objective
+        )
+
+
+def _latest_decisions(deployment_ids: Sequence[int]) -> dict[int, DecisionRecord]:
+    """deployment id → its latest decision, in one query (the max id per deployment)."""
+    latest_ids = (
+        DecisionRecord.objects.filter(deployment_id__in=deployment_ids)
+        .order_by()
+        .values("deployment_id")
+        .annotate(last=Max("id"))
+        .values("last")
+    )
+    rows = DecisionRecord.objects.filter(pk__in=latest_ids).only(
+        "deployment_id", "current_replicas", "desired_replicas", "inputs"
+    )
+    return {row.deployment_id: row for row in rows}
+
+
+def _slo_figures(deployment_ids: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
+    """deployment id → (TTFT objective in seconds, least error budget left over its SLOs)."""
+    objective: dict[int, float] = {}
+    budget: dict[int, float] = {}
+    rows = (
+        Slo.objects.filter(deployment_id__in=deployment_ids, enabled=True)
+        .order_by()
+        .values_list(
+            "deployment_id", "sli_kind", "latency_metric", "threshold_seconds",
+            "status__budget_remaining",
+        )
+    )  # fmt: skip
+    for deployment_id, kind, metric, threshold, left in rows:
+        if kind == SliKind.LATENCY and metric == LatencyMetric.TTFT and threshold is not None:
+            objective[deployment_id] = min(objective.get(deployment_id, threshold), threshold)
+        if left is not None:
+            budget[deployment_id] = min(budget.get(deployment_id, left), left)
+    return {d: (objective.get(d), budget.get(d)) for d in set(objective) | set(budget)}
+
+
+def _firing_counts(deployment_ids: Sequence[int]) -> dict[int, int]:
+    return dict(
+        Alert.objects.filter(deployment_id__in=deployment_ids, status=AlertStatus.FIRING)
+        .order_by()
+        .values("deployment_id")
+        .annotate(n=Count("id"))
+        .values_list("deployment_id", "n")
+    )
+
+
+def _controls(deployment_ids: Sequence[int]) -> dict[int, DeploymentControl]:
+    return {
+        c.deployment_id: c
+        for c in DeploymentControl.objects.filter(deployment_id__in=deployment_ids).only(
+            "deployment_id", "paused", "pinned_replicas", "pinned_until"
+        )
+    }
+
+
+def control_pinned_replicas(*, control: DeploymentControl | None, now: datetime) -> int | None:
+    """The replica count a pin holds now; ``None`` when not pinned or the pin expired."""
+    if control is None or control.pinned_replicas is None or control.pinned_until is None:
+        return None
+    return control.pinned_replicas if control.pinned_until > now else None
+
+
+class EpochSeconds(Func):
+    """A timestamp column as unix seconds, computed by the database: thousands of rows then
+    come back as numbers, without a datetime built (and, on SQLite, parsed) for each."""
+
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler, connection, template="CAST(strftime('%%%%s', %(expressions)s) AS REAL)"
+        )
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)")
+
+
+def _sparklines(
+    deployment_ids: Sequence[int],
+    since: datetime,
+    now: datetime,
+    current: Mapping[int, int],
+) -> dict[int, dict[str, Any]]:
+    """deployment id → chart data of replicas and load (request rate samples) since
+    ``since``: two queries for the whole fleet. Replicas are a step line from the scale
+    actions that succeeded (a handful of rows, where the decisions are one per evaluation)
+    ending at the ``current`` count; without one in the window, the current count held."""
+    start, end = since.timestamp(), now.timestamp()
+    replicas: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for deployment_id, t, before, after in (
+        ScaleAction.objects.filter(
+            deployment_id__in=deployment_ids,
+            status=ActionStatus.SUCCEEDED,
+            finished_at__gte=since,
+        )
+        .annotate(t=EpochSeconds("finished_at"))
+        .order_by("finished_at")
+        .values_list("deployment_id", "t", "from_replicas", "to_replicas")
+    ):
+        points = replicas[deployment_id]
+        if not points:
+            points.append((start, float(before)))
+        points += [(float(t) - 1, points[-1][1]), (float(t), float(after))]  # a step
+    load: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for deployment_id, t, value in (
+        MetricSample.objects.filter(
+            deployment_id__in=deployment_ids, signal=Signal.REQUEST_RATE, ts__gte=since
+        )
+        .annotate(t=EpochSeconds("ts"))
+        .order_by("ts")
+        .values_list("deployment_id", "t", "value")
+    ):
+        load[deployment_id].append((float(t), value))
+    for deployment_id, count in current.items():
+        points = replicas[deployment_id]
+        if not points:
+            points.append((start, float(count)))
+        points.append((end, float(count)))
+    return {
+        d: chart_data(
+            series={"replicas": replicas.get(d, []), "requests/s": load.get(d, [])},
+            max_points=60,
+        )
+        for d in deployment_ids
+    }
+
+
+def overview_rows(
+    *, deployments: QuerySet[Deployment], now: datetime | None = None
+) -> list[OverviewRow]:
+    """The overview's rows for already scoped and filtered deployments."""
+    now = now or timezone.now()
+    rows = [OverviewRow(deployment=d) for d in deployments]
+    ids = [row.deployment.pk for row in rows]
+    if not ids:
+        return rows
+    observations = latest_observations(deployment_ids=ids)
+    decisions = _latest_decisions(ids)
+    slos = _slo_figures(ids)
+    firing = _firing_counts(ids)
+    controls = _controls(ids)
+    current = {
+        pk: spec
+        for pk, decision in decisions.items()
+        if isinstance(spec := ((decision.inputs or {}).get("replicas") or {}).get("spec"), int)
+    }
+    sparklines = _sparklines(ids, now - SPARKLINE_WINDOW, now, current)
+    for row in rows:
+        pk = row.deployment.pk
+        obs = observations.get(pk, {})
+        for attr, signal in (
+            ("queue", Signal.QUEUE_LENGTH),
+            ("kv_cache", Signal.KV_CACHE_USAGE),
+            ("ttft_p95", Signal.TTFT_P95),
+        ):
+            setattr(row, attr, obs[signal].ok_value if signal in obs else None)
+        decision = decisions.get(pk)
+        if decision is not None:
+            state = (decision.inputs or {}).get("replicas") or {}
+            row.ready = state.get("ready")
+            starting = state.get("starting")
+            row.starting = len(starting) if isinstance(starting, list) else None
+            row.desired = decision.desired_replicas
+        row.ttft_objective, row.budget_left = slos.get(pk, (None, None))
+        row.firing_alerts = firing.get(pk, 0)
+        control = controls.get(pk)
+        row.paused = bool(control and control.paused)
+        row.pinned = control_pinned_replicas(control=control, now=now)
+        row.sparkline = sparklines.get(pk, {})
+    return rows
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def downsample(
+    points: Sequence[tuple[float, float]], *, max_points: int
+) -> list[tuple[float, float]]:
+    """At most ``max_points`` points: the mean of each of ``max_points`` equal runs (the
+    time of its first point), so a spike still moves its bucket."""
+    if len(points) <= max_points:
+        return list(points)
+    size = len(points) / max_points
+    out = []
+    for i in range(max_points):
+        bucket = points[int(i * size) : int((i + 1) * size)]
+        if bucket:
+            out.append((bucket[0][0], sum(v for _, v in bucket) / len(bucket)))
+    return out
+
+
+def chart_data(
+    *,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    max_points: int = MAX_POINTS,
+    markers: Iterable[float] = (),
+    lines: Mapping[str, float | None] | None = None,
+) -> dict[str, Any]:
+    """The JSON the console's chart component draws (``charts.js``): one shared x axis
+    (unix seconds, union of the series' times), one y array per series with ``null`` where a
+    series has no point, vertical ``markers`` and horizontal ``lines``."""
+    sampled = {name: downsample(points, max_points=max_points) for name, points in series.items()}
+    xs = sorted({t for points in sampled.values() for t, _ in points})
+    index = {t: i for i, t in enumerate(xs)}
+    ys: list[list[float | None]] = []
+    for points in sampled.values():
+        column: list[float | None] = [None] * len(xs)
+        for t, v in points:
+            column[index[t]] = v
+        ys.append(column)
+    return {
+        "labels": list(sampled),
+        "x": xs,
+        "y": ys,
+        "markers": sorted(markers),
+        "lines": [{"label": k, "value": v} for k, v in (lines or {}).items() if v is not None],
+    }
+
+
+def _samples(deployment: Deployment, signal: str, since: datetime) -> list[tuple[float, float]]:
+    return [
+        (ts.timestamp(), value)
+        for ts, value in metric_series(deployment=deployment, signal=signal, since=since)
+        .values_list("ts", "value")
+    ]
+
+
+def deployment_charts(
+    *, deployment: Deployment, range_key: str, now: datetime | None = None
+) -> dict[str, dict[str, Any]]:
+    """Chart data of the deployment page over the chosen range, from stored samples and
+    decisions (never live Prometheus), each series at most :data:`MAX_POINTS` points."""
+    now = now or timezone.now()
+    since = now - RANGES.get(range_key, RANGES[DEFAULT_RANGE])
+    decisions = list(
+        DecisionRecord.objects.filter(deployment=deployment, at__gte=since)
+        .order_by("at")
+        .values_list("at", "current_replicas", "desired_replicas")
+    )
+    replicas = [(at.timestamp(), float(cur)) for at, cur, _ in decisions]
+    changes = [at.timestamp() for at, cur, want in decisions if cur != want]
+    objective = (
+        Slo.objects.filter(
+            deployment=deployment,
+            enabled=True,
+            sli_kind=SliKind.LATENCY,
+            latency_metric=LatencyMetric.TTFT,
+        )
+        .order_by("threshold_seconds")
+        .values_list("threshold_seconds", flat=True)
+        .first()
+    )
+    s = {signal: _samples(deployment, signal, since) for signal in _CHART_SIGNALS}
+    return {
+        "demand": chart_data(
+            series={
+                "queue": s[Signal.QUEUE_LENGTH],
+                "requests/s": s[Signal.REQUEST_RATE],
+                "replicas": replicas,
+            },
+            markers=changes,
+        ),
+        "latency": chart_data(
+            series={
+                "TTFT p50 (s)": s[Signal.TTFT_P50],
+                "TTFT p95 (s)": s[Signal.TTFT_P95],
+                "TTFT p99 (s)": s[Signal.TTFT_P99],
+                "ITL p95 (s)": s[Signal.ITL_P95],
+            },
+            lines={"TTFT SLO": objective},
+        ),
+        "utilisation": chart_data(
+            series={
+                "KV-cache": s[Signal.KV_CACHE_USAGE],
+                "GPU": s[Signal.GPU_UTILIZATION],
+            },
+        ),
+    }
+
+
+_CHART_SIGNALS = (
+    Signal.QUEUE_LENGTH,
+    Signal.REQUEST_RATE,
+    Signal.TTFT_P50,
+    Signal.TTFT_P95,
+    Signal.TTFT_P99,
+    Signal.ITL_P95,
+    Signal.KV_CACHE_USAGE,
+    Signal.GPU_UTILIZATION,
+)
+
+
+# --------------------------------------------------------------------------- deployment page
+
+
+def deployment_decisions(*, deployment: Deployment, limit: int = 50) -> list[DecisionRecord]:
+    """The latest decisions, newest first (the timeline)."""
+    return list(
+        DecisionRecord.objects.filter(deployment=deployment).order_by("-at", "-id")[:limit]
+    )
+
+
+def deployment_actions(*, deployment: Deployment, limit: int = 20) -> list[ScaleAction]:
+    return list(
+        ScaleAction.objects.filter(deployment=deployment).order_by("-created_at", "-id")[:limit]
+    )
+
+
+def deployment_alerts(*, deployment: Deployment, limit: int = 20) -> list[Alert]:
+    """Its firing alerts first, then the latest resolved ones."""
+    # "firing" sorts before "resolved".
+    return list(
+        Alert.objects.filter(deployment=deployment).order_by("status", "-starts_at")[:limit]
+    )
+
+
+def deployment_control(*, deployment: Deployment) -> DeploymentControl | None:
+    return DeploymentControl.objects.filter(deployment=deployment).first()

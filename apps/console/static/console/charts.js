@@ -1,0 +1,68 @@
+// The console's chart component: each <figure data-chart="ID"> is drawn with uPlot from
+// the JSON block <script type="application/json" id="ID"> that the server rendered next to
+// it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines}.
+(function () {
+  "use strict";
+  var PALETTE = ["#2f81f7", "#e5534b", "#3fb950", "#d29922", "#a371f7", "#39c5cf"];
+
+  function draw(fig) {
+    if (fig.getAttribute("data-drawn") || typeof uPlot === "undefined") return;
+    var block = document.getElementById(fig.getAttribute("data-chart"));
+    if (!block) return;
+    var data = JSON.parse(block.textContent);
+    var target = fig.querySelector(".chart-canvas");
+    fig.setAttribute("data-drawn", "");
+    if (!data.x.length) {
+      target.innerHTML = '<p class="no-data">No stored samples in this range.</p>';
+      return;
+    }
+    var spark = fig.classList.contains("sparkline");
+    var height = parseInt(fig.getAttribute("data-height"), 10) || 220;
+    var width = Math.max(120, target.clientWidth || fig.clientWidth || 400);
+    var series = [{}].concat(data.labels.map(function (label, i) {
+      return { label: label, stroke: PALETTE[i % PALETTE.length], width: spark ? 1 : 1.5, spanGaps: true,
+               scale: spark && i > 0 ? "load" : "y" };
+    }));
+    var lines = data.lines || [];
+    var markers = data.markers || [];
+    var opts = {
+      width: width, height: height, series: series,
+      legend: { show: !spark }, cursor: { show: !spark },
+      axes: spark ? [{ show: false }, { show: false }] : [
+        { stroke: getComputedStyle(document.body).color },
+        { stroke: getComputedStyle(document.body).color },
+      ],
+      scales: { x: { time: true } },
+      hooks: { draw: [function (u) {
+        var ctx = u.ctx;
+        ctx.save();
+        ctx.lineWidth = 1;
+        markers.forEach(function (t) {  // decisions that changed the replica count
+          var x = Math.round(u.valToPos(t, "x", true));
+          ctx.strokeStyle = "rgba(128,128,128,0.6)";
+          ctx.setLineDash([3, 3]);
+          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+        });
+        lines.forEach(function (line) {  // objectives (SLO thresholds)
+          var y = Math.round(u.valToPos(line.value, "y", true));
+          ctx.strokeStyle = "#e5534b";
+          ctx.setLineDash([6, 4]);
+          ctx.beginPath(); ctx.moveTo(u.bbox.left, y); ctx.lineTo(u.bbox.left + u.bbox.width, y); ctx.stroke();
+          ctx.fillStyle = "#e5534b";
+          ctx.fillText(line.label, u.bbox.left + 4, y - 4);
+        });
+        ctx.restore();
+      }] },
+    };
+    if (lines.length) {
+      // Keep the SLO line in view even when every sample is far below it.
+      var top = Math.max.apply(null, lines.map(function (l) { return l.value; }));
+      opts.scales.y = { range: function (u, min, max) { return [0, Math.max(max || 0, top) * 1.1]; } };
+    }
+    new uPlot(opts, [data.x].concat(data.y), target);
+  }
+
+  function drawAll(root) { root.querySelectorAll("figure[data-chart]").forEach(draw); }
+  window.addEventListener("load", function () { drawAll(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { drawAll(e.target.ownerDocument || document); });
+})();
