@@ -9,6 +9,7 @@ from django.test import Client
 from apps.accounts.models import Role
 from apps.audit.models import AuditEntry
 from apps.autoscaling.models import DeploymentControl
+from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, UserFactory
 from tests.factories.console import deployment_history
 from tests.factories.inventory import DeploymentFactory
@@ -89,7 +90,10 @@ def test_deployment__other_team__404(deployment):
     other = DeploymentFactory()
     client = _client(_member(deployment, Role.OPERATOR))
     assert client.get(f"/console/deployments/{other.pk}/").status_code == 404
-    response = client.post(f"/console/deployments/{other.pk}/pause/", {"reason": "x"})
+    with nothing_stored():
+        response = client.post(
+            f"/console/deployments/{other.pk}/pause/", {"paused": "true", "reason": "x"}
+        )
     assert response.status_code == 404
 
 
@@ -154,3 +158,33 @@ def test_deployment__htmx_range__charts_partial(deployment):
     ).content.decode()
     assert body.lstrip().startswith('<div id="charts"')
     assert "chart-latency-data" in body
+
+
+@pytest.mark.parametrize(
+    ("verb", "data", "expected"),
+    [
+        ("pause", {"paused": "true", "reason": ""}, "reason"),
+        ("pin", {"replicas": 2, "minutes": 0, "reason": "load test"}, "minutes"),
+        ("pin", {"replicas": "two", "minutes": 30, "reason": "load test"}, "replicas"),
+        ("pin", {"replicas": 9, "minutes": 30, "reason": "load test"}, "9"),
+        ("unpin", {}, "reason"),
+    ],
+    ids=[
+        "pause-no-reason",
+        "pin-zero-minutes",
+        "pin-not-a-number",
+        "pin-above-max",
+        "unpin-no-reason",
+    ],
+)
+def test_deployment__bad_control_input__error_shown_nothing_stored(
+    deployment, verb, data, expected
+):
+    client = _client(_member(deployment, Role.OPERATOR))
+    page = f"/console/deployments/{deployment.pk}/"
+    with nothing_stored():
+        response = client.post(page + f"{verb}/", data, follow=True)
+    assert response.status_code == 200
+    errors = [m.message for m in response.context["messages"] if m.level_tag == "error"]
+    assert len(errors) == 1, errors
+    assert expected in errors[0], errors
