@@ -1,7 +1,5 @@
-"""Pages of the web console. A page is a view and a template: the view reads through
-:mod:`.selectors` (team-scoped), and answers an htmx request with the page's partial only
-(:func:`render_page`); writes go through the domain services, so they are validated and
-audited exactly as through the API."""
+"""A deployment's page: charts over a range, decisions, actions, alerts, readiness, and the
+autoscaling controls (pause, pin, unpin), which go through the autoscaling services."""
 
 from __future__ import annotations
 
@@ -10,81 +8,18 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.accounts.backends import login_refusal
 from apps.autoscaling.services import deployment_pause_set, deployment_pin, deployment_unpin
 from apps.inventory.selectors import deployment_readiness
 
-from . import selectors
-from .forms import OverviewFilterForm, PinForm, RangeForm, ReasonForm
-
-LOGIN_URL = "console:login"
-
-
-def console_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A console view: logged in (else the console's login form)."""
-    return login_required(login_url=LOGIN_URL)(view)
-
-
-def render_page(
-    request: HttpRequest,
-    *,
-    template: str,
-    partial: str,
-    context: dict[str, Any],
-    page_context: Callable[[], dict[str, Any]] | None = None,
-) -> HttpResponse:
-    """The whole page, or only ``partial`` when htmx asks for it (filters, ranges,
-    auto-refresh). The page template includes the same partial, so both always agree;
-    ``page_context`` adds what only the whole page needs, read only for it."""
-    is_htmx = bool(getattr(request, "htmx", False)) and not request.htmx.boosted  # type: ignore[attr-defined]
-    if not is_htmx and page_context is not None:
-        context = {**context, **page_context()}
-    response = render(request, partial if is_htmx else template, context)
-    response["Vary"] = "HX-Request"
-    return response
-
-
-class LoginView(auth_views.LoginView):
-    """Django's login with the console's template; a locked-out address or username gets
-    429 with Retry-After (the authentication backend refuses it anyway; this says why)."""
-
-    template_name = "console/login.html"
-    redirect_authenticated_user = True
-    next_page = "console:overview"
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return login_refusal(request) or super().post(request, *args, **kwargs)
-
-
-class LogoutView(auth_views.LogoutView):
-    next_page = "console:login"
-
-
-@require_GET
-@console_page
-def overview(request: HttpRequest) -> HttpResponse:
-    form = OverviewFilterForm(request.GET or None, user=request.user)
-    deployments = form.filter(selectors.deployments_visible(user=request.user))
-    return render_page(
-        request,
-        template="console/overview.html",
-        partial="console/overview/_table.html",
-        context={
-            "nav": "overview",
-            "form": form,
-            "rows": selectors.overview_rows(deployments=deployments),
-            "query": request.GET.urlencode(),
-        },
-    )
+from .. import selectors
+from ..forms import PinForm, RangeForm, ReasonForm
+from .base import console_page, form_errors, render_page
 
 
 def _operable(request: HttpRequest, pk: int) -> Any:
@@ -153,15 +88,11 @@ def _control_action(
     return require_POST(console_page(view))
 
 
-def _errors(form: Any) -> str:
-    return "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
-
-
 def _with_reason(request: HttpRequest, change: Callable[[str], object]) -> str | None:
     """Run ``change(reason)`` when the posted reason is valid; else the form's errors."""
     form = ReasonForm(request.POST)
     if not form.is_valid():
-        return _errors(form)
+        return form_errors(form)
     change(form.cleaned_data["reason"])
     return None
 
@@ -181,7 +112,7 @@ def deployment_pause(request: HttpRequest, deployment: Any) -> str | None:
 def deployment_pin_view(request: HttpRequest, deployment: Any) -> str | None:
     form = PinForm(request.POST)
     if not form.is_valid():
-        return _errors(form)
+        return form_errors(form)
     deployment_pin(
         deployment=deployment,
         replicas=form.cleaned_data["replicas"],
