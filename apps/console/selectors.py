@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, FloatField, Func, Max, QuerySet
+from django.db import connections
+from django.db.models import Count, FloatField, Func, OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -68,12 +69,31 @@ def clusters_visible(*, user: AnyUser) -> QuerySet[Cluster]:
 
 # --------------------------------------------------------------------------- overview
 
+# Deployment ids to read rows of: a list, or a ``values("pk")`` queryset (a subquery).
+DeploymentIds = Sequence[int] | QuerySet[Any]
+
+
+@dataclass(frozen=True)
+class DeploymentRef:
+    """What an overview row shows of a deployment and its relations: a thousand rows read
+    as plain values, not as a thousand model instances of three tables."""
+
+    pk: int
+    name: str
+    status: str
+    framework: str
+    team_slug: str
+    cluster_name: str | None
+
+
+OVERVIEW_FIELDS = ("pk", "name", "status", "framework", "team__slug", "cluster__name")
+
 
 @dataclass
 class OverviewRow:
     """One deployment's line of the fleet overview."""
 
-    deployment: Deployment
+    deployment: DeploymentRef
     ready: int | None = None
     starting: int | None = None
     desired: int | None = None
@@ -96,22 +116,36 @@ class OverviewRow:
         )
 
 
-def _latest_decisions(deployment_ids: Sequence[int]) -> dict[int, DecisionRecord]:
-    """deployment id → its latest decision, in one query (the max id per deployment)."""
-    latest_ids = (
-        DecisionRecord.objects.filter(deployment_id__in=deployment_ids)
+@dataclass(frozen=True)
+class LatestDecision:
+    desired: int
+    replicas: Mapping[str, Any]  # the decision's replica state (``inputs["replicas"]``)
+
+
+def _latest_decisions(deployment_ids: DeploymentIds) -> dict[int, LatestDecision]:
+    """deployment id → its latest decision's desired count and replica state, in one query;
+    only the replica state is read out of the stored inputs."""
+    # One index probe per deployment on (deployment, -at), where a GROUP BY would read
+    # every stored decision of the fleet.
+    latest_ids = Deployment.objects.filter(pk__in=deployment_ids).values(
+        last=Subquery(
+            DecisionRecord.objects.filter(deployment_id=OuterRef("pk"))
+            .order_by("-at")
+            .values("id")[:1]
+        )
+    )
+    rows = (
+        DecisionRecord.objects.filter(pk__in=latest_ids)
         .order_by()
-        .values("deployment_id")
-        .annotate(last=Max("id"))
-        .values("last")
+        .values_list("deployment_id", "desired_replicas", "inputs__replicas")
     )
-    rows = DecisionRecord.objects.filter(pk__in=latest_ids).only(
-        "deployment_id", "current_replicas", "desired_replicas", "inputs"
-    )
-    return {row.deployment_id: row for row in rows}
+    return {
+        pk: LatestDecision(desired, replicas if isinstance(replicas, Mapping) else {})
+        for pk, desired, replicas in rows
+    }
 
 
-def _slo_figures(deployment_ids: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
+def _slo_figures(deployment_ids: DeploymentIds) -> dict[int, tuple[float | None, float | None]]:
     """deployment id → (TTFT objective in seconds, least error budget left over its SLOs)."""
     objective: dict[int, float] = {}
     budget: dict[int, float] = {}
@@ -131,7 +165,7 @@ def _slo_figures(deployment_ids: Sequence[int]) -> dict[int, tuple[float | None,
     return {d: (objective.get(d), budget.get(d)) for d in set(objective) | set(budget)}
 
 
-def _firing_counts(deployment_ids: Sequence[int]) -> dict[int, int]:
+def _firing_counts(deployment_ids: DeploymentIds) -> dict[int, int]:
     return dict(
         Alert.objects.filter(deployment_id__in=deployment_ids, status=AlertStatus.FIRING)
         .order_by()
@@ -141,7 +175,7 @@ def _firing_counts(deployment_ids: Sequence[int]) -> dict[int, int]:
     )
 
 
-def _controls(deployment_ids: Sequence[int]) -> dict[int, DeploymentControl]:
+def _controls(deployment_ids: DeploymentIds) -> dict[int, DeploymentControl]:
     return {
         c.deployment_id: c
         for c in DeploymentControl.objects.filter(deployment_id__in=deployment_ids).only(
@@ -169,11 +203,27 @@ class EpochSeconds(Func):
         )
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)")
+        # EXTRACT gives numeric (Decimal in Python) on PostgreSQL 14+: cast to a float.
+        return self.as_sql(
+            compiler,
+            connection,
+            template="CAST(EXTRACT(EPOCH FROM %(expressions)s) AS DOUBLE PRECISION)",
+        )
+
+
+def _plain_rows(queryset: QuerySet[Any]) -> list[tuple[Any, ...]]:
+    """A ``values_list`` queryset's rows straight from the database cursor, skipping the
+    ORM's per-value converters: for columns that arrive as plain numbers (ids, floats,
+    :class:`EpochSeconds`) they change nothing and cost more than the query on tens of
+    thousands of rows."""
+    sql, params = queryset.query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _sparklines(
-    deployment_ids: Sequence[int],
+    deployment_ids: DeploymentIds,
     since: datetime,
     now: datetime,
     current: Mapping[int, int],
@@ -184,7 +234,7 @@ def _sparklines(
     ending at the ``current`` count; without one in the window, the current count held."""
     start, end = since.timestamp(), now.timestamp()
     replicas: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for deployment_id, t, before, after in (
+    for deployment_id, t, before, after in _plain_rows(
         ScaleAction.objects.filter(
             deployment_id__in=deployment_ids,
             status=ActionStatus.SUCCEEDED,
@@ -199,12 +249,12 @@ def _sparklines(
             points.append((start, float(before)))
         points += [(float(t) - 1, points[-1][1]), (float(t), float(after))]  # a step
     load: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for deployment_id, t, value in (
+    for deployment_id, t, value in _plain_rows(
         MetricSample.objects.filter(
             deployment_id__in=deployment_ids, signal=Signal.REQUEST_RATE, ts__gte=since
         )
         .annotate(t=EpochSeconds("ts"))
-        .order_by("ts")
+        .order_by("deployment_id", "ts")  # the index's order: no sort
         .values_list("deployment_id", "t", "value")
     ):
         load[deployment_id].append((float(t), value))
@@ -218,7 +268,7 @@ def _sparklines(
             series={"replicas": replicas.get(d, []), "requests/s": load.get(d, [])},
             max_points=60,
         )
-        for d in deployment_ids
+        for d in set(replicas) | set(load)
     }
 
 
@@ -227,21 +277,29 @@ def overview_rows(
 ) -> list[OverviewRow]:
     """The overview's rows for already scoped and filtered deployments."""
     now = now or timezone.now()
-    rows = [OverviewRow(deployment=d) for d in deployments]
+    rows = [
+        OverviewRow(deployment=DeploymentRef(*values))
+        for values in deployments.values_list(*OVERVIEW_FIELDS)
+    ]
     ids = [row.deployment.pk for row in rows]
     if not ids:
         return rows
+    # The other tables are filtered by the same deployments as a subquery: the database
+    # reads them once more, where a list of a thousand ids would be a thousand parameters
+    # to prepare and send in each query.
+    scope = deployments.order_by().values("pk")
     observations = latest_observations(deployment_ids=ids)
-    decisions = _latest_decisions(ids)
-    slos = _slo_figures(ids)
-    firing = _firing_counts(ids)
-    controls = _controls(ids)
+    decisions = _latest_decisions(scope)
+    slos = _slo_figures(scope)
+    firing = _firing_counts(scope)
+    controls = _controls(scope)
     current = {
         pk: spec
         for pk, decision in decisions.items()
-        if isinstance(spec := ((decision.inputs or {}).get("replicas") or {}).get("spec"), int)
+        if isinstance(spec := decision.replicas.get("spec"), int)
     }
-    sparklines = _sparklines(ids, now - SPARKLINE_WINDOW, now, current)
+    sparklines = _sparklines(scope, now - SPARKLINE_WINDOW, now, current)
+    no_sparkline = chart_data(series={"replicas": [], "requests/s": []})
     for row in rows:
         pk = row.deployment.pk
         obs = observations.get(pk, {})
@@ -253,17 +311,16 @@ def overview_rows(
             setattr(row, attr, obs[signal].ok_value if signal in obs else None)
         decision = decisions.get(pk)
         if decision is not None:
-            state = (decision.inputs or {}).get("replicas") or {}
-            row.ready = state.get("ready")
-            starting = state.get("starting")
+            row.ready = decision.replicas.get("ready")
+            starting = decision.replicas.get("starting")
             row.starting = len(starting) if isinstance(starting, list) else None
-            row.desired = decision.desired_replicas
+            row.desired = decision.desired
         row.ttft_objective, row.budget_left = slos.get(pk, (None, None))
         row.firing_alerts = firing.get(pk, 0)
         control = controls.get(pk)
         row.paused = bool(control and control.paused)
         row.pinned = control_pinned_replicas(control=control, now=now)
-        row.sparkline = sparklines.get(pk, {})
+        row.sparkline = sparklines.get(pk) or no_sparkline
     return rows
 
 
@@ -317,8 +374,9 @@ def chart_data(
 def _samples(deployment: Deployment, signal: str, since: datetime) -> list[tuple[float, float]]:
     return [
         (ts.timestamp(), value)
-        for ts, value in metric_series(deployment=deployment, signal=signal, since=since)
-        .values_list("ts", "value")
+        for ts, value in metric_series(
+            deployment=deployment, signal=signal, since=since
+        ).values_list("ts", "value")
     ]
 
 
@@ -392,9 +450,7 @@ _CHART_SIGNALS = (
 
 def deployment_decisions(*, deployment: Deployment, limit: int = 50) -> list[DecisionRecord]:
     """The latest decisions, newest first (the timeline)."""
-    return list(
-        DecisionRecord.objects.filter(deployment=deployment).order_by("-at", "-id")[:limit]
-    )
+    return list(DecisionRecord.objects.filter(deployment=deployment).order_by("-at", "-id")[:limit])
 
 
 def deployment_actions(*, deployment: Deployment, limit: int = 20) -> list[ScaleAction]:

@@ -3,15 +3,23 @@ on hover), figures with their unit or a dash, and the chart component's data blo
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from html import escape as _escape
 from typing import Any
 
 from django import template
-from django.utils.html import format_html, json_script
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from apps.inventory.models import DeploymentStatus, ServingFramework
 
 register = template.Library()
 
 DASH = "\u2013"  # en dash: no value
+# What Django's json_script escapes, so the JSON cannot close its <script> element.
+_JSON_SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
 
 
 @register.simple_tag
@@ -21,9 +29,7 @@ def ts(value: datetime | None) -> str:
     if value is None:
         return DASH
     utc = value.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), utc, utc
-    )
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), utc, utc)
 
 
 @register.filter
@@ -69,14 +75,61 @@ def chart(
     if key != "":
         element_id = f"{element_id}-{key}"
     points = sum(1 for column in data.get("y", []) for v in column if v is not None)
-    return format_html(
-        '<figure class="{}" data-chart="{}-data" data-height="{}" data-points="{}">'
-        "{}<div class=\"chart-canvas\" role=\"img\" aria-label=\"{}\"></div>{}</figure>",
-        kind,
-        element_id,
-        height,
-        points,
-        format_html("<figcaption>{}</figcaption>", title) if title else "",
-        title or " and ".join(data.get("labels", [])) or "chart",
-        json_script(data, f"{element_id}-data"),
+    label = title or " and ".join(data.get("labels", [])) or "chart"
+    caption = f"<figcaption>{_escape(title)}</figcaption>" if title else ""
+    script = json.dumps(data, separators=(",", ":")).translate(_JSON_SCRIPT_ESCAPES)
+    return mark_safe(  # noqa: S308 - every interpolated value is escaped above or here
+        f'<figure class="{_escape(kind)}" data-chart="{_escape(element_id)}-data" '
+        f'data-height="{int(height)}" data-points="{points}">{caption}'
+        f'<div class="chart-canvas" role="img" aria-label="{_escape(label)}"></div>'
+        f'<script id="{_escape(element_id)}-data" type="application/json">{script}</script>'
+        "</figure>"
     )
+
+
+# The overview's rows are rendered here rather than by a template loop: a fleet of 1,000
+# deployments is 1,000 rows of ten cells, and Django's template engine spends about 0.2 ms
+# per row on variable lookups and filters, most of the page's time budget. The markup is
+# the same a template would write; every text value is escaped with the standard library's
+# html.escape (what Django's escape does, without its lazy-string wrapper, which costs
+# more than the escaping on 30,000 values).
+_STATUS = dict(DeploymentStatus.choices)
+_FRAMEWORK = dict(ServingFramework.choices)
+
+
+def _or_dash(value: int | None) -> str:
+    return DASH if value is None else str(value)
+
+
+def _row(row: Any, url: str) -> str:
+    d = row.deployment
+    badges = ' <span class="badge warn">paused</span>' if row.paused else ""
+    if row.pinned is not None:
+        badges += f' <span class="badge warn">pinned {int(row.pinned)}</span>'
+    ttft_bad = " bad" if row.ttft_over else ""
+    over = ' <span class="visually-hidden">(over the objective)</span>' if row.ttft_over else ""
+    budget_bad = " bad" if row.budget_left is not None and row.budget_left < 0 else ""
+    cluster = d.cluster_name or DASH
+    return (
+        f'<tr><th scope="row"><a href="{url}{int(d.pk)}/">{_escape(d.name)}</a> '
+        f'<span class="badge status-{_escape(d.status)}">'
+        f"{_escape(_STATUS.get(d.status, d.status))}</span>{badges}</th>"
+        f"<td>{_escape(d.team_slug)}</td>"
+        f"<td>{_escape(_FRAMEWORK.get(d.framework, d.framework))} \u00b7 {_escape(cluster)}</td>"
+        f'<td class="num" data-field="replicas">{_or_dash(row.ready)} / '
+        f"{_or_dash(row.starting)} / {_or_dash(row.desired)}</td>"
+        f'<td class="num" data-field="queue">{num(row.queue, 0)}</td>'
+        f'<td class="num">{pct(row.kv_cache)}</td>'
+        f'<td class="num{ttft_bad}">{ms(row.ttft_p95)} / {ms(row.ttft_objective)}{over}</td>'
+        f'<td class="num{budget_bad}">{pct(row.budget_left)}</td>'
+        f'<td class="num{" bad" if row.firing_alerts else ""}">{int(row.firing_alerts)}</td>'
+        f"<td>{chart('spark', row.sparkline, height=36, kind='sparkline', key=d.pk)}</td></tr>"
+    )
+
+
+@register.simple_tag
+def overview_rows(rows: list[Any]) -> SafeString:
+    """The ``<tr>`` of each :class:`apps.console.selectors.OverviewRow`."""
+    # reverse() once: the deployment's id is the URL's only variable part.
+    url = _escape(reverse("console:deployment", args=[0]).removesuffix("0/"))
+    return mark_safe("\n".join(_row(row, url) for row in rows))  # noqa: S308 - escaped in _row
