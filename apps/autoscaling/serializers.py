@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
 from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
@@ -171,6 +173,15 @@ class BacktestRequestSerializer(serializers.Serializer):
         help_text="Steps to return: every step, only those where the replica count or the "
         "rule changes, or none.",
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Fill the defaults (end: now; step: the control loop's interval) and check the
+        range; how many steps Prometheus answers is checked by the backtest itself."""
+        attrs["end"] = attrs.get("end") or timezone.now()
+        attrs["step_s"] = attrs.get("step_s") or settings.AUTOSCALING_INTERVAL_S
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"start": ["The range must start before it ends."]})
+        return attrs
 
 
 class BacktestStepSerializer(serializers.Serializer):

@@ -1,16 +1,25 @@
-"""Forms of the console: the overview's filters and the autoscaling controls. Choices are
-built from what the user may see, so a filter can never name another team's object."""
+"""Forms of the console: the overview's filters, the autoscaling controls and the backtest.
+Choices are built from what the user may see, so a filter can never name another team's
+object."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.db import models
+from django.http import HttpRequest
+from django.utils import timezone
 
 from apps.accounts.selectors import AnyUser, teams_visible_to
-from apps.inventory.models import DeploymentStatus, ServingFramework
+from apps.autoscaling.backtest import BacktestError, backtest_policy
+from apps.autoscaling.models import AutoscalingPolicy
+from apps.autoscaling.serializers import BacktestRequestSerializer
+from apps.inventory.models import Deployment, DeploymentStatus, ServingFramework
 
-from .selectors import DEFAULT_RANGE, RANGES, clusters_visible
+from .selectors import DEFAULT_RANGE, RANGES, clusters_visible, deployments_visible
 
 
 def _any(choices: Any, label: str = "any") -> list[tuple[str, str]]:
@@ -67,3 +76,178 @@ class PinForm(ReasonForm):
     )
 
     field_order = ["replicas", "minutes", "reason"]
+
+
+# --------------------------------------------------------------------------- backtest
+
+# The policy knobs the backtest form offers as overrides; a blank field keeps the saved value.
+# Labels are the console's; help texts, types and bounds come from the policy model, and the
+# whole request is validated by the API's serializer and the policy's own clean().
+BACKTEST_OVERRIDES: dict[str, str] = {
+    "targets": "Targets",
+    "tolerance": "Tolerance",
+    "tolerance_abs_replicas": "Tolerance (replicas)",
+    "scale_up_stabilization_s": "Scale-up stabilisation (s)",
+    "scale_down_stabilization_s": "Scale-down stabilisation (s)",
+    "scale_up_policies": "Scale-up rate limits",
+    "scale_down_policies": "Scale-down rate limits",
+    "cold_start_s": "Cold start (s)",
+    "panic_enabled": "Panic mode",
+    "slo_boost_enabled": "SLO boost",
+    "slo_boost_burn_rate": "SLO boost burn rate",
+}
+BACKTEST_HOURS = (1, 3, 6, 12, 24)
+_SWITCH = {"on": True, "off": False}
+_SWITCH_CHOICES = [("on", "on"), ("off", "off")]
+# What a browser's datetime-local input reads and writes; the form's times are UTC.
+DATETIME_LOCAL = "%Y-%m-%dT%H:%M:%S"
+_DATETIME_LOCAL = forms.DateTimeInput(
+    attrs={"type": "datetime-local", "step": 1}, format=DATETIME_LOCAL
+)
+
+
+def _override_field(name: str, label: str) -> forms.Field:
+    model_field = AutoscalingPolicy._meta.get_field(name)
+    assert isinstance(model_field, models.Field)
+    if isinstance(model_field, models.BooleanField):
+        return forms.ChoiceField(
+            label=label,
+            required=False,
+            choices=[("", "as saved"), *_SWITCH_CHOICES],
+            help_text=model_field.help_text,
+        )
+    field = model_field.formfield(label=label, required=False, initial=None)
+    assert field is not None
+    if isinstance(field, forms.JSONField):
+        field = _BlankJSONField(
+            label=label, required=False, help_text=field.help_text, widget=forms.Textarea
+        )
+        field.widget.attrs.update(rows=2, cols=40)
+    return field
+
+
+class _BlankJSONField(forms.JSONField):
+    """A JSON override left blank shows blank again (not ``null``)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
+class BacktestForm(forms.Form):
+    """Which deployment, which range and which policy to replay. The request the API takes
+    is assembled from it and validated by the API's own serializer (team scoping, range,
+    step) and the policy by :func:`apps.autoscaling.backtest.backtest_policy`, so the console
+    accepts exactly what the API accepts. When valid, ``request_data`` is the serializer's
+    validated data and ``policy`` the engine policy to replay."""
+
+    # Its queryset (the user's deployments) is set per form.
+    deployment: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
+        queryset=Deployment.objects.none(), label="Deployment"
+    )
+    hours = forms.TypedChoiceField(
+        label="Range",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[*((h, f"last {h} h") for h in BACKTEST_HOURS), ("", "from start to end")],
+        initial=BACKTEST_HOURS[0],
+        help_text="The last hours up to now, or the start and end below.",
+    )
+    start = forms.DateTimeField(
+        label="Start (UTC)",
+        required=False,
+        widget=_DATETIME_LOCAL,
+    )
+    end = forms.DateTimeField(
+        label="End (UTC)",
+        required=False,
+        widget=_DATETIME_LOCAL,
+        help_text="Default now.",
+    )
+    step_s = forms.FloatField(
+        label="Step (s)",
+        required=False,
+        help_text=str(BacktestRequestSerializer().fields["step_s"].help_text),
+    )
+
+    def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request = request
+        deployment = self.fields["deployment"]
+        assert isinstance(deployment, forms.ModelChoiceField)
+        deployment.queryset = deployments_visible(user=request.user)
+        for name, label in BACKTEST_OVERRIDES.items():
+            self.fields[name] = _override_field(name, label)
+        self.request_data: dict[str, Any] = {}
+        self.policy: Any = None
+
+    @property
+    def override_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in BACKTEST_OVERRIDES]
+
+    @property
+    def range_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in ("deployment", "hours", "start", "end", "step_s")]
+
+    def show_saved(self, policy: AutoscalingPolicy) -> None:
+        """Show the saved policy's values in the blank override fields (what a blank keeps)."""
+        for name in BACKTEST_OVERRIDES:
+            field, value = self.fields[name], getattr(policy, name)
+            if isinstance(field, forms.ChoiceField):
+                field.choices = [("", f"as saved ({'on' if value else 'off'})"), *_SWITCH_CHOICES]
+            else:
+                text = json.dumps(value) if isinstance(value, list) else str(value)
+                field.widget.attrs["placeholder"] = "" if value is None else text
+
+    def overrides(self) -> dict[str, Any]:
+        """The policy fields given (blank ones keep the saved policy's values)."""
+        out = {}
+        for name in BACKTEST_OVERRIDES:
+            value = self.cleaned_data.get(name)
+            if value in (None, ""):
+                continue
+            out[name] = _SWITCH.get(value, value) if isinstance(value, str) else value
+        return out
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        hours, start, end = data.get("hours"), data.get("start"), data.get("end")
+        if hours:
+            end = timezone.now()
+            start = end - timedelta(hours=hours)
+        elif start is None:
+            self.add_error("start", "Give a start, or choose one of the last hours.")
+            return data
+        body: dict[str, Any] = {"deployment": data["deployment"].pk, "start": start.isoformat()}
+        if end is not None:
+            body["end"] = end.isoformat()
+        if data.get("step_s") is not None:
+            body["step_s"] = data["step_s"]
+        overrides = self.overrides()
+        if overrides:
+            body["policy"] = overrides
+        serializer = BacktestRequestSerializer(data=body, context={"request": self.request})
+        if not serializer.is_valid():
+            self._add_api_errors(serializer.errors)
+            return data
+        self.request_data = dict(serializer.validated_data)
+        try:
+            self.policy = backtest_policy(
+                deployment=self.request_data["deployment"],
+                overrides=self.request_data.get("policy"),
+            )
+        except BacktestError as exc:
+            self.add_error(None, f"Policy: {exc}")
+        return data
+
+    def _add_api_errors(self, errors: Any) -> None:
+        """The serializer's errors on the form's fields (the policy's on its overrides)."""
+        for key, messages in dict(errors).items():
+            if key == "policy" and isinstance(messages, dict):
+                self._add_api_errors(messages)
+                continue
+            field = key if key in self.fields else None
+            for message in messages if isinstance(messages, list) else [messages]:
+                self.add_error(field, str(message))

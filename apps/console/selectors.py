@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connections
@@ -22,7 +22,15 @@ from django.utils import timezone
 from apps.accounts.models import Role
 from apps.accounts.selectors import AnyUser, team_scoped, user_has_role
 from apps.alerts.models import Alert, AlertStatus
-from apps.autoscaling.models import ActionStatus, DecisionRecord, DeploymentControl, ScaleAction
+from apps.autoscaling.backtest import BacktestResult, backtest_payload
+from apps.autoscaling.engine import SLO_BURN_RATE
+from apps.autoscaling.models import (
+    ActionStatus,
+    AutoscalingPolicy,
+    DecisionRecord,
+    DeploymentControl,
+    ScaleAction,
+)
 from apps.inventory.models import Cluster, Deployment
 from apps.metrics.catalogue import Signal
 from apps.metrics.models import MetricSample
@@ -469,3 +477,70 @@ def deployment_alerts(*, deployment: Deployment, limit: int = 20) -> list[Alert]
 
 def deployment_control(*, deployment: Deployment) -> DeploymentControl | None:
     return DeploymentControl.objects.filter(deployment=deployment).first()
+
+
+# --------------------------------------------------------------------------- backtest page
+
+
+def backtest_saved_policy(*, deployment: Deployment) -> AutoscalingPolicy | None:
+    """The saved policy a backtest starts from (overrides replace some of its fields)."""
+    return AutoscalingPolicy.objects.filter(deployment=deployment).first()
+
+
+# The rule an SLO boost decides with: the steps where the SLO burned at or above the boost's
+# threshold and the boost set the count (the only SLO reading a backtest result carries).
+SLO_BOOST_RULE = "slo_boost"
+
+
+@dataclass
+class BacktestOutcome:
+    """What the backtest page shows of a result: the API's payload (its summary and the
+    steps where something changed), the chart, and figures derived from the summary."""
+
+    payload: dict[str, Any]
+    chart: dict[str, Any]
+    slo_boost_steps: int
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.payload["summary"]
+
+    @property
+    def gpu_hours_difference(self) -> float | None:
+        """Policy minus actual GPU-hours (negative: the policy would have used fewer)."""
+        actual = self.summary["actual_gpu_hours"]
+        return None if actual is None else round(self.summary["gpu_hours"] - actual, 4)
+
+
+def backtest_outcome(*, result: BacktestResult, deployment: Deployment) -> BacktestOutcome:
+    """The page's view of ``result``: the policy's replicas against those that actually
+    ran, with the demand the policy scaled on from the stored samples of the range, and
+    the steps the SLO boost decided marked."""
+    since = datetime.fromtimestamp(result.start, UTC)
+    until = datetime.fromtimestamp(result.end, UTC) + timedelta(seconds=1)
+    demand = {
+        f"{signal} (stored)": [
+            (ts.timestamp(), value)
+            for ts, value in metric_series(
+                deployment=deployment, signal=signal, since=since, until=until
+            ).values_list("ts", "value")
+        ]
+        for signal in result.signals
+        if signal != SLO_BURN_RATE
+    }
+    boosted = [s.t for s in result.steps if s.rule == SLO_BOOST_RULE]
+    chart = chart_data(
+        series={
+            "policy replicas": [(s.t, float(s.replicas)) for s in result.steps],
+            "actual replicas": [
+                (s.t, float(s.actual)) for s in result.steps if s.actual is not None
+            ],
+            **{name: points for name, points in demand.items() if points},
+        },
+        markers=boosted,
+    )
+    return BacktestOutcome(
+        payload=backtest_payload(result, deployment.pk, "changes"),
+        chart=chart,
+        slo_boost_steps=len(boosted),
+    )

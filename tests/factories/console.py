@@ -1,20 +1,28 @@
 """A deployment with what the console shows of it: latest observations, an hour of chart
 samples, decisions (with a scale-up and its scale action), a TTFT SLO with its status and a
-firing alert. Used by the console's unit and browser tests."""
+firing alert; and a Prometheus answering range queries from those stored rows, for the
+backtest. Used by the console's unit and browser tests."""
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.utils import timezone
 
 from apps.alerts.models import Alert
-from apps.autoscaling.models import ActionStatus, ScaleAction
+from apps.autoscaling.backtest import _hold_slo_samples
+from apps.autoscaling.models import ActionStatus, DecisionRecord, ScaleAction
 from apps.inventory.models import Deployment
 from apps.metrics.models import MetricSample
+from apps.metrics.services import ACTUAL_REPLICAS, _range_queries, targets_for
 from apps.slos.models import SloState, SloStatus
+from tests.servers import Answer, RecordingServer, Request
 
 from .alerts import AlertFactory
 from .autoscaling import DecisionRecordFactory
@@ -93,3 +101,49 @@ def deployment_history(
 
 def firing_alerts(deployment: Deployment) -> int:
     return Alert.objects.filter(deployment=deployment, status="firing").count()
+
+
+@contextmanager
+def stored_prometheus(deployment: Deployment) -> Iterator[RecordingServer]:
+    """A Prometheus on 127.0.0.1 that answers the backtest's range queries for
+    ``deployment`` from what is stored: each signal's PromQL from its samples, and the
+    replica count from the decisions' current count. The rows are read once, here (the
+    server's thread has no database connection of its own)."""
+    (target,) = targets_for([deployment])
+    queries = _range_queries(target, list(SIGNALS))
+    stored: dict[str, list[tuple[float, float]]] = {
+        promql: [
+            (ts.timestamp(), value)
+            for ts, value in MetricSample.objects.filter(deployment=deployment, signal=signal)
+            .order_by("ts")
+            .values_list("ts", "value")
+        ]
+        for signal, promql in queries.items()
+        if signal != ACTUAL_REPLICAS
+    }
+    stored[queries[ACTUAL_REPLICAS]] = [
+        (at.timestamp(), float(replicas))
+        for at, replicas in DecisionRecord.objects.filter(deployment=deployment)
+        .order_by("at")
+        .values_list("at", "current_replicas")
+    ]
+
+    def respond(request: Request) -> Answer:
+        url = urlsplit(request.path)
+        args = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path != "/api/v1/query_range" or args.get("query") not in stored:
+            return 400, {}, b'{"status": "error", "error": "unexpected query"}'
+        start, end = float(args["start"]), float(args["end"])
+        step = float(args["step"].rstrip("s"))
+        # Prometheus's answer: at each step, the latest point of the last five minutes.
+        held = _hold_slo_samples(stored[args["query"]], start, step, int((end - start) // step) + 1)
+        values = [[t, str(v)] for t, v in held]
+        result = [{"metric": {}, "values": values}] if values else []
+        body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    server = RecordingServer(respond)
+    try:
+        yield server
+    finally:
+        server.stop()
