@@ -21,9 +21,7 @@ def ts(value: datetime | None) -> str:
     if value is None:
         return DASH
     utc = value.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), utc, utc
-    )
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), utc, utc)
 
 
 @register.filter
@@ -34,11 +32,35 @@ def num(value: float | int | None, digits: int = 1) -> str:
 
 
 @register.filter
-def pct(value: float | None) -> str:
+def pct(value: float | None, digits: int = 0) -> str:
     """A 0-1 share as a percentage."""
     if value is None:
         return DASH
-    return f"{value * 100:.0f}%"
+    return f"{value * 100:.{digits}f}%"
+
+
+@register.filter
+def budget(value: float | None) -> str:
+    """Error budget left (1 untouched, 0 spent): a percentage while some is left; once
+    overspent, "exhausted" and by how many budgets, never a negative percentage."""
+    if value is None:
+        return DASH
+    if value >= 0:
+        return pct(value)
+    over = -value
+    if over < 0.05:
+        return "exhausted"
+    return (
+        f"exhausted (overspent {over:.0f}x)" if over >= 10 else f"exhausted (overspent {over:.1f}x)"
+    )
+
+
+@register.filter
+def rate(value: float | None) -> str:
+    """A burn rate: how many times the pace that spends the budget exactly."""
+    if value is None:
+        return DASH
+    return f"{value:,.2f}x" if value < 10 else f"{value:,.1f}x"
 
 
 @register.filter
@@ -71,7 +93,7 @@ def chart(
     points = sum(1 for column in data.get("y", []) for v in column if v is not None)
     return format_html(
         '<figure class="{}" data-chart="{}-data" data-height="{}" data-points="{}">'
-        "{}<div class=\"chart-canvas\" role=\"img\" aria-label=\"{}\"></div>{}</figure>",
+        '{}<div class="chart-canvas" role="img" aria-label="{}"></div>{}</figure>',
         kind,
         element_id,
         height,
