@@ -29,7 +29,7 @@ from apps.inventory.models import Cluster, Deployment, DeploymentStatus
 from apps.metrics.catalogue import Signal
 from apps.metrics.models import MetricSample
 from apps.metrics.selectors import latest_observations, metric_series
-from apps.slos.burn import BASE_WINDOWS_S, CONDITIONS, promql_duration, scaled_windows
+from apps.slos.burn import BASE_WINDOWS_S, CONDITIONS, scaled_windows
 from apps.slos.models import (
     LatencyMetric,
     SliKind,
@@ -451,6 +451,18 @@ def slo_status(slo: Slo) -> SloStatus | None:
         return None
 
 
+def duration_text(seconds: int) -> str:
+    """A window's length for people, in its two largest units: ``4m 40s``, ``2d 19h``."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        elif parts:
+            break  # keep the units adjacent: 2d 0h 5m reads as 2d
+    return " ".join(parts[:2]) or "0s"
+
+
 def slo_windows(*, slo: Slo, status: SloStatus | None) -> dict[str, int]:
     """Window name → seconds as last evaluated (the compression in force then), else as
     the settings give them now."""
@@ -482,11 +494,11 @@ class SloRow:
 
     @property
     def short_window(self) -> str:
-        return promql_duration(self.windows[LIST_BURN_WINDOWS[0]])
+        return duration_text(self.windows[LIST_BURN_WINDOWS[0]])
 
     @property
     def long_window(self) -> str:
-        return promql_duration(self.windows[LIST_BURN_WINDOWS[1]])
+        return duration_text(self.windows[LIST_BURN_WINDOWS[1]])
 
 
 # The list shows the fastest paging pair: the short window that says the burn goes on, the
@@ -578,8 +590,8 @@ def slo_burn_conditions(
             severity=cond.severity,
             long=cond.long,
             short=cond.short,
-            long_length=promql_duration(windows[cond.long]),
-            short_length=promql_duration(windows[cond.short]),
+            long_length=duration_text(windows[cond.long]),
+            short_length=duration_text(windows[cond.short]),
             threshold=cond.burn_rate,
             long_rate=rates.get(cond.long),
             short_rate=rates.get(cond.short),
@@ -626,7 +638,7 @@ def slo_charts(
     # The objective as a flat series, not a chart line, so that the axis fits the SLI
     # (99.4 against 99.5) instead of starting at zero.
     objective_points = [(sli[0][0], objective), (sli[-1][0], objective)] if sli else []
-    thresholds = {f"{c.severity} {c.burn_rate:g}x": c.burn_rate for c in CONDITIONS}
+    thresholds = {f"{c.burn_rate:g}x": c.burn_rate for c in CONDITIONS}
     return {
         "budget": chart_data(series={"error budget left (%)": budget}),
         "sli": chart_data(series={"SLI (%)": sli, "objective (%)": objective_points}),

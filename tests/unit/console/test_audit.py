@@ -18,14 +18,9 @@ from apps.console.selectors import DiffLine, audit_diff
 from tests.factories.accounts import MembershipFactory
 from tests.factories.audit import AuditEntryFactory
 from tests.factories.inventory import DeploymentFactory
+from tests.unit.console import logged_in
 
 pytestmark = pytest.mark.django_db
-
-
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _listed(body: str) -> list[str]:
@@ -44,11 +39,11 @@ def test_audit__viewer__own_team_entries_never_another_teams(roster):
     AuditEntryFactory(team=roster.other_team, object_repr="theirs")
     AuditEntryFactory(team=None, actor=roster.outsider, actor_repr="bravo-admin",
                       object_repr="their-teamless")  # fmt: skip
-    body = _client(roster.viewer).get("/console/audit/").content.decode()
+    body = logged_in(roster.viewer).get("/console/audit/").content.decode()
     assert _listed(body) == ["ours"]
     assert "theirs" not in body
     # Naming the other team in the filter shows nothing of it either.
-    body = _client(roster.viewer).get(f"/console/audit/?team={roster.other_team.pk}")
+    body = logged_in(roster.viewer).get(f"/console/audit/?team={roster.other_team.pk}")
     assert "theirs" not in body.content.decode()
 
 
@@ -67,8 +62,8 @@ def test_audit__same_entries_as_the_api_for_each_user(roster, client_for):
 def test_audit__own_teamless_action__visible_to_its_actor(roster):
     AuditEntryFactory(team=None, actor=roster.viewer, actor_repr="alpha-viewer",
                       object_repr="my-token")  # fmt: skip
-    assert _listed(_client(roster.viewer).get("/console/audit/").content.decode()) == ["my-token"]
-    assert _listed(_client(roster.operator).get("/console/audit/").content.decode()) == []
+    assert _listed(logged_in(roster.viewer).get("/console/audit/").content.decode()) == ["my-token"]
+    assert _listed(logged_in(roster.operator).get("/console/audit/").content.decode()) == []
 
 
 @pytest.mark.parametrize(
@@ -85,7 +80,7 @@ def test_audit__filters__narrow(roster, query, expected):
     AuditEntryFactory(team=roster.team, actor_repr="alice", object_repr="by-alice")
     AuditEntryFactory(team=roster.team, action="create", object_repr="created")
     AuditEntryFactory(team=roster.team, object_type="alerts.silence", object_repr="silence")
-    body = _client(roster.viewer).get(f"/console/audit/?{query}").content.decode()
+    body = logged_in(roster.viewer).get(f"/console/audit/?{query}").content.decode()
     assert _listed(body) == expected
 
 
@@ -95,7 +90,7 @@ def test_audit__time_range__entries_inside_only(roster):
     AuditEntry.objects.filter(pk=old.pk).update(timestamp=timezone.now() - timedelta(days=2))
     since = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     until = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
-    client = _client(roster.viewer)
+    client = logged_in(roster.viewer)
     assert _listed(client.get(f"/console/audit/?since={since}").content.decode()) == ["new"]
     assert _listed(client.get(f"/console/audit/?until={until}").content.decode()) == ["old"]
 
@@ -103,7 +98,7 @@ def test_audit__time_range__entries_inside_only(roster):
 def test_audit__object_type_choices__only_visible_types(roster):
     AuditEntryFactory(team=roster.team, object_type="inventory.deployment")
     AuditEntryFactory(team=roster.other_team, object_type="accounts.apitoken")
-    body = _client(roster.viewer).get("/console/audit/").content.decode()
+    body = logged_in(roster.viewer).get("/console/audit/").content.decode()
     assert '<option value="inventory.deployment">' in body
     assert "accounts.apitoken" not in body
 
@@ -121,7 +116,7 @@ def test_audit__paging__pages_of_50_newest_first_without_overlap(roster):
         # Runs of seven entries share a time, some across page boundaries: the id orders them.
         AuditEntry.objects.filter(pk=entry.pk).update(timestamp=base + timedelta(seconds=i // 7))
     AuditEntryFactory(team=roster.other_team)
-    client = _client(roster.viewer)
+    client = logged_in(roster.viewer)
     url = f"/console/audit/?team={roster.team.pk}"
     seen: list[str] = []
     sizes = []
@@ -143,7 +138,7 @@ def test_audit__paging__pages_of_50_newest_first_without_overlap(roster):
 def test_audit__unreadable_cursor__newest_page(roster):
     AuditEntryFactory(team=roster.team, object_repr="only")
     for cursor in ("nonsense", "99999999999999999999999-1", "-5"):
-        body = _client(roster.viewer).get(f"/console/audit/?cursor={cursor}").content.decode()
+        body = logged_in(roster.viewer).get(f"/console/audit/?cursor={cursor}").content.decode()
         assert _listed(body) == ["only"]
 
 
@@ -156,7 +151,7 @@ def test_audit_page__size__bounded():
 
 def _page_queries(user) -> tuple[int, int]:
     user = type(user).objects.get(pk=user.pk)  # a new request: roles not cached
-    client = _client(user)
+    client = logged_in(user)
     with CaptureQueriesContext(connection) as ctx:
         body = client.get("/console/audit/").content.decode()
     return len(ctx.captured_queries), len(_listed(body))
@@ -205,7 +200,7 @@ def test_audit__entry__diff_rendered_escaped(roster):
             "reason": "<script>alert(1)</script>",
         },
     )
-    body = _client(roster.viewer).get("/console/audit/").content.decode()
+    body = logged_in(roster.viewer).get("/console/audit/").content.decode()
     assert "<summary>3 fields</summary>" in body
     assert "<del>4</del>" in body
     assert "<ins>8</ins>" in body
@@ -216,10 +211,10 @@ def test_audit__entry__diff_rendered_escaped(roster):
 
 def test_audit__pause_through_console__entry_with_diff(roster):
     deployment = DeploymentFactory(team=roster.team, name="chat-a")
-    operator = _client(roster.operator)
+    operator = logged_in(roster.operator)
     operator.post(f"/console/deployments/{deployment.pk}/pause/",
                   {"paused": "true", "reason": "incident 42"})  # fmt: skip
-    body = _client(roster.viewer).get("/console/audit/?actor=alpha-operator").content.decode()
+    body = logged_in(roster.viewer).get("/console/audit/?actor=alpha-operator").content.decode()
     row = body.split('<td class="audit-object">')[1]
     assert "<code>pause</code>" in body
     assert '<code>paused</code> <span class="diff-kind">changed</span>' in row
@@ -230,4 +225,4 @@ def test_audit__pause_through_console__entry_with_diff(roster):
 
 def test_audit__viewer_role__page_shown(roster):
     viewer = MembershipFactory(team=roster.team, role=Role.VIEWER).user
-    assert _client(viewer).get("/console/audit/").status_code == 200
+    assert logged_in(viewer).get("/console/audit/").status_code == 200

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -20,17 +19,12 @@ from tests.factories.accounts import MembershipFactory, TeamFactory
 from tests.factories.console import deployment_history
 from tests.factories.inventory import DeploymentFactory
 from tests.factories.slos import SloFactory, slo_history
+from tests.unit.console import logged_in
 
 pytestmark = pytest.mark.django_db
 
 PAGING = ["page:1h/5m"]
 FAST_BURN = {"5m": 20.0, "30m": 7.0, "1h": 16.0, "2h": 2.0, "6h": 7.0, "1d": 1.0, "3d": 0.5}
-
-
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -55,20 +49,20 @@ def test_budget_filter__left_or_overspent__percentage_or_exhausted():
 
 
 def test_slo_list__viewer__row_with_state_budget_and_burn_rates(slo):
-    body = _client(_viewer(slo)).get("/console/slos/").content.decode()
+    body = logged_in(_viewer(slo)).get("/console/slos/").content.decode()
     assert f'href="/console/slos/{slo.pk}/"' in body
     assert "chat-a" in body
     assert "99% of requests with time to first token ≤ 500 ms over 28d" in body
     assert "Within budget" in body
     assert 'data-field="budget">40%<' in body
-    assert 'data-field="short-burn">1.50x <span class="meta">over 280s' in body
+    assert 'data-field="short-burn">1.50x <span class="meta">over 4m 40s' in body
     assert 'data-field="long-burn">1.10x <span class="meta">over 56m' in body
 
 
 def test_slo_list__other_team__not_listed(slo):
     other = SloFactory(name="secret-slo")
     slo_history(other)
-    body = _client(_viewer(slo)).get("/console/slos/").content.decode()
+    body = logged_in(_viewer(slo)).get("/console/slos/").content.decode()
     assert "chat-ttft" in body
     assert "secret-slo" not in body
 
@@ -76,7 +70,7 @@ def test_slo_list__other_team__not_listed(slo):
 def test_slo_list__filter_by_state__narrows(slo):
     paging = SloFactory(name="paging-slo", deployment=slo.deployment)
     slo_history(paging, state=SloState.PAGE, burn_rates=FAST_BURN, firing=PAGING)
-    client = _client(_viewer(slo))
+    client = logged_in(_viewer(slo))
     body = client.get("/console/slos/?state=page").content.decode()
     assert "paging-slo" in body
     assert "chat-ttft" not in body
@@ -103,7 +97,7 @@ def _viewer_of(team):
 
 def _list_queries(user) -> tuple[int, int]:
     user = type(user).objects.get(pk=user.pk)  # a new request: roles not cached
-    client = _client(user)
+    client = logged_in(user)
     with CaptureQueriesContext(connection) as ctx:
         body = client.get("/console/slos/").content.decode()
     return len(ctx.captured_queries), body.count('<tr>\n  <th scope="row"><a href="/console/slos/')
@@ -132,13 +126,13 @@ def test_slo_list__3_vs_30_slos__same_query_count():
 
 def test_slo_detail__other_team_or_missing__404(slo):
     other = SloFactory()
-    client = _client(_viewer(slo))
+    client = logged_in(_viewer(slo))
     assert client.get(f"/console/slos/{other.pk}/").status_code == 404
     assert client.get("/console/slos/999999/").status_code == 404
 
 
 def test_slo_detail__viewer__burn_down_sli_and_burn_rate_charts_from_samples(slo):
-    body = _client(_viewer(slo)).get(f"/console/slos/{slo.pk}/").content.decode()
+    body = logged_in(_viewer(slo)).get(f"/console/slos/{slo.pk}/").content.decode()
     assert "<h1>chat-ttft" in body
     charts = {
         name: json.loads(body.split(f'id="chart-{name}-data" type="application/json">')[1]
@@ -155,19 +149,28 @@ def test_slo_detail__viewer__burn_down_sli_and_burn_rate_charts_from_samples(slo
     assert {line["value"] for line in charts["burn"]["lines"]} == {14.4, 6.0, 3.0, 1.0}
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(280, "4m 40s"), (3360, "56m"), (80640, "22h 24m"), (241920, "2d 19h"), (172800, "2d")],
+)
+def test_duration_text__two_largest_units(seconds, text):
+    assert selectors.duration_text(seconds) == text
+
+
 def test_slo_detail__burn_rate_table__each_condition_with_threshold_and_firing():
     slo = SloFactory()
     slo_history(slo, state=SloState.PAGE, burn_rates=FAST_BURN, firing=PAGING)
-    body = _client(_viewer(slo)).get(f"/console/slos/{slo.pk}/").content.decode()
+    body = logged_in(_viewer(slo)).get(f"/console/slos/{slo.pk}/").content.decode()
     table = body.split('id="burn-rates"')[1].split("</table>")[0]
     rows = table.split("<tr")[2:]
     assert len(rows) == 4
-    assert "page:1h/5m" in rows[0]
+    assert "page <code>1h/5m</code>" in rows[0]
     assert "14.4x" in rows[0]
+    assert "56m and 4m 40s" in rows[0]
     assert ">firing<" in rows[0]
-    assert "page:6h/30m" in rows[1]
+    assert "page <code>6h/30m</code>" in rows[1]
     assert "held back" in rows[1]
-    assert "ticket:1d/2h" in rows[2]
+    assert "ticket <code>1d/2h</code>" in rows[2]
     assert "not firing" in rows[2]
     assert "Fast burn (page)" in body.split('id="history"')[1]
 
@@ -186,14 +189,14 @@ def test_slo_burn_conditions__firing_and_held_back():
     ]
     assert (conditions[0].long_length, conditions[0].short_length) == (
         "56m",
-        "280s",
+        "4m 40s",
     )  # scaled to 28 days
 
 
 def test_slo_detail__overspent_budget__exhausted_not_negative_percentage():
     slo = SloFactory(deployment=DeploymentFactory(name="burnt"))
     slo_history(slo, budget_end=-22.19, state=SloState.PAGE)
-    client = _client(_viewer(slo))
+    client = logged_in(_viewer(slo))
     for url in (f"/console/slos/{slo.pk}/", "/console/slos/"):
         body = client.get(url).content.decode()
         assert "exhausted (overspent 22x)" in body
@@ -217,13 +220,16 @@ def test_slo_charts__old_samples_left_out_and_many_downsampled(slo):
     charts = selectors.slo_charts(slo=slo, windows=windows, now=now)
     budget_points = charts["budget"]["y"][0]
     assert len(budget_points) == selectors.MAX_POINTS
-    assert -900 not in budget_points  # the 29-day-old sample is outside the 28-day window
+    # The 29-day-old sample is outside the 28-day window.
+    assert min(charts["budget"]["x"]) > (now - timedelta(days=28)).timestamp()
 
 
 def test_deployment_page__lists_its_slos_with_links(slo):
     deployment_history(slo.deployment, minutes=10)  # adds a second SLO of its own
     unrelated = SloFactory(team=slo.team, deployment=None, deployment_labels={"x": "y"})
-    body = _client(_viewer(slo)).get(f"/console/deployments/{slo.deployment.pk}/").content.decode()
+    body = (
+        logged_in(_viewer(slo)).get(f"/console/deployments/{slo.deployment.pk}/").content.decode()
+    )
     section = body.split('id="slos-title"')[1]
     assert f'href="/console/slos/{slo.pk}/"' in section
     assert section.count('<th scope="row"><a href="/console/slos/') == 2
@@ -231,6 +237,6 @@ def test_deployment_page__lists_its_slos_with_links(slo):
 
 
 def test_nav__links_slos_and_audit(slo):
-    body = _client(_viewer(slo)).get("/console/slos/").content.decode()
+    body = logged_in(_viewer(slo)).get("/console/slos/").content.decode()
     assert '<a href="/console/slos/" aria-current="page">SLOs</a>' in body
     assert '<a href="/console/audit/">Audit</a>' in body
