@@ -8,20 +8,23 @@ filters and joined in Python, never one query per deployment.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
-from django.db.models import Count, FloatField, Func, OuterRef, QuerySet, Subquery
+from django.db.models import Count, FloatField, Func, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.selectors import AnyUser, team_scoped, user_has_role
 from apps.alerts.models import Alert, AlertStatus
+from apps.audit.models import AuditEntry
 from apps.autoscaling.backtest import BacktestResult, backtest_payload
 from apps.autoscaling.engine import SLO_BURN_RATE
 from apps.autoscaling.models import (
@@ -31,11 +34,20 @@ from apps.autoscaling.models import (
     DeploymentControl,
     ScaleAction,
 )
-from apps.inventory.models import Cluster, Deployment
+from apps.inventory.models import Cluster, Deployment, DeploymentStatus
 from apps.metrics.catalogue import Signal
 from apps.metrics.models import MetricSample
 from apps.metrics.selectors import latest_observations, metric_series
-from apps.slos.models import LatencyMetric, SliKind, Slo
+from apps.slos.burn import BASE_WINDOWS_S, CONDITIONS, scaled_windows
+from apps.slos.models import (
+    LatencyMetric,
+    SliKind,
+    Slo,
+    SloEvent,
+    SloStatus,
+    SloStatusSample,
+)
+from apps.slos.services import slo_deployments
 
 # How far back the overview's sparklines look, and the most points a chart series gets.
 SPARKLINE_WINDOW = timedelta(minutes=30)
@@ -110,6 +122,7 @@ class OverviewRow:
     ttft_p95: float | None = None
     ttft_objective: float | None = None
     budget_left: float | None = None
+    budget_slo_id: int | None = None  # the SLO with the least budget left
     firing_alerts: int = 0
     paused: bool = False
     pinned: int | None = None
@@ -153,24 +166,30 @@ def _latest_decisions(deployment_ids: DeploymentIds) -> dict[int, LatestDecision
     }
 
 
-def _slo_figures(deployment_ids: DeploymentIds) -> dict[int, tuple[float | None, float | None]]:
-    """deployment id → (TTFT objective in seconds, least error budget left over its SLOs)."""
+def _slo_figures(
+    deployment_ids: DeploymentIds,
+) -> dict[int, tuple[float | None, float | None, int | None]]:
+    """deployment id → (TTFT objective in seconds, least error budget left over its SLOs,
+    the SLO with that least budget)."""
     objective: dict[int, float] = {}
-    budget: dict[int, float] = {}
+    budget: dict[int, tuple[float, int]] = {}
     rows = (
         Slo.objects.filter(deployment_id__in=deployment_ids, enabled=True)
         .order_by()
         .values_list(
-            "deployment_id", "sli_kind", "latency_metric", "threshold_seconds",
+            "id", "deployment_id", "sli_kind", "latency_metric", "threshold_seconds",
             "status__budget_remaining",
         )
     )  # fmt: skip
-    for deployment_id, kind, metric, threshold, left in rows:
+    for slo_id, deployment_id, kind, metric, threshold, left in rows:
         if kind == SliKind.LATENCY and metric == LatencyMetric.TTFT and threshold is not None:
             objective[deployment_id] = min(objective.get(deployment_id, threshold), threshold)
         if left is not None:
-            budget[deployment_id] = min(budget.get(deployment_id, left), left)
-    return {d: (objective.get(d), budget.get(d)) for d in set(objective) | set(budget)}
+            budget[deployment_id] = min(budget.get(deployment_id, (left, slo_id)), (left, slo_id))
+    return {
+        d: (objective.get(d), *(budget.get(d) or (None, None)))
+        for d in set(objective) | set(budget)
+    }
 
 
 def _firing_counts(deployment_ids: DeploymentIds) -> dict[int, int]:
@@ -323,7 +342,7 @@ def overview_rows(
             starting = decision.replicas.get("starting")
             row.starting = len(starting) if isinstance(starting, list) else None
             row.desired = decision.desired
-        row.ttft_objective, row.budget_left = slos.get(pk, (None, None))
+        row.ttft_objective, row.budget_left, row.budget_slo_id = slos.get(pk, (None, None, None))
         row.firing_alerts = firing.get(pk, 0)
         control = controls.get(pk)
         row.paused = bool(control and control.paused)
@@ -543,4 +562,361 @@ def backtest_outcome(*, result: BacktestResult, deployment: Deployment) -> Backt
         payload=backtest_payload(result, deployment.pk, "changes"),
         chart=chart,
         slo_boost_steps=len(boosted),
+    )
+
+
+# --------------------------------------------------------------------------- SLO pages
+
+
+def slos_visible(*, user: AnyUser) -> QuerySet[Slo]:
+    """The SLOs the user may see, with their team, deployment and latest status."""
+    return team_scoped(
+        Slo.objects.select_related("team", "deployment", "status"), user=user
+    ).order_by("team__slug", "name")
+
+
+def slo_status(slo: Slo) -> SloStatus | None:
+    """The SLO's latest evaluation, ``None`` before the first (no query when selected)."""
+    try:
+        return slo.status
+    except SloStatus.DoesNotExist:
+        return None
+
+
+def duration_text(seconds: int) -> str:
+    """A window's length for people, in its two largest units: ``4m 40s``, ``2d 19h``."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        elif parts:
+            break  # keep the units adjacent: 2d 0h 5m reads as 2d
+    return " ".join(parts[:2]) or "0s"
+
+
+def slo_windows(*, slo: Slo, status: SloStatus | None) -> dict[str, int]:
+    """Window name → seconds as last evaluated (the compression in force then), else as
+    the settings give them now."""
+    stored = (status.windows if status is not None else None) or {}
+    if stored.get("period"):
+        return {name: int(seconds) for name, seconds in stored.items()}
+    return scaled_windows(slo.window, compression=settings.SLO_WINDOW_COMPRESSION)
+
+
+@dataclass
+class SloRow:
+    """One SLO's line of the SLO list."""
+
+    slo: Slo
+    status: SloStatus | None
+    deployments: list[Deployment]
+    windows: dict[str, int]
+
+    def _burn(self, window: str) -> float | None:
+        return (self.status.burn_rates or {}).get(window) if self.status is not None else None
+
+    @property
+    def short_burn(self) -> float | None:
+        return self._burn(LIST_BURN_WINDOWS[0])
+
+    @property
+    def long_burn(self) -> float | None:
+        return self._burn(LIST_BURN_WINDOWS[1])
+
+    @property
+    def short_window(self) -> str:
+        return duration_text(self.windows[LIST_BURN_WINDOWS[0]])
+
+    @property
+    def long_window(self) -> str:
+        return duration_text(self.windows[LIST_BURN_WINDOWS[1]])
+
+
+# The list shows the fastest paging pair: the short window that says the burn goes on, the
+# long one that says it is significant.
+LIST_BURN_WINDOWS = (CONDITIONS[0].short, CONDITIONS[0].long)
+
+
+def _covered_deployments(slos: Sequence[Slo]) -> dict[int, list[Deployment]]:
+    """SLO id → the deployments it covers: its own, or its team's matching its labels (one
+    query for every label-selected SLO of the list)."""
+    by_labels = [slo for slo in slos if slo.deployment_id is None]
+    team_deployments: dict[int, list[Deployment]] = defaultdict(list)
+    if by_labels:
+        for deployment in (
+            Deployment.objects.filter(team_id__in={slo.team_id for slo in by_labels})
+            .exclude(status=DeploymentStatus.RETIRED)
+            .order_by("name")
+        ):
+            team_deployments[deployment.team_id].append(deployment)
+    return {
+        slo.pk: [slo.deployment]
+        if slo.deployment is not None
+        else slo_deployments(slo=slo, team_deployments=team_deployments[slo.team_id])
+        for slo in slos
+    }
+
+
+def slo_rows(*, slos: QuerySet[Slo]) -> list[SloRow]:
+    """The SLO list's rows for already scoped and filtered SLOs: at most two queries,
+    whatever their number."""
+    listed = list(slos)
+    covered = _covered_deployments(listed)
+    rows = []
+    for slo in listed:
+        status = slo_status(slo)
+        rows.append(
+            SloRow(
+                slo=slo,
+                status=status,
+                deployments=covered[slo.pk],
+                windows=slo_windows(slo=slo, status=status),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class BurnCondition:
+    """One multi-window burn-rate condition of an SLO as last evaluated."""
+
+    severity: str
+    long: str  # window name ("1h"), as the conditions and the stored rates name them
+    short: str
+    long_length: str  # its length for this SLO ("1h", or "15m" for a 7-day SLO)
+    short_length: str
+    threshold: float
+    long_rate: float | None
+    short_rate: float | None
+    firing: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.severity}:{self.long}/{self.short}"
+
+    @property
+    def exceeded(self) -> bool:
+        """Both windows at or over the threshold."""
+        return (
+            self.long_rate is not None
+            and self.short_rate is not None
+            and min(self.long_rate, self.short_rate) >= self.threshold
+        )
+
+    @property
+    def held_back(self) -> bool:
+        """Over the threshold, but the minimum-traffic guard keeps it from firing."""
+        return self.exceeded and not self.firing
+
+
+def slo_burn_conditions(
+    *, status: SloStatus | None, windows: Mapping[str, int]
+) -> list[BurnCondition]:
+    """Each window pair of the multi-window, multi-burn-rate alerting with its threshold,
+    the burn rates last evaluated and whether it fires."""
+    rates = (status.burn_rates if status is not None else None) or {}
+    firing = set((status.firing if status is not None else None) or [])
+    return [
+        BurnCondition(
+            severity=cond.severity,
+            long=cond.long,
+            short=cond.short,
+            long_length=duration_text(windows[cond.long]),
+            short_length=duration_text(windows[cond.short]),
+            threshold=cond.burn_rate,
+            long_rate=rates.get(cond.long),
+            short_rate=rates.get(cond.short),
+            firing=f"{cond.severity}:{cond.long}/{cond.short}" in firing,
+        )
+        for cond in CONDITIONS
+    ]
+
+
+# Burn-rate windows the chart draws, shortest first.
+_CHART_BURN_WINDOWS = sorted(
+    {name for cond in CONDITIONS for name in (cond.long, cond.short)},
+    key=lambda name: BASE_WINDOWS_S[name],
+)
+
+
+def slo_charts(
+    *, slo: Slo, windows: Mapping[str, int], now: datetime | None = None
+) -> dict[str, dict[str, Any]]:
+    """Chart data of the SLO page over its compliance period, from the stored samples
+    (one query): error budget left (the burn-down), SLI against the objective, and the
+    burn rate of each window with the alerting thresholds."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=windows["period"])
+    budget: list[tuple[float, float]] = []
+    sli: list[tuple[float, float]] = []
+    burn: dict[str, list[tuple[float, float]]] = {name: [] for name in _CHART_BURN_WINDOWS}
+    for t, value, left, rates in (
+        SloStatusSample.objects.filter(slo=slo, ts__gte=since)
+        .annotate(t=EpochSeconds("ts"))
+        .order_by("ts")
+        .values_list("t", "sli", "budget_remaining", "burn_rates")
+    ):
+        t = float(t)
+        if left is not None:
+            budget.append((t, left * 100))
+        if value is not None:
+            sli.append((t, value * 100))
+        for name, points in burn.items():
+            rate = (rates or {}).get(name)
+            if rate is not None:
+                points.append((t, float(rate)))
+    objective = float(slo.objective_percent)
+    # The objective as a flat series, not a chart line, so that the axis fits the SLI
+    # (99.4 against 99.5) instead of starting at zero.
+    objective_points = [(sli[0][0], objective), (sli[-1][0], objective)] if sli else []
+    thresholds = {f"{c.burn_rate:g}x": c.burn_rate for c in CONDITIONS}
+    return {
+        "budget": chart_data(series={"error budget left (%)": budget}),
+        "sli": chart_data(series={"SLI (%)": sli, "objective (%)": objective_points}),
+        "burn": chart_data(
+            series={f"{name} burn rate": points for name, points in burn.items()},
+            lines=thresholds,
+        ),
+    }
+
+
+def slo_row_get(*, user: AnyUser, slo_id: int) -> SloRow:
+    """One SLO the user may see, as a row; another team's (or none) is a 404, as in the API."""
+    rows = slo_rows(slos=slos_visible(user=user).filter(pk=slo_id))
+    if not rows:
+        raise Http404("No such SLO.")
+    return rows[0]
+
+
+def slo_events(*, slo: Slo, limit: int = 50) -> list[SloEvent]:
+    """The SLO's latest state changes, newest first."""
+    return list(SloEvent.objects.filter(slo=slo).order_by("-at", "-id")[:limit])
+
+
+def deployment_slos(*, deployment: Deployment) -> list[SloRow]:
+    """The SLOs covering a deployment: its own and its team's label-selected ones that
+    match it (one query)."""
+    candidates = Slo.objects.filter(team_id=deployment.team_id).filter(
+        Q(deployment=deployment) | Q(deployment__isnull=True)
+    )
+    return [
+        row
+        for row in slo_rows(slos=candidates.select_related("team", "deployment", "status"))
+        if slo_deployments(slo=row.slo, team_deployments=[deployment])
+    ]
+
+
+# --------------------------------------------------------------------------- audit page
+
+AUDIT_PAGE_SIZE = 50
+
+
+def audit_entries_visible(*, user: AnyUser) -> QuerySet[AuditEntry]:
+    """The audit entries the user may see, by the audit API's rule: those of the teams
+    where they hold a role (viewers included), and their own actions whatever the team."""
+    return team_scoped(AuditEntry.objects.all(), user=user, user_field="actor_id")
+
+
+def audit_object_types(*, entries: QuerySet[AuditEntry]) -> list[str]:
+    """The object types among ``entries`` (for the filter's choices)."""
+    return sorted(set(entries.order_by().values_list("object_type", flat=True).distinct()))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _cursor_encode(entry: AuditEntry) -> str:
+    """An entry's place in the newest-first order: its time (microseconds) and id."""
+    return f"{(entry.timestamp - _EPOCH) // _MICROSECOND}-{entry.pk}"
+
+
+def _cursor_decode(cursor: str) -> tuple[datetime, int] | None:
+    micros, _, pk = cursor.partition("-")
+    if not (micros.isdigit() and pk.isdigit()):
+        return None
+    try:
+        return _EPOCH + int(micros) * _MICROSECOND, int(pk)
+    except OverflowError:
+        return None
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    """One field of an audit entry's change. ``kind`` is added (no value before), removed
+    (none after), changed, or note (a value recorded with the change, such as the reason);
+    values are JSON text. A JSON object changed in place lists its keys in ``keys``."""
+
+    field: str
+    kind: str
+    old: str = ""
+    new: str = ""
+    keys: tuple[DiffLine, ...] = ()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _value_diff(name: str, old: Any, new: Any) -> DiffLine:
+    if old is None:
+        return DiffLine(name, "added", new=_json(new))
+    if new is None:
+        return DiffLine(name, "removed", old=_json(old))
+    keys: tuple[DiffLine, ...] = ()
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = tuple(
+            _value_diff(key, old.get(key), new.get(key))
+            for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)
+        )
+    return DiffLine(name, "changed", old=_json(old), new=_json(new), keys=keys)
+
+
+def audit_diff(changes: Mapping[str, Any] | None) -> list[DiffLine]:
+    """An entry's field-level diff: ``changes`` holds ``[old, new]`` per changed field
+    (creates have ``old`` null, deletes ``new`` null) and plain values recorded with the
+    change (an operator's reason)."""
+    lines = []
+    for name, value in sorted((changes or {}).items()):
+        if isinstance(value, list) and len(value) == 2:
+            lines.append(_value_diff(name, value[0], value[1]))
+        else:
+            lines.append(DiffLine(name, "note", new=_json(value)))
+    return lines
+
+
+@dataclass
+class AuditRow:
+    entry: AuditEntry
+    diff: list[DiffLine]
+
+
+@dataclass
+class AuditPage:
+    rows: list[AuditRow]
+    cursor: str  # this page's start ("" for the newest)
+    next_cursor: str | None  # the next (older) page's start; None on the last page
+
+
+def audit_page(
+    *, entries: QuerySet[AuditEntry], cursor: str = "", size: int = AUDIT_PAGE_SIZE
+) -> AuditPage:
+    """One page of ``entries``, newest first, starting after ``cursor`` (keyset paging on
+    time and id: a page costs the same however deep it is, and entries written meanwhile
+    do not shift it). An unreadable cursor starts at the newest."""
+    size = max(1, min(size, AUDIT_PAGE_SIZE))
+    after = _cursor_decode(cursor) if cursor else None
+    if after is None:
+        cursor = ""
+    else:
+        ts, pk = after
+        entries = entries.filter(Q(timestamp__lt=ts) | Q(timestamp=ts, pk__lt=pk))
+    fetched = list(entries.select_related("team").order_by("-timestamp", "-id")[: size + 1])
+    shown = fetched[:size]
+    return AuditPage(
+        rows=[AuditRow(entry=entry, diff=audit_diff(entry.changes)) for entry in shown],
+        cursor=cursor,
+        next_cursor=_cursor_encode(shown[-1]) if len(fetched) > size else None,
     )

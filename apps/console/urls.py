@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import backtests, base, deployments, overview
+from .views import audit, backtests, base, deployments, overview, slos
 
 app_name = "console"
 
@@ -16,5 +16,8 @@ urlpatterns = [
     path("deployments/<int:pk>/pause/", deployments.deployment_pause, name="deployment-pause"),
     path("deployments/<int:pk>/pin/", deployments.deployment_pin_view, name="deployment-pin"),
     path("deployments/<int:pk>/unpin/", deployments.deployment_unpin_view, name="deployment-unpin"),
+    path("slos/", slos.slo_list, name="slos"),
+    path("slos/<int:pk>/", slos.slo_detail, name="slo"),
+    path("audit/", audit.audit_log, name="audit"),
     path("backtest/", backtests.backtest, name="backtest"),
 ]

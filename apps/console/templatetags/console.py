@@ -40,11 +40,35 @@ def num(value: float | int | None, digits: int = 1) -> str:
 
 
 @register.filter
-def pct(value: float | None) -> str:
+def pct(value: float | None, digits: int = 0) -> str:
     """A 0-1 share as a percentage."""
     if value is None:
         return DASH
-    return f"{value * 100:.0f}%"
+    return f"{value * 100:.{digits}f}%"
+
+
+@register.filter
+def budget(value: float | None) -> str:
+    """Error budget left (1 untouched, 0 spent): a percentage while some is left; once
+    overspent, "exhausted" and by how many budgets, never a negative percentage."""
+    if value is None:
+        return DASH
+    if value >= 0:
+        return pct(value)
+    over = -value
+    if over < 0.05:
+        return "exhausted"
+    return (
+        f"exhausted (overspent {over:.0f}x)" if over >= 10 else f"exhausted (overspent {over:.1f}x)"
+    )
+
+
+@register.filter
+def rate(value: float | None) -> str:
+    """A burn rate: how many times the pace that spends the budget exactly."""
+    if value is None:
+        return DASH
+    return f"{value:,.2f}x" if value < 10 else f"{value:,.1f}x"
 
 
 @register.filter
@@ -101,7 +125,7 @@ def _or_dash(value: int | None) -> str:
     return DASH if value is None else str(value)
 
 
-def _row(row: Any, url: str) -> str:
+def _row(row: Any, url: str, slo_url: str) -> str:
     d = row.deployment
     badges = ' <span class="badge warn">paused</span>' if row.paused else ""
     if row.pinned is not None:
@@ -110,6 +134,9 @@ def _row(row: Any, url: str) -> str:
     over = ' <span class="visually-hidden">(over the objective)</span>' if row.ttft_over else ""
     budget_bad = " bad" if row.budget_left is not None and row.budget_left < 0 else ""
     cluster = d.cluster_name or DASH
+    budget_cell = _escape(budget(row.budget_left))
+    if row.budget_slo_id is not None:
+        budget_cell = f'<a href="{slo_url}{int(row.budget_slo_id)}/">{budget_cell}</a>'
     return (
         f'<tr><th scope="row"><a href="{url}{int(d.pk)}/">{_escape(d.name)}</a> '
         f'<span class="badge status-{_escape(d.status)}">'
@@ -121,7 +148,7 @@ def _row(row: Any, url: str) -> str:
         f'<td class="num" data-field="queue">{num(row.queue, 0)}</td>'
         f'<td class="num">{pct(row.kv_cache)}</td>'
         f'<td class="num{ttft_bad}">{ms(row.ttft_p95)} / {ms(row.ttft_objective)}{over}</td>'
-        f'<td class="num{budget_bad}">{pct(row.budget_left)}</td>'
+        f'<td class="num{budget_bad}">{budget_cell}</td>'
         f'<td class="num{" bad" if row.firing_alerts else ""}">{int(row.firing_alerts)}</td>'
         f"<td>{chart('spark', row.sparkline, height=36, kind='sparkline', key=d.pk)}</td></tr>"
     )
@@ -130,6 +157,7 @@ def _row(row: Any, url: str) -> str:
 @register.simple_tag
 def overview_rows(rows: list[Any]) -> SafeString:
     """The ``<tr>`` of each :class:`apps.console.selectors.OverviewRow`."""
-    # reverse() once: the deployment's id is the URL's only variable part.
+    # reverse() once: the object's id is each URL's only variable part.
     url = _escape(reverse("console:deployment", args=[0]).removesuffix("0/"))
-    return mark_safe("\n".join(_row(row, url) for row in rows))  # noqa: S308 - escaped in _row
+    slo_url = _escape(reverse("console:slo", args=[0]).removesuffix("0/"))
+    return mark_safe("\n".join(_row(row, url, slo_url) for row in rows))  # noqa: S308 - escaped in _row

@@ -54,6 +54,7 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "decisions": selectors.deployment_decisions(deployment=deployment),
             "actions": selectors.deployment_actions(deployment=deployment),
             "alerts": selectors.deployment_alerts(deployment=deployment),
+            "slos": selectors.deployment_slos(deployment=deployment),
             "readiness": deployment_readiness(deployment=deployment),
         }
 

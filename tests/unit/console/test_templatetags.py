@@ -37,7 +37,7 @@ def test_overview_rows__hostile_names__escaped():
             team_slug=HOSTILE, cluster_name=None,
         ),
         ready=1, starting=0, desired=2, queue=4.0, kv_cache=0.5, ttft_p95=0.9,
-        ttft_objective=0.5, budget_left=-0.25, firing_alerts=2, paused=True, pinned=3,
+        ttft_objective=0.5, budget_left=-0.5, firing_alerts=2, paused=True, pinned=3,
         sparkline=chart_data(series={"replicas": [(1.0, 1.0)]}),
     )  # fmt: skip
     html = overview_rows([row])
@@ -46,7 +46,7 @@ def test_overview_rows__hostile_names__escaped():
     assert '<a href="/console/deployments/3/">' in html
     assert 'data-field="replicas">1 / 0 / 2<' in html
     assert '<td class="num bad">900 ms / 500 ms' in html  # over the objective, marked
-    assert '<td class="num bad">-25%</td>' in html  # budget overspent
+    assert '<td class="num bad">exhausted (overspent 0.5x)</td>' in html  # budget overspent
     assert "paused</span>" in html
     assert "pinned 3</span>" in html
     assert "vLLM \u00b7 \u2013" in html  # no cluster: a dash
