@@ -21,7 +21,6 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from .body import (
     DEFAULT_MAX_BODY_BYTES,
-    check_body_size,
     decode_content_encoding,
     json_type,
     load_json,
@@ -58,16 +57,15 @@ def decode_loki_push(
     Loki reads a push without a Content-Type). Raises DecodeError (400), BodyTooLarge (413) or
     UnsupportedMediaType (415); nothing is returned from a body that has any error."""
     kind = media_type(content_type)
-    check_body_size(body, max_bytes=max_bytes)
+    if kind not in ("application/json", "application/x-protobuf", ""):
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r} is not supported (use application/json or "
+            "application/x-protobuf)"
+        )
     raw = decode_content_encoding(body, content_encoding, max_bytes=max_bytes)
     if kind == "application/json":
         return decode_loki_json(raw)
-    if kind in ("application/x-protobuf", ""):
-        return decode_loki_protobuf(snappy_block_decompress(raw, max_bytes=max_bytes))
-    raise UnsupportedMediaType(
-        f"Content-Type {content_type!r} is not supported (use application/json or "
-        "application/x-protobuf)"
-    )
+    return decode_loki_protobuf(snappy_block_decompress(raw, max_bytes=max_bytes))
 
 
 # --------------------------------------------------------------------------------- JSON

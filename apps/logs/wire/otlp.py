@@ -44,7 +44,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from .body import (
     DEFAULT_MAX_BODY_BYTES,
-    check_body_size,
     decode_content_encoding,
     json_type,
     load_json,
@@ -97,7 +96,6 @@ def decode_otlp_logs(
             f"Content-Type {content_type!r} is not supported (use application/x-protobuf or "
             "application/json)"
         )
-    check_body_size(body, max_bytes=max_bytes)
     raw = decode_content_encoding(body, content_encoding, max_bytes=max_bytes)
     if kind == "application/json":
         return decode_otlp_json(raw, now_ns=now_ns)
@@ -119,7 +117,7 @@ def decode_otlp_protobuf(raw: bytes, *, now_ns: int) -> list[PushedStream]:
                 (f"{where}.log_records[{k}]", record)
                 for k, record in enumerate(scope_logs.log_records)
             )
-            streams.append(_stream(resource, scope_logs.scope, records, where, now_ns, "_"))
+            streams.append(_stream(resource, scope_logs.scope, records, where, now_ns, False))
     return streams
 
 
@@ -140,7 +138,7 @@ def decode_otlp_json(raw: bytes, *, now_ns: int) -> list[PushedStream]:
                 (f"{where}.logRecords[{k}]", _json_record(record, f"{where}.logRecords[{k}]"))
                 for k, record in enumerate(_json_list(scope_logs, "logRecords", where))
             )
-            streams.append(_stream(resource, scope, records, where, now_ns, "Id"))
+            streams.append(_stream(resource, scope, records, where, now_ns, True))
     return streams
 
 
@@ -168,7 +166,7 @@ def _stream(
     records: Iterable[tuple[str, LogRecord]],
     where: str,
     now_ns: int,
-    id_suffix: str,
+    json_names: bool,
 ) -> PushedStream:
     shared: dict[str, str] = {}
     if scope.name:
@@ -178,19 +176,24 @@ def _stream(
     _add_attributes(shared, scope.attributes)
     for name, value in resource.metadata.items():
         shared.setdefault(name, value)
-    entries = tuple(_entry(record, at, now_ns, shared, id_suffix) for at, record in records)
+    entries = tuple(_entry(record, at, now_ns, shared, json_names) for at, record in records)
     return PushedStream(labels=resource.labels, entries=entries, origin=where)
 
 
 def _entry(
-    record: LogRecord, where: str, now_ns: int, shared: dict[str, str], id_suffix: str
+    record: LogRecord, where: str, now_ns: int, shared: dict[str, str], json_names: bool
 ) -> PushedEntry:
+    """`json_names`: name fields in errors as OTLP JSON does (`timeUnixNano`)."""
+
+    def at(field: str) -> str:
+        name = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), field) if json_names else field
+        return f"{where}.{name}"
+
     timestamp_ns = record.time_unix_nano or record.observed_time_unix_nano or now_ns
     if timestamp_ns > MAX_TIMESTAMP_NS:
-        field = "time_unix_nano" if id_suffix == "_" else "timeUnixNano"
-        raise DecodeError(f"{timestamp_ns} is after the year 2262", location=f"{where}.{field}")
-    trace_id = _id_hex(record.trace_id, 16, f"{where}.trace{id_suffix}id")
-    span_id = _id_hex(record.span_id, 8, f"{where}.span{id_suffix}id")
+        raise DecodeError(f"{timestamp_ns} is after the year 2262", location=at("time_unix_nano"))
+    trace_id = _id_hex(record.trace_id, 16, at("trace_id"))
+    span_id = _id_hex(record.span_id, 8, at("span_id"))
     metadata: dict[str, str] = {}
     _add_attributes(metadata, record.attributes)
     if record.severity_text:

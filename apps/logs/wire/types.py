@@ -17,7 +17,10 @@ class DecodeError(ValueError):
 
     `location` names where, in the terms of the wire format (`streams[2].values[5][0]`,
     `resourceLogs[0].scopeLogs[1].logRecords[3].traceId`), or is empty for the body as a whole.
+    `http_status` is the answer the push endpoints give for it.
     """
+
+    http_status = 400
 
     def __init__(self, reason: str, *, location: str = "") -> None:
         self.reason = reason
@@ -28,9 +31,13 @@ class DecodeError(ValueError):
 class BodyTooLarge(DecodeError):
     """The body, or what it decompresses to, is larger than allowed (HTTP 413)."""
 
+    http_status = 413
+
 
 class UnsupportedMediaType(DecodeError):
     """The Content-Type or Content-Encoding is not one this endpoint reads (HTTP 415)."""
+
+    http_status = 415
 
 
 @dataclass(frozen=True, slots=True)

@@ -463,10 +463,19 @@ def test_loki_protobuf__snappy_claims_more_than_limit__too_large_before_decompre
 
 def test_loki_push__unsupported_type_or_encoding__unsupported_media_type() -> None:
     body = json_body([])
-    with pytest.raises(UnsupportedMediaType, match="text/plain"):
+    with pytest.raises(UnsupportedMediaType, match="text/plain") as caught:
         decode_loki_push(body, content_type="text/plain")
+    assert caught.value.http_status == 415
     with pytest.raises(UnsupportedMediaType, match="'br'"):
         decode_loki_push(body, content_type=JSON, content_encoding="br")
+
+
+def test_decode_errors__http_status__400_413_415() -> None:
+    assert json_error([1]).http_status == 400
+    with pytest.raises(BodyTooLarge) as caught:
+        decode_loki_push(body := json_body([]), content_type=JSON, max_bytes=len(body) - 1)
+    assert caught.value.http_status == 413
+    assert isinstance(caught.value, DecodeError)  # one except clause catches every refusal
 
 
 # ------------------------------------------------------------------------ label text
