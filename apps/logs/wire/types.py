@@ -1,0 +1,108 @@
+"""The normalized form of a log push, whatever the wire format, and the errors of decoding."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .labels import format_labels
+
+Pairs = tuple[tuple[str, str], ...]
+# Timestamps are stored as signed 64-bit nanoseconds: up to 2262-04-11.
+MAX_TIMESTAMP_NS = 2**63 - 1
+
+
+class DecodeError(ValueError):
+    """The request body cannot be read: the whole push is refused (HTTP 400).
+
+    `location` names where, in the terms of the wire format (`streams[2].values[5][0]`,
+    `resourceLogs[0].scopeLogs[1].logRecords[3].traceId`), or is empty for the body as a whole.
+    `http_status` is the answer the push endpoints give for it.
+    """
+
+    http_status = 400
+
+    def __init__(self, reason: str, *, location: str = "") -> None:
+        self.reason = reason
+        self.location = location
+        super().__init__(f"{location}: {reason}" if location else reason)
+
+
+class BodyTooLarge(DecodeError):
+    """The body, or what it decompresses to, is larger than allowed (HTTP 413)."""
+
+    http_status = 413
+
+
+class UnsupportedMediaType(DecodeError):
+    """The Content-Type or Content-Encoding is not one this endpoint reads (HTTP 415)."""
+
+    http_status = 415
+
+
+@dataclass(frozen=True, slots=True)
+class PushedEntry:
+    """One log line. `metadata` is the structured metadata (unique names, in the order sent);
+    `severity` is the normalized level (`trace`, `debug`, `info`, `warn`, `error`, `fatal`, or
+    "" when the push does not say); `trace_id` and `span_id` are lowercase hex or ""."""
+
+    timestamp_ns: int
+    line: str
+    metadata: Pairs = ()
+    severity: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PushedStream:
+    """Entries sharing one label set. `labels` is sorted by name, names unique, no empty value.
+    `origin` is where the stream stood in the request (`streams[3]`,
+    `resourceLogs[0].scopeLogs[1]`), to name it in refusals."""
+
+    labels: Pairs
+    entries: tuple[PushedEntry, ...]
+    origin: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return stream_fingerprint(self.labels)
+
+
+def stream_fingerprint(labels: Pairs) -> str:
+    """A stable identity of a label set: the sha256 (hex) of its canonical text
+    `{a="x", b="y"}` (sorted, quoted as `format_labels` does). Storage keys streams by it, so
+    the printing rules must not change."""
+    return hashlib.sha256(format_labels(labels).encode()).hexdigest()
+
+
+def normalize_labels(pairs: Pairs | list[tuple[str, str]]) -> Pairs:
+    """Sorted by name with empty values dropped: in Prometheus' model a label with an empty
+    value is the same series as no label, so `{a="", b="1"}` and `{b="1"}` are one stream."""
+    return tuple(sorted((name, value) for name, value in pairs if value != ""))
+
+
+LEVELS = {
+    "trace": "trace",
+    "debug": "debug",
+    "dbg": "debug",
+    "info": "info",
+    "information": "info",
+    "notice": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "err": "error",
+    "critical": "fatal",
+    "crit": "fatal",
+    "fatal": "fatal",
+    "panic": "fatal",
+    "emerg": "fatal",
+    "emergency": "fatal",
+    "alert": "fatal",
+}
+
+
+def level_from_text(text: str) -> str:
+    """`WARNING` -> `warn`: the normalized level a severity word names, or "" for others."""
+    return LEVELS.get(text.strip().lower(), "")
