@@ -17,6 +17,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests.integration.fleets import (  # noqa: F401 - shared fixtures
+    chat_simulator,
+    prometheus_binary,
+)
 from tests.servers import binary_or_skip
 
 # Playwright's sync API runs an event loop in the test's thread, which makes Django refuse

@@ -25,8 +25,9 @@ def fleet(transactional_db: None) -> dict[str, Any]:
     """Two deployments of one team with an hour of history, and another team's one."""
     chat = DeploymentFactory(name="chat", min_replicas=1, max_replicas=6)
     deployment_history(chat, minutes=60)
-    code = DeploymentFactory(name="code", team=chat.team, model__team=chat.team,
-                             cluster=chat.cluster, framework="sglang")
+    code = DeploymentFactory(
+        name="code", team=chat.team, model__team=chat.team, cluster=chat.cluster, framework="sglang"
+    )
     deployment_history(code, minutes=60, alert=False)
     other = DeploymentFactory(name="other-team-secret")
     deployment_history(other, minutes=10)
