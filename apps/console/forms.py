@@ -3,14 +3,18 @@ built from what the user may see, so a filter can never name another team's obje
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from apps.accounts.selectors import AnyUser, teams_visible_to
+from apps.alerts.models import AlertStatus, Severity, silence_matchers_clean
 from apps.inventory.models import DeploymentStatus, ServingFramework
 
-from .selectors import DEFAULT_RANGE, RANGES, clusters_visible
+from .selectors import DEFAULT_RANGE, RANGES, clusters_visible, deployments_visible
 
 
 def _any(choices: Any, label: str = "any") -> list[tuple[str, str]]:
@@ -67,3 +71,122 @@ class PinForm(ReasonForm):
     )
 
     field_order = ["replicas", "minutes", "reason"]
+
+
+# =========================================================================== alerts page
+
+
+class AlertFilterForm(forms.Form):
+    team = forms.ChoiceField(required=False)
+    state = forms.ChoiceField(required=False, choices=_any(AlertStatus.choices))
+    severity = forms.ChoiceField(required=False, choices=_any(Severity.choices))
+    deployment = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        team, deployment = self.fields["team"], self.fields["deployment"]
+        assert isinstance(team, forms.ChoiceField)
+        assert isinstance(deployment, forms.ChoiceField)
+        team.choices = _any(teams_visible_to(user=user).values_list("pk", "slug"))
+        deployment.choices = _any(deployments_visible(user=user).values_list("pk", "name"))
+
+    def filter(self, queryset: Any) -> Any:
+        """The alerts narrowed by the valid filters (an invalid one is ignored)."""
+        if not self.is_valid():
+            return queryset
+        data = self.cleaned_data
+        lookups = {
+            "team_id": data.get("team"),
+            "status": data.get("state"),
+            "severity": data.get("severity"),
+            "deployment_id": data.get("deployment"),
+        }
+        return queryset.filter(**{k: v for k, v in lookups.items() if v})
+
+
+class AcknowledgeForm(forms.Form):
+    comment = forms.CharField(
+        max_length=500, required=False, strip=True, help_text="Optional note."
+    )
+
+
+MATCHER_OPS = [("=", "="), ("!=", "!="), ("=~", "=~ (regex)"), ("!~", "!~ (regex)")]
+
+
+class MatcherForm(forms.Form):
+    """One label matcher of a silence; an added row left blank is ignored."""
+
+    name = forms.CharField(max_length=100)
+    op = forms.ChoiceField(choices=MATCHER_OPS, initial="=")
+    value = forms.CharField(max_length=1000, required=False, strip=False)
+
+
+MatcherFormSet = forms.formset_factory(MatcherForm, extra=1, can_delete=True, max_num=50)
+
+SILENCE_DURATIONS: dict[str, tuple[str, timedelta]] = {
+    "30m": ("30 minutes", timedelta(minutes=30)),
+    "1h": ("1 hour", timedelta(hours=1)),
+    "2h": ("2 hours", timedelta(hours=2)),
+    "4h": ("4 hours", timedelta(hours=4)),
+    "12h": ("12 hours", timedelta(hours=12)),
+    "1d": ("1 day", timedelta(days=1)),
+    "3d": ("3 days", timedelta(days=3)),
+    "7d": ("7 days", timedelta(days=7)),
+}
+
+
+class SilenceForm(forms.Form):
+    """A silence from an alert's labels: its matchers (a formset pre-filled with the labels,
+    each editable and removable), how long, and why."""
+
+    duration = forms.ChoiceField(
+        choices=[(key, label) for key, (label, _) in SILENCE_DURATIONS.items()], initial="2h"
+    )
+    comment = forms.CharField(
+        max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), help_text="Why (required)."
+    )
+
+    def __init__(self, data: Any = None, *, labels: Mapping[str, str]) -> None:
+        super().__init__(data)
+        self.matchers = MatcherFormSet(
+            data,
+            prefix="m",
+            initial=[{"name": k, "op": "=", "value": v} for k, v in sorted(labels.items())],
+        )
+        self.matcher_errors: list[str] = []
+
+    def length(self) -> timedelta:
+        key = self.data.get("duration") if self.is_bound else None
+        return SILENCE_DURATIONS.get(key or "", SILENCE_DURATIONS["2h"])[1]
+
+    def cleaned_matchers(self) -> list[dict[str, str]] | None:
+        """The matchers as the silence would store them, checked as ``Silence.clean`` checks
+        them (RE2 patterns, not all matching the empty string); ``None`` when they are not
+        valid, with the reasons in ``matcher_errors``."""
+        if not self.is_bound:
+            raw = [dict(row) for row in self.matchers.initial or ()]
+        elif not self.matchers.is_valid():
+            self.matcher_errors = [
+                f"matcher {i}, {field}: {' '.join(str(e) for e in errors)}"
+                for i, form in enumerate(self.matchers.forms, 1)
+                if not form.cleaned_data.get("DELETE")
+                for field, errors in form.errors.items()
+            ] + [str(e) for e in self.matchers.non_form_errors()]
+            return None
+        else:
+            raw = [
+                {"name": f.cleaned_data["name"], "op": f.cleaned_data["op"],
+                 "value": f.cleaned_data["value"]}
+                for f in self.matchers.forms
+                if f.cleaned_data.get("name") and not f.cleaned_data.get("DELETE")
+            ]  # fmt: skip
+        try:
+            return silence_matchers_clean(raw)
+        except ValidationError as exc:
+            self.matcher_errors = exc.messages
+            return None
+
+    def add_service_errors(self, exc: ValidationError) -> None:
+        """The service's field errors on this form (matchers and times as form-wide)."""
+        for name, errors in exc.message_dict.items():
+            self.add_error(name if name in self.fields else None, errors)

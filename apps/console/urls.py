@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import base, deployments, overview
+from .views import alerts, base, deployments, overview
 
 app_name = "console"
 
@@ -16,4 +16,9 @@ urlpatterns = [
     path("deployments/<int:pk>/pause/", deployments.deployment_pause, name="deployment-pause"),
     path("deployments/<int:pk>/pin/", deployments.deployment_pin_view, name="deployment-pin"),
     path("deployments/<int:pk>/unpin/", deployments.deployment_unpin_view, name="deployment-unpin"),
+    path("alerts/", alerts.alerts_page, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge_view, name="alert-acknowledge"),
+    path("alerts/<int:pk>/silence/", alerts.alert_silence, name="alert-silence"),
+    path("alerts/silences/<int:pk>/expire/", alerts.silence_expire_view, name="silence-expire"),
+    path("alerts/channels/<int:pk>/test/", alerts.channel_test, name="channel-test"),
 ]
