@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -19,7 +20,12 @@ from rest_framework.test import APIClient
 from apps.accounts.models import Role
 from apps.alerts.labels import fingerprint
 from apps.alerts.models import Alert, AlertSource, AlertStatus, Delivery, DeliveryStatus, Silence
-from apps.alerts.services import alert_groups_flush, alert_raise
+from apps.alerts.services import (
+    alert_acknowledge,
+    alert_groups_flush,
+    alert_raise,
+    silence_create,
+)
 from apps.audit.models import AuditAction, AuditEntry
 from apps.console import selectors
 from tests.assertions import nothing_stored
@@ -153,8 +159,11 @@ def test_alerts_page__5_vs_50_alerts__same_query_count(team, operator):
 
     def queries(n: int) -> int:
         for i in range(Alert.objects.count(), Alert.objects.count() + n):
-            _raise(team, alertname=f"A{i % 7}", n=str(i))
+            alert = _raise(team, alertname=f"A{i % 7}", n=str(i), deployment=f"chat-{'ab'[i % 2]}")
+            if i % 3 == 0:
+                alert_acknowledge(alert=alert, actor=operator, comment="on it")
             DeliveryFactory(channel=channel)
+        alert_groups_flush(now=timezone.now() + timedelta(seconds=1))  # group deliveries
         client = _client(type(operator).objects.get(pk=operator.pk))
         with CaptureQueriesContext(connection) as ctx:
             response = client.get(PAGE)
@@ -396,6 +405,31 @@ def test_silence__created_listed_then_expired__through_the_services_audited(flee
     assert AuditEntry.objects.filter(object_type="alerts.silence", verb="expire").count() == 1
     rows = {row.alert.pk: row for g in client.get(PAGE).context["groups"] for row in g.rows}
     assert rows[alert.pk].silenced_by is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"matchers": '{deployment=~"chat-("}'}, "matchers"),
+        ({"matchers": [{"name": "x", "op": "=~", "value": ".*"}]}, "matchers"),
+        ({"comment": " "}, "comment"),
+        ({"ends_at": timezone.now() - timedelta(hours=1)}, "ends_at"),
+    ],
+    ids=["bad-regex", "matches-everything", "no-comment", "ends-before-start"],
+)
+def test_silence_create__invalid__validation_error_nothing_stored(team, operator, fields, field):
+    """The service checks what the console's form and the API's serializer check, for any
+    other caller."""
+    now = timezone.now()
+    given = {
+        "matchers": [{"name": "alertname", "op": "=", "value": "X"}],
+        "comment": "deploy",
+        "ends_at": now + timedelta(hours=1),
+        **fields,
+    }
+    with nothing_stored(), pytest.raises(ValidationError) as caught:
+        silence_create(team=team, starts_at=now, actor=operator, **given)
+    assert field in caught.value.message_dict
 
 
 # --------------------------------------------------------------------------- channels
