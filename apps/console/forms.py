@@ -1,5 +1,6 @@
-"""Forms of the console: the overview's filters and the autoscaling controls. Choices are
-built from what the user may see, so a filter can never name another team's object."""
+"""Forms of the console: filters (the table/filter pattern), the autoscaling controls and
+the alerts page's. Choices are built from what the user may see, so a filter can never name
+another team's object."""
 
 from __future__ import annotations
 
@@ -21,32 +22,50 @@ def _any(choices: Any, label: str = "any") -> list[tuple[str, str]]:
     return [("", label), *((str(value), str(text)) for value, text in choices)]
 
 
-class OverviewFilterForm(forms.Form):
-    team = forms.ChoiceField(required=False)
-    framework = forms.ChoiceField(required=False, choices=_any(ServingFramework.choices))
-    cluster = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(required=False, choices=_any(DeploymentStatus.choices))
+class FilterForm(forms.Form):
+    """The table/filter pattern's form: each valid, non-empty field narrows the queryset by
+    its lookup in ``lookups``; the choices of fields naming objects (``scoped_choices``)
+    are those the user may see."""
+
+    lookups: dict[str, str] = {}
 
     def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        team, cluster = self.fields["team"], self.fields["cluster"]
-        assert isinstance(team, forms.ChoiceField)
-        assert isinstance(cluster, forms.ChoiceField)
-        team.choices = _any(teams_visible_to(user=user).values_list("pk", "slug"))
-        cluster.choices = _any(clusters_visible(user=user).values_list("pk", "name"))
+        for name, choices in self.scoped_choices(user).items():
+            field = self.fields[name]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = _any(choices)
+
+    def scoped_choices(self, user: AnyUser) -> dict[str, Any]:
+        """Field name → (value, label) pairs of the user's objects."""
+        return {}
 
     def filter(self, queryset: Any) -> Any:
         """The queryset narrowed by the valid filters (an invalid one is ignored)."""
         if not self.is_valid():
             return queryset
-        data = self.cleaned_data
-        lookups = {
-            "team_id": data.get("team"),
-            "framework": data.get("framework"),
-            "cluster_id": data.get("cluster"),
-            "status": data.get("status"),
+        wanted = {lookup: self.cleaned_data.get(name) for name, lookup in self.lookups.items()}
+        return queryset.filter(**{k: v for k, v in wanted.items() if v})
+
+
+class OverviewFilterForm(FilterForm):
+    team = forms.ChoiceField(required=False)
+    framework = forms.ChoiceField(required=False, choices=_any(ServingFramework.choices))
+    cluster = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=_any(DeploymentStatus.choices))
+
+    lookups = {
+        "team": "team_id",
+        "framework": "framework",
+        "cluster": "cluster_id",
+        "status": "status",
+    }
+
+    def scoped_choices(self, user: AnyUser) -> dict[str, Any]:
+        return {
+            "team": teams_visible_to(user=user).values_list("pk", "slug"),
+            "cluster": clusters_visible(user=user).values_list("pk", "name"),
         }
-        return queryset.filter(**{k: v for k, v in lookups.items() if v})
 
 
 class RangeForm(forms.Form):
@@ -76,32 +95,24 @@ class PinForm(ReasonForm):
 # =========================================================================== alerts page
 
 
-class AlertFilterForm(forms.Form):
+class AlertFilterForm(FilterForm):
     team = forms.ChoiceField(required=False)
     state = forms.ChoiceField(required=False, choices=_any(AlertStatus.choices))
     severity = forms.ChoiceField(required=False, choices=_any(Severity.choices))
     deployment = forms.ChoiceField(required=False)
 
-    def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        team, deployment = self.fields["team"], self.fields["deployment"]
-        assert isinstance(team, forms.ChoiceField)
-        assert isinstance(deployment, forms.ChoiceField)
-        team.choices = _any(teams_visible_to(user=user).values_list("pk", "slug"))
-        deployment.choices = _any(deployments_visible(user=user).values_list("pk", "name"))
+    lookups = {
+        "team": "team_id",
+        "state": "status",
+        "severity": "severity",
+        "deployment": "deployment_id",
+    }
 
-    def filter(self, queryset: Any) -> Any:
-        """The alerts narrowed by the valid filters (an invalid one is ignored)."""
-        if not self.is_valid():
-            return queryset
-        data = self.cleaned_data
-        lookups = {
-            "team_id": data.get("team"),
-            "status": data.get("state"),
-            "severity": data.get("severity"),
-            "deployment_id": data.get("deployment"),
+    def scoped_choices(self, user: AnyUser) -> dict[str, Any]:
+        return {
+            "team": teams_visible_to(user=user).values_list("pk", "slug"),
+            "deployment": deployments_visible(user=user).values_list("pk", "name"),
         }
-        return queryset.filter(**{k: v for k, v in lookups.items() if v})
 
 
 class AcknowledgeForm(forms.Form):

@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import Count, F, FloatField, Func, Max, Q, QuerySet, Window
+from django.db.models import Count, F, FloatField, Func, Max, Model, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404
 from django.utils import timezone
@@ -437,6 +437,7 @@ ALERTS_RECENT = timedelta(hours=24)  # resolved alerts and expired silences kept
 ALERTS_LIMIT = 500
 DELIVERIES_PER_CHANNEL = 10
 PREVIEW_LIMIT = 50
+M = TypeVar("M", bound=Model)
 
 
 def team_can_operate(*, user: AnyUser, team_id: int | None) -> bool:
@@ -452,11 +453,16 @@ def alerts_visible(*, user: AnyUser) -> QuerySet[Alert]:
     )
 
 
+def _one_or_404(queryset: QuerySet[M], pk: int) -> M:
+    """The row ``pk`` of an already scoped queryset; another team's (or none) is a 404."""
+    found = queryset.filter(pk=pk).first()
+    if found is None:
+        raise Http404(f"No such {queryset.model._meta.verbose_name}.")
+    return found
+
+
 def alert_get(*, user: AnyUser, alert_id: int) -> Alert:
-    try:
-        return alerts_visible(user=user).get(pk=alert_id)
-    except Alert.DoesNotExist as exc:
-        raise Http404("No such alert.") from exc
+    return _one_or_404(alerts_visible(user=user), alert_id)
 
 
 def alerts_recent(*, user: AnyUser, now: datetime | None = None) -> QuerySet[Alert]:
@@ -612,10 +618,7 @@ def silences_visible(*, user: AnyUser) -> QuerySet[Silence]:
 
 
 def silence_get(*, user: AnyUser, silence_id: int) -> Silence:
-    try:
-        return silences_visible(user=user).get(pk=silence_id)
-    except Silence.DoesNotExist as exc:
-        raise Http404("No such silence.") from exc
+    return _one_or_404(silences_visible(user=user), silence_id)
 
 
 def silence_rows(*, user: AnyUser, now: datetime | None = None) -> list[SilenceRow]:
@@ -650,10 +653,7 @@ def channels_visible(*, user: AnyUser) -> QuerySet[Channel]:
 
 
 def channel_get(*, user: AnyUser, channel_id: int) -> Channel:
-    try:
-        return team_scoped(Channel.objects.all(), user=user).get(pk=channel_id)
-    except Channel.DoesNotExist as exc:
-        raise Http404("No such channel.") from exc
+    return _one_or_404(team_scoped(Channel.objects.all(), user=user), channel_id)
 
 
 @dataclass

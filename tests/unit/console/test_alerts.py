@@ -82,6 +82,15 @@ def fleet(team: Any) -> dict[str, Alert]:
     }
 
 
+def _silence(team: Any, **labels: str) -> Silence:
+    """A silence of ``team`` (None: every team) for the next hour, stored directly."""
+    now = timezone.now()
+    matchers = [{"name": k, "op": "=", "value": v} for k, v in labels.items()]
+    return Silence.objects.create(
+        team=team, matchers=matchers, comment="x", starts_at=now, ends_at=now + timedelta(hours=1)
+    )
+
+
 def _silence_data(alert: Alert, **changes: str) -> dict[str, str]:
     """The silence form as the page fills it from ``alert``'s labels (sorted), plus an
     empty extra row; ``changes`` replace fields (``m-1-value``, ``comment``, ...)."""
@@ -152,10 +161,7 @@ def test_alerts_page__old_resolved_alert__not_shown(team, operator):
 def test_alerts_page__5_vs_50_alerts__same_query_count(team, operator):
     channel = ChannelFactory(team=team)
     RouteFactory(team=team, channels=[channel])
-    Silence.objects.create(
-        team=team, matchers=[{"name": "n", "op": "=", "value": "1"}], comment="x",
-        starts_at=timezone.now(), ends_at=timezone.now() + timedelta(hours=1),
-    )  # fmt: skip
+    _silence(team, n="1")
 
     def queries(n: int) -> int:
         for i in range(Alert.objects.count(), Alert.objects.count() + n):
@@ -179,20 +185,9 @@ def test_alerts_page__5_vs_50_alerts__same_query_count(team, operator):
 # --------------------------------------------------------------------------- scoping
 
 
-def test_other_team__alert_silence_channel__404_and_nothing_stored(fleet, operator):
-    other = TeamFactory()
-    alert = _raise(other, alertname="HighQueue", deployment="chat-a")
-    silence = Silence.objects.create(
-        team=other, matchers=[{"name": "alertname", "op": "=", "value": "X"}], comment="x",
-        starts_at=timezone.now(), ends_at=timezone.now() + timedelta(hours=1),
-    )  # fmt: skip
-    channel = ChannelFactory(team=other, name="their-channel")
-    client = _client(operator)
-    body = client.get(PAGE).content.decode()
-    assert f'id="alert-{alert.pk}"' not in body
-    assert f'id="silence-{silence.pk}"' not in body
-    assert "their-channel" not in body
-    assert client.get(f"{PAGE}{alert.pk}/silence/").status_code == 404
+def _every_write_refused(client: Client, alert: Any, silence: Any, channel: Any, status: int):
+    """Acknowledge, silence, expire and test message, each answered ``status``; no row
+    changes anywhere."""
     with nothing_stored():
         for url, data in (
             (f"{PAGE}{alert.pk}/acknowledge/", {"comment": "x"}),
@@ -200,17 +195,28 @@ def test_other_team__alert_silence_channel__404_and_nothing_stored(fleet, operat
             (f"{PAGE}silences/{silence.pk}/expire/", {}),
             (f"{PAGE}channels/{channel.pk}/test/", {}),
         ):
-            assert client.post(url, data).status_code == 404, url
+            assert client.post(url, data).status_code == status, url
+
+
+def test_other_team__alert_silence_channel__404_and_nothing_stored(fleet, operator):
+    other = TeamFactory()
+    alert = _raise(other, alertname="HighQueue", deployment="chat-a")
+    silence = _silence(other, alertname="X")
+    channel = ChannelFactory(team=other, name="their-channel")
+    client = _client(operator)
+    body = client.get(PAGE).content.decode()
+    assert f'id="alert-{alert.pk}"' not in body
+    assert f'id="silence-{silence.pk}"' not in body
+    assert "their-channel" not in body
+    assert client.get(f"{PAGE}{alert.pk}/silence/").status_code == 404
+    _every_write_refused(client, alert, silence, channel, status=404)
     silence.refresh_from_db()
     assert silence.ends_at > timezone.now()
 
 
 def test_viewer__no_write_control__posts_403_and_nothing_stored(fleet, viewer, team):
     alert = fleet["queue-a"]
-    silence = Silence.objects.create(
-        team=team, matchers=[{"name": "alertname", "op": "=", "value": "X"}], comment="x",
-        starts_at=timezone.now(), ends_at=timezone.now() + timedelta(hours=1),
-    )  # fmt: skip
+    silence = _silence(team, alertname="X")
     channel = team.alert_channels.get()
     client = _client(viewer)
     body = client.get(PAGE).content.decode()
@@ -220,23 +226,13 @@ def test_viewer__no_write_control__posts_403_and_nothing_stored(fleet, viewer, t
     for control in ("/acknowledge/", "/silence/", "/expire/", "/test/", "Send test message"):
         assert control not in body, control
     assert client.get(f"{PAGE}{alert.pk}/silence/").status_code == 403
-    with nothing_stored():
-        for url, data in (
-            (f"{PAGE}{alert.pk}/acknowledge/", {"comment": "x"}),
-            (f"{PAGE}{alert.pk}/silence/", _silence_data(alert)),
-            (f"{PAGE}silences/{silence.pk}/expire/", {}),
-            (f"{PAGE}channels/{channel.pk}/test/", {}),
-        ):
-            assert client.post(url, data).status_code == 403, url
+    _every_write_refused(client, alert, silence, channel, status=403)
     alert.refresh_from_db()
     assert alert.acknowledged_at is None
 
 
 def test_silence_for_every_team__operator_sees_it_but_cannot_expire(fleet, operator):
-    silence = Silence.objects.create(
-        team=None, matchers=[{"name": "alertname", "op": "=", "value": "X"}], comment="x",
-        starts_at=timezone.now(), ends_at=timezone.now() + timedelta(hours=1),
-    )  # fmt: skip
+    silence = _silence(None, alertname="X")
     client = _client(operator)
     body = client.get(PAGE).content.decode()
     assert f'id="silence-{silence.pk}"' in body
