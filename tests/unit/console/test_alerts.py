@@ -179,7 +179,7 @@ def test_alerts_page__5_vs_50_alerts__same_query_count(team, operator):
     small = queries(5)
     large = queries(45)
     assert Alert.objects.count() == 50
-    assert small == large
+    assert small == large, (small, large)
 
 
 # --------------------------------------------------------------------------- scoping
