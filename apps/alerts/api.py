@@ -75,6 +75,7 @@ from .services import (
     alert_acknowledge,
     alerts_ingest,
     receiver_create,
+    silence_create,
     silence_expire,
 )
 
@@ -134,11 +135,14 @@ class SilenceViewSet(TeamScopedViewSet):
         team_id = self.team_id_from_data(data)
         if team_id is not None:
             self._require_role(team_id)
-        with (
-            transaction.atomic(),
-            audited(actor=self.request.user, action=AuditAction.CREATE) as change,
-        ):
-            change.instance = serializer.save(created_by=self.request.user)
+        serializer.instance = silence_create(
+            team=data["team"],
+            matchers=data["matchers"],
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+            comment=data["comment"],
+            actor=self.request.user,
+        )
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         instance = serializer.instance

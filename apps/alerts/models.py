@@ -69,6 +69,18 @@ def _validate_matchers(value: object, field: str) -> list[dict[str, str]]:
         raise ValidationError({field: f"invalid matchers: {exc}"}) from exc
 
 
+def silence_matchers_clean(value: object) -> list[dict[str, str]]:
+    """A silence's matchers as stored, or ValidationError on ``matchers``: they must parse
+    (RE2 patterns included), and one at least must not match the empty string, or the
+    silence would mute every alert of its team."""
+    matchers = _validate_matchers(value, "matchers")
+    if not matchers:
+        raise ValidationError({"matchers": "a silence needs at least one matcher"})
+    if all(m.matches("") for m in matchers_load(matchers)):
+        raise ValidationError({"matchers": "at least one matcher must not match the empty string"})
+    return matchers
+
+
 class Receiver(models.Model):
     """Credentials for an inbound webhook (Alertmanager's ``webhook_config``): sent as a
     bearer token, or as the password of basic auth with the receiver's name as user."""
@@ -186,13 +198,7 @@ class Silence(models.Model):
         return f"silence {self.pk}"
 
     def clean(self) -> None:
-        self.matchers = _validate_matchers(self.matchers, "matchers")
-        if not self.matchers:
-            raise ValidationError({"matchers": "a silence needs at least one matcher"})
-        if all(m.matches("") for m in matchers_load(self.matchers)):
-            raise ValidationError(
-                {"matchers": "at least one matcher must not match the empty string"}
-            )
+        self.matchers = silence_matchers_clean(self.matchers)
         if not (self.comment or "").strip():
             raise ValidationError({"comment": "say why"})
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:

@@ -544,6 +544,33 @@ def alert_acknowledge(*, alert: Alert, actor: Any, comment: str = "") -> Alert:
     return alert
 
 
+def silence_create(
+    *,
+    team: Team | None,
+    matchers: Any,
+    starts_at: datetime,
+    ends_at: datetime,
+    comment: str,
+    actor: Any,
+) -> Silence:
+    """Store a silence of ``team`` (``None``: every team's alerts) after the model's checks
+    (ValidationError per field: matchers, comment, ends_at). The caller has checked that
+    ``actor`` may (operator of the team; superuser for every team)."""
+    silence = Silence(
+        team=team,
+        matchers=matchers,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        comment=comment,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    silence.full_clean()
+    with transaction.atomic(), audited(actor=actor, action=AuditAction.CREATE) as change:
+        silence.save()
+        change.instance = silence
+    return silence
+
+
 def silence_expire(*, silence: Silence, actor: Any) -> Silence:
     now = timezone.now()
     if silence.ends_at > now:

@@ -11,19 +11,41 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Count, FloatField, Func, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    F,
+    FloatField,
+    Func,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Window,
+)
+from django.db.models.functions import RowNumber
 from django.http import Http404
 from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.selectors import AnyUser, team_scoped, user_has_role
-from apps.alerts.models import Alert, AlertStatus
+from apps.alerts import grouping
+from apps.alerts.labels import fingerprint, matchers_load
+from apps.alerts.models import Alert, AlertGroup, AlertStatus, Channel, Delivery, Route, Silence
+from apps.alerts.selectors import (
+    alert_silenced_by,
+    inhibited_fingerprints,
+    route_matches,
+    routes_for_teams,
+    silences_active,
+    silences_with_matchers,
+)
 from apps.audit.models import AuditEntry
 from apps.autoscaling.backtest import BacktestResult, backtest_payload
 from apps.autoscaling.engine import SLO_BURN_RATE
@@ -920,3 +942,295 @@ def audit_page(
         cursor=cursor,
         next_cursor=_cursor_encode(shown[-1]) if len(fetched) > size else None,
     )
+
+
+# =========================================================================== alerts page
+#
+# Reads of the alerts page (``views/alerts.py``): alerts grouped as the alerts app groups
+# them for delivery, what mutes them, silences, and each channel's latest deliveries.
+# Routing, grouping and muting are the alerts app's own functions, so the page shows what
+# is (or would be) sent; the query count depends on the number of teams, not of alerts.
+
+ALERTS_RECENT = timedelta(hours=24)  # resolved alerts and expired silences kept in view
+ALERTS_LIMIT = 500
+DELIVERIES_PER_CHANNEL = 10
+PREVIEW_LIMIT = 50
+M = TypeVar("M", bound=Model)
+
+
+def team_can_operate(*, user: AnyUser, team_id: int | None) -> bool:
+    """Operator+ in the team; an object of no team (a silence for every team, a teamless
+    alert) is the superusers' to change, as in the API."""
+    return user_has_role(user=user, team_id=team_id, role=Role.OPERATOR)
+
+
+def alerts_visible(*, user: AnyUser) -> QuerySet[Alert]:
+    """The alerts the user may see (the API's scoping), with what a row shows."""
+    return team_scoped(
+        Alert.objects.select_related("team", "deployment", "acknowledged_by"), user=user
+    )
+
+
+def _one_or_404(queryset: QuerySet[M], pk: int) -> M:
+    """The row ``pk`` of an already scoped queryset; another team's (or none) is a 404."""
+    found = queryset.filter(pk=pk).first()
+    if found is None:
+        raise Http404(f"No such {queryset.model._meta.verbose_name}.")
+    return found
+
+
+def alert_get(*, user: AnyUser, alert_id: int) -> Alert:
+    return _one_or_404(alerts_visible(user=user), alert_id)
+
+
+def alerts_recent(*, user: AnyUser, now: datetime | None = None) -> QuerySet[Alert]:
+    """Firing alerts and those resolved within :data:`ALERTS_RECENT`, firing first."""
+    since = (now or timezone.now()) - ALERTS_RECENT
+    recent = (
+        Q(status=AlertStatus.FIRING)
+        | Q(ends_at__gte=since)
+        | Q(ends_at__isnull=True, received_at__gte=since)
+    )
+    return alerts_visible(user=user).filter(recent).order_by("status", "-starts_at", "-id")
+
+
+@dataclass
+class AlertRow:
+    alert: Alert
+    silenced_by: Silence | None
+    inhibited: bool
+    can_operate: bool
+    anchor: bool  # its first row on the page (holds the ``alert-<id>`` anchor)
+
+
+@dataclass
+class DeliveredGroup:
+    """Alerts notified together: a route's group (its ``group_by`` values), with the
+    stored notification state when the group has been formed; ``route`` None holds the
+    alerts no route of their team takes (nothing is sent for them)."""
+
+    route: Route | None
+    labels: dict[str, str]
+    key_hash: str
+    channels: list[str]
+    state: AlertGroup | None
+    rows: list[AlertRow] = field(default_factory=list)
+
+    @property
+    def dom_id(self) -> str:
+        return f"group-{self.route.pk}-{self.key_hash}" if self.route else "group-unrouted"
+
+    @property
+    def title(self) -> str:
+        if self.route is None:
+            return "Not routed"
+        shown = ", ".join(f'{k}="{v}"' for k, v in self.labels.items())
+        return shown or "every alert of the route"
+
+    @property
+    def firing(self) -> int:
+        return sum(row.alert.status == AlertStatus.FIRING for row in self.rows)
+
+
+def _route_channels(route_ids: Sequence[int]) -> dict[int, list[str]]:
+    names: dict[int, list[str]] = defaultdict(list)
+    for route_id, name, enabled in (
+        Route.channels.through.objects.filter(route_id__in=route_ids)
+        .order_by("channel__name")
+        .values_list("route_id", "channel__name", "channel__enabled")
+    ):
+        names[route_id].append(name if enabled else f"{name} (disabled)")
+    return names
+
+
+def alert_groups(
+    *, user: AnyUser, alerts: QuerySet[Alert], now: datetime | None = None
+) -> list[DeliveredGroup]:
+    """The (scoped, filtered) alerts in their delivery groups: each alert goes where
+    ingestion puts it (``route_matches`` then ``grouping.group_key``), so an alert that
+    several routes take (``continue``) is in each of their groups. Groups with firing
+    alerts come first, then the most recently started."""
+    now = now or timezone.now()
+    rows = list(alerts[:ALERTS_LIMIT])
+    team_ids = {a.team_id for a in rows if a.team_id is not None}
+    routes = routes_for_teams(team_ids)
+    channels = _route_channels([r.pk for team_routes in routes.values() for r in team_routes])
+    silences = silences_active(team_ids=team_ids, now=now)
+    loaded = silences_with_matchers(silences)
+    inhibited: set[tuple[int, str]] = set()
+    for team_id in team_ids:
+        members = [a for a in rows if a.team_id == team_id]
+        muted = inhibited_fingerprints(team_id=team_id, candidates=members)
+        inhibited |= {(team_id, fp) for fp in muted}
+    groups: dict[tuple[int, str], DeliveredGroup] = {}
+    unrouted = DeliveredGroup(route=None, labels={}, key_hash="", channels=[], state=None)
+    for alert in rows:
+        row = AlertRow(
+            alert=alert,
+            silenced_by=alert_silenced_by(alert, silences, loaded=loaded),
+            inhibited=(alert.team_id, alert.fingerprint) in inhibited,
+            can_operate=team_can_operate(user=user, team_id=alert.team_id),
+            anchor=True,
+        )
+        taken = route_matches(routes.get(alert.team_id, []), alert.labels) if alert.team_id else []
+        for i, route in enumerate(taken):
+            labels = grouping.group_key(route.group_by or [], alert.labels)
+            key = (route.pk, fingerprint(labels))
+            if key not in groups:
+                groups[key] = DeliveredGroup(
+                    route=route,
+                    labels=labels,
+                    key_hash=key[1],
+                    channels=channels.get(route.pk, []),
+                    state=None,
+                )
+            groups[key].rows.append(row if i == 0 else replace(row, anchor=False))
+        if not taken:
+            unrouted.rows.append(row)
+    if groups:
+        stored = AlertGroup.objects.filter(
+            route_id__in={k[0] for k in groups}, key_hash__in={k[1] for k in groups}
+        )
+        for state in stored:
+            if (state.route_id, state.key_hash) in groups:
+                groups[(state.route_id, state.key_hash)].state = state
+    ordered = sorted(
+        groups.values(),
+        key=lambda g: (g.firing == 0, -max(r.alert.starts_at.timestamp() for r in g.rows)),
+    )
+    return ordered + ([unrouted] if unrouted.rows else [])
+
+
+def silence_preview(
+    *, user: AnyUser, team_id: int | None, matchers: list[dict[str, str]]
+) -> tuple[list[Alert], int]:
+    """The firing alerts a silence of ``team_id`` with these (checked) matchers would mute
+    now, tested with the function that mutes them at notification time; the first
+    :data:`PREVIEW_LIMIT` of them and how many in all."""
+    probe = Silence(team_id=team_id, matchers=matchers)
+    loaded = silences_with_matchers([probe])
+    candidates = alerts_visible(user=user).filter(status=AlertStatus.FIRING)
+    if team_id is not None:
+        candidates = candidates.filter(team_id=team_id)
+    hits = [
+        alert
+        for alert in candidates.order_by("-starts_at", "-id")
+        if alert_silenced_by(alert, [probe], loaded=loaded) is not None
+    ]
+    return hits[:PREVIEW_LIMIT], len(hits)
+
+
+@dataclass
+class SilenceRow:
+    silence: Silence
+    matchers: str
+    state: str  # "active", "pending" or "expired"
+    can_expire: bool
+
+
+def silences_visible(*, user: AnyUser) -> QuerySet[Silence]:
+    """The API's scoping: the user's teams' silences and those for every team."""
+    return team_scoped(
+        Silence.objects.select_related("team", "created_by"), user=user, include_global=True
+    )
+
+
+def silence_get(*, user: AnyUser, silence_id: int) -> Silence:
+    return _one_or_404(silences_visible(user=user), silence_id)
+
+
+def silence_rows(*, user: AnyUser, now: datetime | None = None) -> list[SilenceRow]:
+    """Silences in force or to come, and those ended within :data:`ALERTS_RECENT`."""
+    now = now or timezone.now()
+    silences = silences_visible(user=user).filter(ends_at__gte=now - ALERTS_RECENT)
+    rows = []
+    for silence in silences.order_by("-ends_at", "-id")[:ALERTS_LIMIT]:
+        state = (
+            "expired"
+            if silence.ends_at <= now
+            else ("pending" if silence.starts_at > now else "active")
+        )
+        rows.append(
+            SilenceRow(
+                silence=silence,
+                matchers=", ".join(m.render() for m in matchers_load(silence.matchers)),
+                state=state,
+                can_expire=state != "expired"
+                and team_can_operate(user=user, team_id=silence.team_id),
+            )
+        )
+    return rows
+
+
+def channels_visible(*, user: AnyUser) -> QuerySet[Channel]:
+    # The settings stay encrypted: a listing never needs them.
+    return team_scoped(
+        Channel.objects.select_related("team").defer("config", "title_template", "body_template"),
+        user=user,
+    ).order_by("team__slug", "name")
+
+
+def channel_get(*, user: AnyUser, channel_id: int) -> Channel:
+    return _one_or_404(team_scoped(Channel.objects.all(), user=user), channel_id)
+
+
+@dataclass
+class DeliveryRow:
+    delivery: Delivery
+    what: str
+
+
+@dataclass
+class ChannelDeliveries:
+    channel: Channel
+    deliveries: list[DeliveryRow]
+    can_test: bool
+
+    @property
+    def dom_id(self) -> str:
+        return f"channel-{self.channel.pk}"
+
+
+def _delivery_what(delivery: Delivery) -> str:
+    if delivery.idempotency_key.startswith("test-"):
+        return "test message"
+    if delivery.idempotency_key.startswith("digest-"):
+        return "digest"
+    group = delivery.group
+    if group is None:
+        return "group notification"
+    shown = ", ".join(f'{k}="{v}"' for k, v in (group.labels or {}).items())
+    return f"{group.route.name}: {shown or 'every alert'}"
+
+
+def channel_deliveries(
+    *, user: AnyUser, limit: int = DELIVERIES_PER_CHANNEL
+) -> list[ChannelDeliveries]:
+    """Each visible channel with its latest ``limit`` deliveries: two queries in all (a
+    row number per channel picks the latest of each)."""
+    channels = list(channels_visible(user=user))
+    latest: dict[int, list[DeliveryRow]] = defaultdict(list)
+    deliveries = (
+        Delivery.objects.filter(channel_id__in=[c.pk for c in channels])
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("channel_id")],
+                order_by=[F("created_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(rank__lte=limit)
+        .select_related("group__route")
+        .defer("notification", "response")
+        .order_by("channel_id", "-created_at", "-id")
+    )
+    for delivery in deliveries:
+        latest[delivery.channel_id].append(DeliveryRow(delivery, _delivery_what(delivery)))
+    return [
+        ChannelDeliveries(
+            channel=channel,
+            deliveries=latest.get(channel.pk, []),
+            can_test=team_can_operate(user=user, team_id=channel.team_id),
+        )
+        for channel in channels
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import audit, backtests, base, deployments, overview, slos
+from .views import alerts, audit, backtests, base, deployments, overview, slos
 
 app_name = "console"
 
@@ -20,4 +20,9 @@ urlpatterns = [
     path("slos/<int:pk>/", slos.slo_detail, name="slo"),
     path("audit/", audit.audit_log, name="audit"),
     path("backtest/", backtests.backtest, name="backtest"),
+    path("alerts/", alerts.alerts_page, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge_view, name="alert-acknowledge"),
+    path("alerts/<int:pk>/silence/", alerts.alert_silence, name="alert-silence"),
+    path("alerts/silences/<int:pk>/expire/", alerts.silence_expire_view, name="silence-expire"),
+    path("alerts/channels/<int:pk>/test/", alerts.channel_test, name="channel-test"),
 ]
