@@ -213,7 +213,13 @@ def _format_stage(stage: Stage) -> str:
         return "| json " + ", ".join(f"{label}={quote(path)}" for label, path in stage.params)
     if isinstance(stage, LogfmtParser):
         return "| logfmt"
-    return "| " + _format_label_filter(stage.expr)
+    text = _format_label_filter(stage.expr)
+    leftmost = stage.expr
+    while isinstance(leftmost, AndFilter | OrFilter):
+        leftmost = leftmost.left
+    name = leftmost.matcher.name if isinstance(leftmost, StringFilter) else leftmost.name
+    # "| json != ..." reads as the parser and a line filter: parentheses keep it a label filter.
+    return f"| ({text})" if name in ("json", "logfmt") else f"| {text}"
 
 
 def format_query(query: Query) -> str:

@@ -280,10 +280,14 @@ class _Parser:
 
     def pipe_stage(self) -> Stage:
         token = self.tok
+        if token.kind == "(":
+            return LabelFilter(self.label_filter_or())
         if token.kind != lexer.IDENT:
             raise self.unexpected("a parser (json, logfmt) or a label filter")
+        # "| json != ..." is the parser and a line filter, as in Loki; with any other operator
+        # a parser's name is a label name ("| json = ..."). Line filters take != and !~.
         nxt = self.peek().kind
-        if token.text in ("json", "logfmt") and nxt not in (*_COMPARE_OPS, "=~", "!~"):
+        if token.text in ("json", "logfmt") and nxt not in ("=", "==", ">", ">=", "<", "<=", "=~"):
             self.advance()
             if token.text == "logfmt":
                 if self.tok.kind == "-" or self.at_word_param():
