@@ -266,6 +266,7 @@ def test_parse__keywords_as_label_names__still_labels():
         ),
         ('count_over_time({app="api"}[1d2h])', 'count_over_time({app="api"} [1d2h])'),
         ('{app="\\x01\\t"}', '{app="\\x01\\t"}'),
+        ('{app="\\x1b[0m\\x7f"}', '{app="\\x1b[0m\\x7f"}'),  # control characters spelled out
     ],
 )
 def test_format_query__canonical_text__parses_back_to_same_tree(text, printed):
