@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from apps.logs.logql import (
@@ -24,6 +27,7 @@ from apps.logs.logql import (
 )
 from apps.logs.logql.lexer import tokenize
 
+ROOT = Path(__file__).resolve().parents[3]
 APP = (Matcher("app", "=", "api"),)
 MINUTE = 60_000_000_000
 
@@ -344,6 +348,8 @@ def test_format_query__canonical_text__parses_back_to_same_tree(text, printed):
         ),
         ('rate({app="a"}[5m]) > 1', 1, 21, "binary operator > is not supported"),
         ('rate({app="a"}[5m]) or rate({app="b"}[5m])', 1, 21, "binary operator or"),
+        ('sum(rate({app="a"}[5m])) / 2', 1, 26, "binary operator / is not supported"),
+        ('{app="a"} + 1', 1, 11, "binary operator + is not supported"),
         ("up", 1, 1, "unexpected identifier up, expecting a stream selector"),
         ('{app="a"}\n| json\n| level >= 1zz', 3, 12, "invalid number, duration or size"),
         ('{app="a"}\n\t|= 5', 2, 5, "unexpected number 5, expecting a string"),
@@ -379,3 +385,16 @@ def test_tokenize__offsets__zero_based_positions_of_each_token():
         ("string", 12),
         ("end of input", 15),
     ]
+
+
+def _doc_section(title: str) -> str:
+    text = (ROOT / "docs" / "logs.md").read_text(encoding="utf-8")
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_docs__logql_examples__each_parses_and_prints_back():
+    examples = re.findall(r"```logql\n(.*?)\n```", _doc_section("LogQL subset"), re.S)
+    assert len(examples) >= 6
+    for example in examples:
+        tree = parse(example)
+        assert parse(format_query(tree)) == tree
