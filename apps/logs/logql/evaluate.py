@@ -61,6 +61,9 @@ LABEL_FILTER_ERROR = "LabelFilterErr"
 # An extracted label whose name is already a stream label gets this suffix, as in Loki.
 DUPLICATE_SUFFIX = "_extracted"
 
+# Loki's limit on the points of one series; past it the step is too small for the range.
+MAX_POINTS = 11_000
+
 Direction = Literal["backward", "forward"]
 LabelSet = tuple[tuple[str, str], ...]
 
@@ -392,6 +395,11 @@ def evaluate_range(
         raise LogQLError("the step must be longer than zero")
     if end_ns < start_ns:
         raise LogQLError("the end of the range is before its start")
+    if (end_ns - start_ns) // step_ns + 1 > MAX_POINTS:
+        raise LogQLError(
+            f"exceeded maximum resolution of {MAX_POINTS:,} points per timeseries. "
+            "Try increasing the value of the step parameter"
+        )
     steps = list(range(start_ns, end_ns + 1, step_ns))
     result = _steps(metric, entries, steps)
     return [

@@ -65,6 +65,9 @@ _UNSUPPORTED_FUNCTIONS = frozenset(
      "sort_desc", "label_replace", "vector", "approx_topk"}
 )  # fmt: skip
 EOF_EXPECTED = "end of input, a pipeline stage or ')'"
+# Parentheses and aggregations nest at most this deep, and one label filter joins at most this
+# many conditions: the tree is walked recursively when printed and evaluated.
+MAX_DEPTH = 64
 _BINARY_OPERATORS = ("+", "-", "*", "/", "%", "^", "==", "!=", ">", ">=", "<", "<=")
 
 
@@ -73,6 +76,8 @@ class _Parser:
         self.source = source
         self.tokens = lexer.tokenize(source)
         self.pos = 0
+        self.depth = 0
+        self.conditions = 0
 
     # --- token helpers ----------------------------------------------------------------
 
@@ -102,6 +107,11 @@ class _Parser:
             raise self.unexpected(expecting or repr(kind))
         return self.advance()
 
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"the query is nested too deeply (more than {MAX_DEPTH} levels)")
+
     def at_word(self, word: str) -> bool:
         return self.tok.kind == lexer.IDENT and self.tok.text == word
 
@@ -123,9 +133,11 @@ class _Parser:
     def metric_query(self) -> MetricQuery:
         token = self.tok
         if token.kind == "(":
+            self.nest()
             self.advance()
             inner = self.metric_query()
             self.expect(")", "')'")
+            self.depth -= 1
             return inner
         if token.kind != lexer.IDENT:
             raise self.unexpected("a stream selector {...} or a function such as count_over_time")
@@ -190,7 +202,9 @@ class _Parser:
         self.advance()
         if self.tok.kind == "{":
             raise self.error(f"{op} aggregates a metric query such as count_over_time(...[5m])")
+        self.nest()
         inner = self.metric_query()
+        self.depth -= 1
         if self.tok.kind == ",":
             raise self.error(f"{op} takes one argument")
         self.expect(")", f"')' closing {op}")
@@ -271,6 +285,11 @@ class _Parser:
                 value = self.string()
                 if kind in ("|~", "!~"):
                     self.check_regex(value, line_regex)
+                if self.at_word("or") and self.peek().kind == lexer.STRING:
+                    raise self.error(
+                        'alternatives in a line filter (|= "a" or "b") are not supported; '
+                        'use a regular expression: |~ "a|b"'
+                    )
                 stages.append(LineFilter(cast(LineFilterOp, kind), str(value.value)))
             elif kind == "|":
                 self.advance()
@@ -280,6 +299,7 @@ class _Parser:
 
     def pipe_stage(self) -> Stage:
         token = self.tok
+        self.conditions = 0
         if token.kind == "(":
             return LabelFilter(self.label_filter_or())
         if token.kind != lexer.IDENT:
@@ -342,10 +362,17 @@ class _Parser:
 
     def label_filter_primary(self) -> LabelFilterExpr:
         if self.tok.kind == "(":
+            self.nest()
             self.advance()
             expr = self.label_filter_or()
             self.expect(")", "')'")
+            self.depth -= 1
             return expr
+        self.conditions += 1
+        if self.conditions > MAX_DEPTH:
+            raise self.error(
+                f"a label filter joins at most {MAX_DEPTH} conditions; split it with |"
+            )
         name = self.expect(lexer.IDENT, "a label name").text
         op_token = self.tok
         if op_token.kind not in (*_COMPARE_OPS, "=~", "!~"):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _FLOAT = re.compile(
@@ -54,7 +55,9 @@ def parse_duration_ns(text: str, *, signed: bool = False) -> int | None:
             return None
         total += float(part.group(1)) * _DURATION_NS[part.group(2)]
         pos = part.end()
-    return sign * round(total) if pos else None
+    if not pos or not math.isfinite(total):
+        return None
+    return sign * round(total)
 
 
 def parse_bytes(text: str) -> float | None:

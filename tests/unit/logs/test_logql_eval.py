@@ -442,6 +442,13 @@ def test_evaluate_range__log_query_or_bad_step__refused():
         evaluate_range(parse('rate({app="api"}[1m])'), WINDOW, 2 * S, S, S)
 
 
+def test_evaluate_range__more_than_11000_steps__refused_as_in_loki():
+    query = parse('rate({app="api"}[1m])')
+    assert evaluate_range(query, WINDOW, 0, 10_999 * S, S)  # 11,000 points: answered
+    with pytest.raises(LogQLError, match="exceeded maximum resolution of 11,000 points"):
+        evaluate_range(query, WINDOW, 0, 11_000 * S, S)
+
+
 def test_evaluate_range__steps__start_to_end_inclusive():
     entries = [entry(t, "x") for t in range(0, 100)]
     result = evaluate_range(

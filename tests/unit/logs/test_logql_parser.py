@@ -309,6 +309,7 @@ def test_format_query__canonical_text__parses_back_to_same_tree(text, printed):
         ('{app="a"} !~ "\\\\1"', 1, 14, "backreferences are not supported"),
         ('{app="a"} | level=~"[z-a]"', 1, 20, "invalid regular expression"),
         ('{app="a"} |= x', 1, 14, "unexpected identifier x, expecting a string"),
+        ('{app="a"} |= "x" or "y"', 1, 18, 'alternatives in a line filter (|= "a" or "b")'),
         ('{app="a"} |', 1, 12, "expecting a parser (json, logfmt) or a label filter"),
         ('{app="a"} | json |', 1, 19, "expecting a parser"),
         ('{app="a"} | line_format "{{.x}}"', 1, 13, "pipeline stage line_format is not supported"),
@@ -398,3 +399,14 @@ def test_docs__logql_examples__each_parses_and_prints_back():
     for example in examples:
         tree = parse(example)
         assert parse(format_query(tree)) == tree
+
+
+def test_parse__nesting_and_conditions_at_the_limit__accepted_one_more_refused():
+    metric = 'rate({app="a"}[1m])'
+    assert parse("(" * 64 + metric + ")" * 64) == parse(metric)
+    with pytest.raises(LogQLError, match="col 65: the query is nested too deeply"):
+        parse("(" * 65 + metric + ")" * 65)
+    conditions = " and ".join(f'l{i}="x"' for i in range(64))
+    assert parse('{app="a"} | ' + conditions + " | " + conditions)
+    with pytest.raises(LogQLError, match="joins at most 64 conditions"):
+        parse('{app="a"} | ' + conditions + ' or z="1"')

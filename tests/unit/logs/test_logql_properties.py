@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from apps.logs.logql import (
     LineFilter,
     LogEntry,
     LogfmtParser,
+    LogQLError,
     LogQuery,
     Matcher,
     NumberFilter,
@@ -206,3 +208,47 @@ def test_select_lines__backward__reverse_of_forward(seconds, limit):
     forward = select_lines(query, entries, 0, 21 * S, len(entries), "forward")
     backward = select_lines(query, entries, 0, 21 * S, limit, "backward")
     assert backward == list(reversed(forward))[:limit]
+
+
+# --- robustness: only LogQLError, whatever the input -----------------------------------------
+
+query_pieces = st.sampled_from(
+    [*'{}()[]|=~!<>,"`#\\ \n', "a", "1", "5m", "1.5", "-", "json", "logfmt", "sum", "by",
+     "without", "rate", "count_over_time", "and", "or", '"x"', "`y`", "|=", "!~", ".*"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.lists(query_pieces, max_size=30).map("".join)))
+def test_parse__any_text__a_tree_or_logqlerror_with_a_position(text):
+    error = None
+    try:
+        tree = parse(text)
+    except LogQLError as exc:
+        error = exc
+    if error is None:
+        assert parse(format_query(tree)) == tree
+    else:
+        assert error.offset is not None
+        assert 0 <= error.offset <= len(text)
+        assert str(error).startswith(f"parse error at line {error.line}, col {error.column}: ")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_pipeline__any_line__never_raises(line):
+    entries = [LogEntry(1, {"app": "a"}, line)]
+    query = parse('{app="a"} | json | logfmt | x > 1 | y > 1s | z > 1KB | w=~"a.*"')
+    found = select_lines(query, entries, 0, 2, 10, "forward")
+    assert [e.line for e in found] in ([], [line])
+
+
+def test_parse__deeply_nested_parentheses__logqlerror():
+    text = "(" * 5000 + 'rate({app="a"}[1m])' + ")" * 5000
+    with pytest.raises(LogQLError, match="nested too deeply"):
+        parse(text)
+
+
+def test_parse__huge_duration__logqlerror():
+    with pytest.raises(LogQLError, match="invalid number, duration or size"):
+        parse('rate({app="a"}[' + "9" * 400 + "h])")
