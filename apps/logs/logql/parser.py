@@ -42,7 +42,7 @@ from .ast import (
 )
 from .errors import LogQLError
 from .extract import parse_json_path
-from .lexer import Token
+from .lexer import EOF, Token
 from .matching import line_regex, matcher_function
 
 _MATCH_OPS: tuple[str, ...] = get_args(MatchOp)
@@ -64,7 +64,6 @@ _UNSUPPORTED_FUNCTIONS = frozenset(
      "absent_over_time", "rate_counter", "topk", "bottomk", "stddev", "stdvar", "sort",
      "sort_desc", "label_replace", "vector", "approx_topk"}
 )  # fmt: skip
-EOF_EXPECTED = "end of input, a pipeline stage or ')'"
 # Parentheses and aggregations nest at most this deep, and one label filter joins at most this
 # many conditions: the tree is walked recursively when printed and evaluated.
 MAX_DEPTH = 64
@@ -121,13 +120,14 @@ class _Parser:
         if self.tok.kind == lexer.EOF:
             raise self.error("syntax error: empty query, expecting a stream selector {...}")
         query: Query = self.log_query() if self.tok.kind == "{" else self.metric_query()
-        if self.tok.kind in _BINARY_OPERATORS or self.at_word("or") or self.at_word("and"):
+        if self.tok.kind in _BINARY_OPERATORS or any(map(self.at_word, ("or", "and", "unless"))):
             raise self.error(
                 f"binary operator {self.tok.text} is not supported: this LogQL subset has no "
                 "arithmetic or comparison between queries"
             )
         if self.tok.kind != lexer.EOF:
-            raise self.unexpected(EOF_EXPECTED)
+            log = isinstance(query, LogQuery)
+            raise self.unexpected("end of input or a pipeline stage" if log else EOF)
         return query
 
     def metric_query(self) -> MetricQuery:
