@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Literal
@@ -306,9 +306,33 @@ def _refuse_errors(labels: dict[str, str]) -> None:
     )
 
 
-def _range_steps(agg: RangeAggregation, entries: Iterable[LogEntry], steps: list[int]) -> _Steps:
+@dataclass(frozen=True)
+class _Grid:
+    """The evaluation timestamps ``start + k * step`` for ``k`` in ``range(count)``."""
+
+    start: int
+    step: int
+    count: int
+
+    def first_at_or_after(self, t: int) -> int:
+        return max(0, -(-(t - self.start) // self.step))
+
+
+def _touched_steps(times: list[int], range_ns: int, grid: _Grid) -> Iterator[int]:
+    """The indexes of the steps whose window holds at least one of ``times`` (sorted), each
+    once and in order: a series with few entries costs a few steps, not the whole grid."""
+    nxt = 0
+    for t in times:
+        # The windows (s - range, s] that hold t are those of the steps t <= s < t + range.
+        first = max(grid.first_at_or_after(t), nxt)
+        stop = min(grid.first_at_or_after(t + range_ns), grid.count)
+        yield from range(first, stop)
+        nxt = max(nxt, stop)
+
+
+def _range_steps(agg: RangeAggregation, entries: Iterable[LogEntry], grid: _Grid) -> _Steps:
     pipeline = Pipeline(agg.query)
-    first, last = steps[0] - agg.range_ns, steps[-1]
+    first, last = grid.start - agg.range_ns, grid.start + (grid.count - 1) * grid.step
     by_series: dict[LabelSet, list[tuple[int, int]]] = defaultdict(list)
     weighted = agg.op in ("bytes_over_time", "bytes_rate")
     for entry in entries:
@@ -329,15 +353,14 @@ def _range_steps(agg: RangeAggregation, entries: Iterable[LogEntry], steps: list
         times = [t for t, _ in samples]
         totals = [0, *accumulate(w for _, w in samples)]
         values: dict[int, float] = {}
-        for step in steps:
+        for index in _touched_steps(times, agg.range_ns, grid):
+            step = grid.start + index * grid.step
             # The window (step - range, step]: bisect_right excludes its left edge.
             lo = bisect.bisect_right(times, step - agg.range_ns)
             hi = bisect.bisect_right(times, step)
-            if hi > lo:
-                total = float(totals[hi] - totals[lo])
-                values[step] = total / seconds if per_second else total
-        if values:
-            result[key] = values
+            total = float(totals[hi] - totals[lo])
+            values[step] = total / seconds if per_second else total
+        result[key] = values
     return result
 
 
@@ -359,10 +382,10 @@ _REDUCE: dict[str, Callable[[list[float]], float]] = {
 }
 
 
-def _steps(query: MetricQuery, entries: Iterable[LogEntry], steps: list[int]) -> _Steps:
+def _steps(query: MetricQuery, entries: Iterable[LogEntry], grid: _Grid) -> _Steps:
     if isinstance(query, RangeAggregation):
-        return _range_steps(query, entries, steps)
-    inner = _steps(query.inner, entries, steps)
+        return _range_steps(query, entries, grid)
+    inner = _steps(query.inner, entries, grid)
     grouped: dict[LabelSet, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for key, values in inner.items():
         group = grouped[_group_key(key, query.grouping)]
@@ -395,13 +418,13 @@ def evaluate_range(
         raise LogQLError("the step must be longer than zero")
     if end_ns < start_ns:
         raise LogQLError("the end of the range is before its start")
-    if (end_ns - start_ns) // step_ns + 1 > MAX_POINTS:
+    grid = _Grid(start_ns, step_ns, (end_ns - start_ns) // step_ns + 1)
+    if grid.count > MAX_POINTS:
         raise LogQLError(
             f"exceeded maximum resolution of {MAX_POINTS:,} points per timeseries. "
             "Try increasing the value of the step parameter"
         )
-    steps = list(range(start_ns, end_ns + 1, step_ns))
-    result = _steps(metric, entries, steps)
+    result = _steps(metric, entries, grid)
     return [
         Series(dict(key), sorted(values.items()))
         for key, values in sorted(result.items())
