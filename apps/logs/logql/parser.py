@@ -8,7 +8,7 @@ one is refused with the position of its string rather than at evaluation time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast, get_args
+from typing import TypeVar, cast, get_args
 
 from apps.core.regex import RegexError, regex_compile
 
@@ -67,6 +67,7 @@ _UNSUPPORTED_FUNCTIONS = frozenset(
 # Parentheses and aggregations nest at most this deep, and one label filter joins at most this
 # many conditions: the tree is walked recursively when printed and evaluated.
 MAX_DEPTH = 64
+_T = TypeVar("_T")
 _BINARY_OPERATORS = ("+", "-", "*", "/", "%", "^", "==", "!=", ">", ">=", "<", "<=")
 
 
@@ -111,6 +112,15 @@ class _Parser:
         if self.depth > MAX_DEPTH:
             raise self.error(f"the query is nested too deeply (more than {MAX_DEPTH} levels)")
 
+    def parenthesized(self, inner: Callable[[], _T]) -> _T:
+        """``( inner )``, the current token being the ``(``."""
+        self.nest()
+        self.advance()
+        value = inner()
+        self.expect(")", "')'")
+        self.depth -= 1
+        return value
+
     def at_word(self, word: str) -> bool:
         return self.tok.kind == lexer.IDENT and self.tok.text == word
 
@@ -133,12 +143,7 @@ class _Parser:
     def metric_query(self) -> MetricQuery:
         token = self.tok
         if token.kind == "(":
-            self.nest()
-            self.advance()
-            inner = self.metric_query()
-            self.expect(")", "')'")
-            self.depth -= 1
-            return inner
+            return self.parenthesized(self.metric_query)
         if token.kind != lexer.IDENT:
             raise self.unexpected("a stream selector {...} or a function such as count_over_time")
         if token.text in RANGE_OPS:
@@ -362,12 +367,7 @@ class _Parser:
 
     def label_filter_primary(self) -> LabelFilterExpr:
         if self.tok.kind == "(":
-            self.nest()
-            self.advance()
-            expr = self.label_filter_or()
-            self.expect(")", "')'")
-            self.depth -= 1
-            return expr
+            return self.parenthesized(self.label_filter_or)
         self.conditions += 1
         if self.conditions > MAX_DEPTH:
             raise self.error(
