@@ -1,0 +1,1 @@
+"""Log storage: one interface (:mod:`.base`), a backend per database."""
