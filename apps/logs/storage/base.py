@@ -35,9 +35,10 @@ Direction = Literal["backward", "forward"]
 @dataclass(frozen=True, slots=True)
 class LogSelect:
     """What to read: the team's entries in [start_ns, end_ns) of the streams matching all
-    ``matchers`` (a LogQL stream selector's: regexes in RE2 syntax match the whole value, a
-    label a stream lacks reads as "", as in Prometheus and Loki) (and of ``deployment_id`` when given), whose line contains every string of
-    ``line_contains`` and none of ``line_excludes`` (plain, case-sensitive substrings)."""
+    ``matchers`` (a LogQL stream selector's: RE2 regexes match the whole value, and a label
+    a stream lacks reads as "") and of ``deployment_id`` when given, whose line contains
+    every string of ``line_contains`` and none of ``line_excludes`` (plain, case-sensitive
+    substrings)."""
 
     team_id: int
     start_ns: int
