@@ -49,6 +49,18 @@ ALERTS_RULES_INTERVAL_S = env_float("ALERTS_RULES_INTERVAL_S", 30.0, minimum=5.0
 ALERTS_DELIVERY_ATTEMPTS = env_int("ALERTS_DELIVERY_ATTEMPTS", 8, minimum=1)
 ALERTS_RETENTION_DAYS = env_int("ALERTS_RETENTION_DAYS", 30, minimum=1)
 
+# --- logs ---------------------------------------------------------------------------------
+# Where log lines are stored: "sql" (the default database: SQLite for `make run`, PostgreSQL
+# in production) or "clickhouse" (LOGS_CLICKHOUSE_URL, native protocol,
+# clickhouse://user:password@host:9000/database).
+LOGS_BACKEND = env_str("LOGS_BACKEND", "sql") or "sql"
+if LOGS_BACKEND not in ("sql", "clickhouse"):
+    raise ImproperlyConfigured("LOGS_BACKEND must be 'sql' or 'clickhouse'.")
+LOGS_CLICKHOUSE_URL = env_url("LOGS_CLICKHOUSE_URL", None, schemes=("clickhouse",)) or ""
+if LOGS_BACKEND == "clickhouse" and not LOGS_CLICKHOUSE_URL:
+    raise ImproperlyConfigured("LOGS_BACKEND=clickhouse needs LOGS_CLICKHOUSE_URL.")
+LOGS_RETENTION_DAYS = env_int("LOGS_RETENTION_DAYS", 7, minimum=1)
+
 # --- outbound calls -----------------------------------------------------------------------
 # URLs that teams give (chat webhooks, a cluster's Prometheus) may not reach loopback,
 # link-local, private, shared, multicast or reserved addresses (apps/core/netguard.py)
