@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import models, transaction
 
 from apps.accounts.models import Team
 from apps.alerts.models import AlertRule
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record, model_snapshot
 from apps.autoscaling.models import AutoscalingPolicy
 from apps.inventory.models import (
     Deployment,
@@ -41,12 +44,31 @@ DEMO_DEPLOYMENTS = (
 )
 
 
+M = TypeVar("M", bound=models.Model)
+
+
+def _ensure(model: type[M], *, defaults: dict[str, Any] | None = None, **lookup: Any) -> M:
+    """``get_or_create``, and what it creates recorded in the audit log (by "system"), as
+    any other creation is: the demo's objects have a history from the start."""
+    instance, created = model._default_manager.get_or_create(defaults=defaults, **lookup)
+    if created:
+        audit_record(
+            actor=None,
+            action=AuditAction.CREATE,
+            instance=instance,
+            after=model_snapshot(instance),
+            verb="demo",
+        )
+    return instance
+
+
 @transaction.atomic
 def demo_inventory_ensure() -> list[Deployment]:
-    team, _ = Team.objects.get_or_create(
-        slug="demo", defaults={"name": "Demo", "description": "Simulated fleet for the demo."}
+    team = _ensure(
+        Team, slug="demo", defaults={"name": "Demo", "description": "Simulated fleet for the demo."}
     )
-    model, _ = LLMModel.objects.get_or_create(
+    model = _ensure(
+        LLMModel,
         team=team,
         name="meta-llama/Llama-3.1-8B-Instruct",
         version="v1",
@@ -54,7 +76,8 @@ def demo_inventory_ensure() -> list[Deployment]:
     )
     deployments = []
     for spec in DEMO_DEPLOYMENTS:
-        deployment, _ = Deployment.objects.get_or_create(
+        deployment = _ensure(
+            Deployment,
             team=team,
             name=spec.name,
             defaults={
@@ -102,7 +125,8 @@ def _demo_slos(team: Team, deployments: list[Deployment]) -> None:
     show up in the demo (the SLO boost can use them too)."""
     for deployment in deployments:
         for suffix, defaults in _DEMO_SLOS.items():
-            Slo.objects.get_or_create(
+            _ensure(
+                Slo,
                 team=team,
                 deployment=deployment,
                 name=f"{deployment.name}-{suffix}",
@@ -135,12 +159,13 @@ def _demo_alert_rules(team: Team) -> None:
     """Threshold rules on the team's deployments, so the demo shows alerts firing and
     resolving (visible under Alerts; add a channel and a route to get them in chat)."""
     for name, defaults in _DEMO_ALERT_RULES.items():
-        AlertRule.objects.get_or_create(team=team, name=name, defaults=defaults)
+        _ensure(AlertRule, team=team, name=name, defaults=defaults)
 
 
 def _demo_policy(deployment: Deployment) -> None:
     """Enforce a queue- and KV-cache-based policy, so the demo shows the loop acting."""
-    AutoscalingPolicy.objects.get_or_create(
+    _ensure(
+        AutoscalingPolicy,
         deployment=deployment,
         defaults={
             "mode": "enforce",

@@ -29,3 +29,17 @@ def test_seed_demo__run_twice__same_deployments_policies_and_rules():
     assert slos.count() == 6
     for slo in slos:
         slo.full_clean()  # thresholds on the framework's histogram buckets, etc.
+
+
+def test_seed_demo__creations_in_the_audit_log_once():
+    from apps.audit.models import AuditEntry
+
+    call_command("seed_demo")
+    call_command("seed_demo")
+    created = AuditEntry.objects.filter(action="create", actor_repr="system", verb="demo")
+    team = Deployment.objects.filter(team__slug="demo").first().team
+    # team, model, 3 deployments with a policy each, 2 alert rules, 6 SLOs
+    assert created.count() == 1 + 1 + 3 + 3 + 2 + 6
+    assert set(created.values_list("team_id", flat=True)) == {team.pk}
+    deployment = created.get(object_type="inventory.deployment", object_repr__contains="chat")
+    assert deployment.changes["max_replicas"] == [None, 8]
