@@ -130,6 +130,9 @@ class BacktestResult:
             "actual_gpu_hours": None
             if actual_h is None
             else round(actual_h * self.gpus_per_replica, 4),
+            # The policy's GPU-hours over the steps where the actual count is known: what
+            # the actual GPU-hours compare with when the actual count is not known throughout.
+            "gpu_hours_known": round(replica_h_known * self.gpus_per_replica, 4),
             # Like for like: over the steps where the actual count is known.
             "replica_hours_ratio": None if not actual_h else round(replica_h_known / actual_h, 4),
             "actual_coverage": round(self.coverage, 4),

@@ -202,6 +202,7 @@ class BacktestResultSerializer(serializers.Serializer):
     step_s = serializers.FloatField(help_text="Evaluation step in seconds.")
     summary = serializers.DictField(
         help_text="actions, actual_actions, replica_hours, actual_replica_hours, gpu_hours, "
-        "replica_hours_ratio, rules, notes, ..."
+        "actual_gpu_hours, gpu_hours_known (the policy's over the steps where the actual "
+        "count is known), replica_hours_ratio, actual_coverage, rules, notes, ..."
     )
     steps = BacktestStepSerializer(many=True, help_text="The timeline, as asked.")

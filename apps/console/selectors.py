@@ -548,9 +548,10 @@ class BacktestOutcome:
 
     @property
     def gpu_hours_difference(self) -> float | None:
-        """Policy minus actual GPU-hours (negative: the policy would have used fewer)."""
+        """Policy minus actual GPU-hours over the steps where the actual count is known, so
+        like for like (negative: the policy would have used fewer)."""
         actual = self.summary["actual_gpu_hours"]
-        return None if actual is None else round(self.summary["gpu_hours"] - actual, 4)
+        return None if actual is None else round(self.summary["gpu_hours_known"] - actual, 4)
 
 
 def backtest_outcome(*, result: BacktestResult, deployment: Deployment) -> BacktestOutcome:

@@ -53,10 +53,13 @@ def test_backtest__from_deployment_page__override_run_chart_and_gpu_hours(
     assert all(sum(v is not None for v in column) > 10 for column in data["y"])
     policy = float(page.locator('[data-field="gpu-hours"]').inner_text())
     actual = float(page.locator('[data-field="actual-gpu-hours"]').inner_text())
+    known = float(page.locator('[data-field="gpu-hours-known"]').inner_text())
     difference = float(page.locator('[data-field="gpu-hours-difference"]').inner_text())
     assert policy > 0
     assert actual > 0
-    assert difference == pytest.approx(policy - actual, abs=0.011)
+    assert 0 < known <= policy
+    # Like for like: the policy's GPU-hours where the actual count is known, minus actual.
+    assert difference == pytest.approx(known - actual, abs=0.011)
     assert page.locator("#backtest-steps tbody tr").count() > 1
     assert page.get_by_label("Scale-down stabilisation (s)").input_value() == "60"
     assert axe_serious(page) == []

@@ -119,6 +119,32 @@ def test_replay__utilization_target__rescaled_to_simulated_replicas_no_runaway()
     )
 
 
+def test_replay__actual_known_for_part__gpu_hours_known_covers_only_that_part():
+    policy = _policy()
+    n = 12
+    # The actual count is known for the last 3 steps only (a deployment 30 s old).
+    actual = _series([2] * n)[-3:]
+    result = backtest_replay(
+        policy=policy,
+        series={"kv_cache_usage": _series([0.9] * n)},
+        actual=actual,
+        start=START,
+        end=START + 10 * (n - 1),
+        step_s=10.0,
+    )
+    summary = result.summary()
+    known = [s for s in result.steps if s.actual is not None]
+    assert len(known) == 3
+    hours = 10.0 / 3600.0
+    assert summary["gpu_hours_known"] == pytest.approx(
+        sum(s.replicas for s in known) * hours, abs=1e-4
+    )
+    assert summary["gpu_hours"] == pytest.approx(
+        sum(s.replicas for s in result.steps) * hours, abs=1e-4
+    )
+    assert summary["gpu_hours_known"] < summary["gpu_hours"]
+
+
 def test_replay__input_validation__refuses_bad_step_and_range():
     with pytest.raises(ValueError, match="step"):
         backtest_replay(policy=_policy(), series={}, actual=[], start=0, end=10, step_s=0)

@@ -80,7 +80,8 @@ def test_backtest__viewer_runs__figures_equal_backtest_run(chat):
     body = response.content.decode()
     assert _figure(body, "gpu-hours") == f"{expected['gpu_hours']:,.2f}"
     assert _figure(body, "actual-gpu-hours") == f"{expected['actual_gpu_hours']:,.2f}"
-    difference = expected["gpu_hours"] - expected["actual_gpu_hours"]
+    assert _figure(body, "gpu-hours-known") == f"{expected['gpu_hours_known']:,.2f}"
+    difference = expected["gpu_hours_known"] - expected["actual_gpu_hours"]
     assert outcome.gpu_hours_difference == pytest.approx(difference, abs=1e-3)
     assert _figure(body, "actions") == str(expected["actions"])
     chart = outcome.chart
