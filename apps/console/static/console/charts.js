@@ -5,6 +5,18 @@
   "use strict";
   var PALETTE = ["#2f81f7", "#e5534b", "#3fb950", "#d29922", "#a371f7", "#39c5cf"];
 
+  // The y axis as wide as its longest tick label (uPlot's fixed default cuts "99.975").
+  function fitAxis(u, values, axisIdx, cycleNum) {
+    var axis = u.axes[axisIdx];
+    if (cycleNum > 1 && axis._size) return axis._size;
+    var longest = (values || []).reduce(function (a, v) { return String(v).length > a.length ? String(v) : a; }, "");
+    u.ctx.save();
+    u.ctx.font = axis.font[0];
+    var text = longest ? u.ctx.measureText(longest).width / (window.devicePixelRatio || 1) : 0;
+    u.ctx.restore();
+    return Math.ceil(axis.ticks.size + axis.gap + text + 6);
+  }
+
   function draw(fig) {
     if (fig.getAttribute("data-drawn") || typeof uPlot === "undefined") return;
     var block = document.getElementById(fig.getAttribute("data-chart"));
@@ -30,7 +42,7 @@
       legend: { show: !spark }, cursor: { show: !spark },
       axes: spark ? [{ show: false }, { show: false }] : [
         { stroke: getComputedStyle(document.body).color },
-        { stroke: getComputedStyle(document.body).color },
+        { stroke: getComputedStyle(document.body).color, size: fitAxis },
       ],
       scales: { x: { time: true } },
       hooks: { draw: [function (u) {
