@@ -86,6 +86,10 @@ _USERS = """<?xml version="1.0"?>
 """
 
 
+class ServerExited(AssertionError):
+    pass
+
+
 @dataclass
 class PrivateClickHouse:
     """A clickhouse-server of the session's own (see the module docstring)."""
@@ -98,17 +102,32 @@ class PrivateClickHouse:
     def url(self, database: str = "default") -> str:
         return f"clickhouse://{USER}:{PASSWORD}@127.0.0.1:{self.tcp_port}/{database}"
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start it and wait until it answers. A free port can be taken by someone else
+        before the server binds it; then it exits, and it is started again on others."""
         for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.tcp_port = free_port()
+        for attempt in range(attempts):
+            self._spawn()
+            try:
+                wait_for(self._answers, 120, f"clickhouse-server on port {self.tcp_port}")
+                return
+            except ServerExited:
+                if attempt == attempts - 1:
+                    raise
+
+    def _spawn(self) -> None:
+        ports: set[int] = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        self.tcp_port, http_port, interserver_port = sorted(ports)
         config = self.root / "config.xml"
         config.write_text(
             _CONFIG.format(
                 root=self.root,
                 tcp_port=self.tcp_port,
-                http_port=free_port(),
-                interserver_port=free_port(),
+                http_port=http_port,
+                interserver_port=interserver_port,
             )
         )
         (self.root / "users.xml").write_text(_USERS.format(user=USER, password=PASSWORD))
@@ -119,7 +138,6 @@ class PrivateClickHouse:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self._answers, 120, f"clickhouse-server on port {self.tcp_port} ({self.root})")
 
     def _answers(self) -> bool:
         from clickhouse_driver import Client
@@ -127,8 +145,11 @@ class PrivateClickHouse:
 
         assert self.proc is not None
         if self.proc.poll() is not None:
-            log = (self.root / "log" / "server.err.log").read_text(errors="replace")[-2000:]
-            raise AssertionError(f"clickhouse-server exited ({self.proc.returncode}): {log}")
+            logs = [self.root / "log" / name for name in ("stdout.log", "server.err.log")]
+            tail = "".join(path.read_text(errors="replace") for path in logs if path.exists())
+            raise ServerExited(
+                f"clickhouse-server exited ({self.proc.returncode}) in {self.root}: {tail[-2000:]}"
+            )
         try:  # listening yet? (the driver logs a warning for every refused connection)
             socket.create_connection(("127.0.0.1", self.tcp_port), timeout=1).close()
         except OSError:

@@ -125,13 +125,20 @@ def test_a_stream_keeps_the_deployment_it_was_first_linked_to(store: LogStore) -
 
 def test_teams_never_see_each_others_entries(store: LogStore) -> None:
     labels = {"app": "api"}
-    store.write(team_id=TEAM, streams=[stream(labels, (T0, "mine"))], resolve=no_deployment)
+    store.write(team_id=TEAM, streams=[stream(labels, (T0, "mine"))], resolve=lambda _: 1)
     theirs = stream(labels, (T0, "theirs"), (T0 + 1, "theirs too"))
-    result = store.write(team_id=OTHER, streams=[theirs], resolve=no_deployment)
+    result = store.write(team_id=OTHER, streams=[theirs], resolve=lambda _: 2)
 
     assert result.stored == 2
-    assert lines(everything(store, TEAM)) == ["mine"]
-    assert lines(everything(store, OTHER)) == ["theirs", "theirs too"]
+    assert [(e.line, e.deployment_id) for e in everything(store, TEAM)] == [("mine", 1)]
+    assert [(e.line, e.deployment_id) for e in everything(store, OTHER)] == [
+        ("theirs", 2),
+        ("theirs too", 2),
+    ]
+    assert lines(everything(store, OTHER, deployment_id=1)) == []
+    assert store.series(team_id=OTHER, matchers=[], start_ns=T0, end_ns=T0 + S) == [
+        (("app", "api"),)
+    ]
     counted = store.count_buckets(LogSelect(TEAM, T0, T0 + 10), step_ns=10)
     assert [series.counts for series in counted] == [[1]]
     assert lines(everything(store, 99)) == []
@@ -149,18 +156,18 @@ def test_a_retried_batch_is_stored_once(store: LogStore) -> None:
     again = store.write(team_id=TEAM, streams=batch, resolve=no_deployment)
     overlapping = store.write(
         team_id=TEAM,
-        streams=[stream({"app": "api"}, (T0 + 1, "same"), (T0 + 2, "new"))],
+        streams=[stream({"app": "api"}, (T0 + 1, "same"), (T0 + 2, "new"), (T0 + 1, "new"))],
         resolve=no_deployment,
     )
 
     assert (first.stored, first.duplicates) == (4, 0)
     assert (again.stored, again.duplicates, again.streams, again.bytes) == (0, 4, 0, 0)
-    assert (overlapping.stored, overlapping.duplicates, overlapping.streams) == (1, 1, 1)
+    assert (overlapping.stored, overlapping.duplicates, overlapping.streams) == (2, 1, 1)
     assert sorted(lines(everything(store))) == sorted(
-        ["same", "other line, same time", "same", "same", "new"]
+        ["same", "other line, same time", "same", "same", "new", "new"]
     )
     assert (
-        sum(sum(s.counts) for s in store.count_buckets(LogSelect(TEAM, T0, T0 + S), step_ns=S)) == 5
+        sum(sum(s.counts) for s in store.count_buckets(LogSelect(TEAM, T0, T0 + S), step_ns=S)) == 6
     )
 
 
