@@ -8,6 +8,7 @@ The tests before the "ClickHouse only" line use nothing but the ``LogStore`` int
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -391,6 +392,27 @@ def test_delete_before_removes_only_the_teams_older_entries(store: LogStore) -> 
     assert (again.stored, again.duplicates) == (3, 1)
 
 
+def test_threads_share_one_store(store: LogStore) -> None:
+    def push(worker: int) -> int:
+        total = 0
+        for batch in range(5):
+            entries = [(T0 + batch * 100 + i, f"worker {worker} line {i}") for i in range(20)]
+            pushed = stream({"worker": str(worker % 2)}, *entries)
+            total += store.write(team_id=TEAM, streams=[pushed], resolve=no_deployment).stored
+            store.select(LogSelect(TEAM, T0, T0 + S), limit=5)
+        return total
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        stored = list(pool.map(push, range(4)))
+
+    assert stored == [100, 100, 100, 100]
+    assert len(everything(store)) == 400
+    assert store.label_values(team_id=TEAM, name="worker", start_ns=T0, end_ns=T0 + S) == [
+        "0",
+        "1",
+    ]
+
+
 def test_prepare_is_idempotent(store: LogStore) -> None:
     store.write(team_id=TEAM, streams=[stream({"app": "api"}, (T0, "kept"))], resolve=no_deployment)
 
@@ -523,6 +545,13 @@ def test_a_wrong_password_or_database_is_named_in_the_error(clickhouse_url: str)
     missing = ClickHouseLogStore(clickhouse_url.rsplit("/", 1)[0] + "/no_such_db")
     with pytest.raises(ClickHouseUnavailable, match="database 'no_such_db'"):
         missing.prepare(now_ns=T0)
+
+
+def test_the_factory_needs_the_url(settings: object) -> None:
+    settings.LOGS_CLICKHOUSE_URL = ""  # type: ignore[attr-defined]
+
+    with pytest.raises(ImproperlyConfigured, match="LOGS_CLICKHOUSE_URL is unset"):
+        ClickHouseLogStore.from_settings()
 
 
 def test_the_factory_builds_it_from_settings(settings: object, clickhouse_url: str) -> None:
