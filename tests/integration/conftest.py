@@ -15,6 +15,10 @@ from tests.integration.fleets import (  # noqa: F401 - shared fixtures
     chat_simulator,
     prometheus_binary,
 )
+from tests.integration.logs.clickhouse import (  # noqa: F401 - shared fixtures
+    clickhouse_server,
+    clickhouse_url,
+)
 
 
 @pytest.fixture

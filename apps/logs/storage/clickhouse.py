@@ -1,0 +1,632 @@
+"""The ClickHouse log store, over the native protocol (``clickhouse-driver``).
+
+Two tables in the database the URL names (created by :meth:`ClickHouseLogStore.prepare`, and
+on first use):
+
+- ``logs_entries``: one row per line, a ``ReplacingMergeTree`` partitioned by day
+  (``intDiv(timestamp_ns, 86400 s)``: exact for every 64-bit time, where ``toDateTime`` of
+  old releases is 32-bit) and ordered by (team, deployment, stream, time, line), deployment 0
+  for none. The whole entry identity is in the sorting key, so the engine folds a line
+  written twice into one when parts merge.
+- ``logs_streams``: one row per (team, stream): its labels (as parallel name and value
+  arrays) and deployment, a ``ReplacingMergeTree`` ordered by (team, stream).
+
+**One entry per (team, stream, timestamp, line)**, with no unique constraint to lean on:
+:meth:`~ClickHouseLogStore.write` first reads which of the batch's (stream, time, line) the
+table already has (an external table of the batch's keys, within its time span) and inserts
+only the others, which makes a retried batch store nothing and gives the ``stored`` and
+``duplicates`` counts. Two copies of one batch written *at the same moment* can both pass
+that check; for them the engine's replacing merge is the safety net, and every read says
+``FINAL``, so a line is never shown or counted twice even before the merge.
+
+Stream matchers are applied to ``logs_streams``: ``=`` and ``!=`` in SQL (a missing label
+reads as ""), RE2 regexes in Python with :mod:`apps.logs.logql.matching`, so they mean exactly
+what the query evaluator means; the matching stream ids go to the entries query as an
+external table. Literal line filters are ``position(line, s)`` in SQL.
+
+The SQL is what ClickHouse 18.16 (Debian's package) accepts and current releases still do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.logs.logql.ast import Matcher
+from apps.logs.logql.matching import matcher_function
+from apps.logs.wire.types import Pairs, PushedStream
+
+from .base import (
+    DeploymentResolver,
+    Direction,
+    LogSelect,
+    Page,
+    SeriesCount,
+    StoredEntry,
+    WriteResult,
+)
+
+DAY_NS = 86_400 * 10**9
+DEFAULT_PORT = 9000
+KNOWN_STREAMS = 100_000  # streams remembered per store before starting over
+
+_CREATE_ENTRIES = f"""
+CREATE TABLE IF NOT EXISTS logs_entries (
+    team_id UInt64,
+    deployment_id UInt64,
+    stream_id String,
+    timestamp_ns Int64,
+    line String,
+    metadata_names Array(String),
+    metadata_values Array(String),
+    severity String,
+    trace_id String,
+    span_id String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY intDiv(timestamp_ns, toInt64({DAY_NS}))
+ORDER BY (team_id, deployment_id, stream_id, timestamp_ns, line)
+"""
+
+_CREATE_STREAMS = """
+CREATE TABLE IF NOT EXISTS logs_streams (
+    team_id UInt64,
+    stream_id String,
+    deployment_id UInt64,
+    label_names Array(String),
+    label_values Array(String),
+    created_ns Int64
+) ENGINE = ReplacingMergeTree()
+ORDER BY (team_id, stream_id)
+"""
+
+_ENTRY_COLUMNS = (
+    "team_id, deployment_id, stream_id, timestamp_ns, line, metadata_names, "
+    "metadata_values, severity, trace_id, span_id"
+)
+_STREAM_COLUMNS = "team_id, stream_id, deployment_id, label_names, label_values, created_ns"
+
+
+class ClickHouseUnavailable(ConnectionError):
+    """The server cannot be reached or refused the login: names the server."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClickHouseTarget:
+    """Where to connect, from a ``clickhouse://user:password@host:port/database`` URL."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @classmethod
+    def from_url(cls, url: str) -> ClickHouseTarget:
+        parts = urlsplit(url)
+        if parts.scheme != "clickhouse":
+            raise ImproperlyConfigured(
+                f"LOGS_CLICKHOUSE_URL must start with clickhouse://, not {parts.scheme!r}:// "
+                "(clickhouse://user:password@host:9000/database)"
+            )
+        try:
+            port = parts.port or DEFAULT_PORT
+        except ValueError as error:
+            raise ImproperlyConfigured(f"LOGS_CLICKHOUSE_URL has a bad port: {error}") from None
+        database = parts.path.lstrip("/")
+        if not parts.hostname or not database or "/" in database:
+            raise ImproperlyConfigured(
+                "LOGS_CLICKHOUSE_URL must name a host and one database: "
+                "clickhouse://user:password@host:9000/database"
+            )
+        return cls(
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username or "default"),
+            password=unquote(parts.password or ""),
+            database=unquote(database),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    stream_id: str
+    labels: Pairs
+    deployment_id: int  # 0: none
+
+
+class ClickHouseLogStore:
+    """The :class:`~apps.logs.storage.base.LogStore` on ClickHouse (see the module)."""
+
+    vendor = "clickhouse"
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
+        self.target = ClickHouseTarget.from_url(url)
+        self.connect_timeout_s = connect_timeout_s
+        # clickhouse-driver's Client is one connection and not thread-safe: one per thread.
+        self._local = threading.local()
+        self._tables_ready = False
+        # A stream's row never changes once written (its deployment is linked for good), so
+        # the streams already seen are remembered, saving a query per write.
+        self._known: dict[tuple[int, str], _Stream] = {}
+        self._known_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls) -> ClickHouseLogStore:
+        url = getattr(settings, "LOGS_CLICKHOUSE_URL", "")
+        if not url:
+            raise ImproperlyConfigured(
+                "LOGS_BACKEND is clickhouse but LOGS_CLICKHOUSE_URL is unset"
+            )
+        return cls(url)
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from clickhouse_driver import Client
+
+            target = self.target
+            client = Client(
+                host=target.host,
+                port=target.port,
+                user=target.user,
+                password=target.password,
+                database=target.database,
+                connect_timeout=self.connect_timeout_s,
+                settings={"max_query_size": 1 << 20},
+            )
+            self._local.client = client
+        return client
+
+    def _execute(self, sql: str, params: Any = None, **kwargs: Any) -> list[Any]:
+        from clickhouse_driver.errors import Error, NetworkError, ServerException
+
+        try:
+            result = self._client().execute(sql, params, **kwargs)
+            return result if isinstance(result, list) else []  # an INSERT answers a row count
+        except (NetworkError, EOFError, OSError) as error:
+            self._drop_client()
+            raise self._unavailable(error) from error
+        except ServerException as error:
+            # No such database, unknown user, wrong password, authentication failed.
+            if error.code in (81, 192, 193, 516):
+                raise self._unavailable(error) from error
+            raise
+        except Error:
+            self._drop_client()
+            raise
+
+    def _unavailable(self, error: BaseException) -> ClickHouseUnavailable:
+        target = self.target
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return ClickHouseUnavailable(
+            f"ClickHouse at {target.host}:{target.port} (database {target.database!r}, user "
+            f"{target.user!r}) is not usable: {first}"
+        )
+
+    def _drop_client(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            client.disconnect()
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        self._drop_client()
+
+    def _ready(self) -> None:
+        if not self._tables_ready:
+            self._execute(_CREATE_ENTRIES)
+            self._execute(_CREATE_STREAMS)
+            self._tables_ready = True
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write(
+        self, *, team_id: int, streams: Sequence[PushedStream], resolve: DeploymentResolver
+    ) -> WriteResult:
+        self._ready()
+        batch = [(stream.fingerprint, stream) for stream in streams if stream.entries]
+        by_id = dict(reversed(batch))  # the first stream of each id
+        if not by_id:
+            return WriteResult(stored=0, duplicates=0, streams=0)
+        known = self._streams_by_id(team_id, list(by_id))
+        new = [sid for sid in by_id if sid not in known]
+        if new:
+            rows = []
+            for sid in new:
+                labels = by_id[sid].labels
+                deployment = resolve(dict(labels)) or 0
+                known[sid] = _Stream(sid, labels, deployment)
+                rows.append((sid, labels, deployment))
+            self._insert_streams(team_id, rows)
+            self._remember(team_id, [known[sid] for sid in new])
+
+        total = sum(len(stream.entries) for _, stream in batch)
+        seen = self._existing(team_id, {known[sid].deployment_id for sid in by_id}, batch)
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        stored = stored_bytes = 0
+        written: set[str] = set()
+        for sid, stream in batch:
+            deployment = known[sid].deployment_id
+            for entry in stream.entries:
+                key = (sid, entry.timestamp_ns, entry.line)
+                if key in seen:
+                    continue
+                seen.add(key)
+                written.add(sid)
+                stored += 1
+                stored_bytes += len(entry.line.encode())
+                row = (
+                    team_id,
+                    deployment,
+                    sid,
+                    entry.timestamp_ns,
+                    entry.line,
+                    [name for name, _ in entry.metadata],
+                    [value for _, value in entry.metadata],
+                    entry.severity,
+                    entry.trace_id,
+                    entry.span_id,
+                )
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+        if stored:
+            self._execute(
+                f"INSERT INTO logs_entries ({_ENTRY_COLUMNS}) VALUES", columns, columnar=True
+            )
+        return WriteResult(
+            stored=stored, duplicates=total - stored, streams=len(written), bytes=stored_bytes
+        )
+
+    def _insert_streams(self, team_id: int, rows: list[tuple[str, Pairs, int]]) -> None:
+        import time
+
+        now = time.time_ns()
+        data = [
+            (team_id, sid, deployment, [n for n, _ in labels], [v for _, v in labels], now)
+            for sid, labels, deployment in rows
+        ]
+        self._execute(f"INSERT INTO logs_streams ({_STREAM_COLUMNS}) VALUES", data)
+
+    def _existing(
+        self, team_id: int, deployments: set[int], batch: list[tuple[str, PushedStream]]
+    ) -> set[tuple[str, int, str]]:
+        """Which (stream, time, line) of ``batch`` the team's entries already hold. Only the
+        (stream, time) pairs travel to the server; the lines are compared here."""
+        pairs = {(sid, entry.timestamp_ns) for sid, stream in batch for entry in stream.entries}
+        times = [ts for _, ts in pairs]
+        rows = self._execute(
+            "SELECT stream_id, timestamp_ns, line FROM logs_entries"
+            " WHERE team_id = %(team)s AND deployment_id IN %(deployments)s"
+            " AND timestamp_ns >= %(low)s AND timestamp_ns <= %(high)s"
+            " AND (stream_id, timestamp_ns) IN _batch",
+            {
+                "team": team_id,
+                "deployments": tuple(sorted(deployments)),
+                "low": min(times),
+                "high": max(times),
+            },
+            external_tables=[
+                {
+                    "name": "_batch",
+                    "structure": [("stream_id", "String"), ("timestamp_ns", "Int64")],
+                    "data": [{"stream_id": sid, "timestamp_ns": ts} for sid, ts in pairs],
+                }
+            ],
+        )
+        return {(sid, ts, line) for sid, ts, line in rows}
+
+    # -- streams --------------------------------------------------------------------------
+
+    def _streams_by_id(self, team_id: int, stream_ids: Iterable[str]) -> dict[str, _Stream]:
+        """The team's streams of those ids that exist, remembered or read."""
+        found: dict[str, _Stream] = {}
+        missing: list[str] = []
+        with self._known_lock:
+            for sid in stream_ids:
+                stream = self._known.get((team_id, sid))
+                if stream is None:
+                    missing.append(sid)
+                else:
+                    found[sid] = stream
+        if missing:
+            read = self._streams(team_id, stream_ids=sorted(missing))
+            self._remember(team_id, read.values())
+            found.update(read)
+        return found
+
+    def _remember(self, team_id: int, streams: Iterable[_Stream]) -> None:
+        with self._known_lock:
+            if len(self._known) > KNOWN_STREAMS:
+                self._known.clear()
+            self._known.update(((team_id, stream.stream_id), stream) for stream in streams)
+
+    def _streams(
+        self,
+        team_id: int,
+        *,
+        stream_ids: Sequence[str] | None = None,
+        matchers: Sequence[Matcher] = (),
+        deployment_id: int | None = None,
+    ) -> dict[str, _Stream]:
+        """The team's streams by id: those named, or those matching every matcher (and the
+        deployment when given)."""
+        where = ["team_id = %(team)s"]
+        params: dict[str, Any] = {"team": team_id}
+        if stream_ids is not None:
+            if not stream_ids:
+                return {}
+            where.append("stream_id IN %(ids)s")
+            params["ids"] = tuple(stream_ids)
+        if deployment_id is not None:
+            where.append("deployment_id = %(deployment)s")
+            params["deployment"] = deployment_id
+        for index, matcher in enumerate(matchers):
+            if matcher.op in ("=", "!="):
+                where.append(
+                    f"label_values[indexOf(label_names, %(name{index})s)]"
+                    f" {matcher.op} %(value{index})s"
+                )
+                params[f"name{index}"] = matcher.name
+                params[f"value{index}"] = matcher.value
+        rows = self._execute(
+            # The values are parameters: only their placeholders are in the text.
+            "SELECT stream_id, deployment_id, label_names, label_values"  # noqa: S608
+            f" FROM logs_streams FINAL WHERE {' AND '.join(where)}",
+            params,
+        )
+        regexes = [
+            (matcher.name, matcher_function(matcher))
+            for matcher in matchers
+            if matcher.op in ("=~", "!~")
+        ]
+        found: dict[str, _Stream] = {}
+        for sid, deployment, names, values in rows:
+            labels = tuple(zip(names, values, strict=True))
+            if regexes:
+                as_dict = dict(labels)
+                if not all(test(as_dict.get(name, "")) for name, test in regexes):
+                    continue
+            found[sid] = _Stream(sid, labels, deployment)
+        return found
+
+    def _scope(self, query: LogSelect) -> tuple[str, dict[str, Any], list[Any]] | None:
+        """The WHERE clause, parameters and external tables selecting ``query``'s entries
+        (FINAL applied by the caller), or None when no stream can match."""
+        where = [
+            "team_id = %(team)s",
+            "timestamp_ns >= %(start)s",
+            "timestamp_ns < %(end)s",
+        ]
+        params: dict[str, Any] = {
+            "team": query.team_id,
+            "start": query.start_ns,
+            "end": query.end_ns,
+        }
+        external: list[Any] = []
+        if query.deployment_id is not None:
+            where.append("deployment_id = %(deployment)s")
+            params["deployment"] = query.deployment_id
+        if query.matchers:
+            streams = self._streams(
+                query.team_id, matchers=query.matchers, deployment_id=query.deployment_id
+            )
+            if not streams:
+                return None
+            where.append("deployment_id IN %(deployments)s")
+            params["deployments"] = tuple(sorted({s.deployment_id for s in streams.values()}))
+            where.append("stream_id IN _streams")
+            external.append(_stream_table(streams))
+        for index, needle in enumerate(query.line_contains):
+            where.append(f"position(line, %(contains{index})s) > 0")
+            params[f"contains{index}"] = needle
+        for index, needle in enumerate(query.line_excludes):
+            where.append(f"position(line, %(excludes{index})s) = 0")
+            params[f"excludes{index}"] = needle
+        return " AND ".join(where), params, external
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def select(
+        self,
+        query: LogSelect,
+        *,
+        limit: int,
+        direction: Direction = "backward",
+        after: tuple[int, str, str] | None = None,
+    ) -> Page:
+        self._ready()
+        if limit <= 0 or query.start_ns >= query.end_ns:
+            return Page(entries=[], after=None)
+        scope = self._scope(query)
+        if scope is None:
+            return Page(entries=[], after=None)
+        where, params, external = scope
+        cmp, order = ("<", "DESC") if direction == "backward" else (">", "ASC")
+        if after is not None:
+            where += (
+                f" AND timestamp_ns {cmp}= %(after_ts)s AND (timestamp_ns {cmp} %(after_ts)s"
+                f" OR (timestamp_ns = %(after_ts)s AND (stream_id {cmp} %(after_stream)s"
+                f" OR (stream_id = %(after_stream)s AND line {cmp} %(after_line)s))))"
+            )
+            params.update(after_ts=after[0], after_stream=after[1], after_line=after[2])
+        params["limit"] = limit + 1
+        rows = self._execute(
+            "SELECT stream_id, timestamp_ns, line, metadata_names, metadata_values,"  # noqa: S608
+            f" severity, trace_id, span_id FROM logs_entries FINAL WHERE {where}"
+            f" ORDER BY timestamp_ns {order}, stream_id {order}, line {order}"
+            " LIMIT %(limit)s",
+            params,
+            external_tables=external,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        streams = self._streams_by_id(query.team_id, {row[0] for row in rows})
+        entries = [
+            StoredEntry(
+                stream_id=sid,
+                labels=streams[sid].labels,
+                deployment_id=streams[sid].deployment_id or None,
+                timestamp_ns=ts,
+                line=line,
+                metadata=tuple(zip(names, values, strict=True)),
+                severity=severity,
+                trace_id=trace_id,
+                span_id=span_id,
+            )
+            for sid, ts, line, names, values, severity, trace_id, span_id in rows
+        ]
+        return Page(entries=entries, after=entries[-1].cursor if more else None)
+
+    def count_buckets(self, query: LogSelect, *, step_ns: int) -> list[SeriesCount]:
+        if step_ns <= 0:
+            raise ValueError("step_ns must be positive")
+        self._ready()
+        if query.start_ns >= query.end_ns:
+            return []
+        scope = self._scope(query)
+        if scope is None:
+            return []
+        where, params, external = scope
+        params["step"] = step_ns
+        rows = self._execute(
+            "SELECT stream_id, count(), sum(length(line)),"  # noqa: S608
+            " intDiv(timestamp_ns - toInt64(%(start)s), toInt64(%(step)s)) AS bucket"
+            f" FROM logs_entries FINAL WHERE {where} GROUP BY stream_id, bucket",
+            params,
+            external_tables=external,
+        )
+        size = -(-(query.end_ns - query.start_ns) // step_ns)
+        streams = self._streams_by_id(query.team_id, {row[0] for row in rows})
+        series: dict[str, SeriesCount] = {}
+        for sid, count, size_bytes, bucket in rows:
+            found = series.get(sid)
+            if found is None:
+                found = series[sid] = SeriesCount(
+                    stream_id=sid,
+                    labels=streams[sid].labels,
+                    counts=[0] * size,
+                    bytes=[0] * size,
+                )
+            found.counts[bucket] = count
+            found.bytes[bucket] = size_bytes
+        return [series[sid] for sid in sorted(series)]
+
+    def _active_streams(
+        self, team_id: int, start_ns: int, end_ns: int, matchers: Sequence[Matcher] = ()
+    ) -> list[_Stream]:
+        """The team's streams (matching ``matchers``) with entries in [start_ns, end_ns)."""
+        self._ready()
+        if start_ns >= end_ns:
+            return []
+        streams = self._streams(team_id, matchers=matchers)
+        if not streams:
+            return []
+        rows = self._execute(
+            "SELECT DISTINCT stream_id FROM logs_entries"
+            " WHERE team_id = %(team)s AND timestamp_ns >= %(start)s AND timestamp_ns < %(end)s"
+            " AND stream_id IN _streams",
+            {"team": team_id, "start": start_ns, "end": end_ns},
+            external_tables=[_stream_table(streams)],
+        )
+        return [streams[sid] for (sid,) in rows]
+
+    def label_names(self, *, team_id: int, start_ns: int, end_ns: int) -> list[str]:
+        active = self._active_streams(team_id, start_ns, end_ns)
+        return sorted({name for stream in active for name, _ in stream.labels})
+
+    def label_values(self, *, team_id: int, name: str, start_ns: int, end_ns: int) -> list[str]:
+        active = self._active_streams(team_id, start_ns, end_ns, [Matcher(name, "!=", "")])
+        return sorted({dict(stream.labels)[name] for stream in active})
+
+    def series(
+        self, *, team_id: int, matchers: Sequence[Matcher], start_ns: int, end_ns: int
+    ) -> list[Pairs]:
+        active = self._active_streams(team_id, start_ns, end_ns, matchers)
+        return sorted(stream.labels for stream in active)
+
+    # -- retention and upkeep ---------------------------------------------------------------
+
+    def delete_before(self, *, team_id: int, before_ns: int, batch: int = 10_000) -> int:
+        """Whole days go with ``DROP PARTITION`` when nothing in them is another team's or
+        at or after ``before_ns``; what is left of the team's older entries goes with one
+        ``ALTER TABLE ... DELETE`` mutation, which the server applies part by part (its unit
+        of work, so ``batch`` does not apply), waited for before returning."""
+        self._ready()
+        removed = self._count(
+            "SELECT count() FROM logs_entries FINAL"
+            " WHERE team_id = %(team)s AND timestamp_ns < %(before)s",
+            {"team": team_id, "before": before_ns},
+        )
+        if not removed:
+            return 0
+        for day in self._days_ending_by(before_ns):
+            others = self._count(
+                "SELECT count() FROM logs_entries"
+                " WHERE intDiv(timestamp_ns, toInt64(86400000000000)) = %(day)s"
+                " AND NOT (team_id = %(team)s AND timestamp_ns < %(before)s)",
+                {"day": day, "team": team_id, "before": before_ns},
+            )
+            if not others:
+                self._execute("ALTER TABLE logs_entries DROP PARTITION ID %(id)s", {"id": str(day)})
+        left = self._count(
+            "SELECT count() FROM logs_entries"
+            " WHERE team_id = %(team)s AND timestamp_ns < %(before)s",
+            {"team": team_id, "before": before_ns},
+        )
+        if left:
+            self._execute(
+                "ALTER TABLE logs_entries DELETE"
+                " WHERE team_id = %(team)s AND timestamp_ns < %(before)s",
+                {"team": team_id, "before": before_ns},
+            )
+            self._wait_for_mutations()
+        return removed
+
+    def _days_ending_by(self, before_ns: int) -> list[int]:
+        """The day partitions of the entries table whose every possible row is older than
+        ``before_ns``: partition ``d`` only holds times below ``(d + 1) * DAY_NS``
+        (``intDiv`` truncates toward zero)."""
+        rows = self._execute(
+            "SELECT DISTINCT partition_id FROM system.parts"
+            " WHERE database = currentDatabase() AND table = 'logs_entries' AND active",
+        )
+        days = sorted(int(partition_id) for (partition_id,) in rows)
+        return [day for day in days if (day + 1) * DAY_NS <= before_ns]
+
+    def _wait_for_mutations(self, timeout_s: float = 600.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while self._count(
+            "SELECT count() FROM system.mutations"
+            " WHERE database = currentDatabase() AND table = 'logs_entries' AND is_done = 0"
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError("ClickHouse did not finish deleting from logs_entries")
+            time.sleep(0.1)
+
+    def _count(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        return int(self._execute(sql, params)[0][0])
+
+    def prepare(self, *, now_ns: int, days_ahead: int = 2) -> None:
+        """Creates the tables when missing. ClickHouse creates a day's partition with its
+        first row, so there is nothing to create ahead."""
+        self._tables_ready = False
+        self._ready()
+
+
+def _stream_table(streams: Iterable[str]) -> dict[str, Any]:
+    return {
+        "name": "_streams",
+        "structure": [("stream_id", "String")],
+        "data": [{"stream_id": sid} for sid in streams],
+    }
