@@ -37,7 +37,7 @@ def lines(entries: list[StoredEntry]) -> list[str]:
 
 
 @pytest.fixture
-def teams():
+def teams(db, log_store):
     return TeamFactory().pk, TeamFactory().pk
 
 
@@ -149,6 +149,25 @@ def test_write__entry_fields_and_stream__read_back(log_store, teams):
         trace_id=entry.trace_id,
         span_id=entry.span_id,
     )
+
+
+def test_write__known_stream_extended_both_ways__found_in_every_range(log_store, teams):
+    team, _ = teams
+    labels = {"app": "api"}
+    log_store.write(team_id=team, streams=[stream(labels, (T0, "first"))], resolve=no_deployment)
+    log_store.write(
+        team_id=team,
+        streams=[stream(labels, (T0 + 3 * DAY // 4, "later"), (T0 - 3 * DAY // 4, "earlier"))],
+        resolve=no_deployment,
+    )
+
+    for start, end, expected in [
+        (T0 + DAY // 2, T0 + DAY, ["later"]),
+        (T0 - DAY, T0 - DAY // 2, ["earlier"]),
+    ]:
+        query = LogSelect(team_id=team, start_ns=start, end_ns=end)
+        assert lines(select_all(log_store, query)) == expected
+        assert log_store.label_names(team_id=team, start_ns=start, end_ns=end) == ["app"]
 
 
 @pytest.mark.django_db(transaction=True)
