@@ -7,9 +7,10 @@ eight bytes and an index entry per line, and a partitioned table's keys must inc
 partition column anyway), and only :class:`apps.logs.storage.sql.SqlLogStore` reads or
 writes it, with SQL of its own. Migration ``0002_entries`` creates it with the statements of
 the database it runs on (a ``RunPython`` that checks the vendor: ``RunSQL`` cannot, and an
-unmanaged model in Django's state would suggest an ORM access that does not exist). Because Django does not know
-the table, ``flush`` (and the test runner's flush after a transactional test) leaves its
-rows alone: tests that commit entries remove them themselves.
+unmanaged model in Django's state would suggest an ORM access that does not exist). Because
+Django does not know the table, ``flush`` (and the test runner's flush after a
+transactional test) leaves its rows alone: tests that commit entries remove them
+themselves.
 """
 
 from __future__ import annotations

@@ -29,11 +29,11 @@ class SharedPartitions(Protocol):
 def log_retention_cutoffs(*, now_ns: int) -> dict[int, int]:
     """Team id → the time before which its entries are removed: now minus the team's
     ``retention_days``, or ``LOGS_RETENTION_DAYS`` when it has none."""
-    chosen = dict(
-        TeamLogSettings.objects.filter(retention_days__isnull=False).values_list(
-            "team_id", "retention_days"
-        )
-    )
+    chosen: dict[int, int] = {
+        team_id: days
+        for team_id, days in TeamLogSettings.objects.values_list("team_id", "retention_days")
+        if days is not None
+    }
     return {
         team_id: now_ns - chosen.get(team_id, settings.LOGS_RETENTION_DAYS) * DAY_NS
         for team_id in Team.objects.values_list("id", flat=True)

@@ -26,6 +26,10 @@ the cutoff that holds no other team's rows is dropped; every other expired row g
 has expired, which the retention service calls first with the oldest cutoff of all teams.
 """
 
+# The SQL below is built from constants, integers and the names of partitions (quoted);
+# every value a caller gives is a bound parameter.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import json
@@ -142,6 +146,9 @@ class SqlLogStore:
 
     def _cursor(self) -> Any:
         return connections[self.using].cursor()
+
+    def _quote(self, name: str) -> str:
+        return str(connections[self.using].ops.quote_name(name))
 
     def _text(self, text: str) -> str:
         return text.replace("\0", "\ufffd") if self._postgres and "\0" in text else text
@@ -500,6 +507,7 @@ class SqlLogStore:
     def _delete_batches(self, table: str, team_id: int, before_ns: int, batch: int) -> int:
         """Delete the team's rows older than ``before_ns`` from one table, at most ``batch``
         rows a statement (each its own transaction, outside any caller's)."""
+        table = self._quote(table)
         row = "ctid" if self._postgres else "rowid"
         key = f"{row} = ANY(ARRAY(%s))" if self._postgres else f"{row} IN (%s)"
         chosen = f"SELECT {row} FROM {table} WHERE team_id = %s AND ts < %s LIMIT %s"
@@ -548,17 +556,17 @@ class SqlLogStore:
         # Two index range scans; "team_id <> x" could not use the index.
         with self._cursor() as cursor:
             cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {partition.name} WHERE team_id < %s) "
-                f"OR EXISTS (SELECT 1 FROM {partition.name} WHERE team_id > %s)",
+                f"SELECT EXISTS (SELECT 1 FROM {self._quote(partition.name)} WHERE team_id < %s) "
+                f"OR EXISTS (SELECT 1 FROM {self._quote(partition.name)} WHERE team_id > %s)",
                 [team_id, team_id],
             )
             return bool(cursor.fetchone()[0])
 
     def _drop(self, partition: Partition) -> int:
         with transaction.atomic(using=self.using), self._cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM {partition.name}")
+            cursor.execute(f"SELECT count(*) FROM {self._quote(partition.name)}")
             (count,) = cursor.fetchone()
-            cursor.execute(f"DROP TABLE {partition.name}")
+            cursor.execute(f"DROP TABLE {self._quote(partition.name)}")
         return int(count)
 
     def drop_partitions_before(self, *, before_ns: int) -> int:

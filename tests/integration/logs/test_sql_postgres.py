@@ -25,7 +25,9 @@ def store(sql_log_store):
 
 def rows_by_table() -> dict[str, int]:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT tableoid::regclass::text, count(*) FROM {ENTRY_TABLE} GROUP BY 1")
+        cursor.execute(
+            f"SELECT tableoid::regclass::text, count(*) FROM {ENTRY_TABLE} GROUP BY 1"  # noqa: S608
+        )
         return dict(cursor.fetchall())
 
 
@@ -111,7 +113,8 @@ def test_substring_search__can_use_the_trigram_index(store):
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
-            f"EXPLAIN SELECT 1 FROM {partition_name(DAY0)} WHERE line LIKE %s", ["%CUDA out%"]
+            f"EXPLAIN SELECT 1 FROM {partition_name(DAY0)} WHERE line LIKE %s",  # noqa: S608
+            ["%CUDA out%"],
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "_line_idx" in plan, plan

@@ -322,6 +322,13 @@ def test_count_buckets__equal_to_counting_the_selected_entries(log_store, teams)
             ),
             stream({"app": "web"}, *((T0 + i * 13 * SECOND, f"hit ✓ {i}") for i in range(20))),
             stream({"app": "db"}, (T0 - MINUTE, "before the range")),
+            # On and next to the bucket edges: start, 30 s, the end (excluded).
+            stream(
+                {"app": "edge"},
+                *((T0 + 5 * SECOND + offset, f"edge {offset}") for offset in (0, -1, 1)),
+                *((T0 + 35 * SECOND + offset, f"edge {offset}") for offset in (0, -1, 1)),
+                *((T0 + 250 * SECOND + offset, f"edge {offset}") for offset in (0, -1)),
+            ),
         ],
         resolve=no_deployment,
     )
@@ -340,7 +347,8 @@ def test_count_buckets__equal_to_counting_the_selected_entries(log_store, teams)
         counts[index] += 1
         sizes[index] += len(entry.line.encode())
     assert {s.stream_id: (s.counts, s.bytes) for s in series} == expected
-    assert {s.labels for s in series} == {(("app", "api"),), (("app", "web"),)}
+    assert {s.labels for s in series} == {(("app", "api"),), (("app", "web"),), (("app", "edge"),)}
+    assert sum(next(s for s in series if s.labels == (("app", "edge"),)).counts) == 6
 
 
 # ----------------------------------------------------------------------------- labels
