@@ -12,7 +12,10 @@ nanoseconds, line, structured metadata as JSON text, severity, trace and span id
   into the day's partition when it creates it. Writes ``COPY`` the batch into a temporary
   staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` against the unique
   index on (team, stream, ts, md5(line)), so a retried batch stores nothing twice and the
-  duplicates are counted. Substring filters are ``LIKE`` (served by the ``pg_trgm`` index);
+  duplicates are counted. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
+  on each partition whose day is over (:meth:`SqlLogStore.prepare` builds it then, in one
+  pass, since maintaining it row by row would divide the ingest rate by about six) and on
+  the default partition; the current day is narrowed by stream and time first;
   lines and fingerprints compare with the "C" collation, so pages are cut in the same
   byte order as Python's ``str`` comparison. PostgreSQL text cannot hold the NUL
   character: it is stored (and searched for) as U+FFFD.
@@ -580,13 +583,36 @@ class SqlLogStore:
         )
 
     def prepare(self, *, now_ns: int, days_ahead: int = 2) -> None:
-        """Create the daily partitions from today's (UTC) to ``days_ahead`` days later;
-        nothing on SQLite. Idempotent."""
+        """Create the daily partitions from today's (UTC) to ``days_ahead`` days later, and
+        the trigram index of every day that is over; nothing on SQLite. Idempotent."""
         if not self._postgres:
             return
         today = now_ns // DAY_NS * DAY_NS
         for day in range(max(days_ahead, 0) + 1):
             self._ensure_partition(today + day * DAY_NS)
+        for partition in self.partitions():
+            if partition.end_ns <= now_ns:
+                self._ensure_trigram_index(partition)
+
+    def _ensure_trigram_index(self, partition: Partition) -> None:
+        """The substring search index of a day that is over, built in one pass (without
+        blocking late writes to that day, unless the caller holds a transaction)."""
+        index = f"{partition.name}_line_trgm"
+        with self._cursor() as cursor:
+            cursor.execute(
+                "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+                [index],
+            )
+            state = cursor.fetchone()
+            if state is not None and state[0]:
+                return
+            if state is not None:  # a concurrent build that failed leaves an invalid index
+                cursor.execute(f"DROP INDEX {self._quote(index)}")
+            concurrently = "" if connections[self.using].in_atomic_block else "CONCURRENTLY "
+            cursor.execute(
+                f"CREATE INDEX {concurrently}{self._quote(index)} "
+                f"ON {self._quote(partition.name)} USING gin (line gin_trgm_ops)"
+            )
 
     def _ensure_partition(self, start_ns: int) -> None:
         name = partition_name(start_ns)
@@ -597,6 +623,9 @@ class SqlLogStore:
             # Rows of that day may sit in the default partition: move them in the same
             # transaction, with writers to the default partition held off meanwhile (the
             # attach checks that none is left there).
+            # Queries reading the default partition block while the lock is waited for:
+            # give up after a while rather than stall them (the next run tries again).
+            cursor.execute("SET LOCAL lock_timeout = '10s'")
             cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
             if self._relation_exists(name):
                 return

@@ -83,26 +83,61 @@ def test_write__copies_the_batch_into_staging(store, monkeypatch):
     assert rows_by_table() == {partition_name(DAY0): 50}
 
 
-def test_indexes__trigram_on_line_and_unique_entry__on_every_partition(store):
-    store.prepare(now_ns=T0, days_ahead=0)
+def index_definitions(*tables: str) -> dict[str, list[str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexdef FROM pg_indexes WHERE tablename = ANY(%s)", [list(tables)]
+        )
+        found: dict[str, list[str]] = {table: [] for table in tables}
+        for table, definition in cursor.fetchall():
+            found[table].append(definition)
+    return found
+
+
+def has_trigram(definitions: list[str]) -> bool:
+    return any("USING gin (line gin_trgm_ops)" in d for d in definitions)
+
+
+def test_indexes__unique_entry_everywhere__trigram_on_default_and_days_that_are_over(store):
+    store.prepare(now_ns=T0, days_ahead=1)
+    today, tomorrow = partition_name(DAY0), partition_name(DAY0 + DAY)
     with connection.cursor() as cursor:
         cursor.execute("SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'")
         assert cursor.fetchall() == [("pg_trgm",)]
-        cursor.execute(
-            "SELECT tablename, indexdef FROM pg_indexes WHERE tablename IN (%s, %s, %s)",
-            [ENTRY_TABLE, DEFAULT_PARTITION, partition_name(DAY0)],
-        )
-        indexes = cursor.fetchall()
-    for table in (ENTRY_TABLE, DEFAULT_PARTITION, partition_name(DAY0)):
-        definitions = [d for t, d in indexes if t == table]
-        assert any("USING gin (line gin_trgm_ops)" in d for d in definitions), definitions
+
+    before = index_definitions(ENTRY_TABLE, DEFAULT_PARTITION, today, tomorrow)
+    store.prepare(now_ns=DAY0 + DAY + 5, days_ahead=0)  # the first day is over
+    after = index_definitions(today, tomorrow)
+
+    for definitions in before.values():
         assert any(
             "UNIQUE" in d and "(team_id, stream_id, ts, ((md5(line))::uuid))" in d
             for d in definitions
         ), definitions
+    assert has_trigram(before[DEFAULT_PARTITION])
+    assert not has_trigram(before[today])
+    assert not has_trigram(before[tomorrow])
+    assert has_trigram(after[today])
+    assert not has_trigram(after[tomorrow])
 
 
-def test_substring_search__can_use_the_trigram_index(store):
+def test_prepare__trigram_index_left_invalid__built_again(store):
+    store.prepare(now_ns=DAY0, days_ahead=0)
+    index = f"{partition_name(DAY0)}_line_trgm"
+    store.prepare(now_ns=DAY0 + DAY + 1, days_ahead=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [index]
+        )
+
+    store.prepare(now_ns=DAY0 + DAY + 2, days_ahead=0)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [index])
+        assert cursor.fetchall() == [(True,)]
+
+
+def test_substring_search__day_that_is_over__can_use_the_trigram_index(store):
     store.prepare(now_ns=T0, days_ahead=0)
     team = TeamFactory().pk
     store.write(
@@ -110,6 +145,7 @@ def test_substring_search__can_use_the_trigram_index(store):
         streams=[stream({"app": "api"}, *((T0 + i, f"request {i} ok") for i in range(200)))],
         resolve=no_deployment,
     )
+    store.prepare(now_ns=DAY0 + DAY, days_ahead=0)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
@@ -117,7 +153,7 @@ def test_substring_search__can_use_the_trigram_index(store):
             ["%CUDA out%"],
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "_line_idx" in plan, plan
+    assert f"{partition_name(DAY0)}_line_trgm" in plan, plan
 
 
 def test_nul_character__stored_and_found_as_replacement_character(store):
@@ -206,3 +242,11 @@ def test_maintain__day_expired_for_every_team__dropped_whole_and_days_ahead_crea
         DAY0 + d * DAY for d in (8, 9, 10)
     ]
     assert rows_by_table() == {partition_name(DAY0 + DAY): 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepare__outside_a_transaction__builds_the_trigram_index_concurrently(store):
+    store.prepare(now_ns=DAY0, days_ahead=0)
+    store.prepare(now_ns=DAY0 + DAY, days_ahead=0)
+
+    assert has_trigram(index_definitions(partition_name(DAY0))[partition_name(DAY0)])
