@@ -15,8 +15,8 @@ nanoseconds, line, structured metadata as JSON text, severity, trace and span id
   duplicates are counted. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
   on each partition whose day is over (:meth:`SqlLogStore.prepare` builds it then, in one
   pass, since maintaining it row by row would divide the ingest rate by about six) and on
-  the default partition; the current day is narrowed by stream and time first;
-  lines and fingerprints compare with the "C" collation, so pages are cut in the same
+  the default partition; the current day is narrowed by stream and time first. Lines
+  and fingerprints compare with the "C" collation, so pages are cut in the same
   byte order as Python's ``str`` comparison. PostgreSQL text cannot hold the NUL
   character: it is stored (and searched for) as U+FFFD.
 - **SQLite**: a plain table with a unique index on (team, stream, ts, line); ``INSERT OR
