@@ -57,4 +57,7 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         ),
         "alerts-prune": _every("alerts.prune", 6 * 3600),
         "metrics-prune-samples": _every("metrics.prune_samples", 3600),
+        "logs-maintain-storage": _every(
+            "logs.maintain_storage", settings.LOGS_MAINTENANCE_INTERVAL_S, expires_s=600
+        ),
     }

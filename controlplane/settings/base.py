@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "apps.slos",
     "apps.autoscaling",
     "apps.alerts",
+    "apps.logs",
     "apps.fleetsim",
     "apps.devstack",
     "apps.console",

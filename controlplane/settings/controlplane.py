@@ -60,6 +60,11 @@ LOGS_CLICKHOUSE_URL = env_url("LOGS_CLICKHOUSE_URL", None, schemes=("clickhouse"
 if LOGS_BACKEND == "clickhouse" and not LOGS_CLICKHOUSE_URL:
     raise ImproperlyConfigured("LOGS_BACKEND=clickhouse needs LOGS_CLICKHOUSE_URL.")
 LOGS_RETENTION_DAYS = env_int("LOGS_RETENTION_DAYS", 7, minimum=1)
+# How often partitions are created ahead and retention applied, how many days ahead, and
+# the most rows one retention DELETE statement removes.
+LOGS_MAINTENANCE_INTERVAL_S = env_float("LOGS_MAINTENANCE_INTERVAL_S", 3600.0, minimum=60.0)
+LOGS_PARTITION_DAYS_AHEAD = env_int("LOGS_PARTITION_DAYS_AHEAD", 2, minimum=1)
+LOGS_RETENTION_BATCH = env_int("LOGS_RETENTION_BATCH", 10_000, minimum=100)
 
 # --- outbound calls -----------------------------------------------------------------------
 # URLs that teams give (chat webhooks, a cluster's Prometheus) may not reach loopback,

@@ -47,6 +47,7 @@ def test_beat_schedule__every_entry__names_a_registered_task():
     AUTOSCALING_INTERVAL_S=6.0,
     ALERTS_FLUSH_INTERVAL_S=7.0,
     ALERTS_RULES_INTERVAL_S=8.0,
+    LOGS_MAINTENANCE_INTERVAL_S=900.0,
 )
 def test_beat_schedule__intervals__come_from_settings():
     schedule = {name: entry["schedule"] for name, entry in beat_schedule().items()}
@@ -56,6 +57,7 @@ def test_beat_schedule__intervals__come_from_settings():
     assert schedule["autoscaling-evaluate"] == timedelta(seconds=6)
     assert schedule["alerts-flush-groups"] == timedelta(seconds=7)
     assert schedule["alerts-evaluate-rules"] == timedelta(seconds=8)
+    assert schedule["logs-maintain-storage"] == timedelta(seconds=900)
 
 
 def test_heartbeat_task__explicit_time_limits():

@@ -1,0 +1,64 @@
+"""The log stores under test.
+
+``log_store`` is parametrized by backend id: each id names the fixture that builds that
+backend's store for one test (and empties it afterwards), so the contract tests run once per
+backend and adding a backend is one line in ``STORE_FIXTURES`` plus its fixture.
+
+Modules that set ``POSTGRESQL_ONLY = True`` test the PostgreSQL layout: on another database
+they are skipped with the reason, except under ``CI=true``, where a skip fails the run and
+they are deselected instead, since CI also runs the suite on PostgreSQL, where they run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from apps.logs.storage.base import LogStore
+from apps.logs.storage.sql import ENTRY_TABLE, SqlLogStore
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+STORE_FIXTURES = {
+    "sql": "sql_log_store",
+}
+
+POSTGRESQL_ONLY_REASON = (
+    "tests the PostgreSQL layout (partitions, COPY, pg_trgm); the suite runs on "
+    f"{connection.vendor}: set DATABASE_URL=postgres://... to run them"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if connection.vendor == "postgresql":
+        return
+    here = [i for i in items if getattr(getattr(i, "module", None), "POSTGRESQL_ONLY", False)]
+    if not here:
+        return
+    if CI:
+        config.hook.pytest_deselected(items=here)
+        items[:] = [i for i in items if i not in here]
+        return
+    for item in here:
+        item.add_marker(pytest.mark.skip(reason=POSTGRESQL_ONLY_REASON))
+
+
+@pytest.fixture(params=sorted(STORE_FIXTURES))
+def log_store(request: pytest.FixtureRequest) -> LogStore:
+    store: LogStore = request.getfixturevalue(STORE_FIXTURES[request.param])
+    return store
+
+
+@pytest.fixture
+def sql_log_store(db: None) -> Iterator[SqlLogStore]:
+    store = SqlLogStore.from_settings()
+    yield store
+    # A transactional test commits, and Django's flush knows no entry table: empty it (and
+    # drop the day partitions) here. In a rolled-back test this changes nothing.
+    with connection.cursor() as cursor:
+        for partition in store.partitions():
+            cursor.execute(f"DROP TABLE {partition.name}")
+        cursor.execute(f"DELETE FROM {ENTRY_TABLE}")  # noqa: S608

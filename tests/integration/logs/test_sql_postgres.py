@@ -1,0 +1,252 @@
+"""The PostgreSQL layout of the SQL log store: daily partitions, the default partition,
+COPY into staging, the pg_trgm index, partition drops for retention."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection
+
+from apps.logs.services import log_storage_maintain
+from apps.logs.storage.base import LogSelect
+from apps.logs.storage.sql import DEFAULT_PARTITION, ENTRY_TABLE, partition_name
+from tests.factories.accounts import TeamFactory
+
+from .pushes import DAY, DAY0, SECOND, T0, no_deployment, stream
+
+pytestmark = pytest.mark.integration
+POSTGRESQL_ONLY = True  # see conftest.py
+
+
+@pytest.fixture
+def store(sql_log_store):
+    return sql_log_store
+
+
+def rows_by_table() -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT tableoid::regclass::text, count(*) FROM {ENTRY_TABLE} GROUP BY 1"  # noqa: S608
+        )
+        return dict(cursor.fetchall())
+
+
+def test_prepare__creates_today_and_days_ahead__each_once(store):
+    store.prepare(now_ns=T0, days_ahead=2)
+    store.prepare(now_ns=T0 + 3600 * SECOND, days_ahead=2)
+
+    assert [(p.name, p.start_ns, p.end_ns) for p in store.partitions()] == [
+        (partition_name(DAY0 + d * DAY), DAY0 + d * DAY, DAY0 + (d + 1) * DAY) for d in range(3)
+    ]
+    assert partition_name(DAY0) == "logs_entry_20260110"
+
+
+def test_prepare__rows_already_in_default_partition__moved_into_the_new_day(store):
+    team = TeamFactory().pk
+    store.write(
+        team_id=team,
+        streams=[stream({"app": "api"}, (T0, "early"), (T0 + DAY, "next day"))],
+        resolve=no_deployment,
+    )
+    assert rows_by_table() == {DEFAULT_PARTITION: 2}
+
+    store.prepare(now_ns=T0, days_ahead=0)
+
+    assert rows_by_table() == {DEFAULT_PARTITION: 1, partition_name(DAY0): 1}
+    retry = store.write(
+        team_id=team, streams=[stream({"app": "api"}, (T0, "early"))], resolve=no_deployment
+    )
+    assert (retry.stored, retry.duplicates) == (0, 1)
+
+
+def test_write__copies_the_batch_into_staging(store, monkeypatch):
+    statements: list[str] = []
+    copy = psycopg.Cursor.copy
+
+    def recording_copy(self, statement, *args, **kwargs):
+        statements.append(str(statement))
+        return copy(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", recording_copy)
+    store.prepare(now_ns=T0)
+    result = store.write(
+        team_id=TeamFactory().pk,
+        streams=[stream({"app": "api"}, *((T0 + i, f"line {i}") for i in range(50)))],
+        resolve=no_deployment,
+    )
+
+    assert result.stored == 50
+    assert statements == [
+        "COPY logs_entry_staging (stream_id, ts, line, metadata, severity, trace_id, span_id) "
+        "FROM STDIN"
+    ]
+    assert rows_by_table() == {partition_name(DAY0): 50}
+
+
+def index_definitions(*tables: str) -> dict[str, list[str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexdef FROM pg_indexes WHERE tablename = ANY(%s)", [list(tables)]
+        )
+        found: dict[str, list[str]] = {table: [] for table in tables}
+        for table, definition in cursor.fetchall():
+            found[table].append(definition)
+    return found
+
+
+def has_trigram(definitions: list[str]) -> bool:
+    return any("USING gin (line gin_trgm_ops)" in d for d in definitions)
+
+
+def test_indexes__unique_entry_everywhere__trigram_on_default_and_days_that_are_over(store):
+    store.prepare(now_ns=T0, days_ahead=1)
+    today, tomorrow = partition_name(DAY0), partition_name(DAY0 + DAY)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'")
+        assert cursor.fetchall() == [("pg_trgm",)]
+
+    before = index_definitions(ENTRY_TABLE, DEFAULT_PARTITION, today, tomorrow)
+    store.prepare(now_ns=DAY0 + DAY + 5, days_ahead=0)  # the first day is over
+    after = index_definitions(today, tomorrow)
+
+    for definitions in before.values():
+        assert any(
+            "UNIQUE" in d and "(team_id, stream_id, ts, ((md5(line))::uuid))" in d
+            for d in definitions
+        ), definitions
+    assert has_trigram(before[DEFAULT_PARTITION])
+    assert not has_trigram(before[today])
+    assert not has_trigram(before[tomorrow])
+    assert has_trigram(after[today])
+    assert not has_trigram(after[tomorrow])
+
+
+def test_prepare__trigram_index_left_invalid__built_again(store):
+    store.prepare(now_ns=DAY0, days_ahead=0)
+    index = f"{partition_name(DAY0)}_line_trgm"
+    store.prepare(now_ns=DAY0 + DAY + 1, days_ahead=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [index]
+        )
+
+    store.prepare(now_ns=DAY0 + DAY + 2, days_ahead=0)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [index])
+        assert cursor.fetchall() == [(True,)]
+
+
+def test_substring_search__day_that_is_over__can_use_the_trigram_index(store):
+    store.prepare(now_ns=T0, days_ahead=0)
+    team = TeamFactory().pk
+    store.write(
+        team_id=team,
+        streams=[stream({"app": "api"}, *((T0 + i, f"request {i} ok") for i in range(200)))],
+        resolve=no_deployment,
+    )
+    store.prepare(now_ns=DAY0 + DAY, days_ahead=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            f"EXPLAIN SELECT 1 FROM {partition_name(DAY0)} WHERE line LIKE %s",  # noqa: S608
+            ["%CUDA out%"],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert f"{partition_name(DAY0)}_line_trgm" in plan, plan
+
+
+def test_nul_character__stored_and_found_as_replacement_character(store):
+    team = TeamFactory().pk
+    result = store.write(
+        team_id=team,
+        streams=[stream({"app": "api"}, (T0, "bad\0byte"))],
+        resolve=no_deployment,
+    )
+    page = store.select(
+        LogSelect(team_id=team, start_ns=T0, end_ns=T0 + 1, line_contains=("d\0b",)), limit=5
+    )
+
+    assert result.stored == 1
+    assert [e.line for e in page.entries] == ["bad\ufffdbyte"]
+
+
+def test_delete_before__expired_day_shared_with_a_team_keeping_it__rows_deleted_not_dropped(store):
+    short, long = TeamFactory().pk, TeamFactory().pk
+    store.prepare(now_ns=DAY0, days_ahead=2)
+    for team in (short, long):
+        store.write(
+            team_id=team,
+            streams=[stream({"app": "api"}, (DAY0 + 5, "expired day"), (DAY0 + 2 * DAY, "kept"))],
+            resolve=no_deployment,
+        )
+
+    assert store.delete_before(team_id=short, before_ns=DAY0 + DAY, batch=1) == 1
+
+    assert partition_name(DAY0) in {p.name for p in store.partitions()}
+    assert rows_by_table() == {partition_name(DAY0): 1, partition_name(DAY0 + 2 * DAY): 2}
+
+    # Now only the other team's rows are left in that day: the whole partition goes.
+    assert store.delete_before(team_id=long, before_ns=DAY0 + DAY) == 1
+    assert [p.name for p in store.partitions()] == [
+        partition_name(DAY0 + DAY),
+        partition_name(DAY0 + 2 * DAY),
+    ]
+    assert rows_by_table() == {partition_name(DAY0 + 2 * DAY): 2}
+
+
+def test_drop_partitions_before__drops_days_expired_for_every_team(store):
+    teams = TeamFactory().pk, TeamFactory().pk
+    store.prepare(now_ns=DAY0, days_ahead=2)
+    for team in teams:
+        store.write(
+            team_id=team,
+            streams=[stream({"app": "api"}, (DAY0 + 1, "a"), (DAY0 + DAY + 1, "b"))],
+            resolve=no_deployment,
+        )
+
+    # The cutoff falls inside the second day: only the first is wholly expired.
+    assert store.drop_partitions_before(before_ns=DAY0 + DAY + 2) == 2
+
+    assert [p.start_ns for p in store.partitions()] == [DAY0 + DAY, DAY0 + 2 * DAY]
+    assert rows_by_table() == {partition_name(DAY0 + DAY): 2}
+
+
+def test_maintain__day_expired_for_every_team__dropped_whole_and_days_ahead_created(
+    store, settings, monkeypatch
+):
+    settings.LOGS_RETENTION_DAYS = 7
+    settings.LOGS_PARTITION_DAYS_AHEAD = 2
+    store.prepare(now_ns=DAY0, days_ahead=1)
+    teams = TeamFactory().pk, TeamFactory().pk
+    for team in teams:
+        store.write(
+            team_id=team,
+            streams=[stream({"app": "api"}, (DAY0 + 1, "old"), (DAY0 + DAY + 1, "older day 2"))],
+            resolve=no_deployment,
+        )
+    batched: list[str] = []
+    delete_batches = store._delete_batches
+
+    def recording(table, *args):
+        batched.append(table)
+        return delete_batches(table, *args)
+
+    monkeypatch.setattr(store, "_delete_batches", recording)
+
+    removed = log_storage_maintain(now_ns=DAY0 + 8 * DAY, store=store)
+
+    assert removed == 2  # the first day, two teams; the second day is kept a while more
+    assert partition_name(DAY0) not in batched  # dropped, never deleted row by row
+    assert [p.start_ns for p in store.partitions()] == [DAY0 + DAY] + [
+        DAY0 + d * DAY for d in (8, 9, 10)
+    ]
+    assert rows_by_table() == {partition_name(DAY0 + DAY): 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepare__outside_a_transaction__builds_the_trigram_index_concurrently(store):
+    store.prepare(now_ns=DAY0, days_ahead=0)
+    store.prepare(now_ns=DAY0 + DAY, days_ahead=0)
+
+    assert has_trigram(index_definitions(partition_name(DAY0))[partition_name(DAY0)])
