@@ -12,18 +12,21 @@ they are deselected instead, since CI also runs the suite on PostgreSQL, where t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 from django.db import connection
 
 from apps.logs.storage.base import LogStore
+from apps.logs.storage.clickhouse import ClickHouseLogStore
 from apps.logs.storage.sql import ENTRY_TABLE, SqlLogStore
 
 CI = os.environ.get("CI", "").lower() == "true"
 
 STORE_FIXTURES = {
     "sql": "sql_log_store",
+    "clickhouse": "clickhouse_log_store",
 }
 
 POSTGRESQL_ONLY_REASON = (
@@ -62,3 +65,12 @@ def sql_log_store(db: None) -> Iterator[SqlLogStore]:
         for partition in store.partitions():
             cursor.execute(f"DROP TABLE {partition.name}")
         cursor.execute(f"DELETE FROM {ENTRY_TABLE}")  # noqa: S608
+
+
+@pytest.fixture
+def clickhouse_log_store(clickhouse_url: str) -> Iterator[ClickHouseLogStore]:
+    """A store on an empty database of a private clickhouse-server (``clickhouse_url``)."""
+    store = ClickHouseLogStore(clickhouse_url)
+    store.prepare(now_ns=time.time_ns())
+    yield store
+    store.close()

@@ -44,7 +44,7 @@ def test_retention_cutoffs__team_setting_else_global(db, settings):
     assert len(cutoffs) == 3
 
 
-def test_maintain__each_team_keeps_its_retention(log_store, settings):
+def test_maintain__each_team_keeps_its_retention(db, log_store, settings):
     settings.LOGS_RETENTION_DAYS = 7
     short, default, long = TeamFactory(), TeamFactory(), TeamFactory()
     TeamLogSettings.objects.create(team=short, retention_days=2)
