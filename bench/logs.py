@@ -101,7 +101,9 @@ def measure(store, team_id: int, deployments: int, now_ns: int, repeat: int) -> 
     rng = random.Random(7)
     scope = Scope(team_id)
     step = 300 * S
-    day_start = now_ns - HOURS * 3600 * S + step
+    # Grafana aligns a range query's start and end to its step; so does this one.
+    day_end = now_ns // step * step
+    day_start = day_end - HOURS * 3600 * S + step
     lines_q, metric_q = [], []
     result_sizes = []
     for _ in range(repeat):
@@ -114,7 +116,7 @@ def measure(store, team_id: int, deployments: int, now_ns: int, repeat: int) -> 
         result_sizes.append(len(got))
         query = parse_query('sum by (level) (count_over_time({namespace="bench"}[5m]))')
         began = time.perf_counter()
-        series = query_range(store, query, scope, start_ns=day_start, end_ns=now_ns, step_ns=step)
+        series = query_range(store, query, scope, start_ns=day_start, end_ns=day_end, step_ns=step)
         metric_q.append(time.perf_counter() - began)
     print(f"(a) newest 100 of one deployment, last hour, |= filter:  {_percentiles(lines_q)}"
           f"   ({statistics.median(result_sizes):.0f} lines returned)")  # fmt: skip

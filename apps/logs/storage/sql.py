@@ -71,6 +71,11 @@ MIN_TIMESTAMP_NS = -(2**63)
 ENTRY_TABLE = "logs_entry"
 DEFAULT_PARTITION = "logs_entry_default"
 STAGING_TABLE = "logs_entry_staging"
+# Per-minute counts (PostgreSQL; migration 0003): what count_buckets reads when it can.
+MINUTE_TABLE = "logs_entry_minute"
+MINUTE_NS = 60 * 10**9
+# The minute of ``ts`` (floor division, negative times included).
+_MINUTE_OF = f"(ts - mod(mod(ts, {MINUTE_NS}) + {MINUTE_NS}, {MINUTE_NS})) / {MINUTE_NS}"
 _COLUMNS = "stream_id, ts, line, metadata, severity, trace_id, span_id"
 _PARTITION_BOUND = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 
@@ -280,12 +285,23 @@ class SqlLogStore:
             with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+            # The lines that are new (a retried batch's are not) are counted per minute by
+            # the same statement, so the counts always match the stored lines.
             cursor.execute(
                 f"WITH stored AS (INSERT INTO {ENTRY_TABLE} (team_id, {_COLUMNS}) "
                 f"SELECT %s, {_COLUMNS} FROM {STAGING_TABLE} ON CONFLICT DO NOTHING "
-                "RETURNING octet_length(line) AS size) "
+                "RETURNING stream_id, ts, octet_length(line) AS size), "
+                f"counted AS (INSERT INTO {MINUTE_TABLE} AS m SELECT %s, stream_id, "
+                f"{_MINUTE_OF}, count(*), sum(size), "
+                f"count(*) FILTER (WHERE mod(ts, {MINUTE_NS}) = 0), "
+                f"coalesce(sum(size) FILTER (WHERE mod(ts, {MINUTE_NS}) = 0), 0) "
+                "FROM stored GROUP BY 2, 3 ORDER BY 2, 3 "
+                "ON CONFLICT (team_id, stream_id, minute) DO UPDATE SET "
+                "lines = m.lines + EXCLUDED.lines, bytes = m.bytes + EXCLUDED.bytes, "
+                "edge_lines = m.edge_lines + EXCLUDED.edge_lines, "
+                "edge_bytes = m.edge_bytes + EXCLUDED.edge_bytes) "
                 "SELECT count(*), coalesce(sum(size), 0) FROM stored",
-                [team_id],
+                [team_id, team_id],
             )
             stored, size = cursor.fetchone()
         return int(stored), int(size)
@@ -446,6 +462,9 @@ class SqlLogStore:
         if not streams or query.start_ns >= query.end_ns:
             return []
         buckets = -(-(query.end_ns - query.start_ns) // step_ns)
+        if self._minutes_answer(query, step_ns):
+            rows = self._count_minutes(query, streams, step_ns, buckets)
+            return self._series_counts(rows, streams, buckets)
         clauses, params = self._entry_filter(query, streams)
         with transaction.atomic(using=self.using), self._cursor() as cursor:
             if self._postgres:
@@ -460,6 +479,11 @@ class SqlLogStore:
                 [query.start_ns, step_ns, *params],
             )
             rows = cursor.fetchall()
+        return self._series_counts(rows, streams, buckets)
+
+    def _series_counts(
+        self, rows: Iterable[tuple[Any, ...]], streams: Mapping[int, _Stream], buckets: int
+    ) -> list[SeriesCount]:
         series: dict[int, SeriesCount] = {}
         for stream_id, bucket, count, size in rows:
             stream = streams[stream_id]
@@ -473,6 +497,62 @@ class SqlLogStore:
             series[stream_id].counts[bucket] = int(count)
             series[stream_id].bytes[bucket] = int(size)
         return sorted(series.values(), key=lambda s: s.stream_id)
+
+    def _minutes_answer(self, query: LogSelect, step_ns: int) -> bool:
+        """Whether the per-minute counts give this count exactly: no line filter, and
+        buckets of whole minutes. The query layer asks for ``(t - step, t]`` buckets, so
+        its start is a minute boundary plus one nanosecond."""
+        return (
+            self._postgres
+            and not query.line_contains
+            and not query.line_excludes
+            and step_ns % MINUTE_NS == 0
+            and (query.start_ns - 1) % MINUTE_NS == 0
+            and (query.end_ns - query.start_ns) % step_ns == 0
+        )
+
+    def _count_minutes(
+        self, query: LogSelect, streams: Mapping[int, _Stream], step_ns: int, buckets: int
+    ) -> list[tuple[int, int, int, int]]:
+        """Bucket ``i`` is ``(a + i*step, a + (i+1)*step]`` with ``a = start - 1`` on a
+        minute boundary: the lines of its whole minutes ``[a + i*step, a + (i+1)*step)``,
+        less those exactly at its start, plus those exactly at its end (the next bucket's
+        start), from the minute rows and their edge counts."""
+        base = (query.start_ns - 1) // MINUTE_NS
+        per = step_ns // MINUTE_NS
+        # The minute rows of every bucket, and of the boundary just past the last one.
+        last = base + buckets * per
+        with self._cursor() as cursor:
+            cursor.execute(
+                f"SELECT stream_id, (minute - %s) / %s AS b, sum(lines), sum(bytes), "
+                f"sum(edge_lines) FILTER (WHERE mod(minute - %s, %s) = 0), "
+                f"sum(edge_bytes) FILTER (WHERE mod(minute - %s, %s) = 0) "
+                f"FROM {MINUTE_TABLE} WHERE team_id = %s AND minute >= %s AND minute <= %s "
+                f"AND stream_id IN ({','.join(str(i) for i in streams)}) GROUP BY 1, 2",
+                [base, per, base, per, base, per, query.team_id, base, last],
+            )
+            rows = cursor.fetchall()
+        lines: dict[tuple[int, int], list[int]] = {}
+        for stream_id, bucket, count, size, edge_count, edge_size in rows:
+            lines[(stream_id, int(bucket))] = [
+                int(count),
+                int(size),
+                int(edge_count or 0),
+                int(edge_size or 0),
+            ]
+        out = []
+        for (stream_id, bucket), (count, size, edge_count, edge_size) in lines.items():
+            if bucket >= buckets:
+                continue  # only its edge counts, into the bucket before it (below)
+            after = lines.get((stream_id, bucket + 1), [0, 0, 0, 0])
+            count += after[2] - edge_count
+            size += after[3] - edge_size
+            if count:
+                out.append((stream_id, bucket, count, size))
+        for (stream_id, bucket), (_, _, edge_count, edge_size) in lines.items():
+            if 0 < bucket <= buckets and (stream_id, bucket - 1) not in lines and edge_count:
+                out.append((stream_id, bucket - 1, edge_count, edge_size))
+        return out
 
     def label_names(self, *, team_id: int, start_ns: int, end_ns: int) -> list[str]:
         streams = self._streams_with_entries(team_id=team_id, start_ns=start_ns, end_ns=end_ns)
@@ -510,8 +590,34 @@ class SqlLogStore:
             tables = [ENTRY_TABLE]
         for table in tables:
             removed += self._delete_batches(table, team_id, before_ns, batch)
+        if self._postgres:
+            self._forget_minutes(team_id, before_ns)
         self._prune_streams(team_id, before_ns)
         return removed
+
+    def _forget_minutes(self, team_id: int, before_ns: int) -> None:
+        """The team's minute counts after its lines before ``before_ns`` went: the whole
+        minutes before it removed, the minute it falls in counted again from the lines."""
+        minute = before_ns // MINUTE_NS
+        with transaction.atomic(using=self.using), self._cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {MINUTE_TABLE} WHERE team_id = %s AND minute < %s",
+                [team_id, minute],
+            )
+            if before_ns % MINUTE_NS:
+                cursor.execute(
+                    f"DELETE FROM {MINUTE_TABLE} WHERE team_id = %s AND minute = %s",
+                    [team_id, minute],
+                )
+                cursor.execute(
+                    f"INSERT INTO {MINUTE_TABLE} SELECT team_id, stream_id, %s, count(*), "
+                    "sum(octet_length(line)), "
+                    f"count(*) FILTER (WHERE mod(ts, {MINUTE_NS}) = 0), "
+                    f"coalesce(sum(octet_length(line)) FILTER (WHERE mod(ts, {MINUTE_NS}) = 0), 0) "
+                    f"FROM {ENTRY_TABLE} WHERE team_id = %s AND ts >= %s AND ts < %s "
+                    "GROUP BY team_id, stream_id",
+                    [minute, team_id, minute * MINUTE_NS, (minute + 1) * MINUTE_NS],
+                )
 
     def _delete_batches(self, table: str, team_id: int, before_ns: int, batch: int) -> int:
         """Delete the team's rows older than ``before_ns`` from one table, at most ``batch``
@@ -572,10 +678,16 @@ class SqlLogStore:
             return bool(cursor.fetchone()[0])
 
     def _drop(self, partition: Partition) -> int:
+        """Drop a day's partition and the minute counts of its lines (a day is whole
+        minutes, so they are exactly its minutes, of whichever team)."""
         with transaction.atomic(using=self.using), self._cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM {self._quote(partition.name)}")
             (count,) = cursor.fetchone()
             cursor.execute(f"DROP TABLE {self._quote(partition.name)}")
+            cursor.execute(
+                f"DELETE FROM {MINUTE_TABLE} WHERE minute >= %s AND minute < %s",
+                [partition.start_ns // MINUTE_NS, partition.end_ns // MINUTE_NS],
+            )
         return int(count)
 
     def drop_partitions_before(self, *, before_ns: int) -> int:

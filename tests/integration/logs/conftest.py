@@ -20,7 +20,7 @@ from django.db import connection
 
 from apps.logs.storage.base import LogStore
 from apps.logs.storage.clickhouse import ClickHouseLogStore
-from apps.logs.storage.sql import ENTRY_TABLE, SqlLogStore
+from apps.logs.storage.sql import ENTRY_TABLE, MINUTE_TABLE, SqlLogStore
 
 CI = os.environ.get("CI", "").lower() == "true"
 
@@ -65,6 +65,8 @@ def sql_log_store(db: None) -> Iterator[SqlLogStore]:
         for partition in store.partitions():
             cursor.execute(f"DROP TABLE {partition.name}")
         cursor.execute(f"DELETE FROM {ENTRY_TABLE}")  # noqa: S608
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DELETE FROM {MINUTE_TABLE}")  # noqa: S608
 
 
 @pytest.fixture
