@@ -282,9 +282,11 @@ def query_range(
             return series
     reach = start_ns - lookback_ns(query)
     select = _select(log_query(query), scope, reach + 1, end_ns + 1)
-    entries = [
+    # A generator: the evaluator keeps only (time, weight) per series, so memory is one
+    # page of lines at a time, not every line read.
+    entries = (
         as_log_entry(e) for page in _candidates(store, select, "forward", max_scan) for e in page
-    ]
+    )
     return evaluate_range(query, entries, start_ns, end_ns, step_ns)
 
 
