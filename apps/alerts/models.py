@@ -406,8 +406,8 @@ class Comparison(models.TextChoices):
 
 
 class AlertRule(models.Model):
-    """A threshold on a catalogue signal of a deployment (or on a PromQL expression), which
-    fires after the condition has held for ``for_s``."""
+    """A threshold on a catalogue signal of a deployment (or on a PromQL or LogQL
+    expression), which fires after the condition has held for ``for_s``."""
 
     team = models.ForeignKey(
         Team, on_delete=models.CASCADE, related_name="alert_rules", help_text="Owning team."
@@ -426,6 +426,12 @@ class AlertRule(models.Model):
     )
     promql = models.TextField(
         blank=True, help_text="Instead of a signal: PromQL; every series it returns is checked."
+    )
+    logql = models.TextField(
+        blank=True,
+        help_text="Instead of a signal: a LogQL metric query over the team's logs (e.g. "
+        'sum by (deployment) (count_over_time({namespace="llm"} |= "CUDA out of memory" '
+        "[5m]))); every series it returns is checked.",
     )
     comparison = models.CharField(
         max_length=2, choices=Comparison.choices, default=">", help_text="> >= < <=."
@@ -453,8 +459,21 @@ class AlertRule(models.Model):
     def clean(self) -> None:
         from apps.metrics.catalogue import Signal
 
-        if bool(self.signal) == bool(self.promql.strip()):
-            raise ValidationError("give either a signal or a PromQL expression")
+        sources = [bool(self.signal), bool(self.promql.strip()), bool(self.logql.strip())]
+        if sources.count(True) != 1:
+            raise ValidationError("give one of a signal, a PromQL or a LogQL expression")
+        if self.logql.strip():
+            from apps.logs.query import LogQLError, is_metric_query, parse_query
+
+            try:
+                query = parse_query(self.logql)
+            except LogQLError as exc:
+                raise ValidationError({"logql": str(exc)}) from exc
+            if not is_metric_query(query):
+                raise ValidationError(
+                    {"logql": "a metric query is needed (e.g. count_over_time(...[5m])), "
+                     "not a log query: a rule compares numbers"}
+                )  # fmt: skip
         if self.signal and self.signal not in Signal.values:
             raise ValidationError(
                 {"signal": f"unknown signal {self.signal!r}; use one of the metric catalogue"}

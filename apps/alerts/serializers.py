@@ -285,6 +285,7 @@ class AlertRuleSerializer(NameFieldsMixin, ModelCleanMixin, serializers.ModelSer
             "deployment",
             "signal",
             "promql",
+            "logql",
             "comparison",
             "threshold",
             "for_s",

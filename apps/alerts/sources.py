@@ -8,8 +8,9 @@ Each pass works out which alerts *should* be firing now from:
   (``AutoscalerDrift``) or could not read its scale target (``AutoscalerTargetUnreadable``);
   its latest scale action failed (``ScaleActionFailed``); it sits at max replicas while an
   SLO pages (``AtMaxReplicasWhileSloBurns``);
-- threshold rules on a catalogue signal (from the latest collected observations) or on
-  PromQL, once the condition has held for the rule's ``for``.
+- threshold rules on a catalogue signal (from the latest collected observations), on
+  PromQL or on a LogQL metric query over the team's logs, once the condition has held for
+  the rule's ``for``.
 
 Alerts of these sources that fire but are no longer wanted are resolved. A rule whose data
 is unavailable keeps its alerts as they are: missing data neither fires nor resolves.
@@ -253,12 +254,14 @@ def _rule_alerts(
                         AlertSource.RULE, rule.team_id, labels, _rule_annotations(rule, value)
                     )
         else:
-            url = settings.PROMETHEUS_URL or ""
             try:
-                if not url:
-                    raise PrometheusError("no Prometheus configured", retryable=False)
-                samples = client_factory(url).query(rule.promql)
-            except PrometheusError as exc:
+                samples = (
+                    _logql_samples(rule, now)
+                    if rule.logql.strip()
+                    else _promql_samples(rule, client_factory)
+                )
+            except (PrometheusError, LogsUnavailable) as exc:
+                # Unknown: the rule's alerts stay as they are.
                 logger.warning("alert-rule-query-failed", rule=rule.pk, error=str(exc))
                 wanted.keep |= firing_by_rule[(rule.team_id, str(rule.pk))]
                 continue
@@ -277,6 +280,45 @@ def _rule_alerts(
         state = {k: v for k, v in state.items() if k in seen}
         if state != (rule.state or {}):
             AlertRule.objects.filter(pk=rule.pk).update(state=state)
+
+
+class LogsUnavailable(Exception):
+    """A LogQL rule could not be evaluated (store unreachable, query too large)."""
+
+
+@dataclass(frozen=True)
+class _Sample:
+    labels: Mapping[str, str]
+    value: float
+
+
+def _promql_samples(
+    rule: AlertRule, client_factory: Callable[[str], PrometheusClient]
+) -> list[_Sample]:
+    url = settings.PROMETHEUS_URL or ""
+    if not url:
+        raise PrometheusError("no Prometheus configured", retryable=False)
+    return [_Sample(s.labels, s.value) for s in client_factory(url).query(rule.promql)]
+
+
+def _logql_samples(rule: AlertRule, now: float) -> list[_Sample]:
+    """The rule's LogQL metric query at ``now`` over its team's logs (and its deployment's
+    only, when it names one)."""
+    from apps.logs.query import LogQLError, LogsQueryError, Scope, parse_query, query_instant
+    from apps.logs.storage import log_store
+
+    try:
+        samples = query_instant(
+            log_store(),
+            parse_query(rule.logql),
+            Scope(rule.team_id, rule.deployment_id),
+            at_ns=int(now * 1e9),
+        )
+    except (LogQLError, LogsQueryError) as exc:
+        raise LogsUnavailable(str(exc)) from exc
+    except Exception as exc:
+        raise LogsUnavailable(f"log store: {type(exc).__name__}: {exc}") from exc
+    return [_Sample(s.labels, s.value) for s in samples]
 
 
 def _rule_annotations(rule: AlertRule, value: float) -> dict[str, str]:

@@ -24,6 +24,7 @@ from apps.logs.logql import (
     LogQuery,
     Query,
     RangeAggregation,
+    Sample,
     Series,
     VectorAggregation,
     evaluate_range,
@@ -290,6 +291,18 @@ def query_range(
     return evaluate_range(query, entries, start_ns, end_ns, step_ns)
 
 
+def query_instant(
+    store: LogStore, query: Query, scope: Scope, *, at_ns: int, max_scan: int = MAX_SCAN
+) -> list[Sample]:
+    """The vector of a metric query at ``at_ns`` (one step of :func:`query_range`)."""
+    return [
+        Sample(series.labels, at_ns, series.points[0][1])
+        for series in query_range(
+            store, query, scope, start_ns=at_ns, end_ns=at_ns, step_ns=1, max_scan=max_scan
+        )
+    ]
+
+
 __all__ = [
     "MAX_SCAN",
     "LogQLError",
@@ -297,7 +310,9 @@ __all__ = [
     "LogsQueryError",
     "Scope",
     "as_log_entry",
+    "is_metric_query",
     "parse_query",
+    "query_instant",
     "query_lines",
     "query_range",
 ]
