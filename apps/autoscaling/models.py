@@ -305,7 +305,8 @@ class DeploymentControl(models.Model):
     history = models.JSONField(default=dict, help_text="Decision-engine history (serialized).")
 
     def __str__(self) -> str:
-        return f"control of {self.deployment_id}"
+        # The name, as the audit log shows it ("control of chat-llama-8b", not "of 5").
+        return f"control of {self.deployment.name}"
 
     @property
     def audit_team_id(self) -> int:

@@ -25,6 +25,7 @@ def _control_change(
     """Change the deployment's control row under a row lock and audit the diff (with the
     operator's reason, when they gave one)."""
     control, _ = DeploymentControl.objects.select_for_update().get_or_create(deployment=deployment)
+    control.deployment = deployment  # named in the audit entry without another query
     extra = {"reason": reason} if reason else None
     with audited(
         actor=actor, action=AuditAction.ACTION, verb=verb, instance=control, extra=extra

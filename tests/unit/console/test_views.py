@@ -128,6 +128,8 @@ def test_deployment__operator__pause_resume_pin_unpin_audited(deployment):
     entries = list(AuditEntry.objects.order_by("id").values_list("verb", "changes"))
     assert [verb for verb, _ in entries] == ["pause", "resume", "pin", "unpin"]
     assert entries[0][1]["reason"] == "incident 42"
+    # The audit log names the deployment, not its id.
+    assert set(AuditEntry.objects.values_list("object_repr", flat=True)) == {"control of chat-a"}
 
 
 def test_deployment__pin_out_of_bounds__refused_by_service(deployment):
