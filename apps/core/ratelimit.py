@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 logger = structlog.get_logger("controlplane.ratelimit")
 
@@ -110,8 +111,7 @@ def buckets_take(buckets: Sequence[Bucket], *, now: float | None = None) -> int:
 
 def _redis_client(key: str) -> Any:
     """The redis-py client behind Django's RedisCache, or None for another cache."""
-    backend = getattr(cache, "_cache", None)
-    get_client = getattr(backend, "get_client", None)
-    if get_client is None or type(cache).__name__ != "RedisCache":
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
         return None
-    return get_client(key, write=True)
+    return getattr(backend, "_cache").get_client(key, write=True)  # noqa: B009 - private in the stubs

@@ -7,7 +7,6 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -16,7 +15,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from apps.accounts.models import Team
-from apps.accounts.services import token_hash
+from apps.accounts.services import last_used_touch, token_hash
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
 from apps.core.ratelimit import Bucket, buckets_take
@@ -113,11 +112,7 @@ def ingest_token_revoke(*, token: IngestToken, actor: Any) -> IngestToken:
 
 
 def ingest_token_touch(*, token: IngestToken) -> None:
-    """Record use at most once a minute, so that pushes do not all turn into writes."""
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    last_used_touch(token)
 
 
 # --------------------------------------------------------------------------- pushes

@@ -251,7 +251,7 @@ def test_loki_push__repeated_bad_tokens__429_with_retry_after(
 
 
 def test_loki_push__other_team_named_in_labels_and_scope_header__stored_in_token_team(
-    roster: Any, sql_log_store: SqlLogStore
+    roster: Any, token: str, sql_log_store: SqlLogStore
 ) -> None:
     secret = ingest_token_create(team=roster.other_team, name="b", actor=roster.outsider)[1]
     body = loki_json(({"team": roster.team.slug, "app": "api"}, [(time.time_ns(), "mine")]))
@@ -283,6 +283,16 @@ def test_loki_push__declared_body_over_limit__413_before_reading(
     response = push(Client(), body, token)
     assert response.status_code == 413
     assert "2048" in response.json()["detail"]
+    assert stored(sql_log_store, roster.team) == []
+
+
+def test_loki_push__declared_length_over_limit_small_body__413_without_reading(
+    roster: Any, token: str, settings: Any, sql_log_store: SqlLogStore
+) -> None:
+    settings.LOGS_MAX_BODY_BYTES = 2048
+    body = loki_json(({"app": "api"}, [(time.time_ns(), "small")]))
+    response = push(Client(), body, token, CONTENT_LENGTH="2049")
+    assert response.status_code == 413
     assert stored(sql_log_store, roster.team) == []
 
 
@@ -346,9 +356,17 @@ def test_loki_push__some_entries_refused__400_listing_them_valid_ones_stored(
     assert counted(roster.team, "refused") - refused_before == 3
 
 
+@pytest.mark.parametrize("shared_cache", ["configured", "redis"])
 def test_loki_push__over_team_rate__429_retry_after_nothing_stored(
-    roster: Any, token: str, settings: Any, sql_log_store: SqlLogStore
+    roster: Any,
+    token: str,
+    settings: Any,
+    sql_log_store: SqlLogStore,
+    shared_cache: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if shared_cache == "redis":
+        request.getfixturevalue("redis_cache")
     settings.LOGS_INGEST_LINES_PER_S = 10
     settings.LOGS_INGEST_BURST_S = 1.0
     now = time.time_ns()
