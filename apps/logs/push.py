@@ -117,6 +117,9 @@ def _authenticate(request: HttpRequest) -> IngestToken:
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
+    if not request.META.get("CONTENT_LENGTH") and request.META.get("HTTP_TRANSFER_ENCODING"):
+        # WSGI reads a body by its length: a chunked one would read as empty.
+        raise _Refused(411, "Send the body with a Content-Length (chunked bodies are not read).")
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

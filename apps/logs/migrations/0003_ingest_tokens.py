@@ -7,44 +7,97 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('logs', '0002_entries'),
+        ("accounts", "0001_initial"),
+        ("logs", "0002_entries"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='teamlogsettings',
-            name='ingest_burst_s',
-            field=models.FloatField(blank=True, help_text='Seconds of the rates a burst may use at once; empty means LOGS_INGEST_BURST_S.', null=True, validators=[django.core.validators.MinValueValidator(0.1)]),
+            model_name="teamlogsettings",
+            name="ingest_burst_s",
+            field=models.FloatField(
+                blank=True,
+                help_text="Seconds of the rates a burst may use at once; empty means LOGS_INGEST_BURST_S.",
+                null=True,
+                validators=[django.core.validators.MinValueValidator(0.1)],
+            ),
         ),
         migrations.AddField(
-            model_name='teamlogsettings',
-            name='ingest_bytes_per_s',
-            field=models.PositiveBigIntegerField(blank=True, help_text='Bytes of lines per second the team may push (0: no limit); empty means LOGS_INGEST_BYTES_PER_S.', null=True),
+            model_name="teamlogsettings",
+            name="ingest_bytes_per_s",
+            field=models.PositiveBigIntegerField(
+                blank=True,
+                help_text="Bytes of lines per second the team may push (0: no limit); empty means LOGS_INGEST_BYTES_PER_S.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='teamlogsettings',
-            name='ingest_lines_per_s',
-            field=models.PositiveIntegerField(blank=True, help_text='Lines per second the team may push (0: no limit); empty means LOGS_INGEST_LINES_PER_S.', null=True),
+            model_name="teamlogsettings",
+            name="ingest_lines_per_s",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Lines per second the team may push (0: no limit); empty means LOGS_INGEST_LINES_PER_S.",
+                null=True,
+            ),
         ),
         migrations.CreateModel(
-            name='IngestToken',
+            name="IngestToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(help_text='What it is for (unique in the team).', max_length=64)),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('token_prefix', models.CharField(editable=False, help_text='Start of the token, to recognise it.', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True, help_text='Created.')),
-                ('last_used_at', models.DateTimeField(blank=True, help_text='Last accepted push.', null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, help_text='Revoked (unusable).', null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(help_text='Owning team.', on_delete=django.db.models.deletion.CASCADE, related_name='log_ingest_tokens', to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.SlugField(
+                        help_text="What it is for (unique in the team).", max_length=64
+                    ),
+                ),
+                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "token_prefix",
+                    models.CharField(
+                        editable=False,
+                        help_text="Start of the token, to recognise it.",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, help_text="Created.")),
+                (
+                    "last_used_at",
+                    models.DateTimeField(blank=True, help_text="Last accepted push.", null=True),
+                ),
+                (
+                    "revoked_at",
+                    models.DateTimeField(blank=True, help_text="Revoked (unusable).", null=True),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        help_text="Owning team.",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="log_ingest_tokens",
+                        to="accounts.team",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('team', 'name'), name='logs_ingest_token_name')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("team", "name"), name="logs_ingest_token_name")
+                ],
             },
         ),
     ]

@@ -273,6 +273,11 @@ def test_loki_push__same_push_retried__stored_once_counted_duplicate(
     assert [e.line for e in stored(sql_log_store, roster.team)] == ["one", "two"]
     assert counted(roster.team, "accepted") - accepted == 2
     assert counted(roster.team, "duplicate") - duplicate == 2
+    exposed = Client().get("/metrics").content.decode()
+    assert (
+        f'controlplane_logs_ingested_lines_total{{outcome="accepted",team="{roster.team.slug}"}}'
+        in exposed
+    )
 
 
 def test_loki_push__declared_body_over_limit__413_before_reading(
@@ -294,6 +299,12 @@ def test_loki_push__declared_length_over_limit_small_body__413_without_reading(
     response = push(Client(), body, token, CONTENT_LENGTH="2049")
     assert response.status_code == 413
     assert stored(sql_log_store, roster.team) == []
+
+
+def test_loki_push__chunked_without_length__411(roster: Any, token: str) -> None:
+    response = push(Client(), b"", token, CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
+    assert response.status_code == 411
+    assert "Content-Length" in response.json()["detail"]
 
 
 def test_loki_push__gzip_bomb__413(
