@@ -58,7 +58,15 @@ class IngestTokenAdmin(admin.ModelAdmin):
     list_filter = ["team"]
     list_select_related = ["team"]
     search_fields = ["name", "token_prefix", "team__slug"]
-    fields = ["team", "name", "token_prefix", "created_by", "created_at", "last_used_at"]
+    fields = [
+        "team",
+        "name",
+        "token_prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["token_prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
