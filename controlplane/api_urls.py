@@ -8,6 +8,7 @@ from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
 from apps.autoscaling import api as autoscaling_api
 from apps.inventory import api as inventory_api
+from apps.logs.tokens import api as logs_tokens_api
 from apps.metrics import api as metrics_api
 from apps.slos import api as slos_api
 
@@ -43,6 +44,7 @@ router.register("alerts/deliveries", alerts_api.DeliveryViewSet, basename="deliv
 router.register("alerts/rules", alerts_api.AlertRuleViewSet, basename="alertrule")
 router.register("alerts/receivers", alerts_api.ReceiverViewSet, basename="receiver")
 router.register("alerts", alerts_api.AlertViewSet, basename="alert")
+router.register("logs/ingest-tokens", logs_tokens_api.IngestTokenViewSet, basename="logingesttoken")
 router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basename="customquery")
 
 urlpatterns = [

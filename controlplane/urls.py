@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import views as core_views
+from apps.logs import push as logs_push
 
 handler400 = "apps.core.errors.bad_request"
 handler403 = "apps.core.errors.permission_denied"
@@ -18,6 +19,9 @@ urlpatterns = [
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", core_views.metrics, name="metrics"),
     path("api/v1/", include("controlplane.api_urls")),
+    path("loki/api/v1/push", logs_push.loki_push, name="loki-push"),
+    path("v1/logs", logs_push.otlp_logs, name="otlp-logs"),
+    path("otlp/v1/logs", logs_push.otlp_logs, name="otlp-logs-prefixed"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

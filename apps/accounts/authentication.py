@@ -4,6 +4,8 @@ kind counts failures and answers 401/429 the same way (see :mod:`.throttling`)."
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -89,6 +91,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return f'Bearer realm="{self.kind.realm}"'
 
 
+def basic_credentials(credentials: str) -> tuple[str, str]:
+    """(user, password) of the credentials of ``Authorization: Basic <credentials>``."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise TokenRefused("Malformed basic credentials.") from None
+    user, _, password = decoded.partition(":")
+    return user, password
+
+
 def _api_token_resolve(scheme: str, credentials: str) -> tuple[Any, ApiToken]:
     words = credentials.split()
     if len(words) != 1:
@@ -143,6 +155,4 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 class ApiTokenScheme(BearerTokenScheme):
     target_class = "apps.accounts.authentication.ApiTokenAuthentication"
     name = "apiToken"
-    description = (
-        "An API token from POST /api/v1/tokens/, sent as `Authorization: Bearer <token>`."
-    )
+    description = "An API token from POST /api/v1/tokens/, sent as `Authorization: Bearer <token>`."

@@ -4,6 +4,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -49,9 +50,14 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     return token
 
 
-def api_token_touch(*, token: ApiToken) -> None:
-    """Record use at most once a minute, so that reads do not all turn into writes."""
+def last_used_touch(credential: Any) -> None:
+    """Record a credential's use (its ``last_used_at``) at most once a minute, so that
+    authenticated calls do not all turn into writes."""
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    if credential.last_used_at is None or now - credential.last_used_at > timedelta(minutes=1):
+        type(credential)._default_manager.filter(pk=credential.pk).update(last_used_at=now)
+        credential.last_used_at = now
+
+
+def api_token_touch(*, token: ApiToken) -> None:
+    last_used_touch(token)

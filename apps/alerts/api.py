@@ -5,8 +5,6 @@ calls."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +29,7 @@ from apps.accounts.authentication import (
     BearerTokenScheme,
     TokenKind,
     TokenRefused,
+    basic_credentials,
 )
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_ids_for_user, team_scoped, user_has_role
@@ -299,12 +298,7 @@ def _receiver_resolve(scheme: str, credentials: str) -> tuple[AnonymousUser, Rec
     if scheme == "bearer":
         receiver = receiver_authenticate(token=credentials.strip())
     else:
-        try:
-            user, _, password = (
-                base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError):
-            raise TokenRefused("Malformed basic credentials.") from None
+        user, password = basic_credentials(credentials)
         receiver = receiver_authenticate(token=password, name=user)
     if receiver is None:
         raise TokenRefused("Unknown or revoked receiver token.")

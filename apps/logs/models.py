@@ -15,6 +15,7 @@ themselves.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -72,6 +73,24 @@ class TeamLogSettings(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Days log entries are kept; empty means LOGS_RETENTION_DAYS.",
     )
+    ingest_lines_per_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Lines per second the team may push (0: no limit); empty means "
+        "LOGS_INGEST_LINES_PER_S.",
+    )
+    ingest_bytes_per_s = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes of lines per second the team may push (0: no limit); empty means "
+        "LOGS_INGEST_BYTES_PER_S.",
+    )
+    ingest_burst_s = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1)],
+        help_text="Seconds of the rates a burst may use at once; empty means LOGS_INGEST_BURST_S.",
+    )
 
     class Meta:
         verbose_name = "team log settings"
@@ -79,3 +98,32 @@ class TeamLogSettings(models.Model):
 
     def __str__(self) -> str:
         return f"log settings of {self.team}"
+
+
+class IngestToken(models.Model):
+    """A credential log shippers push with, for one team: the team of every line pushed
+    with it, whatever the labels or an ``X-Scope-OrgID`` header say. Sent as a bearer token
+    or as the password of basic auth; only its hash is kept."""
+
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="log_ingest_tokens", help_text="Owning team."
+    )
+    name = models.SlugField(max_length=64, help_text="What it is for (unique in the team).")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(
+        max_length=16, editable=False, help_text="Start of the token, to recognise it."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="Created.")
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="Last accepted push.")
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="Revoked (unusable).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="logs_ingest_token_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}" if self.team_id else self.name

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from controlplane.env import env_float, env_hosts, env_int, env_list, env_networks, env_str, env_url
+from controlplane.env import (
+    env_bool,
+    env_float,
+    env_hosts,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    env_url,
+)
 
 # How long an API token lives when its creator gives no expiry (0 = no default expiry).
 API_TOKEN_DEFAULT_TTL_DAYS = env_int("API_TOKEN_DEFAULT_TTL_DAYS", 0, minimum=0)
@@ -65,6 +74,31 @@ LOGS_RETENTION_DAYS = env_int("LOGS_RETENTION_DAYS", 7, minimum=1)
 LOGS_MAINTENANCE_INTERVAL_S = env_float("LOGS_MAINTENANCE_INTERVAL_S", 3600.0, minimum=60.0)
 LOGS_PARTITION_DAYS_AHEAD = env_int("LOGS_PARTITION_DAYS_AHEAD", 2, minimum=1)
 LOGS_RETENTION_BATCH = env_int("LOGS_RETENTION_BATCH", 10_000, minimum=100)
+# Ingestion (POST /loki/api/v1/push, /v1/logs, /otlp/v1/logs). Per-team rates are token
+# buckets holding LOGS_INGEST_BURST_S seconds of the rate (0 switches a rate off); a team's
+# TeamLogSettings may override them. Bodies over LOGS_MAX_BODY_BYTES (compressed or not)
+# are refused with 413.
+LOGS_INGEST_LINES_PER_S = env_int("LOGS_INGEST_LINES_PER_S", 100_000, minimum=0)
+LOGS_INGEST_BYTES_PER_S = env_int("LOGS_INGEST_BYTES_PER_S", 32 * 1024 * 1024, minimum=0)
+LOGS_INGEST_BURST_S = env_float("LOGS_INGEST_BURST_S", 5.0, minimum=0.1)
+LOGS_MAX_BODY_BYTES = env_int("LOGS_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+# Loki's per-entry and per-stream limits (apps.logs.wire.Limits); 0 switches a check off.
+LOGS_MAX_LINE_SIZE = env_int("LOGS_MAX_LINE_SIZE", 256 * 1024, minimum=0)
+LOGS_MAX_LINE_SIZE_TRUNCATE = env_bool("LOGS_MAX_LINE_SIZE_TRUNCATE", False)
+LOGS_MAX_LABEL_NAMES_PER_SERIES = env_int("LOGS_MAX_LABEL_NAMES_PER_SERIES", 15, minimum=0)
+LOGS_MAX_LABEL_NAME_LENGTH = env_int("LOGS_MAX_LABEL_NAME_LENGTH", 1024, minimum=0)
+LOGS_MAX_LABEL_VALUE_LENGTH = env_int("LOGS_MAX_LABEL_VALUE_LENGTH", 2048, minimum=0)
+LOGS_MAX_STRUCTURED_METADATA_BYTES = env_int(
+    "LOGS_MAX_STRUCTURED_METADATA_BYTES", 64 * 1024, minimum=0
+)
+LOGS_MAX_STRUCTURED_METADATA_ENTRIES = env_int(
+    "LOGS_MAX_STRUCTURED_METADATA_ENTRIES", 128, minimum=0
+)
+# Entries older than this (or newer than now + the grace period) are refused; 0: no check.
+LOGS_REJECT_OLD_SAMPLES_MAX_AGE_S = env_int(
+    "LOGS_REJECT_OLD_SAMPLES_MAX_AGE_S", 7 * 86_400, minimum=0
+)
+LOGS_CREATION_GRACE_PERIOD_S = env_int("LOGS_CREATION_GRACE_PERIOD_S", 600, minimum=0)
 
 # --- outbound calls -----------------------------------------------------------------------
 # URLs that teams give (chat webhooks, a cluster's Prometheus) may not reach loopback,

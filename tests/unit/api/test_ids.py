@@ -54,6 +54,7 @@ def test_parse_id__cases(raw, expected):
         "/api/v1/deployments/{}/",
         "/api/v1/tokens/{}/",
         "/api/v1/alerts/receivers/{}/",
+        "/api/v1/logs/ingest-tokens/{}/",
         "/api/v1/metrics/deployments/{}/",
         "/api/v1/autoscaling/decisions/{}/",
     ],

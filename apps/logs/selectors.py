@@ -1,0 +1,104 @@
+"""Reads for log ingestion: ingest tokens, a team's ingest limits, and which deployment a
+stream belongs to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from apps.accounts.services import token_hash
+from apps.inventory.label_matchers import Matcher, MatcherError, parse_matchers
+from apps.inventory.models import Deployment, DeploymentStatus
+
+from .models import IngestToken, TeamLogSettings
+from .storage.base import DeploymentResolver
+from .wire import Limits
+
+
+def ingest_token_authenticate(*, token: str) -> IngestToken | None:
+    """The active ingest token (with its team) whose secret is ``token``."""
+    if not token:
+        return None
+    return (
+        IngestToken.objects.select_related("team")
+        .filter(token_hash=token_hash(token), revoked_at__isnull=True)
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one team may push: rates (0: unlimited), the burst, and the size of a body."""
+
+    lines_per_s: int
+    bytes_per_s: int
+    burst_s: float
+    max_body_bytes: int
+    wire: Limits
+
+
+def wire_limits() -> Limits:
+    """Loki's per-stream and per-entry limits, from the settings."""
+    max_age = settings.LOGS_REJECT_OLD_SAMPLES_MAX_AGE_S
+    grace = settings.LOGS_CREATION_GRACE_PERIOD_S
+    return Limits(
+        max_line_size=settings.LOGS_MAX_LINE_SIZE,
+        max_line_size_truncate=settings.LOGS_MAX_LINE_SIZE_TRUNCATE,
+        max_label_names_per_series=settings.LOGS_MAX_LABEL_NAMES_PER_SERIES,
+        max_label_name_length=settings.LOGS_MAX_LABEL_NAME_LENGTH,
+        max_label_value_length=settings.LOGS_MAX_LABEL_VALUE_LENGTH,
+        max_structured_metadata_size=settings.LOGS_MAX_STRUCTURED_METADATA_BYTES,
+        max_structured_metadata_entries=settings.LOGS_MAX_STRUCTURED_METADATA_ENTRIES,
+        reject_old_samples_max_age_ns=max_age * 10**9 if max_age else None,
+        creation_grace_period_ns=grace * 10**9 if grace else None,
+    )
+
+
+def team_ingest_limits(*, team_id: int) -> IngestLimits:
+    """The settings' limits, with the team's own rates where its TeamLogSettings has them."""
+    own = TeamLogSettings.objects.filter(team_id=team_id).first()
+
+    def chosen(field: str, default: float) -> float:
+        value = getattr(own, field, None) if own is not None else None
+        return default if value is None else value
+
+    return IngestLimits(
+        lines_per_s=int(chosen("ingest_lines_per_s", settings.LOGS_INGEST_LINES_PER_S)),
+        bytes_per_s=int(chosen("ingest_bytes_per_s", settings.LOGS_INGEST_BYTES_PER_S)),
+        burst_s=float(chosen("ingest_burst_s", settings.LOGS_INGEST_BURST_S)),
+        max_body_bytes=settings.LOGS_MAX_BODY_BYTES,
+        wire=wire_limits(),
+    )
+
+
+def deployment_resolver(*, team_id: int) -> DeploymentResolver:
+    """Which of the team's deployments (retired ones aside) a stream belongs to: the one
+    whose ``prometheus_selector`` matches the stream's labels, with the metrics' semantics
+    (every matcher must match; a label the stream lacks reads as ""; regexes are RE2,
+    anchored). When several match, the most specific (most matchers) wins, then the oldest.
+    The deployments are read once, when the resolver is built."""
+    candidates: list[tuple[int, int, list[Matcher]]] = []
+    rows = (
+        Deployment.objects.filter(team_id=team_id)
+        .exclude(status=DeploymentStatus.RETIRED)
+        .exclude(prometheus_selector="")
+        .values_list("id", "prometheus_selector")
+    )
+    for deployment_id, selector in rows:
+        try:
+            matchers = parse_matchers(selector)
+        except MatcherError:
+            continue  # saved before validation: it selects nothing, here as in the metrics
+        if matchers:
+            candidates.append((-len(matchers), deployment_id, matchers))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+
+    def resolve(labels: Mapping[str, str]) -> int | None:
+        for _, deployment_id, matchers in candidates:
+            if all(m.matches(labels.get(m.name, "")) for m in matchers):
+                return deployment_id
+        return None
+
+    return resolve
