@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0001_initial"),
-        ("logs", "0002_entries"),
+        ("logs", "0003_minute_counts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
