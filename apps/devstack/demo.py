@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.db import models, transaction
@@ -22,6 +23,9 @@ from apps.inventory.models import (
     ScaleTargetKind,
     ServingFramework,
 )
+from apps.logs.models import IngestToken
+from apps.logs.selectors import ingest_token_authenticate
+from apps.logs.services import ingest_token_create
 from apps.slos.models import LatencyMetric, SliKind, Slo
 
 DEMO_NAMESPACE = "demo"
@@ -155,10 +159,51 @@ _DEMO_ALERT_RULES: dict[str, dict[str, object]] = {
 }
 
 
+# LogQL rules on the simulated replicas' own log lines (shipped by the fleet simulator).
+_DEMO_LOG_RULES: dict[str, dict[str, object]] = {
+    "RequestsPilingUpInLogs": {
+        "logql": 'sum by (deployment) (count_over_time({namespace="demo", container="vllm"} '
+        '|~ "Pending: [0-9]{2,} reqs" [2m]))',
+        "comparison": ">",
+        "threshold": 0,
+        "for_s": 0,
+        "severity": "warning",
+        "summary": "{value} throughput lines in 2 minutes report 10 or more requests pending",
+    },
+    "CudaOutOfMemory": {
+        "logql": 'sum by (deployment, pod) (count_over_time({namespace="demo"} '
+        '|= "CUDA out of memory" [5m]))',
+        "comparison": ">",
+        "threshold": 0,
+        "for_s": 0,
+        "severity": "critical",
+        "summary": "{value} CUDA out-of-memory errors in 5 minutes",
+    },
+}
+DEMO_INGEST_TOKEN_NAME = "demo fleet simulator"  # noqa: S105 - a name, not a secret
+
+
+def demo_ingest_token(*, saved: Path) -> str:
+    """The demo fleet simulator's ingest token: the one saved in ``saved`` while it is
+    still valid, else a new one (saved there, readable by this user only)."""
+    team = Team.objects.get(slug="demo")
+    if saved.exists():
+        secret = saved.read_text(encoding="utf-8").strip()
+        token = ingest_token_authenticate(token=secret)
+        if token is not None and token.team_id == team.pk:
+            return secret
+    # The old one's secret is lost with the file: replace it.
+    IngestToken.objects.filter(team=team, name=DEMO_INGEST_TOKEN_NAME).delete()
+    _, secret = ingest_token_create(team=team, name=DEMO_INGEST_TOKEN_NAME, actor=None)
+    saved.write_text(secret + "\n", encoding="utf-8")
+    saved.chmod(0o600)
+    return secret
+
+
 def _demo_alert_rules(team: Team) -> None:
     """Threshold rules on the team's deployments, so the demo shows alerts firing and
     resolving (visible under Alerts; add a channel and a route to get them in chat)."""
-    for name, defaults in _DEMO_ALERT_RULES.items():
+    for name, defaults in {**_DEMO_ALERT_RULES, **_DEMO_LOG_RULES}.items():
         _ensure(AlertRule, team=team, name=name, defaults=defaults)
 
 

@@ -22,7 +22,9 @@ def test_seed_demo__run_twice__same_deployments_policies_and_rules():
     for policy in AutoscalingPolicy.objects.all():
         policy.full_clean()  # the engine accepts it
     rules = AlertRule.objects.filter(team__slug="demo")
-    assert sorted(rules.values_list("name", flat=True)) == ["HighTimeToFirstToken", "QueueBacklog"]
+    assert sorted(rules.values_list("name", flat=True)) == [
+        "CudaOutOfMemory", "HighTimeToFirstToken", "QueueBacklog", "RequestsPilingUpInLogs"
+    ]
     for rule in rules:
         rule.full_clean()
     slos = Slo.objects.filter(team__slug="demo")
@@ -38,8 +40,8 @@ def test_seed_demo__creations_in_the_audit_log_once():
     call_command("seed_demo")
     created = AuditEntry.objects.filter(action="create", actor_repr="system", verb="demo")
     team = Deployment.objects.filter(team__slug="demo").first().team
-    # team, model, 3 deployments with a policy each, 2 alert rules, 6 SLOs
-    assert created.count() == 1 + 1 + 3 + 3 + 2 + 6
+    # team, model, 3 deployments with a policy each, 4 alert rules, 6 SLOs
+    assert created.count() == 1 + 1 + 3 + 3 + 4 + 6
     assert set(created.values_list("team_id", flat=True)) == {team.pk}
     deployment = created.get(object_type="inventory.deployment", object_repr__contains="chat")
     assert deployment.changes["max_replicas"] == [None, 8]

@@ -21,6 +21,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from apps.devstack.demo import demo_ingest_token
+
 
 class Command(BaseCommand):
     help = "Run web, worker and beat together (the README's run command)."
@@ -50,6 +52,12 @@ class Command(BaseCommand):
             sim_port = int(os.environ.get("FLEETSIM_PORT", "9400"))
             extra["fleetsim"] = [python, "manage.py", "fleetsim", "--port", str(sim_port)]
             env["FLEETSIM_URL"] = f"http://127.0.0.1:{sim_port}"
+            # The simulated replicas ship their log lines to this control plane's Loki push
+            # endpoint with the demo team's ingest token (kept in var/, like the password).
+            env["FLEETSIM_LOGS_URL"] = f"{url}loki/api/v1/push"
+            env["FLEETSIM_LOGS_TOKEN"] = demo_ingest_token(
+                saved=Path(settings.VAR_DIR) / "demo-ingest-token"
+            )
             if not settings.PROMETHEUS_URL:
                 prometheus, metrics_note = self._start_prometheus(sim_port)
                 if prometheus is not None:

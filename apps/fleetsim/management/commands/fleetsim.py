@@ -1,11 +1,14 @@
 """Run the fleet simulator for the inventory's simulated deployments.
 
 It serves Prometheus metrics with vLLM and DCGM names at /metrics, and the scale and
-fault-injection endpoints the control plane and the tests use (see apps/fleetsim/exposition).
+fault-injection endpoints the control plane and the tests use (see apps/fleetsim/exposition);
+with FLEETSIM_LOGS_URL and FLEETSIM_LOGS_TOKEN set, it also ships the replicas' log lines
+to that Loki push endpoint (apps/fleetsim/logs).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -15,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.inventory import PATTERNS, fleet_from_inventory
+from apps.fleetsim.logs import LogPump, LokiShipper
 
 
 class Command(BaseCommand):
@@ -59,11 +63,26 @@ class Command(BaseCommand):
             self.stderr.write("No simulated deployments in the inventory (target_kind=simulated).")
         server, port = serve(fleet, host=options["host"], port=options["port"])
         fleet.run_realtime(speed=options["speed"])
+        pump = self._log_pump(fleet)
         names = ", ".join(f"{d.namespace}/{d.name}" for d in fleet.deployments)
         self.stdout.write(f"fleet simulator on http://{options['host']}:{port}/metrics: {names}")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         stop.wait()
+        if pump is not None:
+            pump.stop()
         fleet.stop()
         server.stop()
+
+    def _log_pump(self, fleet: Any) -> LogPump | None:
+        """Ship the replicas' log lines when FLEETSIM_LOGS_URL and FLEETSIM_LOGS_TOKEN say
+        where (the run command sets them; the token is not put on the command line)."""
+        url = os.environ.get("FLEETSIM_LOGS_URL", "")
+        token = os.environ.get("FLEETSIM_LOGS_TOKEN", "")
+        if not (url and token):
+            return None
+        pump = LogPump(fleet.snapshot, LokiShipper(url, token))
+        pump.start()
+        self.stdout.write(f"replica logs shipped to {url}")
+        return pump
