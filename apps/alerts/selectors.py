@@ -139,6 +139,7 @@ def inhibited_fingerprints(*, team_id: int, candidates: Sequence[Alert]) -> set[
 def channel_ids_with_due_deliveries(*, now: datetime) -> set[int]:
     """Channels with a pending delivery whose time has come."""
     return set(
-        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-        .values_list("channel_id", flat=True)
+        Delivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+        ).values_list("channel_id", flat=True)
     )

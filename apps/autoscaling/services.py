@@ -26,9 +26,7 @@ def _control_change(
     operator's reason, when they gave one)."""
     control, _ = DeploymentControl.objects.select_for_update().get_or_create(deployment=deployment)
     extra = {"reason": reason} if reason else None
-    with audited(
-        actor=actor, action=AuditAction.ACTION, verb=verb, instance=control, extra=extra
-    ):
+    with audited(actor=actor, action=AuditAction.ACTION, verb=verb, instance=control, extra=extra):
         for field, value in changes.items():
             setattr(control, field, value)
         control.save(update_fields=list(changes))

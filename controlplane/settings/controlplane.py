@@ -65,6 +65,12 @@ LOGS_RETENTION_DAYS = env_int("LOGS_RETENTION_DAYS", 7, minimum=1)
 LOGS_MAINTENANCE_INTERVAL_S = env_float("LOGS_MAINTENANCE_INTERVAL_S", 3600.0, minimum=60.0)
 LOGS_PARTITION_DAYS_AHEAD = env_int("LOGS_PARTITION_DAYS_AHEAD", 2, minimum=1)
 LOGS_RETENTION_BATCH = env_int("LOGS_RETENTION_BATCH", 10_000, minimum=100)
+# Reading: the most lines one query or search page returns; live tail's poll interval,
+# heartbeat interval and the longest a tail stream stays open (the client reconnects).
+LOGS_QUERY_MAX_LIMIT = env_int("LOGS_QUERY_MAX_LIMIT", 5000, minimum=1)
+LOGS_TAIL_POLL_S = env_float("LOGS_TAIL_POLL_S", 1.0, minimum=0.05)
+LOGS_TAIL_HEARTBEAT_S = env_float("LOGS_TAIL_HEARTBEAT_S", 15.0, minimum=1.0)
+LOGS_TAIL_MAX_S = env_float("LOGS_TAIL_MAX_S", 600.0, minimum=1.0)
 
 # --- outbound calls -----------------------------------------------------------------------
 # URLs that teams give (chat webhooks, a cluster's Prometheus) may not reach loopback,

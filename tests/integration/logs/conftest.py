@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -74,3 +75,21 @@ def clickhouse_log_store(clickhouse_url: str) -> Iterator[ClickHouseLogStore]:
     store.prepare(now_ns=time.time_ns())
     yield store
     store.close()
+
+
+@pytest.fixture
+def served_log_store(
+    log_store: LogStore, settings: Any, request: pytest.FixtureRequest
+) -> Iterator[LogStore]:
+    """``log_store``, also made the one the HTTP APIs read (``apps.logs.storage.log_store``)
+    through the settings that choose it."""
+    from apps.logs.storage import log_store as configured
+
+    if log_store.vendor == "clickhouse":
+        settings.LOGS_BACKEND = "clickhouse"
+        settings.LOGS_CLICKHOUSE_URL = request.getfixturevalue("clickhouse_url")
+    else:
+        settings.LOGS_BACKEND = "sql"
+    configured.cache_clear()
+    yield log_store
+    configured.cache_clear()
