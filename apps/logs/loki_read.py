@@ -16,6 +16,8 @@ must name one of their own teams. Errors are Loki's (Prometheus') JSON shape:
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -53,7 +55,17 @@ from apps.logs.storage import log_store
 HOUR_NS = 3600 * SECOND_NS
 # What /loki/api/v1/status/buildinfo reports: the Loki API version these answers follow.
 LOKI_API_VERSION = "2.9.0"
-_ERROR_TYPES = {400: "bad_data", 404: "not_found", 422: "execution", 503: "unavailable"}
+_ERROR_TYPES = {
+    400: "bad_data",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_data",
+    413: "bad_data",
+    422: "execution",
+    429: "unavailable",
+    503: "unavailable",
+}
 
 
 def _value(v: float) -> str:
@@ -89,6 +101,35 @@ def _message(data: Any) -> str:
     return str(data)
 
 
+# A sum of constant vectors, e.g. ``vector(1)+vector(1)``: what Grafana's Loki data source
+# sends to test the connection (it expects 2).
+_CONSTANT_TERM = re.compile(r"\s*([+-])?\s*vector\(\s*([0-9]+(?:\.[0-9]+)?)\s*\)\s*")
+
+
+def _constant_vector(text: str) -> float | None:
+    """The value of a sum of ``vector(<number>)`` terms, or ``None`` for anything else."""
+    total, pos, first = 0.0, 0, True
+    while pos < len(text):
+        term = _CONSTANT_TERM.match(text, pos)
+        if term is None or term.end() == pos or (term.group(1) is None and not first):
+            return None
+        sign = -1.0 if term.group(1) == "-" else 1.0
+        total += sign * float(term.group(2))
+        pos, first = term.end(), False
+    return None if first else total
+
+
+def _stats(started: float, returned: int) -> dict[str, Any]:
+    """The part of Loki's query statistics this store knows: the time taken and how many
+    entries or samples the answer holds."""
+    return {
+        "summary": {
+            "execTime": round(time.perf_counter() - started, 6),
+            "totalEntriesReturned": returned,
+        }
+    }
+
+
 def _success(data: Any) -> Response:
     return Response({"status": "success", "data": data})
 
@@ -111,12 +152,12 @@ class LokiView(APIView):
         response = super().handle_exception(exc)
         message = _message(response.data)
         status = response.status_code
+        # Loki's (Prometheus') error fields, and the project's ``detail`` every API error has.
         response.data = {
             "status": "error",
-            "errorType": _ERROR_TYPES.get(
-                status, "unauthorized" if status in (401, 403) else "internal"
-            ),
+            "errorType": _ERROR_TYPES.get(status, "internal"),
             "error": message,
+            "detail": message,
         }
         return response
 
@@ -167,6 +208,7 @@ class LokiView(APIView):
 
 
 def _streams(query: Query, view: LokiView, scope: Scope, start: int, end: int) -> Response:
+    started = time.perf_counter()
     direction = view.direction()
     lines = query_lines(
         log_store(),
@@ -181,7 +223,8 @@ def _streams(query: Query, view: LokiView, scope: Scope, start: int, end: int) -
     for line in lines:
         grouped[tuple(sorted(line.labels.items()))].append([str(line.timestamp_ns), line.line])
     result = [{"stream": dict(key), "values": values} for key, values in grouped.items()]
-    return _success({"resultType": "streams", "result": result, "stats": {}})
+    stats = _stats(started, len(lines))
+    return _success({"resultType": "streams", "result": result, "stats": stats})
 
 
 def _matrix(series: list[Series]) -> list[dict[str, Any]]:
@@ -208,8 +251,10 @@ class QueryRangeView(LokiView):
             if step_text
             else default_step_ns(start, end)
         )
+        started = time.perf_counter()
         series = query_range(log_store(), query, scope, start_ns=start, end_ns=end, step_ns=step)
-        return _success({"resultType": "matrix", "result": _matrix(series), "stats": {}})
+        stats = _stats(started, sum(len(s.points) for s in series))
+        return _success({"resultType": "matrix", "result": _matrix(series), "stats": stats})
 
     post = get
 
@@ -219,21 +264,27 @@ class InstantQueryView(LokiView):
     a log query's newest lines up to ``time`` within ``since`` (default one hour)."""
 
     def get(self, request: Request) -> Response:
-        query = self.query()
         time_text = self.param("time")
         at = parse_time_ns(time_text, name="time") if time_text else now_ns()
+        constant = _constant_vector(self.param("query") or "")
+        if constant is not None:
+            result = [{"metric": {}, "value": [_seconds(at), _value(constant)]}]
+            return _success({"resultType": "vector", "result": result, "stats": {}})
+        query = self.query()
         scope = self.scope()
         if not is_metric_query(query):
             since = self.param("since")
             span = parse_duration_param(since, name="since") if since else HOUR_NS
             return _streams(query, self, scope, at - span, at + 1)
+        started = time.perf_counter()
         series = query_range(log_store(), query, scope, start_ns=at, end_ns=at, step_ns=SECOND_NS)
         result = [
             {"metric": s.labels, "value": [_seconds(t), _value(v)]}
             for s in series
             for t, v in s.points[:1]
         ]
-        return _success({"resultType": "vector", "result": result, "stats": {}})
+        stats = _stats(started, len(result))
+        return _success({"resultType": "vector", "result": result, "stats": stats})
 
     post = get
 

@@ -116,7 +116,7 @@ def _resume(scope: Scope, token: str, direction: str) -> Cursor:
 class SearchView(LogsView):
     """Lines matching a LogQL log query, a page at a time."""
 
-    @extend_schema(parameters=[s.SearchParamsSerializer], responses=s.SearchResultSerializer)
+    @extend_schema(parameters=[s.SearchParamsSerializer], responses=s.LogSearchResultSerializer)
     def get(self, request: Request) -> Response:
         params = _params(s.SearchParamsSerializer, request)
         scope = _scope(request, params)
@@ -149,7 +149,7 @@ class HistogramView(LogsView):
     """How many lines match a log query per interval: ``sum(count_over_time(<query>
     [step]))`` at each step, counted from the store's buckets when the query allows."""
 
-    @extend_schema(parameters=[s.HistogramParamsSerializer], responses=s.HistogramResultSerializer)
+    @extend_schema(parameters=[s.HistogramParamsSerializer], responses=s.LogHistogramSerializer)
     def get(self, request: Request) -> Response:
         params = _params(s.HistogramParamsSerializer, request)
         scope = _scope(request, params)
@@ -187,7 +187,7 @@ class HistogramView(LogsView):
 class ContextView(LogsView):
     """Lines of one entry's stream before and after it."""
 
-    @extend_schema(parameters=[s.ContextParamsSerializer], responses=s.ContextResultSerializer)
+    @extend_schema(parameters=[s.ContextParamsSerializer], responses=s.LogContextSerializer)
     def get(self, request: Request) -> Response:
         params = _params(s.ContextParamsSerializer, request)
         scope = _scope(request, params)
@@ -219,7 +219,7 @@ class ContextView(LogsView):
 class LabelsView(LogsView):
     """Label names of the team's streams in range, or one label's values (``name``)."""
 
-    @extend_schema(parameters=[s.LabelsParamsSerializer], responses=s.LabelsResultSerializer)
+    @extend_schema(parameters=[s.LabelsParamsSerializer], responses=s.LogLabelsSerializer)
     def get(self, request: Request) -> Response:
         params = _params(s.LabelsParamsSerializer, request)
         team_id = request_team_id(user=request.user, requested=params.get("team"))

@@ -144,48 +144,50 @@ class LabelsParamsSerializer(RangeParamsSerializer):
     )
 
 
-class EntrySerializer(serializers.Serializer):
+class LogEntrySerializer(serializers.Serializer):
     timestamp = serializers.CharField(help_text="Nanoseconds since the epoch (a string).")
     time = serializers.CharField(help_text="The same in RFC 3339.")
     stream = serializers.CharField(help_text="Stream id.")
     labels = serializers.DictField(
         child=serializers.CharField(), help_text="Labels after the query's pipeline."
     )
-    line = serializers.CharField()
+    line = serializers.CharField(help_text="The log line.")
     line_hash = serializers.CharField(help_text="Names the line with stream and timestamp.")
-    deployment = serializers.IntegerField(allow_null=True)
+    deployment = serializers.IntegerField(allow_null=True, help_text="Deployment of the stream.")
     metadata = serializers.DictField(
         child=serializers.CharField(), help_text="Structured metadata."
     )
     cursor = serializers.CharField(help_text="This entry, for the context endpoint.")
 
 
-class SearchResultSerializer(serializers.Serializer):
-    results = EntrySerializer(many=True)
+class LogSearchResultSerializer(serializers.Serializer):
+    results = LogEntrySerializer(many=True, help_text="Matching lines, in the direction asked.")
     next = serializers.CharField(
         allow_null=True, help_text="Cursor of the next page; null on the last one."
     )
 
 
-class BucketSerializer(serializers.Serializer):
+class LogBucketSerializer(serializers.Serializer):
     start = serializers.CharField(help_text="Bucket start (ns); it covers [start, start + step).")
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="Matching lines in the bucket.")
 
 
-class HistogramResultSerializer(serializers.Serializer):
+class LogHistogramSerializer(serializers.Serializer):
     query = serializers.CharField(help_text="The metric query counted.")
-    start = serializers.CharField()
+    start = serializers.CharField(help_text="Start of the first bucket (ns).")
     end = serializers.CharField(help_text="Start plus whole steps.")
     step = serializers.CharField(help_text="Nanoseconds.")
-    total = serializers.IntegerField()
-    buckets = BucketSerializer(many=True)
+    total = serializers.IntegerField(help_text="Matching lines in all buckets.")
+    buckets = LogBucketSerializer(many=True, help_text="Every bucket, empty ones too.")
 
 
-class ContextResultSerializer(serializers.Serializer):
-    entry = EntrySerializer()
-    before = EntrySerializer(many=True, help_text="Older lines, oldest first.")
-    after = EntrySerializer(many=True, help_text="Newer lines, oldest first.")
+class LogContextSerializer(serializers.Serializer):
+    entry = LogEntrySerializer(help_text="The entry named.")
+    before = LogEntrySerializer(many=True, help_text="Older lines, oldest first.")
+    after = LogEntrySerializer(many=True, help_text="Newer lines, oldest first.")
 
 
-class LabelsResultSerializer(serializers.Serializer):
-    values = serializers.ListField(child=serializers.CharField())
+class LogLabelsSerializer(serializers.Serializer):
+    values = serializers.ListField(
+        child=serializers.CharField(), help_text="Label names, or the values of one."
+    )

@@ -173,9 +173,11 @@ def test_invalid_logql__400_bad_data_naming_position(fleet):
     response = fleet["client"].get("/loki/api/v1/query_range", {"query": '{app="api"} |= '})
     assert response.status_code == 400
     body = response.json()
-    assert set(body) == {"status", "errorType", "error"}
-    assert body["status"] == "error" and body["errorType"] == "bad_data"
+    assert set(body) == {"status", "errorType", "error", "detail"}
+    assert body["status"] == "error"
+    assert body["errorType"] == "bad_data"
     assert body["error"].startswith("parse error at line 1, col 16")
+    assert body["detail"] == body["error"]
 
 
 def test_basic_auth__token_as_password(fleet, served_log_store):
@@ -203,3 +205,45 @@ def test_index_stats_and_buildinfo(fleet):
     info = fleet["client"].get("/loki/api/v1/status/buildinfo").json()
     assert set(info) == {"version", "revision", "branch", "buildUser", "buildDate", "goVersion"}
     assert info["version"].count(".") == 2
+
+
+def test_query__grafana_connection_test__constant_vector(fleet):
+    response = fleet["client"].get(
+        "/loki/api/v1/query", {"query": "vector(1)+vector(1)", "time": str(T0)}
+    )
+    assert response.json() == {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": {}, "value": [T0 // SECOND, "2"]}],
+            "stats": {},
+        },
+    }
+    refused = fleet["client"].get("/loki/api/v1/query", {"query": "vector(1)+"})
+    assert refused.status_code == 400
+
+
+def test_loki_reader_core_client__reads_over_http(fleet, live_server):
+    """A Loki client from PyPI (loki-reader-core) against a live server, with the API
+    token as its Basic-auth password."""
+    from loki_reader_core import LokiClient
+
+    user = UserFactory()
+    MembershipFactory(user=user, team=fleet["team"])
+    secret = api_token_create(user=user, name="client").secret
+    with LokiClient(base_url=live_server.url, auth=("reader", secret), timeout=10) as client:
+        result = client.query_range('{app="worker"}', start=T0, end=T0 + 10 * MINUTE, limit=10)
+        assert result.result_type == "streams"
+        [only] = result.streams
+        assert only.labels == {"app": "worker"}
+        assert [(e.timestamp, e.message) for e in only.entries] == [
+            (T0 + 90 * SECOND, "job failed"),
+            (T0 + SECOND, "job done"),
+        ]
+        assert client.get_labels(start=T0, end=T0 + MINUTE) == ["app", "pod"]
+        assert client.get_label_values("app", start=T0, end=T0 + MINUTE) == ["api", "worker"]
+        metric = client.query('sum(count_over_time({app="api"} [1h]))')
+        assert metric.result_type == "vector"
+    with LokiClient(base_url=live_server.url, auth=("reader", "cp_wrong")) as refused:
+        with pytest.raises(Exception, match="Authentication failed"):
+            refused.get_labels(start=T0, end=T0 + MINUTE)
