@@ -36,7 +36,6 @@ from apps.logs.logql import (
     lookback_ns,
     needs_parsers,
     parse,
-    select_lines,
     stream_matchers,
 )
 from apps.logs.logql.evaluate import MAX_POINTS, Direction
@@ -95,6 +94,13 @@ def as_log_entry(entry: StoredEntry) -> LogEntry:
     return LogEntry(entry.timestamp_ns, dict(entry.labels), entry.line, metadata or None)
 
 
+def _too_much(max_scan: int) -> LogsQueryError:
+    return LogsQueryError(
+        f"the query selects more than {max_scan:,} lines; narrow the stream "
+        'selector, add a line filter (|= "text") or shorten the time range'
+    )
+
+
 def _candidates(
     store: LogStore, select: LogSelect, direction: Direction, max_scan: int
 ) -> Iterator[list[StoredEntry]]:
@@ -105,10 +111,7 @@ def _candidates(
         page = store.select(select, limit=PAGE_SIZE, direction=direction, after=after)
         read += len(page.entries)
         if read > max_scan:
-            raise LogsQueryError(
-                f"the query selects more than {max_scan:,} lines; narrow the stream "
-                'selector, add a line filter (|= "text") or shorten the time range'
-            )
+            raise _too_much(max_scan)
         if page.entries:
             yield page.entries
         if page.after is None:
@@ -129,22 +132,22 @@ def query_lines(
 ) -> list[LogEntry]:
     """At most ``limit`` lines of a log query in [start_ns, end_ns), in ``direction``
     order, each with its labels after the pipeline."""
-    if is_metric_query(query):
-        raise LogsQueryError("a metric query returns series, not lines: use the range query")
-    if limit <= 0:
-        raise LogsQueryError("the limit must be at least 1")
-    selected: list[LogEntry] = []
-    select = _select(query, scope, start_ns, end_ns)
-    for page in _candidates(store, select, direction, max_scan):
-        # select_lines orders by time and keeps the input order of equal times (reversed
-        # going backward): given in the store's forward order, ties come out in the
-        # store's order for the direction, as its pages are cut.
-        forward = page if direction == "forward" else page[::-1]
-        entries = [as_log_entry(e) for e in forward]
-        selected += select_lines(query, entries, start_ns, end_ns, limit - len(selected), direction)
-        if len(selected) >= limit:
-            break
-    return selected
+    page = search_lines(
+        store,
+        query,
+        scope,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        limit=limit,
+        direction=direction,
+        max_scan=max_scan,
+    )
+    return [
+        LogEntry(
+            hit.entry.timestamp_ns, hit.labels, hit.entry.line, as_log_entry(hit.entry).metadata
+        )
+        for hit in page.hits
+    ]
 
 
 def _countable(query: Query) -> RangeAggregation | None:
@@ -342,6 +345,8 @@ def search_lines(
     while True:
         page = store.select(select, limit=PAGE_SIZE, direction=direction, after=after)
         read += len(page.entries)
+        if read > max_scan:
+            raise _too_much(max_scan)
         for entry in page.entries:
             labels = pipeline.process(as_log_entry(entry))
             if labels is None:
@@ -351,12 +356,6 @@ def search_lines(
                 return HitPage(hits, entry.cursor)
         if page.after is None:
             return HitPage(hits, None)
-        if read >= max_scan:
-            raise LogsQueryError(
-                f"the query reads more than {max_scan:,} lines before finding {limit} "
-                'matches; add a line filter (|= "text"), narrow the stream selector or '
-                "shorten the time range"
-            )
         after = page.after
 
 

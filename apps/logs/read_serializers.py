@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django.conf import settings
 from rest_framework import serializers
@@ -14,24 +15,28 @@ from apps.logs.query import parse_query
 _TIME_HELP = "Nanoseconds since the epoch, unix seconds (with a fraction) or RFC 3339."
 
 
-class TimeField(serializers.CharField):
+class _ParsedField(serializers.CharField):
+    """Text read by one of :mod:`apps.logs.params`' parsers into nanoseconds."""
+
+    parse: ClassVar[Callable[..., int]]
+
+    def to_internal_value(self, data: Any) -> int:  # type: ignore[override]
+        try:
+            return type(self).parse(str(data), name=self.field_name or "value")
+        except ParamError as exc:
+            raise serializers.ValidationError(str(exc).split(": ", 1)[-1]) from None
+
+
+class TimeField(_ParsedField):
     """A time as Loki's API takes it, in nanoseconds."""
 
-    def to_internal_value(self, data: Any) -> int:  # type: ignore[override]
-        try:
-            return parse_time_ns(str(data), name=self.field_name or "time")
-        except ParamError as exc:
-            raise serializers.ValidationError(str(exc).split(": ", 1)[-1]) from None
+    parse = staticmethod(parse_time_ns)
 
 
-class DurationField(serializers.CharField):
+class DurationField(_ParsedField):
     """``5m``, ``1h30m`` or seconds, in nanoseconds."""
 
-    def to_internal_value(self, data: Any) -> int:  # type: ignore[override]
-        try:
-            return parse_duration_param(str(data), name=self.field_name or "duration")
-        except ParamError as exc:
-            raise serializers.ValidationError(str(exc).split(": ", 1)[-1]) from None
+    parse = staticmethod(parse_duration_param)
 
 
 class LogQueryField(serializers.CharField):

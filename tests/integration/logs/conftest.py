@@ -93,3 +93,31 @@ def served_log_store(
     configured.cache_clear()
     yield log_store
     configured.cache_clear()
+
+
+@pytest.fixture
+def readers(db: None) -> dict[str, Any]:
+    """Two teams with a viewer each, and each viewer's API client (an API token as
+    ``Authorization: Bearer``): ``team``/``user``/``client`` and ``other``/``stranger``."""
+    from rest_framework.test import APIClient
+
+    from apps.accounts.services import api_token_create
+    from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+
+    def client(user: Any) -> APIClient:
+        api = APIClient()
+        secret = api_token_create(user=user, name="reader").secret
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return api
+
+    team, other = TeamFactory(), TeamFactory()
+    user, stranger = UserFactory(), UserFactory()
+    MembershipFactory(user=user, team=team)
+    MembershipFactory(user=stranger, team=other)
+    return {
+        "team": team,
+        "other": other,
+        "user": user,
+        "client": client(user),
+        "stranger": client(stranger),
+    }

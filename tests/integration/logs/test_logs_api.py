@@ -12,13 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
-from apps.accounts.services import api_token_create
 from apps.logs.params import ParamError, decode_cursor, parse_duration_param, parse_time_ns
 from apps.logs.wire.types import PushedEntry
 from apps.slos.models import SloEvent, SloState
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
 from tests.factories.alerts import AlertFactory
 from tests.factories.autoscaling import DecisionRecordFactory
 from tests.factories.inventory import DeploymentFactory
@@ -31,12 +28,6 @@ RANGE = {"start": str(T0 - MINUTE), "end": str(T0 + 30 * MINUTE)}
 WORDS = ("ready", "error: CUDA out of memory", "GET /v1/chat 200", "aborted")
 
 
-def _client(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='t').secret}")
-    return client
-
-
 def _lines(pod: int, count: int) -> list[PushedEntry]:
     # Several lines per timestamp, and the same timestamps in every stream: the pages must
     # be cut inside runs of equal times.
@@ -47,11 +38,8 @@ def _lines(pod: int, count: int) -> list[PushedEntry]:
 
 
 @pytest.fixture
-def fleet(served_log_store):
-    team, other = TeamFactory(), TeamFactory()
-    user, stranger = UserFactory(), UserFactory()
-    MembershipFactory(user=user, team=team)
-    MembershipFactory(user=stranger, team=other)
+def fleet(served_log_store, readers):
+    team, other = readers["team"], readers["other"]
     chat = DeploymentFactory(team=team, name="chat")
     streams = [stream({"app": "chat", "pod": f"chat-{pod}"}, *_lines(pod, 40)) for pod in range(3)]
     # A stream carrying the labels of chat-0 and one more: never part of chat-0's context.
@@ -66,14 +54,7 @@ def fleet(served_log_store):
         streams=[stream({"app": "chat", "pod": "chat-0"}, (T0, "error: other team"))],
         resolve=no_deployment,
     )
-    return {
-        "team": team,
-        "other": other,
-        "user": user,
-        "chat": chat,
-        "client": _client(user),
-        "stranger": _client(stranger),
-    }
+    return {**readers, "chat": chat}
 
 
 def _search(client, **params):

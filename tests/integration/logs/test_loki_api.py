@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.accounts.services import api_token_create
-from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+from tests.factories.accounts import MembershipFactory, UserFactory
 from tests.integration.logs.pushes import MINUTE, SECOND, T0, no_deployment, stream
 
 pytestmark = pytest.mark.django_db
@@ -18,18 +18,9 @@ pytestmark = pytest.mark.django_db
 START, END = str(T0 - MINUTE), str(T0 + 10 * MINUTE)
 
 
-def _client(token: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
 @pytest.fixture
-def fleet(served_log_store):
-    team, other = TeamFactory(), TeamFactory()
-    user, stranger = UserFactory(), UserFactory()
-    MembershipFactory(user=user, team=team)
-    MembershipFactory(user=stranger, team=other)
+def fleet(served_log_store, readers):
+    team, other = readers["team"], readers["other"]
     served_log_store.write(
         team_id=team.pk,
         streams=[
@@ -45,13 +36,7 @@ def fleet(served_log_store):
         streams=[stream({"app": "api", "secret": "other"}, (T0, "GET /other 200"))],
         resolve=no_deployment,
     )
-    return {
-        "team": team,
-        "other": other,
-        "client": _client(api_token_create(user=user, name="t").secret),
-        "stranger": _client(api_token_create(user=stranger, name="t").secret),
-        "user": user,
-    }
+    return readers
 
 
 def test_query_range__log_query__streams_shape(fleet):
