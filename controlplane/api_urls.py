@@ -1,6 +1,6 @@
 """Every /api/v1/ route, one router for all apps."""
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from apps.accounts import api as accounts_api
@@ -58,5 +58,6 @@ urlpatterns = [
     path("autoscaling/backtests/", autoscaling_api.BacktestView.as_view(), name="backtest"),
     path("metrics/summary/", metrics_api.FleetSummaryView.as_view(), name="metrics-summary"),
     path("metrics/catalogue/", metrics_api.CatalogueView.as_view(), name="metrics-catalogue"),
+    path("logs/", include("apps.logs.read_api")),
     *router.urls,
 ]

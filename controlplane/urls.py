@@ -22,6 +22,7 @@ urlpatterns = [
     path("loki/api/v1/push", logs_push.loki_push, name="loki-push"),
     path("v1/logs", logs_push.otlp_logs, name="otlp-logs"),
     path("otlp/v1/logs", logs_push.otlp_logs, name="otlp-logs-prefixed"),
+    path("loki/api/v1/", include("apps.logs.loki_read")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

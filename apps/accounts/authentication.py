@@ -142,6 +142,34 @@ class ApiTokenAuthentication(BearerTokenAuthentication):
     kind = API_TOKEN
 
 
+def _basic_api_token_resolve(scheme: str, credentials: str) -> tuple[Any, ApiToken]:
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise TokenRefused("Malformed Basic credentials: expected base64 of user:token.") from None
+    _, sep, password = decoded.partition(":")
+    if not sep or not password:
+        raise TokenRefused("Basic credentials need the API token as the password.")
+    return _api_token_resolve("bearer", password)
+
+
+BASIC_API_TOKEN = TokenKind(
+    name="API token",
+    realm="api",
+    limit=api_token_limit,
+    schemes=("basic",),
+    missing="",
+    resolve=_basic_api_token_resolve,
+)
+
+
+class BasicApiTokenAuthentication(BearerTokenAuthentication):
+    """HTTP Basic with an API token as the password (any user name): for clients that
+    only speak Basic, such as Grafana's Loki data source."""
+
+    kind = BASIC_API_TOKEN
+
+
 class BearerTokenScheme(OpenApiAuthenticationExtension):
     """The OpenAPI security scheme of a :class:`BearerTokenAuthentication` subclass: a
     subclass names its ``target_class`` and says where the token comes from."""

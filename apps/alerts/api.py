@@ -82,7 +82,7 @@ from .services import (
 class AlertViewSet(TeamScopedReadOnlyViewSet):
     """Alerts from every source, deduplicated per team by label fingerprint."""
 
-    queryset = Alert.objects.all()
+    queryset = Alert.objects.select_related("deployment")
     serializer_class = AlertSerializer
     lookup_value_regex = r"\d+"
     filterset_fields = ["status", "severity", "source", "team", "deployment", "name", "fingerprint"]

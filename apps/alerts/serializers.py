@@ -11,6 +11,7 @@ from apps.accounts.serializers import owning_team_field
 from apps.api.serializers import ModelCleanMixin, NameFieldsMixin, TeamScopedRelatedField
 from apps.core.fields import secret_problem, secret_stored
 from apps.inventory.models import Deployment
+from apps.logs.links import LogsLinkField
 
 from .models import (
     Alert,
@@ -27,6 +28,7 @@ from .models import (
 class AlertSerializer(serializers.ModelSerializer[Alert]):
     id = serializers.IntegerField(read_only=True, help_text="Alert id.")
     silenced_by = serializers.SerializerMethodField(help_text="Id of a silence muting it now.")
+    logs = LogsLinkField(deployment="deployment", at="starts_at", until="ends_at")
 
     class Meta:
         model = Alert
@@ -49,6 +51,7 @@ class AlertSerializer(serializers.ModelSerializer[Alert]):
             "acknowledged_at",
             "ack_comment",
             "silenced_by",
+            "logs",
         ]
         read_only_fields = fields
 

@@ -56,7 +56,7 @@ class AutoscalingPolicyViewSet(TeamScopedViewSet):
 class DecisionRecordViewSet(TeamScopedReadOnlyViewSet):
     """Every scale evaluation with its inputs, per-target proposals, winning rule and reason."""
 
-    queryset = DecisionRecord.objects.all()
+    queryset = DecisionRecord.objects.select_related("deployment")
     serializer_class = DecisionRecordSerializer
     team_field = "deployment__team"
     filterset_fields = ["deployment", "rule", "dry_run"]

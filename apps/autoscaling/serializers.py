@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
+from apps.logs.links import LogsLinkField
 
 from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, ScaleAction
 
@@ -61,6 +62,7 @@ class AutoscalingPolicySerializer(ModelCleanMixin, serializers.ModelSerializer[A
 
 class DecisionRecordSerializer(serializers.ModelSerializer[DecisionRecord]):
     id = serializers.IntegerField(read_only=True, help_text="Decision id.")
+    logs = LogsLinkField(deployment="deployment", at="at")
 
     class Meta:
         model = DecisionRecord
@@ -76,6 +78,7 @@ class DecisionRecordSerializer(serializers.ModelSerializer[DecisionRecord]):
             "events",
             "inputs",
             "dry_run",
+            "logs",
         ]
         read_only_fields = fields
 

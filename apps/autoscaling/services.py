@@ -27,9 +27,7 @@ def _control_change(
     control, _ = DeploymentControl.objects.select_for_update().get_or_create(deployment=deployment)
     control.deployment = deployment  # named in the audit entry without another query
     extra = {"reason": reason} if reason else None
-    with audited(
-        actor=actor, action=AuditAction.ACTION, verb=verb, instance=control, extra=extra
-    ):
+    with audited(actor=actor, action=AuditAction.ACTION, verb=verb, instance=control, extra=extra):
         for field, value in changes.items():
             setattr(control, field, value)
         control.save(update_fields=list(changes))

@@ -12,6 +12,7 @@ more is refused with advice to narrow it, never answered from a partial read.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,6 +23,8 @@ from apps.logs.logql import (
     LogEntry,
     LogQLError,
     LogQuery,
+    Matcher,
+    Pipeline,
     Query,
     RangeAggregation,
     Sample,
@@ -34,11 +37,12 @@ from apps.logs.logql import (
     lookback_ns,
     needs_parsers,
     parse,
-    select_lines,
     stream_matchers,
 )
 from apps.logs.logql.evaluate import MAX_POINTS, Direction
 from apps.logs.storage.base import LogSelect, LogStore, SeriesCount, StoredEntry
+
+Cursor = tuple[int, str, str]
 
 # The most candidate lines one query reads from the store (log queries stop earlier, at
 # their limit); past it the query is refused with advice to narrow it.
@@ -91,6 +95,13 @@ def as_log_entry(entry: StoredEntry) -> LogEntry:
     return LogEntry(entry.timestamp_ns, dict(entry.labels), entry.line, metadata or None)
 
 
+def _too_much(max_scan: int) -> LogsQueryError:
+    return LogsQueryError(
+        f"the query selects more than {max_scan:,} lines; narrow the stream "
+        'selector, add a line filter (|= "text") or shorten the time range'
+    )
+
+
 def _candidates(
     store: LogStore, select: LogSelect, direction: Direction, max_scan: int
 ) -> Iterator[list[StoredEntry]]:
@@ -101,10 +112,7 @@ def _candidates(
         page = store.select(select, limit=PAGE_SIZE, direction=direction, after=after)
         read += len(page.entries)
         if read > max_scan:
-            raise LogsQueryError(
-                f"the query selects more than {max_scan:,} lines; narrow the stream "
-                'selector, add a line filter (|= "text") or shorten the time range'
-            )
+            raise _too_much(max_scan)
         if page.entries:
             yield page.entries
         if page.after is None:
@@ -125,22 +133,22 @@ def query_lines(
 ) -> list[LogEntry]:
     """At most ``limit`` lines of a log query in [start_ns, end_ns), in ``direction``
     order, each with its labels after the pipeline."""
-    if is_metric_query(query):
-        raise LogsQueryError("a metric query returns series, not lines: use the range query")
-    if limit <= 0:
-        raise LogsQueryError("the limit must be at least 1")
-    selected: list[LogEntry] = []
-    select = _select(query, scope, start_ns, end_ns)
-    for page in _candidates(store, select, direction, max_scan):
-        # select_lines orders by time and keeps the input order of equal times (reversed
-        # going backward): given in the store's forward order, ties come out in the
-        # store's order for the direction, as its pages are cut.
-        forward = page if direction == "forward" else page[::-1]
-        entries = [as_log_entry(e) for e in forward]
-        selected += select_lines(query, entries, start_ns, end_ns, limit - len(selected), direction)
-        if len(selected) >= limit:
-            break
-    return selected
+    page = search_lines(
+        store,
+        query,
+        scope,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        limit=limit,
+        direction=direction,
+        max_scan=max_scan,
+    )
+    return [
+        LogEntry(
+            hit.entry.timestamp_ns, hit.labels, hit.entry.line, as_log_entry(hit.entry).metadata
+        )
+        for hit in page.hits
+    ]
 
 
 def _countable(query: Query) -> RangeAggregation | None:
@@ -303,16 +311,138 @@ def query_instant(
     ]
 
 
+@dataclass(frozen=True)
+class Hit:
+    """One line a search found: as stored, and its labels after the query's pipeline."""
+
+    entry: StoredEntry
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class HitPage:
+    """Lines in the requested direction, and the store cursor of the last one when more
+    may follow (``None``: the range holds no further matching line)."""
+
+    hits: list[Hit]
+    after: Cursor | None
+
+
+def line_hash(line: str) -> str:
+    """A short, stable name of a line's text: what a cursor keeps instead of the line."""
+    return hashlib.sha256(line.encode()).hexdigest()[:16]
+
+
+def search_lines(
+    store: LogStore,
+    query: Query,
+    scope: Scope,
+    *,
+    start_ns: int,
+    end_ns: int,
+    limit: int,
+    direction: Direction = "backward",
+    after: Cursor | None = None,
+    max_scan: int = MAX_SCAN,
+) -> HitPage:
+    """Like :func:`query_lines`, in the store's total order (time, stream, line) and
+    strictly after ``after`` in ``direction``, keeping each line's stream: passing the
+    returned ``after`` back continues exactly after the last line, with no gap and no
+    repeat, however many lines share a timestamp."""
+    if is_metric_query(query):
+        raise LogsQueryError("a metric query returns series, not lines: use the range query")
+    if limit <= 0:
+        raise LogsQueryError("the limit must be at least 1")
+    pipeline = Pipeline(log_query(query))
+    select = _select(query, scope, start_ns, end_ns)
+    hits: list[Hit] = []
+    read = 0
+    while True:
+        page = store.select(select, limit=PAGE_SIZE, direction=direction, after=after)
+        read += len(page.entries)
+        if read > max_scan:
+            raise _too_much(max_scan)
+        for entry in page.entries:
+            labels = pipeline.process(as_log_entry(entry))
+            if labels is None:
+                continue
+            hits.append(Hit(entry, labels))
+            if len(hits) >= limit:
+                return HitPage(hits, entry.cursor)
+        if page.after is None:
+            return HitPage(hits, None)
+        after = page.after
+
+
+def count_lines(
+    store: LogStore, query: Query, scope: Scope, *, start_ns: int, end_ns: int
+) -> list[SeriesCount]:
+    """Per stream, the lines (and bytes) its selector and literal line filters select in
+    [start_ns, end_ns), in one bucket: read from the store's counts, no line is read."""
+    select = _select(log_query(query), scope, start_ns, end_ns)
+    return store.count_buckets(select, step_ns=max(end_ns - start_ns, 1))
+
+
+def find_entry(
+    store: LogStore, *, team_id: int, stream_id: str, timestamp_ns: int, hash_: str
+) -> StoredEntry | None:
+    """The team's entry of ``stream_id`` at ``timestamp_ns`` whose :func:`line_hash` is
+    ``hash_``, or ``None``."""
+    select = LogSelect(team_id=team_id, start_ns=timestamp_ns, end_ns=timestamp_ns + 1)
+    after = None
+    while True:
+        page = store.select(select, limit=PAGE_SIZE, direction="forward", after=after)
+        for entry in page.entries:
+            if entry.stream_id == stream_id and line_hash(entry.line) == hash_:
+                return entry
+        if page.after is None:
+            return None
+        after = page.after
+
+
+def context_lines(
+    store: LogStore, entry: StoredEntry, *, team_id: int, count: int, direction: Direction
+) -> list[StoredEntry]:
+    """Up to ``count`` lines of ``entry``'s stream next to it: older ones (``backward``,
+    nearest first) or newer ones (``forward``). The store selects by the stream's labels,
+    which other streams may carry too (with more labels): those lines are skipped."""
+    if count <= 0:
+        return []
+    matchers = tuple(Matcher(name, "=", value) for name, value in entry.labels)
+    end = entry.timestamp_ns + 1 if direction == "backward" else 2**63 - 1
+    start = 0 if direction == "backward" else entry.timestamp_ns
+    select = LogSelect(team_id=team_id, start_ns=start, end_ns=end, matchers=matchers)
+    found: list[StoredEntry] = []
+    after: Cursor | None = entry.cursor
+    read = 0
+    while after is not None and len(found) < count:
+        page = store.select(select, limit=max(count, 100), direction=direction, after=after)
+        read += len(page.entries)
+        found += [e for e in page.entries if e.stream_id == entry.stream_id]
+        if read >= MAX_SCAN:
+            break
+        after = page.after
+    return found[:count]
+
+
 __all__ = [
     "MAX_SCAN",
+    "Cursor",
+    "Hit",
+    "HitPage",
     "LogQLError",
     "LogQuery",
     "LogsQueryError",
     "Scope",
     "as_log_entry",
+    "context_lines",
+    "count_lines",
+    "find_entry",
     "is_metric_query",
+    "line_hash",
     "parse_query",
     "query_instant",
     "query_lines",
     "query_range",
+    "search_lines",
 ]

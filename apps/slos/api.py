@@ -216,7 +216,7 @@ class SloViewSet(TeamScopedViewSet):
 class SloEventViewSet(TeamScopedReadOnlyViewSet):
     """SLO state changes (ok → page, page → ok, ...), newest first."""
 
-    queryset = SloEvent.objects.select_related("slo")
+    queryset = SloEvent.objects.select_related("slo__deployment")
     serializer_class = SloEventSerializer
     team_field = "slo__team"
     filterset_fields = ["slo", "to_state", "from_state"]

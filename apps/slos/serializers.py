@@ -11,6 +11,7 @@ from rest_framework import serializers
 from apps.accounts.serializers import owning_team_field
 from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
+from apps.logs.links import LogsLinkField
 
 from .models import SLO_STATUS_FIELDS, Slo, SloEvent, SloStatus, SloStatusSample
 
@@ -83,10 +84,21 @@ class SloSampleSerializer(serializers.ModelSerializer[SloStatusSample]):
 
 class SloEventSerializer(serializers.ModelSerializer[SloEvent]):
     slo_name = serializers.CharField(source="slo.name", read_only=True, help_text="SLO name.")
+    logs = LogsLinkField(deployment="slo.deployment", at="at")
 
     class Meta:
         model = SloEvent
-        fields = ["id", "slo", "slo_name", "at", "from_state", "to_state", "reason", "burn_rates"]
+        fields = [
+            "id",
+            "slo",
+            "slo_name",
+            "at",
+            "from_state",
+            "to_state",
+            "reason",
+            "burn_rates",
+            "logs",
+        ]
         read_only_fields = fields
         extra_kwargs = {"id": {"help_text": "Event id."}}
 

@@ -99,6 +99,12 @@ LOGS_REJECT_OLD_SAMPLES_MAX_AGE_S = env_int(
     "LOGS_REJECT_OLD_SAMPLES_MAX_AGE_S", 7 * 86_400, minimum=0
 )
 LOGS_CREATION_GRACE_PERIOD_S = env_int("LOGS_CREATION_GRACE_PERIOD_S", 600, minimum=0)
+# Reading: the most lines one query or search page returns; live tail's poll interval,
+# heartbeat interval and the longest a tail stream stays open (the client reconnects).
+LOGS_QUERY_MAX_LIMIT = env_int("LOGS_QUERY_MAX_LIMIT", 5000, minimum=1)
+LOGS_TAIL_POLL_S = env_float("LOGS_TAIL_POLL_S", 1.0, minimum=0.05)
+LOGS_TAIL_HEARTBEAT_S = env_float("LOGS_TAIL_HEARTBEAT_S", 15.0, minimum=1.0)
+LOGS_TAIL_MAX_S = env_float("LOGS_TAIL_MAX_S", 600.0, minimum=1.0)
 
 # --- outbound calls -----------------------------------------------------------------------
 # URLs that teams give (chat webhooks, a cluster's Prometheus) may not reach loopback,

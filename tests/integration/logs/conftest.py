@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -76,3 +77,49 @@ def clickhouse_log_store(clickhouse_url: str) -> Iterator[ClickHouseLogStore]:
     store.prepare(now_ns=time.time_ns())
     yield store
     store.close()
+
+
+@pytest.fixture
+def served_log_store(
+    log_store: LogStore, settings: Any, request: pytest.FixtureRequest
+) -> Iterator[LogStore]:
+    """``log_store``, also made the one the HTTP APIs read (``apps.logs.storage.log_store``)
+    through the settings that choose it."""
+    from apps.logs.storage import log_store as configured
+
+    if log_store.vendor == "clickhouse":
+        settings.LOGS_BACKEND = "clickhouse"
+        settings.LOGS_CLICKHOUSE_URL = request.getfixturevalue("clickhouse_url")
+    else:
+        settings.LOGS_BACKEND = "sql"
+    configured.cache_clear()
+    yield log_store
+    configured.cache_clear()
+
+
+@pytest.fixture
+def readers(db: None) -> dict[str, Any]:
+    """Two teams with a viewer each, and each viewer's API client (an API token as
+    ``Authorization: Bearer``): ``team``/``user``/``client`` and ``other``/``stranger``."""
+    from rest_framework.test import APIClient
+
+    from apps.accounts.services import api_token_create
+    from tests.factories.accounts import MembershipFactory, TeamFactory, UserFactory
+
+    def client(user: Any) -> APIClient:
+        api = APIClient()
+        secret = api_token_create(user=user, name="reader").secret
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return api
+
+    team, other = TeamFactory(), TeamFactory()
+    user, stranger = UserFactory(), UserFactory()
+    MembershipFactory(user=user, team=team)
+    MembershipFactory(user=stranger, team=other)
+    return {
+        "team": team,
+        "other": other,
+        "user": user,
+        "client": client(user),
+        "stranger": client(stranger),
+    }
