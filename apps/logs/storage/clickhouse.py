@@ -546,43 +546,44 @@ class ClickHouseLogStore:
         if self._minutes_answer(query, step_ns):
             rows = self._count_minutes(query, step_ns, size)
         else:
-            rows = self._count_lines(query, step_ns)
+            rows = self._count_lines(query, step_ns, size)
         if rows is None:
             return []
-        streams = self._streams_by_id(query.team_id, {sid for sid, _, _, _ in rows})
-        series: dict[str, SeriesCount] = {}
-        for sid, bucket, count, size_bytes in rows:
-            found = series.get(sid)
-            if found is None:
-                found = series[sid] = SeriesCount(
-                    stream_id=sid,
-                    labels=streams[sid].labels,
-                    counts=[0] * size,
-                    bytes=[0] * size,
-                )
-            found.counts[bucket] = count
-            found.bytes[bucket] = size_bytes
-        return [series[sid] for sid in sorted(series)]
+        streams = self._streams_by_id(query.team_id, set(rows))
+        return [
+            SeriesCount(stream_id=sid, labels=streams[sid].labels, counts=counts, bytes=sizes)
+            for sid, (counts, sizes) in sorted(rows.items())
+            if any(counts)
+        ]
 
     def _count_lines(
-        self, query: LogSelect, step_ns: int
-    ) -> list[tuple[str, int, int, int]] | None:
-        """(stream, bucket, lines, bytes) counted from the lines, each copy of a line
-        written twice at once counted once; None when no stream matches."""
+        self, query: LogSelect, step_ns: int, size: int
+    ) -> dict[str, tuple[list[int], list[int]]] | None:
+        """Per stream, its lines and bytes in each bucket, counted from the lines (each
+        copy of a line written twice at once counted once); None when no stream matches."""
         scope = self._scope(query)
         if scope is None:
             return None
         where, params, external = scope
         params["step"] = step_ns
         rows = self._execute(
-            "SELECT stream_id, bucket, count(), sum(length(line)) FROM ("  # noqa: S608
+            "SELECT stream_id, groupArray(bucket), groupArray(n), groupArray(nb) FROM ("  # noqa: S608
+            " SELECT stream_id, bucket, count() AS n, sum(length(line)) AS nb FROM ("
             " SELECT stream_id, line,"
             " intDiv(timestamp_ns - toInt64(%(start)s), toInt64(%(step)s)) AS bucket"
-            f" FROM logs_entries WHERE {where} {_ONE_COPY}) GROUP BY stream_id, bucket",
+            f" FROM logs_entries WHERE {where} {_ONE_COPY}) GROUP BY stream_id, bucket)"
+            " GROUP BY stream_id",
             params,
             external_tables=external,
         )
-        return [(sid, bucket, count, size) for sid, bucket, count, size in rows]
+        counted = {}
+        for sid, buckets, lines, sizes in rows:
+            counts, size_bytes = [0] * size, [0] * size
+            for bucket, count, bucket_bytes in zip(buckets, lines, sizes, strict=True):
+                counts[bucket] = count
+                size_bytes[bucket] = bucket_bytes
+            counted[sid] = (counts, size_bytes)
+        return counted
 
     def _minutes_answer(self, query: LogSelect, step_ns: int) -> bool:
         """Whether the minute counts give this count exactly: no line filter, and buckets
@@ -598,11 +599,11 @@ class ClickHouseLogStore:
 
     def _count_minutes(
         self, query: LogSelect, step_ns: int, size: int
-    ) -> list[tuple[str, int, int, int]] | None:
-        """(stream, bucket, lines, bytes) from the minute counts; None when no stream
-        matches. Bucket ``i`` holds the times in ``(b_i, b_i + step]`` with
-        ``b_i = start - 1 + i * step`` on a minute boundary: the lines of its minutes but
-        those exactly at ``b_i``, which go to bucket ``i - 1``."""
+    ) -> dict[str, tuple[list[int], list[int]]] | None:
+        """Like :meth:`_count_lines`, from the minute counts. Bucket ``i`` holds the times
+        in ``(b_i, b_i + step]`` with ``b_i = start - 1 + i * step`` on a minute boundary:
+        the lines of its minutes but those exactly at ``b_i``, which belong to bucket
+        ``i - 1``, and the minute at ``b_(i+1)`` gives it those."""
         scope = self._stream_scope(query)
         if scope is None:
             return None
@@ -611,30 +612,33 @@ class ClickHouseLogStore:
         per = step_ns // MINUTE_NS
         where += ["minute >= %(first)s", "minute <= %(last)s"]
         params.update(first=first, per=per, last=first + size * per)
-        on_start = "modulo(minute - %(first)s, %(per)s) = 0"
+        # Times a flag, not sumIf: twice as fast on 18.x.
+        starts = "(modulo(minute - %(first)s, %(per)s) = 0)"
         rows = self._execute(
-            "SELECT stream_id, intDiv(minute - %(first)s, %(per)s) AS bucket,"  # noqa: S608
-            " sum(lines), sum(bytes),"
-            f" sumIf(edge_lines, {on_start}), sumIf(edge_bytes, {on_start})"
-            f" FROM logs_minutes WHERE {' AND '.join(where)} GROUP BY stream_id, bucket",
+            "SELECT stream_id, groupArray(bucket), groupArray(n), groupArray(nb),"  # noqa: S608
+            " groupArray(en), groupArray(enb) FROM ("
+            " SELECT stream_id, intDiv(minute - %(first)s, %(per)s) AS bucket,"
+            " sum(lines) AS n, sum(bytes) AS nb,"
+            f" sum(edge_lines * {starts}) AS en, sum(edge_bytes * {starts}) AS enb"
+            f" FROM logs_minutes WHERE {' AND '.join(where)} GROUP BY stream_id, bucket)"
+            " GROUP BY stream_id",
             params,
             external_tables=external,
         )
-        counted: dict[tuple[str, int], list[int]] = {}
-        for sid, bucket, count, size_bytes, edge_count, edge_bytes in rows:
-            if bucket < size:
-                here = counted.setdefault((sid, bucket), [0, 0])
-                here[0] += count - edge_count
-                here[1] += size_bytes - edge_bytes
-            if bucket > 0 and edge_count:
-                before = counted.setdefault((sid, bucket - 1), [0, 0])
-                before[0] += edge_count
-                before[1] += edge_bytes
-        return [
-            (sid, bucket, count, size_bytes)
-            for (sid, bucket), (count, size_bytes) in counted.items()
-            if count
-        ]
+        counted = {}
+        for sid, buckets, lines, sizes, edge_lines, edge_sizes in rows:
+            counts, size_bytes = [0] * size, [0] * size
+            for bucket, count, bucket_bytes, edge, edge_bytes in zip(
+                buckets, lines, sizes, edge_lines, edge_sizes, strict=True
+            ):
+                if bucket < size:
+                    counts[bucket] += count - edge
+                    size_bytes[bucket] += bucket_bytes - edge_bytes
+                if bucket > 0 and edge:
+                    counts[bucket - 1] += edge
+                    size_bytes[bucket - 1] += edge_bytes
+            counted[sid] = (counts, size_bytes)
+        return counted
 
     def _active_streams(
         self, team_id: int, start_ns: int, end_ns: int, matchers: Sequence[Matcher] = ()
