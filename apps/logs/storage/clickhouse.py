@@ -1,7 +1,7 @@
 """The ClickHouse log store, over the native protocol (``clickhouse-driver``).
 
-Two tables in the database the URL names (created by :meth:`ClickHouseLogStore.prepare`, and
-on first use):
+Three tables and a view in the database the URL names (created by
+:meth:`ClickHouseLogStore.prepare`, and on first use):
 
 - ``logs_entries``: one row per line, a ``ReplacingMergeTree`` partitioned by day
   (``intDiv(timestamp_ns, 86400 s)``: exact for every 64-bit time, where ``toDateTime`` of
@@ -10,14 +10,23 @@ on first use):
   written twice into one when parts merge.
 - ``logs_streams``: one row per (team, stream): its labels (as parallel name and value
   arrays) and deployment, a ``ReplacingMergeTree`` ordered by (team, stream).
+- ``logs_minutes``: per (team, deployment, stream, minute), the lines and bytes stored and
+  those exactly on the minute's first nanosecond (its edge), a ``SummingMergeTree``
+  partitioned by day (``intDiv(minute, 1440)``), fed by the materialized view
+  ``logs_minutes_feed`` with every block inserted into ``logs_entries``. A count in buckets
+  of whole minutes with no line filter reads it (with ``sum``, so unmerged parts are fine)
+  instead of the lines, as the SQL store reads ``logs_entry_minute`` on PostgreSQL;
+  retention keeps it in step (see :meth:`~ClickHouseLogStore.delete_before`).
 
 **One entry per (team, stream, timestamp, line)**, with no unique constraint to lean on:
 :meth:`~ClickHouseLogStore.write` first reads which of the batch's (stream, time, line) the
-table already has (an external table of the batch's keys, within its time span) and inserts
-only the others, which makes a retried batch store nothing and gives the ``stored`` and
-``duplicates`` counts. Two copies of one batch written *at the same moment* can both pass
-that check; for them the engine's replacing merge is the safety net, and every read says
-``FINAL``, so a line is never shown or counted twice even before the merge.
+table already has (an external table of the batch's keys, within its streams and time span;
+a stream seen for the first time has none) and inserts only the others, which makes a
+retried batch store (and count) nothing and gives the ``stored`` and ``duplicates`` counts.
+Two copies of one batch written *at the same moment* can both pass that check; for them the
+engine's replacing merge is the safety net, and reads of lines keep one copy (``LIMIT 1 BY``
+the entry's identity; ``FINAL``, on 18.x, merges every part read in one thread), so such a
+line is never shown, or counted from the lines, twice. The minute counts do count both.
 
 Stream matchers are applied to ``logs_streams``: ``=`` and ``!=`` in SQL (a missing label
 reads as ""), RE2 regexes in Python with :mod:`apps.logs.logql.matching`, so they mean exactly
@@ -293,7 +302,16 @@ class ClickHouseLogStore:
             self._remember(team_id, [known[sid] for sid in new])
 
         total = sum(len(stream.entries) for _, stream in batch)
-        seen = self._existing(team_id, {known[sid].deployment_id for sid in by_id}, batch)
+        # A stream's row is written before its first entries: one that had none has none.
+        fresh = set(new)
+        stored_before = [(sid, stream) for sid, stream in batch if sid not in fresh]
+        seen = (
+            self._existing(
+                team_id, {known[sid].deployment_id for sid, _ in stored_before}, stored_before
+            )
+            if stored_before
+            else set()
+        )
         columns: list[list[Any]] = [[] for _ in range(10)]
         stored = stored_bytes = 0
         written: set[str] = set()

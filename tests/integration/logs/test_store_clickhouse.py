@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -591,6 +592,16 @@ def test_minute_counts_equal_counting_the_lines(
 
     assert from_minutes == bucket_counts(store, with_empty_filter(select), step)
     assert sum(sum(counts) for _, counts, _ in from_minutes) > 50
+    api = [series for series in from_minutes if series[0] == minute_fleet()[0].fingerprint]
+    assert bucket_counts(store, replace(select, line_contains=("api",)), step) == api
+    # Two buckets ending on a minute with lines exactly on it (and the first starting on
+    # one, for a step of 5 minutes).
+    end = FLEET_T0 + 20 * MINUTE
+    select = LogSelect(team_id=TEAM, start_ns=end - 2 * step + 1, end_ns=end + 1)
+    assert store._minutes_answer(select, step)
+    assert bucket_counts(store, select, step) == bucket_counts(
+        store, with_empty_filter(select), step
+    )
 
 
 def test_minute_counts_of_one_stream_and_one_deployment(store: ClickHouseLogStore) -> None:
@@ -659,7 +670,9 @@ def test_minute_counts_follow_a_day_before_1970_dropped(store: ClickHouseLogStor
     early = [(-DAY_NS + d, f"early {d}") for d in (0, 1, 30 * S, DAY_NS - 1)]
     store.write(team_id=TEAM, streams=[stream({"app": "api"}, *early)], resolve=no_deployment)
     select = LogSelect(TEAM, -DAY_NS - MINUTE + 1, MINUTE + 1)
-    assert sum(sum(c) for _, c, _ in bucket_counts(store, select, MINUTE)) == 4
+    counted = bucket_counts(store, select, MINUTE)
+    assert counted == bucket_counts(store, with_empty_filter(select), MINUTE)
+    assert sum(sum(c) for _, c, _ in counted) == 4
 
     store.delete_before(team_id=TEAM, before_ns=0)
 
