@@ -63,7 +63,6 @@ from .base import (
 
 DAY_NS = 86_400 * 10**9
 MINUTE_NS = 60 * 10**9
-MINUTES_A_DAY = 1440
 DEFAULT_PORT = 9000
 KNOWN_STREAMS = 100_000  # streams remembered per store before starting over
 
