@@ -12,7 +12,18 @@ from apps.logs.storage.base import LogSelect
 from apps.logs.storage.sql import DEFAULT_PARTITION, ENTRY_TABLE, partition_name
 from tests.factories.accounts import TeamFactory
 
-from .pushes import DAY, DAY0, MINUTE, SECOND, T0, no_deployment, stream
+from .pushes import (
+    DAY,
+    DAY0,
+    MINUTE,
+    SECOND,
+    T0,
+    bucket_counts,
+    minute_fleet,
+    no_deployment,
+    stream,
+    with_empty_filter,
+)
 
 pytestmark = pytest.mark.integration
 POSTGRESQL_ONLY = True  # see conftest.py
@@ -255,65 +266,35 @@ def test_prepare__outside_a_transaction__builds_the_trigram_index_concurrently(s
 # --- per-minute counts ---------------------------------------------------------------------
 
 
-def _counts(store, select, step_ns):
-    return sorted(
-        (c.stream_id, c.counts, c.bytes) for c in store.count_buckets(select, step_ns=step_ns)
-    )
-
-
-def _minute_fleet(seed=5):
-    import random
-
-    rng = random.Random(seed)
-    edges = [T0 + k * MINUTE + d for k in range(0, 30, 5) for d in (-1, 0, 1)]
-    streams = []
-    for app in ("api", "worker"):
-        times = sorted(
-            set(
-                edges
-                + [T0 + rng.randrange(0, 30 * 60) * SECOND for _ in range(300)]
-                + [T0 + rng.randrange(0, 30 * MINUTE) for _ in range(100)]
-            )
-        )
-        streams.append(
-            stream({"app": app}, *((t, f"{app} line é {i}") for i, t in enumerate(times)))
-        )
-    return streams
-
-
 @pytest.mark.parametrize("step_minutes", [1, 5, 7])
 def test_count_buckets__minute_counts__equal_counting_the_lines(store, step_minutes):
     team = TeamFactory().pk
-    store.write(team_id=team, streams=_minute_fleet(), resolve=no_deployment)
+    store.write(team_id=team, streams=minute_fleet(), resolve=no_deployment)
     step = step_minutes * MINUTE
     start = T0 - 5 * MINUTE + 1  # (t - step, t] buckets, as the query layer asks
     select = LogSelect(team_id=team, start_ns=start, end_ns=start + 8 * step)
     assert store._minutes_answer(select, step)  # the per-minute path is taken
-    from_minutes = _counts(store, select, step)
-    assert from_minutes == _counts(store, _with_empty_filter(select), step)
+    from_minutes = bucket_counts(store, select, step)
+    assert from_minutes == bucket_counts(store, with_empty_filter(select), step)
     assert sum(sum(c) for _, c, _ in from_minutes) > 50
-
-
-def _with_empty_filter(select):
-    from dataclasses import replace
-
-    return replace(select, line_contains=("",))
 
 
 def test_count_buckets__retried_batch__counted_once(store):
     team = TeamFactory().pk
-    fleet = _minute_fleet()
+    fleet = minute_fleet()
     store.write(team_id=team, streams=fleet, resolve=no_deployment)
     retry = store.write(team_id=team, streams=fleet, resolve=no_deployment)
     assert retry.stored == 0
     select = LogSelect(team_id=team, start_ns=T0 - MINUTE + 1, end_ns=T0 + 59 * MINUTE + 1)
-    assert _counts(store, select, MINUTE) == _counts(store, _with_empty_filter(select), MINUTE)
+    assert bucket_counts(store, select, MINUTE) == bucket_counts(
+        store, with_empty_filter(select), MINUTE
+    )
 
 
 def test_count_buckets__after_retention_and_partition_drop__minute_counts_follow(store):
     team, other = TeamFactory().pk, TeamFactory().pk
     for who in (team, other):
-        store.write(team_id=who, streams=_minute_fleet(), resolve=no_deployment)
+        store.write(team_id=who, streams=minute_fleet(), resolve=no_deployment)
         store.write(
             team_id=who,
             streams=[stream({"app": "api"}, (T0 - DAY + 5 * SECOND, "yesterday"))],
@@ -325,4 +306,6 @@ def test_count_buckets__after_retention_and_partition_drop__minute_counts_follow
     store.drop_partitions_before(before_ns=DAY0)
     for who in (team, other):
         select = LogSelect(team_id=who, start_ns=T0 - DAY - MINUTE + 1, end_ns=T0 + 59 * MINUTE + 1)
-        assert _counts(store, select, MINUTE) == _counts(store, _with_empty_filter(select), MINUTE)
+        assert bucket_counts(store, select, MINUTE) == bucket_counts(
+            store, with_empty_filter(select), MINUTE
+        )

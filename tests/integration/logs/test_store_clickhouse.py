@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -18,6 +19,8 @@ from apps.logs.storage.base import LogSelect, LogStore, StoredEntry
 from apps.logs.storage.clickhouse import DAY_NS, ClickHouseLogStore, ClickHouseUnavailable
 from apps.logs.wire.types import Pairs, PushedEntry, PushedStream, normalize_labels
 from tests.integration.logs.clickhouse import PrivateClickHouse
+from tests.integration.logs.pushes import MINUTE, bucket_counts, minute_fleet, with_empty_filter
+from tests.integration.logs.pushes import T0 as FLEET_T0
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -438,6 +441,8 @@ def test_prepare_creates_the_tables_in_an_empty_database(
     )
     assert tables == [
         ("logs_entries", "ReplacingMergeTree"),
+        ("logs_minutes", "SummingMergeTree"),
+        ("logs_minutes_feed", "MaterializedView"),
         ("logs_streams", "ReplacingMergeTree"),
     ]
 
@@ -568,3 +573,108 @@ def test_the_factory_builds_it_from_settings(settings: object, clickhouse_url: s
         assert built.select(LogSelect(TEAM, T0, T0 + 1), limit=1).entries == []
     finally:
         log_store.cache_clear()
+
+
+# ---- minute counts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step_minutes", [1, 5, 7])
+def test_minute_counts_equal_counting_the_lines(
+    store: ClickHouseLogStore, step_minutes: int
+) -> None:
+    store.write(team_id=TEAM, streams=minute_fleet(), resolve=no_deployment)
+    step = step_minutes * MINUTE
+    start = FLEET_T0 - 5 * MINUTE + 1  # (t - step, t] buckets, as the query layer asks
+    select = LogSelect(team_id=TEAM, start_ns=start, end_ns=start + 8 * step)
+    assert store._minutes_answer(select, step)  # the minute counts answer it
+
+    from_minutes = bucket_counts(store, select, step)
+
+    assert from_minutes == bucket_counts(store, with_empty_filter(select), step)
+    assert sum(sum(counts) for _, counts, _ in from_minutes) > 50
+    api = [series for series in from_minutes if series[0] == minute_fleet()[0].fingerprint]
+    assert bucket_counts(store, replace(select, line_contains=("api",)), step) == api
+    # Two buckets ending on a minute with lines exactly on it (and the first starting on
+    # one, for a step of 5 minutes).
+    end = FLEET_T0 + 20 * MINUTE
+    select = LogSelect(team_id=TEAM, start_ns=end - 2 * step + 1, end_ns=end + 1)
+    assert store._minutes_answer(select, step)
+    assert bucket_counts(store, select, step) == bucket_counts(
+        store, with_empty_filter(select), step
+    )
+
+
+def test_minute_counts_of_one_stream_and_one_deployment(store: ClickHouseLogStore) -> None:
+    store.write(
+        team_id=TEAM,
+        streams=minute_fleet(),
+        resolve=lambda labels: 3 if labels["app"] == "api" else None,
+    )
+    start = FLEET_T0 + 1
+    for select in (
+        LogSelect(TEAM, start, start + 30 * MINUTE, matchers=(Matcher("app", "=", "worker"),)),
+        LogSelect(TEAM, start, start + 30 * MINUTE, deployment_id=3),
+    ):
+        from_minutes = bucket_counts(store, select, 5 * MINUTE)
+        assert len(from_minutes) == 1
+        assert from_minutes == bucket_counts(store, with_empty_filter(select), 5 * MINUTE)
+
+
+def test_a_retried_batch_is_counted_once(store: ClickHouseLogStore) -> None:
+    fleet = minute_fleet()
+    store.write(team_id=TEAM, streams=fleet, resolve=no_deployment)
+
+    retry = store.write(team_id=TEAM, streams=fleet, resolve=no_deployment)
+
+    assert retry.stored == 0
+    select = LogSelect(TEAM, FLEET_T0 - MINUTE + 1, FLEET_T0 + 59 * MINUTE + 1)
+    assert bucket_counts(store, select, MINUTE) == bucket_counts(
+        store, with_empty_filter(select), MINUTE
+    )
+
+
+def test_minute_counts_follow_a_cutoff_inside_a_minute_and_a_dropped_day(
+    store: ClickHouseLogStore, clickhouse_server: PrivateClickHouse
+) -> None:
+    yesterday = FLEET_T0 - DAY_NS
+    store.write(
+        team_id=TEAM,
+        streams=[*minute_fleet(), stream({"app": "api"}, (yesterday + 5 * S, "yesterday"))],
+        resolve=no_deployment,
+    )
+    store.write(team_id=OTHER, streams=minute_fleet(seed=6), resolve=no_deployment)
+    cutoff = FLEET_T0 + 12 * MINUTE + 30 * S + 7  # inside a minute
+
+    store.delete_before(team_id=TEAM, before_ns=cutoff)
+
+    minute_days = clickhouse_server.execute(
+        "SELECT DISTINCT partition_id FROM system.parts WHERE database = %(db)s"
+        " AND table = 'logs_minutes' AND active",
+        {"db": store.target.database},
+    )
+    assert str(yesterday // DAY_NS) not in {day for (day,) in minute_days}  # dropped whole
+    for team in (TEAM, OTHER):
+        select = LogSelect(team, yesterday - MINUTE + 1, FLEET_T0 + 59 * MINUTE + 1)
+        counted = bucket_counts(store, select, MINUTE)
+        assert counted == bucket_counts(store, with_empty_filter(select), MINUTE)
+        assert counted
+    cut = cutoff - cutoff % MINUTE  # the minute the cutoff falls in: what is left of it
+    counted = bucket_counts(store, LogSelect(TEAM, cut + 1, cut + MINUTE + 1), MINUTE)
+    assert sum(counts[0] for _, counts, _ in counted) == len(
+        everything(store, start_ns=cutoff, end_ns=cut + MINUTE + 1)
+    )
+
+
+def test_minute_counts_follow_a_day_before_1970_dropped(store: ClickHouseLogStore) -> None:
+    """Before 1970 a minute can straddle two day partitions of the entries."""
+    early = [(-DAY_NS + d, f"early {d}") for d in (0, 1, 30 * S, DAY_NS - 1)]
+    store.write(team_id=TEAM, streams=[stream({"app": "api"}, *early)], resolve=no_deployment)
+    select = LogSelect(TEAM, -DAY_NS - MINUTE + 1, MINUTE + 1)
+    counted = bucket_counts(store, select, MINUTE)
+    assert counted == bucket_counts(store, with_empty_filter(select), MINUTE)
+    assert sum(sum(c) for _, c, _ in counted) == 4
+
+    store.delete_before(team_id=TEAM, before_ns=0)
+
+    assert everything(store, start_ns=-2 * DAY_NS) == []
+    assert bucket_counts(store, select, MINUTE) == []
