@@ -22,7 +22,7 @@ Rules every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -95,6 +95,44 @@ class SeriesCount:
     labels: Pairs
     counts: list[int] = field(default_factory=list)
     bytes: list[int] = field(default_factory=list)
+
+
+# --- per-minute counts, for backends that keep them -------------------------------------
+
+MINUTE_NS = 60 * 10**9
+
+
+def minutes_answer(query: LogSelect, step_ns: int) -> bool:
+    """Whether per-minute counts give ``count_buckets`` exactly: no line filter, and
+    buckets of whole minutes. The query layer asks for ``(t - step, t]`` buckets, so the
+    start it gives is a minute boundary plus one nanosecond."""
+    return (
+        not query.line_contains
+        and not query.line_excludes
+        and step_ns % MINUTE_NS == 0
+        and (query.start_ns - 1) % MINUTE_NS == 0
+        and (query.end_ns - query.start_ns) % step_ns == 0
+    )
+
+
+def fold_minute_edges(
+    rows: Iterable[tuple[int, int, int, int, int]], size: int
+) -> tuple[list[int], list[int]]:
+    """One stream's line and byte counts per bucket from its minute rows summed per
+    bucket: ``(bucket, lines, bytes, edge_lines, edge_bytes)``, where a bucket's minutes
+    are ``[b_i, b_i + step)`` and its edge counts are the lines exactly at ``b_i``. Bucket
+    ``i`` is ``(b_i, b_i + step]``: its minutes' lines but its edge, which belongs to bucket
+    ``i - 1``. Rows of bucket ``size`` (the minute just past the last) give only their
+    edge, to the last bucket."""
+    counts, sizes = [0] * size, [0] * size
+    for bucket, lines, size_bytes, edge_lines, edge_bytes in rows:
+        if bucket < size:
+            counts[bucket] += lines - edge_lines
+            sizes[bucket] += size_bytes - edge_bytes
+        if 0 < bucket <= size:
+            counts[bucket - 1] += edge_lines
+            sizes[bucket - 1] += edge_bytes
+    return counts, sizes
 
 
 # Which inventory deployment a stream belongs to, from its labels (None: none matches).

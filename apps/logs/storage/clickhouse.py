@@ -52,6 +52,7 @@ from apps.logs.logql.matching import matcher_function
 from apps.logs.wire.types import Pairs, PushedStream
 
 from .base import (
+    MINUTE_NS,
     DeploymentResolver,
     Direction,
     LogSelect,
@@ -59,10 +60,11 @@ from .base import (
     SeriesCount,
     StoredEntry,
     WriteResult,
+    fold_minute_edges,
+    minutes_answer,
 )
 
 DAY_NS = 86_400 * 10**9
-MINUTE_NS = 60 * 10**9
 DEFAULT_PORT = 9000
 KNOWN_STREAMS = 100_000  # streams remembered per store before starting over
 
@@ -560,7 +562,7 @@ class ClickHouseLogStore:
         if query.start_ns >= query.end_ns:
             return []
         size = -(-(query.end_ns - query.start_ns) // step_ns)
-        if self._minutes_answer(query, step_ns):
+        if minutes_answer(query, step_ns):
             rows = self._count_minutes(query, step_ns, size)
         else:
             rows = self._count_lines(query, step_ns, size)
@@ -602,18 +604,6 @@ class ClickHouseLogStore:
             counted[sid] = (counts, size_bytes)
         return counted
 
-    def _minutes_answer(self, query: LogSelect, step_ns: int) -> bool:
-        """Whether the minute counts give this count exactly: no line filter, and buckets
-        of whole minutes. The query layer asks for ``(t - step, t]`` buckets, so its start
-        is a minute boundary plus one nanosecond."""
-        return (
-            not query.line_contains
-            and not query.line_excludes
-            and step_ns % MINUTE_NS == 0
-            and (query.start_ns - 1) % MINUTE_NS == 0
-            and (query.end_ns - query.start_ns) % step_ns == 0
-        )
-
     def _count_minutes(
         self, query: LogSelect, step_ns: int, size: int
     ) -> dict[str, tuple[list[int], list[int]]] | None:
@@ -642,20 +632,7 @@ class ClickHouseLogStore:
             params,
             external_tables=external,
         )
-        counted = {}
-        for sid, buckets, lines, sizes, edge_lines, edge_sizes in rows:
-            counts, size_bytes = [0] * size, [0] * size
-            for bucket, count, bucket_bytes, edge, edge_bytes in zip(
-                buckets, lines, sizes, edge_lines, edge_sizes, strict=True
-            ):
-                if bucket < size:
-                    counts[bucket] += count - edge
-                    size_bytes[bucket] += bucket_bytes - edge_bytes
-                if bucket > 0 and edge:
-                    counts[bucket - 1] += edge
-                    size_bytes[bucket - 1] += edge_bytes
-            counted[sid] = (counts, size_bytes)
-        return counted
+        return {sid: fold_minute_edges(zip(*columns, strict=True), size) for sid, *columns in rows}
 
     def _active_streams(
         self, team_id: int, start_ns: int, end_ns: int, matchers: Sequence[Matcher] = ()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ from apps.logs.models import LogStream
 from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedStream
 
 from .base import (
+    MINUTE_NS,
     DeploymentResolver,
     Direction,
     LogSelect,
@@ -61,6 +63,8 @@ from .base import (
     SeriesCount,
     StoredEntry,
     WriteResult,
+    fold_minute_edges,
+    minutes_answer,
 )
 
 DAY_NS = 86_400 * 10**9
@@ -73,7 +77,6 @@ DEFAULT_PARTITION = "logs_entry_default"
 STAGING_TABLE = "logs_entry_staging"
 # Per-minute counts (PostgreSQL; migration 0003): what count_buckets reads when it can.
 MINUTE_TABLE = "logs_entry_minute"
-MINUTE_NS = 60 * 10**9
 # The minute of ``ts`` (floor division, negative times included).
 _MINUTE_OF = f"(ts - mod(mod(ts, {MINUTE_NS}) + {MINUTE_NS}, {MINUTE_NS})) / {MINUTE_NS}"
 _COLUMNS = "stream_id, ts, line, metadata, severity, trace_id, span_id"
@@ -462,7 +465,7 @@ class SqlLogStore:
         if not streams or query.start_ns >= query.end_ns:
             return []
         buckets = -(-(query.end_ns - query.start_ns) // step_ns)
-        if self._minutes_answer(query, step_ns):
+        if self._postgres and minutes_answer(query, step_ns):
             rows = self._count_minutes(query, streams, step_ns, buckets)
             return self._series_counts(rows, streams, buckets)
         clauses, params = self._entry_filter(query, streams)
@@ -498,60 +501,34 @@ class SqlLogStore:
             series[stream_id].bytes[bucket] = int(size)
         return sorted(series.values(), key=lambda s: s.stream_id)
 
-    def _minutes_answer(self, query: LogSelect, step_ns: int) -> bool:
-        """Whether the per-minute counts give this count exactly: no line filter, and
-        buckets of whole minutes. The query layer asks for ``(t - step, t]`` buckets, so
-        its start is a minute boundary plus one nanosecond."""
-        return (
-            self._postgres
-            and not query.line_contains
-            and not query.line_excludes
-            and step_ns % MINUTE_NS == 0
-            and (query.start_ns - 1) % MINUTE_NS == 0
-            and (query.end_ns - query.start_ns) % step_ns == 0
-        )
-
     def _count_minutes(
         self, query: LogSelect, streams: Mapping[int, _Stream], step_ns: int, buckets: int
     ) -> list[tuple[int, int, int, int]]:
-        """Bucket ``i`` is ``(a + i*step, a + (i+1)*step]`` with ``a = start - 1`` on a
-        minute boundary: the lines of its whole minutes ``[a + i*step, a + (i+1)*step)``,
-        less those exactly at its start, plus those exactly at its end (the next bucket's
-        start), from the minute rows and their edge counts."""
+        """Rows ``(stream, bucket, lines, bytes)`` from the minute counts: each bucket's
+        minutes summed, with the lines exactly at its start apart (see
+        :func:`apps.logs.storage.base.fold_minute_edges`)."""
         base = (query.start_ns - 1) // MINUTE_NS
         per = step_ns // MINUTE_NS
-        # The minute rows of every bucket, and of the boundary just past the last one.
-        last = base + buckets * per
         with self._cursor() as cursor:
             cursor.execute(
                 f"SELECT stream_id, (minute - %s) / %s AS b, sum(lines), sum(bytes), "
-                f"sum(edge_lines) FILTER (WHERE mod(minute - %s, %s) = 0), "
-                f"sum(edge_bytes) FILTER (WHERE mod(minute - %s, %s) = 0) "
+                f"coalesce(sum(edge_lines) FILTER (WHERE mod(minute - %s, %s) = 0), 0), "
+                f"coalesce(sum(edge_bytes) FILTER (WHERE mod(minute - %s, %s) = 0), 0) "
                 f"FROM {MINUTE_TABLE} WHERE team_id = %s AND minute >= %s AND minute <= %s "
                 f"AND stream_id IN ({','.join(str(i) for i in streams)}) GROUP BY 1, 2",
-                [base, per, base, per, base, per, query.team_id, base, last],
+                [base, per, base, per, base, per, query.team_id, base, base + buckets * per],
             )
-            rows = cursor.fetchall()
-        lines: dict[tuple[int, int], list[int]] = {}
-        for stream_id, bucket, count, size, edge_count, edge_size in rows:
-            lines[(stream_id, int(bucket))] = [
-                int(count),
-                int(size),
-                int(edge_count or 0),
-                int(edge_size or 0),
-            ]
+            by_stream: dict[int, list[tuple[int, int, int, int, int]]] = defaultdict(list)
+            for stream_id, *row in cursor.fetchall():
+                by_stream[stream_id].append(tuple(int(v) for v in row))  # type: ignore[arg-type]
         out = []
-        for (stream_id, bucket), (count, size, edge_count, edge_size) in lines.items():
-            if bucket >= buckets:
-                continue  # only its edge counts, into the bucket before it (below)
-            after = lines.get((stream_id, bucket + 1), [0, 0, 0, 0])
-            count += after[2] - edge_count
-            size += after[3] - edge_size
-            if count:
-                out.append((stream_id, bucket, count, size))
-        for (stream_id, bucket), (_, _, edge_count, edge_size) in lines.items():
-            if 0 < bucket <= buckets and (stream_id, bucket - 1) not in lines and edge_count:
-                out.append((stream_id, bucket - 1, edge_count, edge_size))
+        for stream_id, rows in by_stream.items():
+            counts, sizes = fold_minute_edges(rows, buckets)
+            out += [
+                (stream_id, bucket, count, sizes[bucket])
+                for bucket, count in enumerate(counts)
+                if count
+            ]
         return out
 
     def label_names(self, *, team_id: int, start_ns: int, end_ns: int) -> list[str]:
