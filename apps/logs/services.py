@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -109,6 +110,15 @@ def ingest_token_revoke(*, token: IngestToken, actor: Any) -> IngestToken:
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at"])
     return token
+
+
+def ingest_token_delete(*, token: IngestToken, actor: Any) -> None:
+    """Revoke the token (through :func:`ingest_token_revoke`, so it stops working at once)
+    and remove it; the audit log keeps the record."""
+    with transaction.atomic():
+        ingest_token_revoke(token=token, actor=actor)
+        with audited(actor=actor, action=AuditAction.DELETE, instance=token):
+            token.delete()
 
 
 def ingest_token_touch(*, token: IngestToken) -> None:

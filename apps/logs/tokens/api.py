@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +18,7 @@ from apps.accounts.selectors import team_scoped, user_has_role
 from apps.accounts.serializers import owning_team_field
 from apps.api.viewsets import IdLookupMixin
 from apps.logs.models import IngestToken
-from apps.logs.services import ingest_token_create, ingest_token_revoke
+from apps.logs.services import ingest_token_create, ingest_token_delete, ingest_token_revoke
 
 
 class IngestTokenSerializer(serializers.ModelSerializer[IngestToken]):
@@ -45,8 +46,10 @@ class IngestTokenViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Ingest tokens of the teams you belong to. The secret is shown once, at creation;
-    DELETE revokes the token (pushes with it answer 401), which stays listed as revoked."""
+    """Ingest tokens of the teams you belong to. The secret is shown once, at creation.
+    `POST .../revoke/` revokes a token (pushes with it answer 401) and keeps it listed, with
+    `revoked_at`; DELETE revokes it and removes it, so it answers 404 afterwards (the audit
+    log keeps the record). As for API tokens."""
 
     serializer_class = IngestTokenSerializer
     permission_classes = [permissions.IsAuthenticated]
@@ -74,12 +77,21 @@ class IngestTokenViewSet(
         data["token"] = secret
         return Response(data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=None, responses={200: IngestTokenSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        """Revoke the token now: the next push with it answers 401. It stays listed."""
+        token = self.get_object()
+        self._require_operator(token.team_id)
+        ingest_token_revoke(token=token, actor=request.user)
+        return Response(IngestTokenSerializer(token).data)
+
     @extend_schema(
-        description="Revoke the token: the next push with it answers 401. The token stays "
-        "listed, with revoked_at."
+        description="Revoke the token and remove it: the next push with it answers 401 and "
+        "the token answers 404 afterwards. Use `POST .../revoke/` to keep it listed."
     )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         token = self.get_object()
         self._require_operator(token.team_id)
-        ingest_token_revoke(token=token, actor=request.user)
+        ingest_token_delete(token=token, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -73,6 +73,25 @@ def test_list__other_teams_tokens__not_visible(roster: Any, client_for: Any) -> 
 def test_revoke__operator__unusable_listed_revoked_audited(roster: Any, client_for: Any) -> None:
     client = client_for(roster.operator)
     created = client.post(URL, {"team": roster.team.pk, "name": "a"}, format="json").json()
+    viewer = client_for(roster.viewer).post(f"{URL}{created['id']}/revoke/")
+    assert viewer.status_code == 403
+    assert ingest_token_authenticate(token=created["token"]) is not None
+
+    response = client.post(f"{URL}{created['id']}/revoke/")
+
+    assert response.status_code == 200
+    assert response.json()["revoked_at"] is not None
+    assert ingest_token_authenticate(token=created["token"]) is None
+    assert client.get(f"{URL}{created['id']}/").json()["revoked_at"] is not None
+    assert list(AuditEntry.objects.order_by("id").values_list("action", flat=True)) == [
+        "create",
+        "update",
+    ]
+
+
+def test_delete__operator__unusable_then_404_audited(roster: Any, client_for: Any) -> None:
+    client = client_for(roster.operator)
+    created = client.post(URL, {"team": roster.team.pk, "name": "a"}, format="json").json()
     viewer = client_for(roster.viewer).delete(f"{URL}{created['id']}/")
     assert viewer.status_code == 403
     assert ingest_token_authenticate(token=created["token"]) is not None
@@ -81,10 +100,11 @@ def test_revoke__operator__unusable_listed_revoked_audited(roster: Any, client_f
 
     assert response.status_code == 204
     assert ingest_token_authenticate(token=created["token"]) is None
-    assert client.get(f"{URL}{created['id']}/").json()["revoked_at"] is not None
+    assert client.get(f"{URL}{created['id']}/").status_code == 404
     assert list(AuditEntry.objects.order_by("id").values_list("action", flat=True)) == [
         "create",
         "update",
+        "delete",
     ]
 
 
