@@ -100,6 +100,8 @@ class SeriesCount:
 # --- per-minute counts, for backends that keep them -------------------------------------
 
 MINUTE_NS = 60 * 10**9
+# Both backends partition by UTC day; a day is whole minutes.
+DAY_NS = 86_400 * 10**9
 
 
 def minutes_answer(query: LogSelect, step_ns: int) -> bool:

@@ -52,6 +52,7 @@ from apps.logs.logql.matching import matcher_function
 from apps.logs.wire.types import Pairs, PushedStream
 
 from .base import (
+    DAY_NS,
     MINUTE_NS,
     DeploymentResolver,
     Direction,
@@ -64,7 +65,6 @@ from .base import (
     minutes_answer,
 )
 
-DAY_NS = 86_400 * 10**9
 DEFAULT_PORT = 9000
 KNOWN_STREAMS = 100_000  # streams remembered per store before starting over
 

@@ -55,6 +55,7 @@ from apps.logs.models import LogStream
 from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedStream
 
 from .base import (
+    DAY_NS,
     MINUTE_NS,
     DeploymentResolver,
     Direction,
@@ -67,7 +68,6 @@ from .base import (
     minutes_answer,
 )
 
-DAY_NS = 86_400 * 10**9
 # Stream time bounds are rounded outward to this, so a busy stream's row changes rarely.
 BOUND_ROUNDING_NS = 60 * 10**9
 MIN_TIMESTAMP_NS = -(2**63)
