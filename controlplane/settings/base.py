@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "apps.autoscaling",
     "apps.alerts",
     "apps.logs",
+    "apps.toggles",
     "apps.fleetsim",
     "apps.devstack",
     "apps.console",

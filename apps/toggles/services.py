@@ -1,0 +1,294 @@
+"""Changing toggles. Every change is validated, audited, recorded as a
+:class:`~apps.toggles.models.ToggleChange` and bumps the team's toggle version in the same
+transaction; the read path learns of it when that transaction commits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.accounts.models import Team
+from apps.audit.models import AuditAction
+from apps.audit.services import audited
+from apps.inventory.models import Deployment, DeploymentStatus
+
+from .evaluation import DefinitionError, ValueType, rules_parse
+from .models import Toggle, ToggleChange, ToggleVersion
+from .presets import PRESETS, Preset, preset_value_error
+
+# Called with the team id and its new version once the change commits (the read path's
+# cache and change stream subscribe here).
+_version_listeners: list[Callable[[int, int], None]] = []
+
+
+def toggle_version_listen(listener: Callable[[int, int], None]) -> None:
+    if listener not in _version_listeners:
+        _version_listeners.append(listener)
+
+
+def toggle_version_bump(*, team_id: int) -> int:
+    """Bump the team's toggle version (inside the caller's transaction) and announce the
+    new version once it commits."""
+    now = timezone.now()
+    updated = ToggleVersion.objects.filter(team_id=team_id).update(
+        version=F("version") + 1, changed_at=now
+    )
+    if not updated:
+        ToggleVersion.objects.get_or_create(team_id=team_id, defaults={"changed_at": now})
+        ToggleVersion.objects.filter(team_id=team_id).update(
+            version=F("version") + 1, changed_at=now
+        )
+    version = ToggleVersion.objects.values_list("version", flat=True).get(team_id=team_id)
+    transaction.on_commit(lambda: _announce(team_id, version))
+    return version
+
+
+def _announce(team_id: int, version: int) -> None:
+    for listener in list(_version_listeners):
+        listener(team_id, version)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def toggle_clean(
+    *,
+    team: Team,
+    deployment: Deployment | None,
+    preset: str,
+    value_type: str | None,
+    value: Any,
+    off_value: Any = None,
+    rules: Any = None,
+) -> dict[str, Any]:
+    """The checked fields of a toggle, with the preset's type and off value filled in;
+    raises ValidationError naming each bad field."""
+    errors: dict[str, str] = {}
+    try:
+        kind = Preset(preset)
+    except ValueError:
+        raise ValidationError({"preset": f"Unknown preset {preset!r}."}) from None
+    spec = PRESETS.get(kind)
+    if spec is not None:
+        if value_type not in (None, "", spec.value_type.value):
+            errors["value_type"] = f"A {kind} toggle is a {spec.value_type}."
+        vtype = spec.value_type
+        if off_value is None:
+            off_value = spec.off_value
+    else:
+        try:
+            vtype = ValueType(value_type or "")
+        except ValueError:
+            raise ValidationError(
+                {"value_type": "Choose boolean, number, string or object."}
+            ) from None
+        if off_value is None:
+            errors["off_value"] = "A custom toggle needs an off value."
+    if deployment is not None and deployment.team_id != team.pk:
+        errors["deployment"] = "The deployment belongs to another team."
+    for field, candidate in (("value", value), ("off_value", off_value)):
+        if field in errors:
+            continue
+        problem = preset_value_error(preset=kind, value_type=vtype, value=candidate)
+        if problem is None and kind is Preset.FALLBACK_DEPLOYMENT and candidate:
+            problem = _fallback_error(team=team, deployment=deployment, name=candidate)
+        if problem:
+            errors[field] = problem
+    try:
+        parsed_rules = rules_parse(rules or [], value_type=vtype)
+    except DefinitionError as exc:
+        errors["rules"] = str(exc)
+        parsed_rules = ()
+    if not errors and kind is Preset.FALLBACK_DEPLOYMENT:
+        for rule in parsed_rules:
+            for candidate in [rule.value, *(arm.value for arm in rule.split)]:
+                if candidate and (
+                    problem := _fallback_error(team=team, deployment=deployment, name=candidate)
+                ):
+                    errors["rules"] = problem
+    if errors:
+        raise ValidationError(errors)
+    return {
+        "preset": kind.value,
+        "value_type": vtype.value,
+        "value": value,
+        "off_value": off_value,
+        "rules": rules or [],
+    }
+
+
+def _fallback_error(*, team: Team, deployment: Deployment | None, name: str) -> str | None:
+    target = Deployment.objects.filter(team=team, name=name).only("status").first()
+    if target is None:
+        return f"No deployment named {name!r} in this team."
+    if deployment is not None and target.pk == deployment.pk:
+        return "A deployment cannot fall back to itself."
+    if target.status != DeploymentStatus.ACTIVE:
+        return f"The fallback {name!r} is {target.status}, not serving."
+    return None
+
+
+def level_value_error(*, toggle: Toggle, value: Any) -> str | None:
+    """Why a degradation level may not set ``toggle`` to ``value``, or None."""
+    problem = preset_value_error(
+        preset=Preset(toggle.preset), value_type=ValueType(toggle.value_type), value=value
+    )
+    if problem is None and toggle.preset == Preset.FALLBACK_DEPLOYMENT and value:
+        problem = _fallback_error(team=toggle.team, deployment=toggle.deployment, name=value)
+    return problem
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def _record(*, toggle: Toggle, actor_name: str, reason: str) -> None:
+    version = toggle_version_bump(team_id=toggle.team_id)
+    served = (
+        toggle.override_value
+        if toggle.overridden
+        else (toggle.value if toggle.enabled else toggle.off_value)
+    )
+    ToggleChange.objects.create(
+        toggle=toggle,
+        at=timezone.now(),
+        version=version,
+        actor=actor_name[:200],
+        reason=reason,
+        enabled=toggle.enabled or toggle.overridden,
+        value=served,
+        level=toggle.override_level,
+    )
+
+
+def _actor_name(actor: Any) -> str:
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        return str(actor.get_username())
+    return "system"
+
+
+def toggle_create(
+    *,
+    team: Team,
+    key: str,
+    actor: Any,
+    deployment: Deployment | None = None,
+    preset: str = Preset.CUSTOM.value,
+    value_type: str | None = None,
+    value: Any = None,
+    off_value: Any = None,
+    rules: Any = None,
+    enabled: bool = False,
+    description: str = "",
+    reason: str = "",
+) -> Toggle:
+    if value is None and preset in PRESETS:
+        value = PRESETS[Preset(preset)].off_value
+    fields = toggle_clean(
+        team=team,
+        deployment=deployment,
+        preset=preset,
+        value_type=value_type,
+        value=value,
+        off_value=off_value,
+        rules=rules,
+    )
+    toggle = Toggle(
+        team=team, deployment=deployment, key=key, enabled=enabled, description=description,
+        **fields,
+    )  # fmt: skip
+    toggle.full_clean(exclude=["team", "deployment"], validate_unique=False)
+    if Toggle.objects.filter(team=team, deployment=deployment, key=key).exists():
+        raise ValidationError({"key": f"This {'deployment' if deployment else 'team'} "
+                               f"already has a toggle {key!r}."})  # fmt: skip
+    with transaction.atomic():
+        with audited(actor=actor, action=AuditAction.CREATE) as change:
+            toggle.save()
+            change.instance = toggle
+        _record(toggle=toggle, actor_name=_actor_name(actor), reason=reason or "created")
+    return toggle
+
+
+UPDATABLE = ("value", "off_value", "rules", "enabled", "description")
+
+
+def toggle_update(*, toggle: Toggle, actor: Any, reason: str = "", **changes: Any) -> Toggle:
+    """Change the toggle's own settings (value, off value, rules, on/off, description)."""
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+    merged = {name: changes.get(name, getattr(toggle, name)) for name in UPDATABLE}
+    fields = toggle_clean(
+        team=toggle.team,
+        deployment=toggle.deployment,
+        preset=toggle.preset,
+        value_type=toggle.value_type,
+        value=merged["value"],
+        off_value=merged["off_value"],
+        rules=merged["rules"],
+    )
+    with transaction.atomic():
+        locked = Toggle.objects.select_for_update().get(pk=toggle.pk)
+        with audited(actor=actor, action=AuditAction.UPDATE, instance=locked,
+                     extra={"reason": reason} if reason else None):  # fmt: skip
+            locked.value = fields["value"]
+            locked.off_value = fields["off_value"]
+            locked.rules = fields["rules"]
+            locked.enabled = bool(merged["enabled"])
+            locked.description = merged["description"]
+            locked.save()
+        _record(toggle=locked, actor_name=_actor_name(actor), reason=reason or "updated")
+    return locked
+
+
+def toggle_override_set(
+    *, toggle: Toggle, value: Any, level: int, source: str, reason: str, actor: Any = None
+) -> Toggle:
+    """Serve ``value`` to everyone (a degradation level or a pin) until cleared."""
+    problem = level_value_error(toggle=toggle, value=value)
+    if problem:
+        raise ValidationError({"value": f"{toggle.key}: {problem}"})
+    with transaction.atomic():
+        locked = Toggle.objects.select_for_update().get(pk=toggle.pk)
+        if (locked.override_level, locked.override_value, locked.override_source) == (
+            level, value, source,
+        ):  # fmt: skip
+            return locked
+        with audited(actor=actor, action=AuditAction.UPDATE, instance=locked,
+                     verb="degrade", extra={"reason": reason}):  # fmt: skip
+            locked.override_value = value
+            locked.override_level = level
+            locked.override_source = source[:200]
+            locked.save(update_fields=["override_value", "override_level",
+                                       "override_source", "updated_at"])  # fmt: skip
+        _record(toggle=locked, actor_name=source, reason=reason)
+    return locked
+
+
+def toggle_override_clear(*, toggle: Toggle, source: str, reason: str, actor: Any = None) -> Toggle:
+    """Give the toggle back its own settings."""
+    with transaction.atomic():
+        locked = Toggle.objects.select_for_update().get(pk=toggle.pk)
+        if locked.override_level is None:
+            return locked
+        with audited(actor=actor, action=AuditAction.UPDATE, instance=locked,
+                     verb="restore", extra={"reason": reason}):  # fmt: skip
+            locked.override_value = None
+            locked.override_level = None
+            locked.override_source = ""
+            locked.save(update_fields=["override_value", "override_level",
+                                       "override_source", "updated_at"])  # fmt: skip
+        _record(toggle=locked, actor_name=source, reason=reason)
+    return locked
+
+
+def toggle_delete(*, toggle: Toggle, actor: Any) -> None:
+    with transaction.atomic():
+        team_id = toggle.team_id
+        with audited(actor=actor, action=AuditAction.DELETE, instance=toggle):
+            toggle.delete()
+        toggle_version_bump(team_id=team_id)
