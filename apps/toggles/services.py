@@ -9,16 +9,36 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.accounts.models import Team
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
 from apps.inventory.models import Deployment, DeploymentStatus
+from apps.metrics.catalogue import Signal
+from apps.slos.models import Slo
 
 from .evaluation import DefinitionError, ValueType, rules_parse
-from .models import Toggle, ToggleChange, ToggleVersion
+from .models import (
+    DegradationPolicy,
+    DegradationState,
+    DegradationSwitch,
+    DegradationTransition,
+    Toggle,
+    ToggleChange,
+    ToggleVersion,
+)
+from .policy_spec import (
+    Level,
+    SpecError,
+    Trigger,
+    TriggerKind,
+    level_settings,
+    levels_parse,
+    toggles_named,
+    triggers_parse,
+)
 from .presets import PRESETS, Preset, preset_value_error
 
 # Called with the team id and its new version once the change commits (the read path's
@@ -292,3 +312,176 @@ def toggle_delete(*, toggle: Toggle, actor: Any) -> None:
         with audited(actor=actor, action=AuditAction.DELETE, instance=toggle):
             toggle.delete()
         toggle_version_bump(team_id=team_id)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def policy_clean(
+    *, team: Team, deployment: Deployment, triggers: Any, levels: Any
+) -> tuple[tuple[Trigger, ...], tuple[Level, ...]]:
+    """The parsed triggers and levels of a policy for ``deployment``, checked against the
+    inventory: SLOs of the deployment, toggles of the deployment or its team, level values
+    valid for each toggle. Raises ValidationError naming the field."""
+    errors: dict[str, str] = {}
+    if deployment.team_id != team.pk:
+        raise ValidationError({"deployment": "The deployment belongs to another team."})
+    parsed_triggers: tuple[Trigger, ...] = ()
+    parsed_levels: tuple[Level, ...] = ()
+    try:
+        parsed_triggers = triggers_parse(triggers)
+    except SpecError as exc:
+        errors["triggers"] = str(exc)
+    try:
+        parsed_levels = levels_parse(levels)
+    except SpecError as exc:
+        errors["levels"] = str(exc)
+    slo_ids = {t.slo for t in parsed_triggers if t.slo is not None}
+    if slo_ids:
+        known = set(
+            Slo.objects.filter(pk__in=slo_ids, deployment=deployment).values_list("pk", flat=True)
+        )
+        missing = sorted(slo_ids - known)
+        if missing:
+            errors["triggers"] = f"SLO {missing[0]} is not an SLO of {deployment.name}."
+    signals = {t.signal for t in parsed_triggers if t.kind is TriggerKind.SIGNAL}
+    unknown = sorted(signals - set(Signal.values))
+    if unknown:
+        errors["triggers"] = f"Unknown signal {unknown[0]!r}; see the metrics catalogue."
+    toggles = policy_toggles(deployment=deployment, keys=toggles_named(parsed_levels))
+    for index, level in enumerate(parsed_levels):
+        for key, value in level.set.items():
+            toggle = toggles.get(key)
+            if toggle is None:
+                errors["levels"] = (
+                    f"levels[{index}].set: no toggle {key!r} for {deployment.name} or its team."
+                )
+                break
+            problem = level_value_error(toggle=toggle, value=value)
+            if problem:
+                errors["levels"] = f"levels[{index}].set.{key}: {problem}"
+                break
+        if "levels" in errors:
+            break
+    if errors:
+        raise ValidationError(errors)
+    return parsed_triggers, parsed_levels
+
+
+def policy_toggles(*, deployment: Deployment, keys: set[str]) -> dict[str, Toggle]:
+    """The toggles ``keys`` name for the deployment: its own, else its team's."""
+    found: dict[str, Toggle] = {}
+    rows = Toggle.objects.filter(team_id=deployment.team_id, key__in=keys).filter(
+        Q(deployment=deployment) | Q(deployment__isnull=True)
+    )
+    for toggle in rows.select_related("team", "deployment"):
+        if toggle.deployment_id is not None or toggle.key not in found:
+            found[toggle.key] = toggle
+    return found
+
+
+def policy_level_apply(
+    *,
+    policy: DegradationPolicy,
+    to_level: int,
+    reason: str,
+    actor: Any = None,
+    evidence: dict[str, Any] | None = None,
+    dry_run: bool | None = None,
+    now: Any = None,
+) -> DegradationTransition | None:
+    """Move ``policy`` to ``to_level`` (0: not degraded): set the merged settings of its
+    levels 1..to_level as overrides on its toggles (clearing the ones no longer set),
+    record the transition and audit it. In dry run only the transition is recorded.
+    Returns None when the policy is already at that level."""
+    now = now or timezone.now()
+    dry = policy.dry_run if dry_run is None else dry_run
+    _, levels = policy_clean(
+        team=policy.team, deployment=policy.deployment, triggers=policy.triggers,
+        levels=policy.levels,
+    )  # fmt: skip
+    if not 0 <= to_level <= len(levels):
+        raise ValidationError({"level": f"Level must be between 0 and {len(levels)}."})
+    actor_name = _actor_name(actor) if actor is not None else f"policy:{policy.name}"
+    with transaction.atomic():
+        state, _ = DegradationState.objects.select_for_update().get_or_create(policy=policy)
+        from_level = state.level
+        if from_level == to_level and not dry:
+            return None
+        transition = DegradationTransition.objects.create(
+            policy=policy, at=now, from_level=from_level, to_level=to_level, reason=reason,
+            evidence=evidence or {}, dry_run=dry, actor=actor_name[:150],
+        )  # fmt: skip
+        if dry:
+            return transition
+        settings = level_settings(levels, to_level)
+        toggles = policy_toggles(deployment=policy.deployment, keys=toggles_named(levels))
+        source = f"policy:{policy.name}"
+        for key, toggle in sorted(toggles.items()):
+            if key in settings:
+                toggle_override_set(toggle=toggle, value=settings[key], level=to_level,
+                                    source=source, reason=reason, actor=actor)  # fmt: skip
+            elif toggle.override_source == source:
+                toggle_override_clear(toggle=toggle, source=source, reason=reason, actor=actor)
+        with audited(actor=actor, action=AuditAction.UPDATE, instance=state,
+                     verb="degrade" if to_level > from_level else "recover",
+                     extra={"reason": reason}):  # fmt: skip
+            state.level = to_level
+            state.level_since = now
+            if to_level == 0:
+                state.degraded_since = None
+            elif from_level == 0:
+                state.degraded_since = now
+            state.save()
+    return transition
+
+
+def policy_pin(
+    *, policy: DegradationPolicy, level: int, actor: Any, reason: str, until: Any = None
+) -> DegradationState:
+    """Hold the policy at ``level`` (applied now) until unpinned or ``until``: automation
+    leaves a pinned policy alone."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the level is pinned."})
+    with transaction.atomic():
+        policy_level_apply(policy=policy, to_level=level, reason=f"pinned: {reason}",
+                           actor=actor, dry_run=False)  # fmt: skip
+        state = DegradationState.objects.select_for_update().get(policy=policy)
+        with audited(actor=actor, action=AuditAction.UPDATE, instance=state, verb="pin",
+                     extra={"reason": reason}):  # fmt: skip
+            state.pinned_level = level
+            state.pinned_by = _actor_name(actor)[:150]
+            state.pin_reason = reason
+            state.pinned_until = until
+            state.save()
+    return state
+
+
+def policy_unpin(*, policy: DegradationPolicy, actor: Any, reason: str) -> DegradationState:
+    """Hand the policy back to automation (its level stays until the next evaluation)."""
+    with transaction.atomic():
+        state, _ = DegradationState.objects.select_for_update().get_or_create(policy=policy)
+        with audited(actor=actor, action=AuditAction.UPDATE, instance=state, verb="unpin",
+                     extra={"reason": reason}):  # fmt: skip
+            state.pinned_level = None
+            state.pinned_by = ""
+            state.pin_reason = ""
+            state.pinned_until = None
+            state.save()
+    return state
+
+
+def degradation_switch_set(*, automatic: bool, actor: Any, reason: str) -> DegradationSwitch:
+    """The global off switch: with ``automatic=False`` no policy changes a level."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why automatic degradation is switched."})
+    with transaction.atomic():
+        switch, _ = DegradationSwitch.objects.select_for_update().get_or_create(pk=1)
+        with audited(actor=actor, action=AuditAction.UPDATE, instance=switch,
+                     extra={"reason": reason}):  # fmt: skip
+            switch.automatic = automatic
+            switch.changed_by = _actor_name(actor)[:150]
+            switch.changed_at = timezone.now()
+            switch.reason = reason
+            switch.save()
+    return switch
