@@ -10,10 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
+from rest_framework.exceptions import APIException
 
 from apps.accounts.selectors import AnyUser, teams_visible_to
 from apps.alerts.models import AlertStatus, Severity, silence_matchers_clean
@@ -22,6 +25,8 @@ from apps.autoscaling.backtest import BacktestError, backtest_policy
 from apps.autoscaling.models import AutoscalingPolicy
 from apps.autoscaling.serializers import BacktestRequestSerializer
 from apps.inventory.models import Deployment, DeploymentStatus, ServingFramework
+from apps.logs.params import request_team_id
+from apps.logs.query import LogQLError, parse_query
 from apps.slos.models import SloState
 
 from .selectors import DEFAULT_RANGE, RANGES, clusters_visible, deployments_visible
@@ -435,3 +440,138 @@ class SilenceForm(forms.Form):
         """The service's field errors on this form (matchers and times as form-wide)."""
         for name, errors in exc.message_dict.items():
             self.add_error(name if name in self.fields else None, errors)
+
+
+# --------------------------------------------------------------------------- logs
+
+# The Logs page's relative ranges (up to now); a start (and end) replace them.
+LOG_RANGES: dict[str, timedelta] = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+}
+DEFAULT_LOG_RANGE = "1h"
+LOG_CONTEXT_LINES = 10
+_NS = 1_000_000_000
+
+
+def _ns(moment: Any) -> int:
+    return int(moment.timestamp()) * _NS + moment.microsecond * 1000
+
+
+class LogTeamForm(forms.Form):
+    """The team whose logs a form reads: one of the user's (choices, then checked by the
+    REST API's own rule, :func:`apps.logs.params.request_team_id`); blank means the user's
+    first team."""
+
+    team = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        field = self.fields["team"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [
+            (str(pk), slug)
+            for pk, slug in teams_visible_to(user=user).order_by("slug").values_list("pk", "slug")
+        ]
+
+    def clean_team(self) -> int:
+        choices = self.fields["team"].choices  # type: ignore[attr-defined]
+        requested = self.cleaned_data.get("team") or (str(choices[0][0]) if choices else None)
+        try:
+            return request_team_id(user=self.user, requested=requested)
+        except APIException as exc:
+            detail = exc.detail
+            if isinstance(detail, dict):
+                raise ValidationError(
+                    [str(m) for errors in detail.values() for m in errors]
+                ) from None
+            raise ValidationError(str(detail)) from None
+
+
+class LogSearchForm(LogTeamForm):
+    """The Logs page: a LogQL query over a range. A GET form, so the page's address is
+    the link to its result; times are UTC, as a datetime-local input sends them."""
+
+    query = forms.CharField(
+        label="LogQL query",
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80, "spellcheck": "false"}),
+        help_text='A log query such as {app="api"} |= "error", or a metric query such as '
+        'sum by (level) (count_over_time({app="api"} [5m])).',
+    )
+    since = forms.ChoiceField(
+        label="Range",
+        required=False,
+        choices=[(key, f"last {key}") for key in LOG_RANGES],
+        initial=DEFAULT_LOG_RANGE,
+    )
+    start = forms.DateTimeField(
+        label="From (UTC)", required=False, widget=_DATETIME_LOCAL, help_text="Replaces the range."
+    )
+    end = forms.DateTimeField(
+        label="Until (UTC)", required=False, widget=_DATETIME_LOCAL, help_text="Default: now."
+    )
+    limit = forms.IntegerField(
+        label="Lines",
+        required=False,
+        min_value=1,
+        initial=100,
+        widget=forms.NumberInput(attrs={"placeholder": "100"}),
+    )
+    direction = forms.ChoiceField(
+        label="Order",
+        required=False,
+        choices=[("backward", "newest first"), ("forward", "oldest first")],
+        initial="backward",
+    )
+
+    field_order = ["query", "team", "since", "start", "end", "limit", "direction"]
+
+    def __init__(self, *args: Any, user: AnyUser, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        limit = self.fields["limit"]
+        assert isinstance(limit, forms.IntegerField)
+        limit.max_value = int(settings.LOGS_QUERY_MAX_LIMIT)
+        limit.validators.append(MaxValueValidator(limit.max_value))
+        limit.widget.attrs["max"] = limit.max_value
+
+    def clean_query(self) -> Any:
+        """The parsed query; invalid LogQL is this field's error, naming the position."""
+        text = self.cleaned_data["query"]
+        try:
+            return parse_query(text)
+        except LogQLError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        now = timezone.now()
+        if start is None:
+            end = end or now
+            start = end - LOG_RANGES[data.get("since") or DEFAULT_LOG_RANGE]
+        end = end or now
+        if end <= start:
+            self.add_error("end", "The end must be after the start.")
+        data.update(
+            start_ns=_ns(start),
+            end_ns=_ns(end),
+            limit=data.get("limit") or 100,
+            direction=data.get("direction") or "backward",
+        )
+        return data
+
+
+class LogContextForm(LogTeamForm):
+    """One entry of the team's logs (its stream, timestamp and line hash, as a search
+    row names it) and how many lines of its stream to show either side."""
+
+    stream = forms.CharField(max_length=64)
+    timestamp = forms.IntegerField(min_value=0)
+    line_hash = forms.CharField(max_length=64)
+    lines = forms.IntegerField(
+        required=False, min_value=1, max_value=100, initial=LOG_CONTEXT_LINES
+    )

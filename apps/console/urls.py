@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import alerts, audit, backtests, base, deployments, overview, slos
+from .views import alerts, audit, backtests, base, deployments, logs, overview, slos
 
 app_name = "console"
 
@@ -25,4 +25,6 @@ urlpatterns = [
     path("alerts/<int:pk>/silence/", alerts.alert_silence, name="alert-silence"),
     path("alerts/silences/<int:pk>/expire/", alerts.silence_expire_view, name="silence-expire"),
     path("alerts/channels/<int:pk>/test/", alerts.channel_test, name="channel-test"),
+    path("logs/", logs.logs_page, name="logs"),
+    path("logs/context/", logs.log_context, name="logs-context"),
 ]

@@ -1,9 +1,10 @@
 """Links from the rest of the control plane to a deployment's logs around a moment: the
-``logs`` field of alerts, scale decisions and SLO events."""
+``logs`` field of alerts, scale decisions and SLO events (the REST search), and the
+console's links to its Logs page, over the same range."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
@@ -38,12 +39,16 @@ def deployment_stream_selector(deployment: Deployment) -> str:
     return render_selector(kept)
 
 
+def link_range(*, at: datetime, until: datetime | None = None) -> tuple[datetime, datetime]:
+    """From a margin before ``at`` to a margin after ``until`` (default ``at``)."""
+    return at - LINK_MARGIN, (until or at) + LINK_MARGIN
+
+
 def logs_link(*, deployment: Deployment, at: datetime, until: datetime | None = None) -> LogsLink:
-    """The query and time range of ``deployment``'s logs from a margin before ``at`` to a
-    margin after ``until`` (default ``at``), and the search URL that runs it (limited to the
-    deployment's streams)."""
-    start = at - LINK_MARGIN
-    end = (until or at) + LINK_MARGIN
+    """The query and time range of ``deployment``'s logs around ``at`` .. ``until``
+    (:func:`link_range`), and the search URL that runs it (limited to the deployment's
+    streams)."""
+    start, end = link_range(at=at, until=until)
     query = deployment_stream_selector(deployment)
     params = {
         "query": query,
@@ -54,6 +59,33 @@ def logs_link(*, deployment: Deployment, at: datetime, until: datetime | None = 
     }
     url = f"{reverse('logs-search')}?{urlencode(params)}"
     return {"query": query, "start": start.isoformat(), "end": end.isoformat(), "url": url}
+
+
+def _console_time(moment: datetime) -> str:
+    # What an <input type="datetime-local"> shows, in UTC (the console's form reads UTC).
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def console_logs_url(
+    *,
+    deployment: Deployment,
+    at: datetime | None = None,
+    until: datetime | None = None,
+    since: str | None = None,
+) -> str:
+    """The console's Logs page on ``deployment``'s streams: around ``at`` .. ``until``
+    (:func:`link_range`, the range of :func:`logs_link`), or the last ``since`` (a preset
+    of the page such as ``"1h"``) when no moment is given."""
+    params: dict[str, object] = {
+        "query": deployment_stream_selector(deployment),
+        "team": deployment.team_id,
+    }
+    if at is not None:
+        start, end = link_range(at=at, until=until)
+        params.update(start=_console_time(start), end=_console_time(end))
+    elif since:
+        params["since"] = since
+    return f"{reverse('console:logs')}?{urlencode(params)}"
 
 
 class LogsLinkSerializer(serializers.Serializer):

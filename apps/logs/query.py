@@ -31,6 +31,7 @@ from apps.logs.logql import (
     Series,
     VectorAggregation,
     evaluate_range,
+    format_query,
     is_metric_query,
     line_filters,
     log_query,
@@ -39,6 +40,7 @@ from apps.logs.logql import (
     parse,
     stream_matchers,
 )
+from apps.logs.logql.ast import format_duration
 from apps.logs.logql.evaluate import MAX_POINTS, Direction
 from apps.logs.storage.base import LogSelect, LogStore, SeriesCount, StoredEntry
 
@@ -48,6 +50,9 @@ Cursor = tuple[int, str, str]
 # their limit); past it the query is refused with advice to narrow it.
 MAX_SCAN = 500_000
 PAGE_SIZE = 5_000
+# A histogram's default number of buckets over its range.
+HISTOGRAM_BUCKETS = 60
+_SECOND_NS = 1_000_000_000
 # Range functions answered from bucket counts, and whether each reads bytes.
 _COUNTED = {"count_over_time": False, "rate": False, "bytes_over_time": True, "bytes_rate": True}
 _PER_SECOND = {"rate", "bytes_rate"}
@@ -374,6 +379,61 @@ def search_lines(
         after = page.after
 
 
+@dataclass(frozen=True)
+class Histogram:
+    """Matching lines per bucket: bucket ``i`` covers ``[start_ns + i*step_ns, + step_ns)``,
+    every bucket listed (empty ones with 0); ``query`` is the metric query counted."""
+
+    query: Query
+    start_ns: int
+    end_ns: int
+    step_ns: int
+    counts: list[tuple[int, int]]
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.counts)
+
+
+def histogram_lines(
+    store: LogStore,
+    query: Query,
+    scope: Scope,
+    *,
+    start_ns: int,
+    end_ns: int,
+    step_ns: int | None = None,
+    max_scan: int = MAX_SCAN,
+) -> Histogram:
+    """How many lines of a log query fall in each step of [start_ns, end_ns) (the end
+    rounded up to whole steps; the default step cuts the range in about
+    :data:`HISTOGRAM_BUCKETS` whole seconds): ``sum(count_over_time(<query> [step]))``,
+    counted from the store's buckets when the query allows."""
+    if is_metric_query(query):
+        raise LogsQueryError("a metric query returns series, not lines: use the range query")
+    step = step_ns or max(
+        -(-(end_ns - start_ns) // HISTOGRAM_BUCKETS // _SECOND_NS) * _SECOND_NS, _SECOND_NS
+    )
+    buckets = -(-(end_ns - start_ns) // step)
+    end = start_ns + buckets * step
+    metric = parse(f"sum(count_over_time({format_query(query)} [{format_duration(step)}]))")
+    # count_over_time at t counts (t - step, t]: evaluated at start + step - 1, ... it
+    # counts [start, start + step), ... as the search reads them.
+    series = query_range(
+        store,
+        metric,
+        scope,
+        start_ns=start_ns + step - 1,
+        end_ns=end - 1,
+        step_ns=step,
+        max_scan=max_scan,
+    )
+    counts = {t + 1 - step: int(v) for serie in series for t, v in serie.points}
+    return Histogram(
+        metric, start_ns, end, step, [(t, counts.get(t, 0)) for t in range(start_ns, end, step)]
+    )
+
+
 def count_lines(
     store: LogStore, query: Query, scope: Scope, *, start_ns: int, end_ns: int
 ) -> list[SeriesCount]:
@@ -426,8 +486,10 @@ def context_lines(
 
 
 __all__ = [
+    "HISTOGRAM_BUCKETS",
     "MAX_SCAN",
     "Cursor",
+    "Histogram",
     "Hit",
     "HitPage",
     "LogQLError",
@@ -438,6 +500,7 @@ __all__ = [
     "context_lines",
     "count_lines",
     "find_entry",
+    "histogram_lines",
     "is_metric_query",
     "line_hash",
     "parse_query",

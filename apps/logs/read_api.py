@@ -21,8 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.logs import read_serializers as s
-from apps.logs.logql import LogQLError, Query, format_query, parse
-from apps.logs.logql.ast import format_duration
+from apps.logs.logql import LogQLError, Query, format_query
 from apps.logs.params import (
     SECOND_NS,
     ParamError,
@@ -38,15 +37,14 @@ from apps.logs.query import (
     Scope,
     context_lines,
     find_entry,
+    histogram_lines,
     line_hash,
-    query_range,
     search_lines,
 )
 from apps.logs.storage import log_store
 from apps.logs.storage.base import StoredEntry
 
 HOUR_NS = 3600 * SECOND_NS
-HISTOGRAM_BUCKETS = 60
 
 
 def _params(serializer_class: type[s.TeamParamsSerializer], request: Request) -> dict[str, Any]:
@@ -141,10 +139,6 @@ class SearchView(LogsView):
         )
 
 
-def _histogram_query(query: Query, step_ns: int) -> Query:
-    return parse(f"sum(count_over_time({format_query(query)} [{format_duration(step_ns)}]))")
-
-
 class HistogramView(LogsView):
     """How many lines match a log query per interval: ``sum(count_over_time(<query>
     [step]))`` at each step, counted from the store's buckets when the query allows."""
@@ -154,32 +148,22 @@ class HistogramView(LogsView):
         params = _params(s.HistogramParamsSerializer, request)
         scope = _scope(request, params)
         start, end = _range(params)
-        step = params.get("step") or max(
-            -(-(end - start) // HISTOGRAM_BUCKETS // SECOND_NS) * SECOND_NS, SECOND_NS
-        )
-        buckets = -(-(end - start) // step)
-        end = start + buckets * step
-        metric = _histogram_query(params["query"], step)
-        # count_over_time at t counts (t - step, t]: evaluated at start + step - 1, ... it
-        # counts [start, start + step), ... as the search reads them.
-        series = query_range(
+        histogram = histogram_lines(
             log_store(),
-            metric,
+            params["query"],
             scope,
-            start_ns=start + step - 1,
-            end_ns=end - 1,
-            step_ns=step,
+            start_ns=start,
+            end_ns=end,
+            step_ns=params.get("step"),
         )
-        counts = {t + 1 - step: int(v) for serie in series for t, v in serie.points}
-        rows = [{"start": str(t), "count": counts.get(t, 0)} for t in range(start, end, step)]
         return Response(
             {
-                "query": format_query(metric),
-                "start": str(start),
-                "end": str(end),
-                "step": str(step),
-                "total": sum(r["count"] for r in rows),
-                "buckets": rows,
+                "query": format_query(histogram.query),
+                "start": str(histogram.start_ns),
+                "end": str(histogram.end_ns),
+                "step": str(histogram.step_ns),
+                "total": histogram.total,
+                "buckets": [{"start": str(t), "count": c} for t, c in histogram.counts],
             }
         )
 
@@ -281,6 +265,11 @@ def tail_events(query: Query, scope: Scope, start_ns: int) -> Iterator[str]:
 
 class TailView(LogsView):
     """New lines matching a log query as server-sent events (``text/event-stream``)."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # A browser's EventSource accepts only text/event-stream, which no DRF renderer
+        # offers: the stream is written as is, and a refusal before it goes out as JSON.
+        return super().perform_content_negotiation(request, force=True)
 
     @extend_schema(
         parameters=[s.TailParamsSerializer],

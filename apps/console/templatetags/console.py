@@ -1,5 +1,6 @@
 """Template helpers of the console: times the browser shows in the user's time zone (UTC
-on hover), figures with their unit or a dash, and the chart component's data block."""
+on hover), figures with their unit or a dash, the chart component's data block and links
+to the Logs page."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from apps.inventory.models import DeploymentStatus, ServingFramework
+from apps.inventory.models import Deployment, DeploymentStatus, ServingFramework
+from apps.logs.links import console_logs_url
 
 register = template.Library()
 
@@ -23,11 +25,17 @@ _JSON_SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u
 
 
 @register.simple_tag
-def ts(value: datetime | None) -> str:
+def ts(value: datetime | None, ms: bool = False) -> str:
     """A ``<time>`` element: UTC in the page (readable without JavaScript); ``console.js``
-    rewrites the text in the browser's time zone and keeps UTC in the title."""
+    rewrites the text in the browser's time zone and keeps UTC in the title. ``ms`` adds
+    the milliseconds (log lines)."""
     if value is None:
         return DASH
+    if ms:
+        utc = value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d} UTC"
+        return format_html(
+            '<time datetime="{}" title="{}" data-ms>{}</time>', value.isoformat(), utc, utc
+        )
     utc = value.strftime("%Y-%m-%d %H:%M:%S UTC")
     return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), utc, utc)
 
@@ -109,6 +117,20 @@ def chart(
         f'<script id="{_escape(element_id)}-data" type="application/json">{script}</script>'
         "</figure>"
     )
+
+
+@register.simple_tag
+def logs_url(
+    deployment: Deployment | None,
+    at: datetime | None = None,
+    until: datetime | None = None,
+    since: str = "",
+) -> str:
+    """The Logs page on ``deployment``'s streams around ``at`` .. ``until`` (the range the
+    API's ``logs`` links give), or over the last ``since``; empty without a deployment."""
+    if deployment is None:
+        return ""
+    return console_logs_url(deployment=deployment, at=at, until=until, since=since or None)
 
 
 # The overview's rows are rendered here rather than by a template loop: a fleet of 1,000

@@ -1,6 +1,7 @@
 // The console's chart component: each <figure data-chart="ID"> is drawn with uPlot from
 // the JSON block <script type="application/json" id="ID"> that the server rendered next to
-// it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines}.
+// it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines, and
+// bars: true to draw bars starting at each x (a histogram's buckets)}.
 (function () {
   "use strict";
   var PALETTE = ["#2f81f7", "#e5534b", "#3fb950", "#d29922", "#a371f7", "#39c5cf"];
@@ -18,7 +19,7 @@
   }
 
   function draw(fig) {
-    if (fig.getAttribute("data-drawn") || typeof uPlot === "undefined") return;
+    if (fig.hasAttribute("data-drawn") || typeof uPlot === "undefined") return;
     var block = document.getElementById(fig.getAttribute("data-chart"));
     if (!block) return;
     var data = JSON.parse(block.textContent);
@@ -32,8 +33,14 @@
     var height = parseInt(fig.getAttribute("data-height"), 10) || 220;
     var width = Math.max(120, target.clientWidth || fig.clientWidth || 400);
     var series = [{}].concat(data.labels.map(function (label, i) {
-      return { label: label, stroke: PALETTE[i % PALETTE.length], width: spark ? 1 : 1.5, spanGaps: true,
-               scale: spark && i > 0 ? "load" : "y" };
+      var s = { label: label, stroke: PALETTE[i % PALETTE.length], width: spark ? 1 : 1.5, spanGaps: true,
+                scale: spark && i > 0 ? "load" : "y" };
+      if (data.bars) {  // a histogram: one bar per bucket
+        s.paths = uPlot.paths.bars({ size: [0.9, 48], align: 1 });
+        s.fill = PALETTE[i % PALETTE.length] + "aa";
+        s.spanGaps = false;
+      }
+      return s;
     }));
     var lines = data.lines || [];
     var markers = data.markers || [];

@@ -5,15 +5,21 @@
     year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
   });
-  // <time datetime> holds the instant; the text becomes local time, the title keeps UTC.
+  var fmtMs = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", fractionalSecondDigits: 3, timeZoneName: "short",
+  });
+  // <time datetime> holds the instant; the text becomes local time, the title keeps UTC
+  // (with milliseconds when the element has data-ms: log lines).
   function localTimes(root) {
     root.querySelectorAll("time[datetime]:not([data-local])").forEach(function (el) {
       var when = new Date(el.getAttribute("datetime"));
       if (isNaN(when)) return;
-      el.textContent = fmt.format(when);
+      el.textContent = (el.hasAttribute("data-ms") ? fmtMs : fmt).format(when);
       el.setAttribute("data-local", "");
     });
   }
+  window.consoleLocalTimes = localTimes;
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
   document.addEventListener("htmx:afterSettle", function (e) { localTimes(e.target); });
   // A form with data-confirm asks before it is sent.
