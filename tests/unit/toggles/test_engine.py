@@ -111,9 +111,9 @@ def test_degradation_step__trigger_returns_during_clear_period__clear_time_resta
 
 
 def test_degradation_step__unknown__neither_up_nor_down_nor_clear_time():
-    levels, state = run([(0, UNKNOWN), (600, UNKNOWN)])
+    levels, _ = run([(0, UNKNOWN), (600, UNKNOWN)])
     assert levels == [0, 0]
-    levels, state = run(
+    levels, _ = run(
         [(100, CLEAR), (150, UNKNOWN), (230, CLEAR), (300, CLEAR), (350, CLEAR)],
         state=_at_level(1, since=0),
     )

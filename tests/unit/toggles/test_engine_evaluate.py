@@ -109,13 +109,15 @@ def test_degradation_evaluate__page_then_clear__up_and_down_with_deliveries_and_
     )
     assert steps == [(0, 1, False), (1, 2, False), (2, 1, False), (1, 0, False)]
     first = DegradationTransition.objects.filter(policy=policy).order_by("at").first()
-    assert "SLO" in first.reason and "level 1 (cap tokens)" in first.reason
+    assert "SLO" in first.reason
+    assert "level 1 (cap tokens)" in first.reason
     assert first.evidence["triggers"][0]["outcome"] == "held"
     deliveries = list(Delivery.objects.filter(channel=channel).order_by("created_at", "id"))
     assert len(deliveries) == 4
     assert queued == [channel.pk]
     up = deliveries[0].notification
-    assert up["status"] == "firing" and "level 0 -> 1" in up["title"]
+    assert up["status"] == "firing"
+    assert "level 0 -> 1" in up["title"]
     assert deliveries[-1].notification["status"] == "resolved"
     assert deliveries[0].idempotency_key == f"degradation-t{first.pk}-c{channel.pk}"
     assert AuditEntry.objects.filter(object_type="toggles.degradationstate").count() == 4
@@ -125,7 +127,8 @@ def test_degradation_evaluate__no_data__nothing_changes(policy, channel):
     t0 = timezone.now()
     for seconds in (0, 100, 1000):
         step = tick(policy, None, seconds, t0)
-        assert step is not None and "no data" in step.reason
+        assert step is not None
+        assert "no data" in step.reason
     slo_state(policy, "no_data", t0)
     tick(policy, None, 5, t0)
     assert level(policy) == 0
@@ -150,7 +153,8 @@ def test_degradation_evaluate__dry_run__records_steps_changes_nothing(policy, ch
     )
     assert steps == [(0, 1, True), (1, 2, True)]
     titles = [d.notification["title"] for d in Delivery.objects.order_by("created_at", "id")]
-    assert all(t.startswith("[dry run] ") for t in titles) and len(titles) == 2
+    assert all(t.startswith("[dry run] ") for t in titles)
+    assert len(titles) == 2
     # Dry run off: the live loop starts from the live level.
     policy.dry_run = False
     policy.save()
@@ -174,7 +178,8 @@ def test_degradation_evaluate__pinned__holds(policy, channel):
 def test_degradation_evaluate__switch_off__holds(policy):
     degradation_switch_set(automatic=False, actor=None, reason="incident 42")
     step = tick(policy, "page", 0, timezone.now())
-    assert step is not None and "switched off" in step.reason
+    assert step is not None
+    assert "switched off" in step.reason
     assert level(policy) == 0
 
 
@@ -189,7 +194,8 @@ def test_degradation_evaluate__fallback_stopped_serving__failure_recorded_once(p
     small.save()
     t0 = timezone.now()
     step = tick(policy, "page", 0, t0)
-    assert step is not None and step.to_level == 1
+    assert step is not None
+    assert step.to_level == 1
     tick(policy, "page", 100, t0)
     assert level(policy) == 0
     failure = DegradationTransition.objects.get(policy=policy)
