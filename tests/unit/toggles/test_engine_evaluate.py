@@ -155,9 +155,13 @@ def test_degradation_evaluate__dry_run__records_steps_changes_nothing(policy, ch
     titles = [d.notification["title"] for d in Delivery.objects.order_by("created_at", "id")]
     assert all(t.startswith("[dry run] ") for t in titles)
     assert len(titles) == 2
-    # Dry run off: the live loop starts from the live level.
+    # Dry run off: its position follows the live level again, so a later dry run starts
+    # from there, whether or not the live level moves.
     policy.dry_run = False
     policy.save()
+    tick(policy, "ok", 70, t0)
+    state = DegradationState.objects.get(policy=policy)
+    assert (state.level, state.dry_level) == (0, 0)
     tick(policy, "page", 200, t0)
     state = DegradationState.objects.get(policy=policy)
     assert (state.level, state.dry_level) == (1, 1)
