@@ -31,6 +31,7 @@ from .models import (
     ToggleChange,
     ToggleVersion,
 )
+from .notifications import transition_notify
 from .policy_spec import (
     Level,
     SpecError,
@@ -554,8 +555,6 @@ def degradation_evaluate(
     channel's sender after commit. Returns the engine's step (None: the spec is invalid).
     The caller holds the policy's lock; the state row is locked too, so a pin made meanwhile
     waits for this evaluation and then wins."""
-    from .notifications import transition_notify
-
     now = now or timezone.now()
     log = logger.bind(policy=policy.pk, deployment=policy.deployment_id)
     try:
