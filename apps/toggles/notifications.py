@@ -52,6 +52,7 @@ def transition_notification(
         ends_at=transition.at if recovering else None,
         summary=f"{prefix}{deployment}: {what}",
         description=transition.reason
+        + ("" if transition.actor.startswith("policy:") else f" (by {transition.actor})")
         + (" (dry run: recorded only, nothing changed)" if transition.dry_run else ""),
         fingerprint=f"degradation-{transition.pk}",
         url=url,

@@ -395,12 +395,16 @@ def policy_level_apply(
     evidence: dict[str, Any] | None = None,
     dry_run: bool | None = None,
     now: Any = None,
+    enqueue: Callable[[int], object] | None = None,
 ) -> DegradationTransition | None:
     """Move ``policy`` to ``to_level`` (0: not degraded): set the merged settings of its
     levels 1..to_level as overrides on its toggles (clearing the ones no longer set),
-    record the transition and audit it. In dry run only the transition is recorded, from
-    the level the dry run would be at (``DegradationState.dry_level``), which moves instead.
-    Returns None when the policy is (or, in dry run, would be) already at that level."""
+    record the transition, audit it and queue it for the team's chat channels
+    (``enqueue(channel id)`` starts a channel's sender after commit; without it the alerts
+    app's periodic sweep sends it). In dry run only the transition is recorded (and sent),
+    from the level the dry run would be at (``DegradationState.dry_level``), which moves
+    instead. Returns None when the policy is (or, in dry run, would be) already at that
+    level."""
     now = now or timezone.now()
     dry = policy.dry_run if dry_run is None else dry_run
     _, levels = policy_clean(
@@ -427,6 +431,7 @@ def policy_level_apply(
             elif from_level == 0:
                 state.dry_degraded_since = now
             state.save(update_fields=["dry_level", "dry_level_since", "dry_degraded_since"])
+            transition_notify(transition=transition, enqueue=enqueue)
             return transition
         settings = level_settings(levels, to_level)
         toggles = policy_toggles(deployment=policy.deployment, keys=toggles_named(levels))
@@ -451,6 +456,7 @@ def policy_level_apply(
             state.dry_level_since = state.level_since
             state.dry_degraded_since = state.degraded_since
             state.save()
+        transition_notify(transition=transition, enqueue=enqueue)
     return transition
 
 
@@ -600,20 +606,18 @@ def degradation_evaluate(
         try:
             transition = policy_level_apply(
                 policy=policy, to_level=step.to_level, reason=step.reason,
-                evidence=step.evidence, now=now,
+                evidence=step.evidence, now=now, enqueue=enqueue,
             )  # fmt: skip
         except ValidationError as exc:
             error = "; ".join(exc.messages)
             log.warning("degradation-apply-failed", to_level=step.to_level, error=error)
-            transition = _failure_record(
-                policy=policy, state=state, step=step, error=error, now=now
-            )
+            failure = _failure_record(policy=policy, state=state, step=step, error=error, now=now)
+            if failure is not None:
+                transition_notify(transition=failure, enqueue=enqueue)
         else:
             if transition is not None:
                 log.info(
                     "degradation-level-changed", from_level=transition.from_level,
                     to_level=transition.to_level, dry_run=transition.dry_run,
                 )  # fmt: skip
-        if transition is not None:
-            transition_notify(transition=transition, enqueue=enqueue)
     return step

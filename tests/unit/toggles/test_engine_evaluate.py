@@ -177,6 +177,10 @@ def test_degradation_evaluate__pinned__holds(policy, channel):
     tick(policy, "ok", 2000, t0)
     assert level(policy) == 1
     assert DegradationTransition.objects.filter(policy=policy).count() == 1  # the pin
+    # The pin's own transition went to chat, like every transition.
+    (delivery,) = Delivery.objects.filter(channel=channel)
+    assert "level 0 -> 1" in delivery.notification["title"]
+    assert "pinned: GPU quota cut" in delivery.notification["alerts"][0]["description"]
 
 
 def test_degradation_evaluate__switch_off__holds(policy):
@@ -228,3 +232,17 @@ def test_degradation_policy_ids__enabled_only(policy):
         levels=LEVELS, triggers=policy.triggers,
     )  # fmt: skip
     assert degradation_policy_ids() == [policy.pk]
+
+
+def test_evaluate_degradation_task__policy_locked__skipped(policy):
+    from apps.core.locks import cache_lock
+    from apps.toggles.tasks import evaluate_degradation
+
+    slo_state(policy, "page", timezone.now())
+    with cache_lock(f"toggles:degradation:{policy.pk}", ttl_s=30) as acquired:
+        assert acquired
+        evaluate_degradation(policy.pk)
+        assert not DegradationState.objects.filter(policy=policy).exists()
+    evaluate_degradation(policy.pk)
+    assert level(policy) == 1
+    evaluate_degradation(policy.pk + 1000)  # gone: nothing to do, no error
