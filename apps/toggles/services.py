@@ -386,6 +386,20 @@ def policy_toggles(*, deployment: Deployment, keys: set[str]) -> dict[str, Toggl
     return found
 
 
+def _degraded_since(before: Any, *, from_level: int, to_level: int, now: Any) -> Any:
+    """Since when the policy is degraded after moving from ``from_level`` to ``to_level``."""
+    if to_level == 0:
+        return None
+    return now if from_level == 0 else before
+
+
+def _dry_position_follow(state: DegradationState) -> None:
+    """Out of dry run its position is the live one: a later dry run starts from there."""
+    state.dry_level = state.level
+    state.dry_level_since = state.level_since
+    state.dry_degraded_since = state.degraded_since
+
+
 def policy_level_apply(
     *,
     policy: DegradationPolicy,
@@ -424,12 +438,11 @@ def policy_level_apply(
             evidence=evidence or {}, dry_run=dry, actor=actor_name[:150],
         )  # fmt: skip
         if dry:
+            state.dry_degraded_since = _degraded_since(
+                state.dry_degraded_since, from_level=from_level, to_level=to_level, now=now
+            )
             state.dry_level = to_level
             state.dry_level_since = now
-            if to_level == 0:
-                state.dry_degraded_since = None
-            elif from_level == 0:
-                state.dry_degraded_since = now
             state.save(update_fields=["dry_level", "dry_level_since", "dry_degraded_since"])
             transition_notify(transition=transition, enqueue=enqueue)
             return transition
@@ -445,16 +458,12 @@ def policy_level_apply(
         with audited(actor=actor, action=AuditAction.UPDATE, instance=state,
                      verb="degrade" if to_level > from_level else "recover",
                      extra={"reason": reason}):  # fmt: skip
+            state.degraded_since = _degraded_since(
+                state.degraded_since, from_level=from_level, to_level=to_level, now=now
+            )
             state.level = to_level
             state.level_since = now
-            if to_level == 0:
-                state.degraded_since = None
-            elif from_level == 0:
-                state.degraded_since = now
-            # A dry run started later starts from the live level.
-            state.dry_level = state.level
-            state.dry_level_since = state.level_since
-            state.dry_degraded_since = state.degraded_since
+            _dry_position_follow(state)
             state.save()
         transition_notify(transition=transition, enqueue=enqueue)
     return transition
@@ -584,10 +593,7 @@ def degradation_evaluate(
         if not policy.dry_run and (state.dry_level, state.dry_level_since) != (
             state.level, state.level_since,
         ):  # fmt: skip
-            # Dry run switched off: a later one starts from the live level.
-            state.dry_level = state.level
-            state.dry_level_since = state.level_since
-            state.dry_degraded_since = state.degraded_since
+            _dry_position_follow(state)
         observations = triggers_observe(deployment=policy.deployment, triggers=triggers, now=now)
         step = degradation_step(
             spec, _engine_state(state=state, dry=policy.dry_run), observations, now

@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('toggles', '0001_toggles'),
+        ("toggles", "0001_toggles"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='degradationstate',
-            name='dry_degraded_since',
+            model_name="degradationstate",
+            name="dry_degraded_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='degradationstate',
-            name='dry_level',
+            model_name="degradationstate",
+            name="dry_level",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='degradationstate',
-            name='dry_level_since',
+            model_name="degradationstate",
+            name="dry_level_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -26,12 +26,12 @@ from apps.slos.models import SloStatus
 from apps.toggles.evaluation import evaluate
 from apps.toggles.models import DegradationPolicy, DegradationState, DegradationTransition
 from apps.toggles.selectors import team_toggles
-from apps.toggles.services import policy_pin, toggle_create
+from apps.toggles.services import policy_pin
 from apps.toggles.tasks import evaluate_degradation_all
 from controlplane.celery import app
 from tests.factories.alerts import ChannelFactory
+from tests.factories.degradation import degradation_policy
 from tests.factories.inventory import DeploymentFactory
-from tests.factories.slos import SloFactory
 from tests.servers import RecordingServer, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -52,23 +52,13 @@ def receiver(allow_loopback_outbound):
 @pytest.fixture
 def policy(receiver):
     deployment = DeploymentFactory(name="chat")
-    team = deployment.team
-    slo = SloFactory(deployment=deployment)
-    toggle_create(team=team, key="max_output_tokens", preset="max_output_tokens", value=4096,
-                  enabled=True, actor=None)  # fmt: skip
-    toggle_create(team=team, deployment=deployment, key="shed_fraction", preset="shed_fraction",
-                  actor=None)  # fmt: skip
-    ChannelFactory(team=team, webhook_url=receiver.url + "/hook")
-    set_slo(slo.pk, "ok")
-    return DegradationPolicy.objects.create(
-        team=team, deployment=deployment, name="chat-degrade",
-        triggers=[{"kind": "slo_state", "slo": slo.pk, "states": ["page"]}],
-        levels=[
-            {"name": "cap tokens", "set": {"max_output_tokens": 512}},
-            {"name": "shed low", "set": {"shed_fraction": {"low": 0.2}}},
-        ],
-        min_hold_s=MIN_HOLD_S, clear_for_s=CLEAR_FOR_S,
+    ChannelFactory(team=deployment.team, webhook_url=receiver.url + "/hook")
+    policy = degradation_policy(
+        deployment=deployment, states=("page",), name="chat-degrade", min_hold_s=MIN_HOLD_S,
+        clear_for_s=CLEAR_FOR_S,
     )  # fmt: skip
+    set_slo(policy.triggers[0]["slo"], "ok")
+    return policy
 
 
 def set_slo(slo_id: int, state: str) -> None:

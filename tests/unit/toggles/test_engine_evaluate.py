@@ -24,29 +24,17 @@ from apps.toggles.services import (
     toggle_create,
 )
 from tests.factories.alerts import ChannelFactory
+from tests.factories.degradation import TWO_LEVELS, degradation_policy
 from tests.factories.inventory import DeploymentFactory
-from tests.factories.slos import SloFactory
 
 pytestmark = pytest.mark.django_db
-
-LEVELS = [
-    {"name": "cap tokens", "set": {"max_output_tokens": 512}},
-    {"name": "shed low", "set": {"shed_fraction": {"low": 0.2}}},
-]
 
 
 @pytest.fixture
 def policy():
-    deployment = DeploymentFactory(name="chat")
-    team = deployment.team
-    slo = SloFactory(deployment=deployment)
-    toggle_create(team=team, key="max_output_tokens", preset="max_output_tokens", value=4096,
-                  enabled=True, actor=None)  # fmt: skip
-    toggle_create(team=team, deployment=deployment, key="shed_fraction", preset="shed_fraction",
-                  actor=None)  # fmt: skip
-    return DegradationPolicy.objects.create(
-        team=team, deployment=deployment, name="chat-degrade", levels=LEVELS,
-        triggers=[{"kind": "slo_state", "slo": slo.pk}], min_hold_s=60, clear_for_s=120,
+    return degradation_policy(
+        deployment=DeploymentFactory(name="chat"), name="chat-degrade", min_hold_s=60,
+        clear_for_s=120,
     )  # fmt: skip
 
 
@@ -229,7 +217,7 @@ def test_transition_notify__twice__one_delivery_per_channel(policy, channel):
 def test_degradation_policy_ids__enabled_only(policy):
     DegradationPolicy.objects.create(
         team=policy.team, deployment=policy.deployment, name="off", enabled=False,
-        levels=LEVELS, triggers=policy.triggers,
+        levels=TWO_LEVELS, triggers=policy.triggers,
     )  # fmt: skip
     assert degradation_policy_ids() == [policy.pk]
 
