@@ -590,6 +590,9 @@ def degradation_evaluate(
     with transaction.atomic():
         DegradationState.objects.get_or_create(policy=policy)
         state = DegradationState.objects.select_for_update().get(policy=policy)
+        if state.pinned_until is not None and now >= state.pinned_until:
+            policy_unpin(policy=policy, actor=None, reason="the pin ran out")
+            state.refresh_from_db()
         if not policy.dry_run and (state.dry_level, state.dry_level_since) != (
             state.level, state.level_since,
         ):  # fmt: skip

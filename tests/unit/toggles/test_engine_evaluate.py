@@ -171,6 +171,17 @@ def test_degradation_evaluate__pinned__holds(policy, channel):
     assert "pinned: GPU quota cut" in delivery.notification["alerts"][0]["description"]
 
 
+def test_degradation_evaluate__pin_ran_out__unpinned_audited_then_automatic(policy):
+    t0 = timezone.now()
+    policy_pin(policy=policy, level=1, actor=None, reason="quota", until=t0 + timedelta(seconds=90))
+    tick(policy, "page", 80, t0)
+    assert DegradationState.objects.get(policy=policy).pinned_level == 1
+    tick(policy, "page", 90, t0)
+    state = DegradationState.objects.get(policy=policy)
+    assert (state.pinned_level, state.pinned_until, state.level) == (None, None, 2)
+    assert AuditEntry.objects.filter(object_type="toggles.degradationstate", verb="unpin").exists()
+
+
 def test_degradation_evaluate__switch_off__holds(policy):
     degradation_switch_set(automatic=False, actor=None, reason="incident 42")
     step = tick(policy, "page", 0, timezone.now())
