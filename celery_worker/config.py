@@ -25,6 +25,7 @@ task_routes = {
     "autoscaling.*": {"queue": "control"},
     "alerts.deliver*": {"queue": "notify"},
     "alerts.*": {"queue": "control"},
+    "toggles.*": {"queue": "control"},
     "logs.*": {"queue": "ingest"},
 }
 
@@ -54,6 +55,9 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         "alerts-deliver-due": _every("alerts.deliver_due", 30, expires_s=30),
         "alerts-evaluate-rules": _every(
             "alerts.evaluate_rules", settings.ALERTS_RULES_INTERVAL_S, expires_s=30
+        ),
+        "toggles-evaluate-degradation": _every(
+            "toggles.evaluate_degradation_all", settings.DEGRADATION_INTERVAL_S, expires_s=10
         ),
         "alerts-prune": _every("alerts.prune", 6 * 3600),
         "metrics-prune-samples": _every("metrics.prune_samples", 3600),

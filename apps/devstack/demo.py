@@ -1,5 +1,5 @@
 """The demo created by the run command: a team, a model, simulated deployments, and their
-SLOs, alert rules and autoscaling policies."""
+SLOs, alert rules, autoscaling policies, degradation toggles and a degradation policy."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from apps.logs.models import IngestToken
 from apps.logs.selectors import ingest_token_authenticate
 from apps.logs.services import ingest_token_create
 from apps.slos.models import LatencyMetric, SliKind, Slo
+from apps.toggles.models import DegradationPolicy, Toggle
+from apps.toggles.services import policy_clean, toggle_create
 
 DEMO_NAMESPACE = "demo"
 
@@ -104,6 +106,7 @@ def demo_inventory_ensure() -> list[Deployment]:
         _demo_policy(deployment)
     _demo_alert_rules(team)
     _demo_slos(team, deployments)
+    _demo_degradation(team, deployments)
     return deployments
 
 
@@ -220,5 +223,46 @@ def _demo_policy(deployment: Deployment) -> None:
             ],
             # The simulator's replicas load in 90-120 s, like a real 8B model.
             "cold_start_s": 120.0,
+        },
+    )
+
+
+# key -> description of the degradation toggles each demo deployment gets (preset = key);
+# they serve their off values (no cap, nothing shed) until a policy or an operator acts.
+_DEMO_TOGGLES = {
+    "max_output_tokens": "Cap on max_tokens per request while degraded (0: no cap).",
+    "shed_fraction": "Share of requests refused per priority class while degraded.",
+}
+DEMO_DEGRADED_DEPLOYMENT = "chat-llama-8b"
+
+
+def _demo_degradation(team: Team, deployments: list[Deployment]) -> None:
+    """Two preset toggles per deployment, and on the chat deployment a policy: its TTFT SLO
+    paging caps output tokens; if it keeps paging, 20 % of low-priority traffic is shed."""
+    for deployment in deployments:
+        for key, description in _DEMO_TOGGLES.items():
+            # Created through the service (validated, audited, versioned, in the history).
+            if not Toggle.objects.filter(team=team, deployment=deployment, key=key).exists():
+                toggle_create(team=team, deployment=deployment, key=key, preset=key,
+                              description=description, actor=None, reason="demo")  # fmt: skip
+    deployment = next(d for d in deployments if d.name == DEMO_DEGRADED_DEPLOYMENT)
+    slo = Slo.objects.get(team=team, name=f"{deployment.name}-ttft")
+    triggers = [{"kind": "slo_state", "slo": slo.pk, "states": ["page"]}]
+    levels = [
+        {"name": "cap output tokens", "set": {"max_output_tokens": 512}},
+        {"name": "shed 20 % low priority", "set": {"shed_fraction": {"low": 0.2}}},
+    ]
+    policy_clean(team=team, deployment=deployment, triggers=triggers, levels=levels)
+    _ensure(
+        DegradationPolicy,
+        team=team,
+        name=f"{deployment.name}-degrade",
+        defaults={
+            "deployment": deployment,
+            "triggers": triggers,
+            "levels": levels,
+            "min_hold_s": 120,
+            "clear_for_s": 300,
+            "max_duration_s": 3600,
         },
     )

@@ -226,6 +226,11 @@ class DegradationState(models.Model):
     pin_reason = models.TextField(blank=True, default="")
     pinned_until = models.DateTimeField(null=True, blank=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
+    # In dry run the level it would be at (and since when), so that its recorded
+    # transitions step one level at a time as the live ones would; the live level otherwise.
+    dry_level = models.PositiveSmallIntegerField(default=0)
+    dry_level_since = models.DateTimeField(null=True, blank=True)
+    dry_degraded_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.policy} at level {self.level}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .evaluation import DefinitionError, FlagDefinition, Override, ValueType, rules_parse
-from .models import Toggle, ToggleVersion
+from .models import DegradationPolicy, Toggle, ToggleVersion
 
 
 def toggle_definition(toggle: Toggle, *, deployment_name: str = "") -> FlagDefinition:
@@ -77,3 +77,11 @@ def team_toggles(*, team_id: int) -> TeamToggles:
                 toggle, deployment_name=name
             )
     return TeamToggles(team_id=team_id, version=version, team=team, deployments=deployments)
+
+
+def degradation_policy_ids() -> list[int]:
+    """The policies the automatic loop evaluates: enabled ones (a disabled policy, or all of
+    them with the global switch off, keep their level; the engine says so)."""
+    return list(
+        DegradationPolicy.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True)
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
@@ -19,6 +20,7 @@ from apps.inventory.models import Deployment, DeploymentStatus
 from apps.metrics.catalogue import Signal
 from apps.slos.models import Slo
 
+from .engine import EngineSpec, EngineState, Step, degradation_step
 from .evaluation import DefinitionError, ValueType, rules_parse
 from .models import (
     DegradationPolicy,
@@ -29,6 +31,7 @@ from .models import (
     ToggleChange,
     ToggleVersion,
 )
+from .notifications import transition_notify
 from .policy_spec import (
     Level,
     SpecError,
@@ -40,6 +43,9 @@ from .policy_spec import (
     triggers_parse,
 )
 from .presets import PRESETS, Preset, preset_value_error
+from .triggers import triggers_observe
+
+logger = structlog.get_logger("controlplane.toggles")
 
 # Called with the team id and its new version once the change commits (the read path's
 # cache and change stream subscribe here).
@@ -380,6 +386,20 @@ def policy_toggles(*, deployment: Deployment, keys: set[str]) -> dict[str, Toggl
     return found
 
 
+def _degraded_since(before: Any, *, from_level: int, to_level: int, now: Any) -> Any:
+    """Since when the policy is degraded after moving from ``from_level`` to ``to_level``."""
+    if to_level == 0:
+        return None
+    return now if from_level == 0 else before
+
+
+def _dry_position_follow(state: DegradationState) -> None:
+    """Out of dry run its position is the live one: a later dry run starts from there."""
+    state.dry_level = state.level
+    state.dry_level_since = state.level_since
+    state.dry_degraded_since = state.degraded_since
+
+
 def policy_level_apply(
     *,
     policy: DegradationPolicy,
@@ -389,11 +409,16 @@ def policy_level_apply(
     evidence: dict[str, Any] | None = None,
     dry_run: bool | None = None,
     now: Any = None,
+    enqueue: Callable[[int], object] | None = None,
 ) -> DegradationTransition | None:
     """Move ``policy`` to ``to_level`` (0: not degraded): set the merged settings of its
     levels 1..to_level as overrides on its toggles (clearing the ones no longer set),
-    record the transition and audit it. In dry run only the transition is recorded.
-    Returns None when the policy is already at that level."""
+    record the transition, audit it and queue it for the team's chat channels
+    (``enqueue(channel id)`` starts a channel's sender after commit; without it the alerts
+    app's periodic sweep sends it). In dry run only the transition is recorded (and sent),
+    from the level the dry run would be at (``DegradationState.dry_level``), which moves
+    instead. Returns None when the policy is (or, in dry run, would be) already at that
+    level."""
     now = now or timezone.now()
     dry = policy.dry_run if dry_run is None else dry_run
     _, levels = policy_clean(
@@ -405,14 +430,21 @@ def policy_level_apply(
     actor_name = _actor_name(actor) if actor is not None else f"policy:{policy.name}"
     with transaction.atomic():
         state, _ = DegradationState.objects.select_for_update().get_or_create(policy=policy)
-        from_level = state.level
-        if from_level == to_level and not dry:
+        from_level = state.dry_level if dry else state.level
+        if from_level == to_level:
             return None
         transition = DegradationTransition.objects.create(
             policy=policy, at=now, from_level=from_level, to_level=to_level, reason=reason,
             evidence=evidence or {}, dry_run=dry, actor=actor_name[:150],
         )  # fmt: skip
         if dry:
+            state.dry_degraded_since = _degraded_since(
+                state.dry_degraded_since, from_level=from_level, to_level=to_level, now=now
+            )
+            state.dry_level = to_level
+            state.dry_level_since = now
+            state.save(update_fields=["dry_level", "dry_level_since", "dry_degraded_since"])
+            transition_notify(transition=transition, enqueue=enqueue)
             return transition
         settings = level_settings(levels, to_level)
         toggles = policy_toggles(deployment=policy.deployment, keys=toggles_named(levels))
@@ -426,13 +458,14 @@ def policy_level_apply(
         with audited(actor=actor, action=AuditAction.UPDATE, instance=state,
                      verb="degrade" if to_level > from_level else "recover",
                      extra={"reason": reason}):  # fmt: skip
+            state.degraded_since = _degraded_since(
+                state.degraded_since, from_level=from_level, to_level=to_level, now=now
+            )
             state.level = to_level
             state.level_since = now
-            if to_level == 0:
-                state.degraded_since = None
-            elif from_level == 0:
-                state.degraded_since = now
+            _dry_position_follow(state)
             state.save()
+        transition_notify(transition=transition, enqueue=enqueue)
     return transition
 
 
@@ -485,3 +518,115 @@ def degradation_switch_set(*, automatic: bool, actor: Any, reason: str) -> Degra
             switch.reason = reason
             switch.save()
     return switch
+
+
+# --------------------------------------------------------------------------- automatic degradation
+
+
+def _engine_state(*, state: DegradationState, dry: bool) -> EngineState:
+    """The position the engine moves: the dry-run one while the policy is in dry run."""
+    return EngineState(
+        level=state.dry_level if dry else state.level,
+        level_since=state.dry_level_since if dry else state.level_since,
+        degraded_since=state.dry_degraded_since if dry else state.degraded_since,
+        triggered_since=state.triggered_since,
+        clear_since=state.clear_since,
+        expired=state.expired,
+        pinned_level=state.pinned_level,
+        pinned_until=state.pinned_until,
+    )
+
+
+def _failure_record(
+    *, policy: DegradationPolicy, state: DegradationState, step: Step, error: str, now: Any
+) -> DegradationTransition | None:
+    """A level change that could not be applied (e.g. the fallback stopped serving), stored as
+    a transition that stays where it is, with the error; once per wanted level and error."""
+    level = state.dry_level if policy.dry_run else state.level
+    last = DegradationTransition.objects.filter(policy=policy).order_by("-at", "-id").first()
+    if (
+        last is not None
+        and last.evidence.get("error") == error
+        and last.evidence.get("wanted_level") == step.to_level
+    ):
+        return None
+    return DegradationTransition.objects.create(
+        policy=policy, at=now, from_level=level, to_level=level,
+        reason=f"could not move to level {step.to_level} ({step.reason}): {error}",
+        evidence={**step.evidence, "error": error, "wanted_level": step.to_level},
+        dry_run=policy.dry_run, actor=f"policy:{policy.name}"[:150],
+    )  # fmt: skip
+
+
+def degradation_evaluate(
+    *,
+    policy: DegradationPolicy,
+    now: Any = None,
+    enqueue: Callable[[int], object] | None = None,
+) -> Step | None:
+    """One automatic evaluation of ``policy``: observe its triggers, run the engine, apply the
+    level it chose (in dry run: record it), store the timers, and send every transition (or a
+    failure to apply one) to the team's chat channels; ``enqueue(channel id)`` starts a
+    channel's sender after commit. Returns the engine's step (None: the spec is invalid).
+    The caller holds the policy's lock; the state row is locked too, so a pin made meanwhile
+    waits for this evaluation and then wins."""
+    now = now or timezone.now()
+    log = logger.bind(policy=policy.pk, deployment=policy.deployment_id)
+    try:
+        triggers = triggers_parse(policy.triggers)
+        levels = levels_parse(policy.levels)
+    except SpecError as exc:
+        log.error("degradation-policy-invalid", error=str(exc))
+        return None
+    switch = DegradationSwitch.objects.filter(pk=1).first()
+    spec = EngineSpec(
+        level_names=tuple(level.name for level in levels),
+        min_hold_s=policy.min_hold_s,
+        clear_for_s=policy.clear_for_s,
+        max_duration_s=policy.max_duration_s,
+        enabled=policy.enabled,
+        automatic=switch.automatic if switch is not None else True,
+    )
+    with transaction.atomic():
+        DegradationState.objects.get_or_create(policy=policy)
+        state = DegradationState.objects.select_for_update().get(policy=policy)
+        if state.pinned_until is not None and now >= state.pinned_until:
+            policy_unpin(policy=policy, actor=None, reason="the pin ran out")
+            state.refresh_from_db()
+        if not policy.dry_run and (state.dry_level, state.dry_level_since) != (
+            state.level, state.level_since,
+        ):  # fmt: skip
+            _dry_position_follow(state)
+        observations = triggers_observe(deployment=policy.deployment, triggers=triggers, now=now)
+        step = degradation_step(
+            spec, _engine_state(state=state, dry=policy.dry_run), observations, now
+        )
+        state.triggered_since = step.triggered_since
+        state.clear_since = step.clear_since
+        state.expired = step.expired
+        state.evaluated_at = now
+        state.save(update_fields=[
+            "triggered_since", "clear_since", "expired", "evaluated_at",
+            "dry_level", "dry_level_since", "dry_degraded_since",
+        ])  # fmt: skip
+        if step.to_level is None:
+            return step
+        transition: DegradationTransition | None
+        try:
+            transition = policy_level_apply(
+                policy=policy, to_level=step.to_level, reason=step.reason,
+                evidence=step.evidence, now=now, enqueue=enqueue,
+            )  # fmt: skip
+        except ValidationError as exc:
+            error = "; ".join(exc.messages)
+            log.warning("degradation-apply-failed", to_level=step.to_level, error=error)
+            failure = _failure_record(policy=policy, state=state, step=step, error=error, now=now)
+            if failure is not None:
+                transition_notify(transition=failure, enqueue=enqueue)
+        else:
+            if transition is not None:
+                log.info(
+                    "degradation-level-changed", from_level=transition.from_level,
+                    to_level=transition.to_level, dry_run=transition.dry_run,
+                )  # fmt: skip
+    return step

@@ -49,6 +49,12 @@ KUBECONFIG_ALLOWED_DIRS = env_list("KUBECONFIG_ALLOWED_DIRS", [])
 if any(not _dir.startswith("/") for _dir in KUBECONFIG_ALLOWED_DIRS):
     raise ImproperlyConfigured("KUBECONFIG_ALLOWED_DIRS must list absolute directories.")
 
+# --- automatic degradation ---------------------------------------------------------------
+DEGRADATION_INTERVAL_S = env_float("DEGRADATION_INTERVAL_S", 15.0, minimum=1.0)
+# Data a trigger reads is unknown (it never moves a level) once it is older than this many
+# intervals of the loop that writes it (SLO evaluation, autoscaling, metrics collection).
+DEGRADATION_STALE_INTERVALS = env_float("DEGRADATION_STALE_INTERVALS", 3.0, minimum=1.0)
+
 # --- alerts -------------------------------------------------------------------------------
 # The console's public address, for links in chat messages (e.g. https://llmcp.example.com).
 PUBLIC_URL = env_url("PUBLIC_URL", None, schemes=("http", "https")) or ""

@@ -20,6 +20,7 @@ from controlplane.celery import app
         ("alerts.deliver_slack", "notify"),
         ("alerts.evaluate", "control"),
         ("logs.ingest_push", "ingest"),
+        ("toggles.evaluate_degradation", "control"),
         ("something.unrouted", "control"),
     ],
 )
@@ -48,6 +49,7 @@ def test_beat_schedule__every_entry__names_a_registered_task():
     ALERTS_FLUSH_INTERVAL_S=7.0,
     ALERTS_RULES_INTERVAL_S=8.0,
     LOGS_MAINTENANCE_INTERVAL_S=900.0,
+    DEGRADATION_INTERVAL_S=9.0,
 )
 def test_beat_schedule__intervals__come_from_settings():
     schedule = {name: entry["schedule"] for name, entry in beat_schedule().items()}
@@ -58,6 +60,14 @@ def test_beat_schedule__intervals__come_from_settings():
     assert schedule["alerts-flush-groups"] == timedelta(seconds=7)
     assert schedule["alerts-evaluate-rules"] == timedelta(seconds=8)
     assert schedule["logs-maintain-storage"] == timedelta(seconds=900)
+    assert schedule["toggles-evaluate-degradation"] == timedelta(seconds=9)
+
+
+def test_degradation_tasks__explicit_time_limits():
+    app.loader.import_default_modules()
+    for name in ("toggles.evaluate_degradation_all", "toggles.evaluate_degradation"):
+        task = app.tasks[name]
+        assert (task.soft_time_limit, task.time_limit) == (20, 30)
 
 
 def test_heartbeat_task__explicit_time_limits():

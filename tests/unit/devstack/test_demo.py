@@ -23,7 +23,10 @@ def test_seed_demo__run_twice__same_deployments_policies_and_rules():
         policy.full_clean()  # the engine accepts it
     rules = AlertRule.objects.filter(team__slug="demo")
     assert sorted(rules.values_list("name", flat=True)) == [
-        "CudaOutOfMemory", "HighTimeToFirstToken", "QueueBacklog", "RequestsPilingUpInLogs"
+        "CudaOutOfMemory",
+        "HighTimeToFirstToken",
+        "QueueBacklog",
+        "RequestsPilingUpInLogs",
     ]
     for rule in rules:
         rule.full_clean()
@@ -33,6 +36,27 @@ def test_seed_demo__run_twice__same_deployments_policies_and_rules():
         slo.full_clean()  # thresholds on the framework's histogram buckets, etc.
 
 
+def test_seed_demo__run_twice__toggles_per_deployment_and_a_valid_degradation_policy():
+    from apps.toggles.models import DegradationPolicy, Toggle, ToggleChange
+    from apps.toggles.services import policy_clean
+
+    call_command("seed_demo")
+    call_command("seed_demo")
+    for deployment in Deployment.objects.filter(team__slug="demo"):
+        keys = Toggle.objects.filter(deployment=deployment).values_list("key", flat=True)
+        assert sorted(keys) == ["max_output_tokens", "shed_fraction"]
+    assert ToggleChange.objects.count() == 6  # each created once, with its history
+    (policy,) = DegradationPolicy.objects.filter(team__slug="demo")
+    assert policy.deployment.name == "chat-llama-8b"
+    _, levels = policy_clean(team=policy.team, deployment=policy.deployment,
+                             triggers=policy.triggers, levels=policy.levels)  # fmt: skip
+    assert [level.set for level in levels] == [
+        {"max_output_tokens": 512},
+        {"shed_fraction": {"low": 0.2}},
+    ]
+    assert policy.triggers[0]["states"] == ["page"]
+
+
 def test_seed_demo__creations_in_the_audit_log_once():
     from apps.audit.models import AuditEntry
 
@@ -40,8 +64,9 @@ def test_seed_demo__creations_in_the_audit_log_once():
     call_command("seed_demo")
     created = AuditEntry.objects.filter(action="create", actor_repr="system", verb="demo")
     team = Deployment.objects.filter(team__slug="demo").first().team
-    # team, model, 3 deployments with a policy each, 4 alert rules, 6 SLOs
-    assert created.count() == 1 + 1 + 3 + 3 + 4 + 6
+    # team, model, 3 deployments with a policy each, 4 alert rules, 6 SLOs, a degradation
+    # policy (the toggles are created through their service, audited there)
+    assert created.count() == 1 + 1 + 3 + 3 + 4 + 6 + 1
     assert set(created.values_list("team_id", flat=True)) == {team.pk}
     deployment = created.get(object_type="inventory.deployment", object_repr__contains="chat")
     assert deployment.changes["max_replicas"] == [None, 8]

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from apps.audit.models import AuditEntry
 from apps.toggles.evaluation import evaluate
-from apps.toggles.models import DegradationPolicy, DegradationState, DegradationTransition
+from apps.toggles.models import DegradationState, DegradationTransition
 from apps.toggles.policy_spec import SpecError, level_settings, levels_parse, triggers_parse
 from apps.toggles.selectors import team_toggles
 from apps.toggles.services import (
@@ -17,8 +17,8 @@ from apps.toggles.services import (
     policy_level_apply,
     policy_pin,
     policy_unpin,
-    toggle_create,
 )
+from tests.factories.degradation import degradation_policy
 from tests.factories.inventory import DeploymentFactory
 from tests.factories.slos import SloFactory
 
@@ -33,17 +33,7 @@ LEVELS = [
 
 @pytest.fixture
 def policy():
-    deployment = DeploymentFactory()
-    team = deployment.team
-    slo = SloFactory(deployment=deployment)
-    toggle_create(team=team, key="max_output_tokens", preset="max_output_tokens", value=4096,
-                  enabled=True, actor=None)  # fmt: skip
-    toggle_create(team=team, deployment=deployment, key="shed_fraction", preset="shed_fraction",
-                  actor=None)  # fmt: skip
-    return DegradationPolicy.objects.create(
-        team=team, deployment=deployment, name="chat-degrade", levels=LEVELS,
-        triggers=[{"kind": "slo_state", "slo": slo.pk}],
-    )  # fmt: skip
+    return degradation_policy(deployment=DeploymentFactory(), name="chat-degrade", levels=LEVELS)
 
 
 def served(policy, key):
