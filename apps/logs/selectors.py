@@ -78,24 +78,32 @@ def deployment_resolver(*, team_id: int) -> DeploymentResolver:
     whose ``prometheus_selector`` matches the stream's labels, with the metrics' semantics
     (every matcher must match; a label the stream lacks reads as ""; regexes are RE2,
     anchored). When several match, the most specific (most matchers) wins, then the oldest.
-    The deployments are read once, when the resolver is built."""
-    candidates: list[tuple[int, int, list[Matcher]]] = []
-    rows = (
-        Deployment.objects.filter(team_id=team_id)
-        .exclude(status=DeploymentStatus.RETIRED)
-        .exclude(prometheus_selector="")
-        .values_list("id", "prometheus_selector")
-    )
-    for deployment_id, selector in rows:
-        try:
-            matchers = parse_matchers(selector)
-        except MatcherError:
-            continue  # saved before validation: it selects nothing, here as in the metrics
-        if matchers:
-            candidates.append((-len(matchers), deployment_id, matchers))
-    candidates.sort(key=lambda c: (c[0], c[1]))
+    The deployments are read once, at the first call: most pushes only write to streams
+    that are linked already, and never call it."""
+    candidates: list[tuple[int, int, list[Matcher]]] | None = None
+
+    def load() -> list[tuple[int, int, list[Matcher]]]:
+        found: list[tuple[int, int, list[Matcher]]] = []
+        rows = (
+            Deployment.objects.filter(team_id=team_id)
+            .exclude(status=DeploymentStatus.RETIRED)
+            .exclude(prometheus_selector="")
+            .values_list("id", "prometheus_selector")
+        )
+        for deployment_id, selector in rows:
+            try:
+                matchers = parse_matchers(selector)
+            except MatcherError:
+                continue  # saved before validation: it selects nothing, here as in the metrics
+            if matchers:
+                found.append((-len(matchers), deployment_id, matchers))
+        found.sort(key=lambda c: (c[0], c[1]))
+        return found
 
     def resolve(labels: Mapping[str, str]) -> int | None:
+        nonlocal candidates
+        if candidates is None:
+            candidates = load()
         for _, deployment_id, matchers in candidates:
             if all(m.matches(labels.get(m.name, "")) for m in matchers):
                 return deployment_id
