@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-lines", type=int, default=300_000)
     parser.add_argument("--ingest-clients", type=int, default=6, help="client threads")
     parser.add_argument("--workers", type=int, default=logs_ingest.WORKERS)
+    parser.add_argument("--rounds", type=int, default=3, help="raw and HTTP take turns")
     args = parser.parse_args(argv)
     if args.mode != "query" and args.backend == "sql" and args.sqlite:
         print("ingest: not measured on SQLite (the server would share one file); --mode query")
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 clickhouse_url=url if args.backend == "clickhouse" else "",
                 clickhouse_pid=clickhouse.proc.pid if clickhouse and clickhouse.proc else None,
                 workdir=Path(workdir),
+                rounds=max(1, args.rounds),
             )
         if args.mode != "query" and args.mode != "all":
             return 0 if ok else 1

@@ -407,6 +407,22 @@ def ch_raw_writer(url: str) -> Callable[[tuple[list[list[Any]], int], dict[str, 
 # --------------------------------------------------------------------------- the whole run
 
 
+def merged(timings: list[Timing]) -> Timing:
+    """Several runs as one: lines, seconds and CPU added up."""
+    cpu: dict[str, float] = {}
+    for timing in timings:
+        for name, value in timing.cpu.items():
+            cpu[name] = cpu.get(name, 0.0) + value
+    cpu["machine_share"] = cpu["machine"] / cpu["capacity"] if cpu.get("capacity") else 0.0
+    return Timing(
+        lines=sum(t.lines for t in timings),
+        seconds=sum(t.seconds for t in timings),
+        latencies=[x for t in timings for x in t.latencies],
+        errors=[e for t in timings for e in t.errors],
+        cpu=cpu,
+    )
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
@@ -458,6 +474,7 @@ def run_ingest(
     clickhouse_url: str,
     clickhouse_pid: int | None,
     workdir: Path,
+    rounds: int = 3,
 ) -> bool:
     """The whole ingest measurement; prints it and returns whether every check held."""
     from apps.accounts.models import Team
@@ -510,17 +527,9 @@ def run_ingest(
         raw_items = pg_raw_batches(batches, raw_team.pk, ids)
         raw_write = pg_raw_writer(database_url)
         raw_what = "COPY FROM STDIN into logs_entry, pre-encoded text, one transaction per batch"
-    pids: dict[str, list[int]] = {}
+    base_pids: dict[str, list[int]] = {}
     if clickhouse_pid is not None:
-        pids["clickhouse-server"] = [clickhouse_pid]
-    raw = run_parallel(raw_items, raw_write, threads=workers, meter=CpuMeter(pids))
-    print(
-        f"raw ({raw_what}; {workers} connections): {raw.lines:,} lines in {raw.seconds:.2f} s "
-        f"= {raw.lines_per_s:,.0f} lines/s; batch p50 {_percentile(raw.latencies, 0.5) * 1000:.0f} "
-        f"ms; {_cpu_text(raw.cpu)}",
-        flush=True,
-    )
-
+        base_pids["clickhouse-server"] = [clickhouse_pid]
     port = free_port()
     env = {
         **server_env,
@@ -535,10 +544,11 @@ def run_ingest(
         log=workdir / "gunicorn.log",
         description=f"gunicorn --config deploy/gunicorn.conf.py, {workers} sync workers",
     )
+    raws: list[Timing] = []
+    https: list[Timing] = []
     try:
-        push = http_pusher(port, secret)
-        # One batch per worker first (imports, connections, the store's set-up), not timed
-        # and for a team of its own, so the HTTP team's count is the timed run's.
+        # A few batches per worker first (imports, connections, the store's set-up), not
+        # timed and for a team of its own, so the HTTP team's count is the timed run's.
         warm_team = Team.objects.create(slug="bench-ingest-warm", name="Bench ingest (warm-up)")
         _, warm_secret = ingest_token_create(team=warm_team, name="warm", actor=None)
         warm_batches = make_batches(BATCH_LINES * workers * 2, now_ns=now_ns, seed=99)
@@ -551,17 +561,41 @@ def run_ingest(
         if warm.errors:
             print(f"warm-up failed: {warm.errors[:3]}")
             return False
-        workers_pids = _children(server.proc.pid)
-        pids = {"gunicorn workers": workers_pids, **pids}
-        timing = run_parallel(bodies, push, threads=clients, meter=CpuMeter(pids))
+        http_pids = {"gunicorn workers": _children(server.proc.pid), **base_pids}
+        push = http_pusher(port, secret)
+        # Raw and HTTP take turns, a part of the lines each per round, so that a change in
+        # the machine's load during the run weighs on both alike.
+        for index in range(rounds):
+            part = slice(index * len(bodies) // rounds, (index + 1) * len(bodies) // rounds)
+            raws.append(
+                run_parallel(raw_items[part], raw_write, threads=workers, meter=CpuMeter(base_pids))
+            )
+            https.append(
+                run_parallel(bodies[part], push, threads=clients, meter=CpuMeter(http_pids))
+            )
+            print(
+                f"  round {index + 1}/{rounds}: raw {raws[-1].lines_per_s:,.0f} lines/s, HTTP "
+                f"{https[-1].lines_per_s:,.0f} lines/s, load average "
+                f"{os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
     finally:
         server.stop()
+    raw, timing = merged(raws), merged(https)
+    print(
+        f"raw ({raw_what}; {workers} connections): {raw.lines:,} lines in {raw.seconds:.2f} s "
+        f"= {raw.lines_per_s:,.0f} lines/s; batch p50 {_percentile(raw.latencies, 0.5) * 1000:.0f} "
+        f"ms; {_cpu_text(raw.cpu)}",
+        flush=True,
+    )
     print(
         f"HTTP ({server.description}; {clients} client threads, http.client, one batch per "
         f"request): {timing.lines:,} lines in {timing.seconds:.2f} s = "
         f"{timing.lines_per_s:,.0f} lines/s; request p50 "
         f"{_percentile(timing.latencies, 0.5) * 1000:.0f} ms, p95 "
-        f"{_percentile(timing.latencies, 0.95) * 1000:.0f} ms; {_cpu_text(timing.cpu)}",
+        f"{_percentile(timing.latencies, 0.95) * 1000:.0f} ms; {_cpu_text(timing.cpu)}; "
+        f"gunicorn workers {timing.cpu['gunicorn workers'] / max(1, timing.lines) * 1e6:.1f} "
+        "CPU µs per line",
         flush=True,
     )
     print(

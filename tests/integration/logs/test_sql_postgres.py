@@ -11,6 +11,7 @@ from django.db import connection
 from apps.logs.services import log_storage_maintain
 from apps.logs.storage.base import LogSelect, minutes_answer
 from apps.logs.storage.sql import DEFAULT_PARTITION, ENTRY_TABLE, partition_name
+from apps.logs.wire.types import PushedEntry
 from tests.factories.accounts import TeamFactory
 
 from .pushes import (
@@ -139,19 +140,29 @@ def test_write__lines_equal_once_nul_is_replaced__stored_once(store):
     assert (result.stored, result.duplicates) == (1, 1)
 
 
-def test_write__lines_with_copy_escapes__read_back_exactly(store):
+def test_write__text_with_copy_escapes__read_back_exactly(store):
     team = TeamFactory().pk
     lines = ["back\\slash", "tab\there", "new\nline", "carriage\rreturn", "\\N", "\\.", "é ü 日本"]
+    odd = PushedEntry(
+        T0 + 50, "odd", metadata=(("k\t", "v\\\n"),), severity="a\tb", trace_id="\\", span_id="\n"
+    )
     store.write(
         team_id=team,
-        streams=[stream({"app": "api"}, *((T0 + i, line) for i, line in enumerate(lines)))],
+        streams=[stream({"app": "api"}, *((T0 + i, line) for i, line in enumerate(lines)), odd)],
         resolve=no_deployment,
     )
 
     page = store.select(
         LogSelect(team_id=team, start_ns=T0, end_ns=T0 + 100), limit=20, direction="forward"
     )
-    assert [e.line for e in page.entries] == lines
+    assert [e.line for e in page.entries] == [*lines, "odd"]
+    last = page.entries[-1]
+    assert (last.metadata, last.severity, last.trace_id, last.span_id) == (
+        odd.metadata,
+        odd.severity,
+        odd.trace_id,
+        odd.span_id,
+    )
 
 
 def index_definitions(*tables: str) -> dict[str, list[str]]:
