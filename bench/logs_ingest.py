@@ -3,9 +3,10 @@ bulk insert of the same rows in the same run.
 
 1. The lines: ``--ingest-lines`` vLLM-like lines of about 200 bytes in batches of 1,000, as
    one Promtail client would send them: each batch one deployment's (of 100) lines, over
-   its pods and levels (up to 6 streams, 5 labels each), times increasing. Every batch is
-   encoded before timing as Promtail sends it (``logproto.PushRequest``, protobuf, snappy
-   block format, ``Content-Type: application/x-protobuf``), so the client only writes bytes.
+   its pods and levels (up to 6 streams, 5 labels each), 20 µs apart (a fleet logging
+   50,000 lines/s), ending a minute ago. Every batch is encoded before timing as Promtail
+   sends it (``logproto.PushRequest``, protobuf, snappy block format, ``Content-Type:
+   application/x-protobuf``), so the client only writes bytes.
 2. **Raw**: the same rows written to the same table by the database's bulk path alone, no
    HTTP, no decoding, no validation, no duplicate check, no stream lookup (the stream rows
    are made beforehand), for another team, in the same batches, over as many connections as
@@ -13,19 +14,22 @@ bulk insert of the same rows in the same run.
 
    - PostgreSQL: ``COPY logs_entry (team_id, stream_id, ts, line, metadata, severity,
      trace_id, span_id) FROM STDIN`` with the batch pre-encoded in COPY's text format, one
-     transaction per batch: the partitioned table and its unique index the store writes
-     (the store stages its batch and inserts it with ``ON CONFLICT DO NOTHING`` and the
-     per-minute counts; raw does neither);
+     transaction per batch: the partitioned table and its unique index, as the store
+     writes a new batch (the store also adds the per-minute counts, and looks the streams
+     up; raw does neither);
    - ClickHouse: ``INSERT INTO logs_entries (...) VALUES`` through clickhouse-driver, the
      batch's columns built beforehand (``columnar=True``), one INSERT per batch (the
-     materialized view of minute counts runs on it, as on the store's inserts).
+     materialized view of minute counts runs on it, as on the store's inserts; the store
+     also reads back which of the batch's entries are stored already; raw does not).
 3. **HTTP**: gunicorn as ``deploy/Dockerfile`` runs it (``--config deploy/gunicorn.conf.py``,
    3 sync workers) serving the project with ``LOGS_BACKEND`` set to the backend, and
    ``--ingest-clients`` client threads posting the bodies to ``POST /loki/api/v1/push`` with
    an ingest token of their own team. A line counts when the 204 of its batch arrives (a 2xx
    means the batch is durably stored). The team's rate limits are raised for the run (the
    limits are on, so their Redis round trip is paid).
-4. **Check**: the lines stored for the HTTP team (and for raw) are counted, and distinct
+4. Raw and HTTP take turns over ``--rounds`` rounds, a part of the batches each per round,
+   so that a change of the machine's load weighs on both alike; the figures add the rounds.
+5. **Check**: the lines stored for the HTTP team (and for raw) are counted, and distinct
    entries too: both must equal the lines sent.
 
 CPU is measured too, since the client, the server and the database share the machine: the

@@ -9,10 +9,12 @@ nanoseconds, line, structured metadata as JSON text, severity, trace and span id
 - **PostgreSQL**: ``logs_entry`` is partitioned by range of ``ts``, one partition per UTC
   day (``logs_entry_YYYYMMDD``), created ahead by :meth:`SqlLogStore.prepare`; a row of a
   day with no partition goes to ``logs_entry_default``, and :meth:`prepare` moves such rows
-  into the day's partition when it creates it. Writes ``COPY`` the batch into a temporary
-  staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` against the unique
-  index on (team, stream, ts, md5(line)), so a retried batch stores nothing twice and the
-  duplicates are counted. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
+  into the day's partition when it creates it. Writes ``COPY`` the batch straight into
+  ``logs_entry`` (and add its per-minute counts) in a savepoint; when the unique index on
+  (team, stream, ts, md5(line)) refuses it (a retried batch), the savepoint is rolled back
+  and the batch is ``COPY``'d into a temporary staging table, then ``INSERT ... SELECT ...
+  ON CONFLICT DO NOTHING``, so a retried batch stores nothing twice and the duplicates are
+  counted. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
   on each partition whose day is over (:meth:`SqlLogStore.prepare` builds it then, in one
   pass, since maintaining it row by row would divide the ingest rate by about six) and on
   the default partition; the current day is narrowed by stream and time first. Lines
