@@ -18,11 +18,12 @@ from .wire import Limits
 
 
 def ingest_token_authenticate(*, token: str) -> IngestToken | None:
-    """The active ingest token (with its team) whose secret is ``token``."""
+    """The active ingest token (with its team, and the team's TeamLogSettings when it has
+    one: every push reads its limits) whose secret is ``token``."""
     if not token:
         return None
     return (
-        IngestToken.objects.select_related("team")
+        IngestToken.objects.select_related("team", "team__log_settings")
         .filter(token_hash=token_hash(token), revoked_at__isnull=True)
         .first()
     )
@@ -56,9 +57,9 @@ def wire_limits() -> Limits:
     )
 
 
-def team_ingest_limits(*, team_id: int) -> IngestLimits:
-    """The settings' limits, with the team's own rates where its TeamLogSettings has them."""
-    own = TeamLogSettings.objects.filter(team_id=team_id).first()
+def ingest_limits(*, own: TeamLogSettings | None) -> IngestLimits:
+    """The settings' limits, with the team's own rates where its TeamLogSettings (``own``,
+    None when it has none) has them."""
 
     def chosen(field: str, default: float) -> float:
         value = getattr(own, field, None) if own is not None else None
