@@ -1,8 +1,13 @@
-"""Log query latency over a large store, per backend.
+"""Log ingest rate and query latency over a large store, per backend.
 
-Loads N lines (default 5,000,000, ~200 bytes each) from 100 deployments over 24 hours
-into the backend, through its own ``write`` in batches of 10,000, then times two queries
-through :mod:`apps.logs.query` (the code the query APIs run), ``--repeat`` times each:
+``--mode ingest`` (and the default, ``all``, first): log lines pushed over HTTP to gunicorn
+in batches of 1,000, against a raw bulk insert of the same rows; see
+:mod:`bench.logs_ingest`.
+
+``--mode query`` (and ``all``, second): loads N lines (default 5,000,000, ~200 bytes each)
+from 100 deployments over 24 hours into the backend, through its own ``write`` in batches of
+10,000, then times two queries through :mod:`apps.logs.query` (the code the query APIs run),
+``--repeat`` times each:
 
 (a) the newest 100 lines of one deployment in the last hour with a substring filter;
 (b) ``sum by (level) (count_over_time({...}[5m]))`` over the 24 hours at a 5-minute step.
@@ -28,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import pg, serving  # noqa: E402 - after the path
+from bench import logs_ingest, pg, serving  # noqa: E402 - after the path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -135,12 +140,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin-url", help="PostgreSQL URL to create/drop the database from")
     parser.add_argument("--db-name", default=DEFAULT_DB)
     parser.add_argument("--clickhouse-url", help="an existing server (else a private one)")
+    parser.add_argument("--mode", choices=("all", "ingest", "query"), default="all")
+    parser.add_argument("--ingest-lines", type=int, default=300_000)
+    parser.add_argument("--ingest-clients", type=int, default=6, help="client threads")
+    parser.add_argument("--workers", type=int, default=logs_ingest.WORKERS)
+    parser.add_argument("--rounds", type=int, default=3, help="raw and HTTP take turns")
     args = parser.parse_args(argv)
+    if args.mode != "query" and args.backend == "sql" and args.sqlite:
+        print("ingest: not measured on SQLite (the server would share one file); --mode query")
+        args.mode = "query" if args.mode == "all" else "none"
 
     workdir = tempfile.mkdtemp(prefix="bench-logs-")
     env = {"CONTROLPLANE_VAR_DIR": workdir, "DEBUG": "false", "LOG_LEVEL": "WARNING"}
     admin_url = ""
-    if args.backend == "sql" and not args.sqlite:
+    # ClickHouse holds the lines; the project's own tables (teams, tokens, streams on
+    # PostgreSQL) are in PostgreSQL either way, as in production.
+    if not args.sqlite:
         admin_url = pg.admin_url_for(args.admin_url)
         why = pg.unreachable_reason(admin_url)
         if why is not None:
@@ -157,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     from apps.accounts.models import Team
 
     call_command("migrate", verbosity=0, interactive=False)
-    team = Team.objects.create(slug="bench-logs", name="Bench logs")
     now_ns = time.time_ns()
     clickhouse = None
+    ok = True
     try:
         if args.backend == "clickhouse":
             from apps.logs.storage.clickhouse import ClickHouseLogStore
@@ -183,6 +198,34 @@ def main(argv: list[str] | None = None) -> int:
 
             store = SqlLogStore.from_settings()
         store.prepare(now_ns=now_ns - HOURS * 3600 * S, days_ahead=3)
+        vendor = store.vendor
+        if args.mode == "ingest" or args.mode == "all":
+            server_env = {
+                **os.environ,
+                "DEBUG": "false",
+                "LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+                "LOGS_BACKEND": args.backend,
+            }
+            if args.backend == "clickhouse":
+                server_env["LOGS_CLICKHOUSE_URL"] = url
+            ok = logs_ingest.run_ingest(
+                backend=args.backend,
+                vendor=vendor,
+                store=store,
+                lines=args.ingest_lines,
+                clients=args.ingest_clients,
+                workers=args.workers,
+                server_env=server_env,
+                database_url=env.get("DATABASE_URL", ""),
+                clickhouse_url=url if args.backend == "clickhouse" else "",
+                clickhouse_pid=clickhouse.proc.pid if clickhouse and clickhouse.proc else None,
+                workdir=Path(workdir),
+                rounds=max(1, args.rounds),
+            )
+        if args.mode != "query" and args.mode != "all":
+            return 0 if ok else 1
+        team = Team.objects.create(slug="bench-logs", name="Bench logs")
         where = connection.vendor if args.backend == "sql" else "native protocol"
         print(f"backend: {args.backend} ({where}), {args.lines:,} lines, "
               f"{args.deployments} deployments, {HOURS} h")  # fmt: skip
@@ -198,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             clickhouse.stop()
         if admin_url:
             pg.admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from apps.accounts.authentication import (
 from apps.accounts.throttling import FailureLimit
 
 from .models import IngestToken
-from .selectors import IngestLimits, ingest_token_authenticate, team_ingest_limits
+from .selectors import IngestLimits, ingest_limits, ingest_token_authenticate
 from .services import PushNotStored, PushOutcome, PushRateLimited, ingest_token_touch, logs_push
 from .wire import DecodeError, PushedStream, decode_loki_push, decode_otlp_logs
 from .wire.body import media_type
@@ -137,7 +137,8 @@ def _push(
     request: HttpRequest, decode: Callable[[bytes, IngestLimits, int], list[PushedStream]]
 ) -> PushOutcome:
     token = _authenticate(request)
-    limits = team_ingest_limits(team_id=token.team_id)
+    # Read with the token (None when the team has no settings of its own).
+    limits = ingest_limits(own=getattr(token.team, "log_settings", None))
     body = _read_body(request, limits.max_body_bytes)
     now_ns = time.time_ns()
     try:

@@ -18,11 +18,12 @@ from .wire import Limits
 
 
 def ingest_token_authenticate(*, token: str) -> IngestToken | None:
-    """The active ingest token (with its team) whose secret is ``token``."""
+    """The active ingest token (with its team, and the team's TeamLogSettings when it has
+    one: every push reads its limits) whose secret is ``token``."""
     if not token:
         return None
     return (
-        IngestToken.objects.select_related("team")
+        IngestToken.objects.select_related("team", "team__log_settings")
         .filter(token_hash=token_hash(token), revoked_at__isnull=True)
         .first()
     )
@@ -56,9 +57,9 @@ def wire_limits() -> Limits:
     )
 
 
-def team_ingest_limits(*, team_id: int) -> IngestLimits:
-    """The settings' limits, with the team's own rates where its TeamLogSettings has them."""
-    own = TeamLogSettings.objects.filter(team_id=team_id).first()
+def ingest_limits(*, own: TeamLogSettings | None) -> IngestLimits:
+    """The settings' limits, with the team's own rates where its TeamLogSettings (``own``,
+    None when it has none) has them."""
 
     def chosen(field: str, default: float) -> float:
         value = getattr(own, field, None) if own is not None else None
@@ -78,24 +79,32 @@ def deployment_resolver(*, team_id: int) -> DeploymentResolver:
     whose ``prometheus_selector`` matches the stream's labels, with the metrics' semantics
     (every matcher must match; a label the stream lacks reads as ""; regexes are RE2,
     anchored). When several match, the most specific (most matchers) wins, then the oldest.
-    The deployments are read once, when the resolver is built."""
-    candidates: list[tuple[int, int, list[Matcher]]] = []
-    rows = (
-        Deployment.objects.filter(team_id=team_id)
-        .exclude(status=DeploymentStatus.RETIRED)
-        .exclude(prometheus_selector="")
-        .values_list("id", "prometheus_selector")
-    )
-    for deployment_id, selector in rows:
-        try:
-            matchers = parse_matchers(selector)
-        except MatcherError:
-            continue  # saved before validation: it selects nothing, here as in the metrics
-        if matchers:
-            candidates.append((-len(matchers), deployment_id, matchers))
-    candidates.sort(key=lambda c: (c[0], c[1]))
+    The deployments are read once, at the first call: most pushes only write to streams
+    that are linked already, and never call it."""
+    candidates: list[tuple[int, int, list[Matcher]]] | None = None
+
+    def load() -> list[tuple[int, int, list[Matcher]]]:
+        found: list[tuple[int, int, list[Matcher]]] = []
+        rows = (
+            Deployment.objects.filter(team_id=team_id)
+            .exclude(status=DeploymentStatus.RETIRED)
+            .exclude(prometheus_selector="")
+            .values_list("id", "prometheus_selector")
+        )
+        for deployment_id, selector in rows:
+            try:
+                matchers = parse_matchers(selector)
+            except MatcherError:
+                continue  # saved before validation: it selects nothing, here as in the metrics
+            if matchers:
+                found.append((-len(matchers), deployment_id, matchers))
+        found.sort(key=lambda c: (c[0], c[1]))
+        return found
 
     def resolve(labels: Mapping[str, str]) -> int | None:
+        nonlocal candidates
+        if candidates is None:
+            candidates = load()
         for _, deployment_id, matchers in candidates:
             if all(m.matches(labels.get(m.name, "")) for m in matchers):
                 return deployment_id

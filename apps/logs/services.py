@@ -26,6 +26,7 @@ from .selectors import IngestLimits, deployment_resolver
 from .storage import log_store
 from .storage.base import LogStore, WriteResult
 from .wire import PushedStream, PushValidation, validate_push
+from .wire.types import utf8_size
 
 logger = structlog.get_logger("controlplane.logs")
 
@@ -167,7 +168,7 @@ def _count(team: Team, outcome: str, lines: int, size: int) -> None:
 
 
 def _line_bytes(streams: Sequence[PushedStream]) -> int:
-    return sum(len(e.line.encode()) for s in streams for e in s.entries)
+    return sum(utf8_size(e.line) for s in streams for e in s.entries)
 
 
 def logs_push(

@@ -49,7 +49,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
-from apps.logs.wire.types import Pairs, PushedStream
+from apps.logs.wire.types import Pairs, PushedStream, utf8_size
 
 from .base import (
     DAY_NS,
@@ -325,7 +325,7 @@ class ClickHouseLogStore:
                 seen.add(key)
                 written.add(sid)
                 stored += 1
-                stored_bytes += len(entry.line.encode())
+                stored_bytes += utf8_size(entry.line)
                 row = (
                     team_id,
                     deployment,

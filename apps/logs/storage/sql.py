@@ -9,10 +9,12 @@ nanoseconds, line, structured metadata as JSON text, severity, trace and span id
 - **PostgreSQL**: ``logs_entry`` is partitioned by range of ``ts``, one partition per UTC
   day (``logs_entry_YYYYMMDD``), created ahead by :meth:`SqlLogStore.prepare`; a row of a
   day with no partition goes to ``logs_entry_default``, and :meth:`prepare` moves such rows
-  into the day's partition when it creates it. Writes ``COPY`` the batch into a temporary
-  staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` against the unique
-  index on (team, stream, ts, md5(line)), so a retried batch stores nothing twice and the
-  duplicates are counted. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
+  into the day's partition when it creates it. Writes ``COPY`` the batch straight into
+  ``logs_entry`` (and add its per-minute counts) in a savepoint; when the unique index on
+  (team, stream, ts, md5(line)) refuses it (a retried batch), the savepoint is rolled back
+  and the batch is ``COPY``'d into a temporary staging table, then ``INSERT ... SELECT ...
+  ON CONFLICT DO NOTHING``, so a retried batch stores nothing twice and the duplicates are
+  counted. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
   on each partition whose day is over (:meth:`SqlLogStore.prepare` builds it then, in one
   pass, since maintaining it row by row would divide the ingest rate by about six) and on
   the default partition; the current day is narrowed by stream and time first. Lines
@@ -52,7 +54,7 @@ from django.db.models.functions import Cast, Greatest, Least
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
 from apps.logs.models import LogStream
-from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedStream
+from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedStream, utf8_size
 
 from .base import (
     DAY_NS,
@@ -123,6 +125,33 @@ def _metadata_text(metadata: Pairs) -> str:
 
 def _metadata_pairs(text: str) -> Pairs:
     return tuple((name, value) for name, value in json.loads(text)) if text else ()
+
+
+# COPY's text format: these characters are written as escapes (NUL never reaches it).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(text: str) -> str:
+    # Most text has nothing to escape: two scans in C instead of a translation per character.
+    return text if text.isprintable() and "\\" not in text else text.translate(_COPY_ESCAPES)
+
+
+def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> bytes:
+    """``rows`` of ``(stream_id, ts, line, metadata, severity, trace_id, span_id)`` as the
+    rows of ``logs_entry`` in COPY's text format (one string for the whole batch: a row at
+    a time through the driver costs several times more)."""
+    out = []
+    for stream_id, ts, line, metadata, severity, trace_id, span_id in rows:
+        short = severity + trace_id + span_id  # a level and hex ids, or empty
+        if short.isprintable() and "\\" not in short:
+            short = f"{severity}\t{trace_id}\t{span_id}"
+        else:
+            short = "\t".join(_copy_field(v) for v in (severity, trace_id, span_id))
+        out.append(
+            f"{team_id}\t{stream_id}\t{ts}\t{_copy_field(line)}\t"
+            f"{_copy_field(metadata) if metadata else ''}\t{short}\n"
+        )
+    return "".join(out).encode()
 
 
 def _like_pattern(needle: str) -> str:
@@ -196,12 +225,13 @@ class SqlLogStore:
         nested = connections[self.using].in_atomic_block
         with transaction.atomic(using=self.using):
             ids = self._stream_ids(team_id, by_fingerprint, resolve)
+            text = self._text
             rows = [
                 (
                     ids[fingerprint],
                     entry.timestamp_ns,
-                    self._text(entry.line),
-                    self._text(_metadata_text(entry.metadata)),
+                    text(entry.line),
+                    text(_metadata_text(entry.metadata)) if entry.metadata else "",
                     entry.severity,
                     entry.trace_id,
                     entry.span_id,
@@ -273,6 +303,60 @@ class SqlLogStore:
         return {fingerprint: values[0] for fingerprint, values in known.items()}
 
     def _insert_postgresql(
+        self, team_id: int, rows: list[tuple[Any, ...]], *, truncate_first: bool
+    ) -> tuple[int, int]:
+        copied = self._copy_new_postgresql(team_id, rows)
+        if copied is not None:
+            return copied
+        return self._insert_staged_postgresql(team_id, rows, truncate_first=truncate_first)
+
+    def _copy_new_postgresql(
+        self, team_id: int, rows: list[tuple[Any, ...]]
+    ) -> tuple[int, int] | None:
+        """The usual batch, new to the store: ``COPY`` straight into ``logs_entry`` and its
+        minute counts added, in a savepoint. When the unique index refuses a row (a retried
+        batch, or one sent twice at once), the savepoint is rolled back and None returned:
+        the caller then stores the new rows only."""
+        import psycopg
+
+        counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        size = 0
+        for stream_id, ts, line, *_ in rows:
+            octets = utf8_size(line)
+            size += octets
+            count = counts[stream_id, ts // MINUTE_NS]
+            count[0] += 1
+            count[1] += octets
+            if ts % MINUTE_NS == 0:
+                count[2] += 1
+                count[3] += octets
+        keys = sorted(counts)
+        try:
+            with transaction.atomic(using=self.using), self._cursor() as cursor:
+                with cursor.cursor.copy(
+                    f"COPY {ENTRY_TABLE} (team_id, {_COLUMNS}) FROM STDIN"
+                ) as copy:
+                    copy.write(_copy_text(team_id, rows))
+                # In key order, so that concurrent writers lock the rows alike.
+                cursor.execute(
+                    f"INSERT INTO {MINUTE_TABLE} AS m SELECT %s, * FROM unnest("
+                    "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+                    "%s::bigint[]) ON CONFLICT (team_id, stream_id, minute) DO UPDATE SET "
+                    "lines = m.lines + EXCLUDED.lines, bytes = m.bytes + EXCLUDED.bytes, "
+                    "edge_lines = m.edge_lines + EXCLUDED.edge_lines, "
+                    "edge_bytes = m.edge_bytes + EXCLUDED.edge_bytes",
+                    [
+                        team_id,
+                        [stream_id for stream_id, _ in keys],
+                        [minute for _, minute in keys],
+                        *([counts[key][i] for key in keys] for i in range(4)),
+                    ],
+                )
+        except psycopg.errors.UniqueViolation:
+            return None
+        return len(rows), size
+
+    def _insert_staged_postgresql(
         self, team_id: int, rows: list[tuple[Any, ...]], *, truncate_first: bool
     ) -> tuple[int, int]:
         with self._cursor() as cursor:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .labels import format_labels
-from .types import Pairs, PushedEntry, PushedStream
+from .types import Pairs, PushedEntry, PushedStream, utf8_size
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 HOUR_NS = 3600 * 1_000_000_000
@@ -114,15 +114,23 @@ def validate_push(
                     message=f"stream {printed}: {message}; its {len(stream.entries)} entries "
                     "are refused",
                     entries=len(stream.entries),
-                    bytes=sum(len(e.line.encode()) for e in stream.entries),
+                    bytes=sum(utf8_size(e.line) for e in stream.entries),
                 )
             )
             continue
         kept = merged.setdefault(stream.labels, [])
         keys = seen.setdefault(stream.labels, set())
         for index, entry in enumerate(stream.entries):
-            size = len(entry.line.encode())
-            entry_problem = _entry_problem(entry, size, limits, oldest=oldest, newest=newest)
+            size = utf8_size(entry.line)
+            entry_problem = (
+                None
+                # The usual entry, in time, of a line within the limit, without metadata.
+                if (oldest is None or entry.timestamp_ns >= oldest)
+                and (newest is None or entry.timestamp_ns <= newest)
+                and (not limits.max_line_size or size <= limits.max_line_size)
+                and not entry.metadata
+                else _entry_problem(entry, size, limits, oldest=oldest, newest=newest)
+            )
             if entry_problem is not None:
                 reason, message = entry_problem
                 refused.append(
@@ -234,4 +242,4 @@ def _metadata_problem(metadata: Pairs, limits: Limits) -> tuple[str, str] | None
 def _truncated(entry: PushedEntry, max_bytes: int) -> PushedEntry:
     """The entry with its line cut to at most `max_bytes` of UTF-8, on a character boundary."""
     line = entry.line.encode()[:max_bytes].decode("utf-8", "ignore")
-    return replace(entry, line=line)
+    return entry._replace(line=line)

@@ -226,11 +226,23 @@ def _proto_stream(stream: Any, where: str) -> PushedStream:
             f"invalid label text {text[:200]!r}: {error}", location=f"{where}.labels"
         ) from None
     level = _level(dict(labels))
-    entries = tuple(
-        _proto_entry(entry, f"{where}.entries[{j}]", level)
-        for j, entry in enumerate(stream.entries)
-    )
-    return PushedStream(labels=normalize_labels(labels), entries=entries, origin=where)
+    entries = []
+    for j, entry in enumerate(stream.entries):
+        # The usual entry (a time and a UTF-8 line, no metadata) is read here; any other,
+        # and every error with its position, by _proto_entry.
+        if not entry.structuredMetadata and entry.HasField("timestamp"):
+            seconds, nanos = entry.timestamp.seconds, entry.timestamp.nanos
+            timestamp_ns = seconds * 1_000_000_000 + nanos
+            if 0 <= nanos < 1_000_000_000 and 0 <= timestamp_ns <= MAX_TIMESTAMP_NS:
+                try:
+                    line = entry.line.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    entries.append(PushedEntry(timestamp_ns, line, (), level))
+                    continue
+        entries.append(_proto_entry(entry, f"{where}.entries[{j}]", level))
+    return PushedStream(labels=normalize_labels(labels), entries=tuple(entries), origin=where)
 
 
 def _proto_entry(entry: Any, where: str, level: str) -> PushedEntry:

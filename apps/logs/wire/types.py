@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .labels import format_labels
 
@@ -40,11 +41,18 @@ class UnsupportedMediaType(DecodeError):
     http_status = 415
 
 
-@dataclass(frozen=True, slots=True)
-class PushedEntry:
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (without encoding it when it is ASCII, as most lines are)."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+class PushedEntry(NamedTuple):
     """One log line. `metadata` is the structured metadata (unique names, in the order sent);
     `severity` is the normalized level (`trace`, `debug`, `info`, `warn`, `error`, `fatal`, or
-    "" when the push does not say); `trace_id` and `span_id` are lowercase hex or ""."""
+    "" when the push does not say); `trace_id` and `span_id` are lowercase hex or "".
+
+    A named tuple, immutable as the other types here: a push makes one per line, and a
+    tuple is made in a third of the time of a frozen dataclass."""
 
     timestamp_ns: int
     line: str

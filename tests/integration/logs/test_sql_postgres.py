@@ -1,5 +1,6 @@
 """The PostgreSQL layout of the SQL log store: daily partitions, the default partition,
-COPY into staging, the pg_trgm index, partition drops for retention."""
+COPY (straight into the entries, or through staging for a batch partly stored), the pg_trgm
+index, partition drops for retention."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db import connection
 from apps.logs.services import log_storage_maintain
 from apps.logs.storage.base import LogSelect, minutes_answer
 from apps.logs.storage.sql import DEFAULT_PARTITION, ENTRY_TABLE, partition_name
+from apps.logs.wire.types import PushedEntry
 from tests.factories.accounts import TeamFactory
 
 from .pushes import (
@@ -70,7 +72,9 @@ def test_prepare__rows_already_in_default_partition__moved_into_the_new_day(stor
     assert (retry.stored, retry.duplicates) == (0, 1)
 
 
-def test_write__copies_the_batch_into_staging(store, monkeypatch):
+@pytest.fixture
+def copies(monkeypatch) -> list[str]:
+    """The COPY statements run, in order."""
     statements: list[str] = []
     copy = psycopg.Cursor.copy
 
@@ -79,6 +83,20 @@ def test_write__copies_the_batch_into_staging(store, monkeypatch):
         return copy(self, statement, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Cursor, "copy", recording_copy)
+    return statements
+
+
+COPY_ENTRIES = (
+    "COPY logs_entry (team_id, stream_id, ts, line, metadata, severity, trace_id, span_id) "
+    "FROM STDIN"
+)
+COPY_STAGING = (
+    "COPY logs_entry_staging (stream_id, ts, line, metadata, severity, trace_id, span_id) "
+    "FROM STDIN"
+)
+
+
+def test_write__new_batch__copied_straight_into_the_entries(store, copies):
     store.prepare(now_ns=T0)
     result = store.write(
         team_id=TeamFactory().pk,
@@ -87,11 +105,64 @@ def test_write__copies_the_batch_into_staging(store, monkeypatch):
     )
 
     assert result.stored == 50
-    assert statements == [
-        "COPY logs_entry_staging (stream_id, ts, line, metadata, severity, trace_id, span_id) "
-        "FROM STDIN"
-    ]
+    assert copies == [COPY_ENTRIES]
     assert rows_by_table() == {partition_name(DAY0): 50}
+
+
+def test_write__batch_partly_stored__new_rows_only_through_staging(store, copies):
+    team = TeamFactory().pk
+    store.prepare(now_ns=T0)
+    lines = [(T0 + i * SECOND, f"line {i}") for i in range(5)]
+    store.write(team_id=team, streams=[stream({"app": "api"}, *lines[:3])], resolve=no_deployment)
+
+    result = store.write(
+        team_id=team, streams=[stream({"app": "api"}, *lines)], resolve=no_deployment
+    )
+
+    assert (result.stored, result.duplicates) == (2, 3)
+    assert result.bytes == len("line 3") + len("line 4")
+    # The straight COPY is refused by the unique index and undone; staging stores the rest.
+    assert copies == [COPY_ENTRIES, COPY_ENTRIES, COPY_STAGING]
+    assert rows_by_table() == {partition_name(DAY0): 5}
+    select = LogSelect(team_id=team, start_ns=T0 - MINUTE + 1, end_ns=T0 + MINUTE + 1)
+    assert bucket_counts(store, select, MINUTE) == bucket_counts(
+        store, with_empty_filter(select), MINUTE
+    )
+
+
+def test_write__lines_equal_once_nul_is_replaced__stored_once(store):
+    result = store.write(
+        team_id=TeamFactory().pk,
+        streams=[stream({"app": "api"}, (T0, "a\0b"), (T0, "a\ufffdb"))],
+        resolve=no_deployment,
+    )
+
+    assert (result.stored, result.duplicates) == (1, 1)
+
+
+def test_write__text_with_copy_escapes__read_back_exactly(store):
+    team = TeamFactory().pk
+    lines = ["back\\slash", "tab\there", "new\nline", "carriage\rreturn", "\\N", "\\.", "é ü 日本"]
+    odd = PushedEntry(
+        T0 + 50, "odd", metadata=(("k\t", "v\\\n"),), severity="a\tb", trace_id="\\", span_id="\n"
+    )
+    store.write(
+        team_id=team,
+        streams=[stream({"app": "api"}, *((T0 + i, line) for i, line in enumerate(lines)), odd)],
+        resolve=no_deployment,
+    )
+
+    page = store.select(
+        LogSelect(team_id=team, start_ns=T0, end_ns=T0 + 100), limit=20, direction="forward"
+    )
+    assert [e.line for e in page.entries] == [*lines, "odd"]
+    last = page.entries[-1]
+    assert (last.metadata, last.severity, last.trace_id, last.span_id) == (
+        odd.metadata,
+        odd.severity,
+        odd.trace_id,
+        odd.span_id,
+    )
 
 
 def index_definitions(*tables: str) -> dict[str, list[str]]:
