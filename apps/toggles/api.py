@@ -28,9 +28,9 @@ from .serializers import (
     DegradationTransitionSerializer,
     FlipSerializer,
     LevelPinSerializer,
+    LevelUnpinSerializer,
     ToggleChangeSerializer,
     ToggleSerializer,
-    LevelUnpinSerializer,
 )
 from .services import (
     UPDATABLE,

@@ -31,14 +31,15 @@ MAX_SECONDS = 30 * 86400  # hold, clear and degraded times: at most 30 days
 
 
 def reason_field(*, required: bool, help_text: str) -> serializers.CharField:
+    if required:
+        return serializers.CharField(max_length=REASON_MAX, write_only=True, help_text=help_text)
     return serializers.CharField(
-        required=required,
-        allow_blank=not required,
+        required=False,
+        allow_blank=True,
+        default="",
         max_length=REASON_MAX,
         write_only=True,
-        trim_whitespace=True,
         help_text=help_text,
-        **({} if required else {"default": ""}),
     )
 
 
@@ -206,7 +207,7 @@ class DegradationStateSerializer(serializers.ModelSerializer[DegradationState]):
 
 
 class DegradationPolicySerializer(NameFieldsMixin, serializers.ModelSerializer[DegradationPolicy]):
-    team = serializers.PrimaryKeyRelatedField(
+    team: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(
         read_only=True, help_text="Owning team (id): the deployment's."
     )
     deployment = TeamScopedRelatedField(
@@ -310,7 +311,7 @@ class DegradationPolicySerializer(NameFieldsMixin, serializers.ModelSerializer[D
                             f"The policy is at level {level}; pin it to a lower level "
                             "before removing that level."
                         ]
-                    }  # fmt: skip
+                    }
                 )
         attrs["team"] = deployment.team
         return attrs

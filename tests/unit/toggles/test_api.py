@@ -60,7 +60,7 @@ def test_create__preset__type_and_off_value_filled_history_and_audit(roster, cli
             "value": 1024,
             "enabled": True,
             "reason": "launch",
-        },  # fmt: skip
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -233,7 +233,7 @@ BAD_TOGGLES = [
         {"preset": "custom", "value_type": "number", "value": 1, "off_value": "0"},
         "off_value",
         "number",
-    ),  # fmt: skip
+    ),
     ({"value_type": "string"}, "value_type", "is a number"),
     (
         {
@@ -246,12 +246,12 @@ BAD_TOGGLES = [
         },
         "rules",
         "invalid regular expression",
-    ),  # fmt: skip
+    ),
     (
         {"rules": [{"conditions": [{"attribute": "tier", "op": "gt", "value": "x"}], "value": 1}]},
         "rules",
         "compares numbers",
-    ),  # fmt: skip
+    ),
     ({"rules": [{"value": "1"}]}, "rules", "expected a number"),
     ({"rules": [{"split": [{"value": 1, "weight": -1}]}]}, "rules", ">= 0"),
     ({"rules": "all"}, "rules", "expected a list"),
@@ -335,7 +335,7 @@ def test_create__key_taken__400_on_key(roster, client_for):
                 ]
             },
             "rules",
-        ),  # fmt: skip
+        ),
         ({"enabled": []}, "enabled"),
     ],
 )
@@ -374,7 +374,7 @@ BAD_POLICIES = [
         {"triggers": [{"kind": "signal", "signal": "nope", "op": "gt", "threshold": 1}]},
         "triggers",
         "Unknown signal",
-    ),  # fmt: skip
+    ),
     ({"triggers": [{"kind": "alert", "matchers": '{a=~"("}'}]}, "triggers", "matchers"),
     ({"levels": []}, "levels", "non-empty"),
     ({"levels": [{"name": "x", "set": {"nope": 1}}]}, "levels", "no toggle 'nope'"),
