@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.inventory.models import Deployment
-from apps.toggles.models import DegradationPolicy
+from apps.toggles.models import DegradationPolicy, Toggle
 from apps.toggles.services import toggle_create
 
 LEVELS = [
@@ -16,15 +16,17 @@ LEVELS = [
 
 
 def degradation_setup(deployment: Deployment, *, name: str = "chat-degrade") -> DegradationPolicy:
-    """A team-wide ``max_output_tokens`` toggle (on, 4096), the deployment's own
+    """A team-wide ``max_output_tokens`` toggle (on, 4096; kept if the team has it), the
+    deployment's own
     ``shed_fraction`` toggle (off) and a two-level policy over them, triggered by an SLO
     of the deployment."""
     from tests.factories.slos import SloFactory
 
     team = deployment.team
     slo = SloFactory(deployment=deployment)
-    toggle_create(team=team, key="max_output_tokens", preset="max_output_tokens", value=4096,
-                  enabled=True, actor=None)  # fmt: skip
+    if not Toggle.objects.filter(team=team, deployment=None, key="max_output_tokens").exists():
+        toggle_create(team=team, key="max_output_tokens", preset="max_output_tokens",
+                      value=4096, enabled=True, actor=None)  # fmt: skip
     toggle_create(team=team, deployment=deployment, key="shed_fraction", preset="shed_fraction",
                   actor=None)  # fmt: skip
     return DegradationPolicy.objects.create(

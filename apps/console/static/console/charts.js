@@ -1,6 +1,7 @@
 // The console's chart component: each <figure data-chart="ID"> is drawn with uPlot from
 // the JSON block <script type="application/json" id="ID"> that the server rendered next to
-// it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines}.
+// it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines,
+// annotations: [{t, label, kind: level | dry-run | toggle}]}.
 (function () {
   "use strict";
   var PALETTE = ["#2f81f7", "#e5534b", "#3fb950", "#d29922", "#a371f7", "#39c5cf"];
@@ -37,6 +38,7 @@
     }));
     var lines = data.lines || [];
     var markers = data.markers || [];
+    var notes = data.annotations || [];
     var opts = {
       width: width, height: height, series: series,
       legend: { show: !spark }, cursor: { show: !spark },
@@ -54,6 +56,16 @@
           ctx.strokeStyle = "rgba(128,128,128,0.6)";
           ctx.setLineDash([3, 3]);
           ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+        });
+        notes.forEach(function (note, i) {  // degradation level and toggle changes, labelled
+          if (note.t < u.scales.x.min || note.t > u.scales.x.max) return;
+          var x = Math.round(u.valToPos(note.t, "x", true));
+          var colour = note.kind === "toggle" ? "#a371f7" : "#d29922";
+          ctx.strokeStyle = colour;
+          ctx.setLineDash(note.kind === "level" ? [] : note.kind === "toggle" ? [1, 3] : [6, 3]);
+          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+          ctx.fillStyle = colour;
+          ctx.fillText(note.label, x + 3, u.bbox.top + 12 + (i % 4) * 12);
         });
         lines.forEach(function (line) {  // objectives (SLO thresholds)
           var y = Math.round(u.valToPos(line.value, "y", true));
