@@ -472,7 +472,7 @@ def deployment_charts(
         .first()
     )
     s = {signal: _samples(deployment, signal, since) for signal in _CHART_SIGNALS}
-    levels, notes = degradation_marks(deployment=deployment, since=since, now=now)
+    levels, notes, top = degradation_marks(deployment=deployment, since=since, now=now)
     charts = {
         "demand": chart_data(
             series={
@@ -502,7 +502,10 @@ def deployment_charts(
         ),
     }
     if levels:  # the deployment has degradation policies
-        charts["degradation"] = chart_data(series=levels, annotations=notes)
+        charts["degradation"] = {
+            **chart_data(series=levels, annotations=notes),
+            "y_max": top,  # the y axis shows every level a policy has
+        }
     return charts
 
 
@@ -1438,16 +1441,21 @@ def _has_state(policy: DegradationPolicy) -> bool:
 
 def degradation_marks(
     *, deployment: Deployment, since: datetime, now: datetime
-) -> tuple[dict[str, list[tuple[float, float]]], list[dict[str, Any]]]:
+) -> tuple[dict[str, list[tuple[float, float]]], list[dict[str, Any]], int]:
     """What the deployment's charts show of degradation over [since, now]: the level of
-    each policy as a step series, and annotations (a level change, dry-run ones marked,
-    or a toggle change) at their times. Two queries."""
+    each policy as a step series, annotations (a level change, dry-run ones marked, or a
+    toggle change) at their times, and the highest level its policies have. Three
+    queries."""
     start, end = since.timestamp(), now.timestamp()
     annotations: list[dict[str, Any]] = []
     steps: dict[str, list[tuple[float, float]]] = {}
-    current = dict(
-        DegradationPolicy.objects.filter(deployment=deployment).values_list("name", "state__level")
-    )
+    current: dict[str, int | None] = {}
+    top = 0
+    for name, level, levels in DegradationPolicy.objects.filter(deployment=deployment).values_list(
+        "name", "state__level", "levels"
+    ):
+        current[name] = level
+        top = max(top, len(levels) if isinstance(levels, list) else 0, level or 0)
     transitions = list(
         DegradationTransition.objects.filter(policy__deployment=deployment, at__gte=since)
         .order_by("at", "id")
@@ -1480,7 +1488,7 @@ def degradation_marks(
         annotations.append({"t": at.timestamp(), "label": f"{key} {state}", "kind": "toggle"})
     annotations.sort(key=lambda a: a["t"])
     series = {f"level: {name}": points for name, points in sorted(steps.items())}
-    return series, annotations
+    return series, annotations, top
 
 
 def _degradation_levels(deployment_ids: DeploymentIds) -> dict[int, int]:

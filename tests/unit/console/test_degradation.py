@@ -207,6 +207,7 @@ def test_charts__level_steps_and_annotations_of_transitions_and_toggle_changes(p
     charts = selectors.deployment_charts(deployment=policy.deployment, range_key="1h", now=now)
     degradation = charts["degradation"]
     assert degradation["labels"] == ["level: chat-degrade"]
+    assert degradation["y_max"] == 2  # the policy's two levels
     levels = [v for v in degradation["y"][0] if v is not None]
     assert levels == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]  # a step line up to the current level
     labels = [a["label"] for a in degradation["annotations"]]

@@ -1,7 +1,7 @@
 // The console's chart component: each <figure data-chart="ID"> is drawn with uPlot from
 // the JSON block <script type="application/json" id="ID"> that the server rendered next to
 // it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines,
-// annotations: [{t, label, kind: level | dry-run | toggle}]}.
+// annotations: [{t, label, kind: level | dry-run | toggle}], y_max (optional)}.
 (function () {
   "use strict";
   var PALETTE = ["#2f81f7", "#e5534b", "#3fb950", "#d29922", "#a371f7", "#39c5cf"];
@@ -65,7 +65,10 @@
           ctx.setLineDash(note.kind === "level" ? [] : note.kind === "toggle" ? [1, 3] : [6, 3]);
           ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
           ctx.fillStyle = colour;
-          ctx.fillText(note.label, x + 3, u.bbox.top + 12 + (i % 4) * 12);
+          var width = ctx.measureText(note.label).width;
+          var right = u.bbox.left + u.bbox.width;
+          ctx.fillText(note.label, x + 3 + width > right ? x - 3 - width : x + 3,
+                       u.bbox.top + 12 + (i % 4) * 12);
         });
         lines.forEach(function (line) {  // objectives (SLO thresholds)
           var y = Math.round(u.valToPos(line.value, "y", true));
@@ -78,6 +81,10 @@
         ctx.restore();
       }] },
     };
+    if (data.y_max) {  // levels: the axis spans every level, whole steps only
+      opts.scales.y = { range: [0, data.y_max + 0.2] };
+      opts.axes[1].incrs = [1];
+    }
     if (lines.length) {
       // Keep the SLO line in view even when every sample is far below it.
       var top = Math.max.apply(null, lines.map(function (l) { return l.value; }));
