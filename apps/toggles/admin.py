@@ -60,6 +60,13 @@ class DeletesItsHistoryMixin:
         return deleted, counts, set(), protected
 
 
+def service_errors_shown(form: forms.BaseForm, exc: ValidationError) -> None:
+    """A service's field errors on the form: on the field when the form shows it, else
+    above the form."""
+    for field, messages in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages)
+
+
 class ToggleAdminForm(forms.ModelForm):
     reason = forms.CharField(required=False, help_text="Why (kept in the toggle's history).")
 
@@ -96,9 +103,7 @@ class ToggleAdminForm(forms.ModelForm):
                 rules=data.get("rules"),
             )
         except ValidationError as exc:
-            shown = set(self.fields)
-            for field, messages in exc.message_dict.items():
-                self.add_error(field if field in shown else None, messages)
+            service_errors_shown(self, exc)
             return data
         data.update({k: v for k, v in fields.items() if k in self.fields})
         return data
@@ -167,9 +172,7 @@ class DegradationPolicyAdminForm(forms.ModelForm):
             policy_clean(team=team, deployment=deployment, triggers=data.get("triggers"),
                          levels=data.get("levels"))  # fmt: skip
         except ValidationError as exc:
-            shown = set(self.fields)
-            for field, messages in exc.message_dict.items():
-                self.add_error(field if field in shown else None, messages)
+            service_errors_shown(self, exc)
         return data
 
 
