@@ -109,7 +109,8 @@ class ToggleViewSet(TeamScopedViewSet):
         return Response(self.get_serializer(toggle).data)
 
     @extend_schema(responses=ToggleChangeSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    # The toggle list's filters do not apply to one toggle's history.
+    @action(detail=True, methods=["get"], filter_backends=[])
     def history(self, request: Request, pk: str | None = None) -> Response:
         """Changes of what the toggle serves, newest first, with who and why."""
         toggle = self.get_object()
@@ -171,7 +172,7 @@ class DegradationPolicyViewSet(TeamScopedViewSet):
         return self._fresh(policy)
 
     @extend_schema(responses=DegradationTransitionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def transitions(self, request: Request, pk: str | None = None) -> Response:
         """Level changes, newest first (dry-run ones marked), with their reasons."""
         policy = self.get_object()

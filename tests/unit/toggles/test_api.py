@@ -578,3 +578,26 @@ def test_list__few_or_many_rows__pinned_query_count(
         response = client.get(path)
     assert response.status_code == 200
     assert len(response.json()["results"]) >= rows
+
+
+@pytest.mark.parametrize("changes", [2, 12])
+def test_history_and_transitions__few_or_many_rows__pinned_query_count(
+    roster, client_for, django_assert_num_queries, changes
+):
+    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    toggle = Toggle.objects.get(key="max_output_tokens")
+    for n in range(changes):
+        policy_pin(policy=policy, level=n % 2 + 1, actor=roster.operator, reason=f"r{n}")
+
+    def client():  # a new request's user: its team roles not read yet
+        return client_for(type(roster.operator).objects.get(pk=roster.operator.pk))
+
+    # The caller's roles, the object, the page (a short first page needs no COUNT).
+    history_client, transitions_client = client(), client()
+    with django_assert_num_queries(3):
+        history = history_client.get(f"{TOGGLES}{toggle.pk}/history/?team={roster.other_team.pk}")
+    with django_assert_num_queries(3):
+        transitions = transitions_client.get(f"{POLICIES}{policy.pk}/transitions/")
+    assert history.status_code == 200  # the list's filters do not apply here
+    assert history.json()["count"] == changes + 1
+    assert transitions.json()["count"] == changes
