@@ -17,8 +17,8 @@ from apps.toggles.selectors import team_toggles
 from tests.browser.conftest import axe_serious
 from tests.factories.accounts import MembershipFactory
 from tests.factories.console import deployment_history
+from tests.factories.degradation import degradation_policy
 from tests.factories.inventory import DeploymentFactory
-from tests.factories.toggles import degradation_setup
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -29,7 +29,7 @@ def degradable(transactional_db: None) -> dict[str, Any]:
     (max_output_tokens, on at 4096) and its own shed_fraction toggle (off)."""
     chat = DeploymentFactory(name="chat", min_replicas=1, max_replicas=6)
     deployment_history(chat, minutes=60)
-    policy = degradation_setup(chat)
+    policy = degradation_policy(deployment=chat, name="chat-degrade")
     return {
         "chat": chat,
         "policy": policy,

@@ -18,7 +18,7 @@ from apps.accounts.models import Role
 from apps.console import selectors
 from apps.console.templatetags.console import DASH
 from apps.toggles.evaluation import evaluate
-from apps.toggles.models import DegradationState, Toggle
+from apps.toggles.models import DegradationPolicy, DegradationState, Toggle
 from apps.toggles.selectors import team_toggles
 from apps.toggles.services import (
     degradation_switch_set,
@@ -29,8 +29,9 @@ from apps.toggles.services import (
 from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, TeamFactory
 from tests.factories.console import deployment_history
+from tests.factories.degradation import degradation_policy
 from tests.factories.inventory import DeploymentFactory
-from tests.factories.toggles import degradation_setup
+from tests.factories.slos import SloFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +45,18 @@ def _client(user) -> Client:
 @pytest.fixture
 def policy():
     deployment = DeploymentFactory(name="chat-a")
-    return degradation_setup(deployment)
+    return degradation_policy(deployment=deployment, name="chat-degrade")
+
+
+def _another_policy(team, name: str) -> DegradationPolicy:
+    """A policy of a new deployment of ``team``, whose one level caps the team's
+    ``max_output_tokens`` (made by :func:`degradation_policy` before)."""
+    deployment = DeploymentFactory(team=team)
+    return DegradationPolicy.objects.create(
+        team=team, deployment=deployment, name=name,
+        levels=[{"name": "cap tokens", "set": {"max_output_tokens": 512}}],
+        triggers=[{"kind": "slo_state", "slo": SloFactory(deployment=deployment).pk}],
+    )  # fmt: skip
 
 
 def _member(policy, role):
@@ -180,7 +192,7 @@ def test_pin__bad_input__error_message_nothing_changed(policy, data, message):
 
 
 def test_pin__policy_of_another_deployment__404(policy):
-    other = degradation_setup(DeploymentFactory(team=policy.team), name="other")
+    other = _another_policy(policy.team, "other")
     client = _client(_member(policy, Role.OPERATOR))
     with nothing_stored():
         response = client.post(
@@ -241,7 +253,7 @@ def test_overview__degradation_column__highest_level_or_dash():
     team = TeamFactory()
     user = MembershipFactory(team=team, role=Role.VIEWER).user
     degraded = DeploymentFactory(team=team, name="degraded")
-    first = degradation_setup(degraded, name="first")
+    first = degradation_policy(deployment=degraded, name="first")
     DeploymentFactory(team=team, name="plain")
     policy_pin(policy=first, level=2, actor=None, reason="x")
     rows = {
@@ -263,11 +275,11 @@ def _overview_queries(user) -> int:
 def test_overview__degradation_column__one_query_whatever_the_fleet():
     team = TeamFactory()
     user = MembershipFactory(team=team, role=Role.VIEWER).user
-    for i in range(3):
-        degradation_setup(DeploymentFactory(team=team), name=f"p{i}")
+    degradation_policy(deployment=DeploymentFactory(team=team), name="p0")
+    for i in range(1, 3):
+        _another_policy(team, f"p{i}")
     small = _overview_queries(user)
     for i in range(3, 12):
-        policy = degradation_setup(DeploymentFactory(team=team), name=f"p{i}")
-        policy_pin(policy=policy, level=1, actor=None, reason="x")
+        policy_pin(policy=_another_policy(team, f"p{i}"), level=1, actor=None, reason="x")
     user = type(user).objects.get(pk=user.pk)
     assert _overview_queries(user) == small

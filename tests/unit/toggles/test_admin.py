@@ -19,9 +19,9 @@ from apps.toggles.models import (
 from apps.toggles.selectors import team_toggle_version
 from apps.toggles.services import policy_pin, toggle_create
 from tests.assertions import nothing_stored
+from tests.factories.degradation import degradation_policy
 from tests.factories.inventory import DeploymentFactory
 from tests.factories.slos import SloFactory
-from tests.factories.toggles import degradation_setup
 
 pytestmark = pytest.mark.django_db
 
@@ -110,7 +110,7 @@ def test_policy_admin__bad_levels__form_error_nothing_stored(roster, browser):
 
 
 def test_policy_admin__delete__overrides_cleared(roster, browser):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     policy_pin(policy=policy, level=1, actor=roster.operator, reason="drill")
     response = browser.post(
         f"/admin/toggles/degradationpolicy/{policy.pk}/delete/", {"post": "yes"}
@@ -122,7 +122,7 @@ def test_policy_admin__delete__overrides_cleared(roster, browser):
 
 
 def test_transitions_tokens_history__listed_read_only(roster, browser):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     policy_pin(policy=policy, level=1, actor=roster.operator, reason="drill")
     GatewayToken.objects.create(team=roster.team, name="edge", token_hash="h" * 64,
                                 token_prefix="gw_abc")  # fmt: skip

@@ -26,14 +26,27 @@ from apps.toggles.models import (
 from apps.toggles.selectors import team_toggle_version, team_toggles
 from apps.toggles.services import policy_pin, toggle_create
 from tests.assertions import nothing_stored
+from tests.factories.degradation import TWO_LEVELS, degradation_policy
 from tests.factories.inventory import DeploymentFactory
-from tests.factories.toggles import degradation_setup, policy_body
+from tests.factories.slos import SloFactory
 
 pytestmark = pytest.mark.django_db
 
 TOGGLES = "/api/v1/toggles/"
 POLICIES = "/api/v1/toggles/policies/"
 SWITCH = "/api/v1/toggles/switch/"
+
+
+def policy_body(target, **overrides: Any) -> dict[str, Any]:
+    """A valid policy body for ``target`` (with a new SLO of it as its trigger)."""
+    slo = SloFactory(deployment=target)
+    return {
+        "deployment": target.pk,
+        "name": "chat-degrade",
+        "triggers": [{"kind": "slo_state", "slo": slo.pk}],
+        "levels": TWO_LEVELS,
+        **overrides,
+    }
 
 
 def served(team_id: int, key: str, deployment_name: str | None = None) -> Any:
@@ -354,7 +367,7 @@ def test_update__bad_input__400_naming_the_field_nothing_stored(roster, client_f
 
 def test_policy_create__valid__201_state_null_audited(roster, client_for):
     deployment = DeploymentFactory(team=roster.team)
-    degradation_setup(deployment, name="existing")
+    degradation_policy(deployment=deployment, name="existing")
     response = client_for(roster.operator).post(
         POLICIES, policy_body(deployment, name="second", dry_run=True), format="json"
     )
@@ -399,7 +412,7 @@ def test_policy_create__bad_input__400_naming_the_field_nothing_stored(
     roster, client_for, overrides, field, message
 ):
     deployment = DeploymentFactory(team=roster.team)
-    degradation_setup(deployment, name="existing")
+    degradation_policy(deployment=deployment, name="existing")
     body = policy_body(deployment, **overrides)
     with nothing_stored():
         response = client_for(roster.operator).post(POLICIES, body, format="json")
@@ -411,7 +424,7 @@ def test_policy_create__bad_input__400_naming_the_field_nothing_stored(
 
 def test_policy_create__deployment_or_slo_of_another_team__400(roster, client_for):
     mine = DeploymentFactory(team=roster.team)
-    degradation_setup(mine, name="existing")
+    degradation_policy(deployment=mine, name="existing")
     theirs = DeploymentFactory(team=roster.other_team)
     client = client_for(roster.operator)
     moved = policy_body(mine, deployment=theirs.pk)
@@ -424,7 +437,7 @@ def test_policy_create__deployment_or_slo_of_another_team__400(roster, client_fo
 
 
 def test_policy_update__rename_or_move__400(roster, client_for):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     other = DeploymentFactory(team=roster.team)
     client = client_for(roster.operator)
     url = f"{POLICIES}{policy.pk}/"
@@ -438,7 +451,7 @@ def test_policy_update__rename_or_move__400(roster, client_for):
 
 
 def test_policy_update__removing_the_current_level__400(roster, client_for):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     policy_pin(policy=policy, level=2, actor=roster.operator, reason="drill")
     response = client_for(roster.operator).patch(
         f"{POLICIES}{policy.pk}/", {"levels": policy.levels[:1]}, format="json"
@@ -448,7 +461,7 @@ def test_policy_update__removing_the_current_level__400(roster, client_for):
 
 
 def test_pin__level_applied_held_state_shown_and_transition_listed(roster, client_for):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     deployment_name = policy.deployment.name
     until = (timezone.now() + timedelta(hours=1)).isoformat()
     response = client_for(roster.operator).post(
@@ -491,7 +504,7 @@ def test_pin__level_applied_held_state_shown_and_transition_listed(roster, clien
 def test_pin__bad_body__400_naming_the_field_nothing_stored(
     roster, client_for, body, field, message
 ):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     with nothing_stored():
         response = client_for(roster.operator).post(
             f"{POLICIES}{policy.pk}/pin/", body, format="json"
@@ -501,7 +514,7 @@ def test_pin__bad_body__400_naming_the_field_nothing_stored(
 
 
 def test_unpin__without_reason__400(roster, client_for):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     response = client_for(roster.operator).post(f"{POLICIES}{policy.pk}/unpin/", {}, format="json")
     assert response.status_code == 400
     assert "reason" in response.json()["errors"]
@@ -509,7 +522,7 @@ def test_unpin__without_reason__400(roster, client_for):
 
 @pytest.mark.parametrize("suffix", ["pin/", "unpin/"])
 def test_pin_unpin__viewer_403_outsider_404(roster, client_for, suffix):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     url = f"{POLICIES}{policy.pk}/{suffix}"
     body = {"level": 1, "reason": "x"}
     with nothing_stored():
@@ -520,7 +533,7 @@ def test_pin_unpin__viewer_403_outsider_404(roster, client_for, suffix):
 
 
 def test_policy_delete__overrides_it_set_cleared(roster, client_for):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     policy_pin(policy=policy, level=1, actor=roster.operator, reason="drill")
     assert served(roster.team.pk, "max_output_tokens") == 512
     response = client_for(roster.operator).delete(f"{POLICIES}{policy.pk}/")
@@ -568,7 +581,7 @@ def test_list__few_or_many_rows__pinned_query_count(
 ):
     for n in range(rows):
         deployment = DeploymentFactory(team=roster.team)
-        policy = degradation_setup(deployment, name=f"p{n}") if n == 0 else None
+        policy = degradation_policy(deployment=deployment, name=f"p{n}") if n == 0 else None
         if n:
             _toggle(roster.team, deployment=deployment)
             policy = DegradationPolicy.objects.create(
@@ -586,7 +599,7 @@ def test_list__few_or_many_rows__pinned_query_count(
 def test_history_and_transitions__few_or_many_rows__pinned_query_count(
     roster, client_for, django_assert_num_queries, changes
 ):
-    policy = degradation_setup(DeploymentFactory(team=roster.team))
+    policy = degradation_policy(deployment=DeploymentFactory(team=roster.team), name="chat-degrade")
     toggle = Toggle.objects.get(key="max_output_tokens")
     for n in range(changes):
         policy_pin(policy=policy, level=n % 2 + 1, actor=roster.operator, reason=f"r{n}")
