@@ -1,7 +1,6 @@
 // The console's chart component: each <figure data-chart="ID"> is drawn with uPlot from
 // the JSON block <script type="application/json" id="ID"> that the server rendered next to
-// it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines,
-// annotations: [{t, label, kind: level | dry-run | toggle}], y_max (optional)}.
+// it: {labels, x (unix s), y (one array per label, null for gaps), markers, lines}.
 (function () {
   "use strict";
   var PALETTE = ["#2f81f7", "#e5534b", "#3fb950", "#d29922", "#a371f7", "#39c5cf"];
@@ -38,6 +37,7 @@
     }));
     var lines = data.lines || [];
     var markers = data.markers || [];
+    // Optional: annotations [{t, label, kind: level | dry-run | toggle}], y_max (levels).
     var notes = data.annotations || [];
     var opts = {
       width: width, height: height, series: series,
