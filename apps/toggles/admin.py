@@ -51,9 +51,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class DeletesItsHistoryMixin:
-    """Deleting the object deletes its history rows (changes, transitions, state) with it:
-    those are read only in the admin, which must not refuse the delete for that."""
+class DeletedThroughServiceMixin:
+    """Deletes go through ``delete_service`` (audited, with what the service undoes first);
+    the object's history rows (changes, transitions, state) go with it: those are read only
+    in the admin, which must not refuse the delete for that."""
+
+    def delete_service(self, obj: Any, actor: Any) -> None:
+        raise NotImplementedError
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_service(obj, request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:
+            self.delete_service(obj, request.user)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         deleted, counts, _, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
@@ -110,7 +121,7 @@ class ToggleAdminForm(forms.ModelForm):
 
 
 @admin.register(Toggle)
-class ToggleAdmin(DeletesItsHistoryMixin, admin.ModelAdmin):
+class ToggleAdmin(DeletedThroughServiceMixin, admin.ModelAdmin):
     form = ToggleAdminForm
     list_display = ["key", "team", "deployment", "preset", "enabled", "value", "override_level"]
     list_filter = ["preset", "enabled", "team"]
@@ -141,12 +152,8 @@ class ToggleAdmin(DeletesItsHistoryMixin, admin.ModelAdmin):
         obj.pk = saved.pk
         obj.refresh_from_db()
 
-    def delete_model(self, request: HttpRequest, obj: Toggle) -> None:
-        toggle_delete(toggle=obj, actor=request.user)
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        for toggle in queryset:
-            toggle_delete(toggle=toggle, actor=request.user)
+    def delete_service(self, obj: Toggle, actor: Any) -> None:
+        toggle_delete(toggle=obj, actor=actor)
 
 
 @admin.register(ToggleChange)
@@ -188,7 +195,7 @@ class DegradationStateInline(admin.StackedInline):
 
 
 @admin.register(DegradationPolicy)
-class DegradationPolicyAdmin(DeletesItsHistoryMixin, AuditedModelAdmin):
+class DegradationPolicyAdmin(DeletedThroughServiceMixin, AuditedModelAdmin):
     """Pins and levels are set through the API or the console (with a reason)."""
 
     form = DegradationPolicyAdminForm
@@ -212,12 +219,8 @@ class DegradationPolicyAdmin(DeletesItsHistoryMixin, AuditedModelAdmin):
         except DegradationState.DoesNotExist:
             return 0
 
-    def delete_model(self, request: HttpRequest, obj: DegradationPolicy) -> None:  # type: ignore[override]
-        policy_delete(policy=obj, actor=request.user)
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        for policy in queryset:
-            policy_delete(policy=policy, actor=request.user)
+    def delete_service(self, obj: DegradationPolicy, actor: Any) -> None:
+        policy_delete(policy=obj, actor=actor)
 
 
 @admin.register(DegradationTransition)

@@ -160,3 +160,18 @@ def test_switch_admin__reason_required_change_audited(roster, browser):
     switch = DegradationSwitch.objects.get()
     assert (switch.automatic, switch.reason, switch.changed_by) == (False, "incident 7", "root")
     assert AuditEntry.objects.filter(object_type="toggles.degradationswitch").count() == 1
+
+
+def test_toggles_deleted_in_admin__through_the_service_version_bumped_audited(roster, browser):
+    first = toggle_create(team=roster.team, key="streaming", preset="feature", actor=None)
+    second = toggle_create(team=roster.team, key="tools", preset="feature", actor=None)
+    version = team_toggle_version(team_id=roster.team.pk)
+    response = browser.post(
+        "/admin/toggles/toggle/",
+        {"action": "delete_selected", "_selected_action": [first.pk, second.pk], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not Toggle.objects.exists()
+    assert team_toggle_version(team_id=roster.team.pk) == version + 2
+    deletes = AuditEntry.objects.filter(object_type="toggles.toggle", action="delete")
+    assert deletes.count() == 2
