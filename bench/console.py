@@ -4,7 +4,8 @@ Creates a team with N deployments (default 1,000), each with its latest observat
 minutes of request-rate samples (one a minute) and of decisions (one per
 ``AUTOSCALING_INTERVAL_S``, with a scale-up and a scale-down: what the sparklines read), a
 TTFT SLO with
-its status and, for one in ten, a firing alert; then renders ``/console/`` as a viewer of
+its status, for one in ten a firing alert and for one in four a degradation policy (one in
+twenty at level 1: the overview's degradation column); then renders ``/console/`` as a viewer of
 that team through Django's test client (the whole view, template included, no network) and
 prints the median and maximum of ``--repeat`` renders and the number of SQL queries of one.
 Figures are printed, never asserted. SQLite in a temporary directory by default;
@@ -47,6 +48,7 @@ def populate(n: int) -> object:
     from apps.inventory.models import Cluster, Deployment, LLMModel
     from apps.metrics.models import DeploymentMetrics, MetricSample
     from apps.slos.models import LatencyMetric, SliKind, Slo, SloState, SloStatus
+    from apps.toggles.models import DegradationPolicy, DegradationState
 
     now = timezone.now()
     team = Team.objects.create(slug="bench", name="Bench")
@@ -138,6 +140,19 @@ def populate(n: int) -> object:
         for i, d in enumerate(deployments)
         if i % 10 == 0
     )  # fmt: skip
+    policies = DegradationPolicy.objects.bulk_create(
+        DegradationPolicy(
+            team=team, deployment=d, name=f"degrade-{d.name}",
+            triggers=[{"kind": "slo_state", "slo": s.pk}],
+            levels=[{"name": "cap", "set": {"max_output_tokens": 512}}],
+        )
+        for i, (d, s) in enumerate(zip(deployments, slos, strict=True))
+        if i % 4 == 0
+    )  # fmt: skip
+    DegradationState.objects.bulk_create(
+        DegradationState(policy=p, level=1 if i % 5 == 0 else 0, level_since=now)
+        for i, p in enumerate(policies)
+    )
     if connection.vendor == "postgresql":  # statistics as autovacuum would have them
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")

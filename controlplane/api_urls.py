@@ -11,6 +11,7 @@ from apps.inventory import api as inventory_api
 from apps.logs.tokens import api as logs_tokens_api
 from apps.metrics import api as metrics_api
 from apps.slos import api as slos_api
+from apps.toggles import api as toggles_api
 
 # No ".json" format-suffix routes: the API answers JSON anyway, and DRF passes the suffix
 # to custom actions as a `format` argument none of them takes (a 500 on every one).
@@ -46,6 +47,10 @@ router.register("alerts/receivers", alerts_api.ReceiverViewSet, basename="receiv
 router.register("alerts", alerts_api.AlertViewSet, basename="alert")
 router.register("logs/ingest-tokens", logs_tokens_api.IngestTokenViewSet, basename="logingesttoken")
 router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basename="customquery")
+router.register(
+    "toggles/policies", toggles_api.DegradationPolicyViewSet, basename="degradationpolicy"
+)
+router.register("toggles", toggles_api.ToggleViewSet, basename="toggle")
 
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
@@ -59,5 +64,6 @@ urlpatterns = [
     path("metrics/summary/", metrics_api.FleetSummaryView.as_view(), name="metrics-summary"),
     path("metrics/catalogue/", metrics_api.CatalogueView.as_view(), name="metrics-catalogue"),
     path("logs/", include("apps.logs.read_api")),
+    path("toggles/switch/", toggles_api.DegradationSwitchView.as_view(), name="degradation-switch"),
     *router.urls,
 ]

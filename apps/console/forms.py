@@ -157,6 +157,28 @@ class PinForm(ReasonForm):
     field_order = ["replicas", "minutes", "reason"]
 
 
+class ToggleFlipForm(ReasonForm):
+    enabled = forms.TypedChoiceField(
+        choices=[("true", "on"), ("false", "off")], coerce=lambda value: value == "true"
+    )
+
+
+class DegradationPinForm(ReasonForm):
+    level = forms.IntegerField(min_value=0, max_value=100, help_text="Level to hold.")
+    minutes = forms.IntegerField(
+        min_value=1,
+        max_value=7 * 24 * 60,
+        required=False,
+        help_text="Hold it this many minutes; blank: until unpinned.",
+    )
+
+    field_order = ["level", "minutes", "reason"]
+
+    def until(self) -> Any:
+        minutes = self.cleaned_data.get("minutes")
+        return timezone.now() + timedelta(minutes=minutes) if minutes else None
+
+
 # --------------------------------------------------------------------------- backtest
 
 # The policy knobs the backtest form offers as overrides; a blank field keeps the saved value.

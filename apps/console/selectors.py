@@ -22,6 +22,7 @@ from django.db.models import (
     F,
     FloatField,
     Func,
+    Max,
     Model,
     OuterRef,
     Q,
@@ -70,6 +71,16 @@ from apps.slos.models import (
     SloStatusSample,
 )
 from apps.slos.services import slo_deployments
+from apps.toggles.evaluation import evaluate
+from apps.toggles.models import (
+    DegradationPolicy,
+    DegradationState,
+    DegradationSwitch,
+    DegradationTransition,
+    Toggle,
+    ToggleChange,
+)
+from apps.toggles.selectors import toggle_definition
 
 # How far back the overview's sparklines look, and the most points a chart series gets.
 SPARKLINE_WINDOW = timedelta(minutes=30)
@@ -148,6 +159,7 @@ class OverviewRow:
     firing_alerts: int = 0
     paused: bool = False
     pinned: int | None = None
+    degradation: int | None = None  # highest level of its degradation policies; None: none
     sparkline: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -342,6 +354,7 @@ def overview_rows(
     slos = _slo_figures(scope)
     firing = _firing_counts(scope)
     controls = _controls(scope)
+    degradation = _degradation_levels(scope)
     current = {
         pk: spec
         for pk, decision in decisions.items()
@@ -369,6 +382,7 @@ def overview_rows(
         control = controls.get(pk)
         row.paused = bool(control and control.paused)
         row.pinned = control_pinned_replicas(control=control, now=now)
+        row.degradation = degradation.get(pk)
         row.sparkline = sparklines.get(pk) or no_sparkline
     return rows
 
@@ -398,10 +412,12 @@ def chart_data(
     max_points: int = MAX_POINTS,
     markers: Iterable[float] = (),
     lines: Mapping[str, float | None] | None = None,
+    annotations: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The JSON the console's chart component draws (``charts.js``): one shared x axis
     (unix seconds, union of the series' times), one y array per series with ``null`` where a
-    series has no point, vertical ``markers`` and horizontal ``lines``."""
+    series has no point, vertical ``markers``, horizontal ``lines`` and labelled
+    ``annotations`` ({t, label, kind}: degradation level and toggle changes)."""
     sampled = {name: downsample(points, max_points=max_points) for name, points in series.items()}
     xs = sorted({t for points in sampled.values() for t, _ in points})
     index = {t: i for i, t in enumerate(xs)}
@@ -417,6 +433,7 @@ def chart_data(
         "y": ys,
         "markers": sorted(markers),
         "lines": [{"label": k, "value": v} for k, v in (lines or {}).items() if v is not None],
+        "annotations": [dict(a) for a in annotations],
     }
 
 
@@ -455,7 +472,8 @@ def deployment_charts(
         .first()
     )
     s = {signal: _samples(deployment, signal, since) for signal in _CHART_SIGNALS}
-    return {
+    levels, notes, top = degradation_marks(deployment=deployment, since=since, now=now)
+    charts = {
         "demand": chart_data(
             series={
                 "queue": s[Signal.QUEUE_LENGTH],
@@ -463,6 +481,7 @@ def deployment_charts(
                 "replicas": replicas,
             },
             markers=changes,
+            annotations=notes,
         ),
         "latency": chart_data(
             series={
@@ -472,14 +491,22 @@ def deployment_charts(
                 "ITL p95 (s)": s[Signal.ITL_P95],
             },
             lines={"TTFT SLO": objective},
+            annotations=notes,
         ),
         "utilisation": chart_data(
             series={
                 "KV-cache": s[Signal.KV_CACHE_USAGE],
                 "GPU": s[Signal.GPU_UTILIZATION],
             },
+            annotations=notes,
         ),
     }
+    if levels:  # the deployment has degradation policies
+        charts["degradation"] = {
+            **chart_data(series=levels, annotations=notes),
+            "y_max": top,  # the y axis shows every level a policy has
+        }
+    return charts
 
 
 _CHART_SIGNALS = (
@@ -1235,3 +1262,245 @@ def channel_deliveries(
         )
         for channel in channels
     ]
+
+
+# --------------------------------------------------------------------------- degradation
+
+
+@dataclass(frozen=True)
+class PolicyLevel:
+    """Where one of the deployment's degradation policies stands."""
+
+    policy: DegradationPolicy
+    level: int
+    level_name: str
+    choices: list[tuple[int, str]]  # the levels a pin may hold, 0 first
+    since: datetime | None
+    pinned_level: int | None
+    pinned_by: str
+    pin_reason: str
+    pinned_until: datetime | None
+
+    @property
+    def pinned(self) -> bool:
+        return self.pinned_level is not None
+
+
+@dataclass(frozen=True)
+class ToggleRow:
+    """A toggle that applies to the deployment (its own, or its team's) and what a caller
+    no rule matches is served now."""
+
+    toggle: Toggle
+    own: bool  # the deployment's own toggle, not the team's
+    shadowed: bool  # a team toggle the deployment's own toggle of the same key replaces
+    served: str  # JSON text of the served value
+    reason: str  # OpenFeature reason of that value
+
+    @property
+    def state(self) -> str:
+        if self.toggle.overridden:
+            return f"level {self.toggle.override_level}"
+        return "on" if self.toggle.enabled else "off"
+
+
+@dataclass(frozen=True)
+class DegradationEvent:
+    """A line of the degradation history: a level change or a toggle change."""
+
+    at: datetime
+    kind: str  # "level" or "toggle"
+    subject: str
+    change: str
+    actor: str
+    reason: str
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DegradationSection:
+    policies: list[PolicyLevel]
+    toggles: list[ToggleRow]
+    history: list[DegradationEvent]
+    automatic: bool  # the global switch of automatic degradation
+
+    @property
+    def level(self) -> int:
+        return max((p.level for p in self.policies), default=0)
+
+
+def _level_names(levels: Any) -> list[str]:
+    names = ["not degraded"]
+    for index, level in enumerate(levels if isinstance(levels, list) else [], 1):
+        name = level.get("name") if isinstance(level, dict) else None
+        names.append(str(name) if name else f"level {index}")
+    return names
+
+
+def _applying_toggles(deployment: Deployment) -> QuerySet[Toggle]:
+    return Toggle.objects.filter(team_id=deployment.team_id).filter(
+        Q(deployment=deployment) | Q(deployment__isnull=True)
+    )
+
+
+def deployment_toggle_get(*, deployment: Deployment, toggle_id: int) -> Toggle:
+    """A toggle that applies to ``deployment``; any other is a 404."""
+    return _one_or_404(_applying_toggles(deployment).select_related("team", "deployment"),
+                       toggle_id)  # fmt: skip
+
+
+def deployment_policy_get(*, deployment: Deployment, policy_id: int) -> DegradationPolicy:
+    """One of the deployment's policies; any other is a 404."""
+    return _one_or_404(
+        DegradationPolicy.objects.filter(deployment=deployment).select_related(
+            "team", "deployment"
+        ),
+        policy_id,
+    )
+
+
+def deployment_degradation(*, deployment: Deployment, limit: int = 20) -> DegradationSection:
+    """The deployment page's degradation section in five queries: its policies with their
+    state, the toggles that apply to it with the value they serve, the latest level and
+    toggle changes, and the global switch."""
+    policies = []
+    for policy in DegradationPolicy.objects.filter(deployment=deployment).select_related(
+        "state"
+    ).order_by("name"):  # fmt: skip
+        state = policy.state if _has_state(policy) else None
+        names = _level_names(policy.levels)
+        level = state.level if state else 0
+        policies.append(
+            PolicyLevel(
+                policy=policy,
+                level=level,
+                level_name=names[level] if level < len(names) else f"level {level}",
+                choices=[(i, f"{i} — {name}") for i, name in enumerate(names)],
+                since=state.level_since if state else None,
+                pinned_level=state.pinned_level if state else None,
+                pinned_by=state.pinned_by if state else "",
+                pin_reason=state.pin_reason if state else "",
+                pinned_until=state.pinned_until if state else None,
+            )
+        )
+    toggles = list(_applying_toggles(deployment).order_by("key", "deployment_id"))
+    own_keys = {t.key for t in toggles if t.deployment_id is not None}
+    rows = []
+    for toggle in toggles:
+        resolution = evaluate(toggle_definition(toggle, deployment_name=deployment.name), {})
+        rows.append(
+            ToggleRow(
+                toggle=toggle,
+                own=toggle.deployment_id is not None,
+                shadowed=toggle.deployment_id is None and toggle.key in own_keys,
+                served=json.dumps(resolution.value),
+                reason=str(resolution.reason),
+            )
+        )
+    history = [
+        DegradationEvent(
+            at=at, kind="level", subject=name, change=f"level {before} → {after}",
+            actor=actor, reason=reason, dry_run=dry,
+        )
+        for at, name, before, after, actor, reason, dry in DegradationTransition.objects.filter(
+            policy__deployment=deployment
+        ).order_by("-at", "-id").values_list(
+            "at", "policy__name", "from_level", "to_level", "actor", "reason", "dry_run"
+        )[:limit]
+    ]  # fmt: skip
+    history += [
+        DegradationEvent(
+            at=at, kind="toggle", subject=key,
+            change=("level " + str(level) + ": " if level is not None else
+                    "on: " if enabled else "off: ") + json.dumps(value),
+            actor=actor, reason=reason,
+        )
+        for at, key, enabled, value, level, actor, reason in ToggleChange.objects.filter(
+            toggle__in=_applying_toggles(deployment)
+        ).order_by("-at", "-id").values_list(
+            "at", "toggle__key", "enabled", "value", "level", "actor", "reason"
+        )[:limit]
+    ]  # fmt: skip
+    history.sort(key=lambda event: event.at, reverse=True)
+    switch = DegradationSwitch.objects.filter(pk=1).values_list("automatic", flat=True).first()
+    return DegradationSection(
+        policies=policies,
+        toggles=rows,
+        history=history[:limit],
+        automatic=switch is not False,
+    )
+
+
+def _has_state(policy: DegradationPolicy) -> bool:
+    try:
+        policy.state  # noqa: B018 - select_related filled it, or it raises
+    except DegradationState.DoesNotExist:
+        return False
+    return True
+
+
+def degradation_marks(
+    *, deployment: Deployment, since: datetime, now: datetime
+) -> tuple[dict[str, list[tuple[float, float]]], list[dict[str, Any]], int]:
+    """What the deployment's charts show of degradation over [since, now]: the level of
+    each policy as a step series, annotations (a level change, dry-run ones marked, or a
+    toggle change) at their times, and the highest level its policies have. Three
+    queries."""
+    start, end = since.timestamp(), now.timestamp()
+    annotations: list[dict[str, Any]] = []
+    steps: dict[str, list[tuple[float, float]]] = {}
+    current: dict[str, int | None] = {}
+    top = 0
+    for name, level, levels in DegradationPolicy.objects.filter(deployment=deployment).values_list(
+        "name", "state__level", "levels"
+    ):
+        current[name] = level
+        top = max(top, len(levels) if isinstance(levels, list) else 0, level or 0)
+    transitions = list(
+        DegradationTransition.objects.filter(policy__deployment=deployment, at__gte=since)
+        .order_by("at", "id")
+        .values_list("at", "policy__name", "from_level", "to_level", "dry_run")
+    )
+    for at, name, before, after, dry in transitions:
+        t = at.timestamp()
+        label = f"{name}: {before}→{after}" + (" (dry run)" if dry else "")
+        annotations.append({"t": t, "label": label, "kind": "dry-run" if dry else "level"})
+        if dry:
+            continue
+        points = steps.setdefault(name, [])
+        if points:
+            points.append((t - 1, points[-1][1]))
+        else:
+            points.append((start, float(before)))
+            points.append((t - 1, float(before)))
+        points.append((t, float(after)))
+    for name, now_level in current.items():
+        points = steps.setdefault(name, [(start, float(now_level or 0))])
+        points.append((end, float(now_level or 0)))
+    for at, key, enabled, changed_level in (
+        ToggleChange.objects.filter(toggle__in=_applying_toggles(deployment), at__gte=since)
+        .order_by("at", "id")
+        .values_list("at", "toggle__key", "enabled", "level")
+    ):
+        state = (
+            f"level {changed_level}" if changed_level is not None else ("on" if enabled else "off")
+        )
+        annotations.append({"t": at.timestamp(), "label": f"{key} {state}", "kind": "toggle"})
+    annotations.sort(key=lambda a: a["t"])
+    series = {f"level: {name}": points for name, points in sorted(steps.items())}
+    return series, annotations, top
+
+
+def _degradation_levels(deployment_ids: DeploymentIds) -> dict[int, int]:
+    """deployment id → the highest current level over its degradation policies (0 when
+    none is degraded); deployments without a policy are absent. One query."""
+    return {
+        deployment_id: level or 0
+        for deployment_id, level in DegradationPolicy.objects.filter(
+            deployment_id__in=deployment_ids
+        )
+        .order_by()
+        .values("deployment_id")
+        .annotate(top=Max("state__level"))
+        .values_list("deployment_id", "top")
+    }

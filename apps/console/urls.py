@@ -16,6 +16,21 @@ urlpatterns = [
     path("deployments/<int:pk>/pause/", deployments.deployment_pause, name="deployment-pause"),
     path("deployments/<int:pk>/pin/", deployments.deployment_pin_view, name="deployment-pin"),
     path("deployments/<int:pk>/unpin/", deployments.deployment_unpin_view, name="deployment-unpin"),
+    path(
+        "deployments/<int:pk>/toggles/<int:toggle_pk>/flip/",
+        deployments.deployment_toggle_flip,
+        name="deployment-toggle-flip",
+    ),
+    path(
+        "deployments/<int:pk>/degradation/<int:policy_pk>/pin/",
+        deployments.deployment_degradation_pin,
+        name="deployment-degradation-pin",
+    ),
+    path(
+        "deployments/<int:pk>/degradation/<int:policy_pk>/unpin/",
+        deployments.deployment_degradation_unpin,
+        name="deployment-degradation-unpin",
+    ),
     path("slos/", slos.slo_list, name="slos"),
     path("slos/<int:pk>/", slos.slo_detail, name="slo"),
     path("audit/", audit.audit_log, name="audit"),

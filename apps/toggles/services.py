@@ -504,6 +504,18 @@ def policy_unpin(*, policy: DegradationPolicy, actor: Any, reason: str) -> Degra
     return state
 
 
+def policy_delete(*, policy: DegradationPolicy, actor: Any) -> None:
+    """Delete the policy, giving its toggles back their own settings first (the overrides
+    it set would otherwise outlive it)."""
+    source = f"policy:{policy.name}"
+    with transaction.atomic():
+        for toggle in Toggle.objects.filter(team_id=policy.team_id, override_source=source):
+            toggle_override_clear(toggle=toggle, source=source, actor=actor,
+                                  reason=f"policy {policy.name} deleted")  # fmt: skip
+        with audited(actor=actor, action=AuditAction.DELETE, instance=policy):
+            policy.delete()
+
+
 def degradation_switch_set(*, automatic: bool, actor: Any, reason: str) -> DegradationSwitch:
     """The global off switch: with ``automatic=False`` no policy changes a level."""
     if not reason.strip():

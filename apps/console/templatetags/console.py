@@ -59,7 +59,9 @@ def pct(value: float | None, digits: int = 0) -> str:
 def budget(value: float | None) -> str:
     """Error budget left (1 untouched, 0 spent): a percentage while some is left; once
     overspent, "exhausted" and by how many budgets, never a negative percentage."""
-    if value is None:
+    # Not a number also when the SLO was never evaluated: ``row.status.budget_remaining``
+    # then does not resolve and the template engine passes "" through the filter.
+    if not isinstance(value, int | float):
         return DASH
     if value >= 0:
         return pct(value)
@@ -172,6 +174,8 @@ def _row(row: Any, url: str, slo_url: str) -> str:
         f'<td class="num{ttft_bad}">{ms(row.ttft_p95)} / {ms(row.ttft_objective)}{over}</td>'
         f'<td class="num{budget_bad}">{budget_cell}</td>'
         f'<td class="num{" bad" if row.firing_alerts else ""}">{int(row.firing_alerts)}</td>'
+        f'<td class="num{" bad" if row.degradation else ""}" data-field="degradation">'
+        f"{_or_dash(row.degradation)}</td>"
         f"<td>{chart('spark', row.sparkline, height=36, kind='sparkline', key=d.pk)}</td></tr>"
     )
 

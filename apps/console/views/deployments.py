@@ -1,5 +1,6 @@
-"""A deployment's page: charts over a range, decisions, actions, alerts, readiness, and the
-autoscaling controls (pause, pin, unpin), which go through the autoscaling services."""
+"""A deployment's page: charts over a range, decisions, actions, alerts, readiness, the
+autoscaling controls (pause, pin, unpin) and the degradation section (flip a toggle, pin or
+unpin a policy's level), which go through the autoscaling and toggles services."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -16,9 +17,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.autoscaling.services import deployment_pause_set, deployment_pin, deployment_unpin
 from apps.inventory.selectors import deployment_readiness
+from apps.toggles.services import policy_pin, policy_unpin, toggle_update
 
 from .. import selectors
-from ..forms import PinForm, RangeForm, ReasonForm
+from ..forms import DegradationPinForm, PinForm, RangeForm, ReasonForm, ToggleFlipForm
 from .base import console_page, form_errors, render_page
 
 
@@ -26,7 +28,7 @@ def _operable(request: HttpRequest, pk: int) -> Any:
     """The deployment (404 if not visible), and 403 unless the user may operate it."""
     deployment = selectors.deployment_get(user=request.user, deployment_id=pk)
     if not selectors.deployment_can_operate(user=request.user, deployment=deployment):
-        raise PermissionDenied("Viewers cannot change the autoscaling controls.")
+        raise PermissionDenied("Viewers cannot change this deployment's controls.")
     return deployment
 
 
@@ -56,6 +58,7 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "alerts": selectors.deployment_alerts(deployment=deployment),
             "slos": selectors.deployment_slos(deployment=deployment),
             "readiness": deployment_readiness(deployment=deployment),
+            "degradation": selectors.deployment_degradation(deployment=deployment),
         }
 
     return render_page(
@@ -68,18 +71,22 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _control_action(
-    handler: Callable[[HttpRequest, Any], str | None],
+    handler: Callable[..., str | None],
 ) -> Callable[..., HttpResponse]:
     """A POST that changes a deployment's controls: 404 when not visible, 403 for viewers,
     the form's errors as a message; back to the deployment page either way."""
 
     @wraps(handler)
-    def view(request: HttpRequest, pk: int) -> HttpResponse:
+    def view(request: HttpRequest, pk: int, **kwargs: int) -> HttpResponse:
         deployment = _operable(request, pk)
         try:
-            error = handler(request, deployment)
+            error = handler(request, deployment, **kwargs)
         except ValueError as exc:  # the service's own validation (a pin out of bounds)
             error = str(exc)
+        except ValidationError as exc:  # the toggles services' (naming the field)
+            error = "; ".join(
+                f"{name}: {' '.join(errs)}" for name, errs in exc.message_dict.items()
+            )
         if error:
             messages.error(request, error)
         else:
@@ -129,4 +136,37 @@ def deployment_unpin_view(request: HttpRequest, deployment: Any) -> str | None:
     return _with_reason(
         request,
         lambda reason: deployment_unpin(deployment=deployment, actor=request.user, reason=reason),
+    )
+
+
+@_control_action
+def deployment_toggle_flip(request: HttpRequest, deployment: Any, toggle_pk: int) -> str | None:
+    toggle = selectors.deployment_toggle_get(deployment=deployment, toggle_id=toggle_pk)
+    form = ToggleFlipForm(request.POST)
+    if not form.is_valid():
+        return form_errors(form)
+    toggle_update(toggle=toggle, actor=request.user, reason=form.cleaned_data["reason"],
+                  enabled=form.cleaned_data["enabled"])  # fmt: skip
+    return None
+
+
+@_control_action
+def deployment_degradation_pin(request: HttpRequest, deployment: Any, policy_pk: int) -> str | None:
+    policy = selectors.deployment_policy_get(deployment=deployment, policy_id=policy_pk)
+    form = DegradationPinForm(request.POST)
+    if not form.is_valid():
+        return form_errors(form)
+    policy_pin(policy=policy, level=form.cleaned_data["level"], actor=request.user,
+               reason=form.cleaned_data["reason"], until=form.until())  # fmt: skip
+    return None
+
+
+@_control_action
+def deployment_degradation_unpin(
+    request: HttpRequest, deployment: Any, policy_pk: int
+) -> str | None:
+    policy = selectors.deployment_policy_get(deployment=deployment, policy_id=policy_pk)
+    return _with_reason(
+        request,
+        lambda reason: policy_unpin(policy=policy, actor=request.user, reason=reason),
     )

@@ -44,6 +44,8 @@
     }));
     var lines = data.lines || [];
     var markers = data.markers || [];
+    // Optional: annotations [{t, label, kind: level | dry-run | toggle}], y_max (levels).
+    var notes = data.annotations || [];
     var opts = {
       width: width, height: height, series: series,
       legend: { show: !spark }, cursor: { show: !spark },
@@ -62,6 +64,19 @@
           ctx.setLineDash([3, 3]);
           ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
         });
+        notes.forEach(function (note, i) {  // degradation level and toggle changes, labelled
+          if (note.t < u.scales.x.min || note.t > u.scales.x.max) return;
+          var x = Math.round(u.valToPos(note.t, "x", true));
+          var colour = note.kind === "toggle" ? "#a371f7" : "#d29922";
+          ctx.strokeStyle = colour;
+          ctx.setLineDash(note.kind === "level" ? [] : note.kind === "toggle" ? [1, 3] : [6, 3]);
+          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+          ctx.fillStyle = colour;
+          var width = ctx.measureText(note.label).width;
+          var right = u.bbox.left + u.bbox.width;
+          ctx.fillText(note.label, x + 3 + width > right ? x - 3 - width : x + 3,
+                       u.bbox.top + 12 + (i % 4) * 12);
+        });
         lines.forEach(function (line) {  // objectives (SLO thresholds)
           var y = Math.round(u.valToPos(line.value, "y", true));
           ctx.strokeStyle = "#e5534b";
@@ -73,6 +88,10 @@
         ctx.restore();
       }] },
     };
+    if (data.y_max) {  // levels: the axis spans every level, whole steps only
+      opts.scales.y = { range: [0, data.y_max + 0.2] };
+      opts.axes[1].incrs = [1];
+    }
     if (lines.length) {
       // Keep the SLO line in view even when every sample is far below it.
       var top = Math.max.apply(null, lines.map(function (l) { return l.value; }));
