@@ -1280,6 +1280,7 @@ class PolicyLevel:
     pinned_by: str
     pin_reason: str
     pinned_until: datetime | None
+    dry_level: int = 0  # where a dry-run policy would stand
 
     @property
     def pinned(self) -> bool:
@@ -1381,6 +1382,7 @@ def deployment_degradation(*, deployment: Deployment, limit: int = 20) -> Degrad
                 pinned_by=state.pinned_by if state else "",
                 pin_reason=state.pin_reason if state else "",
                 pinned_until=state.pinned_until if state else None,
+                dry_level=state.dry_level if state else 0,
             )
         )
     toggles = list(_applying_toggles(deployment).order_by("key", "deployment_id"))

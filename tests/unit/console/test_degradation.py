@@ -283,3 +283,11 @@ def test_overview__degradation_column__one_query_whatever_the_fleet():
         policy_pin(policy=_another_policy(team, f"p{i}"), level=1, actor=None, reason="x")
     user = type(user).objects.get(pk=user.pk)
     assert _overview_queries(user) == small
+
+
+def test_section__dry_run_policy__says_where_it_would_stand(policy):
+    policy.dry_run = True
+    policy.save()
+    policy_level_apply(policy=policy, to_level=2, reason="would degrade")
+    body = _page(_client(_member(policy, Role.VIEWER)), policy)
+    assert "would be at level 2" in body
