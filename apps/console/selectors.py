@@ -1224,6 +1224,8 @@ def _delivery_what(delivery: Delivery) -> str:
         return "test message"
     if delivery.idempotency_key.startswith("digest-"):
         return "digest"
+    if delivery.idempotency_key.startswith("degradation-"):
+        return "degradation level change"
     group = delivery.group
     if group is None:
         return "group notification"

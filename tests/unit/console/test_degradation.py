@@ -28,6 +28,7 @@ from apps.toggles.services import (
 )
 from tests.assertions import nothing_stored
 from tests.factories.accounts import MembershipFactory, TeamFactory
+from tests.factories.alerts import ChannelFactory
 from tests.factories.console import deployment_history
 from tests.factories.degradation import degradation_policy
 from tests.factories.inventory import DeploymentFactory
@@ -291,3 +292,11 @@ def test_section__dry_run_policy__says_where_it_would_stand(policy):
     policy_level_apply(policy=policy, to_level=2, reason="would degrade")
     body = _page(_client(_member(policy, Role.VIEWER)), policy)
     assert "would be at level 2" in body
+
+
+def test_channel_deliveries__level_change__named_as_such(policy):
+    ChannelFactory(team=policy.team, name="ops", webhook_url="https://hooks.example/ops")
+    policy_level_apply(policy=policy, to_level=1, reason="slo page")
+    user = _member(policy, Role.VIEWER)
+    (item,) = selectors.channel_deliveries(user=user)
+    assert [row.what for row in item.deliveries] == ["degradation level change"]
