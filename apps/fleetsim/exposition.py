@@ -11,7 +11,13 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with status 400, 4
     ``{"spec_replicas": n, "ready_replicas": n, "starting_replicas": n}``.
 ``PUT /scale/<namespace>/<deployment>`` with ``{"replicas": N}``
     Sets the desired replica count (0..1000); answers with the new counts. This is
-    what the control plane's simulated actuator calls.
+    what the control plane's simulated actuator calls. An optional ``"drain_s"``
+    (simulated seconds, default 0) lets removed replicas finish what they hold first
+    (see :meth:`apps.fleetsim.fleet.SimulatedDeployment.scale`).
+``GET /endpoints``
+    When the replicas serve HTTP (:mod:`apps.fleetsim.replica_http`): every replica's
+    loopback address and state, ``{"endpoints": [{"namespace", "deployment", "pod",
+    "model", "host", "port", "state"}, ...]}``; 404 otherwise.
 ``POST /inject/<namespace>/<deployment>`` with any of ``rate_multiplier``,
 ``extra_latency_s``, ``error_ratio``
     Load and fault injection for tests and demos; all values are validated before
@@ -57,7 +63,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -92,6 +98,7 @@ logger = logging.getLogger(__name__)
 
 MAX_REPLICAS = 1000
 MAX_BODY_BYTES = 64 * 1024
+MAX_DRAIN_S = 86_400.0
 
 VLLM_LABELS = ("model_name", "engine", "namespace", "pod", "deployment")
 DCGM_LABELS = (
@@ -110,7 +117,7 @@ DEPLOYMENT_LABELS = ("namespace", "deployment")
 # ever finishes by stop condition but keeps the others at zero, as a real engine would
 # show them.
 FINISH_REASONS = ("stop", "length", "abort")
-FAILURE_REASONS = ("injected", "rejected")
+FAILURE_REASONS = ("injected", "rejected", "aborted")
 INJECTION_KEYS = ("rate_multiplier", "extra_latency_s", "error_ratio")
 
 
@@ -138,8 +145,14 @@ def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
     return out
 
 
-def fleet_metric_families(snapshot: FleetSnapshot) -> Iterator[Metric]:
-    """Metric families for a fleet snapshot (also usable without an HTTP server)."""
+def fleet_metric_families(
+    snapshot: FleetSnapshot, *, engine_only: bool = False
+) -> Iterator[Metric]:
+    """Metric families for a fleet snapshot (also usable without an HTTP server).
+
+    ``engine_only`` keeps the families one vLLM server exposes itself (``vllm:`` and the
+    simulator's failure counter), as a replica's own /metrics does.
+    """
     running = GaugeMetricFamily(
         "vllm:num_requests_running",
         "Number of requests in model execution batches.",
@@ -255,6 +268,10 @@ def fleet_metric_families(snapshot: FleetSnapshot) -> Iterator[Metric]:
         itl,
         e2e,
         failures,
+    )
+    if engine_only:
+        return
+    yield from (
         gpu_util,
         fb_used,
         fb_free,
@@ -345,6 +362,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif parts == ["deployments"]:
                 self._only(method, "GET")
                 self._send_json(HTTPStatus.OK, self._deployments())
+            elif parts == ["endpoints"]:
+                self._only(method, "GET")
+                if self.server.endpoints is None:
+                    raise _BadRequest(HTTPStatus.NOT_FOUND, "the replicas do not serve HTTP")
+                self._send_json(HTTPStatus.OK, {"endpoints": self.server.endpoints()})
             elif parts == ["healthz"]:
                 self._only(method, "GET")
                 self._send_json(HTTPStatus.OK, {"status": "ok", "time_s": self.server.fleet.now})
@@ -397,9 +419,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(HTTPStatus.OK, deployment.scale_status())
                 return
         payload = self._read_json()
-        if set(payload) != {"replicas"}:
+        if "replicas" not in payload or not set(payload) <= {"replicas", "drain_s"}:
             raise _BadRequest(
-                HTTPStatus.BAD_REQUEST, 'body must be exactly {"replicas": <integer>}'
+                HTTPStatus.BAD_REQUEST,
+                'body must be {"replicas": <integer>} with an optional "drain_s": <seconds>',
+            )
+        drain_s = _number(payload, "drain_s") if "drain_s" in payload else 0.0
+        if not 0.0 <= drain_s <= MAX_DRAIN_S:
+            raise _BadRequest(
+                HTTPStatus.BAD_REQUEST, f"'drain_s' must be between 0 and {MAX_DRAIN_S:g}"
             )
         replicas = payload["replicas"]
         if isinstance(replicas, bool) or not isinstance(replicas, int):
@@ -410,7 +438,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         with fleet.lock:
             fleet.sync()
-            status = deployment.scale(replicas)
+            status = deployment.scale(replicas, drain_s=drain_s)
         logger.info("scaled %s/%s to %d replicas", namespace, name, replicas)
         self._send_json(HTTPStatus.OK, status)
 
@@ -481,9 +509,15 @@ class FleetHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], fleet: Fleet) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        fleet: Fleet,
+        endpoints: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.fleet = fleet
+        self.endpoints = endpoints
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(FleetCollector(fleet))
         self._thread: threading.Thread | None = None
@@ -513,11 +547,18 @@ class FleetHTTPServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def serve(fleet: Fleet, host: str = "127.0.0.1", port: int = 0) -> tuple[FleetHTTPServer, int]:
+def serve(
+    fleet: Fleet,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    endpoints: Callable[[], list[dict[str, Any]]] | None = None,
+) -> tuple[FleetHTTPServer, int]:
     """Serve ``fleet`` on ``host:port`` (0 picks a free port) in a background thread.
 
+    ``endpoints`` lists the replicas' own HTTP endpoints for ``GET /endpoints``.
     Returns the server, whose :meth:`FleetHTTPServer.stop` shuts it down, and the port.
     """
-    server = FleetHTTPServer((host, port), fleet)
+    server = FleetHTTPServer((host, port), fleet, endpoints)
     server.start()
     return server, server.port

@@ -215,6 +215,8 @@ class SimulatedDeployment:
         )
         self._retired_stats = ReplicaStats()
         self._requeued = 0
+        # Pinned requests (see submit_pinned) by id, with their record once they end.
+        self._pinned: dict[int, RequestRecord | None] = {}
         self._rate_multiplier = 1.0
         self._extra_latency_s = 0.0
         self._error_ratio = 0.0
@@ -249,6 +251,20 @@ class SimulatedDeployment:
     def replicas(self) -> list[Replica]:
         """Live replicas, ready ones first, each group in creation order."""
         return [*self._ready, *self._starting]
+
+    def replica_states(self) -> dict[str, str]:
+        """Every replica holding a GPU by pod name: ``starting``, ``ready`` or ``draining``."""
+        states = {r.pod: "ready" for r in self._ready}
+        states.update((r.pod, "starting") for r in self._starting)
+        states.update((d[2].pod, "draining") for d in self._draining)
+        return states
+
+    def find_replica(self, pod: str) -> Replica | None:
+        """The replica ``pod`` if it is ready, starting or draining."""
+        for replica in (*self._ready, *self._starting, *(d[2] for d in self._draining)):
+            if replica.pod == pod:
+                return replica
+        return None
 
     @property
     def rate_multiplier(self) -> float:
@@ -335,6 +351,48 @@ class SimulatedDeployment:
             replicas=replicas,
         )
 
+    # ------------------------------------------------------------- pinned requests
+
+    def submit_pinned(self, pod: str, *, prompt_tokens: int, output_tokens: int) -> int:
+        """Hand a request straight to the ready replica ``pod`` at the current time.
+
+        This is a request that reached the pod's own endpoint (a gateway in front chose
+        the pod, not this deployment's router). It counts against the pod's batch and KV
+        cache like any other, is subject to ``inject_error_ratio`` but not to injected
+        latency, and is never re-queued elsewhere: when its pod is removed without drain
+        (or the drain times out) it fails with reason ``aborted``. Returns the request
+        id for :meth:`pinned_progress`; raises ``KeyError`` when ``pod`` is not ready.
+        """
+        replica = next((r for r in self._ready if r.pod == pod), None)
+        if replica is None:
+            raise KeyError(f"{pod} is not a ready replica of {self.namespace}/{self.name}")
+        now = self._now
+        job = Job(self._next_request_id, now, prompt_tokens, output_tokens, pinned=True)
+        self._next_request_id += 1
+        self._pinned[job.request_id] = None
+        if self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:
+            replica.fail(job, now, "injected")
+        else:
+            replica.submit(job, now)
+        return job.request_id
+
+    def pinned_progress(self, pod: str, request_id: int) -> tuple[int, RequestRecord | None]:
+        """Tokens generated so far for a pinned request, and its record once it ended.
+
+        The record is handed out once; the request is forgotten afterwards.
+        """
+        record = self._pinned.get(request_id)
+        if record is not None:
+            del self._pinned[request_id]
+            return (record.output_tokens if record.completed else 0), record
+        replica = self.find_replica(pod)
+        tokens = replica.tokens_generated(request_id) if replica is not None else None
+        return (tokens or 0), None
+
+    def forget_pinned(self, request_id: int) -> None:
+        """Stop tracking a pinned request (its client went away); it still runs."""
+        self._pinned.pop(request_id, None)
+
     # ------------------------------------------------------------------- controls
 
     def set_rate_multiplier(self, multiplier: float) -> None:
@@ -394,7 +452,7 @@ class SimulatedDeployment:
                     heapq.heappush(self._draining, (now + drain_s, self._drain_seq, victim))
                     self._drain_seq += 1
                     continue
-                displaced.extend(victim.drain())
+                displaced.extend(self._evict(victim, now))
                 self._retire_replica(victim)
             self._requeue(displaced, now)
         return self.scale_status()
@@ -459,13 +517,29 @@ class SimulatedDeployment:
             gpu_uuid=_gpu_uuid(self.namespace, pod),
             hostname=f"gpu-node-{self.namespace}-{self.name}-{ordinal}",
             util_window_s=self.util_window_s,
-            sink=self._records.append,
+            sink=self._on_record,
         )
         if ready_at <= self._now:
             self._ready.append(replica)
         else:
             # Same cold start for every replica and monotonic time keep this sorted.
             self._starting.append(replica)
+
+    def _on_record(self, record: RequestRecord) -> None:
+        self._records.append(record)
+        if self._pinned and record.request_id in self._pinned:
+            self._pinned[record.request_id] = record
+
+    def _evict(self, replica: Replica, t: float) -> list[Job]:
+        """Take every request off ``replica``: pinned ones fail as ``aborted`` (their
+        connection goes with the pod), the others are returned for re-queueing."""
+        displaced = []
+        for job in replica.drain():
+            if job.pinned:
+                replica.fail(job, t, "aborted")
+            else:
+                displaced.append(job)
+        return displaced
 
     def _retire_replica(self, replica: Replica) -> None:
         self._retired_stats.merge(replica.stats)
@@ -477,7 +551,7 @@ class SimulatedDeployment:
         while self._draining and self._draining[0][0] <= t:
             replica = heapq.heappop(self._draining)[2]
             replica.advance(t)
-            displaced.extend(replica.drain())
+            displaced.extend(self._evict(replica, t))
             self._retire_replica(replica)
         self._requeue(displaced, t)
 

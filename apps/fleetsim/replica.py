@@ -178,13 +178,19 @@ class RequestRecord:
 
 @dataclass(slots=True)
 class Job:
-    """A request in flight through the serving system, identity included."""
+    """A request in flight through the serving system, identity included.
+
+    A ``pinned`` job came over a connection to one replica (the simulator's HTTP
+    endpoint, see :mod:`apps.fleetsim.replica_http`): it is never re-queued on another
+    replica, and the replica holding it reports its progress (:meth:`Replica.tokens_generated`).
+    """
 
     request_id: int
     arrival_s: float
     prompt_tokens: int
     output_tokens: int
     requeues: int = 0
+    pinned: bool = False
 
     @classmethod
     def from_request(cls, request_id: int, request: Request) -> Job:
@@ -341,6 +347,8 @@ class Replica:
         self._waiting: deque[_Seq] = deque()
         self._reserved = 0
         self._horizon = math.inf
+        # Pinned jobs still held, by request id, so their progress can be read.
+        self._pinned: dict[int, _Seq] = {}
         # Merged [start, end] intervals of step execution, for utilisation windows.
         self._busy: deque[list[float]] = deque()
 
@@ -425,6 +433,20 @@ class Replica:
         """Records kept by the default sink (empty when a custom sink was given)."""
         return list(self._records)
 
+    def tokens_generated(self, request_id: int) -> int | None:
+        """Output tokens a pinned request has so far (0 while queued or prefilling).
+
+        ``None`` once the replica no longer holds it (finished, failed or drained). The
+        count includes the tokens of a step that started before the time last advanced
+        to and ends just after it: a reader sees each token up to one step early.
+        """
+        seq = self._pinned.get(request_id)
+        if seq is None:
+            return None
+        if seq.start == 0:  # decoding sequences start at a counter value >= 1
+            return 0
+        return min(seq.output, 1 + self._counter - seq.start)
+
     # ------------------------------------------------------------------- driving
 
     def submit(self, job: Job, t: float) -> bool:
@@ -433,7 +455,10 @@ class Replica:
         if job.prompt_tokens + job.output_tokens > self._max_need:
             self.fail(job, t, "rejected")
             return False
-        self._waiting.append(_Seq(job))
+        seq = _Seq(job)
+        if job.pinned:
+            self._pinned[job.request_id] = seq
+        self._waiting.append(seq)
         self._refresh_horizon()
         return True
 
@@ -489,6 +514,7 @@ class Replica:
         self._waiting.clear()
         self._reserved = 0
         self._horizon = math.inf
+        self._pinned.clear()
         jobs = [s.job for s in seqs]
         jobs.sort(key=lambda j: (j.arrival_s, j.request_id))
         return jobs
@@ -629,6 +655,8 @@ class Replica:
             self._finish(seq, t)
 
     def _finish(self, seq: _Seq, t: float) -> None:
+        if self._pinned:
+            self._pinned.pop(seq.rid, None)
         stats = self.stats
         e2e = t - seq.arrival
         stats.success += 1
