@@ -316,12 +316,12 @@ class ReplicaHTTPServer:
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=self.drain_timeout_s
         )
-        await runner.setup()
         sock = self._bind_socket()
         port = int(sock.getsockname()[1])
-        await web.SockSite(runner, sock).start()
         site = _Site(namespace, deployment, pod, model, runner, port, state, int(time.time()))
         app[_SITE] = site
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
         logger.info("replica %s/%s listens on %s:%d", namespace, pod, self.host, port)
         return site
 
