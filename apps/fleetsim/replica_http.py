@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import socket
 import tempfile
@@ -74,6 +73,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -87,7 +87,7 @@ from apps.fleetsim.replica import RequestRecord
 
 __all__ = ["ReplicaEndpoint", "ReplicaHTTPServer"]
 
-logger = logging.getLogger(__name__)
+logger = structlog.get_logger("controlplane.fleetsim")
 
 REPLICA_HEADER = "X-Replica"
 _STARTUP_TIMEOUT_S = 30.0
@@ -262,7 +262,7 @@ class ReplicaHTTPServer:
             try:
                 await self._tick()
             except Exception:  # a simulator bug must not stop every replica's clock
-                logger.exception("replica HTTP tick failed")
+                logger.exception("fleetsim-replica-tick-failed")
             await asyncio.sleep(self.tick_s)
 
     async def _tick(self) -> None:
@@ -322,7 +322,9 @@ class ReplicaHTTPServer:
         app[_SITE] = site
         await runner.setup()
         await web.SockSite(runner, sock).start()
-        logger.info("replica %s/%s listens on %s:%d", namespace, pod, self.host, port)
+        logger.info(
+            "fleetsim-replica-listening", namespace=namespace, pod=pod, host=self.host, port=port
+        )
         return site
 
     def _bind_socket(self) -> socket.socket:
@@ -356,7 +358,7 @@ class ReplicaHTTPServer:
         if self._sites.get(key) is site:
             del self._sites[key]
             self._publish()
-        logger.info("replica %s/%s stopped listening", site.namespace, site.pod)
+        logger.info("fleetsim-replica-closed", namespace=site.namespace, pod=site.pod)
 
     def _publish(self) -> None:
         listed = [

@@ -156,6 +156,9 @@ def test_http_scale__get_then_put__round_trip(fleet_server: tuple[Fleet, str]) -
         ({"replicas": True}, None),
         ({"replicas": 2.5}, None),
         ({"replicas": 2, "extra": 1}, None),
+        ({"replicas": 1, "drain_s": -1}, None),
+        ({"replicas": 1, "drain_s": "30"}, None),
+        ({"drain_s": 30}, None),
         ([2], None),
         (None, b"{not json"),
         (None, b""),
@@ -167,6 +170,9 @@ def test_http_scale__get_then_put__round_trip(fleet_server: tuple[Fleet, str]) -
         "bool",
         "float",
         "extra-key",
+        "negative-drain",
+        "string-drain",
+        "drain-only",
         "list",
         "bad-json",
         "empty",
@@ -183,6 +189,26 @@ def test_http_scale__bad_body__400_with_message(
     assert content_type == "application/json"
     assert json.loads(text)["error"]
     assert fleet.get("prod", "chat").spec_replicas == 2
+
+
+def test_http_scale__drain_s__removed_replica_keeps_its_requests(
+    fleet_server: tuple[Fleet, str],
+) -> None:
+    fleet, base = fleet_server
+
+    status, _, body = _request("PUT", f"{base}/scale/prod/chat", {"replicas": 1, "drain_s": 600})
+
+    assert status == 200
+    assert json.loads(body)["spec_replicas"] == 1
+    chat = fleet.get("prod", "chat")
+    assert chat.draining_replicas == 1
+    assert chat.totals().requeued == 0
+
+
+def test_http_endpoints__without_replica_http__404(fleet_server: tuple[Fleet, str]) -> None:
+    _, base = fleet_server
+
+    assert _request("GET", f"{base}/endpoints")[0] == 404
 
 
 def test_http_scale__unknown_deployment__404(fleet_server: tuple[Fleet, str]) -> None:
