@@ -389,9 +389,12 @@ class SimulatedDeployment:
         tokens = replica.tokens_generated(request_id) if replica is not None else None
         return (tokens or 0), None
 
-    def forget_pinned(self, request_id: int) -> None:
-        """Stop tracking a pinned request (its client went away); it still runs."""
+    def abort_pinned(self, pod: str, request_id: int) -> None:
+        """Drop a pinned request whose client went away (see :meth:`Replica.abort`)."""
         self._pinned.pop(request_id, None)
+        replica = self.find_replica(pod)
+        if replica is not None:
+            replica.abort(request_id, self._now)
 
     # ------------------------------------------------------------------- controls
 

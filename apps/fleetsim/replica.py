@@ -467,6 +467,31 @@ class Replica:
         self.stats.failures[reason] = self.stats.failures.get(reason, 0) + 1
         self._sink(job.record(completed=False, finish_s=t, pod=self.pod, failure_reason=reason))
 
+    def abort(self, request_id: int, t: float) -> bool:
+        """Drop a pinned request at ``t`` (its client went away), as vLLM aborts a request
+        whose connection closed: its batch slot and KV cache are freed at once and it
+        fails with reason ``aborted``. False when the replica no longer holds it."""
+        self.advance(t)
+        seq = self._pinned.pop(request_id, None)
+        if seq is None:
+            return False
+        if seq.start:  # decoding
+            self._decoding = [entry for entry in self._decoding if entry[2] is not seq]
+            heapq.heapify(self._decoding)
+            self._b -= 1
+            self._sum_prompt -= seq.prompt
+            self._sum_start -= seq.start
+            self._reserved -= seq.need
+        elif seq in self._prefilling:
+            self._prefilling.remove(seq)
+            self._prefill_held -= seq.prefilled
+            self._reserved -= seq.need
+        else:
+            self._waiting.remove(seq)
+        self._refresh_horizon()
+        self.fail(seq.job, t, "aborted")
+        return True
+
     def sync(self, t: float) -> None:
         """Make ``outstanding`` exact at ``t`` while materialising as little as possible."""
         if t > self._horizon:

@@ -54,8 +54,8 @@ ends their streams with an error event. Listeners are listed by :meth:`endpoints
 simulator API's ``GET /endpoints`` and, when ``endpoints_file`` is set, in a JSON file
 rewritten atomically on every change, for rendering a gateway configuration.
 
-Limit: a client that disconnects does not abort its request in the model (vLLM would);
-the replica finishes it and only the HTTP side forgets it.
+A client that disconnects aborts its request, as in vLLM: the handler is cancelled and the
+request leaves the replica's batch (:meth:`Replica.abort`), counted as ``aborted``.
 """
 
 from __future__ import annotations
@@ -313,8 +313,14 @@ class ReplicaHTTPServer:
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
         app.on_response_prepare.append(_name_replica)
+        # handler_cancellation: a handler whose client disconnects is cancelled, and its
+        # request is aborted in the model.
         runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=self.drain_timeout_s
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=self.drain_timeout_s,
+            handler_cancellation=True,
         )
         sock = self._bind_socket()
         port = int(sock.getsockname()[1])
@@ -436,13 +442,13 @@ class ReplicaHTTPServer:
             return await self._respond_whole(site, wanted, stream)
         finally:
             self._streams.discard(stream)
-            if stream.record is None:
+            if stream.record is None:  # the client went away, or the server stops
                 with self.fleet.lock:
-                    stream.deployment.forget_pinned(stream.request_id)
+                    stream.deployment.abort_pinned(stream.pod, stream.request_id)
 
     def _submit(self, site: _Site, wanted: oai.GenerationRequest) -> _Stream | None:
         """The request handed to the replica model, or None when the replica cannot take it."""
-        if site.state != "ready" or self._stopping:
+        if self._stopping:
             return None
         output_tokens, _ = wanted.output_tokens()
         with self.fleet.lock:
@@ -543,7 +549,7 @@ class ReplicaHTTPServer:
                     await response.write_eof()
                     return response
                 await self._wait(stream)
-        except ConnectionError:  # the client went away; the model finishes the request
+        except ConnectionError:  # the client went away; the request is aborted
             return response
 
 

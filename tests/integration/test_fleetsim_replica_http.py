@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,15 +51,27 @@ class Replicas:
         self.fleet.step_to(self.fleet.now + seconds)
         self.server.refresh()
 
-    def wait_outstanding(self, pod: str, count: int) -> None:
-        """Until ``count`` requests reached the replica model of ``pod``."""
+    def outstanding(self, pod: str) -> int:
+        with self.fleet.lock:
+            replica = self.deployment.find_replica(pod)
+            return replica.outstanding if replica is not None else 0
+
+    def wait_outstanding(self, pod: str, count: int, *, exactly: bool = False) -> None:
+        """Until ``count`` requests (at least, or exactly) are in the model of ``pod``."""
         for _ in range(2000):
-            with self.fleet.lock:
-                replica = self.deployment.find_replica(pod)
-                if replica is not None and replica.outstanding >= count:
-                    return
+            held = self.outstanding(pod)
+            if held == count or (held > count and not exactly):
+                return
             threading.Event().wait(0.005)
-        raise AssertionError(f"{pod} never held {count} requests")
+        raise AssertionError(f"{pod} holds {self.outstanding(pod)} requests, not {count}")
+
+
+def _eventually(condition: Callable[[], bool]) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError("condition never met")
 
 
 def _start(speed: float | None, tmp_path: Path) -> Iterator[Replicas]:
@@ -427,8 +439,7 @@ def test_scale_down_with_drain__stream_in_flight_finishes_new_connections_refuse
     thread.join(TIMEOUT_S)
     assert events[-1] == "[DONE]"
     assert len(events) == 201
-    paused.server.refresh()
-    assert paused.server.endpoints() == []
+    _eventually(lambda: paused.server.endpoints() == [])
 
 
 def test_scale_down_without_drain__stream_in_flight_ends_with_error(paused: Replicas) -> None:
@@ -446,3 +457,22 @@ def test_scale_down_without_drain__stream_in_flight_ends_with_error(paused: Repl
     assert "[DONE]" not in events
     assert "error" in events[-1]
     assert paused.deployment.totals().failures_by_reason == {"aborted": 1}
+
+
+def test_client_disconnects__mid_stream__request_aborted_in_the_replica(paused: Replicas) -> None:
+    response = requests.post(
+        paused.url("chat-0", "/v1/completions"),
+        json=_completion(stream=True, max_tokens=500),
+        stream=True,
+        timeout=TIMEOUT_S,
+    )
+    paused.wait_outstanding("chat-0", 1)
+    paused.step(0.2)
+    assert next(line for line in response.iter_lines() if line).startswith(b"data: {")
+
+    response.close()
+
+    paused.wait_outstanding("chat-0", 0, exactly=True)
+    metrics = _samples(requests.get(paused.url("chat-0", "/metrics"), timeout=TIMEOUT_S).text)
+    assert metrics["llmcp_sim_request_failure_total:aborted"] == 1
+    assert metrics["vllm:request_success_total:stop"] == 0

@@ -109,15 +109,41 @@ def test_scale_down__pinned_request_with_drain__finishes_on_draining_replica() -
     assert deployment.replica_states() == {}
 
 
-def test_forget_pinned__client_gone__request_runs_but_is_not_kept() -> None:
+@pytest.mark.parametrize(
+    ("prompt", "advance_s"),
+    [(100, 0.0), (10_000, 0.01), (100, 0.5)],
+    ids=["waiting", "prefilling", "decoding"],
+)
+def test_abort__pinned_request_in_any_phase__frees_slot_and_cache(
+    prompt: int, advance_s: float
+) -> None:
+    replica = Replica(get_profile("A100-80GB"))
+    replica.submit(Job(1, 0.0, prompt, 400, pinned=True), 0.0)
+    replica.submit(Job(2, 0.0, 100, 50, pinned=True), 0.0)
+    replica.advance(advance_s)
+
+    assert replica.abort(1, advance_s)
+
+    assert replica.tokens_generated(1) is None
+    assert replica.stats.failures == {"aborted": 1}
+    replica.run_until_idle()
+    assert replica.kv_tokens_used == 0
+    assert [(r.request_id, r.completed) for r in replica.completed()] == [(1, False), (2, True)]
+    assert replica._reserved == 0  # no KV-cache reservation outlives its request
+    assert replica.num_running == replica.num_waiting == 0
+    assert not replica.abort(1, replica.clock)
+
+
+def test_abort_pinned__client_gone__request_leaves_the_replica() -> None:
     deployment = _deployment(1)
-    rid = deployment.submit_pinned("chat-0", prompt_tokens=50, output_tokens=10)
+    rid = deployment.submit_pinned("chat-0", prompt_tokens=50, output_tokens=500)
+    deployment.advance(0.2)
 
-    deployment.forget_pinned(rid)
-    deployment.advance(10.0)
+    deployment.abort_pinned("chat-0", rid)
 
+    assert deployment.find_replica("chat-0").outstanding == 0  # type: ignore[union-attr]
     assert deployment.pinned_progress("chat-0", rid) == (0, None)
-    assert deployment.totals().completed == 1
+    assert deployment.totals().failures_by_reason == {"aborted": 1}
 
 
 def test_replica_states__scaling__starting_ready_and_draining() -> None:
