@@ -207,6 +207,8 @@ class SimulatedDeployment:
         self._draining: list[tuple[float, int, Replica]] = []
         self._drain_seq = 0
         self._ready: list[Replica] = []
+        # Every replica holding a GPU (starting, ready or draining) by pod name.
+        self._by_pod: dict[str, Replica] = {}
         self._last_pick: dict[str, int] = {}
         self._pick_seq = 0
         self._next_ordinal = 0
@@ -261,10 +263,7 @@ class SimulatedDeployment:
 
     def find_replica(self, pod: str) -> Replica | None:
         """The replica ``pod`` if it is ready, starting or draining."""
-        for replica in (*self._ready, *self._starting, *(d[2] for d in self._draining)):
-            if replica.pod == pod:
-                return replica
-        return None
+        return self._by_pod.get(pod)
 
     @property
     def rate_multiplier(self) -> float:
@@ -363,8 +362,8 @@ class SimulatedDeployment:
         (or the drain times out) it fails with reason ``aborted``. Returns the request
         id for :meth:`pinned_progress`; raises ``KeyError`` when ``pod`` is not ready.
         """
-        replica = next((r for r in self._ready if r.pod == pod), None)
-        if replica is None:
+        replica = self._by_pod.get(pod)
+        if replica is None or replica not in self._ready:
             raise KeyError(f"{pod} is not a ready replica of {self.namespace}/{self.name}")
         now = self._now
         job = Job(self._next_request_id, now, prompt_tokens, output_tokens, pinned=True)
@@ -522,6 +521,7 @@ class SimulatedDeployment:
             util_window_s=self.util_window_s,
             sink=self._on_record,
         )
+        self._by_pod[pod] = replica
         if ready_at <= self._now:
             self._ready.append(replica)
         else:
@@ -545,6 +545,7 @@ class SimulatedDeployment:
         return displaced
 
     def _retire_replica(self, replica: Replica) -> None:
+        self._by_pod.pop(replica.pod, None)
         self._retired_stats.merge(replica.stats)
         self._last_pick.pop(replica.pod, None)
 
