@@ -41,17 +41,15 @@ __all__ = [
     "CHAT_REPLY_OVERHEAD",
     "GenerationRequest",
     "InvalidRequest",
-    "chat_chunk",
-    "chat_response",
-    "completion_chunk",
-    "completion_response",
     "error_body",
     "estimate_text_tokens",
     "models_body",
     "natural_output_tokens",
     "parse_chat_completion",
     "parse_completion",
+    "response_body",
     "sse",
+    "stream_chunk",
     "token_text",
     "usage_body",
 ]
@@ -264,7 +262,19 @@ def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def completion_response(
+_OBJECTS: dict[str, tuple[str, str]] = {
+    # kind: (object of a whole response, object of a streamed chunk)
+    "completion": ("text_completion", "text_completion"),
+    "chat": ("chat.completion", "chat.completion.chunk"),
+}
+
+
+def _choice(field: str, value: object, finish_reason: str | None) -> dict[str, Any]:
+    return {"index": 0, field: value, "logprobs": None, "finish_reason": finish_reason}
+
+
+def response_body(
+    kind: Kind,
     *,
     response_id: str,
     created: int,
@@ -274,87 +284,48 @@ def completion_response(
     prompt_tokens: int,
     completion_tokens: int,
 ) -> dict[str, Any]:
+    """A whole (not streamed) completion or chat completion."""
+    if kind == "completion":
+        choice = _choice("text", text, finish_reason)
+    else:
+        choice = _choice("message", {"role": "assistant", "content": text}, finish_reason)
     return {
         "id": response_id,
-        "object": "text_completion",
+        "object": _OBJECTS[kind][0],
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [choice],
         "usage": usage_body(prompt_tokens, completion_tokens),
     }
 
 
-def completion_chunk(
+def stream_chunk(
+    kind: Kind,
     *,
     response_id: str,
     created: int,
     model: str,
     text: str | None,
+    first: bool = False,
     finish_reason: str | None = None,
     usage: dict[str, int] | None = None,
     include_usage: bool = False,
 ) -> dict[str, Any]:
-    """One streamed completion event; ``text`` None makes the usage-only last chunk."""
+    """One streamed event carrying ``text``; ``text`` None makes the usage-only last chunk
+    (no choices). A chat stream's ``first`` chunk also names the assistant role. With
+    ``include_usage`` every chunk has a ``usage`` key, null but on that last chunk."""
+    choices = []
+    if text is not None and kind == "completion":
+        choices.append(_choice("text", text, finish_reason))
+    elif text is not None:
+        delta = {"role": "assistant", "content": text} if first else {"content": text}
+        choices.append(_choice("delta", delta, finish_reason))
     chunk: dict[str, Any] = {
         "id": response_id,
-        "object": "text_completion",
+        "object": _OBJECTS[kind][1],
         "created": created,
         "model": model,
-        "choices": []
-        if text is None
-        else [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
-    }
-    if include_usage:
-        chunk["usage"] = usage
-    return chunk
-
-
-def chat_response(
-    *,
-    response_id: str,
-    created: int,
-    model: str,
-    text: str,
-    finish_reason: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> dict[str, Any]:
-    return {
-        "id": response_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": usage_body(prompt_tokens, completion_tokens),
-    }
-
-
-def chat_chunk(
-    *,
-    response_id: str,
-    created: int,
-    model: str,
-    delta: dict[str, str] | None,
-    finish_reason: str | None = None,
-    usage: dict[str, int] | None = None,
-    include_usage: bool = False,
-) -> dict[str, Any]:
-    """One streamed chat event; ``delta`` None makes the usage-only last chunk."""
-    chunk: dict[str, Any] = {
-        "id": response_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": []
-        if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": choices,
     }
     if include_usage:
         chunk["usage"] = usage

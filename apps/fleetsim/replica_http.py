@@ -68,7 +68,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -306,7 +306,7 @@ class ReplicaHTTPServer:
 
     async def _bind(self, key: tuple[str, str, str], model: str, state: str) -> _Site:
         namespace, deployment, pod = key
-        app = web.Application()
+        app = web.Application(middlewares=[_errors_as_json])
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
@@ -503,8 +503,8 @@ class ReplicaHTTPServer:
             return self._failure(stream)
         _, finish_reason = wanted.output_tokens()
         text = "".join(oai.token_text(i) for i in range(record.output_tokens))
-        build = oai.completion_response if wanted.kind == "completion" else oai.chat_response
-        body = build(
+        body = oai.response_body(
+            wanted.kind,
             response_id=_response_id(wanted.kind),
             created=int(time.time()),
             model=site.model,
@@ -571,20 +571,19 @@ class _ChunkWriter:
         finish_reason: str | None = None,
         usage: dict[str, int] | None = None,
     ) -> bytes:
-        common = {
-            "response_id": self.response_id,
-            "created": self.created,
-            "model": self.model,
-            "finish_reason": finish_reason,
-            "usage": usage,
-            "include_usage": self.wanted.include_usage,
-        }
-        if self.wanted.kind == "completion":
-            return oai.sse(oai.completion_chunk(text=text, **common))  # type: ignore[arg-type]
-        delta = None if text is None else {"content": text}
-        if delta is not None and first:
-            delta = {"role": "assistant", **delta}
-        return oai.sse(oai.chat_chunk(delta=delta, **common))  # type: ignore[arg-type]
+        return oai.sse(
+            oai.stream_chunk(
+                self.wanted.kind,
+                response_id=self.response_id,
+                created=self.created,
+                model=self.model,
+                text=text,
+                first=first,
+                finish_reason=finish_reason,
+                usage=usage,
+                include_usage=self.wanted.include_usage,
+            )
+        )
 
     def tokens(self, upto: int, total: int) -> bytes:
         """Chunks for the tokens generated since the last call; the reply's last token
@@ -614,6 +613,19 @@ class _ChunkWriter:
                 f"the request ended without a reply ({reason})", error_type="server_error"
             )
         )
+
+
+@web.middleware
+async def _errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own errors (unknown path, wrong method, body too large) in OpenAI's shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _json_error(exc.status, exc.reason, error_type="invalid_request_error")
 
 
 async def _name_replica(request: web.Request, response: web.StreamResponse) -> None:

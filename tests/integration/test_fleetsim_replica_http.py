@@ -252,6 +252,20 @@ def test_completion__bad_body__400_error_json(fast: Replicas, raw: bytes) -> Non
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_replica__unknown_path_wrong_method_or_huge_body__error_json(fast: Replicas) -> None:
+    missing = requests.get(fast.url("chat-0", "/v1/nothing"), timeout=TIMEOUT_S)
+    wrong = requests.get(fast.url("chat-0", "/v1/completions"), timeout=TIMEOUT_S)
+    huge = requests.post(
+        fast.url("chat-0", "/v1/completions"),
+        json=_completion(prompt="x" * 2_000_000),
+        timeout=TIMEOUT_S,
+    )
+
+    assert [missing.status_code, wrong.status_code, huge.status_code] == [404, 405, 413]
+    assert all(r.json()["error"]["message"] for r in (missing, wrong, huge))
+    assert missing.headers["X-Replica"] == "chat-0"
+
+
 def test_completion__longer_than_context__400_like_vllm(fast: Replicas) -> None:
     limit = fast.deployment.profile.max_request_tokens
     response = requests.post(

@@ -157,17 +157,14 @@ def test_sse__json_and_done__data_lines_with_blank_line() -> None:
     assert oai.sse("[DONE]") == b"data: [DONE]\n\n"
 
 
-def test_chunks__usage_requested__null_until_the_usage_only_chunk() -> None:
+def test_stream_chunk__usage_requested__null_until_the_usage_only_chunk() -> None:
     common: dict[str, Any] = {"response_id": "cmpl-1", "created": 1, "model": "m"}
 
-    token = oai.completion_chunk(text="hi", include_usage=True, **common)
-    last = oai.completion_chunk(
-        text=None,
-        usage=oai.usage_body(3, 4),
-        include_usage=True,
-        **common,
+    token = oai.stream_chunk("completion", text="hi", include_usage=True, **common)
+    last = oai.stream_chunk(
+        "completion", text=None, usage=oai.usage_body(3, 4), include_usage=True, **common
     )
-    plain = oai.chat_chunk(delta={"content": "hi"}, **common)
+    plain = oai.stream_chunk("chat", text="hi", **common)
 
     assert token["usage"] is None
     assert token["choices"][0]["text"] == "hi"
@@ -175,6 +172,34 @@ def test_chunks__usage_requested__null_until_the_usage_only_chunk() -> None:
     assert last["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
     assert "usage" not in plain
     assert plain["object"] == "chat.completion.chunk"
+    assert plain["choices"][0]["delta"] == {"content": "hi"}
+
+
+def test_stream_chunk__first_chat_chunk__names_the_assistant_role() -> None:
+    chunk = oai.stream_chunk("chat", response_id="c", created=1, model="m", text="a", first=True)
+
+    assert chunk["choices"][0]["delta"] == {"role": "assistant", "content": "a"}
+
+
+def test_response_body__chat_and_completion__message_or_text_with_usage() -> None:
+    common: dict[str, Any] = {
+        "response_id": "x",
+        "created": 1,
+        "model": "m",
+        "text": "hello there",
+        "finish_reason": "stop",
+        "prompt_tokens": 5,
+        "completion_tokens": 2,
+    }
+
+    chat = oai.response_body("chat", **common)
+    completion = oai.response_body("completion", **common)
+
+    assert chat["object"] == "chat.completion"
+    assert chat["choices"][0]["message"] == {"role": "assistant", "content": "hello there"}
+    assert completion["object"] == "text_completion"
+    assert completion["choices"][0]["text"] == "hello there"
+    assert completion["usage"] == chat["usage"] == oai.usage_body(5, 2)
 
 
 def test_error_body__openai_envelope() -> None:
