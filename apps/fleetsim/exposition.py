@@ -113,9 +113,10 @@ DCGM_LABELS = (
     "deployment",
 )
 DEPLOYMENT_LABELS = ("namespace", "deployment")
-# vLLM pre-creates its success counter for every finish reason; the simulator only
-# ever finishes by stop condition but keeps the others at zero, as a real engine would
-# show them.
+# vLLM pre-creates its success counter for every finish reason. The simulated workload
+# always finishes by stop condition; requests over a replica's HTTP endpoint finish by
+# "length" when cut at max_tokens; "abort" stays at zero (aborted requests are counted in
+# llmcp_sim_request_failure_total instead).
 FINISH_REASONS = ("stop", "length", "abort")
 FAILURE_REASONS = ("injected", "rejected", "aborted")
 INJECTION_KEYS = ("rate_multiplier", "extra_latency_s", "error_ratio")
@@ -246,8 +247,9 @@ def fleet_metric_families(
             running.add_metric(labels, rep.num_running)
             waiting.add_metric(labels, rep.num_waiting)
             kv_usage.add_metric(labels, rep.kv_cache_usage)
+            finished = {"stop": stats.success - stats.truncated, "length": stats.truncated}
             for reason in FINISH_REASONS:
-                success.add_metric([*labels, reason], stats.success if reason == "stop" else 0)
+                success.add_metric([*labels, reason], finished.get(reason, 0))
             prompt_tokens.add_metric(labels, stats.prompt_tokens)
             generation_tokens.add_metric(labels, stats.generation_tokens)
             ttft.add_metric(labels, _buckets(stats.ttft), stats.ttft.sum)

@@ -352,7 +352,9 @@ class SimulatedDeployment:
 
     # ------------------------------------------------------------- pinned requests
 
-    def submit_pinned(self, pod: str, *, prompt_tokens: int, output_tokens: int) -> int:
+    def submit_pinned(
+        self, pod: str, *, prompt_tokens: int, output_tokens: int, truncated: bool = False
+    ) -> int:
         """Hand a request straight to the ready replica ``pod`` at the current time.
 
         This is a request that reached the pod's own endpoint (a gateway in front chose
@@ -366,7 +368,14 @@ class SimulatedDeployment:
         if replica is None or replica not in self._ready:
             raise KeyError(f"{pod} is not a ready replica of {self.namespace}/{self.name}")
         now = self._now
-        job = Job(self._next_request_id, now, prompt_tokens, output_tokens, pinned=True)
+        job = Job(
+            self._next_request_id,
+            now,
+            prompt_tokens,
+            output_tokens,
+            pinned=True,
+            truncated=truncated,
+        )
         self._next_request_id += 1
         self._pinned[job.request_id] = None
         if self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:

@@ -118,11 +118,14 @@ class ReplicaStats:
         "itl",
         "prompt_tokens",
         "success",
+        "truncated",
         "ttft",
     )
 
     def __init__(self) -> None:
         self.success = 0
+        # Of those, requests that ended at their token limit (vLLM's finish reason "length").
+        self.truncated = 0
         self.failures: dict[str, int] = {}
         self.prompt_tokens = 0
         self.generation_tokens = 0
@@ -142,6 +145,7 @@ class ReplicaStats:
 
     def merge(self, other: ReplicaStats) -> None:
         self.success += other.success
+        self.truncated += other.truncated
         for reason, n in other.failures.items():
             self.failures[reason] = self.failures.get(reason, 0) + n
         self.prompt_tokens += other.prompt_tokens
@@ -183,6 +187,8 @@ class Job:
     A ``pinned`` job came over a connection to one replica (the simulator's HTTP
     endpoint, see :mod:`apps.fleetsim.replica_http`): it is never re-queued on another
     replica, and the replica holding it reports its progress (:meth:`Replica.tokens_generated`).
+    A ``truncated`` job's output ends at the request's token limit rather than at a stop
+    token; it is counted apart (vLLM's ``finished_reason="length"``).
     """
 
     request_id: int
@@ -191,6 +197,7 @@ class Job:
     output_tokens: int
     requeues: int = 0
     pinned: bool = False
+    truncated: bool = False
 
     @classmethod
     def from_request(cls, request_id: int, request: Request) -> Job:
@@ -685,6 +692,8 @@ class Replica:
         stats = self.stats
         e2e = t - seq.arrival
         stats.success += 1
+        if seq.job.truncated:
+            stats.truncated += 1
         stats.e2e.observe(e2e)
         self._sink(
             seq.job.record(

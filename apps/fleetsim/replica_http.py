@@ -450,7 +450,7 @@ class ReplicaHTTPServer:
         """The request handed to the replica model, or None when the replica cannot take it."""
         if self._stopping:
             return None
-        output_tokens, _ = wanted.output_tokens()
+        output_tokens, finish_reason = wanted.output_tokens()
         with self.fleet.lock:
             self.fleet.sync()
             deployment = self.fleet.find(site.namespace, site.deployment)
@@ -458,7 +458,10 @@ class ReplicaHTTPServer:
                 return None
             try:
                 request_id = deployment.submit_pinned(
-                    site.pod, prompt_tokens=wanted.prompt_tokens, output_tokens=output_tokens
+                    site.pod,
+                    prompt_tokens=wanted.prompt_tokens,
+                    output_tokens=output_tokens,
+                    truncated=finish_reason == "length",
                 )
             except KeyError:
                 return None

@@ -296,19 +296,21 @@ def test_models__get__lists_the_served_model(fast: Replicas) -> None:
 
 
 def test_metrics__after_requests__count_what_this_replica_served(fast: Replicas) -> None:
-    usages = []
-    for max_tokens in (3, 8, 21):
+    usages, reasons = [], []
+    for max_tokens in (3, 8, None):  # the last one ends at the reply's natural length
         response = requests.post(
             fast.url("chat-1", "/v1/completions"),
             json=_completion(max_tokens=max_tokens),
             timeout=TIMEOUT_S,
         )
         usages.append(response.json()["usage"])
+        reasons.append(response.json()["choices"][0]["finish_reason"])
 
     served = _samples(requests.get(fast.url("chat-1", "/metrics"), timeout=TIMEOUT_S).text)
     idle = _samples(requests.get(fast.url("chat-0", "/metrics"), timeout=TIMEOUT_S).text)
 
-    assert served["vllm:request_success_total:stop"] == 3
+    assert served["vllm:request_success_total:length"] == reasons.count("length") == 2
+    assert served["vllm:request_success_total:stop"] == reasons.count("stop") == 1
     assert served["vllm:prompt_tokens_total"] == sum(u["prompt_tokens"] for u in usages)
     assert served["vllm:generation_tokens_total"] == sum(u["completion_tokens"] for u in usages)
     assert served["vllm:time_to_first_token_seconds_count"] == 3
