@@ -53,6 +53,8 @@ model finishes them (a drain), without it they fail as ``aborted`` (the pod is g
 ends their streams with an error event. Listeners are listed by :meth:`endpoints`, in the
 simulator API's ``GET /endpoints`` and, when ``endpoints_file`` is set, in a JSON file
 rewritten atomically on every change, for rendering a gateway configuration.
+:meth:`ReplicaHTTPServer.kill` crashes one replica's server instead (port refused,
+connections cut) while the fleet still counts it as ready, for failover tests.
 
 A client that disconnects aborts its request, as in vLLM: the handler is cancelled and the
 request leaves the replica's batch (:meth:`Replica.abort`), counted as ``aborted``.
@@ -141,6 +143,7 @@ class _Site:
     port: int
     state: str
     created: int
+    listener: web.SockSite | None = None
     closing: asyncio.Task[None] | None = None
 
     def endpoint(self, host: str) -> ReplicaEndpoint:
@@ -203,6 +206,10 @@ class ReplicaHTTPServer:
         self._thread: threading.Thread | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stopping = False
+        # Replicas whose server was killed: never listened for again.
+        self._killed: set[tuple[str, str, str]] = set()
+        # Ticks may overlap (refresh() from another thread): binding must not run twice.
+        self._reconciling = asyncio.Lock()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -234,6 +241,16 @@ class ReplicaHTTPServer:
         if self._loop is None:
             raise RuntimeError("server not started")
         asyncio.run_coroutine_threadsafe(self._tick(), self._loop).result(_STARTUP_TIMEOUT_S)
+
+    def kill(self, namespace: str, deployment: str, pod: str) -> None:
+        """Crash one replica's server, as a killed vLLM process: its port refuses new
+        connections at once, open connections are cut (streams end mid-way; their
+        requests are aborted in the model) and it never listens again. The fleet still
+        counts the replica as ready, as Kubernetes does until its probes fail."""
+        if self._loop is None:
+            raise RuntimeError("server not started")
+        coroutine = self._kill((namespace, deployment, pod))
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_STARTUP_TIMEOUT_S)
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Every listening replica (thread-safe), sorted by namespace, deployment, pod."""
@@ -282,14 +299,23 @@ class ReplicaHTTPServer:
         await self._reconcile(states)
 
     async def _reconcile(self, states: dict[tuple[str, str, str], tuple[str, str]]) -> None:
-        changed = False
-        for key, (state, model) in states.items():
-            site = self._sites.get(key)
-            if site is None:
-                if state != "draining":
+        async with self._reconciling:
+            changed = False
+            for key, (state, model) in states.items():
+                if key not in self._sites and state != "draining" and key not in self._killed:
                     self._sites[key] = await self._bind(key, model, state)
                     changed = True
-            elif site.closing is None and state == "draining":
+            if self._follow(states) or changed:
+                self._publish()
+
+    def _follow(self, states: dict[tuple[str, str, str], tuple[str, str]]) -> bool:
+        """Bring listeners in line with their replicas' states; True if any changed."""
+        changed = False
+        for key, (state, _) in states.items():
+            site = self._sites.get(key)
+            if site is None:
+                continue
+            if site.closing is None and state == "draining":
                 self._begin_close(site)
                 changed = True
             elif site.closing is None and site.state != state:
@@ -299,8 +325,7 @@ class ReplicaHTTPServer:
             if key not in states and site.closing is None:
                 self._begin_close(site)
                 changed = True
-        if changed:
-            self._publish()
+        return changed
 
     # -------------------------------------------------------------- listeners
 
@@ -327,7 +352,8 @@ class ReplicaHTTPServer:
         site = _Site(namespace, deployment, pod, model, runner, port, state, int(time.time()))
         app[_SITE] = site
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        site.listener = web.SockSite(runner, sock)
+        await site.listener.start()
         logger.info(
             "fleetsim-replica-listening", namespace=namespace, pod=pod, host=self.host, port=port
         )
@@ -351,6 +377,24 @@ class ReplicaHTTPServer:
             if self._next_port is not None:
                 self._next_port = port + 1
             return sock
+
+    async def _kill(self, key: tuple[str, str, str]) -> None:
+        async with self._reconciling:
+            site = self._sites.get(key)
+            if site is None or key in self._killed:
+                raise KeyError(f"no replica {'/'.join(key)} is listening")
+            self._killed.add(key)
+            if site.closing is None and site.listener is not None:
+                await site.listener.stop()  # a closing one's runner stops it itself
+            server = site.runner.server
+            for connection in list(server.connections if server is not None else ()):
+                connection.force_close()
+            if site.closing is None:
+                self._begin_close(site)
+                self._publish()
+        assert site.closing is not None
+        await site.closing
+        logger.info("fleetsim-replica-killed", namespace=key[0], pod=key[2])
 
     def _begin_close(self, site: _Site) -> None:
         site.state = "draining"

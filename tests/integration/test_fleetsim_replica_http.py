@@ -425,8 +425,14 @@ def _stream_in_background(
 
     def consume() -> None:
         body = _completion(stream=True, max_tokens=max_tokens)
-        with requests.post(url, json=body, stream=True, timeout=TIMEOUT_S) as response:
-            events.extend(_events(response))
+        try:
+            with requests.post(url, json=body, stream=True, timeout=TIMEOUT_S) as response:
+                for line in response.iter_lines():
+                    if line.startswith(b"data: "):
+                        data = line[len(b"data: ") :].decode()
+                        events.append(data if data == "[DONE]" else json.loads(data))
+        except requests.RequestException:
+            events.append("connection cut")
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
@@ -492,3 +498,23 @@ def test_client_disconnects__mid_stream__request_aborted_in_the_replica(paused: 
     metrics = _samples(requests.get(paused.url("chat-0", "/metrics"), timeout=TIMEOUT_S).text)
     assert metrics["llmcp_sim_request_failure_total:aborted"] == 1
     assert metrics["vllm:request_success_total:stop"] == 0
+
+
+def test_kill__replica_server__streams_cut_port_refused_requests_aborted(paused: Replicas) -> None:
+    url = paused.url("chat-0", "/v1/completions")
+    thread, events = _stream_in_background(paused, "chat-0", max_tokens=500)
+    paused.step(0.2)
+    _eventually(lambda: len(events) > 0)
+
+    paused.server.kill("llm", "chat", "chat-0")
+    thread.join(TIMEOUT_S)
+
+    assert "[DONE]" not in events
+    assert events[-1] == "connection cut"
+    with pytest.raises(requests.ConnectionError):
+        requests.post(url, json=_completion(), timeout=TIMEOUT_S)
+    paused.wait_outstanding("chat-0", 0, exactly=True)
+    assert paused.deployment.totals().failures_by_reason == {"aborted": 1}
+    paused.server.refresh()
+    assert [e["pod"] for e in paused.server.endpoints()] == ["chat-1"]
+    assert requests.get(paused.url("chat-1", "/health"), timeout=TIMEOUT_S).status_code == 200
