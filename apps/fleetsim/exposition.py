@@ -14,6 +14,9 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with status 400, 4
     what the control plane's simulated actuator calls. An optional ``"drain_s"``
     (simulated seconds, default 0) lets removed replicas finish what they hold first
     (see :meth:`apps.fleetsim.fleet.SimulatedDeployment.scale`).
+``PUT /slowdown/<namespace>/<deployment>/<pod>`` with ``{"factor": F}``
+    Makes one replica's steps ``F`` times longer from now on (0 < F <= 1000; 1 restores
+    it), a throttled GPU for balancing tests; answers ``{"pod": ..., "factor": F}``.
 ``GET /endpoints``
     When the replicas serve HTTP (:mod:`apps.fleetsim.replica_http`): every replica's
     loopback address and state, ``{"endpoints": [{"namespace", "deployment", "pod",
@@ -99,6 +102,7 @@ logger = logging.getLogger(__name__)
 MAX_REPLICAS = 1000
 MAX_BODY_BYTES = 64 * 1024
 MAX_DRAIN_S = 86_400.0
+MAX_SLOWDOWN = 1000.0
 
 VLLM_LABELS = ("model_name", "engine", "namespace", "pod", "deployment")
 DCGM_LABELS = (
@@ -375,6 +379,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif len(parts) == 3 and parts[0] == "scale":
                 self._only(method, "GET", "PUT")
                 self._scale(method, parts[1], parts[2])
+            elif len(parts) == 4 and parts[0] == "slowdown":
+                self._only(method, "PUT")
+                self._slowdown(parts[1], parts[2], parts[3])
             elif len(parts) == 3 and parts[0] == "inject":
                 self._only(method, "POST")
                 self._inject(parts[1], parts[2])
@@ -443,6 +450,29 @@ class _Handler(BaseHTTPRequestHandler):
             status = deployment.scale(replicas, drain_s=drain_s)
         logger.info("scaled %s/%s to %d replicas", namespace, name, replicas)
         self._send_json(HTTPStatus.OK, status)
+
+    def _slowdown(self, namespace: str, name: str, pod: str) -> None:
+        fleet = self.server.fleet
+        deployment = fleet.find(namespace, name)
+        if deployment is None:
+            raise _BadRequest(HTTPStatus.NOT_FOUND, f"unknown deployment {namespace}/{name}")
+        payload = self._read_json()
+        if set(payload) != {"factor"}:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, 'body must be exactly {"factor": <number>}')
+        factor = _number(payload, "factor")
+        if not 0.0 < factor <= MAX_SLOWDOWN:
+            raise _BadRequest(
+                HTTPStatus.BAD_REQUEST, f"'factor' must be > 0 and at most {MAX_SLOWDOWN:g}"
+            )
+        with fleet.lock:
+            fleet.sync()
+            try:
+                deployment.slow_down(pod, factor)
+            except KeyError:
+                raise _BadRequest(
+                    HTTPStatus.NOT_FOUND, f"no replica {pod} in {namespace}/{name}"
+                ) from None
+        self._send_json(HTTPStatus.OK, {"pod": pod, "factor": factor})
 
     def _inject(self, namespace: str, name: str) -> None:
         fleet = self.server.fleet

@@ -430,6 +430,14 @@ class SimulatedDeployment:
             raise ValueError("error ratio must be within [0, 1]")
         self._error_ratio = float(ratio)
 
+    def slow_down(self, pod: str, factor: float) -> None:
+        """Make replica ``pod`` ``factor`` times slower from now on (see
+        :meth:`Replica.set_slowdown`); raises ``KeyError`` for an unknown pod."""
+        replica = self._by_pod.get(pod)
+        if replica is None:
+            raise KeyError(f"no replica {pod} in {self.namespace}/{self.name}")
+        replica.set_slowdown(factor, self._now)
+
     def scale(self, replicas: int, *, drain_s: float = 0.0) -> dict[str, int]:
         """Set the desired replica count at the current simulation time.
 

@@ -332,6 +332,7 @@ class Replica:
             sink if sink is not None else self._records.append
         )
         # Profile scalars cached as attributes: they are read in every step.
+        self.slowdown = 1.0
         self._base = profile.step_base_s
         self._tok = profile.token_compute_s
         self._kv = profile.kv_read_s_per_token
@@ -498,6 +499,19 @@ class Replica:
         self._refresh_horizon()
         self.fail(seq.job, t, "aborted")
         return True
+
+    def set_slowdown(self, factor: float, t: float) -> None:
+        """Make every step that starts after ``t`` ``factor`` times longer, as a throttled
+        or degraded GPU would (1 restores the profile's speed). Steps started before
+        ``t`` keep the old speed."""
+        if not math.isfinite(factor) or factor <= 0:
+            raise ValueError("slowdown factor must be a finite number > 0")
+        self.advance(t)
+        self.slowdown = float(factor)
+        self._base = self.profile.step_base_s * factor
+        self._tok = self.profile.token_compute_s * factor
+        self._kv = self.profile.kv_read_s_per_token * factor
+        self._refresh_horizon()
 
     def sync(self, t: float) -> None:
         """Make ``outstanding`` exact at ``t`` while materialising as little as possible."""

@@ -160,3 +160,25 @@ def test_replica_states__scaling__starting_ready_and_draining() -> None:
         "chat-1": "draining",
         "chat-2": "starting",
     }
+
+
+def test_set_slowdown__factor_three__same_request_three_times_slower() -> None:
+    normal = Replica(get_profile("A100-80GB"))
+    slow = Replica(get_profile("A100-80GB"))
+    slow.set_slowdown(3.0, 0.0)
+    for replica in (normal, slow):
+        replica.submit(Job(1, 0.0, 500, 100), 0.0)
+        replica.run_until_idle()
+
+    (fast_record,) = normal.completed()
+    (slow_record,) = slow.completed()
+    assert slow_record.ttft_s == pytest.approx(3 * fast_record.ttft_s)  # type: ignore[operator]
+    assert slow_record.e2e_s == pytest.approx(3 * fast_record.e2e_s)  # type: ignore[operator]
+
+
+def test_set_slowdown__invalid_factor__value_error() -> None:
+    replica = Replica(get_profile("A100-80GB"))
+
+    for factor in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="slowdown"):
+            replica.set_slowdown(factor, 0.0)
