@@ -173,6 +173,9 @@ def _json_error(
 class ReplicaHTTPServer:
     """OpenAI-compatible HTTP endpoints for every replica of ``fleet`` (see module doc).
 
+    Simulated time, and with it every reply, moves only while the fleet runs in real
+    time (:meth:`Fleet.run_realtime`) or is stepped (:meth:`Fleet.step_to`).
+
     ``port_base`` gives replicas consecutive ports from that number (skipping busy ones);
     by default each gets a free ephemeral port. ``drain_timeout_s`` bounds, in wall
     seconds, how long a removed replica's listener waits for its requests in flight.
