@@ -11,7 +11,16 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with status 400, 4
     ``{"spec_replicas": n, "ready_replicas": n, "starting_replicas": n}``.
 ``PUT /scale/<namespace>/<deployment>`` with ``{"replicas": N}``
     Sets the desired replica count (0..1000); answers with the new counts. This is
-    what the control plane's simulated actuator calls.
+    what the control plane's simulated actuator calls. An optional ``"drain_s"``
+    (simulated seconds, default 0) lets removed replicas finish what they hold first
+    (see :meth:`apps.fleetsim.fleet.SimulatedDeployment.scale`).
+``PUT /slowdown/<namespace>/<deployment>/<pod>`` with ``{"factor": F}``
+    Makes one replica's steps ``F`` times longer from now on (0 < F <= 1000; 1 restores
+    it), a throttled GPU for balancing tests; answers ``{"pod": ..., "factor": F}``.
+``GET /endpoints``
+    When the replicas serve HTTP (:mod:`apps.fleetsim.replica_http`): every replica's
+    loopback address and state, ``{"endpoints": [{"namespace", "deployment", "pod",
+    "model", "host", "port", "state"}, ...]}``; 404 otherwise.
 ``POST /inject/<namespace>/<deployment>`` with any of ``rate_multiplier``,
 ``extra_latency_s``, ``error_ratio``
     Load and fault injection for tests and demos; all values are validated before
@@ -57,7 +66,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -92,6 +101,8 @@ logger = logging.getLogger(__name__)
 
 MAX_REPLICAS = 1000
 MAX_BODY_BYTES = 64 * 1024
+MAX_DRAIN_S = 86_400.0
+MAX_SLOWDOWN = 1000.0
 
 VLLM_LABELS = ("model_name", "engine", "namespace", "pod", "deployment")
 DCGM_LABELS = (
@@ -106,11 +117,12 @@ DCGM_LABELS = (
     "deployment",
 )
 DEPLOYMENT_LABELS = ("namespace", "deployment")
-# vLLM pre-creates its success counter for every finish reason; the simulator only
-# ever finishes by stop condition but keeps the others at zero, as a real engine would
-# show them.
+# vLLM pre-creates its success counter for every finish reason. The simulated workload
+# always finishes by stop condition; requests over a replica's HTTP endpoint finish by
+# "length" when cut at max_tokens; "abort" stays at zero (aborted requests are counted in
+# llmcp_sim_request_failure_total instead).
 FINISH_REASONS = ("stop", "length", "abort")
-FAILURE_REASONS = ("injected", "rejected")
+FAILURE_REASONS = ("injected", "rejected", "aborted")
 INJECTION_KEYS = ("rate_multiplier", "extra_latency_s", "error_ratio")
 
 
@@ -138,8 +150,14 @@ def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
     return out
 
 
-def fleet_metric_families(snapshot: FleetSnapshot) -> Iterator[Metric]:
-    """Metric families for a fleet snapshot (also usable without an HTTP server)."""
+def fleet_metric_families(
+    snapshot: FleetSnapshot, *, engine_only: bool = False
+) -> Iterator[Metric]:
+    """Metric families for a fleet snapshot (also usable without an HTTP server).
+
+    ``engine_only`` keeps the families one vLLM server exposes itself (``vllm:`` and the
+    simulator's failure counter), as a replica's own /metrics does.
+    """
     running = GaugeMetricFamily(
         "vllm:num_requests_running",
         "Number of requests in model execution batches.",
@@ -233,8 +251,9 @@ def fleet_metric_families(snapshot: FleetSnapshot) -> Iterator[Metric]:
             running.add_metric(labels, rep.num_running)
             waiting.add_metric(labels, rep.num_waiting)
             kv_usage.add_metric(labels, rep.kv_cache_usage)
+            finished = {"stop": stats.success - stats.truncated, "length": stats.truncated}
             for reason in FINISH_REASONS:
-                success.add_metric([*labels, reason], stats.success if reason == "stop" else 0)
+                success.add_metric([*labels, reason], finished.get(reason, 0))
             prompt_tokens.add_metric(labels, stats.prompt_tokens)
             generation_tokens.add_metric(labels, stats.generation_tokens)
             ttft.add_metric(labels, _buckets(stats.ttft), stats.ttft.sum)
@@ -255,6 +274,10 @@ def fleet_metric_families(snapshot: FleetSnapshot) -> Iterator[Metric]:
         itl,
         e2e,
         failures,
+    )
+    if engine_only:
+        return
+    yield from (
         gpu_util,
         fb_used,
         fb_free,
@@ -345,12 +368,20 @@ class _Handler(BaseHTTPRequestHandler):
             elif parts == ["deployments"]:
                 self._only(method, "GET")
                 self._send_json(HTTPStatus.OK, self._deployments())
+            elif parts == ["endpoints"]:
+                self._only(method, "GET")
+                if self.server.endpoints is None:
+                    raise _BadRequest(HTTPStatus.NOT_FOUND, "the replicas do not serve HTTP")
+                self._send_json(HTTPStatus.OK, {"endpoints": self.server.endpoints()})
             elif parts == ["healthz"]:
                 self._only(method, "GET")
                 self._send_json(HTTPStatus.OK, {"status": "ok", "time_s": self.server.fleet.now})
             elif len(parts) == 3 and parts[0] == "scale":
                 self._only(method, "GET", "PUT")
                 self._scale(method, parts[1], parts[2])
+            elif len(parts) == 4 and parts[0] == "slowdown":
+                self._only(method, "PUT")
+                self._slowdown(parts[1], parts[2], parts[3])
             elif len(parts) == 3 and parts[0] == "inject":
                 self._only(method, "POST")
                 self._inject(parts[1], parts[2])
@@ -397,9 +428,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(HTTPStatus.OK, deployment.scale_status())
                 return
         payload = self._read_json()
-        if set(payload) != {"replicas"}:
+        if "replicas" not in payload or not set(payload) <= {"replicas", "drain_s"}:
             raise _BadRequest(
-                HTTPStatus.BAD_REQUEST, 'body must be exactly {"replicas": <integer>}'
+                HTTPStatus.BAD_REQUEST,
+                'body must be {"replicas": <integer>} with an optional "drain_s": <seconds>',
+            )
+        drain_s = _number(payload, "drain_s") if "drain_s" in payload else 0.0
+        if not 0.0 <= drain_s <= MAX_DRAIN_S:
+            raise _BadRequest(
+                HTTPStatus.BAD_REQUEST, f"'drain_s' must be between 0 and {MAX_DRAIN_S:g}"
             )
         replicas = payload["replicas"]
         if isinstance(replicas, bool) or not isinstance(replicas, int):
@@ -410,9 +447,32 @@ class _Handler(BaseHTTPRequestHandler):
             )
         with fleet.lock:
             fleet.sync()
-            status = deployment.scale(replicas)
+            status = deployment.scale(replicas, drain_s=drain_s)
         logger.info("scaled %s/%s to %d replicas", namespace, name, replicas)
         self._send_json(HTTPStatus.OK, status)
+
+    def _slowdown(self, namespace: str, name: str, pod: str) -> None:
+        fleet = self.server.fleet
+        deployment = fleet.find(namespace, name)
+        if deployment is None:
+            raise _BadRequest(HTTPStatus.NOT_FOUND, f"unknown deployment {namespace}/{name}")
+        payload = self._read_json()
+        if set(payload) != {"factor"}:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, 'body must be exactly {"factor": <number>}')
+        factor = _number(payload, "factor")
+        if not 0.0 < factor <= MAX_SLOWDOWN:
+            raise _BadRequest(
+                HTTPStatus.BAD_REQUEST, f"'factor' must be > 0 and at most {MAX_SLOWDOWN:g}"
+            )
+        with fleet.lock:
+            fleet.sync()
+            try:
+                deployment.slow_down(pod, factor)
+            except KeyError:
+                raise _BadRequest(
+                    HTTPStatus.NOT_FOUND, f"no replica {pod} in {namespace}/{name}"
+                ) from None
+        self._send_json(HTTPStatus.OK, {"pod": pod, "factor": factor})
 
     def _inject(self, namespace: str, name: str) -> None:
         fleet = self.server.fleet
@@ -481,9 +541,15 @@ class FleetHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], fleet: Fleet) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        fleet: Fleet,
+        endpoints: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.fleet = fleet
+        self.endpoints = endpoints
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(FleetCollector(fleet))
         self._thread: threading.Thread | None = None
@@ -513,11 +579,18 @@ class FleetHTTPServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def serve(fleet: Fleet, host: str = "127.0.0.1", port: int = 0) -> tuple[FleetHTTPServer, int]:
+def serve(
+    fleet: Fleet,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    endpoints: Callable[[], list[dict[str, Any]]] | None = None,
+) -> tuple[FleetHTTPServer, int]:
     """Serve ``fleet`` on ``host:port`` (0 picks a free port) in a background thread.
 
+    ``endpoints`` lists the replicas' own HTTP endpoints for ``GET /endpoints``.
     Returns the server, whose :meth:`FleetHTTPServer.stop` shuts it down, and the port.
     """
-    server = FleetHTTPServer((host, port), fleet)
+    server = FleetHTTPServer((host, port), fleet, endpoints)
     server.start()
     return server, server.port

@@ -207,6 +207,8 @@ class SimulatedDeployment:
         self._draining: list[tuple[float, int, Replica]] = []
         self._drain_seq = 0
         self._ready: list[Replica] = []
+        # Every replica holding a GPU (starting, ready or draining) by pod name.
+        self._by_pod: dict[str, Replica] = {}
         self._last_pick: dict[str, int] = {}
         self._pick_seq = 0
         self._next_ordinal = 0
@@ -215,6 +217,8 @@ class SimulatedDeployment:
         )
         self._retired_stats = ReplicaStats()
         self._requeued = 0
+        # Pinned requests (see submit_pinned) by id, with their record once they end.
+        self._pinned: dict[int, RequestRecord | None] = {}
         self._rate_multiplier = 1.0
         self._extra_latency_s = 0.0
         self._error_ratio = 0.0
@@ -249,6 +253,17 @@ class SimulatedDeployment:
     def replicas(self) -> list[Replica]:
         """Live replicas, ready ones first, each group in creation order."""
         return [*self._ready, *self._starting]
+
+    def replica_states(self) -> dict[str, str]:
+        """Every replica holding a GPU by pod name: ``starting``, ``ready`` or ``draining``."""
+        states = {r.pod: "ready" for r in self._ready}
+        states.update((r.pod, "starting") for r in self._starting)
+        states.update((d[2].pod, "draining") for d in self._draining)
+        return states
+
+    def find_replica(self, pod: str) -> Replica | None:
+        """The replica ``pod`` if it is ready, starting or draining."""
+        return self._by_pod.get(pod)
 
     @property
     def rate_multiplier(self) -> float:
@@ -335,6 +350,60 @@ class SimulatedDeployment:
             replicas=replicas,
         )
 
+    # ------------------------------------------------------------- pinned requests
+
+    def submit_pinned(
+        self, pod: str, *, prompt_tokens: int, output_tokens: int, truncated: bool = False
+    ) -> int:
+        """Hand a request straight to the ready replica ``pod`` at the current time.
+
+        This is a request that reached the pod's own endpoint (a gateway in front chose
+        the pod, not this deployment's router). It counts against the pod's batch and KV
+        cache like any other, is subject to ``inject_error_ratio`` but not to injected
+        latency, and is never re-queued elsewhere: when its pod is removed without drain
+        (or the drain times out) it fails with reason ``aborted``. Returns the request
+        id for :meth:`pinned_progress`; raises ``KeyError`` when ``pod`` is not ready.
+        """
+        replica = self._by_pod.get(pod)
+        if replica is None or replica not in self._ready:
+            raise KeyError(f"{pod} is not a ready replica of {self.namespace}/{self.name}")
+        now = self._now
+        job = Job(
+            self._next_request_id,
+            now,
+            prompt_tokens,
+            output_tokens,
+            pinned=True,
+            truncated=truncated,
+        )
+        self._next_request_id += 1
+        self._pinned[job.request_id] = None
+        if self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:
+            replica.fail(job, now, "injected")
+        else:
+            replica.submit(job, now)
+        return job.request_id
+
+    def pinned_progress(self, pod: str, request_id: int) -> tuple[int, RequestRecord | None]:
+        """Tokens generated so far for a pinned request, and its record once it ended.
+
+        The record is handed out once; the request is forgotten afterwards.
+        """
+        record = self._pinned.get(request_id)
+        if record is not None:
+            del self._pinned[request_id]
+            return (record.output_tokens if record.completed else 0), record
+        replica = self.find_replica(pod)
+        tokens = replica.tokens_generated(request_id) if replica is not None else None
+        return (tokens or 0), None
+
+    def abort_pinned(self, pod: str, request_id: int) -> None:
+        """Drop a pinned request whose client went away (see :meth:`Replica.abort`)."""
+        self._pinned.pop(request_id, None)
+        replica = self.find_replica(pod)
+        if replica is not None:
+            replica.abort(request_id, self._now)
+
     # ------------------------------------------------------------------- controls
 
     def set_rate_multiplier(self, multiplier: float) -> None:
@@ -360,6 +429,14 @@ class SimulatedDeployment:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError("error ratio must be within [0, 1]")
         self._error_ratio = float(ratio)
+
+    def slow_down(self, pod: str, factor: float) -> None:
+        """Make replica ``pod`` ``factor`` times slower from now on (see
+        :meth:`Replica.set_slowdown`); raises ``KeyError`` for an unknown pod."""
+        replica = self._by_pod.get(pod)
+        if replica is None:
+            raise KeyError(f"no replica {pod} in {self.namespace}/{self.name}")
+        replica.set_slowdown(factor, self._now)
 
     def scale(self, replicas: int, *, drain_s: float = 0.0) -> dict[str, int]:
         """Set the desired replica count at the current simulation time.
@@ -394,7 +471,7 @@ class SimulatedDeployment:
                     heapq.heappush(self._draining, (now + drain_s, self._drain_seq, victim))
                     self._drain_seq += 1
                     continue
-                displaced.extend(victim.drain())
+                displaced.extend(self._evict(victim, now))
                 self._retire_replica(victim)
             self._requeue(displaced, now)
         return self.scale_status()
@@ -459,15 +536,33 @@ class SimulatedDeployment:
             gpu_uuid=_gpu_uuid(self.namespace, pod),
             hostname=f"gpu-node-{self.namespace}-{self.name}-{ordinal}",
             util_window_s=self.util_window_s,
-            sink=self._records.append,
+            sink=self._on_record,
         )
+        self._by_pod[pod] = replica
         if ready_at <= self._now:
             self._ready.append(replica)
         else:
             # Same cold start for every replica and monotonic time keep this sorted.
             self._starting.append(replica)
 
+    def _on_record(self, record: RequestRecord) -> None:
+        self._records.append(record)
+        if self._pinned and record.request_id in self._pinned:
+            self._pinned[record.request_id] = record
+
+    def _evict(self, replica: Replica, t: float) -> list[Job]:
+        """Take every request off ``replica``: pinned ones fail as ``aborted`` (their
+        connection goes with the pod), the others are returned for re-queueing."""
+        displaced = []
+        for job in replica.drain():
+            if job.pinned:
+                replica.fail(job, t, "aborted")
+            else:
+                displaced.append(job)
+        return displaced
+
     def _retire_replica(self, replica: Replica) -> None:
+        self._by_pod.pop(replica.pod, None)
         self._retired_stats.merge(replica.stats)
         self._last_pick.pop(replica.pod, None)
 
@@ -477,7 +572,7 @@ class SimulatedDeployment:
         while self._draining and self._draining[0][0] <= t:
             replica = heapq.heappop(self._draining)[2]
             replica.advance(t)
-            displaced.extend(replica.drain())
+            displaced.extend(self._evict(replica, t))
             self._retire_replica(replica)
         self._requeue(displaced, t)
 

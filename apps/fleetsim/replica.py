@@ -118,11 +118,14 @@ class ReplicaStats:
         "itl",
         "prompt_tokens",
         "success",
+        "truncated",
         "ttft",
     )
 
     def __init__(self) -> None:
         self.success = 0
+        # Of those, requests that ended at their token limit (vLLM's finish reason "length").
+        self.truncated = 0
         self.failures: dict[str, int] = {}
         self.prompt_tokens = 0
         self.generation_tokens = 0
@@ -142,6 +145,7 @@ class ReplicaStats:
 
     def merge(self, other: ReplicaStats) -> None:
         self.success += other.success
+        self.truncated += other.truncated
         for reason, n in other.failures.items():
             self.failures[reason] = self.failures.get(reason, 0) + n
         self.prompt_tokens += other.prompt_tokens
@@ -178,13 +182,22 @@ class RequestRecord:
 
 @dataclass(slots=True)
 class Job:
-    """A request in flight through the serving system, identity included."""
+    """A request in flight through the serving system, identity included.
+
+    A ``pinned`` job came over a connection to one replica (the simulator's HTTP
+    endpoint, see :mod:`apps.fleetsim.replica_http`): it is never re-queued on another
+    replica, and the replica holding it reports its progress (:meth:`Replica.tokens_generated`).
+    A ``truncated`` job's output ends at the request's token limit rather than at a stop
+    token; it is counted apart (vLLM's ``finished_reason="length"``).
+    """
 
     request_id: int
     arrival_s: float
     prompt_tokens: int
     output_tokens: int
     requeues: int = 0
+    pinned: bool = False
+    truncated: bool = False
 
     @classmethod
     def from_request(cls, request_id: int, request: Request) -> Job:
@@ -319,6 +332,7 @@ class Replica:
             sink if sink is not None else self._records.append
         )
         # Profile scalars cached as attributes: they are read in every step.
+        self.slowdown = 1.0
         self._base = profile.step_base_s
         self._tok = profile.token_compute_s
         self._kv = profile.kv_read_s_per_token
@@ -341,6 +355,8 @@ class Replica:
         self._waiting: deque[_Seq] = deque()
         self._reserved = 0
         self._horizon = math.inf
+        # Pinned jobs still held, by request id, so their progress can be read.
+        self._pinned: dict[int, _Seq] = {}
         # Merged [start, end] intervals of step execution, for utilisation windows.
         self._busy: deque[list[float]] = deque()
 
@@ -425,6 +441,20 @@ class Replica:
         """Records kept by the default sink (empty when a custom sink was given)."""
         return list(self._records)
 
+    def tokens_generated(self, request_id: int) -> int | None:
+        """Output tokens a pinned request has so far (0 while queued or prefilling).
+
+        ``None`` once the replica no longer holds it (finished, failed or drained). The
+        count includes the tokens of a step that started before the time last advanced
+        to and ends just after it: a reader sees each token up to one step early.
+        """
+        seq = self._pinned.get(request_id)
+        if seq is None:
+            return None
+        if seq.start == 0:  # decoding sequences start at a counter value >= 1
+            return 0
+        return min(seq.output, 1 + self._counter - seq.start)
+
     # ------------------------------------------------------------------- driving
 
     def submit(self, job: Job, t: float) -> bool:
@@ -433,7 +463,10 @@ class Replica:
         if job.prompt_tokens + job.output_tokens > self._max_need:
             self.fail(job, t, "rejected")
             return False
-        self._waiting.append(_Seq(job))
+        seq = _Seq(job)
+        if job.pinned:
+            self._pinned[job.request_id] = seq
+        self._waiting.append(seq)
         self._refresh_horizon()
         return True
 
@@ -441,6 +474,44 @@ class Replica:
         """Account a request this replica answered with an error, using no GPU time."""
         self.stats.failures[reason] = self.stats.failures.get(reason, 0) + 1
         self._sink(job.record(completed=False, finish_s=t, pod=self.pod, failure_reason=reason))
+
+    def abort(self, request_id: int, t: float) -> bool:
+        """Drop a pinned request at ``t`` (its client went away), as vLLM aborts a request
+        whose connection closed: its batch slot and KV cache are freed at once and it
+        fails with reason ``aborted``. False when the replica no longer holds it."""
+        self.advance(t)
+        seq = self._pinned.pop(request_id, None)
+        if seq is None:
+            return False
+        if seq.start:  # decoding
+            self._decoding = [entry for entry in self._decoding if entry[2] is not seq]
+            heapq.heapify(self._decoding)
+            self._b -= 1
+            self._sum_prompt -= seq.prompt
+            self._sum_start -= seq.start
+            self._reserved -= seq.need
+        elif seq in self._prefilling:
+            self._prefilling.remove(seq)
+            self._prefill_held -= seq.prefilled
+            self._reserved -= seq.need
+        else:
+            self._waiting.remove(seq)
+        self._refresh_horizon()
+        self.fail(seq.job, t, "aborted")
+        return True
+
+    def set_slowdown(self, factor: float, t: float) -> None:
+        """Make every step that starts after ``t`` ``factor`` times longer, as a throttled
+        or degraded GPU would (1 restores the profile's speed). Steps started before
+        ``t`` keep the old speed."""
+        if not math.isfinite(factor) or factor <= 0:
+            raise ValueError("slowdown factor must be a finite number > 0")
+        self.advance(t)
+        self.slowdown = float(factor)
+        self._base = self.profile.step_base_s * factor
+        self._tok = self.profile.token_compute_s * factor
+        self._kv = self.profile.kv_read_s_per_token * factor
+        self._refresh_horizon()
 
     def sync(self, t: float) -> None:
         """Make ``outstanding`` exact at ``t`` while materialising as little as possible."""
@@ -489,6 +560,7 @@ class Replica:
         self._waiting.clear()
         self._reserved = 0
         self._horizon = math.inf
+        self._pinned.clear()
         jobs = [s.job for s in seqs]
         jobs.sort(key=lambda j: (j.arrival_s, j.request_id))
         return jobs
@@ -629,9 +701,13 @@ class Replica:
             self._finish(seq, t)
 
     def _finish(self, seq: _Seq, t: float) -> None:
+        if self._pinned:
+            self._pinned.pop(seq.rid, None)
         stats = self.stats
         e2e = t - seq.arrival
         stats.success += 1
+        if seq.job.truncated:
+            stats.truncated += 1
         stats.e2e.observe(e2e)
         self._sink(
             seq.job.record(

@@ -156,6 +156,9 @@ def test_http_scale__get_then_put__round_trip(fleet_server: tuple[Fleet, str]) -
         ({"replicas": True}, None),
         ({"replicas": 2.5}, None),
         ({"replicas": 2, "extra": 1}, None),
+        ({"replicas": 1, "drain_s": -1}, None),
+        ({"replicas": 1, "drain_s": "30"}, None),
+        ({"drain_s": 30}, None),
         ([2], None),
         (None, b"{not json"),
         (None, b""),
@@ -167,6 +170,9 @@ def test_http_scale__get_then_put__round_trip(fleet_server: tuple[Fleet, str]) -
         "bool",
         "float",
         "extra-key",
+        "negative-drain",
+        "string-drain",
+        "drain-only",
         "list",
         "bad-json",
         "empty",
@@ -183,6 +189,64 @@ def test_http_scale__bad_body__400_with_message(
     assert content_type == "application/json"
     assert json.loads(text)["error"]
     assert fleet.get("prod", "chat").spec_replicas == 2
+
+
+def test_http_scale__drain_s__removed_replica_keeps_its_requests(
+    fleet_server: tuple[Fleet, str],
+) -> None:
+    fleet, base = fleet_server
+
+    status, _, body = _request("PUT", f"{base}/scale/prod/chat", {"replicas": 1, "drain_s": 600})
+
+    assert status == 200
+    assert json.loads(body)["spec_replicas"] == 1
+    chat = fleet.get("prod", "chat")
+    assert chat.draining_replicas == 1
+    assert chat.totals().requeued == 0
+
+
+def test_http_slowdown__put__replica_steps_longer(fleet_server: tuple[Fleet, str]) -> None:
+    fleet, base = fleet_server
+
+    status, _, body = _request("PUT", f"{base}/slowdown/prod/chat/chat-1", {"factor": 4})
+
+    assert status == 200
+    assert json.loads(body) == {"pod": "chat-1", "factor": 4.0}
+    chat = fleet.get("prod", "chat")
+    assert chat.find_replica("chat-1").slowdown == 4.0  # type: ignore[union-attr]
+    assert chat.find_replica("chat-0").slowdown == 1.0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("prod/chat/chat-1", {"factor": 0}, 400),
+        ("prod/chat/chat-1", {"factor": -2}, 400),
+        ("prod/chat/chat-1", {"factor": 1001}, 400),
+        ("prod/chat/chat-1", {"factor": "2"}, 400),
+        ("prod/chat/chat-1", {"factor": 2, "pod": "x"}, 400),
+        ("prod/chat/chat-9", {"factor": 2}, 404),
+        ("prod/nope/chat-1", {"factor": 2}, 404),
+    ],
+)
+def test_http_slowdown__bad_request__error_json(
+    fleet_server: tuple[Fleet, str], path: str, body: Any, status: int
+) -> None:
+    fleet, base = fleet_server
+
+    got, _, text = _request("PUT", f"{base}/slowdown/{path}", body)
+
+    assert got == status
+    assert json.loads(text)["error"]
+    replica = fleet.get("prod", "chat").find_replica("chat-1")
+    assert replica is not None
+    assert replica.slowdown == 1.0
+
+
+def test_http_endpoints__without_replica_http__404(fleet_server: tuple[Fleet, str]) -> None:
+    _, base = fleet_server
+
+    assert _request("GET", f"{base}/endpoints")[0] == 404
 
 
 def test_http_scale__unknown_deployment__404(fleet_server: tuple[Fleet, str]) -> None:

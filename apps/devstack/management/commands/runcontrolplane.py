@@ -22,6 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.devstack.demo import demo_ingest_token
+from controlplane.env import env_bool
 
 
 class Command(BaseCommand):
@@ -51,6 +52,8 @@ class Command(BaseCommand):
         if not options["no_demo"]:
             sim_port = int(os.environ.get("FLEETSIM_PORT", "9400"))
             extra["fleetsim"] = [python, "manage.py", "fleetsim", "--port", str(sim_port)]
+            if env_bool("FLEETSIM_SERVE_REPLICAS", False):
+                extra["fleetsim"].append("--serve-replicas")
             env["FLEETSIM_URL"] = f"http://127.0.0.1:{sim_port}"
             # The simulated replicas ship their log lines to this control plane's Loki push
             # endpoint with the demo team's ingest token (kept in var/, like the password).

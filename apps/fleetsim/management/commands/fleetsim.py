@@ -3,7 +3,9 @@
 It serves Prometheus metrics with vLLM and DCGM names at /metrics, and the scale and
 fault-injection endpoints the control plane and the tests use (see apps/fleetsim/exposition);
 with FLEETSIM_LOGS_URL and FLEETSIM_LOGS_TOKEN set, it also ships the replicas' log lines
-to that Loki push endpoint (apps/fleetsim/logs).
+to that Loki push endpoint (apps/fleetsim/logs). With --serve-replicas every replica also
+answers OpenAI-compatible HTTP on its own port (apps/fleetsim/replica_http), listed at
+GET /endpoints and in --endpoints-file.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.inventory import PATTERNS, fleet_from_inventory
 from apps.fleetsim.logs import LogPump, LokiShipper
+from apps.fleetsim.replica_http import ReplicaHTTPServer
 
 
 class Command(BaseCommand):
@@ -48,6 +52,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "--speed", type=float, default=1.0, help="Simulated seconds per wall-clock second."
         )
+        parser.add_argument(
+            "--serve-replicas",
+            action="store_true",
+            help="Give every replica an OpenAI-compatible HTTP endpoint on its own port.",
+        )
+        parser.add_argument(
+            "--replica-port-base",
+            type=int,
+            default=None,
+            help="First port for replica endpoints (consecutive from there); default: any free.",
+        )
+        parser.add_argument(
+            "--endpoints-file",
+            type=Path,
+            default=None,
+            help="JSON file listing the replica endpoints, rewritten on every change "
+            "(default: <var dir>/fleetsim/replicas.json).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["pattern"] == "trace" and (
@@ -61,7 +83,13 @@ class Command(BaseCommand):
         )
         if not fleet.deployments:
             self.stderr.write("No simulated deployments in the inventory (target_kind=simulated).")
-        server, port = serve(fleet, host=options["host"], port=options["port"])
+        replicas = self._replica_server(fleet, options)
+        server, port = serve(
+            fleet,
+            host=options["host"],
+            port=options["port"],
+            endpoints=replicas.endpoints if replicas is not None else None,
+        )
         fleet.run_realtime(speed=options["speed"])
         pump = self._log_pump(fleet)
         names = ", ".join(f"{d.namespace}/{d.name}" for d in fleet.deployments)
@@ -72,8 +100,26 @@ class Command(BaseCommand):
         stop.wait()
         if pump is not None:
             pump.stop()
+        if replicas is not None:
+            replicas.stop()
         fleet.stop()
         server.stop()
+
+    def _replica_server(self, fleet: Any, options: dict[str, Any]) -> ReplicaHTTPServer | None:
+        if not options["serve_replicas"]:
+            return None
+        base = options["replica_port_base"]
+        if base is not None and not 1 <= base <= 65535:
+            raise CommandError("--replica-port-base must be a TCP port number.")
+        path = options["endpoints_file"] or Path(settings.VAR_DIR) / "fleetsim" / "replicas.json"
+        replicas = ReplicaHTTPServer(
+            fleet, host=options["host"], port_base=base, endpoints_file=path
+        )
+        replicas.start()
+        self.stdout.write(
+            f"replica endpoints (OpenAI-compatible) listed in {path} and at GET /endpoints"
+        )
+        return replicas
 
     def _log_pump(self, fleet: Any) -> LogPump | None:
         """Ship the replicas' log lines when FLEETSIM_LOGS_URL and FLEETSIM_LOGS_TOKEN say
