@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from apps.accounts.services import token_hash
+
 from .evaluation import DefinitionError, FlagDefinition, Override, ValueType, rules_parse
-from .models import Toggle, ToggleVersion
+from .models import GatewayToken, Toggle, ToggleVersion
 
 
 def toggle_definition(toggle: Toggle, *, deployment_name: str = "") -> FlagDefinition:
@@ -77,3 +79,12 @@ def team_toggles(*, team_id: int) -> TeamToggles:
                 toggle, deployment_name=name
             )
     return TeamToggles(team_id=team_id, version=version, team=team, deployments=deployments)
+
+
+def gateway_token_authenticate(*, token: str) -> GatewayToken | None:
+    """The active gateway token whose secret is ``token``."""
+    if not token:
+        return None
+    return GatewayToken.objects.filter(
+        token_hash=token_hash(token), revoked_at__isnull=True
+    ).first()
