@@ -46,8 +46,9 @@ from .selectors import TeamToggles, team_toggle_version, team_toggles
 
 logger = structlog.get_logger("controlplane.toggles")
 
-# Part of every key; tests change it (forget()) so that each starts from an empty cache.
-_namespace = uuid.uuid4().hex[:8]
+# Part of every key, the same in every process; tests change it (forget()) so that each
+# starts from an empty cache.
+_namespace = "0"
 CHANGES_CHANNEL = "toggles:changes"
 KNOWN_TOKENS_MAX = 10_000
 TOKEN_TOUCH_S = 60.0
@@ -65,12 +66,32 @@ def epoch_key() -> str:
     return _key("token-epoch")
 
 
+_client_memo: tuple[Any, Any] = (None, None)
+
+
 def _redis() -> Any:
-    """The redis-py client behind Django's RedisCache, or None for another cache."""
+    """The redis-py client behind Django's RedisCache, or None for another cache. Kept per
+    process: Django's cache builds a client object on every call, which costs more than the
+    round trip itself on this path."""
+    global _client_memo
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    return getattr(backend, "_cache").get_client(None, write=True)  # noqa: B009 - private in the stubs
+    if _client_memo[0] is not backend:
+        client = getattr(backend, "_cache").get_client(None, write=True)  # noqa: B009 - private in the stubs
+        _client_memo = (backend, client)
+    return _client_memo[1]
+
+
+def _numbers(names: list[str]) -> list[int | None]:
+    """The integers stored under ``names`` in the shared cache (one MGET on Redis)."""
+    client = _redis()
+    if client is None:
+        found = cache.get_many(names)
+        return [found.get(name) for name in names]
+    backend = caches["default"]
+    raw = client.mget([backend.make_key(name) for name in names])
+    return [None if value is None else int(value) for value in raw]
 
 
 # KEYS[1]: the version key. ARGV: version, TTL (s), channel ("": do not publish), message.
@@ -119,7 +140,7 @@ def version_announce(team_id: int, version: int) -> None:
 def team_version(team_id: int) -> int:
     """The team's current version: from the cache, else from the database (stored back)."""
     try:
-        stored = cache.get(version_key(team_id))
+        [stored] = _numbers([version_key(team_id)])
     except Exception:  # noqa: BLE001 - a cache outage reads the database instead
         logger.warning("toggles-cache-unavailable")
         return team_toggle_version(team_id=team_id)
@@ -155,6 +176,16 @@ def team_entry(team_id: int, version: int) -> _TeamEntry:
     if entry is not None and entry.toggles.version == version:
         return entry
     loaded = _TeamEntry(team_toggles(team_id=team_id))
+    if loaded.toggles.version < version:
+        # The cache is ahead of the database it describes (the database was restored or
+        # recreated under a running cache): the database wins, or every request would
+        # read it again until the key expires.
+        logger.warning("toggles-version-ahead-of-database", team_id=team_id, cached=version,
+                       database=loaded.toggles.version)  # fmt: skip
+        try:
+            cache.set(version_key(team_id), loaded.toggles.version, settings.TOGGLES_VERSION_TTL_S)
+        except Exception:  # noqa: BLE001 - read again next time
+            logger.warning("toggles-cache-unavailable")
     current = _teams.get(team_id)
     if current is None or current.toggles.version <= loaded.toggles.version:
         _teams[team_id] = loaded
@@ -183,9 +214,10 @@ _UNKNOWN_EPOCH = object()  # never equal to a stored epoch: the token is checked
 def tokens_epoch() -> Any:
     """The current token epoch (read before a token is looked up in the database)."""
     try:
-        return cache.get(epoch_key(), 0)
+        [epoch] = _numbers([epoch_key()])
     except Exception:  # noqa: BLE001 - the token is then looked up every time
         return _UNKNOWN_EPOCH
+    return epoch or 0
 
 
 def token_remember(*, digest: str, token_id: int, team_id: int, epoch: Any) -> None:
@@ -219,14 +251,13 @@ def known_read(digest: str) -> KnownRead | None:
     if known is None:
         return None
     try:
-        values = cache.get_many([epoch_key(), version_key(known.team_id)])
+        epoch, version = _numbers([epoch_key(), version_key(known.team_id)])
     except Exception:  # noqa: BLE001 - the slow way reads the database
         logger.warning("toggles-cache-unavailable")
         return None
-    if values.get(epoch_key(), 0) != known.epoch:
+    if (epoch or 0) != known.epoch:
         _tokens.clear()
         return None
-    version = values.get(version_key(known.team_id))
     if version is None:
         version = _version_from_database(known.team_id)
     now = time.monotonic()
