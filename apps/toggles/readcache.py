@@ -134,6 +134,7 @@ def version_announce(team_id: int, version: int) -> None:
         _version_store(team_id, version, publish=True)
     except Exception:  # noqa: BLE001 - the change is committed; readers fall back on the TTL
         logger.warning("toggles-version-announce-failed", team_id=team_id, version=version)
+    _version_confirm(team_id, version, time.monotonic())
     _waiters.notify(team_id)
 
 
@@ -182,6 +183,7 @@ def team_entry(team_id: int, version: int) -> _TeamEntry:
         # read it again until the key expires.
         logger.warning("toggles-version-ahead-of-database", team_id=team_id, cached=version,
                        database=loaded.toggles.version)  # fmt: skip
+        _version_confirm(team_id, loaded.toggles.version, time.monotonic(), reset=True)
         try:
             cache.set(version_key(team_id), loaded.toggles.version, settings.TOGGLES_VERSION_TTL_S)
         except Exception:  # noqa: BLE001 - read again next time
@@ -229,9 +231,13 @@ def token_remember(*, digest: str, token_id: int, team_id: int, epoch: Any) -> N
 def tokens_changed() -> None:
     """After a revocation or deletion commits: every process forgets its known tokens."""
     _tokens.clear()
+    _epoch.clear()
     try:
         cache.add(epoch_key(), 0, timeout=None)
         cache.incr(epoch_key())
+        client = _redis()
+        if client is not None:
+            client.publish(cache.make_key(CHANGES_CHANNEL), "tokens")
     except Exception:  # noqa: BLE001 - other processes find out after a cache outage ends
         logger.warning("toggles-token-epoch-failed")
 
@@ -244,27 +250,63 @@ class KnownRead:
 
 
 def known_read(digest: str) -> KnownRead | None:
-    """A known, unrevoked token's team and that team's current version, with one cache
-    round trip and no database query; None when the token must be authenticated the slow
-    way (unknown here, tokens changed, or the cache failed)."""
+    """A known, unrevoked token's team and that team's current version, without the
+    database; None when the token must be authenticated the slow way (unknown here, tokens
+    changed, or the cache failed). While this process is subscribed to the changes channel,
+    a version and epoch confirmed less than ``CONFIRMED_FOR_S`` ago are used as they are
+    (a change or a revocation reaches the process as a message meanwhile); otherwise one
+    cache round trip reads both."""
     known = _tokens.get(digest)
     if known is None:
         return None
-    try:
-        epoch, version = _numbers([epoch_key(), version_key(known.team_id)])
-    except Exception:  # noqa: BLE001 - the slow way reads the database
-        logger.warning("toggles-cache-unavailable")
+    state = _confirmed(known.team_id)
+    if state is None:
         return None
-    if (epoch or 0) != known.epoch:
+    epoch, version = state
+    if epoch != known.epoch:
         _tokens.clear()
         return None
-    if version is None:
-        version = _version_from_database(known.team_id)
     now = time.monotonic()
     touch = now - known.touched >= TOKEN_TOUCH_S
     if touch:
         known.touched = now
     return KnownRead(known, version, touch)
+
+
+# Confirmed in this process: team -> (version, when), and (epoch, when). Trusted while the
+# watcher thread is subscribed, for CONFIRMED_FOR_S at most (a bound on a lost message).
+CONFIRMED_FOR_S = 1.0
+_versions: dict[int, tuple[int, float]] = {}
+_epoch: list[tuple[int, float]] = []
+_subscribed = threading.Event()
+
+
+def _confirmed(team_id: int) -> tuple[int, int] | None:
+    """(token epoch, team version), from this process when recently confirmed, else from
+    the cache (and the database when the cache lacks the version); None if the cache failed."""
+    now = time.monotonic()
+    if _subscribed.is_set():
+        held, epoch = _versions.get(team_id), _epoch[0] if _epoch else None
+        if held and epoch and now - held[1] < CONFIRMED_FOR_S and now - epoch[1] < CONFIRMED_FOR_S:
+            return epoch[0], held[0]
+    else:
+        _waiters.watch()
+    try:
+        epoch_read, version = _numbers([epoch_key(), version_key(team_id)])
+    except Exception:  # noqa: BLE001 - the slow way reads the database
+        logger.warning("toggles-cache-unavailable")
+        return None
+    if version is None:
+        version = _version_from_database(team_id)
+    _version_confirm(team_id, version, now)
+    _epoch[:] = [(epoch_read or 0, now)]
+    return epoch_read or 0, version
+
+
+def _version_confirm(team_id: int, version: int, when: float, *, reset: bool = False) -> None:
+    held = _versions.get(team_id)
+    # Never backwards (a read that raced a newer announcement), unless the database said so.
+    _versions[team_id] = (version if reset or held is None else max(version, held[0]), when)
 
 
 # --------------------------------------------------------------------------- waiting
@@ -293,7 +335,7 @@ class _Waiters:
             if self._waiting >= limit:
                 return False
             self._waiting += 1
-        self._watch()
+        self.watch()
         return True
 
     def leave(self) -> None:
@@ -305,7 +347,8 @@ class _Waiters:
         with self._condition:
             self._condition.wait_for(lambda: self.generation(team_id) != generation, timeout)
 
-    def _watch(self) -> None:
+    def watch(self) -> None:
+        """Start the thread that listens to the changes channel (once per process)."""
         if self._watcher is not None and self._watcher.is_alive():
             return
         with self._condition:
@@ -323,15 +366,28 @@ class _Waiters:
             try:
                 pubsub = _redis().pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(cache.make_key(CHANGES_CHANNEL))
+                # Whatever was announced while not subscribed is read from the cache again.
+                _versions.clear()
+                _epoch.clear()
+                _subscribed.set()
                 while True:
                     message = pubsub.get_message(timeout=5.0)
                     if message and message.get("type") == "message":
-                        team, _, _ = bytes(message["data"]).decode().partition(":")
-                        if team.isdigit():
-                            self.notify(int(team))
-            except Exception:  # noqa: BLE001 - waiters still re-read every second
+                        self._received(bytes(message["data"]).decode())
+            except Exception:  # noqa: BLE001 - reads use the cache; waiters re-read every second
+                _subscribed.clear()
                 logger.warning("toggles-changes-subscription-lost")
                 time.sleep(1.0)
+
+    def _received(self, data: str) -> None:
+        if data == "tokens":
+            _tokens.clear()
+            _epoch.clear()
+            return
+        team, _, version = data.partition(":")
+        if team.isdigit() and version.isdigit():
+            _version_confirm(int(team), int(version), time.monotonic())
+            self.notify(int(team))
 
 
 _waiters = _Waiters()
@@ -366,3 +422,5 @@ def forget() -> None:
     _namespace = uuid.uuid4().hex[:8]
     _teams.clear()
     _tokens.clear()
+    _versions.clear()
+    _epoch.clear()
