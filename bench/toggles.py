@@ -19,8 +19,11 @@ used, which is slower and not how production runs; the bench says so).
 
 Endpoints, each checked before timing:
 
-- ``constant``: ``GET /bench/constant`` (``bench/toggles_urls.py``), a plain Django view
-  behind the same middleware answering a fixed body, with no authentication: the ceiling.
+- ``constant``: ``GET /toggles/v1/bench-constant`` (``bench/toggles_urls.py``), a plain
+  Django view answering a fixed body with no authentication, behind the gateway paths'
+  middleware (``GatewayPathMiddleware``): the ceiling, and what the ratios divide by.
+- ``constant, full middleware``: the same view at ``/bench/constant``, behind every other
+  view's middleware (sessions, CSRF, ...), for reference.
 - ``(a) OFREP bulk``: ``POST /ofrep/v1/evaluate/flags`` with a context (targeting key,
   tier, priority, deployment): every toggle evaluated per request.
 - ``(b) snapshot 304``: ``GET /toggles/v1/snapshot?deployment=chat`` with the current ETag
@@ -64,7 +67,8 @@ from bench.api import WRK_SCRIPT, Result, load_wrk, merge_runs, percentile, rati
 SETTINGS_MODULE = "bench.toggles_settings"
 DEFAULT_DB = "cp_bench_toggles"
 GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
-CONSTANT = "/bench/constant"
+CONSTANT = "/toggles/v1/bench-constant"
+FULL_STACK_CONSTANT = "/bench/constant"
 BULK = "/ofrep/v1/evaluate/flags"
 SNAPSHOT = "/toggles/v1/snapshot?deployment=chat"
 CHANGES = "/toggles/v1/changes"
@@ -123,39 +127,27 @@ def populate(*, toggles: int) -> Dataset:
         min_replicas=1,
         max_replicas=4,
     )
-    tier_rule = [{"conditions": [{"attribute": "tier", "op": "in", "value": ["free", "trial"]}],
-                  "value": False}]  # fmt: skip
-    made = []
-    for i in range(toggles):
-        kind = i % 6
-        key = f"t{i:02d}"
-        if kind == 0:
-            made.append(toggle_create(team=team, key=key, actor=None, value_type="boolean",
-                                      value=True, off_value=False, enabled=True,
-                                      rules=tier_rule))  # fmt: skip
-        elif kind == 1:
-            made.append(toggle_create(team=team, key=key, actor=None, preset="max_output_tokens",
-                                      value=1024, enabled=True, rules=[{"conditions": [
-                                          {"attribute": "priority", "op": "eq", "value": "batch"}],
-                                          "value": 256}]))  # fmt: skip
-        elif kind == 2:
-            made.append(toggle_create(team=team, key=key, actor=None, value_type="string",
-                                      value="large", off_value="small", enabled=True,
-                                      rules=[{"conditions": [], "split": [
-                                          {"variant": "a", "value": "large", "weight": 80},
-                                          {"variant": "b", "value": "small", "weight": 20}]}]))  # fmt: skip
-        elif kind == 3:
-            made.append(toggle_create(team=team, key=key, actor=None, preset="shed_fraction",
-                                      value={"low": 0.2, "batch": 0.5}, enabled=True))  # fmt: skip
-        elif kind == 4:
-            made.append(toggle_create(team=team, key=key, actor=None, value_type="string",
-                                      value="ok", off_value="", enabled=True, rules=[
-                                          {"conditions": [{"attribute": "region", "op": "matches",
-                                                           "value": "eu-.*"}], "value": "eu"}]))  # fmt: skip
-        else:
-            made.append(toggle_create(team=team, key=key, actor=None, value_type="object",
-                                      value={"rpm": 600, "burst": 50}, off_value={},
-                                      enabled=True))  # fmt: skip
+
+    def rule(attribute: str, op: str, value: object, served: object) -> dict[str, object]:
+        return {"conditions": [{"attribute": attribute, "op": op, "value": value}], "value": served}
+
+    split = [{"conditions": [], "split": [{"variant": "a", "value": "large", "weight": 80},
+                                          {"variant": "b", "value": "small", "weight": 20}]}]  # fmt: skip
+    kinds: list[dict[str, object]] = [
+        {"value_type": "boolean", "value": True, "off_value": False,
+         "rules": [rule("tier", "in", ["free", "trial"], False)]},
+        {"preset": "max_output_tokens", "value": 1024,
+         "rules": [rule("priority", "eq", "batch", 256)]},
+        {"value_type": "string", "value": "large", "off_value": "small", "rules": split},
+        {"preset": "shed_fraction", "value": {"low": 0.2, "batch": 0.5}},
+        {"value_type": "string", "value": "ok", "off_value": "",
+         "rules": [rule("region", "matches", "eu-.*", "eu")]},
+        {"value_type": "object", "value": {"rpm": 600, "burst": 50}, "off_value": {}},
+    ]  # fmt: skip
+    made = [
+        toggle_create(team=team, key=f"t{i:02d}", actor=None, enabled=True, **kinds[i % len(kinds)])  # type: ignore[arg-type]  # fmt: skip
+        for i in range(toggles)
+    ]
     for toggle in made[1::5]:
         toggle_override_set(toggle=toggle, value=toggle.off_value, level=1,
                             source="policy:bench", reason="bench")  # fmt: skip
@@ -220,7 +212,7 @@ def change_latencies(base: str, token: str, toggle_id: int, count: int) -> list[
     for i in range(count):
         answered: list[tuple[float, int, int]] = []
 
-        def poll(after: int = version) -> None:
+        def poll(after: int = version, answered: list[tuple[float, int, int]] = answered) -> None:
             response = session.get(
                 base + CHANGES, params={"version": after, "wait": 10}, timeout=20
             )
@@ -314,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         auth = {"Authorization": f"Bearer {data.token}"}
         plan = [
             ("constant", CONSTANT, lua_script()),
-            ("(a) OFREP bulk", BULK, lua_script(method="POST", body=json.dumps(CONTEXT), headers=auth)),
+            ("constant, full middleware", FULL_STACK_CONSTANT, lua_script()),
+            ("(a) OFREP bulk", BULK,
+             lua_script(method="POST", body=json.dumps(CONTEXT), headers=auth)),
             ("(b) snapshot 304", SNAPSHOT, lua_script(headers={**auth, "If-None-Match": etag})),
             ("(c) snapshot", SNAPSHOT, lua_script(headers=auth)),
         ]  # fmt: skip
@@ -353,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             result = merged[name]
             failed += result.failures
             ratio = ratios(result, baseline).per_s
-            if name == "constant":
+            if name.startswith("constant"):
                 target, met = "-", True
             elif name.startswith("(b)"):
                 target, met = f">= {TARGET_304:.0f} req/s", result.per_s >= TARGET_304
@@ -368,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| {name} | {result.per_s:.0f} | {result.p50_s * 1000:.2f} ms "
                 f"| {result.p99_s * 1000:.2f} ms | {ratio:.2f}x | {target} "
-                f"| {verdict(met) if name != 'constant' else ''} |"
+                f"| {verdict(met) if not name.startswith('constant') else ''} |"
             )
         latencies = change_latencies(server.url, data.token, data.toggle_ids[0], args.changes)
         p95 = percentile(latencies, 0.95)
