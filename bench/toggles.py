@@ -56,6 +56,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -131,8 +132,9 @@ def populate(*, toggles: int) -> Dataset:
     def rule(attribute: str, op: str, value: object, served: object) -> dict[str, object]:
         return {"conditions": [{"attribute": attribute, "op": op, "value": value}], "value": served}
 
-    split = [{"conditions": [], "split": [{"variant": "a", "value": "large", "weight": 80},
-                                          {"variant": "b", "value": "small", "weight": 20}]}]  # fmt: skip
+    arms = [{"variant": "a", "value": "large", "weight": 80},
+            {"variant": "b", "value": "small", "weight": 20}]  # fmt: skip
+    split = [{"conditions": [], "split": arms}]
     kinds: list[dict[str, object]] = [
         {"value_type": "boolean", "value": True, "off_value": False,
          "rules": [rule("tier", "in", ["free", "trial"], False)]},

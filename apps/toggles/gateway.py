@@ -168,6 +168,13 @@ class GatewayPathMiddleware:
         request.resolver_match = match
         response: HttpResponse = match.func(request, *match.args, **match.kwargs)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if (
+            response.status_code != 304
+            and not response.streaming
+            and "Content-Length" not in response
+        ):
+            # As CommonMiddleware does: without it gunicorn answers chunked.
+            response["Content-Length"] = str(len(response.content))
         return response
 
 
@@ -182,6 +189,14 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> H
     return response
 
 
+def _unchanged(etag: str | None = None) -> HttpResponse:
+    response = HttpResponse(status=304)
+    del response["Content-Type"]  # a 304 has no body, so no body type
+    if etag:
+        response["ETag"] = etag
+    return response
+
+
 def _not_modified(request: HttpRequest, etag: str) -> HttpResponse | None:
     header = request.META.get("HTTP_IF_NONE_MATCH")
     if not header:
@@ -189,9 +204,7 @@ def _not_modified(request: HttpRequest, etag: str) -> HttpResponse | None:
     tags = parse_etags(header)
     # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
     if "*" in tags or etag in (tag.removeprefix("W/") for tag in tags):
-        response = HttpResponse(status=304)
-        response["ETag"] = etag
-        return response
+        return _unchanged(etag)
     return None
 
 
@@ -460,5 +473,5 @@ def toggles_changes(request: HttpRequest) -> HttpResponse:
             )
         version = waited
     if version <= after:
-        return HttpResponse(status=304)
+        return _unchanged()
     return _snapshot_response(reader.team_id, version, scope)
