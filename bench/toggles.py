@@ -146,10 +146,10 @@ def populate(*, toggles: int) -> Dataset:
          "rules": [rule("region", "matches", "eu-.*", "eu")]},
         {"value_type": "object", "value": {"rpm": 600, "burst": 50}, "off_value": {}},
     ]  # fmt: skip
-    made = [
-        toggle_create(team=team, key=f"t{i:02d}", actor=None, enabled=True, **kinds[i % len(kinds)])  # type: ignore[arg-type]  # fmt: skip
-        for i in range(toggles)
-    ]
+    made = []
+    for i in range(toggles):
+        spec: dict[str, Any] = kinds[i % len(kinds)]
+        made.append(toggle_create(team=team, key=f"t{i:02d}", actor=None, enabled=True, **spec))
     for toggle in made[1::5]:
         toggle_override_set(toggle=toggle, value=toggle.off_value, level=1,
                             source="policy:bench", reason="bench")  # fmt: skip
