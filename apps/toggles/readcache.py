@@ -322,6 +322,10 @@ class _Waiters:
         self._waiting = 0
         self._watcher: threading.Thread | None = None
 
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
     def generation(self, team_id: int) -> int:
         return self._generation.get(team_id, 0)
 
@@ -391,6 +395,11 @@ class _Waiters:
 
 
 _waiters = _Waiters()
+
+
+def waiting_count() -> int:
+    """Requests waiting for a change in this process now."""
+    return _waiters.waiting
 
 
 def recheck_interval_s() -> float:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from apps.toggles import readcache
 from apps.toggles.services import gateway_token_create, toggle_create
 
 SPLIT_WEIGHTS = {"small": 70, "large": 30}
@@ -37,3 +39,14 @@ def sample_toggles(team: Any, *, deployment: Any = None) -> None:
 def gateway_secret(team: Any, name: str = "edge") -> str:
     _, secret = gateway_token_create(team=team, name=name, actor=None)
     return secret
+
+
+def waiting_soon(count: int = 1, within_s: float = 20.0) -> bool:
+    """Whether ``count`` change-stream requests are waiting in this process (the live
+    server's threads, or the test's) before ``within_s`` passes."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if readcache.waiting_count() >= count:
+            return True
+        time.sleep(0.02)
+    return False

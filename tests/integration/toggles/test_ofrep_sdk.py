@@ -6,7 +6,6 @@ isolation, and the change stream answering a long-poll when a toggle changes."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from apps.toggles.models import Toggle
 from apps.toggles.services import toggle_update
 from tests.factories.accounts import TeamFactory
 from tests.factories.inventory import DeploymentFactory
-from tests.factories.toggles_read import SPLIT_WEIGHTS, gateway_secret, sample_toggles
+from tests.factories.toggles_read import SPLIT_WEIGHTS, gateway_secret, sample_toggles, waiting_soon
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -164,7 +163,9 @@ def test_bulk__etag_then_if_none_match__304_until_change(live_server, secret):
     assert (streaming["value"], streaming["reason"]) == (False, "DISABLED")
 
 
-def test_changes__long_poll__answered_when_a_toggle_changes(live_server, secret):
+def test_changes__long_poll__answered_when_a_toggle_changes(live_server, secret, settings):
+    # Woken by the change: a waiter that is not would hold on for two minutes.
+    settings.TOGGLES_CHANGES_MAX_WAIT_S = 120
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {secret}"
     snapshot = session.get(f"{live_server.url}/toggles/v1/snapshot", timeout=10)
@@ -175,19 +176,18 @@ def test_changes__long_poll__answered_when_a_toggle_changes(live_server, secret)
         answers.append(
             session.get(
                 f"{live_server.url}/toggles/v1/changes",
-                params={"version": version, "wait": 30},
-                timeout=40,
+                params={"version": version, "wait": 120},
+                timeout=130,
             )
         )
 
     waiter = threading.Thread(target=poll)
     waiter.start()
-    time.sleep(0.5)
-    assert not answers  # it waits
+    assert waiting_soon(), "the request never started waiting"
     toggle_update(toggle=Toggle.objects.get(key="banner"), actor=None, value="degraded")
-    waiter.join(timeout=40)
-    [answer] = answers
-    assert answer.status_code == 200  # before the 30 s wait ran out: a timeout answers 304
+    waiter.join(timeout=20)
+    [answer] = answers  # answered before the wait ran out (a timeout answers 304)
+    assert answer.status_code == 200
     assert answer.json()["version"] == version + 1
     assert {t["key"]: t["value"] for t in answer.json()["toggles"]}["banner"] == "degraded"
     assert answer.headers["ETag"] != snapshot.headers["ETag"]

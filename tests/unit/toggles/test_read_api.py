@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,7 +19,7 @@ from apps.toggles.models import Toggle
 from apps.toggles.services import toggle_override_set, toggle_update
 from tests.factories.accounts import TeamFactory
 from tests.factories.inventory import DeploymentFactory
-from tests.factories.toggles_read import gateway_secret, sample_toggles
+from tests.factories.toggles_read import gateway_secret, sample_toggles, waiting_soon
 
 pytestmark = pytest.mark.django_db
 
@@ -382,20 +383,44 @@ def test_changes__waiters_full__503(gateway, team, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_changes__change_while_waiting__answered_with_new_version(team, gateway):
+def test_changes__change_while_waiting__answered_with_new_version(team, gateway, settings):
+    # Woken by the change: a waiter that is not would hold on for two minutes.
+    settings.TOGGLES_CHANGES_MAX_WAIT_S = 120
     version = team.toggle_version.version
     answers: list[Any] = []
 
     def poll() -> None:
-        query = {"version": version, "wait": 20}
+        query = {"version": version, "wait": 120}
         answers.append(gateway.get(CHANGES, query, **{"wsgi.multithread": True}))
 
     waiter = threading.Thread(target=poll)
     waiter.start()
-    time.sleep(0.3)
+    assert waiting_soon(), "the request never started waiting"
     toggle_update(toggle=Toggle.objects.get(key="banner"), actor=None, value="degraded")
-    waiter.join(timeout=25)
+    waiter.join(timeout=20)
     assert [answer.status_code for answer in answers] == [200]
     body = answers[0].json()
     assert body["version"] == version + 1
     assert {t["key"]: t["value"] for t in body["toggles"]}["banner"] == "degraded"
+
+
+def test_read_path__revoked_in_another_process__401_soon(gateway, team):
+    from django.utils import timezone
+
+    from apps.toggles.models import GatewayToken
+
+    assert gateway.get(SNAPSHOT).status_code == 200  # known to this process now
+    # What another process's revocation does: the row, then the epoch and its message.
+    GatewayToken.objects.filter(team=team).update(revoked_at=timezone.now())
+    cache.add(readcache.epoch_key(), 0, timeout=None)
+    cache.incr(readcache.epoch_key())
+    client = readcache._redis()
+    if client is not None:
+        client.publish(cache.make_key(readcache.CHANGES_CHANNEL), "tokens")
+    statuses = []
+    for _ in range(40):  # the message, or at worst the next confirmation from the cache
+        statuses.append(gateway.get(SNAPSHOT).status_code)
+        if statuses[-1] == 401:
+            break
+        time.sleep(0.1)
+    assert statuses[-1] == 401, statuses
