@@ -63,7 +63,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import pg, serving  # noqa: E402 - after the path
-from bench.api import WRK_SCRIPT, Result, load_wrk, merge_runs, percentile, ratios  # noqa: E402
+from bench.api import (  # noqa: E402
+    WRK_SCRIPT,
+    Result,
+    database_release,
+    interleaved_rounds,
+    load_wrk,
+    merge_runs,
+    percentile,
+    ratios,
+)
 
 SETTINGS_MODULE = "bench.toggles_settings"
 DEFAULT_DB = "cp_bench_toggles"
@@ -330,14 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                 script=scripts[name],
             )
 
-        runs: dict[str, list[Result]] = {name: [] for name, _, _ in plan}
-        for round_no in range(1, args.rounds + 1):
-            for name, path, _ in plan:
-                if round_no == 1 and args.warmup > 0:
-                    run(name, path, args.warmup)
-                runs[name].append(run(name, path, args.duration / args.rounds))
-            line = ", ".join(f"{name} {runs[name][-1].per_s:.0f}" for name, _, _ in plan)
-            print(f"  round {round_no}: req/s {line}")
+        runs = interleaved_rounds(
+            plan, run, rounds=args.rounds, duration=args.duration, warmup=args.warmup
+        )
         baseline = merge_runs("constant", runs["constant"])
         merged = {name: merge_runs(name, runs[name]) for name, _, _ in plan}
         print()
@@ -390,11 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            pg.database_drop(admin_url, args.db_name)
+        database_release(admin_url, args.db_name, keep=args.keep)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
