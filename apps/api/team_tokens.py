@@ -1,6 +1,7 @@
 """The REST API of a kind of team token (ingest tokens, gateway tokens): team operators and
 admins create them (the secret is in the creation's answer only), revoke and delete them;
-members of the team list them. A concrete viewset names its serializer and services."""
+members of the team list them. A concrete viewset names its serializer (a
+:class:`~apps.accounts.serializers.TeamTokenSerializer`) and services."""
 
 from __future__ import annotations
 
@@ -8,42 +9,15 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.db.models import Model, QuerySet
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_scoped, user_has_role
-from apps.accounts.serializers import owning_team_field
 
 from .viewsets import IdLookupMixin
-
-TOKEN_FIELDS = ["id", "team", "name", "token_prefix", "created_at", "last_used_at", "revoked_at"]
-
-
-class TeamTokenSerializer(serializers.ModelSerializer[Any]):
-    """Base of a token kind's serializer: its ``Meta`` names the model."""
-
-    id = serializers.IntegerField(read_only=True, help_text="Token id.")
-    team = owning_team_field()
-
-    class Meta:
-        fields = TOKEN_FIELDS
-        read_only_fields = ["token_prefix", "created_at", "last_used_at", "revoked_at"]
-
-
-def issued_serializer(base: type[TeamTokenSerializer]) -> type[TeamTokenSerializer]:
-    """The creation's answer of a token kind: its serializer plus the secret."""
-
-    class Issued(base):  # type: ignore[valid-type,misc]
-        token = serializers.CharField(read_only=True, help_text="Shown once: store it now.")
-
-        class Meta(base.Meta):  # type: ignore[name-defined]
-            fields = [*base.Meta.fields, "token"]
-
-    Issued.__name__ = Issued.__qualname__ = f"Issued{base.__name__}"
-    return Issued
 
 
 class TeamTokenViewSet(

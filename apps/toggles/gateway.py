@@ -245,8 +245,22 @@ def _context_of(body: bytes) -> dict[str, Any]:
     return context
 
 
+def _ofrep_error(
+    status: int,
+    code: str,
+    details: str,
+    *,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    """OFREP's error body, with the project's ``detail`` (the same text) besides."""
+    body = {"key": key} if key is not None else {}
+    body.update(errorCode=code, errorDetails=details, detail=details)
+    return _json(status, body, headers)
+
+
 def _ofrep_refusal(exc: CredentialsRefused) -> HttpResponse:
-    return _json(exc.status, {"errorCode": "GENERAL", "errorDetails": exc.detail}, exc.headers)
+    return _ofrep_error(exc.status, "GENERAL", exc.detail, headers=exc.headers)
 
 
 def _resolution_json(resolution: Resolution) -> dict[str, Any]:
@@ -273,8 +287,7 @@ def _flags_for(toggles: TeamToggles, context: dict[str, Any]) -> dict[str, FlagD
 def ofrep_evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
     """OFREP single-flag evaluation."""
     if request.method != "POST":
-        return _method_not_allowed("POST", {"key": key, "errorCode": "GENERAL",
-                                            "errorDetails": "Use POST."})  # fmt: skip
+        return _ofrep_error(405, "GENERAL", "Use POST.", key=key, headers={"Allow": "POST"})
     try:
         reader = gateway_reader(request)
     except CredentialsRefused as exc:
@@ -282,15 +295,16 @@ def ofrep_evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
     try:
         context = _context_of(request.body)
     except _BadEvaluationRequest as exc:
-        return _json(400, {"key": key, "errorCode": exc.code, "errorDetails": exc.details})
+        return _ofrep_error(400, exc.code, exc.details, key=key)
     flag = _flags_for(team_toggles_at(reader.team_id, reader.version), context).get(key)
     if flag is None:
         where = context.get(DEPLOYMENT_ATTRIBUTE)
         scope = f"deployment {where!r} or its team" if where else "this team (team-wide)"
-        return _json(404, {"key": key, "errorCode": "FLAG_NOT_FOUND",
-                           "errorDetails": f"No toggle {key!r} in {scope}."})  # fmt: skip
+        return _ofrep_error(404, "FLAG_NOT_FOUND", f"No toggle {key!r} in {scope}.", key=key)
     resolution = evaluate(flag, context)
-    return _json(400 if resolution.error_code else 200, _resolution_json(resolution))
+    if resolution.error_code is not None:
+        return _ofrep_error(400, resolution.error_code.value, resolution.error_details, key=key)
+    return _json(200, _resolution_json(resolution))
 
 
 def _bulk_etag(team_id: int, version: int, body: bytes) -> str:
@@ -302,7 +316,7 @@ def ofrep_evaluate_flags(request: HttpRequest) -> HttpResponse:
     """OFREP bulk evaluation: every toggle of the team (and of the context's deployment).
     The answer is a function of the version and the request body, hence its ETag."""
     if request.method != "POST":
-        return _method_not_allowed("POST", {"errorCode": "GENERAL", "errorDetails": "Use POST."})
+        return _ofrep_error(405, "GENERAL", "Use POST.", headers={"Allow": "POST"})
     try:
         reader = gateway_reader(request)
     except CredentialsRefused as exc:
@@ -314,7 +328,7 @@ def ofrep_evaluate_flags(request: HttpRequest) -> HttpResponse:
     try:
         context = _context_of(body)
     except _BadEvaluationRequest as exc:
-        return _json(400, {"errorCode": exc.code, "errorDetails": exc.details})
+        return _ofrep_error(400, exc.code, exc.details)
     toggles = team_toggles_at(reader.team_id, reader.version)
     flags = _flags_for(toggles, context)
     results = [_resolution_json(evaluate(flags[key], context)) for key in sorted(flags)]

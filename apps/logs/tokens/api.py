@@ -10,7 +10,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.api.team_tokens import TeamTokenSerializer, TeamTokenViewSet, issued_serializer
+from apps.accounts.serializers import TeamTokenSerializer, issued_serializer
+from apps.api.team_tokens import TeamTokenViewSet
 from apps.logs.models import IngestToken
 from apps.logs.services import ingest_token_create, ingest_token_delete, ingest_token_revoke
 

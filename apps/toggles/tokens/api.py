@@ -11,7 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.api.team_tokens import TeamTokenSerializer, TeamTokenViewSet, issued_serializer
+from apps.accounts.serializers import TeamTokenSerializer, issued_serializer
+from apps.api.team_tokens import TeamTokenViewSet
 from apps.toggles.models import GatewayToken
 from apps.toggles.services import (
     gateway_token_create,
