@@ -10,8 +10,8 @@ Creates a PostgreSQL database of its own (``cp_bench_api`` on the server of
 ``DATABASE_URL``, or of ``--admin-url``), migrates it and fills it with two teams of
 realistic rows (deployments with their model, cluster and readiness checklist, scale
 decisions with their inputs and proposals, alerts with labels and annotations, and a few
-active silences), then starts ``gunicorn`` with ``--workers`` sync workers on a free
-loopback port, with the deployed configuration (``deploy/gunicorn.conf.py``; ``''`` for
+active silences), then starts ``gunicorn`` with ``--workers`` workers on a free loopback
+port, with the deployed configuration (``deploy/gunicorn.conf.py``; ``''`` for
 none) and ``DEBUG=false`` unless ``--debug``. The server runs ``bench.api_settings``: the
 product's settings and URLs plus one bench-only route, ``/bench/baseline/``, a
 token-authenticated ``APIView`` that answers a small dict. Every request carries a real API
@@ -379,7 +379,7 @@ def start_gunicorn(
         port=port,
         env=env,
         log=workdir / "gunicorn.log",
-        description=f"gunicorn, {workers} sync workers",
+        description=f"gunicorn, {workers} workers",
     )
 
 
@@ -506,7 +506,7 @@ def check_answers(url: str, token: str, paths: list[tuple[str, str, str]]) -> li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--duration", type=float, default=9.0, help="seconds per endpoint, over all rounds"
     )
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir=workdir,
         )
         print(
-            f"server: gunicorn, {args.workers} sync workers, DEBUG={args.debug}, "
+            f"server: gunicorn, {args.workers} workers, DEBUG={args.debug}, "
             f"config {config or 'none'}, on {server.url}; load: {client}, "
             f"{args.connections} connections, {args.duration:.0f} s per endpoint in "
             f"{args.rounds} rounds"
