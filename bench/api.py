@@ -10,8 +10,8 @@ Creates a PostgreSQL database of its own (``cp_bench_api`` on the server of
 ``DATABASE_URL``, or of ``--admin-url``), migrates it and fills it with two teams of
 realistic rows (deployments with their model, cluster and readiness checklist, scale
 decisions with their inputs and proposals, alerts with labels and annotations, and a few
-active silences), then starts ``gunicorn`` with ``--workers`` sync workers on a free
-loopback port, with the deployed configuration (``deploy/gunicorn.conf.py``; ``''`` for
+active silences), then starts ``gunicorn`` with ``--workers`` workers on a free loopback
+port, with the deployed configuration (``deploy/gunicorn.conf.py``; ``''`` for
 none) and ``DEBUG=false`` unless ``--debug``. The server runs ``bench.api_settings``: the
 product's settings and URLs plus one bench-only route, ``/bench/baseline/``, a
 token-authenticated ``APIView`` that answers a small dict. Every request carries a real API
@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,6 +131,37 @@ def merge_runs(name: str, runs: list[Result]) -> Result:
         p99_s=sum(r.p99_s for r in runs) / n,
         failures=sum(r.failures for r in runs),
     )
+
+
+def interleaved_rounds(
+    plan: list[tuple[str, str, str]],
+    run: Callable[[str, str, float], Result],
+    *,
+    rounds: int,
+    duration: float,
+    warmup: float,
+) -> dict[str, list[Result]]:
+    """Each (name, path, _) of ``plan`` run ``duration / rounds`` seconds per round, every
+    round running all in turn (after a ``warmup`` in the first), so that a change in the
+    machine's load during the run weighs on all of them alike. Prints each round's req/s."""
+    runs: dict[str, list[Result]] = {name: [] for name, _, _ in plan}
+    for round_no in range(1, rounds + 1):
+        for name, path, _ in plan:
+            if round_no == 1 and warmup > 0:
+                run(name, path, warmup)
+            runs[name].append(run(name, path, duration / rounds))
+        line = ", ".join(f"{name} {runs[name][-1].per_s:.0f}" for name, _, _ in plan)
+        print(f"  round {round_no}: req/s {line}")
+    return runs
+
+
+def database_release(admin_url: str, name: str, *, keep: bool) -> None:
+    """Close this process's connections, then drop the bench's database unless ``keep``."""
+    from django.db import connections
+
+    connections.close_all()
+    if not keep:
+        pg.database_drop(admin_url, name)
 
 
 @dataclass(frozen=True)
@@ -347,7 +379,7 @@ def start_gunicorn(
         port=port,
         env=env,
         log=workdir / "gunicorn.log",
-        description=f"gunicorn, {workers} sync workers",
+        description=f"gunicorn, {workers} workers",
     )
 
 
@@ -474,7 +506,7 @@ def check_answers(url: str, token: str, paths: list[tuple[str, str, str]]) -> li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--duration", type=float, default=9.0, help="seconds per endpoint, over all rounds"
     )
@@ -537,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir=workdir,
         )
         print(
-            f"server: gunicorn, {args.workers} sync workers, DEBUG={args.debug}, "
+            f"server: gunicorn, {args.workers} workers, DEBUG={args.debug}, "
             f"config {config or 'none'}, on {server.url}; load: {client}, "
             f"{args.connections} connections, {args.duration:.0f} s per endpoint in "
             f"{args.rounds} rounds"
@@ -564,17 +596,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             return load_python(name, url, data.token, seconds=seconds, connections=args.connections)
 
-        # Rounds interleave the endpoints with the baseline, so that a change in the
-        # machine's load during the run weighs on all of them alike.
         plan = [("baseline", BASELINE_PATH, "-"), *timed]
-        runs: dict[str, list[Result]] = {name: [] for name, _, _ in plan}
-        for round_no in range(1, args.rounds + 1):
-            for name, path, _ in plan:
-                if round_no == 1 and args.warmup > 0:
-                    run(name, path, args.warmup)
-                runs[name].append(run(name, path, args.duration / args.rounds))
-            line = ", ".join(f"{name} {runs[name][-1].per_s:.0f}" for name, _, _ in plan)
-            print(f"  round {round_no}: req/s {line}")
+        runs = interleaved_rounds(
+            plan, run, rounds=args.rounds, duration=args.duration, warmup=args.warmup
+        )
         baseline = merge_runs("baseline", runs["baseline"])
         results = [(merge_runs(name, runs[name]), rows) for name, _, rows in timed]
         print()
@@ -613,11 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            pg.database_drop(admin_url, args.db_name)
+        database_release(admin_url, args.db_name, keep=args.keep)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

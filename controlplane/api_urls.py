@@ -12,6 +12,7 @@ from apps.logs.tokens import api as logs_tokens_api
 from apps.metrics import api as metrics_api
 from apps.slos import api as slos_api
 from apps.toggles import api as toggles_api
+from apps.toggles.tokens import api as toggles_tokens_api
 
 # No ".json" format-suffix routes: the API answers JSON anyway, and DRF passes the suffix
 # to custom actions as a `format` argument none of them takes (a 500 on every one).
@@ -46,6 +47,10 @@ router.register("alerts/rules", alerts_api.AlertRuleViewSet, basename="alertrule
 router.register("alerts/receivers", alerts_api.ReceiverViewSet, basename="receiver")
 router.register("alerts", alerts_api.AlertViewSet, basename="alert")
 router.register("logs/ingest-tokens", logs_tokens_api.IngestTokenViewSet, basename="logingesttoken")
+# Before any "toggles" route: a toggles/{pk}/ detail route would take "gateway-tokens".
+router.register(
+    "toggles/gateway-tokens", toggles_tokens_api.GatewayTokenViewSet, basename="togglegatewaytoken"
+)
 router.register("metrics/custom-queries", metrics_api.CustomQueryViewSet, basename="customquery")
 router.register(
     "toggles/policies", toggles_api.DegradationPolicyViewSet, basename="degradationpolicy"

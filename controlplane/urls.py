@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import views as core_views
 from apps.logs import push as logs_push
+from apps.toggles import gateway as toggles_gateway
 
 handler400 = "apps.core.errors.bad_request"
 handler403 = "apps.core.errors.permission_denied"
@@ -23,6 +24,14 @@ urlpatterns = [
     path("v1/logs", logs_push.otlp_logs, name="otlp-logs"),
     path("otlp/v1/logs", logs_push.otlp_logs, name="otlp-logs-prefixed"),
     path("loki/api/v1/", include("apps.logs.loki_read")),
+    path("ofrep/v1/evaluate/flags", toggles_gateway.ofrep_evaluate_flags, name="ofrep-flags"),
+    path(
+        "ofrep/v1/evaluate/flags/<str:key>",
+        toggles_gateway.ofrep_evaluate_flag,
+        name="ofrep-flag",
+    ),
+    path("toggles/v1/snapshot", toggles_gateway.toggles_snapshot, name="toggles-snapshot"),
+    path("toggles/v1/changes", toggles_gateway.toggles_changes, name="toggles-changes"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

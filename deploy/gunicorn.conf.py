@@ -11,6 +11,13 @@ worker that happens to answer the scrape:
 - ``child_exit`` marks a dead worker's live gauges as gone; its counters stay in the sum,
   so that counters never go back when gunicorn replaces a worker.
 
+Workers are threaded (``gthread``, ``threads`` per worker): a gateway's long-poll on the
+toggles change stream (``/toggles/v1/changes``, up to 30 s) then holds one thread, not a
+whole process, and keep-alive connections of gateways stay open between their requests.
+At most ``TOGGLES_CHANGES_WAITERS`` (4) requests wait per process, so the other threads keep
+serving; raise both together for many gateways. ``--worker-class``/``--threads`` on the
+command line still override these.
+
 ``post_worker_init`` also moves what a worker loaded at start (Django, the apps and their
 modules, which live as long as the worker) out of the garbage collector's reach
 (``gc.freeze()``), so that the collections requests trigger walk only what requests made.
@@ -30,6 +37,10 @@ _own_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_dir = tempfile.mkdtemp(prefix="controlplane-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_dir
+
+
+worker_class = "gthread"
+threads = 8
 
 
 def on_starting(server: Any) -> None:

@@ -102,6 +102,15 @@ def _auth_failures_forgotten() -> None:
     failures_forget()
 
 
+@pytest.fixture(autouse=True)
+def _toggle_read_caches_forgotten() -> None:
+    """Each test starts with empty toggle read caches (process memory and fresh keys in the
+    shared cache): team ids repeat across tests, their versions and tokens must not."""
+    from apps.toggles.readcache import forget
+
+    forget()
+
+
 @dataclass
 class Roster:
     """A team with one member per role, a stranger (admin of another team) and a superuser."""

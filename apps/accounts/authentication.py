@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import structlog
+from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -89,6 +91,36 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f'Bearer realm="{self.kind.realm}"'
+
+
+class CredentialsRefused(Exception):
+    """A plain Django view's refusal of its caller's credentials: 401 or 429, with the
+    headers that go with it (WWW-Authenticate, Retry-After)."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str]) -> None:
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+        super().__init__(detail)
+
+
+def plain_view_authenticate(request: HttpRequest, authentication: BearerTokenAuthentication) -> Any:
+    """The token (``auth``) that ``authentication`` finds on the request of a view that does
+    not go through DRF (push and evaluation endpoints), with the same failure counting;
+    raises :class:`CredentialsRefused`."""
+    drf_request = Request(request)
+    challenge = {"WWW-Authenticate": authentication.authenticate_header(drf_request)}
+    try:
+        result = authentication.authenticate(drf_request)
+    except exceptions.Throttled as exc:
+        wait = math.ceil(getattr(exc, "wait", None) or 1)
+        raise CredentialsRefused(429, str(exc.detail), {"Retry-After": str(wait)}) from None
+    except exceptions.AuthenticationFailed as exc:
+        raise CredentialsRefused(401, str(exc.detail), challenge) from None
+    if result is None:
+        detail = authentication.kind.missing or "Authentication credentials were not provided."
+        raise CredentialsRefused(401, detail, challenge)
+    return result[1]
 
 
 def basic_credentials(credentials: str) -> tuple[str, str]:

@@ -119,3 +119,41 @@ class MeSerializer(serializers.Serializer):
     username = serializers.CharField(help_text="Your username.")
     is_superuser = serializers.BooleanField(help_text="Superusers see and change every team.")
     memberships = MeMembershipSerializer(many=True, help_text="Your teams and roles.")
+
+
+# --------------------------------------------------------------------------- team tokens
+
+TEAM_TOKEN_FIELDS = ["id", "team", "name", "token_prefix", "created_at", "last_used_at",
+                     "revoked_at"]  # fmt: skip
+
+
+class TeamTokenSerializer(serializers.ModelSerializer[Any]):
+    """Base of a team token kind's serializer (ingest tokens, gateway tokens): its ``Meta``
+    names the model. The secret is never part of it (see :func:`issued_serializer`)."""
+
+    id = serializers.IntegerField(read_only=True, help_text="Token id.")
+    team = owning_team_field()
+
+    class Meta:
+        fields = TEAM_TOKEN_FIELDS
+        read_only_fields = ["token_prefix", "created_at", "last_used_at", "revoked_at"]
+        extra_kwargs = {
+            "name": {"help_text": "What it is for (unique in the team)."},
+            "token_prefix": {"help_text": "The secret's first characters, to recognise it."},
+            "created_at": {"help_text": "When it was created."},
+            "last_used_at": {"help_text": "Last use (written at most once a minute)."},
+            "revoked_at": {"help_text": "When it was revoked; empty while it works."},
+        }
+
+
+def issued_serializer(base: type[TeamTokenSerializer]) -> type[TeamTokenSerializer]:
+    """The creation's answer of a token kind: its serializer plus the secret."""
+
+    class Issued(base):  # type: ignore[valid-type,misc]
+        token = serializers.CharField(read_only=True, help_text="Shown once: store it now.")
+
+        class Meta(base.Meta):  # type: ignore[name-defined]
+            fields = [*base.Meta.fields, "token"]
+
+    Issued.__name__ = Issued.__qualname__ = f"Issued{base.__name__}"
+    return Issued

@@ -23,8 +23,9 @@ from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 
 # Path prefixes answered in JSON: the REST API, and the paths of the push/evaluation
-# protocols other programs call (Loki push, OpenFeature remote evaluation, OTLP).
-API_PATH_PREFIXES: tuple[str, ...] = ("/api/", "/loki/", "/ofrep/", "/v1/", "/otlp/")
+# protocols other programs call (Loki push, OpenFeature remote evaluation and the toggle
+# snapshots of gateways, OTLP).
+API_PATH_PREFIXES: tuple[str, ...] = ("/api/", "/loki/", "/ofrep/", "/toggles/", "/v1/", "/otlp/")
 # Paths whose views apply a body limit of their own (log pushes: LOGS_MAX_BODY_BYTES, larger
 # than a form's), checked before they read the body: the middleware leaves their size alone.
 OWN_BODY_LIMIT_PATHS: frozenset[str] = frozenset({"/loki/api/v1/push", "/v1/logs", "/otlp/v1/logs"})

@@ -32,14 +32,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-from rest_framework.exceptions import AuthenticationFailed, Throttled
-from rest_framework.request import Request
 
 from apps.accounts.authentication import (
     BearerTokenAuthentication,
+    CredentialsRefused,
     TokenKind,
     TokenRefused,
     basic_credentials,
+    plain_view_authenticate,
 )
 from apps.accounts.throttling import FailureLimit
 
@@ -100,17 +100,10 @@ class _Refused(Exception):
 
 
 def _authenticate(request: HttpRequest) -> IngestToken:
-    auth = IngestTokenAuthentication()
     try:
-        result = auth.authenticate(Request(request))
-    except Throttled as exc:
-        raise _Refused(
-            429, str(exc.detail), {"Retry-After": str(getattr(exc, "wait", None) or 1)}
-        ) from None
-    except AuthenticationFailed as exc:
-        header = auth.authenticate_header(Request(request))
-        raise _Refused(401, str(exc.detail), {"WWW-Authenticate": header}) from None
-    token = result[1] if result is not None else None  # never None: ``missing`` refuses
+        token = plain_view_authenticate(request, IngestTokenAuthentication())
+    except CredentialsRefused as exc:
+        raise _Refused(exc.status, exc.detail, exc.headers) from None
     if not isinstance(token, IngestToken):
         raise _Refused(401, INGEST_TOKEN.missing)
     return token

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,14 +10,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 from prometheus_client import Counter
 
 from apps.accounts.models import Team
-from apps.accounts.services import last_used_touch, token_hash
-from apps.audit.models import AuditAction
-from apps.audit.services import audited
+from apps.accounts.services import last_used_touch
+from apps.accounts.team_tokens import team_token_create, team_token_delete, team_token_revoke
 from apps.core.ratelimit import Bucket, buckets_take
 
 from .models import IngestToken, TeamLogSettings
@@ -89,37 +85,21 @@ INGEST_TOKEN_PREFIX = "lcpl_"  # noqa: S105 - a public marker, not a secret
 
 def ingest_token_create(*, team: Team, name: str, actor: Any) -> tuple[IngestToken, str]:
     """A new ingest token for the team; the secret is returned once and stored hashed."""
-    secret = INGEST_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with audited(
-        actor=actor, action=AuditAction.CREATE, extra={"name": name}, snapshots=False
-    ) as change:
-        token = change.instance = IngestToken.objects.create(
-            team=team,
-            name=name,
-            token_hash=token_hash(secret),
-            token_prefix=secret[: len(INGEST_TOKEN_PREFIX) + 8],
-            created_by=actor if getattr(actor, "pk", None) else None,
-        )
-    return token, secret
+    return team_token_create(
+        model=IngestToken, prefix=INGEST_TOKEN_PREFIX, team=team, name=name, actor=actor
+    )
 
 
 def ingest_token_revoke(*, token: IngestToken, actor: Any) -> IngestToken:
     """Revoke the token: the next push with it answers 401. The row stays, listed as
     revoked, so that what pushed with it can still be told."""
-    if token.revoked_at is None:
-        with audited(actor=actor, action=AuditAction.UPDATE, instance=token, verb="revoke"):
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-    return token
+    return team_token_revoke(token=token, actor=actor)
 
 
 def ingest_token_delete(*, token: IngestToken, actor: Any) -> None:
-    """Revoke the token (through :func:`ingest_token_revoke`, so it stops working at once)
-    and remove it; the audit log keeps the record."""
-    with transaction.atomic():
-        ingest_token_revoke(token=token, actor=actor)
-        with audited(actor=actor, action=AuditAction.DELETE, instance=token):
-            token.delete()
+    """Revoke the token (so it stops working at once) and remove it; the audit log keeps
+    the record."""
+    team_token_delete(token=token, actor=actor)
 
 
 def ingest_token_touch(*, token: IngestToken) -> None:

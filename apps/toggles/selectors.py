@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from apps.accounts.services import token_hash
+
 from .evaluation import DefinitionError, FlagDefinition, Override, ValueType, rules_parse
-from .models import DegradationPolicy, Toggle, ToggleVersion
+from .models import DegradationPolicy, GatewayToken, Toggle, ToggleVersion
 
 
 def toggle_definition(toggle: Toggle, *, deployment_name: str = "") -> FlagDefinition:
@@ -85,3 +87,12 @@ def degradation_policy_ids() -> list[int]:
     return list(
         DegradationPolicy.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True)
     )
+
+
+def gateway_token_authenticate(*, token: str) -> GatewayToken | None:
+    """The active gateway token whose secret is ``token``."""
+    if not token:
+        return None
+    return GatewayToken.objects.filter(
+        token_hash=token_hash(token), revoked_at__isnull=True
+    ).first()

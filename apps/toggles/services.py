@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.accounts.models import Team
+from apps.accounts.team_tokens import team_token_create, team_token_delete, team_token_revoke
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
 from apps.inventory.models import Deployment, DeploymentStatus
@@ -27,6 +28,7 @@ from .models import (
     DegradationState,
     DegradationSwitch,
     DegradationTransition,
+    GatewayToken,
     Toggle,
     ToggleChange,
     ToggleVersion,
@@ -43,6 +45,7 @@ from .policy_spec import (
     triggers_parse,
 )
 from .presets import PRESETS, Preset, preset_value_error
+from .readcache import tokens_changed
 from .triggers import triggers_observe
 
 logger = structlog.get_logger("controlplane.toggles")
@@ -318,6 +321,41 @@ def toggle_delete(*, toggle: Toggle, actor: Any) -> None:
         with audited(actor=actor, action=AuditAction.DELETE, instance=toggle):
             toggle.delete()
         toggle_version_bump(team_id=team_id)
+
+
+# --------------------------------------------------------------------------- gateway tokens
+
+GATEWAY_TOKEN_PREFIX = "lcpg_"  # noqa: S105 - a public marker, not a secret
+
+
+def gateway_token_create(*, team: Team, name: str, actor: Any) -> tuple[GatewayToken, str]:
+    """A new read-only gateway token for the team; the secret is returned once and stored
+    hashed."""
+    return team_token_create(
+        model=GatewayToken, prefix=GATEWAY_TOKEN_PREFIX, team=team, name=name, actor=actor
+    )
+
+
+def gateway_token_revoke(*, token: GatewayToken, actor: Any) -> GatewayToken:
+    """Revoke the token: once this commits, the next read with it answers 401 in every
+    server process (they forget the tokens they knew)."""
+    with transaction.atomic():
+        team_token_revoke(token=token, actor=actor)
+        transaction.on_commit(tokens_changed)
+    return token
+
+
+def gateway_token_delete(*, token: GatewayToken, actor: Any) -> None:
+    """Revoke the token and remove it (it answers 404 afterwards); the audit log keeps it."""
+    with transaction.atomic():
+        team_token_delete(token=token, actor=actor)
+        transaction.on_commit(tokens_changed)
+
+
+def gateway_token_touch(*, token_id: int) -> None:
+    """Record a use of the token (its ``last_used_at``): the read path calls it at most once
+    a minute per token and server process."""
+    GatewayToken.objects.filter(pk=token_id).update(last_used_at=timezone.now())
 
 
 # --------------------------------------------------------------------------- policies

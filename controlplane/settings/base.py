@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.RequestContextMiddleware",
     "apps.core.errors.ApiErrorMiddleware",
+    # Gateways' toggle reads (/ofrep/v1/, /toggles/v1/) stop here: see the class.
+    "apps.toggles.gateway.GatewayPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

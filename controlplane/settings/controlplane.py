@@ -135,3 +135,12 @@ API_TOKEN_FAILURE_WINDOW_S = env_int("API_TOKEN_FAILURE_WINDOW_S", 300, minimum=
 # Failed password logins (admin console) allowed per client address and per username.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=0)
 LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
+
+# Gateways reading toggles (apps/toggles/gateway.py). The team's toggle version lives in the
+# cache (Redis) for this long before it is read again from the database (a safety net for a
+# change announced while Redis was unreachable); a change-stream request waits at most
+# TOGGLES_CHANGES_MAX_WAIT_S, and at most TOGGLES_CHANGES_WAITERS of them wait at once per
+# server process (keep it below gunicorn's --threads: the other threads serve the rest).
+TOGGLES_VERSION_TTL_S = env_int("TOGGLES_VERSION_TTL_S", 300, minimum=1)
+TOGGLES_CHANGES_MAX_WAIT_S = env_int("TOGGLES_CHANGES_MAX_WAIT_S", 30, minimum=1)
+TOGGLES_CHANGES_WAITERS = env_int("TOGGLES_CHANGES_WAITERS", 4, minimum=0)

@@ -100,9 +100,10 @@ def test_anonymous_get__every_url__no_data_unless_public(path):
         assert status in (302, 405), f"/{path} answered {status}"
         if status == 302:
             assert response["Location"].startswith("/console/login/")
-    elif path.startswith(("loki/", "v1/", "otlp/")):
-        # The protocols log shippers and Loki's clients speak: tokens only (pushes take
-        # POST only, so a GET is refused before anything else).
+    elif path.startswith(("loki/", "v1/", "otlp/", "ofrep/", "toggles/")):
+        # The protocols log shippers, Loki's clients and gateways (OFREP, toggle snapshots)
+        # speak: tokens only (pushes and evaluations take POST only, so a GET is refused
+        # before anything else).
         assert status in (401, 403, 405), f"/{path} answered {status}"
         assert response["Content-Type"] == "application/json"
     else:
