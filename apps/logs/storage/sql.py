@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+import threading
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -160,6 +162,51 @@ def _like_pattern(needle: str) -> str:
     return f"%{escaped}%"
 
 
+def _unique_violation() -> type[Exception]:
+    import psycopg
+
+    return psycopg.errors.UniqueViolation
+
+
+class _KnownStreams:
+    """Stream ids and time bounds this process has seen committed, by (database alias, team,
+    fingerprint), the most recently used kept (a bounded LRU): a push into known streams
+    within their bounds then costs no query for them. Bounds only ever widen, so the ones
+    kept are within the row's; a stream row is only deleted by retention once its
+    ``last_seen_ns`` is older than the team's cutoff (a day ago at the least), which a
+    stream used for entries of the last ``STREAM_CACHE_RECENT_NS`` cannot be."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, int, str], tuple[int, int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, str]) -> tuple[int, int, int] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, items: Mapping[tuple[str, int, str], tuple[int, int, int]]) -> None:
+        with self._lock:
+            for key, value in items.items():
+                self._items[key] = value
+                self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+STREAM_CACHE_SIZE = 20_000
+# Only batches whose newest entry is this recent use the cache (see _KnownStreams).
+STREAM_CACHE_RECENT_NS = 12 * 3600 * 10**9
+known_streams = _KnownStreams(STREAM_CACHE_SIZE)
+
+
 def partition_name(day_start_ns: int) -> str:
     day = datetime.fromtimestamp(day_start_ns // 10**9, tz=UTC)
     return f"{ENTRY_TABLE}_{day:%Y%m%d}"
@@ -223,39 +270,71 @@ class SqlLogStore:
         if not by_fingerprint:
             return WriteResult(stored=0, duplicates=0, streams=0)
         nested = connections[self.using].in_atomic_block
-        with transaction.atomic(using=self.using):
-            ids = self._stream_ids(team_id, by_fingerprint, resolve)
-            text = self._text
-            rows = [
-                (
-                    ids[fingerprint],
-                    entry.timestamp_ns,
-                    text(entry.line),
-                    text(_metadata_text(entry.metadata)) if entry.metadata else "",
-                    entry.severity,
-                    entry.trace_id,
-                    entry.span_id,
-                )
-                for fingerprint, group in by_fingerprint.items()
-                for stream in group
-                for entry in stream.entries
-            ]
-            if self._postgres:
-                stored, size = self._insert_postgresql(team_id, rows, truncate_first=nested)
-            else:
-                stored, size = self._insert_sqlite(team_id, rows)
+        if self._postgres and not nested:
+            # The usual batch, new to the store: the streams, its COPY and its minute counts
+            # in one transaction, without a savepoint. When the unique index refuses it (a
+            # retried batch), all of it is rolled back and done again, storing the new rows
+            # only (the streams are made with ignore_conflicts: doing it twice is harmless).
+            learned: dict[tuple[str, int, str], tuple[int, int, int]] = {}
+            try:
+                with transaction.atomic(using=self.using):
+                    ids = self._stream_ids(team_id, by_fingerprint, resolve, learned)
+                    rows = self._rows(ids, by_fingerprint)
+                    copied = self._copy_new_postgresql(team_id, rows, savepoint=False)
+            except _unique_violation():
+                copied = None
+            if copied is None:
+                learned.clear()
+                with transaction.atomic(using=self.using):
+                    ids = self._stream_ids(team_id, by_fingerprint, resolve, learned)
+                    rows = self._rows(ids, by_fingerprint)
+                    copied = self._insert_staged_postgresql(team_id, rows, truncate_first=False)
+            known_streams.put(learned)  # committed
+            stored, size = copied
+        else:
+            with transaction.atomic(using=self.using):
+                ids = self._stream_ids(team_id, by_fingerprint, resolve, None)
+                rows = self._rows(ids, by_fingerprint)
+                if self._postgres:
+                    stored, size = self._insert_postgresql(team_id, rows, truncate_first=nested)
+                else:
+                    stored, size = self._insert_sqlite(team_id, rows)
         return WriteResult(
             stored=stored, duplicates=len(rows) - stored, streams=len(by_fingerprint), bytes=size
         )
+
+    def _rows(
+        self, ids: Mapping[str, int], by_fingerprint: Mapping[str, list[PushedStream]]
+    ) -> list[tuple[Any, ...]]:
+        text = self._text
+        return [
+            (
+                ids[fingerprint],
+                entry.timestamp_ns,
+                text(entry.line),
+                text(_metadata_text(entry.metadata)) if entry.metadata else "",
+                entry.severity,
+                entry.trace_id,
+                entry.span_id,
+            )
+            for fingerprint, group in by_fingerprint.items()
+            for stream in group
+            for entry in stream.entries
+        ]
 
     def _stream_ids(
         self,
         team_id: int,
         by_fingerprint: Mapping[str, list[PushedStream]],
         resolve: DeploymentResolver,
+        learned: dict[tuple[str, int, str], tuple[int, int, int]] | None,
     ) -> dict[str, int]:
         """Stream ids by fingerprint, creating the new streams and widening the bounds of
-        the known ones (in fingerprint order, so concurrent writers lock rows alike)."""
+        the known ones (in fingerprint order, so concurrent writers lock rows alike). With
+        ``learned`` (outside any caller's transaction), streams this process knows and
+        whose bounds hold the batch's times are taken from :data:`known_streams` without a
+        query, and the others' ids and bounds are added to ``learned`` for the caller to
+        keep once committed."""
         span = {
             fingerprint: (
                 min(e.timestamp_ns for s in group for e in s.entries),
@@ -263,6 +342,16 @@ class SqlLogStore:
             )
             for fingerprint, group in by_fingerprint.items()
         }
+        cached: dict[str, int] = {}
+        if learned is not None:
+            recent = time.time_ns() - STREAM_CACHE_RECENT_NS
+            for fingerprint, (low, high) in span.items():
+                hit = known_streams.get((self.using, team_id, fingerprint))
+                if hit is not None and hit[1] <= low and high <= hit[2] and high >= recent:
+                    cached[fingerprint] = hit[0]
+            if len(cached) == len(span):
+                return cached
+            span = {f: bounds for f, bounds in span.items() if f not in cached}
         streams = LogStream.objects.using(self.using)
         known = {
             row[0]: row[1:]
@@ -300,7 +389,10 @@ class SqlLogStore:
                     first_seen_ns=Least("first_seen_ns", _floor_bound(low)),
                     last_seen_ns=Greatest("last_seen_ns", _ceil_bound(high)),
                 )
-        return {fingerprint: values[0] for fingerprint, values in known.items()}
+                first, last = min(first, _floor_bound(low)), max(last, _ceil_bound(high))
+            if learned is not None:
+                learned[self.using, team_id, fingerprint] = (stream_id, first, last)
+        return {**cached, **{fingerprint: known[fingerprint][0] for fingerprint in span}}
 
     def _insert_postgresql(
         self, team_id: int, rows: list[tuple[Any, ...]], *, truncate_first: bool
@@ -311,13 +403,13 @@ class SqlLogStore:
         return self._insert_staged_postgresql(team_id, rows, truncate_first=truncate_first)
 
     def _copy_new_postgresql(
-        self, team_id: int, rows: list[tuple[Any, ...]]
+        self, team_id: int, rows: list[tuple[Any, ...]], *, savepoint: bool = True
     ) -> tuple[int, int] | None:
         """The usual batch, new to the store: ``COPY`` straight into ``logs_entry`` and its
         minute counts added, in a savepoint. When the unique index refuses a row (a retried
         batch, or one sent twice at once), the savepoint is rolled back and None returned:
-        the caller then stores the new rows only."""
-        import psycopg
+        the caller then stores the new rows only. Without ``savepoint``, the caller's
+        transaction holds it, and the refusal is raised for the caller to roll back."""
 
         counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         size = 0
@@ -332,7 +424,10 @@ class SqlLogStore:
                 count[3] += octets
         keys = sorted(counts)
         try:
-            with transaction.atomic(using=self.using), self._cursor() as cursor:
+            with (
+                transaction.atomic(using=self.using, savepoint=savepoint),
+                self._cursor() as cursor,
+            ):
                 with cursor.cursor.copy(
                     f"COPY {ENTRY_TABLE} (team_id, {_COLUMNS}) FROM STDIN"
                 ) as copy:
@@ -352,7 +447,9 @@ class SqlLogStore:
                         *([counts[key][i] for key in keys] for i in range(4)),
                     ],
                 )
-        except psycopg.errors.UniqueViolation:
+        except _unique_violation():
+            if not savepoint:
+                raise
             return None
         return len(rows), size
 
