@@ -45,6 +45,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -56,7 +57,7 @@ from django.db.models.functions import Cast, Greatest, Least
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
 from apps.logs.models import LogStream
-from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedStream, utf8_size
+from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedEntry, PushedStream, utf8_size
 
 from .base import (
     DAY_NS,
@@ -138,7 +139,7 @@ def _copy_field(text: str) -> str:
     return text if text.isprintable() and "\\" not in text else text.translate(_COPY_ESCAPES)
 
 
-def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> bytes:
+def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> str:
     """``rows`` of ``(stream_id, ts, line, metadata, severity, trace_id, span_id)`` as the
     rows of ``logs_entry`` in COPY's text format (one string for the whole batch: a row at
     a time through the driver costs several times more)."""
@@ -153,7 +154,43 @@ def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> bytes:
             f"{team_id}\t{stream_id}\t{ts}\t{_copy_field(line)}\t"
             f"{_copy_field(metadata) if metadata else ''}\t{short}\n"
         )
-    return "".join(out).encode()
+    return "".join(out)
+
+
+_TIMES = itemgetter(0)
+_LINES = itemgetter(1)
+_METADATA = itemgetter(2)
+_SHORT_FIELDS = itemgetter(3, 4, 5)  # severity, trace id, span id
+
+
+def _plain_copy_text(
+    team_id: int, stream_id: int, entries: Sequence[PushedEntry]
+) -> tuple[str, int, int] | None:
+    """The usual stream's entries as COPY text, built a column at a time: no metadata, the
+    same level and ids on every entry, nothing to escape or replace in the lines, and all
+    in one minute, none at its first nanosecond (which the minute counts keep apart).
+    Returns (text, UTF-8 size of the lines, minute), or None for any other stream."""
+    if not entries or any(map(_METADATA, entries)):
+        return None
+    shorts = set(map(_SHORT_FIELDS, entries))
+    if len(shorts) != 1:
+        return None
+    severity, trace_id, span_id = shorts.pop()
+    short = severity + trace_id + span_id
+    times = list(map(_TIMES, entries))
+    lines = list(map(_LINES, entries))
+    joined = "".join(lines)
+    # Tabs, newlines and NUL are not printable: a line holding one takes the long way.
+    if not (joined.isprintable() and short.isprintable()) or "\\" in joined or "\\" in short:
+        return None
+    low, high = min(times), max(times)
+    minute = low // MINUTE_NS
+    if high // MINUTE_NS != minute or low % MINUTE_NS == 0:
+        return None
+    head = f"{team_id}\t{stream_id}\t"
+    end = f"\t\t{severity}\t{trace_id}\t{span_id}\n"
+    text = head + (end + head).join(map("{}\t{}".format, times, lines)) + end
+    return text, utf8_size(joined), minute
 
 
 def _like_pattern(needle: str) -> str:
@@ -279,8 +316,9 @@ class SqlLogStore:
             try:
                 with transaction.atomic(using=self.using):
                     ids = self._stream_ids(team_id, by_fingerprint, resolve, learned)
-                    rows = self._rows(ids, by_fingerprint)
-                    copied = self._copy_new_postgresql(team_id, rows, savepoint=False)
+                    copied = self._copy_new_postgresql(
+                        team_id, ids, by_fingerprint, savepoint=False
+                    )
             except _unique_violation():
                 copied = None
             if copied is None:
@@ -294,13 +332,19 @@ class SqlLogStore:
         else:
             with transaction.atomic(using=self.using):
                 ids = self._stream_ids(team_id, by_fingerprint, resolve, None)
-                rows = self._rows(ids, by_fingerprint)
                 if self._postgres:
-                    stored, size = self._insert_postgresql(team_id, rows, truncate_first=nested)
+                    copied = self._copy_new_postgresql(team_id, ids, by_fingerprint)
+                    if copied is None:
+                        rows = self._rows(ids, by_fingerprint)
+                        copied = self._insert_staged_postgresql(
+                            team_id, rows, truncate_first=nested
+                        )
+                    stored, size = copied
                 else:
-                    stored, size = self._insert_sqlite(team_id, rows)
+                    stored, size = self._insert_sqlite(team_id, self._rows(ids, by_fingerprint))
+        sent = sum(len(s.entries) for group in by_fingerprint.values() for s in group)
         return WriteResult(
-            stored=stored, duplicates=len(rows) - stored, streams=len(by_fingerprint), bytes=size
+            stored=stored, duplicates=sent - stored, streams=len(by_fingerprint), bytes=size
         )
 
     def _rows(
@@ -394,34 +438,46 @@ class SqlLogStore:
                 learned[self.using, team_id, fingerprint] = (stream_id, first, last)
         return {**cached, **{fingerprint: known[fingerprint][0] for fingerprint in span}}
 
-    def _insert_postgresql(
-        self, team_id: int, rows: list[tuple[Any, ...]], *, truncate_first: bool
-    ) -> tuple[int, int]:
-        copied = self._copy_new_postgresql(team_id, rows)
-        if copied is not None:
-            return copied
-        return self._insert_staged_postgresql(team_id, rows, truncate_first=truncate_first)
-
     def _copy_new_postgresql(
-        self, team_id: int, rows: list[tuple[Any, ...]], *, savepoint: bool = True
+        self,
+        team_id: int,
+        ids: Mapping[str, int],
+        by_fingerprint: Mapping[str, list[PushedStream]],
+        *,
+        savepoint: bool = True,
     ) -> tuple[int, int] | None:
         """The usual batch, new to the store: ``COPY`` straight into ``logs_entry`` and its
         minute counts added, in a savepoint. When the unique index refuses a row (a retried
         batch, or one sent twice at once), the savepoint is rolled back and None returned:
         the caller then stores the new rows only. Without ``savepoint``, the caller's
         transaction holds it, and the refusal is raised for the caller to roll back."""
-
         counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-        size = 0
-        for stream_id, ts, line, *_ in rows:
-            octets = utf8_size(line)
-            size += octets
-            count = counts[stream_id, ts // MINUTE_NS]
-            count[0] += 1
-            count[1] += octets
-            if ts % MINUTE_NS == 0:
-                count[2] += 1
-                count[3] += octets
+        parts: list[str] = []
+        lines = size = 0
+        for fingerprint, group in by_fingerprint.items():
+            stream_id = ids[fingerprint]
+            for stream in group:
+                lines += len(stream.entries)
+                plain = _plain_copy_text(team_id, stream_id, stream.entries)
+                if plain is not None:
+                    text, octets, minute = plain
+                    parts.append(text)
+                    count = counts[stream_id, minute]
+                    count[0] += len(stream.entries)
+                    count[1] += octets
+                    size += octets
+                    continue
+                rows = self._rows({fingerprint: stream_id}, {fingerprint: [stream]})
+                parts.append(_copy_text(team_id, rows))
+                for _, ts, line, *_ in rows:
+                    octets = utf8_size(line)
+                    size += octets
+                    count = counts[stream_id, ts // MINUTE_NS]
+                    count[0] += 1
+                    count[1] += octets
+                    if ts % MINUTE_NS == 0:
+                        count[2] += 1
+                        count[3] += octets
         keys = sorted(counts)
         try:
             with (
@@ -431,7 +487,7 @@ class SqlLogStore:
                 with cursor.cursor.copy(
                     f"COPY {ENTRY_TABLE} (team_id, {_COLUMNS}) FROM STDIN"
                 ) as copy:
-                    copy.write(_copy_text(team_id, rows))
+                    copy.write("".join(parts).encode())
                 # In key order, so that concurrent writers lock the rows alike.
                 cursor.execute(
                     f"INSERT INTO {MINUTE_TABLE} AS m SELECT %s, * FROM unnest("
@@ -451,7 +507,7 @@ class SqlLogStore:
             if not savepoint:
                 raise
             return None
-        return len(rows), size
+        return lines, size
 
     def _insert_staged_postgresql(
         self, team_id: int, rows: list[tuple[Any, ...]], *, truncate_first: bool

@@ -469,3 +469,19 @@ def test_write__known_stream_batch_past_its_bounds__bounds_widened(store):
     assert [bounds for _, *bounds in stream_rows(team)] == [[now - MINUTE, now + 4 * MINUTE]]
     select = LogSelect(team_id=team, start_ns=now - 2 * MINUTE, end_ns=now + 5 * MINUTE)
     assert len(store.select(select, limit=10, direction="forward").entries) == 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["back\\slash", "\\N", "tab\there", "new\nline", "cr\rhere", "nul\0byte", "né \\t ü"],
+)
+def test_write__line_with_copy_special_characters__read_back_as_sent(store, line):
+    team = TeamFactory().pk
+    pushed = [stream({"app": "api"}, (T0 + 1, line), (T0 + 2, "plain"))]
+
+    result = store.write(team_id=team, streams=pushed, resolve=no_deployment)
+
+    select = LogSelect(team_id=team, start_ns=T0, end_ns=T0 + MINUTE)
+    lines = [e.line for e in store.select(select, limit=10, direction="forward").entries]
+    assert lines == [line.replace("\0", "\ufffd"), "plain"]
+    assert result.bytes == len(lines[0].encode()) + len(b"plain")
