@@ -381,8 +381,8 @@ class SqlLogStore:
         keep once committed."""
         span = {
             fingerprint: (
-                min(e.timestamp_ns for s in group for e in s.entries),
-                max(e.timestamp_ns for s in group for e in s.entries),
+                min(min(map(_TIMES, s.entries)) for s in group),
+                max(max(map(_TIMES, s.entries)) for s in group),
             )
             for fingerprint, group in by_fingerprint.items()
         }
