@@ -46,18 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-name", default="cp_bench_logs_push_cpu")
     args = parser.parse_args(argv)
 
-    admin_url = pg.admin_url_for(args.admin_url)
-    why = pg.unreachable_reason(admin_url)
-    if why is not None:
-        print(f"SKIP: PostgreSQL unreachable ({why})")
+    prepared = pg.fresh_database_or_skip(args.admin_url, args.db_name)
+    if prepared is None:
         return 0
-    pg.database_recreate(admin_url, args.db_name)
+    admin_url, database_url = prepared
     workdir = tempfile.mkdtemp(prefix="bench-logs-cpu-")
     serving.django_setup(
         {
             "CONTROLPLANE_VAR_DIR": workdir,
             "DEBUG": "false",
-            "DATABASE_URL": pg.database_url(admin_url, args.db_name),
+            "DATABASE_URL": database_url,
             "LOGS_INGEST_LINES_PER_S": str(logs_ingest.RATE_LIMIT_LINES_PER_S),
             "LOGS_INGEST_BYTES_PER_S": str(logs_ingest.RATE_LIMIT_BYTES_PER_S),
         }
@@ -85,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         connection.close()
         if clickhouse is not None:
             clickhouse.stop()
-        pg.admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
+        pg.database_drop(admin_url, args.db_name)
     return 0
 
 
