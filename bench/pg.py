@@ -54,3 +54,16 @@ def database_recreate(admin_url: str, name: str) -> None:
 
 def database_drop(admin_url: str, name: str) -> None:
     admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fresh_database_or_skip(explicit_admin_url: str | None, name: str) -> tuple[str, str] | None:
+    """An empty database ``name`` on the server of ``explicit_admin_url`` (or as
+    :func:`admin_url_for` chooses): (admin URL, database URL); or None after printing
+    ``SKIP`` with the reason when PostgreSQL does not answer."""
+    admin_url = admin_url_for(explicit_admin_url)
+    why = unreachable_reason(admin_url)
+    if why is not None:
+        print(f"SKIP: PostgreSQL unreachable ({why})")
+        return None
+    database_recreate(admin_url, name)
+    return admin_url, database_url(admin_url, name)

@@ -111,6 +111,17 @@ def _toggle_read_caches_forgotten() -> None:
     forget()
 
 
+@pytest.fixture(autouse=True)
+def _log_ingest_caches_emptied() -> None:
+    """Each test starts with no ingest token or log stream remembered by the process: the
+    rows of another test's (rolled back) transaction may share their ids."""
+    from apps.logs.selectors import ingest_tokens_forget
+    from apps.logs.storage.sql import known_streams
+
+    ingest_tokens_forget()
+    known_streams.clear()
+
+
 @dataclass
 class Roster:
     """A team with one member per role, a stranger (admin of another team) and a superuser."""

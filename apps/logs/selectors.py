@@ -3,6 +3,9 @@ stream belongs to."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,17 +19,47 @@ from .models import IngestToken, TeamLogSettings
 from .storage.base import DeploymentResolver
 from .wire import Limits
 
+# Pushes come every second or so from each shipper: the token (with its team and limits) is
+# kept in the process for a few seconds, so that a push costs no query for it. A token
+# revoked or deleted, or a team's TeamLogSettings changed, in this process takes effect at
+# once (the signals in apps.logs.apps clear the cache); in another process (another gunicorn
+# worker or pod), within INGEST_TOKEN_CACHE_S.
+INGEST_TOKEN_CACHE_S = 5.0
+INGEST_TOKEN_CACHE_SIZE = 1_000
+_tokens: OrderedDict[str, tuple[float, IngestToken]] = OrderedDict()
+_tokens_lock = threading.Lock()
 
-def ingest_token_authenticate(*, token: str) -> IngestToken | None:
+
+def ingest_token_authenticate(*, token: str, now: float | None = None) -> IngestToken | None:
     """The active ingest token (with its team, and the team's TeamLogSettings when it has
-    one: every push reads its limits) whose secret is ``token``."""
+    one: every push reads its limits) whose secret is ``token``; read from the database at
+    most every ``INGEST_TOKEN_CACHE_S`` seconds (``now``: :func:`time.monotonic`)."""
     if not token:
         return None
-    return (
+    digest = token_hash(token)
+    now = time.monotonic() if now is None else now
+    with _tokens_lock:
+        cached = _tokens.get(digest)
+    if cached is not None and 0 <= now - cached[0] < INGEST_TOKEN_CACHE_S:
+        return cached[1]
+    found = (
         IngestToken.objects.select_related("team", "team__log_settings")
-        .filter(token_hash=token_hash(token), revoked_at__isnull=True)
+        .filter(token_hash=digest, revoked_at__isnull=True)
         .first()
     )
+    with _tokens_lock:
+        _tokens.pop(digest, None)
+        if found is not None:
+            _tokens[digest] = (now, found)
+            while len(_tokens) > INGEST_TOKEN_CACHE_SIZE:
+                _tokens.popitem(last=False)
+    return found
+
+
+def ingest_tokens_forget() -> None:
+    """Empty this process's cache of ingest tokens (a token or a team's limits changed)."""
+    with _tokens_lock:
+        _tokens.clear()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from .selectors import IngestLimits, deployment_resolver
 from .storage import log_store
 from .storage.base import LogStore, WriteResult
 from .wire import PushedStream, PushValidation, validate_push
-from .wire.types import utf8_size
 
 logger = structlog.get_logger("controlplane.logs")
 
@@ -147,10 +146,6 @@ def _count(team: Team, outcome: str, lines: int, size: int) -> None:
         INGESTED_BYTES.labels(team=team.slug, outcome=outcome).inc(size)
 
 
-def _line_bytes(streams: Sequence[PushedStream]) -> int:
-    return sum(utf8_size(e.line) for s in streams for e in s.entries)
-
-
 def logs_push(
     *,
     team: Team,
@@ -168,7 +163,7 @@ def logs_push(
     refused_bytes = sum(r.bytes for r in validation.refused)
     _count(team, "refused", validation.refused_lines, refused_bytes)
     lines = validation.accepted_lines
-    size = _line_bytes(validation.accepted)
+    size = validation.accepted_bytes
     wait = buckets_take(
         [
             Bucket(f"logs-lines:{team.pk}", limits.lines_per_s, limits.burst_s, lines),

@@ -34,8 +34,10 @@ class ChannelFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"channel-{n}")
     kind = ChannelKind.WEBHOOK
     config = factory.LazyAttribute(
-        lambda o: {"webhook_url": o.webhook_url, "secret": o.secret}
-        | ({} if o.max_per_minute is None else {"max_per_minute": o.max_per_minute})
+        lambda o: (
+            {"webhook_url": o.webhook_url, "secret": o.secret}
+            | ({} if o.max_per_minute is None else {"max_per_minute": o.max_per_minute})
+        )
     )
 
 

@@ -44,8 +44,14 @@ class DecisionRecordFactory(factory.django.DjangoModelFactory):
     reason = "Within tolerance."
     proposals = factory.LazyFunction(list)
     inputs = factory.LazyAttribute(
-        lambda o: {"replicas": {"spec": o.current_replicas, "ready": o.current_replicas,
-                                "starting": [], "observed_spec": o.current_replicas,
-                                "last_applied": None}}
+        lambda o: {
+            "replicas": {
+                "spec": o.current_replicas,
+                "ready": o.current_replicas,
+                "starting": [],
+                "observed_spec": o.current_replicas,
+                "last_applied": None,
+            }
+        }
     )
     dry_run = True

@@ -39,8 +39,10 @@ The SQL is what ClickHouse 18.16 (Debian's package) accepts and current releases
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -49,7 +51,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
-from apps.logs.wire.types import Pairs, PushedStream, utf8_size
+from apps.logs.wire.types import Pairs, PushedEntry, PushedStream, utf8_size
 
 from .base import (
     DAY_NS,
@@ -191,6 +193,43 @@ class _Stream:
     deployment_id: int  # 0: none
 
 
+_TIMES = itemgetter(0)
+_LINES = itemgetter(1)
+_METADATA = itemgetter(2)
+_SEVERITIES = itemgetter(3)
+_TRACE_IDS = itemgetter(4)
+_SPAN_IDS = itemgetter(5)
+
+
+def _plain_columns(
+    team_id: int, deployment: int, sid: str, entries: Sequence[PushedEntry]
+) -> tuple[list[list[Any]], int] | None:
+    """The columns of a stream sent once in the batch, with nothing stored yet at its times,
+    whose entries are unique and carry no metadata, built a column at a time (with the
+    UTF-8 size of its lines); None for any other."""
+    if not entries or any(map(_METADATA, entries)):
+        return None
+    times = list(map(_TIMES, entries))
+    lines = list(map(_LINES, entries))
+    if len(set(zip(times, lines, strict=True))) != len(entries):
+        return None
+    count = len(entries)
+    empty: list[str] = []  # never changed: every row may share it
+    columns: list[list[Any]] = [
+        [team_id] * count,
+        [deployment] * count,
+        [sid] * count,
+        times,
+        lines,
+        [empty] * count,
+        [empty] * count,
+        list(map(_SEVERITIES, entries)),
+        list(map(_TRACE_IDS, entries)),
+        list(map(_SPAN_IDS, entries)),
+    ]
+    return columns, utf8_size("".join(lines))
+
+
 class ClickHouseLogStore:
     """The :class:`~apps.logs.storage.base.LogStore` on ClickHouse (see the module)."""
 
@@ -316,8 +355,20 @@ class ClickHouseLogStore:
         columns: list[list[Any]] = [[] for _ in range(10)]
         stored = stored_bytes = 0
         written: set[str] = set()
+        sent = Counter(sid for sid, _ in batch)
+        with_stored = {sid for sid, _, _ in seen}
         for sid, stream in batch:
             deployment = known[sid].deployment_id
+            if sent[sid] == 1 and sid not in with_stored:
+                plain = _plain_columns(team_id, deployment, sid, stream.entries)
+                if plain is not None:
+                    added, octets = plain
+                    for column, values in zip(columns, added, strict=True):
+                        column.extend(values)
+                    written.add(sid)
+                    stored += len(stream.entries)
+                    stored_bytes += octets
+                    continue
             for entry in stream.entries:
                 key = (sid, entry.timestamp_ns, entry.line)
                 if key in seen:

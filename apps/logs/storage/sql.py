@@ -10,11 +10,13 @@ nanoseconds, line, structured metadata as JSON text, severity, trace and span id
   day (``logs_entry_YYYYMMDD``), created ahead by :meth:`SqlLogStore.prepare`; a row of a
   day with no partition goes to ``logs_entry_default``, and :meth:`prepare` moves such rows
   into the day's partition when it creates it. Writes ``COPY`` the batch straight into
-  ``logs_entry`` (and add its per-minute counts) in a savepoint; when the unique index on
-  (team, stream, ts, md5(line)) refuses it (a retried batch), the savepoint is rolled back
-  and the batch is ``COPY``'d into a temporary staging table, then ``INSERT ... SELECT ...
-  ON CONFLICT DO NOTHING``, so a retried batch stores nothing twice and the duplicates are
-  counted. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
+  ``logs_entry`` (and add its per-minute counts): in one transaction with the streams'
+  rows when called outside any transaction (a push), else in a savepoint. When the unique
+  index on (team, stream, ts, md5(line)) refuses it (a retried batch), that transaction
+  or savepoint is rolled back and the batch is ``COPY``'d into a temporary staging table,
+  then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, so a retried batch stores nothing
+  twice and the duplicates are counted. Stream ids and bounds this process has committed
+  are remembered (:data:`known_streams`), so a push into known streams reads no stream row. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
   on each partition whose day is over (:meth:`SqlLogStore.prepare` builds it then, in one
   pass, since maintaining it row by row would divide the ingest rate by about six) and on
   the default partition; the current day is narrowed by stream and time first. Lines
@@ -39,10 +41,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+import threading
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -54,7 +59,7 @@ from django.db.models.functions import Cast, Greatest, Least
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
 from apps.logs.models import LogStream
-from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedStream, utf8_size
+from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedEntry, PushedStream, utf8_size
 
 from .base import (
     DAY_NS,
@@ -136,7 +141,7 @@ def _copy_field(text: str) -> str:
     return text if text.isprintable() and "\\" not in text else text.translate(_COPY_ESCAPES)
 
 
-def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> bytes:
+def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> str:
     """``rows`` of ``(stream_id, ts, line, metadata, severity, trace_id, span_id)`` as the
     rows of ``logs_entry`` in COPY's text format (one string for the whole batch: a row at
     a time through the driver costs several times more)."""
@@ -151,13 +156,94 @@ def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> bytes:
             f"{team_id}\t{stream_id}\t{ts}\t{_copy_field(line)}\t"
             f"{_copy_field(metadata) if metadata else ''}\t{short}\n"
         )
-    return "".join(out).encode()
+    return "".join(out)
+
+
+_TIMES = itemgetter(0)
+_LINES = itemgetter(1)
+_METADATA = itemgetter(2)
+_SHORT_FIELDS = itemgetter(3, 4, 5)  # severity, trace id, span id
+
+
+def _plain_copy_text(
+    team_id: int, stream_id: int, entries: Sequence[PushedEntry]
+) -> tuple[str, int, int] | None:
+    """The usual stream's entries as COPY text, built a column at a time: no metadata, the
+    same level and ids on every entry, nothing to escape or replace in the lines, and all
+    in one minute, none at its first nanosecond (which the minute counts keep apart).
+    Returns (text, UTF-8 size of the lines, minute), or None for any other stream."""
+    if not entries or any(map(_METADATA, entries)):
+        return None
+    shorts = set(map(_SHORT_FIELDS, entries))
+    if len(shorts) != 1:
+        return None
+    severity, trace_id, span_id = shorts.pop()
+    short = severity + trace_id + span_id
+    times = list(map(_TIMES, entries))
+    lines = list(map(_LINES, entries))
+    joined = "".join(lines)
+    # Tabs, newlines and NUL are not printable: a line holding one takes the long way.
+    if not (joined.isprintable() and short.isprintable()) or "\\" in joined or "\\" in short:
+        return None
+    low, high = min(times), max(times)
+    minute = low // MINUTE_NS
+    if high // MINUTE_NS != minute or low % MINUTE_NS == 0:
+        return None
+    head = f"{team_id}\t{stream_id}\t"
+    end = f"\t\t{severity}\t{trace_id}\t{span_id}\n"
+    text = head + (end + head).join(map("{}\t{}".format, times, lines)) + end
+    return text, utf8_size(joined), minute
 
 
 def _like_pattern(needle: str) -> str:
     """``%needle%`` with LIKE's wildcards and its escape character taken literally."""
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _unique_violation() -> type[Exception]:
+    import psycopg
+
+    return psycopg.errors.UniqueViolation
+
+
+class _KnownStreams:
+    """Stream ids and time bounds this process has seen committed, by (database alias, team,
+    fingerprint), the most recently used kept (a bounded LRU): a push into known streams
+    within their bounds then costs no query for them. Bounds only ever widen, so the ones
+    kept are within the row's; a stream row is only deleted by retention once its
+    ``last_seen_ns`` is older than the team's cutoff (a day ago at the least), which a
+    stream used for entries of the last ``STREAM_CACHE_RECENT_NS`` cannot be."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, int, str], tuple[int, int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, str]) -> tuple[int, int, int] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, items: Mapping[tuple[str, int, str], tuple[int, int, int]]) -> None:
+        with self._lock:
+            for key, value in items.items():
+                self._items[key] = value
+                self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+STREAM_CACHE_SIZE = 20_000
+# Only batches whose newest entry is this recent use the cache (see _KnownStreams).
+STREAM_CACHE_RECENT_NS = 12 * 3600 * 10**9
+known_streams = _KnownStreams(STREAM_CACHE_SIZE)
 
 
 def partition_name(day_start_ns: int) -> str:
@@ -223,46 +309,95 @@ class SqlLogStore:
         if not by_fingerprint:
             return WriteResult(stored=0, duplicates=0, streams=0)
         nested = connections[self.using].in_atomic_block
-        with transaction.atomic(using=self.using):
-            ids = self._stream_ids(team_id, by_fingerprint, resolve)
-            text = self._text
-            rows = [
-                (
-                    ids[fingerprint],
-                    entry.timestamp_ns,
-                    text(entry.line),
-                    text(_metadata_text(entry.metadata)) if entry.metadata else "",
-                    entry.severity,
-                    entry.trace_id,
-                    entry.span_id,
-                )
-                for fingerprint, group in by_fingerprint.items()
-                for stream in group
-                for entry in stream.entries
-            ]
-            if self._postgres:
-                stored, size = self._insert_postgresql(team_id, rows, truncate_first=nested)
-            else:
-                stored, size = self._insert_sqlite(team_id, rows)
+        if self._postgres and not nested:
+            # The usual batch, new to the store: the streams, its COPY and its minute counts
+            # in one transaction, without a savepoint. When the unique index refuses it (a
+            # retried batch), all of it is rolled back and done again, storing the new rows
+            # only (the streams are made with ignore_conflicts: doing it twice is harmless).
+            learned: dict[tuple[str, int, str], tuple[int, int, int]] = {}
+            try:
+                with transaction.atomic(using=self.using):
+                    ids = self._stream_ids(team_id, by_fingerprint, resolve, learned)
+                    copied = self._copy_new_postgresql(
+                        team_id, ids, by_fingerprint, savepoint=False
+                    )
+            except _unique_violation():
+                copied = None
+            if copied is None:
+                learned.clear()
+                with transaction.atomic(using=self.using):
+                    ids = self._stream_ids(team_id, by_fingerprint, resolve, learned)
+                    rows = self._rows(ids, by_fingerprint)
+                    copied = self._insert_staged_postgresql(team_id, rows, truncate_first=False)
+            known_streams.put(learned)  # committed
+            stored, size = copied
+        else:
+            with transaction.atomic(using=self.using):
+                ids = self._stream_ids(team_id, by_fingerprint, resolve, None)
+                if self._postgres:
+                    copied = self._copy_new_postgresql(team_id, ids, by_fingerprint)
+                    if copied is None:
+                        rows = self._rows(ids, by_fingerprint)
+                        copied = self._insert_staged_postgresql(
+                            team_id, rows, truncate_first=nested
+                        )
+                    stored, size = copied
+                else:
+                    stored, size = self._insert_sqlite(team_id, self._rows(ids, by_fingerprint))
+        sent = sum(len(s.entries) for group in by_fingerprint.values() for s in group)
         return WriteResult(
-            stored=stored, duplicates=len(rows) - stored, streams=len(by_fingerprint), bytes=size
+            stored=stored, duplicates=sent - stored, streams=len(by_fingerprint), bytes=size
         )
+
+    def _rows(
+        self, ids: Mapping[str, int], by_fingerprint: Mapping[str, list[PushedStream]]
+    ) -> list[tuple[Any, ...]]:
+        text = self._text
+        return [
+            (
+                ids[fingerprint],
+                entry.timestamp_ns,
+                text(entry.line),
+                text(_metadata_text(entry.metadata)) if entry.metadata else "",
+                entry.severity,
+                entry.trace_id,
+                entry.span_id,
+            )
+            for fingerprint, group in by_fingerprint.items()
+            for stream in group
+            for entry in stream.entries
+        ]
 
     def _stream_ids(
         self,
         team_id: int,
         by_fingerprint: Mapping[str, list[PushedStream]],
         resolve: DeploymentResolver,
+        learned: dict[tuple[str, int, str], tuple[int, int, int]] | None,
     ) -> dict[str, int]:
         """Stream ids by fingerprint, creating the new streams and widening the bounds of
-        the known ones (in fingerprint order, so concurrent writers lock rows alike)."""
+        the known ones (in fingerprint order, so concurrent writers lock rows alike). With
+        ``learned`` (outside any caller's transaction), streams this process knows and
+        whose bounds hold the batch's times are taken from :data:`known_streams` without a
+        query, and the others' ids and bounds are added to ``learned`` for the caller to
+        keep once committed."""
         span = {
             fingerprint: (
-                min(e.timestamp_ns for s in group for e in s.entries),
-                max(e.timestamp_ns for s in group for e in s.entries),
+                min(min(map(_TIMES, s.entries)) for s in group),
+                max(max(map(_TIMES, s.entries)) for s in group),
             )
             for fingerprint, group in by_fingerprint.items()
         }
+        cached: dict[str, int] = {}
+        if learned is not None:
+            recent = time.time_ns() - STREAM_CACHE_RECENT_NS
+            for fingerprint, (low, high) in span.items():
+                hit = known_streams.get((self.using, team_id, fingerprint))
+                if hit is not None and hit[1] <= low and high <= hit[2] and high >= recent:
+                    cached[fingerprint] = hit[0]
+            if len(cached) == len(span):
+                return cached
+            span = {f: bounds for f, bounds in span.items() if f not in cached}
         streams = LogStream.objects.using(self.using)
         known = {
             row[0]: row[1:]
@@ -300,43 +435,61 @@ class SqlLogStore:
                     first_seen_ns=Least("first_seen_ns", _floor_bound(low)),
                     last_seen_ns=Greatest("last_seen_ns", _ceil_bound(high)),
                 )
-        return {fingerprint: values[0] for fingerprint, values in known.items()}
-
-    def _insert_postgresql(
-        self, team_id: int, rows: list[tuple[Any, ...]], *, truncate_first: bool
-    ) -> tuple[int, int]:
-        copied = self._copy_new_postgresql(team_id, rows)
-        if copied is not None:
-            return copied
-        return self._insert_staged_postgresql(team_id, rows, truncate_first=truncate_first)
+                first, last = min(first, _floor_bound(low)), max(last, _ceil_bound(high))
+            if learned is not None:
+                learned[self.using, team_id, fingerprint] = (stream_id, first, last)
+        return {**cached, **{fingerprint: known[fingerprint][0] for fingerprint in span}}
 
     def _copy_new_postgresql(
-        self, team_id: int, rows: list[tuple[Any, ...]]
+        self,
+        team_id: int,
+        ids: Mapping[str, int],
+        by_fingerprint: Mapping[str, list[PushedStream]],
+        *,
+        savepoint: bool = True,
     ) -> tuple[int, int] | None:
         """The usual batch, new to the store: ``COPY`` straight into ``logs_entry`` and its
         minute counts added, in a savepoint. When the unique index refuses a row (a retried
         batch, or one sent twice at once), the savepoint is rolled back and None returned:
-        the caller then stores the new rows only."""
-        import psycopg
-
+        the caller then stores the new rows only. Without ``savepoint``, the caller's
+        transaction holds it, and the refusal is raised for the caller to roll back."""
         counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-        size = 0
-        for stream_id, ts, line, *_ in rows:
-            octets = utf8_size(line)
-            size += octets
-            count = counts[stream_id, ts // MINUTE_NS]
-            count[0] += 1
-            count[1] += octets
-            if ts % MINUTE_NS == 0:
-                count[2] += 1
-                count[3] += octets
+        parts: list[str] = []
+        lines = size = 0
+        for fingerprint, group in by_fingerprint.items():
+            stream_id = ids[fingerprint]
+            for stream in group:
+                lines += len(stream.entries)
+                plain = _plain_copy_text(team_id, stream_id, stream.entries)
+                if plain is not None:
+                    text, octets, minute = plain
+                    parts.append(text)
+                    count = counts[stream_id, minute]
+                    count[0] += len(stream.entries)
+                    count[1] += octets
+                    size += octets
+                    continue
+                rows = self._rows({fingerprint: stream_id}, {fingerprint: [stream]})
+                parts.append(_copy_text(team_id, rows))
+                for _, ts, line, *_ in rows:
+                    octets = utf8_size(line)
+                    size += octets
+                    count = counts[stream_id, ts // MINUTE_NS]
+                    count[0] += 1
+                    count[1] += octets
+                    if ts % MINUTE_NS == 0:
+                        count[2] += 1
+                        count[3] += octets
         keys = sorted(counts)
         try:
-            with transaction.atomic(using=self.using), self._cursor() as cursor:
+            with (
+                transaction.atomic(using=self.using, savepoint=savepoint),
+                self._cursor() as cursor,
+            ):
                 with cursor.cursor.copy(
                     f"COPY {ENTRY_TABLE} (team_id, {_COLUMNS}) FROM STDIN"
                 ) as copy:
-                    copy.write(_copy_text(team_id, rows))
+                    copy.write("".join(parts).encode())
                 # In key order, so that concurrent writers lock the rows alike.
                 cursor.execute(
                     f"INSERT INTO {MINUTE_TABLE} AS m SELECT %s, * FROM unnest("
@@ -352,9 +505,11 @@ class SqlLogStore:
                         *([counts[key][i] for key in keys] for i in range(4)),
                     ],
                 )
-        except psycopg.errors.UniqueViolation:
+        except _unique_violation():
+            if not savepoint:
+                raise
             return None
-        return len(rows), size
+        return lines, size
 
     def _insert_staged_postgresql(
         self, team_id: int, rows: list[tuple[Any, ...]], *, truncate_first: bool

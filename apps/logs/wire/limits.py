@@ -12,8 +12,9 @@ time rule refuses one entry. Refused entries are never in `accepted`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from .labels import format_labels
 from .types import Pairs, PushedEntry, PushedStream, utf8_size
@@ -60,12 +61,14 @@ class Refusal:
 class PushValidation:
     """`accepted`: one stream per label set (streams sent twice are merged, in the order first
     seen), entries in the order sent, duplicates within the push (same stream, timestamp and
-    line) kept once. `duplicates` counts the ones dropped, `truncated` the lines cut."""
+    line) kept once. `duplicates` counts the ones dropped, `truncated` the lines cut;
+    `accepted_bytes` is the UTF-8 size of the accepted lines."""
 
     accepted: tuple[PushedStream, ...]
     refused: tuple[Refusal, ...] = ()
     duplicates: int = 0
     truncated: int = 0
+    accepted_bytes: int = 0
 
     @property
     def accepted_lines(self) -> int:
@@ -83,13 +86,20 @@ class PushValidation:
         return "\n".join(lines)
 
 
+_TIMES = itemgetter(0)
+_LINES = itemgetter(1)
+_METADATA = itemgetter(2)
+
+
 def validate_push(
     streams: Iterable[PushedStream], *, limits: Limits, now_ns: int
 ) -> PushValidation:
     refused: list[Refusal] = []
     merged: dict[Pairs, list[PushedEntry]] = {}
-    seen: dict[Pairs, set[tuple[int, str]]] = {}
-    duplicates = truncated = 0
+    # The (time, line) keys of a label set's kept entries; None until a second stream of
+    # the same labels needs them.
+    seen: dict[Pairs, set[tuple[int, str]] | None] = {}
+    duplicates = truncated = accepted_bytes = 0
     oldest = (
         None
         if limits.reject_old_samples_max_age_ns is None
@@ -101,9 +111,9 @@ def validate_push(
         else now_ns + limits.creation_grace_period_ns
     )
     for stream in streams:
-        printed = format_labels(stream.labels)
         problem = _label_problem(stream.labels, limits)
         if problem is not None:
+            printed = format_labels(stream.labels)
             reason, message = problem
             refused.append(
                 Refusal(
@@ -118,8 +128,20 @@ def validate_push(
                 )
             )
             continue
+        if stream.labels not in merged:
+            # The usual stream: its labels new to the push, every entry plain (in time,
+            # within the line size, no metadata) and unique, checked a column at a time.
+            size = _plain_size(stream.entries, limits, oldest=oldest, newest=newest)
+            if size is not None:
+                merged[stream.labels] = list(stream.entries)
+                seen[stream.labels] = None
+                accepted_bytes += size
+                continue
+        printed = format_labels(stream.labels)
         kept = merged.setdefault(stream.labels, [])
-        keys = seen.setdefault(stream.labels, set())
+        keys = seen.get(stream.labels)
+        if keys is None:
+            keys = seen[stream.labels] = {(e.timestamp_ns, e.line) for e in kept}
         for index, entry in enumerate(stream.entries):
             size = utf8_size(entry.line)
             entry_problem = (
@@ -146,6 +168,7 @@ def validate_push(
                 continue
             if limits.max_line_size and size > limits.max_line_size:
                 entry = _truncated(entry, limits.max_line_size)
+                size = utf8_size(entry.line)
                 truncated += 1
             key = (entry.timestamp_ns, entry.line)
             if key in keys:
@@ -153,6 +176,7 @@ def validate_push(
                 continue
             keys.add(key)
             kept.append(entry)
+            accepted_bytes += size
     accepted = tuple(
         PushedStream(labels=labels, entries=tuple(entries))
         for labels, entries in merged.items()
@@ -163,7 +187,29 @@ def validate_push(
         refused=tuple(refused),
         duplicates=duplicates,
         truncated=truncated,
+        accepted_bytes=accepted_bytes,
     )
+
+
+def _plain_size(
+    entries: Sequence[PushedEntry], limits: Limits, *, oldest: int | None, newest: int | None
+) -> int | None:
+    """The UTF-8 size of the entries' lines when every entry is in time, within the line
+    size, without metadata and unique in the stream; else None (the caller then checks
+    entry by entry, and names the refused ones)."""
+    if not entries or any(map(_METADATA, entries)):
+        return None
+    times = list(map(_TIMES, entries))
+    if (oldest is not None and min(times) < oldest) or (newest is not None and max(times) > newest):
+        return None
+    lines = list(map(_LINES, entries))
+    longest = max(map(len, lines))  # characters: at most 4 bytes each in UTF-8
+    if limits.max_line_size and longest * 4 > limits.max_line_size:
+        if max(map(utf8_size, lines)) > limits.max_line_size:
+            return None
+    if len(set(zip(times, lines, strict=True))) != len(entries):
+        return None
+    return utf8_size("".join(lines))
 
 
 def _label_problem(labels: Pairs, limits: Limits) -> tuple[str, str] | None:

@@ -231,8 +231,9 @@ def _proto_stream(stream: Any, where: str) -> PushedStream:
         # The usual entry (a time and a UTF-8 line, no metadata) is read here; any other,
         # and every error with its position, by _proto_entry.
         if not entry.structuredMetadata and entry.HasField("timestamp"):
-            seconds, nanos = entry.timestamp.seconds, entry.timestamp.nanos
-            timestamp_ns = seconds * 1_000_000_000 + nanos
+            timestamp = entry.timestamp  # each access makes a new wrapper: once
+            nanos = timestamp.nanos
+            timestamp_ns = timestamp.seconds * 1_000_000_000 + nanos
             if 0 <= nanos < 1_000_000_000 and 0 <= timestamp_ns <= MAX_TIMESTAMP_NS:
                 try:
                     line = entry.line.decode("utf-8")

@@ -17,6 +17,7 @@ import logging_loki
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from google.protobuf import json_format
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -33,6 +34,7 @@ from prometheus_client import REGISTRY
 from apps.accounts.models import Team
 from apps.logs import services as logs_services
 from apps.logs.models import IngestToken, LogStream, TeamLogSettings
+from apps.logs.selectors import INGEST_TOKEN_CACHE_S, ingest_token_authenticate
 from apps.logs.services import ingest_token_create, ingest_token_revoke
 from apps.logs.storage.base import LogSelect, StoredEntry
 from apps.logs.storage.sql import SqlLogStore
@@ -235,6 +237,45 @@ def test_loki_push__revoked_token__401(roster: Any, sql_log_store: SqlLogStore) 
     response = push(Client(), loki_json(({"app": "api"}, [(time.time_ns(), "x")])), secret)
     assert response.status_code == 401
     assert stored(sql_log_store, roster.team) == []
+
+
+def test_loki_push__token_revoked_after_pushing__next_push_401(
+    roster: Any, sql_log_store: SqlLogStore
+) -> None:
+    issued, secret = ingest_token_create(team=roster.team, name="old", actor=roster.admin)
+    body = loki_json(({"app": "api"}, [(time.time_ns(), "x")]))
+    assert push(Client(), body, secret).status_code == 204
+
+    ingest_token_revoke(token=issued, actor=roster.admin)
+
+    late = loki_json(({"app": "api"}, [(time.time_ns(), "late")]))
+    assert push(Client(), late, secret).status_code == 401
+    assert [e.line for e in stored(sql_log_store, roster.team)] == ["x"]
+
+
+def test_ingest_token_authenticate__revoked_by_another_process__refused_within_cache_seconds(
+    roster: Any,
+) -> None:
+    issued, secret = ingest_token_create(team=roster.team, name="old", actor=roster.admin)
+    assert ingest_token_authenticate(token=secret, now=100.0) == issued
+    # As another process revokes it: no signal reaches this one's cache.
+    IngestToken.objects.filter(pk=issued.pk).update(revoked_at=timezone.now())
+
+    assert ingest_token_authenticate(token=secret, now=100.0 + INGEST_TOKEN_CACHE_S - 0.1)
+    assert ingest_token_authenticate(token=secret, now=100.0 + INGEST_TOKEN_CACHE_S) is None
+
+
+def test_loki_push__team_limits_changed_after_pushing__next_push_uses_them(
+    roster: Any, token: str, sql_log_store: SqlLogStore
+) -> None:
+    now = time.time_ns()
+    assert push(Client(), loki_json(({"a": "b"}, [(now, "w" * 90)])), token).status_code == 204
+
+    TeamLogSettings.objects.create(team=roster.team, ingest_bytes_per_s=100, ingest_burst_s=1)
+
+    assert push(Client(), loki_json(({"a": "b"}, [(now + 1, "x" * 90)])), token).status_code == 204
+    response = push(Client(), loki_json(({"a": "b"}, [(now + 2, "y" * 90)])), token)
+    assert response.status_code == 429
 
 
 def test_loki_push__repeated_bad_tokens__429_with_retry_after(

@@ -4,10 +4,14 @@ index, partition drops for retention."""
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from apps.logs.models import LogStream
 from apps.logs.services import log_storage_maintain
 from apps.logs.storage.base import LogSelect, minutes_answer
 from apps.logs.storage.sql import DEFAULT_PARTITION, ENTRY_TABLE, partition_name
@@ -380,3 +384,104 @@ def test_count_buckets__after_retention_and_partition_drop__minute_counts_follow
         assert bucket_counts(store, select, MINUTE) == bucket_counts(
             store, with_empty_filter(select), MINUTE
         )
+
+
+# ------------------------------------------------------- writes outside any transaction
+# The usual push runs outside a caller's transaction: one transaction, no savepoint, and
+# the streams this process has committed remembered (apps.logs.storage.sql.known_streams).
+
+
+def stream_rows(team: int) -> list[tuple[str, int, int]]:
+    return list(
+        LogStream.objects.filter(team_id=team)
+        .order_by("fingerprint")
+        .values_list("fingerprint", "first_seen_ns", "last_seen_ns")
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_write__outside_transaction_retried_batch_with_new_stream__new_rows_stored_once(store):
+    team = TeamFactory().pk
+    first = [stream({"app": "api"}, (T0, "a"), (T0 + 1, "b"))]
+    store.write(team_id=team, streams=first, resolve=no_deployment)
+
+    retry = store.write(
+        team_id=team,
+        streams=[*first, stream({"app": "new"}, (T0 + 2, "c"))],
+        resolve=no_deployment,
+    )
+
+    assert (retry.stored, retry.duplicates, retry.bytes) == (1, 2, 1)
+    select = LogSelect(team_id=team, start_ns=T0 - MINUTE, end_ns=T0 + MINUTE)
+    assert sorted(e.line for e in store.select(select, limit=10, direction="forward").entries) == [
+        "a",
+        "b",
+        "c",
+    ]
+    assert [labels for _, labels in LogStream.objects.values_list("id", "labels")].count(
+        {"app": "new"}
+    ) == 1
+    assert bucket_counts(store, select, MINUTE) == bucket_counts(
+        store, with_empty_filter(select), MINUTE
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_write__known_recent_stream_within_bounds__no_stream_query(store):
+    team = TeamFactory().pk
+    now = time.time_ns()
+    store.write(team_id=team, streams=[stream({"app": "api"}, (now, "a"))], resolve=no_deployment)
+
+    with CaptureQueriesContext(connection) as queries:
+        result = store.write(
+            team_id=team, streams=[stream({"app": "api"}, (now + 1, "b"))], resolve=no_deployment
+        )
+
+    assert result.stored == 1
+    assert not [q for q in queries.captured_queries if LogStream._meta.db_table in q["sql"]]
+    select = LogSelect(team_id=team, start_ns=now - MINUTE, end_ns=now + MINUTE)
+    page = store.select(select, limit=10, direction="forward")
+    assert [(e.line, e.labels) for e in page.entries] == [
+        ("a", (("app", "api"),)),
+        ("b", (("app", "api"),)),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_write__known_stream_batch_past_its_bounds__bounds_widened(store):
+    team = TeamFactory().pk
+    now = time.time_ns() // MINUTE * MINUTE - 10 * MINUTE
+    store.write(
+        team_id=team, streams=[stream({"app": "api"}, (now + 1, "a"))], resolve=no_deployment
+    )
+    ((_, first, last),) = stream_rows(team)
+    assert (first, last) == (now, now + MINUTE)
+
+    store.write(
+        team_id=team,
+        streams=[stream({"app": "api"}, (now + 3 * MINUTE + 1, "b"))],
+        resolve=no_deployment,
+    )
+    store.write(
+        team_id=team, streams=[stream({"app": "api"}, (now - MINUTE, "c"))], resolve=no_deployment
+    )
+
+    assert [bounds for _, *bounds in stream_rows(team)] == [[now - MINUTE, now + 4 * MINUTE]]
+    select = LogSelect(team_id=team, start_ns=now - 2 * MINUTE, end_ns=now + 5 * MINUTE)
+    assert len(store.select(select, limit=10, direction="forward").entries) == 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["back\\slash", "\\N", "tab\there", "new\nline", "cr\rhere", "nul\0byte", "né \\t ü"],
+)
+def test_write__line_with_copy_special_characters__read_back_as_sent(store, line):
+    team = TeamFactory().pk
+    pushed = [stream({"app": "api"}, (T0 + 1, line), (T0 + 2, "plain"))]
+
+    result = store.write(team_id=team, streams=pushed, resolve=no_deployment)
+
+    select = LogSelect(team_id=team, start_ns=T0, end_ns=T0 + MINUTE)
+    lines = [e.line for e in store.select(select, limit=10, direction="forward").entries]
+    assert lines == [line.replace("\0", "\ufffd"), "plain"]
+    assert result.bytes == len(lines[0].encode()) + len(b"plain")

@@ -91,6 +91,16 @@ def test_write__same_stream_time_and_line_in_two_writes__stored_once(log_store, 
     assert lines(select_all(log_store, everything(team))) == ["second", "retried line"]
 
 
+def test_write__same_entry_twice_in_one_stream_of_one_write__stored_once(log_store, teams):
+    team, _ = teams
+    push = [stream({"app": "api"}, (T0, "twice"), (T0 + 1, "once"), (T0, "twice"))]
+
+    result = log_store.write(team_id=team, streams=push, resolve=no_deployment)
+
+    assert (result.stored, result.duplicates, result.bytes) == (2, 1, len(b"twice") + len(b"once"))
+    assert lines(select_all(log_store, everything(team))) == ["once", "twice"]
+
+
 def test_write__same_time_other_line_or_other_stream__separate_entries(log_store, teams):
     team, _ = teams
     log_store.write(

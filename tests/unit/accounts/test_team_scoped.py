@@ -46,9 +46,7 @@ def test_team_field__empty_for_the_team_model__a_path_through_relations(roster):
     }
     # A path through a relation: the deployment's cluster's team.
     other = DeploymentFactory(team=roster.other_team)
-    scoped = team_scoped(
-        Deployment.objects.all(), user=roster.outsider, team_field="cluster__team"
-    )
+    scoped = team_scoped(Deployment.objects.all(), user=roster.outsider, team_field="cluster__team")
     assert other.pk in _ids(scoped)
     assert all(row.cluster.team_id == roster.other_team.pk for row in scoped)
 

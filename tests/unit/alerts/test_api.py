@@ -85,9 +85,7 @@ def test_webhook__basic_auth_right_token_wrong_name__refused(team_and_token):
     _, _, token = team_and_token
     basic = base64.b64encode(f"someone-else:{token}".encode()).decode()
     with nothing_stored():
-        response = APIClient().post(
-            HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Basic {basic}"
-        )
+        response = APIClient().post(HOOK, _am(), format="json", HTTP_AUTHORIZATION=f"Basic {basic}")
     assert response.status_code in (401, 403)
 
 

@@ -194,6 +194,39 @@ def test_validate__same_stream_time_and_line__one_entry_first_kept() -> None:
     assert result.refused == ()
 
 
+def test_validate__plain_stream_then_same_labels_again__duplicate_across_them_dropped() -> None:
+    pushed = [
+        stream({"app": "a"}, entry("x"), entry("y", NOW + 1)),
+        stream({"app": "a"}, entry("x"), entry("z", NOW + 2), origin="streams[1]"),
+    ]
+    result = validate_push(pushed, limits=LIMITS, now_ns=NOW)
+    [merged] = result.accepted
+    assert merged.entries == (entry("x"), entry("y", NOW + 1), entry("z", NOW + 2))
+    assert (result.duplicates, result.accepted_bytes) == (1, 3)
+
+
+def test_validate__plain_stream_sent_line_twice__one_entry_kept() -> None:
+    pushed = [stream({"app": "a"}, entry("x"), entry("y"), entry("x"))]
+    result = validate_push(pushed, limits=LIMITS, now_ns=NOW)
+    assert result.accepted[0].entries == (entry("x"), entry("y"))
+    assert (result.duplicates, result.accepted_bytes) == (1, 2)
+
+
+def test_validate__accepted_bytes__utf8_size_of_the_kept_lines_only() -> None:
+    limits = Limits(max_line_size=6, max_line_size_truncate=False)
+    pushed = [
+        stream({"app": "plain"}, entry("éé"), entry("ab", NOW + 1)),
+        stream({"app": "b"}, entry("toolong!"), entry("ok"), entry("ok"), entry("né", NOW + 1)),
+    ]
+    result = validate_push(pushed, limits=limits, now_ns=NOW)
+    kept = [e.line for s in result.accepted for e in s.entries]
+    assert kept == ["éé", "ab", "ok", "né"]
+    assert result.accepted_bytes == sum(len(line.encode()) for line in kept) == 11
+    truncating = Limits(max_line_size=3, max_line_size_truncate=True)
+    cut = validate_push([stream({"a": "b"}, entry("abcdef"))], limits=truncating, now_ns=NOW)
+    assert cut.accepted_bytes == 3
+
+
 def test_validate__refused_entry__not_counted_as_seen() -> None:
     limits = Limits(max_line_size=4, max_line_size_truncate=True)
     # Two different long lines truncated to the same text are one entry once stored.
