@@ -10,19 +10,19 @@ nanoseconds, line, structured metadata as JSON text, severity, trace and span id
   day (``logs_entry_YYYYMMDD``), created ahead by :meth:`SqlLogStore.prepare`; a row of a
   day with no partition goes to ``logs_entry_default``, and :meth:`prepare` moves such rows
   into the day's partition when it creates it. Writes ``COPY`` the batch straight into
-  ``logs_entry`` (and add its per-minute counts): in one transaction with the streams'
-  rows when called outside any transaction (a push), else in a savepoint. When the unique
-  index on (team, stream, ts, md5(line)) refuses it (a retried batch), that transaction
-  or savepoint is rolled back and the batch is ``COPY``'d into a temporary staging table,
-  then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, so a retried batch stores nothing
-  twice and the duplicates are counted. Stream ids and bounds this process has committed
-  are remembered (:data:`known_streams`), so a push into known streams reads no stream row. Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index
-  on each partition whose day is over (:meth:`SqlLogStore.prepare` builds it then, in one
-  pass, since maintaining it row by row would divide the ingest rate by about six) and on
-  the default partition; the current day is narrowed by stream and time first. Lines
-  and fingerprints compare with the "C" collation, so pages are cut in the same
-  byte order as Python's ``str`` comparison. PostgreSQL text cannot hold the NUL
-  character: it is stored (and searched for) as U+FFFD.
+  ``logs_entry`` (and add its per-minute counts): in one transaction with the streams' rows
+  when called outside any transaction (a push), else in a savepoint. When the unique index
+  on (team, stream, ts, md5(line)) refuses it (a retried batch), that transaction or
+  savepoint is rolled back and the batch is ``COPY``'d into a temporary staging table, then
+  ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, so a retried batch stores nothing twice
+  and the duplicates are counted. Stream ids and bounds this process has committed are
+  remembered (:data:`known_streams`), so a push into known streams reads no stream row.
+  Substring filters are ``LIKE``, served by a ``pg_trgm`` GIN index on each partition whose
+  day is over (:meth:`SqlLogStore.prepare` builds it then, in one pass, since maintaining it
+  row by row would divide the ingest rate by about six) and on the default partition; the
+  current day is narrowed by stream and time first. Lines and fingerprints compare with the
+  "C" collation, so pages are cut in the same byte order as Python's ``str`` comparison.
+  PostgreSQL text cannot hold the NUL character: it is stored (and searched for) as U+FFFD.
 - **SQLite**: a plain table with a unique index on (team, stream, ts, line); ``INSERT OR
   IGNORE`` skips duplicates and ``instr()`` searches (SQLite's ``LIKE`` ignores case).
 
