@@ -27,8 +27,9 @@ from apps.logs.models import IngestToken
 from apps.logs.selectors import ingest_token_authenticate
 from apps.logs.services import ingest_token_create
 from apps.slos.models import LatencyMetric, SliKind, Slo
-from apps.toggles.models import DegradationPolicy, Toggle
-from apps.toggles.services import policy_clean, toggle_create
+from apps.toggles.models import DegradationPolicy, GatewayToken, Toggle
+from apps.toggles.selectors import gateway_token_authenticate
+from apps.toggles.services import gateway_token_create, policy_clean, toggle_create
 
 DEMO_NAMESPACE = "demo"
 
@@ -184,23 +185,54 @@ _DEMO_LOG_RULES: dict[str, dict[str, object]] = {
     },
 }
 DEMO_INGEST_TOKEN_NAME = "demo fleet simulator"  # noqa: S105 - a name, not a secret
+DEMO_GATEWAY_TOKEN_NAME = "demo-gateway"  # noqa: S105 - a name, not a secret
 
 
-def demo_ingest_token(*, saved: Path) -> str:
-    """The demo fleet simulator's ingest token: the one saved in ``saved`` while it is
-    still valid, else a new one (saved there, readable by this user only)."""
+def _demo_token(
+    *,
+    saved: Path,
+    model: type[models.Model],
+    name: str,
+    authenticate: Any,
+    create: Any,
+) -> str:
+    """A demo team token of ``model``: the one saved in ``saved`` while it is still valid,
+    else a new one (saved there, readable by this user only)."""
     team = Team.objects.get(slug="demo")
     if saved.exists():
         secret = saved.read_text(encoding="utf-8").strip()
-        token = ingest_token_authenticate(token=secret)
+        token = authenticate(token=secret)
         if token is not None and token.team_id == team.pk:
             return secret
     # The old one's secret is lost with the file: replace it.
-    IngestToken.objects.filter(team=team, name=DEMO_INGEST_TOKEN_NAME).delete()
-    _, secret = ingest_token_create(team=team, name=DEMO_INGEST_TOKEN_NAME, actor=None)
+    model.objects.filter(team=team, name=name).delete()  # type: ignore[attr-defined]
+    _, secret = create(team=team, name=name, actor=None)
     saved.write_text(secret + "\n", encoding="utf-8")
     saved.chmod(0o600)
     return secret
+
+
+def demo_ingest_token(*, saved: Path) -> str:
+    """The demo fleet simulator's ingest token (see :func:`_demo_token`)."""
+    return _demo_token(
+        saved=saved,
+        model=IngestToken,
+        name=DEMO_INGEST_TOKEN_NAME,
+        authenticate=ingest_token_authenticate,
+        create=ingest_token_create,
+    )
+
+
+def demo_gateway_token(*, saved: Path) -> str:
+    """A gateway token of the demo team, to try the toggle read API (see
+    :func:`_demo_token`)."""
+    return _demo_token(
+        saved=saved,
+        model=GatewayToken,
+        name=DEMO_GATEWAY_TOKEN_NAME,
+        authenticate=gateway_token_authenticate,
+        create=gateway_token_create,
+    )
 
 
 def _demo_alert_rules(team: Team) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 
 from apps.alerts.models import AlertRule
 from apps.autoscaling.models import AutoscalingPolicy
+from apps.devstack.demo import demo_gateway_token
 from apps.inventory.models import Deployment
 from apps.slos.models import Slo
+from apps.toggles.models import GatewayToken
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +73,19 @@ def test_seed_demo__creations_in_the_audit_log_once():
     assert set(created.values_list("team_id", flat=True)) == {team.pk}
     deployment = created.get(object_type="inventory.deployment", object_repr__contains="chat")
     assert deployment.changes["max_replicas"] == [None, 8]
+
+
+def test_demo_gateway_token__saved__reads_the_demo_snapshot__replaced_when_invalid(tmp_path):
+    call_command("seed_demo", verbosity=0)
+    saved = tmp_path / "demo-gateway-token"
+    first = demo_gateway_token(saved=saved)
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert demo_gateway_token(saved=saved) == first  # reused
+    response = Client().get(
+        "/toggles/v1/snapshot?deployment=chat-llama-8b", HTTP_AUTHORIZATION=f"Bearer {first}"
+    )
+    assert response.status_code == 200
+    assert "max_output_tokens" in response.content.decode()
+    saved.write_text("lcpg_not-a-token\n")
+    assert demo_gateway_token(saved=saved) != first
+    assert GatewayToken.objects.filter(team__slug="demo").count() == 1

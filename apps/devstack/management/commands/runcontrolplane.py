@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.devstack.demo import demo_ingest_token
+from apps.devstack.demo import demo_gateway_token, demo_ingest_token
 from controlplane.env import env_bool
 
 
@@ -47,9 +47,15 @@ class Command(BaseCommand):
         python = sys.executable
         url = f"http://{options['host']}:{options['port']}/"
         env = os.environ.copy()
-        prometheus, metrics_note = None, ""
+        prometheus, metrics_note, toggles_note = None, "", ""
         extra: dict[str, list[str]] = {}
         if not options["no_demo"]:
+            gateway = Path(settings.VAR_DIR) / "demo-gateway-token"
+            demo_gateway_token(saved=gateway)
+            toggles_note = (
+                f'  toggles:  curl -H "Authorization: Bearer $(cat {gateway})" '
+                f"{url}toggles/v1/snapshot?deployment=chat-llama-8b\n"
+            )
             sim_port = int(os.environ.get("FLEETSIM_PORT", "9400"))
             extra["fleetsim"] = [python, "manage.py", "fleetsim", "--port", str(sim_port)]
             if env_bool("FLEETSIM_SERVE_REPLICAS", False):
@@ -92,6 +98,7 @@ class Command(BaseCommand):
                 f"  database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
                 f"broker: {settings.CELERY_BROKER_URL.split('://', 1)[0]}\n"
                 f"  metrics:  {metrics_note or env.get('PROMETHEUS_URL', 'PROMETHEUS_URL')}\n"
+                f"{toggles_note}"
                 "Press Ctrl+C to stop.\n"
             )
         )
