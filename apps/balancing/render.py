@@ -154,7 +154,8 @@ def upstream_block(name: str, policy: PolicySpec, members: Sequence[Member]) -> 
     if not any(m.state == "serving" for m in listed):
         return None
     algorithm = Algorithm(policy.algorithm)
-    block: list[Directive] = []
+    # Shared by nginx's workers: connection counts and failures seen by one count for all.
+    block: list[Directive] = [d("zone", name, "256k")]
     if algorithm == Algorithm.LEAST_CONN:
         block.append(d("least_conn"))
     elif algorithm == Algorithm.IP_HASH:
@@ -180,9 +181,31 @@ def upstream_block(name: str, policy: PolicySpec, members: Sequence[Member]) -> 
     return d("upstream", name, block=block)
 
 
+_JSON_ESCAPE_RE = re.compile(r'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])')
+_SHORT_ESCAPES = {
+    '"': '"',
+    "\\": "\\",
+    "/": "/",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+}
+
+
+def _unicode_escape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code.startswith("u"):
+        return "\\" + code
+    return f"\\u{ord(_SHORT_ESCAPES[code]):04x}"
+
+
 def _json_body(payload: dict[str, Any]) -> str:
-    # nginx interpolates "$name" in return bodies and has no escape for "$"; JSON has one.
-    return json.dumps(payload).replace("$", "\\u0024")
+    """JSON that reads the same after nginx's string parsing: nginx turns \\" \\n \\t \\r
+    and \\\\ into characters and interpolates "$name", while JSON's \\uXXXX passes as is."""
+    text = _JSON_ESCAPE_RE.sub(_unicode_escape, json.dumps(payload))
+    return text.replace("$", "\\u0024")
 
 
 def _canned(status: int, payload: dict[str, Any], retry_after_s: int) -> list[Directive]:
