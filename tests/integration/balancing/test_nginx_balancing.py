@@ -67,7 +67,8 @@ def test_ip_hash__one_client__every_request_on_one_replica(nginx: RunningNginx) 
     with running_replicas(3) as replicas:
         nginx.serve([Site("chat", PolicySpec(algorithm="ip_hash"), replicas.members())])
         counts = _spread(nginx, 30)
-    assert len(counts) == 1 and sum(counts.values()) == 30
+    assert len(counts) == 1
+    assert sum(counts.values()) == 30
 
 
 def test_consistent_hash__member_added__keys_stay_and_about_a_quarter_move(

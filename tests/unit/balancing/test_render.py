@@ -100,8 +100,10 @@ def test_upstream__weights_by_pod_and_address_and_a_backup__rendered_on_their_se
     )
     upstream = find(render(Site("chat", policy, MEMBERS[:2])), "upstream", "cp_chat")["block"]
     servers = all_of(upstream, "server")
-    assert "weight=5" in servers[0] and "backup" not in servers[0]
-    assert "weight=2" in servers[1] and servers[1][-1] == "backup"
+    assert "weight=5" in servers[0]
+    assert "backup" not in servers[0]
+    assert "weight=2" in servers[1]
+    assert servers[1][-1] == "backup"
 
 
 def test_upstream__plain_round_robin__weights_ignored() -> None:
@@ -163,7 +165,8 @@ def test_maintenance__message__canned_503_and_no_proxying() -> None:
     block = find(server_block(payload), "location", "/chat/")["block"]
     assert not all_of(block, "proxy_pass")
     status, body = all_of(block, "return")[0]
-    assert status == "503" and json.loads(body)["message"] == "Back soon"
+    assert status == "503"
+    assert json.loads(body)["message"] == "Back soon"
 
 
 def test_fallback__members_given__fallback_upstream_and_error_page_to_it() -> None:
@@ -268,5 +271,6 @@ def test_nginx_test__duplicate_upstream__nginx_errors_returned() -> None:
     binary = binary_or_skip(nginx_binary(), "nginx", "nginx-light")
     text = "upstream x { server 10.0.0.1:80; }\nupstream x { server 10.0.0.1:80; }\n"
     errors = nginx_test(text, binary=binary)
-    assert errors and "duplicate upstream" in errors[0]
+    assert errors
+    assert "duplicate upstream" in errors[0]
     assert "<prefix>/balancing.conf" in errors[0]
