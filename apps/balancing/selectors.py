@@ -74,7 +74,10 @@ def _policy_of(deployment: Deployment) -> PolicySpec:
     return policy.spec() if policy is not None else PolicySpec()
 
 
-def gateway_sites(*, gateway: Gateway, members_of: MembersOf = deployment_members) -> list[Site]:
+def gateway_sites(*, gateway: Gateway, members_of: MembersOf | None = None) -> list[Site]:
+    """The sites of the gateway's deployments, in its order; members from ``members_of``
+    (default: :func:`deployment_members`)."""
+    members_of = members_of or deployment_members
     deployments = list(gateway.deployments.order_by("gatewaydeployment__position", "pk"))
     sites = []
     for deployment in deployments:
@@ -101,7 +104,7 @@ def gateway_sites(*, gateway: Gateway, members_of: MembersOf = deployment_member
     return sites
 
 
-def gateway_config(*, gateway: Gateway, members_of: MembersOf = deployment_members) -> Rendered:
+def gateway_config(*, gateway: Gateway, members_of: MembersOf | None = None) -> Rendered:
     """The gateway's configuration, its version and what ``nginx -t`` says of it."""
     text = render_text(
         listen=str(gateway.listen_port), sites=gateway_sites(gateway=gateway, members_of=members_of)
