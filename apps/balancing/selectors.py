@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.cache import cache
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from apps.inventory.models import Deployment, DeploymentStatus
 from apps.toggles.evaluation import evaluate
 from apps.toggles.presets import Preset
 from apps.toggles.selectors import team_toggles
 
-from .models import BalancingPolicy, Gateway, GatewayReport
+from .models import BalancingPolicy, Gateway, GatewayDeployment, GatewayReport
 from .render import (
     Degradation,
     Member,
@@ -126,3 +127,14 @@ def gateway_config(*, gateway: Gateway, members_of: MembersOf | None = None) -> 
 
 def gateway_last_report(*, gateway: Gateway) -> GatewayReport | None:
     return gateway.reports.order_by("-received_at", "-pk").first()
+
+
+def gateways_listed(queryset: QuerySet[Gateway]) -> QuerySet[Gateway]:
+    """Gateways with what their list shows fetched in a fixed number of queries: the
+    deployments in order (``ordered_links``) and the id of the last report
+    (``last_report_id``) with the reports themselves (``recent_reports``)."""
+    last = GatewayReport.objects.filter(gateway=OuterRef("pk")).order_by("-received_at", "-pk")
+    links = GatewayDeployment.objects.select_related("deployment").order_by("position", "pk")
+    return queryset.annotate(last_report_id=Subquery(last.values("pk")[:1])).prefetch_related(
+        Prefetch("gatewaydeployment_set", queryset=links, to_attr="ordered_links")
+    )

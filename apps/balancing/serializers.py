@@ -73,11 +73,19 @@ class GatewaySerializer(serializers.ModelSerializer[Gateway]):
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def get_deployments(self, gateway: Gateway) -> list[dict[str, Any]]:
-        rows = gateway.deployments.order_by("gatewaydeployment__position", "pk")
+        links = getattr(gateway, "ordered_links", None)
+        if links is not None:
+            rows = [link.deployment for link in links]
+        else:
+            rows = list(gateway.deployments.order_by("gatewaydeployment__position", "pk"))
         return [{"id": d.pk, "name": d.name} for d in rows]
 
     def get_last_report(self, gateway: Gateway) -> dict[str, Any] | None:
-        report = gateway_last_report(gateway=gateway)
+        reports = self.context.get("last_reports")
+        if reports is not None and hasattr(gateway, "last_report_id"):
+            report = reports.get(gateway.last_report_id)
+        else:
+            report = gateway_last_report(gateway=gateway)
         return GatewayReportSerializer(report).data if report is not None else None
 
     def validate_team(self, value: Any) -> Any:

@@ -14,7 +14,7 @@ from apps.audit.models import AuditEntry
 from apps.balancing import selectors
 from apps.balancing.models import BalancingPolicy, Gateway, GatewayReport
 from apps.balancing.render import Member, nginx_binary
-from apps.balancing.services import gateway_create, policy_create
+from apps.balancing.services import gateway_create, gateway_report_record, policy_create
 from apps.toggles.services import toggle_create
 from tests.assertions import nothing_stored
 from tests.factories.inventory import DeploymentFactory
@@ -226,3 +226,28 @@ def test_report__bad_body__400_nothing_stored(roster: Any, chat: Any, body: dict
         response = client.post(f"{GATEWAYS}edge/report", body, format="json")
     assert response.status_code == 400
     assert Gateway.objects.count() == 1
+
+
+@pytest.mark.parametrize("rows", [2, 12])
+def test_list_gateways__few_or_many_with_reports__pinned_query_count(
+    client_for: Any, roster: Any, django_assert_num_queries: Any, rows: int
+) -> None:
+    for n in range(rows):
+        deployment = DeploymentFactory(team=roster.team)
+        gateway = gateway_create(
+            team=roster.team, name=f"gw-{n}", deployments=[deployment], actor=None
+        )
+        for minute in (1, 2):
+            at = f"2026-11-29T12:0{minute}:00Z"
+            gateway_report_record(
+                gateway=gateway, version=f"{minute:064x}", result="applied", applied_at=at
+            )
+    client = client_for(roster.operator)
+    # count, page, deployments in order, last reports
+    with django_assert_num_queries(4):
+        response = client.get(GATEWAYS)
+    assert response.status_code == 200
+    body = response.json()["results"]
+    assert len(body) == rows
+    assert all(g["last_report"]["version"] == f"{2:064x}" for g in body)
+    assert all(len(g["deployments"]) == 1 for g in body)
