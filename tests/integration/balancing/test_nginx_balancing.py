@@ -8,10 +8,18 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
-from apps.balancing.render import Degradation, Site
+from apps.balancing.render import Degradation, Member, Site
 from apps.balancing.spec import PolicySpec
-from tests.integration.balancing.nginx import RunningNginx, complete, running_replicas, served_by
+from tests.integration.balancing.nginx import (
+    MODEL,
+    RunningNginx,
+    complete,
+    running_replicas,
+    served_by,
+)
+from tests.servers import RecordingServer
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +178,63 @@ def test_fallback__primary_replicas_dead__fallback_deployment_answers(
     assert [r.status_code for r in responses] == [200] * 10
     assert {served_by(r) for r in responses} == {"spare-0"}
     assert all(json.loads(r.text)["object"] == "text_completion" for r in responses)
+
+
+def test_streamed_completion__through_nginx__every_token_event_then_done(
+    nginx: RunningNginx,
+) -> None:
+    with running_replicas(1) as replicas:
+        nginx.serve([Site("chat", PolicySpec(), replicas.members())])
+        body = {"model": MODEL, "prompt": "Stream please.", "max_tokens": 12, "stream": True}
+        with requests.post(
+            nginx.url + "/chat/v1/completions", json=body, stream=True, timeout=30
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            data = [
+                line[len(b"data: ") :].decode()
+                for line in response.iter_lines()
+                if line.startswith(b"data: ")
+            ]
+    assert data[-1] == "[DONE]"
+    assert len(data) == 13
+
+
+def test_retries__replica_answers_503__get_retried_on_another_post_never_sent_twice(
+    nginx: RunningNginx,
+) -> None:
+    busy = RecordingServer(lambda request: (503, {}, b"busy"))
+    fine = RecordingServer(lambda request: (200, {}, b"ok"))
+    try:
+        members = [Member("127.0.0.1", busy.port, "busy"), Member("127.0.0.1", fine.port, "fine")]
+        # No passive health here: the busy replica keeps being picked.
+        nginx.serve([Site("chat", PolicySpec(max_fails=0), members)])
+        gets = [requests.get(nginx.url + "/v1/models", timeout=10) for _ in range(4)]
+        posts = [
+            requests.post(nginx.url + "/v1/completions", data=b"{}", timeout=10) for _ in range(4)
+        ]
+    finally:
+        busy.stop()
+        fine.stop()
+    assert [r.status_code for r in gets] == [200] * 4
+    assert sorted(r.status_code for r in posts) == [200, 200, 503, 503]
+    received = [r.method for r in busy.requests + fine.requests if r.method == "POST"]
+    assert len(received) == 4
+
+
+def test_degradation_caps__through_nginx__headers_reach_the_backend_prefix_stripped(
+    nginx: RunningNginx,
+) -> None:
+    backend = RecordingServer()
+    try:
+        degradation = Degradation(max_output_tokens=256, max_context_tokens=4096)
+        site = Site("chat", PolicySpec(), [Member("127.0.0.1", backend.port, "rec")], degradation)
+        nginx.serve([site])
+        assert requests.post(nginx.url + "/chat/v1/completions", data=b"{}", timeout=10).ok
+    finally:
+        backend.stop()
+    (request,) = backend.requests
+    assert request.path == "/v1/completions"
+    assert request.headers["X-Degrade-Max-Output-Tokens"] == "256"
+    assert request.headers["X-Degrade-Max-Context-Tokens"] == "4096"
+    assert len(request.headers["X-Request-Id"]) == 32
