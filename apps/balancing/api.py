@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -22,8 +23,8 @@ from apps.accounts.models import Role
 from apps.accounts.selectors import team_scoped
 from apps.api.viewsets import TeamScopedViewSet
 
-from .models import BalancingPolicy, Gateway
-from .selectors import gateway_config
+from .models import BalancingPolicy, Gateway, GatewayReport
+from .selectors import gateway_config, gateways_listed
 from .serializers import (
     BalancingPolicySerializer,
     GatewayReportSerializer,
@@ -84,6 +85,23 @@ class GatewayViewSet(TeamScopedViewSet):
     serializer_class = GatewaySerializer
     ordering_fields = ["name", "created_at"]
     filterset_fields = ["team", "name"]
+
+    def get_queryset(self) -> QuerySet[Gateway]:
+        return gateways_listed(super().get_queryset())
+
+    def paginate_queryset(self, queryset: QuerySet[Any]) -> list[Any] | None:
+        page = super().paginate_queryset(queryset)
+        rows = page if page is not None else list(queryset)
+        ids = [g.last_report_id for g in rows if getattr(g, "last_report_id", None)]
+        # One query for the last reports of the whole page.
+        self._last_reports = GatewayReport.objects.in_bulk(ids)
+        return page
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if hasattr(self, "_last_reports"):
+            context["last_reports"] = self._last_reports
+        return context
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         data = dict(serializer.validated_data)
