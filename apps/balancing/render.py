@@ -118,6 +118,10 @@ def d(directive: str, *args: Any, block: list[Directive] | None = None) -> Direc
 
 
 def _ident(deployment: str) -> str:
+    """The deployment's name in nginx identifiers. Names have no '_', so this is one to one;
+    what is derived from it only adds a prefix (upstreams, zones: "fallback_cp_chat",
+    "limit_cp_chat") or a suffix that ends differently ("_shed", "_shed_<n>"), so deployment
+    "chat-fallback" cannot collide with the fallback of "chat"."""
     return "cp_" + deployment.replace("-", "_")
 
 
@@ -276,7 +280,7 @@ def _limit_zone(site: Site) -> tuple[list[Directive], list[Directive]]:
     policy = site.policy
     if not policy.limit_req_rate:
         return [], []
-    zone = f"{_ident(site.deployment)}_tenant"
+    zone = f"limit_{_ident(site.deployment)}"
     key = header_variable(policy.tenant_header)
     http = [d("limit_req_zone", key, f"zone={zone}:10m", f"rate={policy.limit_req_rate}")]
     args: list[Any] = [f"zone={zone}"]
@@ -298,7 +302,7 @@ def site_directives(
         http.append(upstream)
     fallback = None
     if deg.fallback:
-        fallback = upstream_block(f"{ident}_fallback", policy, site.fallback_members)
+        fallback = upstream_block(f"fallback_{ident}", policy, site.fallback_members)
         if fallback is not None:
             http.append(fallback)
     shed_http, shed_var = _shedding(site)
@@ -334,7 +338,7 @@ def site_directives(
             if upstream is not None:
                 body += _proxy(ident, site, strip=strip)
             else:
-                body += _proxy(f"{ident}_fallback", site, strip=strip)
+                body += _proxy(f"fallback_{ident}", site, strip=strip)
         locations.append(d("location", prefix, block=body))
     if shed_var is not None and not deg.maintenance:
         payload = {"error": "shed", "message": "Load shedding: retry later."}
@@ -348,7 +352,7 @@ def site_directives(
     if fallback is not None and upstream is not None and not deg.maintenance:
         # The primary location strips "/<deployment>/"; a named location cannot.
         unprefixed = d("rewrite", f"^/{site.deployment}/(.*)$", "/$1", "break")
-        fallback_proxy = _proxy(f"{ident}_fallback", site, strip=False)
+        fallback_proxy = _proxy(f"fallback_{ident}", site, strip=False)
         locations.append(d("location", fallback_loc, block=[unprefixed, *fallback_proxy]))
     return http, locations
 

@@ -178,14 +178,14 @@ def test_fallback__members_given__fallback_upstream_and_error_page_to_it() -> No
         fallback_members=[Member("10.0.1.1", 8000, "small-0")],
     )
     payload = render(site)
-    fallback = find(payload, "upstream", "cp_chat_fallback")["block"]
+    fallback = find(payload, "upstream", "fallback_cp_chat")["block"]
     assert [s[0] for s in all_of(fallback, "server")] == ["10.0.1.1:8000"]
     server = server_block(payload)
     location = find(server, "location", "/chat/")["block"]
     assert all_of(location, "error_page") == [["502", "503", "504", "=", "@cp_chat_fallback"]]
     assert all_of(location, "proxy_intercept_errors") == [["on"]]
     named = find(server, "location", "@cp_chat_fallback")["block"]
-    assert all_of(named, "proxy_pass") == [["http://cp_chat_fallback"]]
+    assert all_of(named, "proxy_pass") == [["http://fallback_cp_chat"]]
 
 
 def test_no_serving_member__no_fallback__503_instead_of_an_empty_upstream() -> None:
@@ -207,9 +207,9 @@ def test_limit_req__rate_per_tenant__zone_keyed_by_tenant_header_and_429() -> No
     policy = PolicySpec(tenant_header="X-Org", limit_req_rate="20r/s", limit_req_burst=40)
     payload = render(Site("chat", policy, MEMBERS))
     zone = find(payload, "limit_req_zone")
-    assert zone["args"] == ["$http_x_org", "zone=cp_chat_tenant:10m", "rate=20r/s"]
+    assert zone["args"] == ["$http_x_org", "zone=limit_cp_chat:10m", "rate=20r/s"]
     block = find(server_block(payload), "location", "/chat/")["block"]
-    assert all_of(block, "limit_req") == [["zone=cp_chat_tenant", "burst=40", "nodelay"]]
+    assert all_of(block, "limit_req") == [["zone=limit_cp_chat", "burst=40", "nodelay"]]
     assert all_of(block, "limit_req_status") == [["429"]]
 
 
@@ -265,6 +265,20 @@ def test_render_and_validate__every_feature__nginx_t_accepts_it_and_version_is_i
     assert rendered.sha256 == text_version(rendered.text)
     again = render_and_validate(listen="8080", sites=_everything(), binary=binary)
     assert again.sha256 == rendered.sha256
+
+
+def test_render_and_validate__names_that_look_like_derived_ones__no_collision_in_nginx() -> None:
+    binary = binary_or_skip(nginx_binary(), "nginx", "nginx-light")
+    chat = _everything()[0]
+    sites = [
+        chat,
+        *(
+            Site(name, chat.policy, MEMBERS)
+            for name in ("chat-fallback", "chat-shed", "chat-shed-0", "limit-cp-chat")
+        ),
+    ]
+    rendered = render_and_validate(listen="8080", sites=sites, binary=binary)
+    assert rendered.errors == []
 
 
 def test_nginx_test__duplicate_upstream__nginx_errors_returned() -> None:
