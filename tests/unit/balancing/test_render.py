@@ -274,7 +274,13 @@ def test_render_and_validate__names_that_look_like_derived_ones__no_collision_in
         chat,
         *(
             Site(name, chat.policy, MEMBERS)
-            for name in ("chat-fallback", "chat-shed", "chat-shed-0", "limit-cp-chat")
+            for name in (
+                "chat-fallback",
+                "chat-shed",
+                "chat-shed-0",
+                "chat-tenant",
+                "limit-cp-chat",
+            )
         ),
     ]
     rendered = render_and_validate(listen="8080", sites=sites, binary=binary)
