@@ -21,6 +21,7 @@ from .render import (
     Degradation,
     Member,
     Rendered,
+    RenderError,
     Site,
     nginx_binary,
     nginx_test,
@@ -106,10 +107,15 @@ def gateway_sites(*, gateway: Gateway, members_of: MembersOf | None = None) -> l
 
 
 def gateway_config(*, gateway: Gateway, members_of: MembersOf | None = None) -> Rendered:
-    """The gateway's configuration, its version and what ``nginx -t`` says of it."""
-    text = render_text(
-        listen=str(gateway.listen_port), sites=gateway_sites(gateway=gateway, members_of=members_of)
-    )
+    """The gateway's configuration, its version and what ``nginx -t`` says of it. Inputs
+    the renderer refuses (a priority class of a shed toggle that is not a plain name, a
+    member address discovery got wrong) are errors too: nothing half-checked is served."""
+    sites = gateway_sites(gateway=gateway, members_of=members_of)
+    try:
+        text = render_text(listen=str(gateway.listen_port), sites=sites)
+    except RenderError as exc:
+        messages = [f"{field}: {message}" for field, message in exc.errors.items()]
+        return Rendered(text="", sha256="", errors=messages)
     version = text_version(text)
     key = f"balancing:nginx-t:{version}"
     errors = cache.get(key)

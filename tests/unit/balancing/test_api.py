@@ -198,6 +198,17 @@ def test_config__nginx_refuses_the_text__503_with_its_errors_never_the_text(
     assert "upstream" not in body["detail"]
 
 
+def test_config__shed_class_nginx_cannot_match__503_naming_it_not_500(
+    roster: Any, chat: Any, members: list[Member]
+) -> None:
+    gateway_create(team=roster.team, name="edge", deployments=[chat], actor=None)
+    toggle_create(team=roster.team, deployment=chat, key="shed_fraction", preset="shed_fraction",
+                  value={"low priority": 0.5}, enabled=True, actor=None)  # fmt: skip
+    response = bearer(roster.viewer).get(config_url("edge"))
+    assert response.status_code == 503
+    assert any("low priority" in line for line in response.json()["errors"])
+
+
 def test_report__agent_posts_what_it_applied__stored_and_shown_on_the_gateway(
     client_for: Any, roster: Any, chat: Any
 ) -> None:
