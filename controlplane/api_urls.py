@@ -7,6 +7,7 @@ from apps.accounts import api as accounts_api
 from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
 from apps.autoscaling import api as autoscaling_api
+from apps.balancing import api as balancing_api
 from apps.inventory import api as inventory_api
 from apps.logs.tokens import api as logs_tokens_api
 from apps.metrics import api as metrics_api
@@ -56,6 +57,10 @@ router.register(
     "toggles/policies", toggles_api.DegradationPolicyViewSet, basename="degradationpolicy"
 )
 router.register("toggles", toggles_api.ToggleViewSet, basename="toggle")
+router.register(
+    "balancing/policies", balancing_api.BalancingPolicyViewSet, basename="balancingpolicy"
+)
+router.register("balancing/gateways", balancing_api.GatewayViewSet, basename="gateway")
 
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
@@ -70,5 +75,15 @@ urlpatterns = [
     path("metrics/catalogue/", metrics_api.CatalogueView.as_view(), name="metrics-catalogue"),
     path("logs/", include("apps.logs.read_api")),
     path("toggles/switch/", toggles_api.DegradationSwitchView.as_view(), name="degradation-switch"),
+    path(
+        "balancing/gateways/<str:name>/config",
+        balancing_api.GatewayConfigView.as_view(),
+        name="gateway-config",
+    ),
+    path(
+        "balancing/gateways/<str:name>/report",
+        balancing_api.GatewayReportView.as_view(),
+        name="gateway-report",
+    ),
     *router.urls,
 ]

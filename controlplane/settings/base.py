@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "apps.alerts",
     "apps.logs",
     "apps.toggles",
+    "apps.balancing",
     "apps.fleetsim",
     "apps.devstack",
     "apps.console",

@@ -1,0 +1,192 @@
+"""The balancing API: a policy per deployment, the gateways fronting deployments, and
+the gateway agent's two calls: fetch the configuration (ETag, 304) and report what it
+applied. Changes go through :mod:`.services` (validated before anything is rendered,
+audited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from apps.accounts.models import Role
+from apps.accounts.selectors import team_scoped
+from apps.api.viewsets import TeamScopedViewSet
+
+from .models import BalancingPolicy, Gateway, GatewayReport
+from .selectors import gateway_config, gateways_listed
+from .serializers import (
+    BalancingPolicySerializer,
+    GatewayReportSerializer,
+    GatewaySerializer,
+    ReportInSerializer,
+)
+from .services import (
+    POLICY_FIELDS,
+    gateway_create,
+    gateway_delete,
+    gateway_report_record,
+    gateway_update,
+    policy_create,
+    policy_delete,
+    policy_update,
+)
+
+
+class BalancingPolicyViewSet(TeamScopedViewSet):
+    """How each deployment's gateway upstream spreads requests, retries and limits them.
+    An invalid policy is refused (400, per field) before anything is rendered."""
+
+    queryset = BalancingPolicy.objects.select_related("deployment")
+    serializer_class = BalancingPolicySerializer
+    team_field = "deployment__team"
+    ordering_fields = ["updated_at", "created_at"]
+    filterset_fields = ["deployment", "algorithm"]
+
+    def team_id_from_data(self, data: dict[str, Any]) -> int | None:
+        deployment = data.get("deployment")
+        return deployment.team_id if deployment is not None else None
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        data = dict(serializer.validated_data)
+        self._require_role(data["deployment"].team_id)
+        fields = {name: data[name] for name in POLICY_FIELDS if name in data}
+        serializer.instance = policy_create(
+            deployment=data["deployment"], actor=self.request.user, **fields
+        )
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        assert isinstance(serializer.instance, BalancingPolicy)
+        data = serializer.validated_data
+        changes = {name: data[name] for name in POLICY_FIELDS if name in data}
+        serializer.instance = policy_update(
+            policy=serializer.instance, actor=self.request.user, **changes
+        )
+
+    def perform_destroy(self, instance: BalancingPolicy) -> None:  # type: ignore[override]
+        policy_delete(policy=instance, actor=self.request.user)
+
+
+class GatewayViewSet(TeamScopedViewSet):
+    """nginx gateways of a team: the deployments each fronts (in order) and its port,
+    with the last report of its agent."""
+
+    queryset = Gateway.objects.all()
+    serializer_class = GatewaySerializer
+    ordering_fields = ["name", "created_at"]
+    filterset_fields = ["team", "name"]
+
+    def get_queryset(self) -> QuerySet[Gateway]:
+        return gateways_listed(super().get_queryset())
+
+    def paginate_queryset(self, queryset: QuerySet[Any]) -> list[Any] | None:
+        page = super().paginate_queryset(queryset)
+        rows = page if page is not None else list(queryset)
+        ids = [g.last_report_id for g in rows if getattr(g, "last_report_id", None)]
+        # One query for the last reports of the whole page.
+        self._last_reports = GatewayReport.objects.in_bulk(ids)
+        return page
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if hasattr(self, "_last_reports"):
+            context["last_reports"] = self._last_reports
+        return context
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        data = dict(serializer.validated_data)
+        self._require_role(data["team"].pk)
+        serializer.instance = gateway_create(
+            team=data["team"],
+            name=data["name"],
+            listen_port=data.get("listen_port", 8080),
+            deployments=data.get("deployment_ids", []),
+            actor=self.request.user,
+        )
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        assert isinstance(serializer.instance, Gateway)
+        data = serializer.validated_data
+        serializer.instance = gateway_update(
+            gateway=serializer.instance,
+            actor=self.request.user,
+            name=data.get("name"),
+            listen_port=data.get("listen_port"),
+            deployments=data.get("deployment_ids"),
+        )
+
+    def perform_destroy(self, instance: Gateway) -> None:  # type: ignore[override]
+        gateway_delete(gateway=instance, actor=self.request.user)
+
+
+class ConfigInvalid(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = (
+        "The rendered configuration failed nginx -t; the gateway keeps its last good one."
+    )
+
+
+def _gateway_for(request: Request, name: str, *, role: str) -> Gateway:
+    """The caller's team's gateway of that name (the team always from the caller's
+    token: another team's gateway is a 404 like a missing one)."""
+    rows = team_scoped(Gateway.objects.all(), user=request.user, team_field="team", role=role)
+    return get_object_or_404(rows, name=name)
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    candidates = [tag.strip() for tag in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+class GatewayConfigView(APIView):
+    """The gateway's nginx configuration (an ``http``-level include) as text, with a strong
+    ETag (its sha256); ``If-None-Match`` with the current ETag answers 304. A
+    configuration that fails ``nginx -t`` is never served (503 with nginx's errors)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request: Request, name: str) -> HttpResponse | Response:
+        gateway = _gateway_for(request, name, role=Role.VIEWER)
+        rendered = gateway_config(gateway=gateway)
+        if not rendered.ok:
+            return Response(
+                {
+                    "detail": ConfigInvalid.default_detail,
+                    "version": rendered.sha256,
+                    "errors": rendered.errors,
+                },
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        etag = f'"{rendered.sha256}"'
+        if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+            response = HttpResponse(status=304)
+        else:
+            response = HttpResponse(rendered.text, content_type="text/plain; charset=utf-8")
+        response["ETag"] = etag
+        response["Cache-Control"] = "no-cache"
+        return response
+
+
+class GatewayReportView(APIView):
+    """The agent says which version it applied, when, and whether nginx took it."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=ReportInSerializer, responses={201: GatewayReportSerializer})
+    def post(self, request: Request, name: str) -> Response:
+        gateway = _gateway_for(request, name, role=Role.VIEWER)
+        body = ReportInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        report = gateway_report_record(gateway=gateway, **body.validated_data)
+        return Response(GatewayReportSerializer(report).data, status=status.HTTP_201_CREATED)
