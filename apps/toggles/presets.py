@@ -21,6 +21,7 @@ Pure: the fallback deployment's existence and team are checked by the services.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,7 @@ from .evaluation import ValueType, value_matches_type
 MAX_TOKENS_CAP = 10_000_000
 MAX_MESSAGE = 500
 MAX_CLASSES = 32
+_CLASS_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 class Preset(StrEnum):
@@ -68,8 +70,11 @@ def _fractions(value: Any) -> str | None:
     if len(value) > MAX_CLASSES:
         return f"at most {MAX_CLASSES} priority classes."
     for name, fraction in value.items():
-        if not name or len(name) > 64:
-            return "priority class names are 1 to 64 characters."
+        if not _CLASS_NAME.fullmatch(name):
+            return (
+                f"priority class {name!r}: 1 to 64 letters, digits, '_', '.' or '-' (the value "
+                "a gateway compares with the request's priority header)."
+            )
         if isinstance(fraction, bool) or not isinstance(fraction, int | float):
             return f"the fraction of {name!r} must be a number."
         if not (math.isfinite(fraction) and 0 <= fraction <= 1):

@@ -15,7 +15,8 @@ from apps.balancing import selectors
 from apps.balancing.models import BalancingPolicy, Gateway, GatewayReport
 from apps.balancing.render import Member, nginx_binary
 from apps.balancing.services import gateway_create, gateway_report_record, policy_create
-from apps.toggles.services import toggle_create
+from apps.toggles.models import Toggle
+from apps.toggles.services import toggle_create, toggle_version_bump
 from tests.assertions import nothing_stored
 from tests.factories.inventory import DeploymentFactory
 from tests.servers import binary_or_skip
@@ -202,8 +203,12 @@ def test_config__shed_class_nginx_cannot_match__503_naming_it_not_500(
     roster: Any, chat: Any, members: list[Member]
 ) -> None:
     gateway_create(team=roster.team, name="edge", deployments=[chat], actor=None)
-    toggle_create(team=roster.team, deployment=chat, key="shed_fraction", preset="shed_fraction",
-                  value={"low priority": 0.5}, enabled=True, actor=None)  # fmt: skip
+    toggle = toggle_create(team=roster.team, deployment=chat, key="shed_fraction",
+                           preset="shed_fraction", value={"low": 0.5}, enabled=True,
+                           actor=None)  # fmt: skip
+    # The toggles app refuses such a class name now; a row stored before is still refused here.
+    Toggle.objects.filter(pk=toggle.pk).update(value={"low priority": 0.5})
+    toggle_version_bump(team_id=roster.team.pk)
     response = bearer(roster.viewer).get(config_url("edge"))
     assert response.status_code == 503
     assert any("low priority" in line for line in response.json()["errors"])

@@ -42,6 +42,7 @@ def test_toggle_create__preset__type_and_off_value_filled_version_bumped():
         ("max_output_tokens", "512", "value", "number"),
         ("shed_fraction", {"low": 1.5}, "value", "between 0 and 1"),
         ("shed_fraction", [0.2], "value", "priority class"),
+        ("shed_fraction", {"low priority": 0.2}, "value", "letters, digits"),
         ("maintenance", "x" * 501, "value", "longer than 500"),
         ("fallback_deployment", "nowhere", "value", "No deployment named 'nowhere'"),
     ],
