@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ logger = structlog.get_logger("controlplane.auth")
 
 # Part of every key; tests change it to start from zero (see failures_forget()).
 _namespace = "0"
+_forgotten = 0
 
 
 @dataclass(frozen=True)
@@ -89,5 +91,9 @@ def failure_record(*, rule: FailureLimit, keys: Sequence[str], now: float | None
 
 def failures_forget() -> None:
     """Start every count from zero in this process (for tests)."""
-    global _namespace
-    _namespace = str(int(_namespace) + 1)
+    # A fresh random prefix, not a counter: a counter restarts with every process, so a
+    # second test run within the window against the same Redis would meet the first one's
+    # counts.
+    global _namespace, _forgotten
+    _forgotten += 1
+    _namespace = f"t{secrets.token_hex(4)}{_forgotten}"
