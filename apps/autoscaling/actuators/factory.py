@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -30,7 +31,19 @@ from apps.inventory.models import Cluster, ClusterKind, Deployment, ScaleTargetK
 
 from .base import Actuator, ActuatorError, ScaleTarget
 
-__all__ = ["ActuatorFactory", "actuator_for", "scale_target_of"]
+if TYPE_CHECKING:
+    import boto3
+
+    from apps.integrations.kubernetes import KubernetesClient
+
+__all__ = [
+    "ActuatorFactory",
+    "actuator_for",
+    "aws_session_for",
+    "kubernetes_client_for",
+    "scale_target_of",
+    "usable_cluster_of",
+]
 
 ActuatorFactory = Callable[[Deployment], Actuator]
 
@@ -68,10 +81,10 @@ def _read_team_kubeconfig(cluster: Cluster) -> str:
         ) from None
 
 
-def _kubernetes_actuator(cluster: Cluster) -> Actuator:
+def kubernetes_client_for(cluster: Cluster) -> KubernetesClient:
+    """A client of ``cluster`` (kind kubernetes) from the credentials it may use (see the
+    module docstring); a permanent ActuatorError when none can be built."""
     from apps.integrations.kubernetes import KubernetesClient, KubernetesError, build_api_client
-
-    from .kubernetes import KubernetesActuator
 
     try:
         if cluster.in_cluster:
@@ -94,18 +107,22 @@ def _kubernetes_actuator(cluster: Cluster) -> Actuator:
         raise _refused(
             f"cluster {cluster.name}: {exc.message}", exc.reason or "misconfigured"
         ) from None
-    return KubernetesActuator(KubernetesClient(api))
+    return KubernetesClient(api)
 
 
-def _aws_actuator(cluster: Cluster) -> Actuator:
-    from apps.integrations.aws.client import (
-        AccessKey,
-        AutoScalingClient,
-        AwsError,
-        build_autoscaling_client,
-    )
+def _kubernetes_actuator(cluster: Cluster) -> Actuator:
+    from .kubernetes import KubernetesActuator
 
-    from .aws_asg import AutoScalingGroupActuator, actuator_error_from_aws
+    return KubernetesActuator(kubernetes_client_for(cluster))
+
+
+def aws_session_for(cluster: Cluster) -> boto3.Session:
+    """A boto3 session of ``cluster`` (kind aws) with the credentials it may use; a
+    permanent ActuatorError when none can be built. Make its clients with
+    :func:`apps.integrations.aws.session_client` (timeouts, one attempt)."""
+    from apps.integrations.aws.client import AccessKey, AwsError, build_session
+
+    from .aws_asg import actuator_error_from_aws
 
     secret = cluster.credentials
     access_key = (
@@ -118,7 +135,7 @@ def _aws_actuator(cluster: Cluster) -> Actuator:
         else None
     )
     try:
-        client = build_autoscaling_client(
+        return build_session(
             region=cluster.aws_region,
             credentials_source=cluster.aws_credentials_source or "default-chain",  # type: ignore[arg-type]
             profile=cluster.aws_profile,
@@ -127,16 +144,24 @@ def _aws_actuator(cluster: Cluster) -> Actuator:
         )
     except AwsError as exc:
         raise actuator_error_from_aws(exc) from None
+
+
+def _aws_actuator(cluster: Cluster) -> Actuator:
+    from apps.integrations.aws.client import AutoScalingClient, AwsError, session_client
+
+    from .aws_asg import AutoScalingGroupActuator, actuator_error_from_aws
+
+    session = aws_session_for(cluster)
+    try:
+        client = session_client(session, "autoscaling")
+    except AwsError as exc:
+        raise actuator_error_from_aws(exc) from None
     return AutoScalingGroupActuator(AutoScalingClient(client))
 
 
-def actuator_for(deployment: Deployment) -> Actuator:
-    """The actuator of ``deployment``; a permanent ActuatorError when none can be built."""
-    kind = deployment.target_kind
-    if kind == ScaleTargetKind.SIMULATED:
-        from .simulated import SimulatedActuator
-
-        return SimulatedActuator(settings.FLEETSIM_URL or "http://127.0.0.1:9400")
+def usable_cluster_of(deployment: Deployment) -> Cluster:
+    """The cluster of a Kubernetes or AWS ``deployment``, once its secret decrypts and the
+    credentials it would use are allowed; a permanent ActuatorError otherwise."""
     cluster = deployment.cluster
     if cluster is None:
         raise _refused(f"deployment {deployment.name} has no cluster")
@@ -148,12 +173,26 @@ def actuator_for(deployment: Deployment) -> Actuator:
     problem = cluster_credentials_problem(cluster)
     if problem:
         raise _refused(problem, "credentials-refused")
+    kind = deployment.target_kind
     if kind in (ScaleTargetKind.K8S_DEPLOYMENT, ScaleTargetKind.K8S_STATEFULSET):
         if cluster.kind != ClusterKind.KUBERNETES:
             raise _refused("Kubernetes targets need a Kubernetes cluster")
-        return _kubernetes_actuator(cluster)
-    if kind == ScaleTargetKind.AWS_ASG:
+    elif kind == ScaleTargetKind.AWS_ASG:
         if cluster.kind != ClusterKind.AWS:
             raise _refused("Auto Scaling group targets need a cluster of kind aws")
+    else:
+        raise _refused(f"unknown scale target kind {kind!r}")
+    return cluster
+
+
+def actuator_for(deployment: Deployment) -> Actuator:
+    """The actuator of ``deployment``; a permanent ActuatorError when none can be built."""
+    kind = deployment.target_kind
+    if kind == ScaleTargetKind.SIMULATED:
+        from .simulated import SimulatedActuator
+
+        return SimulatedActuator(settings.FLEETSIM_URL or "http://127.0.0.1:9400")
+    cluster = usable_cluster_of(deployment)
+    if kind == ScaleTargetKind.AWS_ASG:
         return _aws_actuator(cluster)
-    raise _refused(f"unknown scale target kind {kind!r}")
+    return _kubernetes_actuator(cluster)
