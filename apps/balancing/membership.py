@@ -528,15 +528,15 @@ def members_of(
     Simulated deployments are read from ``endpoints_file`` when given, else from the
     simulator API at ``fleetsim_url`` (default: the ``FLEETSIM_URL`` setting). Clusters
     are reached with the same credentials, and the same refusals, as their actuators
-    (apps/autoscaling/actuators/factory.py).
+    (apps/inventory/clients.py).
     """
-    from apps.autoscaling.actuators import ActuatorError
-    from apps.autoscaling.actuators.factory import (
+    from apps.integrations.aws import session_client
+    from apps.inventory.clients import (
+        ClusterAccessError,
         aws_session_for,
         kubernetes_client_for,
         usable_cluster_of,
     )
-    from apps.integrations.aws import session_client
 
     kind = deployment.target_kind
     log = logger.bind(deployment_id=deployment.pk, target_kind=kind)
@@ -564,8 +564,9 @@ def members_of(
             )
         elif kind == "aws-asg":
             port = _aws_port(deployment)
-            session = aws_session_for(usable_cluster_of(deployment))
+            cluster = usable_cluster_of(deployment)
             try:
+                session = aws_session_for(cluster)
                 autoscaling = session_client(session, "autoscaling", read_timeout_s=timeout_s)
                 ec2 = session_client(session, "ec2", read_timeout_s=timeout_s)
             except AwsError as exc:
@@ -582,12 +583,10 @@ def members_of(
                 retryable=False,
                 reason="misconfigured",
             )
-    except ActuatorError as exc:
+    except ClusterAccessError as exc:
         # The cluster's credentials are refused or unusable: configuration to fix.
         log.warning("membership-read-failed", error=exc.message, retryable=False)
-        raise MembershipError(
-            exc.message, retryable=False, reason=exc.permanent_reason or "misconfigured"
-        ) from None
+        raise MembershipError(exc.message, retryable=False, reason=exc.reason) from None
     except MembershipError as exc:
         log.warning("membership-read-failed", error=exc.message, retryable=exc.retryable)
         raise
