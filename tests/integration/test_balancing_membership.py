@@ -324,13 +324,13 @@ def test_kubernetes_members__dual_stack__one_member_per_pod_with_its_ipv4(
 ) -> None:
     apiserver.add_endpoint_slice(
         NS,
-        "chat-v6",
+        "chat-a-v6",
         service="chat",
         address_type="IPv6",
         endpoints=[SliceEndpoint("chat-a", "fd00::1"), SliceEndpoint("chat-b", "fd00::2")],
     )
     apiserver.add_endpoint_slice(
-        NS, "chat-v4", service="chat", endpoints=[SliceEndpoint("chat-a", "10.1.0.1")]
+        NS, "chat-b-v4", service="chat", endpoints=[SliceEndpoint("chat-a", "10.1.0.1")]
     )
 
     found = kubernetes_members(client=kube, namespace=NS, service="chat")
