@@ -256,20 +256,14 @@ def test_simulator_members__endpoints_file_not_written_yet__retryable(tmp_path: 
 NS = "llm"
 
 
-@pytest.fixture
-def apiserver() -> Iterator[FakeApiServer]:
-    server = FakeApiServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def _kube(kubeconfig: Path, timeout_s: float = 2.0) -> KubernetesClient:
+    api = build_api_client(kubeconfig_path=str(kubeconfig), kube_context="fake")
+    return KubernetesClient(api, timeout_s=timeout_s)
 
 
 @pytest.fixture
-def kube(apiserver: FakeApiServer, tmp_path: Path) -> KubernetesClient:
-    path = apiserver.write_kubeconfig(tmp_path / "kubeconfig", context="fake")
-    api = build_api_client(kubeconfig_path=str(path), kube_context="fake")
-    return KubernetesClient(api, timeout_s=2.0)
+def kube(kubeconfig: Path) -> KubernetesClient:
+    return _kube(kubeconfig)
 
 
 def _chat_slices(apiserver: FakeApiServer) -> None:
@@ -401,12 +395,9 @@ def test_kubernetes_members__api_error__retryable_as_the_status_says(
 
 
 def test_kubernetes_members__api_server_hangs__retryable_timeout(
-    apiserver: FakeApiServer, tmp_path: Path
+    apiserver: FakeApiServer, kubeconfig: Path
 ) -> None:
-    path = apiserver.write_kubeconfig(tmp_path / "kubeconfig", context="fake")
-    client = KubernetesClient(
-        build_api_client(kubeconfig_path=str(path), kube_context="fake"), timeout_s=0.3
-    )
+    client = _kube(kubeconfig, timeout_s=0.3)
     apiserver.hang_next(5.0, path_contains="/endpointslices")
 
     with pytest.raises(MembershipError) as info:
@@ -547,12 +538,8 @@ def test_asg_members__ec2_unreachable__retryable(aws: Aws) -> None:
     assert (info.value.retryable, info.value.reason) == (True, "unreachable")
 
 
-@pytest.mark.django_db
-def test_members_of__asg_deployment_with_port_label__members_on_that_port(
-    aws: Aws, moto: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # botocore's own setting for a custom endpoint: every client built here goes to moto.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+def _asg_deployment(**fields: Any) -> Any:
+    """Deployment "chat" of group "chat", reached with its team's access key."""
     cluster = ClusterFactory(
         kind="aws",
         kube_context="",
@@ -560,13 +547,18 @@ def test_members_of__asg_deployment_with_port_label__members_on_that_port(
         aws_credentials_source="access-key",
         credentials={"aws_access_key_id": "AKIATEAM", "aws_secret_access_key": "team-secret"},
     )
-    deployment = DeploymentFactory(
-        team=cluster.team,
-        cluster=cluster,
-        name="chat",
-        target_kind="aws-asg",
-        labels={LABEL_PORT: "8080"},
+    return DeploymentFactory(
+        team=cluster.team, cluster=cluster, name="chat", target_kind="aws-asg", **fields
     )
+
+
+@pytest.mark.django_db
+def test_members_of__asg_deployment_with_port_label__members_on_that_port(
+    aws: Aws, moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore's own setting for a custom endpoint: every client built here goes to moto.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    deployment = _asg_deployment(labels={LABEL_PORT: "8080"})
 
     found = members_of(deployment=deployment)
 
@@ -579,20 +571,7 @@ def test_members_of__asg_deployment_with_port_label__members_on_that_port(
 def test_members_of__asg_deployment_with_bad_port_label__permanent_misconfigured(
     moto: str,
 ) -> None:
-    cluster = ClusterFactory(
-        kind="aws",
-        kube_context="",
-        aws_region=REGION,
-        aws_credentials_source="access-key",
-        credentials={"aws_access_key_id": "AKIATEAM", "aws_secret_access_key": "team-secret"},
-    )
-    deployment = DeploymentFactory(
-        team=cluster.team,
-        cluster=cluster,
-        name="chat",
-        target_kind="aws-asg",
-        labels={LABEL_PORT: "http"},
-    )
+    deployment = _asg_deployment(labels={LABEL_PORT: "http"})
 
     with pytest.raises(MembershipError) as info:
         members_of(deployment=deployment)
