@@ -37,6 +37,7 @@ from apps.integrations.kubernetes import KubernetesClient, build_api_client
 from tests.factories.inventory import ClusterFactory, DeploymentFactory, kubeconfig_document
 from tests.integration.k8s_fake_apiserver import TOKEN, FakeApiServer, SliceEndpoint
 from tests.integration.moto_support import moto_reset_with_group
+from tests.servers import RecordingServer
 
 pytestmark = pytest.mark.integration
 
@@ -249,6 +250,35 @@ def test_simulator_members__endpoints_file_not_written_yet__retryable(tmp_path: 
         simulator_members(namespace="llm", name="chat", endpoints_file=tmp_path / "none.json")
 
     assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retryable", "reason"),
+    [
+        (503, b"busy", True, "server-error"),
+        (200, b"<html>proxy</html>", True, "unexpected-response"),
+        (200, b'{"replicas": []}', True, "unexpected-response"),
+        (
+            200,
+            b'{"endpoints": [{"namespace": "llm", "deployment": "chat"}]}',
+            True,
+            "unexpected-response",
+        ),
+    ],
+    ids=["5xx", "not-json", "no-endpoints-key", "endpoint-missing-fields"],
+)
+def test_simulator_members__odd_answer__error_says_whether_retrying_helps(
+    status: int, body: bytes, retryable: bool, reason: str
+) -> None:
+    server = RecordingServer(lambda request: (status, {"Content-Type": "application/json"}, body))
+    try:
+        with pytest.raises(MembershipError) as info:
+            simulator_members(namespace="llm", name="chat", base_url=server.url)
+    finally:
+        server.stop()
+
+    assert (info.value.retryable, info.value.reason) == (retryable, reason)
+    assert server.hits == ["/endpoints"]
 
 
 # ================================================================== Kubernetes
