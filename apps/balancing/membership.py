@@ -339,9 +339,12 @@ def simulator_members(
     else:
         url = f"{base_url.rstrip('/')}/endpoints"
         source = f"fleet simulator {url}"
-        client = session or requests.Session()
         try:
-            response = client.get(url, timeout=timeout_s)
+            if session is not None:
+                response = session.get(url, timeout=timeout_s)
+            else:
+                with requests.Session() as own:
+                    response = own.get(url, timeout=timeout_s)
         except requests.Timeout:
             raise MembershipError(
                 f"{source} did not answer within {timeout_s:g}s", retryable=True, reason="timeout"

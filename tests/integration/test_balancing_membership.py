@@ -549,6 +549,17 @@ def test_asg_members__standby_and_unhealthy__standby_left_out_unhealthy_down(aws
     assert states == {unhealthy: "down", healthy: "serving"}
 
 
+def test_ec2_describe_instances__an_id_ec2_no_longer_knows__left_out_not_an_error(
+    aws: Aws,
+) -> None:
+    known = aws.instance_ids()
+
+    found = aws.ec2.describe_instances(["i-0123456789abcdef0", *known])
+
+    assert sorted(found) == known
+    assert {i.private_ip for i in found.values()} == set(aws.private_ips().values())
+
+
 def test_asg_members__unknown_group__permanent_not_found(aws: Aws) -> None:
     with pytest.raises(MembershipError) as info:
         asg_members(autoscaling=aws.autoscaling, ec2=aws.ec2, group="nope", port=8000)

@@ -487,8 +487,7 @@ class AutoScalingClient:
         ]
 
 
-# DescribeInstances takes at most 1000 ids per request; smaller batches keep each answer
-# (and the read timeout it needs) small.
+# Ids per DescribeInstances request: a filter takes at most 200 values.
 _EC2_IDS_PER_REQUEST = 200
 
 
@@ -500,7 +499,12 @@ class Ec2Client:
         self.client = client
 
     def describe_instances(self, instance_ids: list[str]) -> dict[str, Ec2InstanceInfo]:
-        """The instances among ``instance_ids`` that EC2 knows, by id (pages followed)."""
+        """The instances among ``instance_ids`` that EC2 knows, by id (pages followed).
+
+        The ids go in an ``instance-id`` filter, not ``InstanceIds``: with ``InstanceIds``
+        one id EC2 no longer knows (an instance Auto Scaling still listed a moment ago)
+        fails the whole request with ``InvalidInstanceID.NotFound``; a filter just leaves
+        it out."""
         found: dict[str, Ec2InstanceInfo] = {}
         for start in range(0, len(instance_ids), _EC2_IDS_PER_REQUEST):
             batch = instance_ids[start : start + _EC2_IDS_PER_REQUEST]
@@ -509,7 +513,7 @@ class Ec2Client:
             )
             token = ""
             while True:
-                kwargs: dict[str, Any] = {"InstanceIds": batch}
+                kwargs: dict[str, Any] = {"Filters": [{"Name": "instance-id", "Values": batch}]}
                 if token:
                     kwargs["NextToken"] = token
                 answer = _call(action, self.client.describe_instances, **kwargs)
