@@ -53,33 +53,29 @@ class ClusterAccessError(Exception):
         self.reason = reason
 
 
-def _refused(message: str, reason: str = "misconfigured") -> ClusterAccessError:
-    return ClusterAccessError(message, reason)
-
-
 def usable_cluster_of(deployment: Deployment) -> Cluster:
     """The cluster of a Kubernetes or AWS ``deployment``, once its secret decrypts and the
     credentials it would use are allowed; a ClusterAccessError otherwise."""
     cluster = deployment.cluster
     if cluster is None:
-        raise _refused(f"deployment {deployment.name} has no cluster")
+        raise ClusterAccessError(f"deployment {deployment.name} has no cluster")
     # A secret that no longer decrypts (FIELD_ENCRYPTION_KEY changed) is configuration to
     # fix, like a malformed kubeconfig.
     unreadable = cluster_unreadable_secret(cluster)
     if unreadable:
-        raise _refused(unreadable)
+        raise ClusterAccessError(unreadable)
     problem = cluster_credentials_problem(cluster)
     if problem:
-        raise _refused(problem, "credentials-refused")
+        raise ClusterAccessError(problem, "credentials-refused")
     kind = deployment.target_kind
     if kind in (ScaleTargetKind.K8S_DEPLOYMENT, ScaleTargetKind.K8S_STATEFULSET):
         if cluster.kind != ClusterKind.KUBERNETES:
-            raise _refused("Kubernetes targets need a Kubernetes cluster")
+            raise ClusterAccessError("Kubernetes targets need a Kubernetes cluster")
     elif kind == ScaleTargetKind.AWS_ASG:
         if cluster.kind != ClusterKind.AWS:
-            raise _refused("Auto Scaling group targets need a cluster of kind aws")
+            raise ClusterAccessError("Auto Scaling group targets need a cluster of kind aws")
     else:
-        raise _refused(f"unknown scale target kind {kind!r}")
+        raise ClusterAccessError(f"unknown scale target kind {kind!r}")
     return cluster
 
 
@@ -88,7 +84,7 @@ def _read_team_kubeconfig(cluster: Cluster) -> str:
     setting or the files may have changed since it was saved)."""
     real = kubeconfig_path_resolve(path=cluster.kubeconfig_path, team_slug=cluster.team.slug)
     if real is None:
-        raise _refused(
+        raise ClusterAccessError(
             f"kubeconfig path {cluster.kubeconfig_path} is not inside the team's directory "
             "of KUBECONFIG_ALLOWED_DIRS",
             "credentials-refused",
@@ -99,7 +95,7 @@ def _read_team_kubeconfig(cluster: Cluster) -> str:
         with os.fdopen(fd, encoding="utf-8") as handle:
             return handle.read(512 * 1024)
     except (OSError, UnicodeDecodeError) as exc:
-        raise _refused(
+        raise ClusterAccessError(
             f"cannot read kubeconfig {cluster.kubeconfig_path}: {type(exc).__name__}: {exc}"
         ) from None
 
@@ -127,7 +123,7 @@ def kubernetes_client_for(cluster: Cluster) -> KubernetesClient:
                 kube_context=cluster.kube_context,
             )
     except KubernetesError as exc:
-        raise _refused(
+        raise ClusterAccessError(
             f"cluster {cluster.name}: {exc.message}", exc.reason or "misconfigured"
         ) from None
     return KubernetesClient(api)
