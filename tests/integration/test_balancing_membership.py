@@ -462,19 +462,6 @@ def test_members_of__k8s_deployment_with_service_label__that_services_slices(
     assert [m.endpoint for m in found.serving] == ["10.3.0.1:8000"]
 
 
-@pytest.mark.django_db
-def test_members_of__k8s_deployment_with_refused_credentials__permanent() -> None:
-    cluster = ClusterFactory(
-        kube_context="prod", credentials={}, kubeconfig_path="/etc/kubernetes/admin.conf"
-    )
-    deployment = DeploymentFactory(team=cluster.team, cluster=cluster, name="chat")
-
-    with pytest.raises(MembershipError) as info:
-        members_of(deployment=deployment)
-
-    assert not info.value.retryable
-
-
 # ================================================================== AWS
 
 
@@ -618,3 +605,20 @@ def test_members_of__asg_deployment_with_bad_port_label__permanent_misconfigured
         members_of(deployment=deployment)
 
     assert (info.value.retryable, info.value.reason) == (False, "misconfigured")
+
+
+@pytest.mark.django_db
+def test_members_of__process_identity_not_approved__refused_before_any_call(
+    aws: Aws, moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    deployment = _asg_deployment()
+    deployment.cluster.aws_credentials_source = "default-chain"
+    deployment.cluster.credentials = {}
+    deployment.cluster.save()
+
+    with pytest.raises(MembershipError) as info:
+        members_of(deployment=deployment)
+
+    assert (info.value.retryable, info.value.reason) == (False, "credentials-refused")
+    assert "no superuser approved" in info.value.message
