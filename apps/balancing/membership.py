@@ -254,10 +254,10 @@ def members_to_remove(
     ``highest-ordinal``
         What a StatefulSet removes whatever we prefer: its highest ordinals.
 
-    The platform must then remove exactly these: the simulator through the scale call's
-    ``remove``, a Kubernetes Deployment through the lowest ``pod-deletion-cost`` on them,
-    an Auto Scaling group by terminating these instances with the desired capacity
-    decremented.
+    The platform must then remove exactly these: the simulator and an Auto Scaling group
+    through their actuators' ``set_replicas(..., remove=...)``, a Kubernetes Deployment
+    through the lowest ``pod-deletion-cost`` on them (the actuator's scale-down
+    preparation, given the lowest load for them).
     """
     if count < 0:
         raise ValueError("count must be >= 0")

@@ -473,6 +473,17 @@ class AutoScalingClient:
             HonorCooldown=honor_cooldown,
         )
 
+    def terminate_instance(self, instance_id: str, *, decrement_desired: bool = True) -> None:
+        """Terminate one instance of its group; with ``decrement_desired`` the group's desired
+        capacity drops by one, so this instance, not one the termination policy picks,
+        is the one that goes."""
+        _call(
+            f"terminate instance {instance_id} of its Auto Scaling group",
+            self.client.terminate_instance_in_auto_scaling_group,
+            InstanceId=instance_id,
+            ShouldDecrementDesiredCapacity=decrement_desired,
+        )
+
     def group_instances(self, name: str) -> list[AutoScalingInstanceInfo]:
         """Every instance of the group with its lifecycle state, in the group's order."""
         group = self._describe(name)
