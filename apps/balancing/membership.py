@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +136,13 @@ class MemberSet:
     members: tuple[Member, ...]
     source: str
     observed_at: datetime
+
+    def __iter__(self) -> Iterator[Member]:
+        """The members themselves, so a MemberSet reads like the list of them."""
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
 
     def in_state(self, state: MemberState) -> tuple[Member, ...]:
         return tuple(m for m in self.members if m.state == state)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from apps.balancing.membership import (
     MEMBER_STATES,
     Member,
+    MemberSet,
     asg_instance_state,
     endpoint_state,
     members_to_remove,
@@ -86,6 +87,16 @@ def test_asg_instance_state__lifecycle__member_state_or_not_a_member(
 def test_member_endpoint__ipv6__bracketed() -> None:
     assert Member("p", "fd00::1", 8000, "serving").endpoint == "[fd00::1]:8000"
     assert Member("p", "10.1.2.3", 8000, "serving").endpoint == "10.1.2.3:8000"
+
+
+def test_member_set__iterated__its_members_in_order() -> None:
+    members = (_member("chat-0"), _member("chat-1", "loading"))
+    found = MemberSet(members, "test", T0)
+
+    assert list(found) == list(members)
+    assert len(found) == 2
+    assert found.serving == (members[0],)
+    assert found.in_state("loading") == (members[1],)
 
 
 # ------------------------------------------------------------------ which to remove
