@@ -12,8 +12,10 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with status 400, 4
 ``PUT /scale/<namespace>/<deployment>`` with ``{"replicas": N}``
     Sets the desired replica count (0..1000); answers with the new counts. This is
     what the control plane's simulated actuator calls. An optional ``"drain_s"``
-    (simulated seconds, default 0) lets removed replicas finish what they hold first
-    (see :meth:`apps.fleetsim.fleet.SimulatedDeployment.scale`).
+    (simulated seconds, default 0) lets removed replicas finish what they hold first,
+    and an optional ``"remove": ["<pod>", ...]`` names the replicas a scale-down removes
+    (those a gateway already drained; see
+    :meth:`apps.fleetsim.fleet.SimulatedDeployment.scale`).
 ``PUT /slowdown/<namespace>/<deployment>/<pod>`` with ``{"factor": F}``
     Makes one replica's steps ``F`` times longer from now on (0 < F <= 1000; 1 restores
     it), a throttled GPU for balancing tests; answers ``{"pod": ..., "factor": F}``.
@@ -428,11 +430,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(HTTPStatus.OK, deployment.scale_status())
                 return
         payload = self._read_json()
-        if "replicas" not in payload or not set(payload) <= {"replicas", "drain_s"}:
+        if "replicas" not in payload or not set(payload) <= {"replicas", "drain_s", "remove"}:
             raise _BadRequest(
                 HTTPStatus.BAD_REQUEST,
-                'body must be {"replicas": <integer>} with an optional "drain_s": <seconds>',
+                'body must be {"replicas": <integer>} with an optional "drain_s": <seconds> '
+                'and "remove": [<pod name>, ...]',
             )
+        remove = payload.get("remove", [])
+        if not isinstance(remove, list) or not all(isinstance(p, str) for p in remove):
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "'remove' must be a list of pod names")
         drain_s = _number(payload, "drain_s") if "drain_s" in payload else 0.0
         if not 0.0 <= drain_s <= MAX_DRAIN_S:
             raise _BadRequest(
@@ -447,7 +453,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
         with fleet.lock:
             fleet.sync()
-            status = deployment.scale(replicas, drain_s=drain_s)
+            try:
+                status = deployment.scale(replicas, drain_s=drain_s, remove=remove)
+            except ValueError as exc:  # remove names replicas it cannot remove
+                raise _BadRequest(HTTPStatus.BAD_REQUEST, str(exc)) from None
         logger.info("scaled %s/%s to %d replicas", namespace, name, replicas)
         self._send_json(HTTPStatus.OK, status)
 

@@ -7,15 +7,15 @@ behind a load-balancing gateway:
   outstanding requests (running + waiting in that engine), ties broken by the replica
   that received a request least recently. When no replica is ready the request waits
   in a gateway queue (counted as waiting) and is dispatched the moment one is.
-* **Scaling.** :meth:`SimulatedDeployment.scale` adds replicas that only serve after
-  the GPU profile's cold start, and removes starting replicas first (newest first),
-  then the least-loaded ready ones. The requests held by a removed replica are
-  re-queued through the router, never dropped; their latencies keep counting from
-  the original arrival. That is what vLLM does by default on SIGTERM (in-flight
-  requests are aborted and the gateway retries them). With ``drain_s`` > 0 a removed
-  ready replica drains instead, like vLLM's ``--shutdown-timeout``: it gets no new
-  requests, finishes those it holds and leaves when idle; whatever it still holds after
-  ``drain_s`` is re-queued. Draining replicas still hold their GPU
+* **Scaling.** :meth:`SimulatedDeployment.scale` adds replicas that only serve after the
+  GPU profile's cold start, and removes the replicas the call names (``remove``) first,
+  then starting replicas (newest first), then the least-loaded ready ones. The requests
+  held by a removed replica are re-queued through the router, never dropped; their
+  latencies keep counting from the original arrival. That is what vLLM does by default on
+  SIGTERM (in-flight requests are aborted and the gateway retries them). With a positive
+  ``drain_s`` a removed ready replica drains instead, like vLLM's ``--shutdown-timeout``: it gets
+  no new requests, finishes those it holds and leaves when idle; whatever it still holds
+  after ``drain_s`` is re-queued. Draining replicas still hold their GPU
   (:attr:`SimulatedDeployment.draining_replicas`) but are no longer part of the spec.
 * **Fault and load injection.** ``set_rate_multiplier`` scales the arrival rate of
   the workload (thinning or duplicating arrivals), ``inject_latency`` delays every new
@@ -51,7 +51,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from apps.fleetsim.profiles import DEFAULT_PROFILE, GpuProfile, get_profile
@@ -438,26 +438,57 @@ class SimulatedDeployment:
             raise KeyError(f"no replica {pod} in {self.namespace}/{self.name}")
         replica.set_slowdown(factor, self._now)
 
-    def scale(self, replicas: int, *, drain_s: float = 0.0) -> dict[str, int]:
+    def scale(
+        self, replicas: int, *, drain_s: float = 0.0, remove: Sequence[str] = ()
+    ) -> dict[str, int]:
         """Set the desired replica count at the current simulation time.
 
         ``drain_s`` > 0 lets removed ready replicas finish their requests for up to that
         long instead of re-queueing them at once (see the module docstring).
+
+        ``remove`` names replicas (starting or ready) that a scale-down removes first, in
+        place of the simulator's own choice: a gateway that already drained those replicas
+        needs exactly them to go. Any further replicas to remove are chosen as usual. It
+        raises ValueError when it names a replica twice, a replica that is not starting or
+        ready, or more replicas than the scale-down removes (nothing changes then).
         """
         _check_count("replicas", replicas)
         if not math.isfinite(drain_s) or drain_s < 0:
             raise ValueError("drain_s must be a finite number >= 0")
         now = self._now
         current = self.spec_replicas
+        chosen = list(remove)
+        if chosen:
+            live = {r.pod for r in (*self._starting, *self._ready)}
+            unknown = [pod for pod in chosen if pod not in live]
+            if len(set(chosen)) != len(chosen):
+                raise ValueError("remove names a replica more than once")
+            if unknown:
+                raise ValueError(
+                    f"remove names replicas that are not starting or ready: {', '.join(unknown)}"
+                )
+            if len(chosen) > current - replicas:
+                raise ValueError(
+                    f"remove names {len(chosen)} replicas but scaling from {current} to "
+                    f"{replicas} removes {max(current - replicas, 0)}"
+                )
         if replicas > current:
             for _ in range(replicas - current):
                 self._add_replica(now + self.profile.cold_start_s, created_at=now)
         elif replicas < current:
             to_remove = current - replicas
+            displaced: list[Job] = []
+            for pod in chosen:
+                victim = self._by_pod[pod]
+                if victim in self._starting:
+                    self._starting.remove(victim)
+                    self._retire_replica(victim)
+                else:
+                    displaced.extend(self._remove_ready(victim, now, drain_s))
+                to_remove -= 1
             while to_remove and self._starting:
                 self._retire_replica(self._starting.pop())
                 to_remove -= 1
-            displaced: list[Job] = []
             while to_remove and self._ready:
                 for replica in self._ready:
                     replica.advance(now)
@@ -465,16 +496,23 @@ class SimulatedDeployment:
                     reversed(self._ready),  # newest wins ties: keep long-lived pods
                     key=lambda r: r.outstanding,
                 )
-                self._ready.remove(victim)
+                displaced.extend(self._remove_ready(victim, now, drain_s))
                 to_remove -= 1
-                if drain_s > 0 and victim.outstanding:
-                    heapq.heappush(self._draining, (now + drain_s, self._drain_seq, victim))
-                    self._drain_seq += 1
-                    continue
-                displaced.extend(self._evict(victim, now))
-                self._retire_replica(victim)
             self._requeue(displaced, now)
         return self.scale_status()
+
+    def _remove_ready(self, victim: Replica, now: float, drain_s: float) -> list[Job]:
+        """Take a ready replica out of the spec: it drains (``drain_s`` > 0 and busy) or
+        goes at once; returns the requests to re-queue."""
+        self._ready.remove(victim)
+        victim.advance(now)
+        if drain_s > 0 and victim.outstanding:
+            heapq.heappush(self._draining, (now + drain_s, self._drain_seq, victim))
+            self._drain_seq += 1
+            return []
+        displaced = self._evict(victim, now)
+        self._retire_replica(victim)
+        return displaced
 
     # -------------------------------------------------------------------- driving
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.integration.fleets import (  # noqa: F401 - shared fixtures
     chat_simulator,
     prometheus_binary,
 )
+from tests.integration.k8s_fake_apiserver import FakeApiServer
 from tests.integration.logs.clickhouse import (  # noqa: F401 - shared fixtures
     clickhouse_server,
     clickhouse_url,
@@ -49,3 +51,19 @@ def moto_url() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def apiserver() -> Iterator[FakeApiServer]:
+    """The fake Kubernetes API server (tests/integration/k8s_fake_apiserver.py), empty."""
+    server = FakeApiServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kubeconfig(apiserver: FakeApiServer, tmp_path: Path) -> Path:
+    """A kubeconfig file whose context "fake" reaches ``apiserver`` with its token."""
+    return apiserver.write_kubeconfig(tmp_path / "kubeconfig", context="fake")

@@ -1,9 +1,12 @@
 """A small stand-in for the Kubernetes API server, for the real ``kubernetes`` client.
 
-It speaks just enough of apps/v1, core/v1 and autoscaling/v2 for the actuator: the
-``scale`` subresource of Deployments and StatefulSets (GET and merge/strategic-merge
-PATCH, honouring ``metadata.resourceVersion`` in the patch body as the real server does),
-the workloads themselves, pods by label selector, pod annotation patches and HPAs.
+It speaks just enough of apps/v1, core/v1, autoscaling/v2 and discovery.k8s.io/v1 for the
+actuator and the balancing membership: the ``scale`` subresource of Deployments and
+StatefulSets (GET and merge/strategic-merge PATCH, honouring ``metadata.resourceVersion``
+in the patch body as the real server does), the workloads themselves, pods by label
+selector, pod annotation patches, HPAs, and EndpointSlices listed by label selector (a
+Service's slices carry ``kubernetes.io/service-name``, as the EndpointSlice controller
+sets it).
 
 Faults are injected per request: the next N matching requests answer a given status
 (409, 500, 403, 404, ...) or hang past the client's timeout, and a concurrent writer can
@@ -153,6 +156,71 @@ class Hpa:
                 ],
             },
             "status": {"currentReplicas": 1, "desiredReplicas": 1},
+        }
+
+
+@dataclass
+class SliceEndpoint:
+    """One endpoint of an EndpointSlice; a condition left ``None`` is omitted from the JSON
+    (the API server omits unset conditions too)."""
+
+    pod: str
+    address: str
+    ready: bool | None = True
+    serving: bool | None = None
+    terminating: bool | None = None
+    zone: str = ""
+
+    def as_json(self, namespace: str) -> dict[str, Any]:
+        conditions = {
+            key: value
+            for key, value in (
+                ("ready", self.ready),
+                ("serving", self.serving),
+                ("terminating", self.terminating),
+            )
+            if value is not None
+        }
+        endpoint: dict[str, Any] = {
+            "addresses": [self.address],
+            "conditions": conditions,
+            "targetRef": {"kind": "Pod", "namespace": namespace, "name": self.pod},
+            "nodeName": f"node-{self.pod}",
+        }
+        if self.zone:
+            endpoint["zone"] = self.zone
+        return endpoint
+
+
+@dataclass
+class EndpointSlice:
+    namespace: str
+    name: str
+    service: str
+    endpoints: list[SliceEndpoint]
+    ports: list[tuple[str, int]]
+    address_type: str = "IPv4"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "kubernetes.io/service-name": self.service,
+            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **_envelope(
+                "EndpointSlice",
+                "discovery.k8s.io/v1",
+                self.namespace,
+                self.name,
+                labels=self.labels,
+                uid=f"uid-{self.namespace}-{self.name}",
+            ),
+            "addressType": self.address_type,
+            "endpoints": [e.as_json(self.namespace) for e in self.endpoints],
+            "ports": [{"name": name, "port": port, "protocol": "TCP"} for name, port in self.ports],
         }
 
 
@@ -320,6 +388,7 @@ class FakeApiServer:
         self.workloads: dict[tuple[str, str, str], Workload] = {}
         self.pods: dict[tuple[str, str], Pod] = {}
         self.hpas: list[Hpa] = []
+        self.endpoint_slices: dict[tuple[str, str], EndpointSlice] = {}
         self._faults: list[Fault] = []
         self._concurrent: list[_ConcurrentWrite] = []
         self._requests: list[RecordedRequest] = []
@@ -434,6 +503,30 @@ class FakeApiServer:
             self.hpas.append(hpa)
         return hpa
 
+    def add_endpoint_slice(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        service: str,
+        endpoints: list[SliceEndpoint],
+        ports: list[tuple[str, int]] | None = None,
+        address_type: str = "IPv4",
+    ) -> EndpointSlice:
+        """A slice of Service ``service`` (replaces one of the same name); ``ports`` are
+        (name, port) pairs, one ``http`` port 8000 by default."""
+        slice_ = EndpointSlice(
+            namespace,
+            name,
+            service,
+            list(endpoints),
+            [("http", 8000)] if ports is None else list(ports),
+            address_type,
+        )
+        with self._lock:
+            self.endpoint_slices[(namespace, name)] = slice_
+        return slice_
+
     def workload(self, kind: str, namespace: str, name: str) -> Workload:
         plural = _PLURALS[kind]
         with self._lock:
@@ -542,6 +635,28 @@ class FakeApiServer:
             return {
                 "kind": "HorizontalPodAutoscalerList",
                 "apiVersion": "autoscaling/v2",
+                "metadata": {"resourceVersion": "1"},
+                "items": items,
+            }
+        # /apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices
+        if (
+            parts[:3] == ["apis", "discovery.k8s.io", "v1"]
+            and len(parts) == 6
+            and parts[3] == "namespaces"
+            and parts[5] == "endpointslices"
+        ):
+            if method != "GET":
+                raise _HttpError(405, "method not allowed")
+            selector = query.get("labelSelector", [""])[0]
+            with self._lock:
+                items = [
+                    s.as_json()
+                    for (ns, _), s in sorted(self.endpoint_slices.items())
+                    if ns == parts[4] and _matches_selector(s.labels, selector)
+                ]
+            return {
+                "kind": "EndpointSliceList",
+                "apiVersion": "discovery.k8s.io/v1",
                 "metadata": {"resourceVersion": "1"},
                 "items": items,
             }

@@ -166,6 +166,75 @@ def test_apply_with_retry__unknown_group__permanent_at_once(
     assert calls == ["DescribeAutoScalingGroups"]
 
 
+def _group_instances(moto_url: str) -> dict[str, str]:
+    client = boto3.client("autoscaling", region_name=REGION, endpoint_url=moto_url)
+    group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP.name])
+    return {
+        i["InstanceId"]: i["LifecycleState"] for i in group["AutoScalingGroups"][0]["Instances"]
+    }
+
+
+def test_set_replicas__remove_named__that_instance_terminated_desired_decremented(
+    actuator: AutoScalingGroupActuator, boto_client: Any, moto: str
+) -> None:
+    apply_with_retry(actuator, GROUP, 3, idempotency_key="d-0")
+    chosen, *kept = sorted(_group_instances(moto))
+    calls = record_calls(boto_client)
+
+    status = actuator.set_replicas(GROUP, 2, idempotency_key="d-1", remove=[chosen])
+
+    assert status.spec_replicas == 2
+    assert desired_in_moto(moto) == 2
+    assert "SetDesiredCapacity" not in calls
+    assert calls.count("TerminateInstanceInAutoScalingGroup") == 1
+    left = _group_instances(moto)
+    assert left.get(chosen, "gone") != "InService"
+    assert all(left[i] == "InService" for i in kept)
+
+
+def test_set_replicas__remove_one_of_two_removed__named_then_desired_capacity(
+    actuator: AutoScalingGroupActuator, boto_client: Any, moto: str
+) -> None:
+    apply_with_retry(actuator, GROUP, 4, idempotency_key="d-0")
+    chosen = sorted(_group_instances(moto))[-1]
+    calls = record_calls(boto_client)
+
+    actuator.set_replicas(GROUP, 2, idempotency_key="d-1", remove=[chosen])
+
+    assert desired_in_moto(moto) == 2
+    assert calls.count("TerminateInstanceInAutoScalingGroup") == 1
+    assert calls.count("SetDesiredCapacity") == 1
+    assert _group_instances(moto).get(chosen, "gone") != "InService"
+
+
+@pytest.mark.parametrize(
+    ("remove", "message"),
+    [
+        ("unknown", "not in service"),
+        ("both", "removes 1"),
+        ("twice", "more than once"),
+    ],
+)
+def test_set_replicas__remove_it_cannot_honour__permanent_invalid_and_no_write(
+    actuator: AutoScalingGroupActuator, boto_client: Any, moto: str, remove: str, message: str
+) -> None:
+    instances = sorted(_group_instances(moto))
+    named = {
+        "unknown": ["i-0123456789abcdef0"],
+        "both": instances,
+        "twice": [instances[0], instances[0]],
+    }[remove]
+    calls = record_calls(boto_client)
+
+    with pytest.raises(ActuatorError) as info:
+        actuator.set_replicas(GROUP, 1, idempotency_key="d-1", remove=named)
+
+    assert (info.value.retryable, info.value.permanent_reason) == (False, "invalid")
+    assert message in info.value.message
+    assert set(calls) == {"DescribeAutoScalingGroups"}
+    assert desired_in_moto(moto) == 2
+
+
 def test_get_scale__wrong_target_kind__permanent(actuator: AutoScalingGroupActuator) -> None:
     with pytest.raises(ActuatorError) as info:
         actuator.get_scale(ScaleTarget("k8s-deployment", "llm", "chat"))
@@ -353,3 +422,19 @@ def test_aws_error_from_exception__server_error_status__retryable() -> None:
     )
 
     assert aws_error_from_exception(exc).retryable
+
+
+def test_set_replicas__remove_names_a_standby_instance__permanent_invalid(
+    actuator: AutoScalingGroupActuator, moto: str
+) -> None:
+    apply_with_retry(actuator, GROUP, 3, idempotency_key="d-0")
+    standby = sorted(_group_instances(moto))[0]
+    boto3.client("autoscaling", region_name=REGION, endpoint_url=moto).enter_standby(
+        AutoScalingGroupName=GROUP.name, InstanceIds=[standby], ShouldDecrementDesiredCapacity=True
+    )
+
+    with pytest.raises(ActuatorError) as info:
+        actuator.set_replicas(GROUP, 1, idempotency_key="d-1", remove=[standby])
+
+    assert "not in service" in info.value.message
+    assert desired_in_moto(moto) == 2

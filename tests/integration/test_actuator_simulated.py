@@ -126,3 +126,25 @@ def test_get_scale__wrong_target_kind__permanent(actuator: SimulatedActuator) ->
         actuator.get_scale(ScaleTarget("k8s-deployment", "llm", "chat"))
 
     assert info.value.permanent_reason == "unsupported-target"
+
+
+def test_set_replicas__remove_named__that_replica_goes(
+    actuator: SimulatedActuator, fleet: Fleet
+) -> None:
+    fleet.step_to(60.0)
+
+    status = actuator.set_replicas(CHAT, 1, idempotency_key="d-1", remove=["chat-0"], drain_s=30)
+
+    assert status.spec_replicas == 1
+    assert [r.pod for r in fleet.get("llm", "chat").replicas] == ["chat-1"]
+
+
+def test_set_replicas__remove_unknown_replica__permanent_invalid(
+    actuator: SimulatedActuator, fleet: Fleet
+) -> None:
+    with pytest.raises(ActuatorError) as info:
+        actuator.set_replicas(CHAT, 1, idempotency_key="d-1", remove=["chat-9"])
+
+    assert (info.value.retryable, info.value.permanent_reason) == (False, "invalid")
+    assert "chat-9" in info.value.message
+    assert fleet.get("llm", "chat").spec_replicas == 2

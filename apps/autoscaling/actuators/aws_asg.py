@@ -6,9 +6,16 @@ fixes account and region). The desired capacity is always kept within the group'
 be clamped says so in ``ScaleStatus.warnings``. Writes use ``HonorCooldown=False``: the
 control plane has its own stabilization and rate limits, and a cooldown would turn its
 decision into a silent no-op.
+
+A scale-down may name the instances to remove (``remove``: those a gateway already
+drained, see apps/balancing/membership.py): each is terminated with the desired capacity
+decremented (``TerminateInstanceInAutoScalingGroup``), so the group's termination policy
+does not pick others; any further reduction is a plain desired-capacity change.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import botocore.exceptions
 import structlog
@@ -70,7 +77,12 @@ class AutoScalingGroupActuator:
         )
 
     def set_replicas(
-        self, target: ScaleTarget, replicas: int, *, idempotency_key: str
+        self,
+        target: ScaleTarget,
+        replicas: int,
+        *,
+        idempotency_key: str,
+        remove: Sequence[str] = (),
     ) -> ScaleStatus:
         self._check(target)
         log = logger.bind(target=str(target), replicas=replicas, idempotency_key=idempotency_key)
@@ -84,7 +96,13 @@ class AutoScalingGroupActuator:
                     f"allows {group.min_size}..{group.max_size}; set {desired}",
                 )
                 log.warning("asg-capacity-clamped", desired=desired)
-            if desired != group.desired_capacity:
+            current = group.desired_capacity
+            chosen = self._chosen(group.name, remove, current - desired) if remove else []
+            for instance_id in chosen:
+                self.client.terminate_instance(instance_id, decrement_desired=True)
+                current -= 1
+                log.info("asg-instance-terminated", instance_id=instance_id)
+            if desired != current:
                 self.client.set_desired_capacity(group.name, desired, honor_cooldown=False)
                 log.info("asg-capacity-set", desired=desired)
             else:
@@ -98,3 +116,22 @@ class AutoScalingGroupActuator:
             max_size=group.max_size,
             warnings=warnings,
         )
+
+    def _chosen(self, group: str, remove: Sequence[str], removing: int) -> list[str]:
+        """``remove``, checked: in service or pending in ``group``, named once, and no more
+        than the scale-down removes (else a permanent ``invalid`` error, before any write)."""
+        live = {
+            i.instance_id
+            for i in self.client.group_instances(group)
+            if i.lifecycle_state == "InService" or i.lifecycle_state.startswith("Pending")
+        }
+        problem = ""
+        if len(set(remove)) != len(remove):
+            problem = "names an instance more than once"
+        elif unknown := [i for i in remove if i not in live]:
+            problem = f"names instances not in service in {group}: {', '.join(unknown)}"
+        elif len(remove) > max(removing, 0):
+            problem = f"names {len(remove)} instances but the scale-down removes {max(removing, 0)}"
+        if problem:
+            raise ActuatorError(f"remove {problem}", retryable=False, permanent_reason="invalid")
+        return list(remove)

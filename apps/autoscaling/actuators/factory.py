@@ -2,31 +2,27 @@
 
 Clients are built only from what the cluster's team owns (its stored kubeconfig or access
 key, or a kubeconfig file in its directory of ``KUBECONFIG_ALLOWED_DIRS``), or from the
-control plane's own identity where a superuser approved that (see
-apps/inventory/credentials.py). Anything else is refused here, with the reason, as a
-permanent :class:`ActuatorError`; so is every failure to build a client (a malformed
+control plane's own identity where a superuser approved that (apps/inventory/clients.py,
+which the balancing membership uses too). Anything else is refused here, with the reason,
+as a permanent :class:`ActuatorError`; so is every failure to build a client (a malformed
 kubeconfig, a kubeconfig whose server the outbound policy of apps/core/netguard.py refuses,
 a secret that no longer decrypts): the control loop records it as a hold instead of failing
 the evaluation.
-
-A team's kubeconfig (stored, or a file in the team's directory) is a URL the team chose, so
-its client is guarded (apps/integrations/kubernetes/client.py). The in-cluster service
-account and a host kubeconfig a superuser approved are the operator's own: not guarded.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from django.conf import settings
 
-from apps.inventory.credentials import (
-    cluster_credentials_problem,
-    cluster_unreadable_secret,
-    kubeconfig_path_resolve,
+from apps.inventory.clients import (
+    ClusterAccessError,
+    aws_session_for,
+    kubernetes_client_for,
+    usable_cluster_of,
 )
-from apps.inventory.models import Cluster, ClusterKind, Deployment, ScaleTargetKind
+from apps.inventory.models import Cluster, Deployment, ScaleTargetKind
 
 from .base import Actuator, ActuatorError, ScaleTarget
 
@@ -47,84 +43,23 @@ def _refused(message: str, reason: str = "misconfigured") -> ActuatorError:
     return ActuatorError(message, retryable=False, permanent_reason=reason)
 
 
-def _read_team_kubeconfig(cluster: Cluster) -> str:
-    """The document at the cluster's path in its team's directory (re-checked now: the
-    setting or the files may have changed since it was saved)."""
-    real = kubeconfig_path_resolve(path=cluster.kubeconfig_path, team_slug=cluster.team.slug)
-    if real is None:
-        raise _refused(
-            f"kubeconfig path {cluster.kubeconfig_path} is not inside the team's directory "
-            "of KUBECONFIG_ALLOWED_DIRS",
-            "credentials-refused",
-        )
-    try:
-        # O_NOFOLLOW: the resolved path must not have become a symlink since.
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, encoding="utf-8") as handle:
-            return handle.read(512 * 1024)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _refused(
-            f"cannot read kubeconfig {cluster.kubeconfig_path}: {type(exc).__name__}: {exc}"
-        ) from None
-
-
 def _kubernetes_actuator(cluster: Cluster) -> Actuator:
-    from apps.integrations.kubernetes import KubernetesClient, KubernetesError, build_api_client
-
     from .kubernetes import KubernetesActuator
 
     try:
-        if cluster.in_cluster:
-            api = build_api_client(in_cluster=True)
-        elif cluster.kubeconfig_path and cluster.process_identity_approved:
-            # A superuser's choice of a host file, loaded as it is.
-            api = build_api_client(
-                kubeconfig_path=cluster.kubeconfig_path, kube_context=cluster.kube_context
-            )
-        elif cluster.kubeconfig_path:
-            api = build_api_client(
-                kubeconfig=_read_team_kubeconfig(cluster), kube_context=cluster.kube_context
-            )
-        else:
-            api = build_api_client(
-                kubeconfig=str(cluster.credentials.get("kubeconfig") or ""),
-                kube_context=cluster.kube_context,
-            )
-    except KubernetesError as exc:
-        raise _refused(
-            f"cluster {cluster.name}: {exc.message}", exc.reason or "misconfigured"
-        ) from None
-    return KubernetesActuator(KubernetesClient(api))
+        client = kubernetes_client_for(cluster)
+    except ClusterAccessError as exc:
+        raise _refused(exc.message, exc.reason) from None
+    return KubernetesActuator(client)
 
 
 def _aws_actuator(cluster: Cluster) -> Actuator:
-    from apps.integrations.aws.client import (
-        AccessKey,
-        AutoScalingClient,
-        AwsError,
-        build_autoscaling_client,
-    )
+    from apps.integrations.aws.client import AutoScalingClient, AwsError, session_client
 
     from .aws_asg import AutoScalingGroupActuator, actuator_error_from_aws
 
-    secret = cluster.credentials
-    access_key = (
-        AccessKey(
-            access_key_id=str(secret["aws_access_key_id"]),
-            secret_access_key=str(secret.get("aws_secret_access_key") or ""),
-            session_token=str(secret.get("aws_session_token") or ""),
-        )
-        if secret.get("aws_access_key_id")
-        else None
-    )
     try:
-        client = build_autoscaling_client(
-            region=cluster.aws_region,
-            credentials_source=cluster.aws_credentials_source or "default-chain",  # type: ignore[arg-type]
-            profile=cluster.aws_profile,
-            role_arn=cluster.aws_role_arn,
-            access_key=access_key,
-        )
+        client = session_client(aws_session_for(cluster), "autoscaling")
     except AwsError as exc:
         raise actuator_error_from_aws(exc) from None
     return AutoScalingGroupActuator(AutoScalingClient(client))
@@ -137,23 +72,10 @@ def actuator_for(deployment: Deployment) -> Actuator:
         from .simulated import SimulatedActuator
 
         return SimulatedActuator(settings.FLEETSIM_URL or "http://127.0.0.1:9400")
-    cluster = deployment.cluster
-    if cluster is None:
-        raise _refused(f"deployment {deployment.name} has no cluster")
-    # A secret that no longer decrypts (FIELD_ENCRYPTION_KEY changed) is configuration to
-    # fix, like a malformed kubeconfig.
-    unreadable = cluster_unreadable_secret(cluster)
-    if unreadable:
-        raise _refused(unreadable)
-    problem = cluster_credentials_problem(cluster)
-    if problem:
-        raise _refused(problem, "credentials-refused")
-    if kind in (ScaleTargetKind.K8S_DEPLOYMENT, ScaleTargetKind.K8S_STATEFULSET):
-        if cluster.kind != ClusterKind.KUBERNETES:
-            raise _refused("Kubernetes targets need a Kubernetes cluster")
-        return _kubernetes_actuator(cluster)
+    try:
+        cluster = usable_cluster_of(deployment)
+    except ClusterAccessError as exc:
+        raise _refused(exc.message, exc.reason) from None
     if kind == ScaleTargetKind.AWS_ASG:
-        if cluster.kind != ClusterKind.AWS:
-            raise _refused("Auto Scaling group targets need a cluster of kind aws")
         return _aws_actuator(cluster)
-    raise _refused(f"unknown scale target kind {kind!r}")
+    return _kubernetes_actuator(cluster)

@@ -2,13 +2,17 @@
 
 ``GET {base_url}/scale/<namespace>/<name>`` answers
 ``{"spec_replicas", "ready_replicas", "starting_replicas"}``; ``PUT`` with
-``{"replicas": N}`` sets the desired count and answers the same. Errors come back as
+``{"replicas": N}`` sets the desired count and answers the same. A scale-down may name the
+replicas to remove (``remove``, e.g. those a gateway already drained, see
+apps/balancing/membership.py) and give them ``drain_s`` simulated seconds to finish what
+they hold. Errors come back as
 ``{"error": "..."}`` with 400, 404, 405 or 413, all permanent; 5xx, timeouts and refused
 connections are retryable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -100,14 +104,28 @@ class SimulatedActuator:
         return self._request(f"read scale of {target}", "GET", self._url(target))
 
     def set_replicas(
-        self, target: ScaleTarget, replicas: int, *, idempotency_key: str
+        self,
+        target: ScaleTarget,
+        replicas: int,
+        *,
+        idempotency_key: str,
+        remove: Sequence[str] = (),
+        drain_s: float = 0.0,
     ) -> ScaleStatus:
+        """Set the desired count; on a scale-down ``remove`` names the replicas (pods) that
+        go first and ``drain_s`` lets them finish their requests. Naming a replica that is
+        not there, or more than the scale-down removes, is a permanent ``invalid`` error."""
         url = self._url(target)
+        body: dict[str, Any] = {"replicas": replicas}
+        if remove:
+            body["remove"] = list(remove)
+        if drain_s:
+            body["drain_s"] = drain_s
         status = self._request(
             f"scale {target} to {replicas}",
             "PUT",
             url,
-            json={"replicas": replicas},
+            json=body,
             # The simulator ignores it; it ties the request to the decision in proxies' logs.
             headers={"Idempotency-Key": idempotency_key},
         )

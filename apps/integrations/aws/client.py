@@ -1,11 +1,14 @@
-"""A thin typed wrapper around boto3's EC2 Auto Scaling client.
+"""A thin typed wrapper around boto3's EC2 Auto Scaling and EC2 clients.
 
 :func:`build_autoscaling_client` makes the boto3 client from a Cluster's fields (region and
 where the credentials come from: a team's access key, a role assumed with it, or the
-process's own identity); :class:`AutoScalingClient` wraps the two calls the
-autoscaler needs. Every call is bounded by botocore's connect and read timeouts, and
-botocore's own retries are off (one attempt in total): the caller's retry policy is the
-only one, so a throttled call is not silently repeated behind its back.
+process's own identity); :func:`build_session` plus :func:`session_client` make several
+clients sharing one set of credentials. :class:`AutoScalingClient` wraps the calls the
+autoscaler and the balancing membership need (a group's capacity and its instances),
+:class:`Ec2Client` the instances' private addresses. Every call is bounded by botocore's
+connect and read timeouts, and botocore's own retries are off (one attempt in total): the
+caller's retry policy is the only one, so a throttled call is not silently repeated behind
+its back.
 
 Every failure surfaces as :class:`AwsError`; ``retryable`` says whether the same call can
 succeed later (throttling, 5xx, timeouts) or not (validation, access denied, no such
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import boto3
@@ -344,14 +348,57 @@ def build_autoscaling_client(
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,
     )
+    return session_client(
+        session,
+        "autoscaling",
+        endpoint_url=endpoint_url,
+        connect_timeout_s=connect_timeout_s,
+        read_timeout_s=read_timeout_s,
+    )
+
+
+def session_client(
+    session: boto3.Session,
+    service: Literal["autoscaling", "ec2"],
+    *,
+    endpoint_url: str | None = None,
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 10.0,
+) -> Any:
+    """A boto3 client of ``session`` for ``service``, with explicit timeouts and one
+    attempt (no SDK-level retries). Several clients of one session share its credentials
+    (one role assumption for all of them)."""
+    region = session.region_name or ""
     try:
         return session.client(
-            "autoscaling",
+            service,
             endpoint_url=endpoint_url,
             config=_client_config(region, connect_timeout_s, read_timeout_s),
         )
     except botocore.exceptions.BotoCoreError as exc:
-        raise aws_error_from_exception(exc, "create the Auto Scaling client") from None
+        raise aws_error_from_exception(exc, f"create the {service} client") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoScalingInstanceInfo:
+    """One instance of a group as Auto Scaling sees it (``LifecycleState`` is e.g.
+    ``Pending``, ``InService``, ``Terminating:Wait``, ``Standby``, ``Warmed:Running``)."""
+
+    instance_id: str
+    lifecycle_state: str
+    health_status: str
+    availability_zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ec2InstanceInfo:
+    """What the EC2 API says of one instance: where it listens and since when."""
+
+    instance_id: str
+    private_ip: str
+    state: str  # pending, running, shutting-down, terminated, stopping, stopped
+    availability_zone: str
+    launched_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +411,18 @@ class AutoScalingGroupInfo:
     instances: int
 
 
+def _call(action: str, fn: Callable[..., T], **kwargs: Any) -> T:
+    """``fn(**kwargs)`` with every botocore failure turned into :class:`AwsError`."""
+    try:
+        return fn(**kwargs)
+    except (
+        botocore.exceptions.ClientError,
+        botocore.exceptions.BotoCoreError,
+        botocore.parsers.ResponseParserError,
+    ) as exc:
+        raise aws_error_from_exception(exc, action) from None
+
+
 class AutoScalingClient:
     """The Auto Scaling calls the autoscaler makes, typed and with one error type.
 
@@ -374,19 +433,9 @@ class AutoScalingClient:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def _call(self, action: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        try:
-            return fn(**kwargs)
-        except (
-            botocore.exceptions.ClientError,
-            botocore.exceptions.BotoCoreError,
-            botocore.parsers.ResponseParserError,
-        ) as exc:
-            raise aws_error_from_exception(exc, action) from None
-
-    def describe_group(self, name: str) -> AutoScalingGroupInfo:
+    def _describe(self, name: str) -> dict[str, Any]:
         action = f"describe Auto Scaling group {name}"
-        answer = self._call(
+        answer = _call(
             action,
             self.client.describe_auto_scaling_groups,
             AutoScalingGroupNames=[name],
@@ -399,7 +448,10 @@ class AutoScalingClient:
                 retryable=False,
                 code="NotFound",
             )
-        group = groups[0]
+        return dict(groups[0])
+
+    def describe_group(self, name: str) -> AutoScalingGroupInfo:
+        group = self._describe(name)
         instances = group.get("Instances") or []
         return AutoScalingGroupInfo(
             name=str(group["AutoScalingGroupName"]),
@@ -413,10 +465,85 @@ class AutoScalingClient:
     def set_desired_capacity(
         self, name: str, desired: int, *, honor_cooldown: bool = False
     ) -> None:
-        self._call(
+        _call(
             f"set desired capacity of Auto Scaling group {name} to {desired}",
             self.client.set_desired_capacity,
             AutoScalingGroupName=name,
             DesiredCapacity=desired,
             HonorCooldown=honor_cooldown,
         )
+
+    def terminate_instance(self, instance_id: str, *, decrement_desired: bool = True) -> None:
+        """Terminate one instance of its group; with ``decrement_desired`` the group's desired
+        capacity drops by one, so this instance, not one the termination policy picks,
+        is the one that goes."""
+        _call(
+            f"terminate instance {instance_id} of its Auto Scaling group",
+            self.client.terminate_instance_in_auto_scaling_group,
+            InstanceId=instance_id,
+            ShouldDecrementDesiredCapacity=decrement_desired,
+        )
+
+    def group_instances(self, name: str) -> list[AutoScalingInstanceInfo]:
+        """Every instance of the group with its lifecycle state, in the group's order."""
+        group = self._describe(name)
+        return [
+            AutoScalingInstanceInfo(
+                instance_id=str(item["InstanceId"]),
+                lifecycle_state=str(item.get("LifecycleState") or ""),
+                health_status=str(item.get("HealthStatus") or ""),
+                availability_zone=str(item.get("AvailabilityZone") or ""),
+            )
+            for item in group.get("Instances") or []
+        ]
+
+
+# Ids per DescribeInstances request: a filter takes at most 200 values.
+_EC2_IDS_PER_REQUEST = 200
+
+
+class Ec2Client:
+    """The EC2 read the control plane makes (instances' private addresses), typed and with
+    one error type. ``client`` is a boto3 ``ec2`` client, e.g. from :func:`session_client`."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def describe_instances(self, instance_ids: list[str]) -> dict[str, Ec2InstanceInfo]:
+        """The instances among ``instance_ids`` that EC2 knows, by id (pages followed).
+
+        The ids go in an ``instance-id`` filter, not ``InstanceIds``: with ``InstanceIds``
+        one id EC2 no longer knows (an instance Auto Scaling still listed a moment ago)
+        fails the whole request with ``InvalidInstanceID.NotFound``; a filter just leaves
+        it out."""
+        found: dict[str, Ec2InstanceInfo] = {}
+        for start in range(0, len(instance_ids), _EC2_IDS_PER_REQUEST):
+            batch = instance_ids[start : start + _EC2_IDS_PER_REQUEST]
+            action = f"describe EC2 instances {', '.join(batch[:3])}" + (
+                f" and {len(batch) - 3} more" if len(batch) > 3 else ""
+            )
+            token = ""
+            while True:
+                kwargs: dict[str, Any] = {"Filters": [{"Name": "instance-id", "Values": batch}]}
+                if token:
+                    kwargs["NextToken"] = token
+                answer = _call(action, self.client.describe_instances, **kwargs)
+                for reservation in answer.get("Reservations") or []:
+                    for item in reservation.get("Instances") or []:
+                        info = _ec2_instance(item)
+                        found[info.instance_id] = info
+                token = str(answer.get("NextToken") or "")
+                if not token:
+                    break
+        return found
+
+
+def _ec2_instance(item: Mapping[str, Any]) -> Ec2InstanceInfo:
+    launched = item.get("LaunchTime")
+    return Ec2InstanceInfo(
+        instance_id=str(item["InstanceId"]),
+        private_ip=str(item.get("PrivateIpAddress") or ""),
+        state=str((item.get("State") or {}).get("Name") or ""),
+        availability_zone=str((item.get("Placement") or {}).get("AvailabilityZone") or ""),
+        launched_at=launched if isinstance(launched, datetime) else None,
+    )

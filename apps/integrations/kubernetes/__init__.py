@@ -1,4 +1,7 @@
 from .client import (
+    EndpointInfo,
+    EndpointPortInfo,
+    EndpointSliceInfo,
     HorizontalPodAutoscalerInfo,
     KubernetesClient,
     PodInfo,
@@ -19,6 +22,9 @@ from .kubeconfig import (
 
 __all__ = [
     "KUBECONFIG_MAX_BYTES",
+    "EndpointInfo",
+    "EndpointPortInfo",
+    "EndpointSliceInfo",
     "HorizontalPodAutoscalerInfo",
     "KubernetesClient",
     "KubernetesError",

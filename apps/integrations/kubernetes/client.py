@@ -2,7 +2,9 @@
 
 It covers what the autoscaler needs: the ``scale`` subresource of Deployments and
 StatefulSets, the workloads' ready counts and selectors, HorizontalPodAutoscalers (to spot
-a second autoscaler on the same object), and pods with their annotations.
+a second autoscaler on the same object), and pods with their annotations; and what load
+balancing needs: a Service's EndpointSlices (``discovery.k8s.io/v1``), i.e. which pods
+back it, where they listen and whether they are ready, serving or terminating.
 
 Every call carries ``_request_timeout``. Every failure surfaces as
 :class:`KubernetesError`, whose ``retryable`` says whether the same call can succeed later
@@ -39,6 +41,7 @@ from kubernetes.client import (
     AutoscalingV2Api,
     Configuration,
     CoreV1Api,
+    DiscoveryV1Api,
     V1Deployment,
     V1LabelSelector,
     V1StatefulSet,
@@ -54,6 +57,9 @@ from apps.core.netguard import (  # the guarded pools are netguard's, shared on 
 from .errors import KubernetesError
 
 __all__ = [
+    "EndpointInfo",
+    "EndpointPortInfo",
+    "EndpointSliceInfo",
     "HorizontalPodAutoscalerInfo",
     "KubernetesClient",
     "PodInfo",
@@ -110,6 +116,40 @@ class PodInfo:
     ready: bool
     terminating: bool
     annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """One endpoint of an EndpointSlice, its conditions as the API sends them: ``None``
+    where the field is absent (the API says to read a missing ``ready`` or ``serving`` as
+    true and a missing ``terminating`` as false)."""
+
+    addresses: tuple[str, ...]
+    ready: bool | None
+    serving: bool | None
+    terminating: bool | None
+    target_kind: str
+    target_name: str
+    hostname: str
+    node_name: str
+    zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPortInfo:
+    name: str
+    port: int | None
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSliceInfo:
+    """One EndpointSlice: ``address_type`` is ``IPv4``, ``IPv6`` or ``FQDN``."""
+
+    name: str
+    address_type: str
+    ports: tuple[EndpointPortInfo, ...]
+    endpoints: tuple[EndpointInfo, ...]
 
 
 def build_api_client(
@@ -325,6 +365,7 @@ class KubernetesClient:
         self._apps = AppsV1Api(api_client)
         self._core = CoreV1Api(api_client)
         self._autoscaling = AutoscalingV2Api(api_client)
+        self._discovery = DiscoveryV1Api(api_client)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -502,6 +543,49 @@ class KubernetesClient:
             body,
             _content_type=MERGE_PATCH,
         )
+
+    # --------------------------------------------------------- endpoint slices
+
+    def list_endpoint_slices(self, namespace: str, service: str) -> list[EndpointSliceInfo]:
+        """The EndpointSlices of Service ``namespace/service`` (selected by the
+        ``kubernetes.io/service-name`` label the EndpointSlice controller sets)."""
+        action = f"list EndpointSlices of Service {namespace}/{service}"
+        answer = self._call(
+            action,
+            self._discovery.list_namespaced_endpoint_slice,
+            namespace,
+            label_selector=f"kubernetes.io/service-name={service}",
+        )
+        return [_endpoint_slice(item) for item in answer.items]
+
+
+def _endpoint_slice(item: Any) -> EndpointSliceInfo:
+    ports = tuple(
+        EndpointPortInfo(name=p.name or "", port=p.port, protocol=p.protocol or "TCP")
+        for p in item.ports or []
+    )
+    endpoints = []
+    for endpoint in item.endpoints or []:
+        conditions, ref = endpoint.conditions, endpoint.target_ref
+        endpoints.append(
+            EndpointInfo(
+                addresses=tuple(endpoint.addresses or ()),
+                ready=conditions.ready if conditions else None,
+                serving=conditions.serving if conditions else None,
+                terminating=conditions.terminating if conditions else None,
+                target_kind=(ref.kind if ref else None) or "",
+                target_name=(ref.name if ref else None) or "",
+                hostname=endpoint.hostname or "",
+                node_name=endpoint.node_name or "",
+                zone=endpoint.zone or "",
+            )
+        )
+    return EndpointSliceInfo(
+        name=(item.metadata.name if item.metadata else None) or "",
+        address_type=item.address_type or "",
+        ports=ports,
+        endpoints=tuple(endpoints),
+    )
 
 
 def _workload_scale(scale: Any) -> WorkloadScale:

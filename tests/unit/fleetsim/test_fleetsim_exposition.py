@@ -159,6 +159,10 @@ def test_http_scale__get_then_put__round_trip(fleet_server: tuple[Fleet, str]) -
         ({"replicas": 1, "drain_s": -1}, None),
         ({"replicas": 1, "drain_s": "30"}, None),
         ({"drain_s": 30}, None),
+        ({"replicas": 1, "remove": "chat-0"}, None),
+        ({"replicas": 1, "remove": [0]}, None),
+        ({"replicas": 1, "remove": ["chat-9"]}, None),
+        ({"replicas": 1, "remove": ["chat-0", "chat-1"]}, None),
         ([2], None),
         (None, b"{not json"),
         (None, b""),
@@ -173,6 +177,10 @@ def test_http_scale__get_then_put__round_trip(fleet_server: tuple[Fleet, str]) -
         "negative-drain",
         "string-drain",
         "drain-only",
+        "remove-not-a-list",
+        "remove-not-names",
+        "remove-unknown-pod",
+        "remove-too-many",
         "list",
         "bad-json",
         "empty",
@@ -203,6 +211,18 @@ def test_http_scale__drain_s__removed_replica_keeps_its_requests(
     chat = fleet.get("prod", "chat")
     assert chat.draining_replicas == 1
     assert chat.totals().requeued == 0
+
+
+def test_http_scale__remove__named_replica_removed(fleet_server: tuple[Fleet, str]) -> None:
+    fleet, base = fleet_server
+
+    status, _, body = _request(
+        "PUT", f"{base}/scale/prod/chat", {"replicas": 1, "remove": ["chat-1"]}
+    )
+
+    assert status == 200
+    assert json.loads(body)["spec_replicas"] == 1
+    assert [r.pod for r in fleet.get("prod", "chat").replicas] == ["chat-0"]
 
 
 def test_http_slowdown__put__replica_steps_longer(fleet_server: tuple[Fleet, str]) -> None:

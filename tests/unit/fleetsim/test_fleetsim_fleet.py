@@ -130,6 +130,53 @@ def test_scale__down__removes_starting_replicas_first() -> None:
     assert [r.pod for r in deployment.replicas] == ["chat-0", "chat-1", "chat-2"]
 
 
+def test_scale__down_with_remove__named_replicas_go_not_the_least_loaded() -> None:
+    deployment = _deployment(replicas=3, workload=steady(8.0, 300.0, seed=4))
+    fleet = Fleet([deployment])
+    fleet.step_to(150.0)
+    deployment.scale(4)  # chat-3 starts: the simulator's own choice would remove it
+    busiest = max(deployment.replicas[:3], key=lambda r: (r.outstanding, r.pod)).pod
+
+    status = deployment.scale(2, remove=[busiest], drain_s=60.0)
+
+    assert status == {"spec_replicas": 2, "ready_replicas": 2, "starting_replicas": 0}
+    assert busiest not in {r.pod for r in deployment.replicas}
+    assert deployment.replica_states()[busiest] == "draining"
+    assert deployment.totals().requeued == 0
+
+
+def test_scale__down_with_remove_of_a_starting_replica__it_goes() -> None:
+    deployment = _deployment(replicas=2)
+    fleet = Fleet([deployment])
+    fleet.step_to(50.0)
+    deployment.scale(4)  # chat-2 and chat-3 start
+
+    deployment.scale(3, remove=["chat-2"])
+
+    assert [r.pod for r in deployment.replicas] == ["chat-0", "chat-1", "chat-3"]
+
+
+@pytest.mark.parametrize(
+    ("replicas", "remove", "message"),
+    [
+        (1, ["chat-0", "chat-0"], "more than once"),
+        (1, ["chat-7"], "not starting or ready"),
+        (1, ["chat-0", "chat-1"], "removes 1"),
+        (3, ["chat-0"], "removes 0"),
+    ],
+)
+def test_scale__remove_it_cannot_honour__value_error_and_nothing_changes(
+    replicas: int, remove: list[str], message: str
+) -> None:
+    deployment = _deployment(replicas=2)
+    Fleet([deployment]).step_to(10.0)
+
+    with pytest.raises(ValueError, match=message):
+        deployment.scale(replicas, remove=remove)
+
+    assert deployment.replica_states() == {"chat-0": "ready", "chat-1": "ready"}
+
+
 def test_scale__down_under_load__inflight_requests_requeued_and_all_complete() -> None:
     workload = steady(8.0, 300.0, seed=4)
     deployment = _deployment(replicas=3, workload=workload)
