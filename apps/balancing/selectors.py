@@ -4,7 +4,6 @@ checked once)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +15,8 @@ from apps.toggles.evaluation import evaluate
 from apps.toggles.presets import Preset
 from apps.toggles.selectors import team_toggles
 
+from . import membership
+from .membership import MembershipError
 from .models import BalancingPolicy, Gateway, GatewayDeployment, GatewayReport
 from .render import (
     Degradation,
@@ -36,19 +37,10 @@ CHECK_CACHE_S = 24 * 3600
 
 def deployment_members(deployment: Deployment) -> list[Member]:
     """The deployment's members from :mod:`apps.balancing.membership` (discovery per
-    scale target), none while that module is absent."""
-    try:
-        membership: Any = importlib.import_module("apps.balancing.membership")
-    except ImportError:
-        return []
+    scale target), as the renderer takes them (weights come from the policy). Raises
+    :class:`~apps.balancing.membership.MembershipError` when they cannot be read."""
     return [
-        Member(
-            address=m.address,
-            port=m.port,
-            name=getattr(m, "name", ""),
-            state=getattr(m, "state", "serving"),
-            weight=getattr(m, "weight", 1),
-        )
+        Member(address=m.address, port=m.port, name=m.name, state=m.state)
         for m in membership.members_of(deployment=deployment)
     ]
 
@@ -110,7 +102,11 @@ def gateway_config(*, gateway: Gateway, members_of: MembersOf | None = None) -> 
     """The gateway's configuration, its version and what ``nginx -t`` says of it. Inputs
     the renderer refuses (a priority class of a shed toggle that is not a plain name, a
     member address discovery got wrong) are errors too: nothing half-checked is served."""
-    sites = gateway_sites(gateway=gateway, members_of=members_of)
+    try:
+        sites = gateway_sites(gateway=gateway, members_of=members_of)
+    except MembershipError as exc:
+        when = "retrying later may help" if exc.retryable else "retrying will not help"
+        return Rendered(text="", sha256="", errors=[f"members: {exc.message} ({when})"])
     try:
         text = render_text(listen=str(gateway.listen_port), sites=sites)
     except RenderError as exc:

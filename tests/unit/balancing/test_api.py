@@ -4,6 +4,7 @@ agent's reports."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from apps.balancing.services import gateway_create, gateway_report_record, polic
 from apps.toggles.models import Toggle
 from apps.toggles.services import toggle_create, toggle_version_bump
 from tests.assertions import nothing_stored
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.inventory import DeploymentFactory, SimulatedDeploymentFactory
 from tests.servers import binary_or_skip
 
 pytestmark = pytest.mark.django_db
@@ -267,3 +268,16 @@ def test_list_gateways__few_or_many_with_reports__pinned_query_count(
     assert len(body) == rows
     assert all(g["last_report"]["version"] == f"{2:064x}" for g in body)
     assert all(len(g["deployments"]) == 1 for g in body)
+
+
+def test_config__members_cannot_be_read__503_saying_so_not_500(roster: Any, settings: Any) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        settings.FLEETSIM_URL = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    simulated = SimulatedDeploymentFactory(team=roster.team, name="sim")
+    gateway_create(team=roster.team, name="edge", deployments=[simulated], actor=None)
+    response = bearer(roster.viewer).get(config_url("edge"))
+    assert response.status_code == 503
+    (error,) = response.json()["errors"]
+    assert error.startswith("members: ")
+    assert error.endswith("(retrying later may help)")
