@@ -417,11 +417,14 @@ class ClickHouseLogStore:
         pairs = {(sid, entry.timestamp_ns) for sid, stream in batch for entry in stream.entries}
         times = [ts for _, ts in pairs]
         rows = self._execute(
+            # PREWHERE: the small columns are read first and ``line`` only for granules
+            # holding a match, so a batch of new lines (the usual case) never decompresses
+            # the lines already stored around it.
             "SELECT stream_id, timestamp_ns, line FROM logs_entries"
+            " PREWHERE (stream_id, timestamp_ns) IN _batch"
             " WHERE team_id = %(team)s AND deployment_id IN %(deployments)s"
             " AND stream_id IN %(streams)s"
-            " AND timestamp_ns >= %(low)s AND timestamp_ns <= %(high)s"
-            " AND (stream_id, timestamp_ns) IN _batch",
+            " AND timestamp_ns >= %(low)s AND timestamp_ns <= %(high)s",
             {
                 "team": team_id,
                 "deployments": tuple(sorted(deployments)),
