@@ -114,7 +114,7 @@ class Override:
 
     value: Json
     level: int
-    source: str  # "policy:<name>" or "pin:<user>"
+    source: str  # "policy:<name>" (a pin holds a policy at a level)
 
 
 @dataclass(frozen=True)
