@@ -40,7 +40,10 @@ class BalancingPolicy(models.Model):
         Deployment, on_delete=models.CASCADE, related_name="balancing_policy"
     )
     algorithm = models.CharField(
-        max_length=32, choices=Algorithm.choices, default=Algorithm.ROUND_ROBIN
+        max_length=32,
+        choices=Algorithm.choices,
+        default=Algorithm.ROUND_ROBIN,
+        help_text="How nginx picks a member for each request.",
     )
     hash_key = models.CharField(
         max_length=65,
@@ -55,28 +58,52 @@ class BalancingPolicy(models.Model):
     backups = models.JSONField(
         default=list, blank=True, help_text="Members used only when the others are unavailable."
     )
-    max_fails = models.PositiveSmallIntegerField(default=1)
-    fail_timeout_s = models.PositiveIntegerField(default=10)
+    max_fails = models.PositiveSmallIntegerField(
+        default=1, help_text="Failed attempts within fail_timeout_s that mark a member down."
+    )
+    fail_timeout_s = models.PositiveIntegerField(
+        default=10, help_text="Window of max_fails, and how long a failed member is skipped."
+    )
     keepalive = models.PositiveIntegerField(default=32, help_text="Idle connections kept.")
-    connect_timeout_s = models.PositiveIntegerField(default=5)
+    connect_timeout_s = models.PositiveIntegerField(
+        default=5, help_text="Seconds to open a connection to a member."
+    )
     read_timeout_s = models.PositiveIntegerField(
         default=600, help_text="Between two reads of a response: long for streamed tokens."
     )
-    send_timeout_s = models.PositiveIntegerField(default=600)
-    next_upstream_tries = models.PositiveSmallIntegerField(default=2)
-    next_upstream_timeout_s = models.PositiveIntegerField(default=10)
-    tenant_header = models.CharField(max_length=64, default="X-Tenant")
-    priority_header = models.CharField(max_length=64, default="X-Priority")
+    send_timeout_s = models.PositiveIntegerField(
+        default=600, help_text="Between two writes of a request body to a member."
+    )
+    next_upstream_tries = models.PositiveSmallIntegerField(
+        default=2, help_text="Most members one request may try (retries only when safe)."
+    )
+    next_upstream_timeout_s = models.PositiveIntegerField(
+        default=10, help_text="Time within which a request may move to another member."
+    )
+    tenant_header = models.CharField(
+        max_length=64, default="X-Tenant", help_text="Request header naming the tenant."
+    )
+    priority_header = models.CharField(
+        max_length=64,
+        default="X-Priority",
+        help_text="Request header with the priority class that shedding compares.",
+    )
     limit_req_rate = models.CharField(
         max_length=16, blank=True, default="", help_text="Per tenant, e.g. 10r/s; empty: none."
     )
-    limit_req_burst = models.PositiveIntegerField(default=0)
-    shed_status = models.PositiveSmallIntegerField(
-        choices=ShedStatus.choices, default=ShedStatus.TOO_MANY_REQUESTS
+    limit_req_burst = models.PositiveIntegerField(
+        default=0, help_text="Requests a tenant may exceed limit_req_rate by at once."
     )
-    retry_after_s = models.PositiveIntegerField(default=5)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    shed_status = models.PositiveSmallIntegerField(
+        choices=ShedStatus.choices,
+        default=ShedStatus.TOO_MANY_REQUESTS,
+        help_text="Status of a shed request: 429 or 503.",
+    )
+    retry_after_s = models.PositiveIntegerField(
+        default=5, help_text="Retry-After of shed and maintenance answers."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="Created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last change.")
 
     class Meta:
         verbose_name_plural = "balancing policies"
@@ -97,7 +124,11 @@ class Gateway(models.Model):
     fetches the rendered configuration and reports what it applied."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="gateways")
-    name = models.CharField(max_length=63, validators=[gateway_name_validator])
+    name = models.CharField(
+        max_length=63,
+        validators=[gateway_name_validator],
+        help_text="Unique in the team; the agent fetches /api/v1/balancing/gateways/<name>/config.",
+    )
     deployments: models.ManyToManyField[Deployment, GatewayDeployment] = models.ManyToManyField(
         Deployment,
         related_name="gateways",
@@ -106,10 +137,12 @@ class Gateway(models.Model):
         through="GatewayDeployment",
     )
     listen_port = models.PositiveIntegerField(
-        default=8080, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+        default=8080,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="Port nginx listens on for the deployments' traffic.",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, help_text="Created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last change.")
 
     class Meta:
         constraints = [
@@ -148,10 +181,12 @@ class GatewayReport(models.Model):
 
     gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="reports")
     version = models.CharField(max_length=64, help_text="sha256 of the configuration text.")
-    result = models.CharField(max_length=16, choices=ReportResult.choices)
-    error = models.TextField(blank=True, default="")
+    result = models.CharField(
+        max_length=16, choices=ReportResult.choices, help_text="What applying it gave."
+    )
+    error = models.TextField(blank=True, default="", help_text="Why it failed, if it did.")
     applied_at = models.DateTimeField(help_text="When the agent applied it (its clock).")
-    received_at = models.DateTimeField(auto_now_add=True)
+    received_at = models.DateTimeField(auto_now_add=True, help_text="When the report came.")
 
     class Meta:
         indexes = [models.Index(fields=["gateway", "-received_at"])]

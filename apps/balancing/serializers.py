@@ -31,6 +31,7 @@ class BalancingPolicySerializer(serializers.ModelSerializer[BalancingPolicy]):
         model = BalancingPolicy
         fields = ["id", "deployment", *POLICY_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"id": {"help_text": "Policy id."}}
 
     def validate_deployment(self, value: Deployment) -> Deployment:
         if self.instance is not None and value.pk != self.instance.deployment_id:
@@ -43,11 +44,14 @@ class GatewayReportSerializer(serializers.ModelSerializer[GatewayReport]):
         model = GatewayReport
         fields = ["id", "version", "result", "error", "applied_at", "received_at"]
         read_only_fields = fields
+        extra_kwargs = {"id": {"help_text": "Report id."}}
 
 
 class GatewaySerializer(serializers.ModelSerializer[Gateway]):
     team = owning_team_field()
-    deployments = serializers.SerializerMethodField()
+    deployments = serializers.SerializerMethodField(
+        help_text="Deployments it fronts, in order: [{id, name}]."
+    )
     deployment_ids = TeamScopedRelatedField(
         queryset=Deployment.objects.all(),
         many=True,
@@ -55,7 +59,9 @@ class GatewaySerializer(serializers.ModelSerializer[Gateway]):
         write_only=True,
         help_text="Deployments (ids) it fronts, in order: the first also answers on '/'.",
     )
-    last_report = serializers.SerializerMethodField()
+    last_report = serializers.SerializerMethodField(
+        help_text="What its agent last said it applied, or null."
+    )
 
     class Meta:
         model = Gateway
@@ -71,6 +77,7 @@ class GatewaySerializer(serializers.ModelSerializer[Gateway]):
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"id": {"help_text": "Gateway id."}}
 
     def get_deployments(self, gateway: Gateway) -> list[dict[str, Any]]:
         links = getattr(gateway, "ordered_links", None)
@@ -96,6 +103,11 @@ class GatewaySerializer(serializers.ModelSerializer[Gateway]):
 
 class ReportInSerializer(serializers.Serializer[Any]):
     version = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="sha256 it applied (the ETag).")
-    result = serializers.ChoiceField(choices=ReportResult.choices)
-    error = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
-    applied_at = serializers.DateTimeField()
+    result = serializers.ChoiceField(
+        choices=ReportResult.choices, help_text="What applying it gave."
+    )
+    error = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=10_000,
+        help_text="Why it failed, if it did (nginx -t or reload output).",
+    )  # fmt: skip
+    applied_at = serializers.DateTimeField(help_text="When the agent applied it (its clock).")
