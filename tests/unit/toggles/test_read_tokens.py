@@ -106,3 +106,16 @@ def test_gateway_token__rest_api__401(roster, client_for):
     secret = _create(client_for(roster.admin), roster.team).json()["token"]
     response = Client(HTTP_AUTHORIZATION=f"Bearer {secret}").get("/api/v1/deployments/")
     assert response.status_code == 401
+
+
+def test_revoke_and_delete__other_team__404_token_still_reads(
+    roster, client_for, django_capture_on_commit_callbacks
+):
+    created = _create(client_for(roster.admin), roster.team).json()
+    outsider = client_for(roster.outsider)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert outsider.post(f"{URL}{created['id']}/revoke/").status_code == 404
+        assert outsider.delete(f"{URL}{created['id']}/").status_code == 404
+    token = GatewayToken.objects.get(pk=created["id"])
+    assert token.revoked_at is None
+    assert _reads(created["token"]) == 200
