@@ -56,7 +56,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import requests
 import structlog
 
+from apps.balancing.members import MEMBER_STATES, Member, MemberState
 from apps.integrations.aws import AutoScalingClient, AwsError, Ec2Client
 from apps.integrations.kubernetes import (
     EndpointPortInfo,
@@ -98,35 +99,11 @@ __all__ = [
 
 logger = structlog.get_logger("controlplane.balancing.membership")
 
-MemberState = Literal["serving", "loading", "draining", "down"]
-MEMBER_STATES: tuple[MemberState, ...] = ("serving", "loading", "draining", "down")
-
 # Deployment labels that say where members listen (see the module docstring).
 LABEL_SERVICE = "balancing.llm-controlplane/service"
 LABEL_PORT = "balancing.llm-controlplane/port"
 # vLLM's OpenAI-compatible server listens on 8000 unless told otherwise.
 DEFAULT_MEMBER_PORT = 8000
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One replica: ``name`` is its pod or instance id, ``address``/``port`` where it
-    listens. ``started_at`` (when known) and ``extra`` (source-specific details such as the
-    node or the model) inform people and :func:`members_to_remove`, not equality."""
-
-    name: str
-    address: str
-    port: int
-    state: MemberState
-    zone: str = ""
-    started_at: datetime | None = field(default=None, compare=False)
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def endpoint(self) -> str:
-        """``address:port``, the address bracketed when it is IPv6 (nginx's syntax)."""
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,11 @@ from typing import Any
 
 import crossplane
 
+from .members import MEMBER_STATES, Member
 from .spec import Algorithm, PolicySpec, header_variable, policy_errors
 
 Directive = dict[str, Any]
 
-MEMBER_STATES = ("serving", "loading", "draining", "down")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 LISTEN_RE = re.compile(r"^((\d{1,3}\.){3}\d{1,3}:)?\d{1,5}$")
@@ -42,24 +42,6 @@ MAP_KEYWORDS = frozenset({"default", "hostnames", "include", "volatile"})
 MAX_OUTPUT_HEADER = "X-Degrade-Max-Output-Tokens"
 MAX_CONTEXT_HEADER = "X-Degrade-Max-Context-Tokens"
 NGINX_CHECK_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class Member:
-    """One replica a deployment's upstream may send to. Only ``serving`` members get new
-    requests; ``down`` ones stay listed as down (hash-based policies keep every other
-    key where it was); ``loading`` and ``draining`` ones are left out."""
-
-    address: str
-    port: int
-    name: str = ""
-    state: str = "serving"
-    weight: int = 1
-
-    @property
-    def endpoint(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)

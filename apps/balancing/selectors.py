@@ -39,10 +39,7 @@ def deployment_members(deployment: Deployment) -> list[Member]:
     """The deployment's members from :mod:`apps.balancing.membership` (discovery per
     scale target), as the renderer takes them (weights come from the policy). Raises
     :class:`~apps.balancing.membership.MembershipError` when they cannot be read."""
-    return [
-        Member(address=m.address, port=m.port, name=m.name, state=m.state)
-        for m in membership.members_of(deployment=deployment)
-    ]
+    return list(membership.members_of(deployment=deployment))
 
 
 def deployment_degradation(*, team_id: int, deployment_name: str) -> Degradation:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from apps.balancing.render import Member, Site, main_config, nginx_binary, render_and_validate
+from apps.balancing.members import Member
+from apps.balancing.render import Site, main_config, nginx_binary, render_and_validate
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.replica_http import ReplicaHTTPServer
 from tests.servers import binary_or_skip, free_port, wait_for
@@ -93,7 +94,14 @@ class Replicas:
             if pods is not None and endpoint["pod"] not in pods:
                 continue
             state = "serving" if endpoint["state"] == "ready" else endpoint["state"]
-            out.append(Member(endpoint["host"], endpoint["port"], endpoint["pod"], state))
+            out.append(
+                Member(
+                    name=endpoint["pod"],
+                    address=endpoint["host"],
+                    port=endpoint["port"],
+                    state=state,
+                )
+            )
         return out
 
     def kill(self, pod: str, deployment: str = "chat") -> None:

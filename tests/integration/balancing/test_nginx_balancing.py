@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from apps.balancing.render import Degradation, Member, Site
+from apps.balancing.members import Member
+from apps.balancing.render import Degradation, Site
 from apps.balancing.spec import PolicySpec
 from tests.integration.balancing.nginx import (
     MODEL,
@@ -206,7 +207,10 @@ def test_retries__replica_answers_503__get_retried_on_another_post_never_sent_tw
     busy = RecordingServer(lambda request: (503, {}, b"busy"))
     fine = RecordingServer(lambda request: (200, {}, b"ok"))
     try:
-        members = [Member("127.0.0.1", busy.port, "busy"), Member("127.0.0.1", fine.port, "fine")]
+        members = [
+            Member(name="busy", address="127.0.0.1", port=busy.port),
+            Member(name="fine", address="127.0.0.1", port=fine.port),
+        ]
         # No passive health here: the busy replica keeps being picked.
         nginx.serve([Site("chat", PolicySpec(max_fails=0), members)])
         gets = [requests.get(nginx.url + "/v1/models", timeout=10) for _ in range(4)]
@@ -228,7 +232,12 @@ def test_degradation_caps__through_nginx__headers_reach_the_backend_prefix_strip
     backend = RecordingServer()
     try:
         degradation = Degradation(max_output_tokens=256, max_context_tokens=4096)
-        site = Site("chat", PolicySpec(), [Member("127.0.0.1", backend.port, "rec")], degradation)
+        site = Site(
+            "chat",
+            PolicySpec(),
+            [Member(name="rec", address="127.0.0.1", port=backend.port)],
+            degradation,
+        )
         nginx.serve([site])
         assert requests.post(nginx.url + "/chat/v1/completions", data=b"{}", timeout=10).ok
     finally:

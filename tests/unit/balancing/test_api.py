@@ -13,8 +13,9 @@ from rest_framework.test import APIClient
 from apps.accounts.services import api_token_create
 from apps.audit.models import AuditEntry
 from apps.balancing import selectors
+from apps.balancing.members import Member
 from apps.balancing.models import BalancingPolicy, Gateway, GatewayReport
-from apps.balancing.render import Member, nginx_binary
+from apps.balancing.render import nginx_binary
 from apps.balancing.services import gateway_create, gateway_report_record, policy_create
 from apps.toggles.models import Toggle
 from apps.toggles.services import toggle_create, toggle_version_bump
@@ -40,7 +41,10 @@ def chat(roster: Any) -> Any:
 @pytest.fixture
 def members(monkeypatch: pytest.MonkeyPatch) -> list[Member]:
     """Every deployment's members, as membership discovery would give them."""
-    listed = [Member("10.0.0.1", 8000, "chat-0"), Member("10.0.0.2", 8000, "chat-1")]
+    listed = [
+        Member(name="chat-0", address="10.0.0.1", port=8000),
+        Member(name="chat-1", address="10.0.0.2", port=8000),
+    ]
     monkeypatch.setattr(selectors, "deployment_members", lambda deployment: listed)
     return listed
 
@@ -190,7 +194,7 @@ def test_config__nginx_refuses_the_text__503_with_its_errors_never_the_text(
 ) -> None:
     binary_or_skip(nginx_binary(), "nginx", "nginx-light")
     # A host name nginx cannot resolve: the renderer accepts it, nginx -t does not.
-    unknown = [Member("no-such-host.invalid", 8000, "chat-0")]
+    unknown = [Member(name="chat-0", address="no-such-host.invalid", port=8000)]
     monkeypatch.setattr(selectors, "deployment_members", lambda deployment: unknown)
     gateway_create(team=roster.team, name="edge", deployments=[chat], actor=None)
     response = bearer(roster.viewer).get(config_url("edge"))

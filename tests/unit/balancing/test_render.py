@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from apps.balancing.members import Member
 from apps.balancing.render import (
     MAX_OUTPUT_HEADER,
     Degradation,
-    Member,
     RenderError,
     Site,
     nginx_binary,
@@ -24,11 +24,11 @@ from apps.balancing.spec import PolicySpec
 from tests.servers import binary_or_skip
 
 MEMBERS = [
-    Member("10.0.0.1", 8000, "chat-0"),
-    Member("10.0.0.2", 8000, "chat-1"),
-    Member("10.0.0.3", 8000, "chat-2", state="loading"),
-    Member("10.0.0.4", 8000, "chat-3", state="draining"),
-    Member("10.0.0.5", 8000, "chat-4", state="down"),
+    Member(name="chat-0", address="10.0.0.1", port=8000),
+    Member(name="chat-1", address="10.0.0.2", port=8000),
+    Member(name="chat-2", address="10.0.0.3", port=8000, state="loading"),
+    Member(name="chat-3", address="10.0.0.4", port=8000, state="draining"),
+    Member(name="chat-4", address="10.0.0.5", port=8000, state="down"),
 ]
 
 
@@ -175,7 +175,7 @@ def test_fallback__members_given__fallback_upstream_and_error_page_to_it() -> No
         PolicySpec(),
         MEMBERS,
         Degradation(fallback="small"),
-        fallback_members=[Member("10.0.1.1", 8000, "small-0")],
+        fallback_members=[Member(name="small-0", address="10.0.1.1", port=8000)],
     )
     payload = render(site)
     fallback = find(payload, "upstream", "fallback_cp_chat")["block"]
@@ -217,8 +217,16 @@ def test_limit_req__rate_per_tenant__zone_keyed_by_tenant_header_and_429() -> No
     ("site", "listen", "field"),
     [
         (Site("chat", PolicySpec(algorithm="nope"), MEMBERS), "8080", "chat.algorithm"),
-        (Site("chat", PolicySpec(), [Member("10.0.0.1;", 80)]), "8080", "chat.members"),
-        (Site("chat", PolicySpec(), [Member("10.0.0.1", 80, state="odd")]), "8080", "chat.members"),
+        (
+            Site("chat", PolicySpec(), [Member(name="", address="10.0.0.1;", port=80)]),
+            "8080",
+            "chat.members",
+        ),
+        (
+            Site("chat", PolicySpec(), [Member(name="", address="10.0.0.1", port=80, state="odd")]),
+            "8080",
+            "chat.members",
+        ),  # type: ignore[arg-type]
         (Site("Chat_1", PolicySpec(), MEMBERS), "8080", "deployment"),
         (Site("chat", PolicySpec(), MEMBERS), "80;", "listen"),
         (Site("chat", PolicySpec(), MEMBERS), "70000", "listen"),
@@ -250,7 +258,7 @@ def _everything() -> list[Site]:
         limit_req_rate="10r/s",
         limit_req_burst=5,
     )
-    fallback = [Member("10.0.1.1", 8000, "small-0")]
+    fallback = [Member(name="small-0", address="10.0.1.1", port=8000)]
     return [
         Site("chat", policy, MEMBERS, degradation, fallback),
         Site("embed", PolicySpec(algorithm="least_conn", backups=["chat-1"]), MEMBERS),
