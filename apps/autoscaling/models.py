@@ -265,6 +265,13 @@ class ScaleAction(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0, help_text="Actuator calls made.")
     error = models.TextField(blank=True, default="", help_text="Last error, if any.")
+    drain = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Scale-downs behind gateways: the members drained, when every gateway "
+        "applied the configuration without them, how long in-flight requests took to finish "
+        "and whether the drain timed out. Null when there was no drain.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When it was created.")
     started_at = models.DateTimeField(null=True, blank=True, help_text="When a worker claimed it.")
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When it ended.")

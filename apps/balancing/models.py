@@ -141,6 +141,12 @@ class Gateway(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(65535)],
         help_text="Port nginx listens on for the deployments' traffic.",
     )
+    last_seen_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its agent last fetched the configuration (a 304 counts): a gateway "
+        "seen within BALANCING_GATEWAY_STALE_S is one a drain waits for.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, help_text="Created.")
     updated_at = models.DateTimeField(auto_now=True, help_text="Last change.")
 
@@ -193,3 +199,32 @@ class GatewayReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gateway} {self.version[:12]} {self.result}"
+
+
+class DrainingMember(models.Model):
+    """A member chosen for removal: rendered out of its deployment's upstreams (no new
+    requests) while the requests it serves finish, until the scale-down that removes it
+    ends or ``expires_at`` passes (a worker that died mid-drain does not keep it out)."""
+
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="draining_members"
+    )
+    name = models.CharField(max_length=253, help_text="Pod or instance id of the member.")
+    endpoint = models.CharField(
+        max_length=300, blank=True, default="", help_text="address:port when chosen."
+    )
+    scale_action_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The scale action draining it, if any."
+    )
+    started_at = models.DateTimeField(auto_now_add=True, help_text="When the drain began.")
+    expires_at = models.DateTimeField(help_text="After this it counts as a member again.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "name"], name="balancing_draining_member_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id}: {self.name} draining"
