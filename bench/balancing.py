@@ -302,7 +302,6 @@ class Nginx:
     prefix: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
-    reloads: int = 0
 
     @property
     def url(self) -> str:
@@ -377,7 +376,6 @@ class Nginx:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not reload: {self._log_tail()}")
             time.sleep(0.005)
-        self.reloads += 1
         return old
 
     def wait_gone(self, pids: set[int], timeout_s: float = 60.0) -> None:
@@ -696,16 +694,30 @@ def part_reloads(
 
     nginx.apply([site(members[-1])])
     applied: list[float] = []
+    most_workers = 0
     with under_load(nginx, reloads + 3.0, workdir, keepalive=keepalive) as figures:
         time.sleep(1.0)
         for n in range(reloads):
             start = time.monotonic()
             nginx.apply([site(members[n % len(members)])])
             applied.append(time.monotonic() - start)
-            time.sleep(max(0.0, 1.0 - applied[-1]))
-    details = {"reloads": len(applied), "slowest_reload_s": round(max(applied), 3)}
+            # Old workers live on until their last request in flight ends.
+            most_workers = max(most_workers, len(nginx.workers()))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - start)))
+    details = {
+        "reloads": len(applied),
+        "slowest_reload_s": round(max(applied), 3),
+        "most_workers": most_workers,
+    }
     name = f"{reloads} reloads, weights flipped, {_clients(keepalive)}"
     return _disruption(name, figures, details, keepalive=keepalive)
+
+
+def _serve_four(sim: Simulator, nginx: Nginx) -> list[Member]:
+    """Four members round robin, applied and the previous workers gone."""
+    members = _four_members(sim)
+    nginx.wait_gone(nginx.apply([Site(DEPLOYMENT, PolicySpec(), members)]))
+    return members
 
 
 def _busiest(sim: Simulator, port: int) -> int:
@@ -720,8 +732,7 @@ def _busiest(sim: Simulator, port: int) -> int:
 def part_drain(sim: Simulator, nginx: Nginx, *, keepalive: bool, workdir: Path) -> Disruption:
     """Part 3: a member drained (left out, reload, old workers gone, nothing in flight on
     it) before its replica leaves the simulator."""
-    members = _four_members(sim)
-    nginx.wait_gone(nginx.apply([Site(DEPLOYMENT, PolicySpec(), members)]))
+    members = _serve_four(sim, nginx)
     drained = members[-1]
     with under_load(nginx, 8.0, workdir, keepalive=keepalive) as figures:
         time.sleep(1.5)
@@ -749,8 +760,7 @@ def part_drain(sim: Simulator, nginx: Nginx, *, keepalive: bool, workdir: Path) 
 def part_abrupt(sim: Simulator, nginx: Nginx, *, workdir: Path) -> Disruption:
     """The contrast to part 3: a replica leaves while nginx still sends it requests; the
     upstream is updated a second later."""
-    members = _four_members(sim)
-    nginx.wait_gone(nginx.apply([Site(DEPLOYMENT, PolicySpec(), members)]))
+    members = _serve_four(sim, nginx)
     victim = members[-1]
     with under_load(nginx, 6.0, workdir, keepalive=False) as figures:
         time.sleep(1.5)
