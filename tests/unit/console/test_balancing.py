@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -31,6 +31,7 @@ from tests.factories.accounts import MembershipFactory, UserFactory
 from tests.factories.inventory import DeploymentFactory, SimulatedDeploymentFactory
 from tests.integration.balancing.nginx import Replicas, running_replicas
 from tests.servers import binary_or_skip
+from tests.unit.console import logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -73,19 +74,13 @@ def balanced_chat(
     return chat
 
 
-def _client(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _viewer(deployment: Any) -> Any:
     return MembershipFactory(team=deployment.team, role=Role.VIEWER).user
 
 
 def _section(deployment: Any, *, htmx: bool = True) -> str:
     headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
-    response = _client(_viewer(deployment)).get(
+    response = logged_in(_viewer(deployment)).get(
         f"/console/deployments/{deployment.pk}/balancing/", **headers
     )
     assert response.status_code == 200
@@ -227,33 +222,39 @@ def test_page__simulated_replicas__members_policy_and_gateway_shown(nginx_presen
         body = _section(chat)
     assert body.lstrip().startswith('<section aria-labelledby="balancing-title"')
     assert "<html" not in body
-    assert "Consistent hash on a request key" in body
-    assert "<code>X-Session-Id</code>" in body
-    assert "20r/s, burst 40" in body
-    assert "503 Service Unavailable" in body
-    assert f'<tr data-member="{pods[0]}">' in body
-    assert '<span class="badge member-serving">serving</span>' in body
-    assert '<span class="badge member-draining">draining</span>' in body
-    assert 'href="/api/v1/autoscaling/actions/42/">#42</a>' in body
-    assert "1 serving · 0 loading · 1 draining · 0 down" in body
-    assert '<tr data-gateway="edge">' in body
-    assert "no report yet" in body
+    shown = (
+        "Consistent hash on a request key",
+        "<code>X-Session-Id</code>",
+        "20r/s, burst 40",
+        "503 Service Unavailable",
+        f'<tr data-member="{pods[0]}">',
+        '<span class="badge member-serving">serving</span>',
+        '<span class="badge member-draining">draining</span>',
+        'href="/api/v1/autoscaling/actions/42/">#42</a>',
+        "1 serving · 0 loading · 1 draining · 0 down",
+        '<tr data-gateway="edge">',
+        "no report yet",
+    )
+    assert [text for text in shown if text not in body] == []
 
 
 def test_page__members_unreadable__200_with_the_message():
     # A Kubernetes deployment whose cluster has no credentials: discovery refuses.
     chat = DeploymentFactory(name="chat")
     body = _section(chat)
-    assert 'id="balancing-members-error"' in body
-    assert "Members could not be read:" in body
-    assert "(retrying will not help)" in body
-    assert "No policy: round robin with the defaults below." in body
-    assert "No gateway fronts this deployment." in body
+    shown = (
+        'id="balancing-members-error"',
+        "Members could not be read:",
+        "(retrying will not help)",
+        "No policy: round robin with the defaults below.",
+        "No gateway fronts this deployment.",
+    )
+    assert [text for text in shown if text not in body] == []
 
 
 def test_page__other_team__404():
     chat = SimulatedDeploymentFactory(name="chat")
-    response = _client(UserFactory()).get(f"/console/deployments/{chat.pk}/balancing/")
+    response = logged_in(UserFactory()).get(f"/console/deployments/{chat.pk}/balancing/")
     assert response.status_code == 404
 
 
@@ -266,7 +267,7 @@ def test_page__without_htmx__whole_page(nginx_present):
 
 def test_deployment_page__loads_the_section_after_the_page():
     chat = DeploymentFactory(name="chat")
-    body = _client(_viewer(chat)).get(f"/console/deployments/{chat.pk}/").content.decode()
+    body = logged_in(_viewer(chat)).get(f"/console/deployments/{chat.pk}/").content.decode()
     assert f'hx-get="/console/deployments/{chat.pk}/balancing/" hx-trigger="load"' in body
     # The page itself does not read members.
     assert "Members could not be read" not in body
