@@ -16,10 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from apps.autoscaling.models import ScaleAction
 from apps.balancing import selectors as balancing
 from apps.balancing.members import MEMBER_STATES, Member, MemberState
 from apps.balancing.membership import MembershipError
@@ -76,6 +79,27 @@ class GatewayRow:
 
 
 @dataclass(frozen=True)
+class DrainRow:
+    """A scale-down's drain as its action recorded it (``ScaleAction.drain``): the members
+    it drained, the gateways it waited for (each with whether and when it applied the
+    configuration without them) and those it skipped (not seen recently) with why, the
+    seconds until every gateway applied and until the members' requests ended (None: not
+    before the timeout), what was still in flight at a timeout, and how it ended
+    (``removed``, ``returned`` to the upstreams, or "" while it runs)."""
+
+    action: ScaleAction
+    members: list[str]
+    waited: list[dict[str, Any]]
+    skipped: list[dict[str, Any]]
+    applied_after_s: float | None
+    in_flight_done_after_s: float | None
+    timed_out: bool
+    in_flight_left: dict[str, Any]
+    outcome: str
+    error: str
+
+
+@dataclass(frozen=True)
 class BalancingSection:
     """``policy`` is the deployment's own (None: none, the defaults apply); ``spec`` is
     what applies either way."""
@@ -85,6 +109,7 @@ class BalancingSection:
     members: list[MemberRow] = field(default_factory=list)
     members_error: str = ""
     gateways: list[GatewayRow] = field(default_factory=list)
+    drains: list[DrainRow] = field(default_factory=list)
 
     @property
     def algorithm_label(self) -> str:
@@ -213,6 +238,50 @@ def deployment_gateways(
     return [(g, found.get(last), found.get(good)) for g, last, good in rows]
 
 
+def _entries(record: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = record.get(key)
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _datetime(value: Any) -> datetime | None:
+    try:
+        return parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def drain_row(action: ScaleAction) -> DrainRow:
+    """The drain ``action`` recorded, read leniently: a record written by an older or
+    newer version shows what it has."""
+    record = action.drain if isinstance(action.drain, dict) else {}
+    left = record.get("in_flight_left")
+    return DrainRow(
+        action=action,
+        members=[str(m.get("name", "")) for m in _entries(record, "members")],
+        waited=[
+            {**g, "applied_at": _datetime(g.get("applied_at"))}
+            for g in _entries(record, "gateways")
+        ],
+        skipped=_entries(record, "skipped"),
+        applied_after_s=_seconds(record.get("applied_after_s")),
+        in_flight_done_after_s=_seconds(record.get("in_flight_done_after_s")),
+        timed_out=record.get("timed_out") is True,
+        in_flight_left=left if isinstance(left, dict) else {},
+        outcome=str(record.get("outcome") or ""),
+        error=str(record.get("error") or ""),
+    )
+
+
+def deployment_drains(*, deployment: Deployment, limit: int = 5) -> list[DrainRow]:
+    """The latest scale actions of ``deployment`` that drained members, newest first."""
+    actions = ScaleAction.objects.filter(deployment=deployment, drain__isnull=False)
+    return [drain_row(a) for a in actions.order_by("-created_at", "-pk")[:limit]]
+
+
 def deployment_balancing(
     *,
     deployment: Deployment,
@@ -245,4 +314,5 @@ def deployment_balancing(
         members=member_rows(members=members, drains=drains, policy=spec),
         members_error=error,
         gateways=gateways,
+        drains=deployment_drains(deployment=deployment),
     )

@@ -20,7 +20,12 @@ from apps.balancing.services import gateway_report_record
 from tests.browser.conftest import axe_serious
 from tests.factories.accounts import MembershipFactory
 from tests.servers import binary_or_skip
-from tests.unit.console.test_balancing import balanced_chat, simulator_api
+from tests.unit.console.test_balancing import (
+    DRAIN_TIMED_OUT,
+    balanced_chat,
+    drained_action,
+    simulator_api,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -95,6 +100,10 @@ def test_member_draining__shown_draining_with_its_drain(console_page, balanced, 
         scale_action_id=7,
         expires_at=timezone.now() + timedelta(minutes=5),
     )
+    action = drained_action(
+        chat,
+        {**DRAIN_TIMED_OUT, "timed_out": False, "in_flight_done_after_s": 2.5, "outcome": ""},
+    )
     page = _open(console_page, balanced["viewer"], chat)
     row = _member(page, second)
     assert row.locator('[data-field="state"]').inner_text() == "draining"
@@ -110,6 +119,13 @@ def test_member_draining__shown_draining_with_its_drain(console_page, balanced, 
         .inner_text()
         .startswith("1 serving · 0 loading · 1 draining · 0 down.")
     )
+    drains = page.locator(f'#balancing-drains tr[data-action="{action.pk}"]')
+    assert drains.locator('[data-field="members"]').inner_text() == "chat-2"
+    assert drains.locator('[data-field="ended-after"]').inner_text() == "2.5 s"
+    assert drains.locator('[data-field="outcome"]').inner_text() == "under way"
+    waited = drains.locator('[data-field="waited"]').inner_text()
+    assert waited.startswith("edge: applied ")
+    assert waited.endswith("; west: not applied")
     assert axe_serious(page) == []
     screenshot(page, "deployment-balancing-draining")
 

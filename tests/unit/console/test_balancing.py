@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.accounts.models import Role
+from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.balancing import selectors as balancing_selectors
 from apps.balancing.members import Member
 from apps.balancing.membership import MembershipError
@@ -25,7 +26,7 @@ from apps.balancing.models import DrainingMember, Gateway
 from apps.balancing.render import nginx_binary
 from apps.balancing.services import gateway_create, gateway_report_record, policy_create
 from apps.balancing.spec import PolicySpec
-from apps.console.balancing import deployment_balancing, member_rows
+from apps.console.balancing import deployment_balancing, drain_row, member_rows
 from apps.fleetsim.exposition import serve
 from tests.factories.accounts import MembershipFactory, UserFactory
 from tests.factories.inventory import DeploymentFactory, SimulatedDeploymentFactory
@@ -304,3 +305,95 @@ def test_section__more_gateways__no_query_of_its_own_per_gateway(nginx_present):
         )
         chat.delete()
     assert counts[1] - counts[0] == 3 * per_gateway
+
+
+# ------------------------------------------------------------------ drains recorded
+
+
+def drained_action(deployment: Any, record: Any, **fields: Any) -> ScaleAction:
+    """A scale-down of ``deployment`` from 3 to 2 that recorded ``record`` as its drain."""
+    return ScaleAction.objects.create(
+        deployment=deployment,
+        from_replicas=3,
+        to_replicas=2,
+        idempotency_key=f"drain-{ScaleAction.objects.count()}",
+        status=ActionStatus.SUCCEEDED,
+        drain=record,
+        **fields,
+    )
+
+
+DRAIN_TIMED_OUT = {
+    "members": [{"name": "chat-2", "endpoint": "10.0.0.3:8000", "state": "serving"}],
+    "started_at": "2026-11-29T10:00:00+00:00",
+    "budget_s": 120.0,
+    "gateways": [
+        {
+            "name": "edge",
+            "version": "a" * 64,
+            "applied": True,
+            "applied_at": "2026-11-29T10:00:02+00:00",
+        },
+        {"name": "west", "version": "b" * 64, "applied": False, "applied_at": None},
+    ],
+    "skipped": [{"name": "old", "reason": "its agent never fetched a configuration"}],
+    "applied_after_s": None,
+    "in_flight_done_after_s": None,
+    "timed_out": True,
+    "in_flight_left": {"chat-2": 3.0},
+    "outcome": "removed",
+}
+
+
+def test_drain_row__recorded_drain__read_with_times():
+    chat = SimulatedDeploymentFactory(name="chat")
+    row = drain_row(drained_action(chat, DRAIN_TIMED_OUT))
+    assert row.members == ["chat-2"]
+    assert [(g["name"], g["applied"]) for g in row.waited] == [("edge", True), ("west", False)]
+    assert row.waited[0]["applied_at"] == datetime(2026, 11, 29, 10, 0, 2, tzinfo=UTC)
+    assert row.waited[1]["applied_at"] is None
+    assert row.skipped[0]["name"] == "old"
+    assert (row.applied_after_s, row.in_flight_done_after_s) == (None, None)
+    assert (row.timed_out, row.in_flight_left, row.outcome) == (True, {"chat-2": 3.0}, "removed")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [[], "drained", {"members": "chat-2", "gateways": [1, None], "timed_out": "yes"},
+     {"applied_after_s": True, "in_flight_left": [1], "gateways": [{"applied_at": "soon"}]}],
+)  # fmt: skip
+def test_drain_row__unexpected_record__nothing_invented(record):
+    chat = SimulatedDeploymentFactory(name="chat")
+    row = drain_row(drained_action(chat, record))
+    assert row.members == []
+    assert all(g["applied_at"] is None for g in row.waited)
+    assert (row.applied_after_s, row.timed_out, row.in_flight_left, row.outcome) == (
+        None,
+        False,
+        {},
+        "",
+    )
+
+
+def test_section__drains__latest_first_without_drainless_actions():
+    chat = SimulatedDeploymentFactory(name="chat")
+    first = drained_action(chat, {**DRAIN_TIMED_OUT, "outcome": "returned", "error": "refused"})
+    drained_action(chat, None)
+    second = drained_action(
+        chat, {**DRAIN_TIMED_OUT, "timed_out": False, "applied_after_s": 1.25,
+               "in_flight_done_after_s": 4.5}
+    )  # fmt: skip
+    section = deployment_balancing(deployment=chat, members_of=lambda d: [])
+    assert [d.action.pk for d in section.drains] == [second.pk, first.pk]
+    body = logged_in(_viewer(chat)).get(f"/console/deployments/{chat.pk}/balancing/").content
+    text = body.decode()
+    shown = (
+        f'<tr data-action="{second.pk}">',
+        '<td data-field="applied-after" class="num">1.2 s</td>',
+        '<td data-field="ended-after">4.5 s</td>',
+        '<span class="bad">timed out</span>, still in flight: chat-2 3.0',
+        "members returned to the upstreams</span>: refused",
+        "old (its agent never fetched a configuration)",
+        '<span class="bad">not applied</span>',
+    )
+    assert [fragment for fragment in shown if fragment not in text] == []
