@@ -1,6 +1,7 @@
 """What the deployment page's "Load balancing" section shows: the deployment's balancing
-policy, its members as discovery reads them (with the drains under way) and every gateway
-fronting it with what that gateway last applied, compared with what it would be served now.
+policy, its members as discovery reads them (with the drains under way), every gateway
+fronting it with what that gateway last applied, compared with what it would be served now,
+and the drains its latest scale-downs recorded.
 
 Reading members asks the system the deployment runs in (the simulator, a cluster's API,
 Auto Scaling), and each gateway's current version is rendered from the members of all the
