@@ -225,6 +225,7 @@ def test_page__simulated_replicas__members_policy_and_gateway_shown(nginx_presen
     assert "<html" not in body
     shown = (
         "Consistent hash on a request key",
+        f"<code>PATCH /api/v1/balancing/policies/{chat.balancing_policy.pk}/</code>",
         "<code>X-Session-Id</code>",
         "20r/s, burst 40",
         "503 Service Unavailable",
