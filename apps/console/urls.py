@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import alerts, audit, backtests, base, deployments, logs, overview, slos
+from .views import alerts, audit, backtests, balancing, base, deployments, logs, overview, slos
 
 app_name = "console"
 
@@ -13,6 +13,11 @@ urlpatterns = [
     path("login/", base.LoginView.as_view(), name="login"),
     path("logout/", base.LogoutView.as_view(), name="logout"),
     path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment"),
+    path(
+        "deployments/<int:pk>/balancing/",
+        balancing.deployment_balancing_view,
+        name="deployment-balancing",
+    ),
     path("deployments/<int:pk>/pause/", deployments.deployment_pause, name="deployment-pause"),
     path("deployments/<int:pk>/pin/", deployments.deployment_pin_view, name="deployment-pin"),
     path("deployments/<int:pk>/unpin/", deployments.deployment_unpin_view, name="deployment-unpin"),

@@ -1,6 +1,7 @@
 """A deployment's page: charts over a range, decisions, actions, alerts, readiness, the
 autoscaling controls (pause, pin, unpin) and the degradation section (flip a toggle, pin or
-unpin a policy's level), which go through the autoscaling and toggles services."""
+unpin a policy's level), which go through the autoscaling and toggles services. Its load
+balancing section is loaded after the page (views/balancing.py)."""
 
 from __future__ import annotations
 
