@@ -123,14 +123,14 @@ def _member_errors(members: Iterable[Member]) -> str | None:
     return None
 
 
-def _weight_of(member: Member, policy: PolicySpec) -> int:
+def member_weight(member: Member, policy: PolicySpec) -> int:
     for key in (member.name, member.endpoint, member.address):
         if key and key in policy.weights:
             return int(policy.weights[key])
     return member.weight
 
 
-def _is_backup(member: Member, policy: PolicySpec) -> bool:
+def member_is_backup(member: Member, policy: PolicySpec) -> bool:
     return any(key in policy.backups for key in (member.name, member.endpoint, member.address))
 
 
@@ -153,13 +153,13 @@ def upstream_block(name: str, policy: PolicySpec, members: Sequence[Member]) -> 
     weighted = algorithm != Algorithm.ROUND_ROBIN
     for member in listed:
         args: list[Any] = [member.endpoint]
-        weight = _weight_of(member, policy)
+        weight = member_weight(member, policy)
         if weighted and weight != 1:
             args.append(f"weight={weight}")
         args += [f"max_fails={policy.max_fails}", f"fail_timeout={policy.fail_timeout_s}s"]
         if member.state == "down":
             args.append("down")
-        elif _is_backup(member, policy):
+        elif member_is_backup(member, policy):
             args.append("backup")
         block.append(d("server", *args))
     if policy.keepalive:

@@ -36,7 +36,7 @@ from apps.balancing.models import (
     ReportResult,
     ShedStatus,
 )
-from apps.balancing.render import _is_backup, _weight_of
+from apps.balancing.render import member_is_backup, member_weight
 from apps.balancing.selectors import MembersOf
 from apps.balancing.spec import PolicySpec
 from apps.inventory.models import Deployment
@@ -173,8 +173,8 @@ def member_rows(
                 endpoint=member.endpoint,
                 state=state,
                 zone=member.zone,
-                weight=_weight_of(member, policy),
-                backup=_is_backup(member, policy),
+                weight=member_weight(member, policy),
+                backup=member_is_backup(member, policy),
                 started_at=member.started_at,
                 drain=drain,
             )
