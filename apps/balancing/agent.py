@@ -11,8 +11,12 @@ Every ``interval_s`` it asks ``GET /api/v1/balancing/gateways/<name>/config`` wi
    last good file is renamed back and the agent reports ``invalid`` with nginx's message;
 3. nginx is reloaded (``nginx -s reload`` with the same ``-p``/``-c``, or the command
    given): its workers finish the requests they hold and new ones take the new
-   configuration. If the reload fails, the last good file is put back and the agent reports
-   ``failed``; the same version is tried again at the next poll.
+   configuration. With the master's pid file the agent then waits until that happened (a
+   new worker runs, every old one is shutting down), so ``applied`` means new connections
+   get the new configuration; a master that could not apply it (a port it cannot bind)
+   keeps its old workers and the wait fails. If the reload fails, the last good file is
+   put back and the agent reports ``failed``; the same version is tried again at the next
+   poll.
 
 A refused or failed version is not fetched again while the server still serves it (the
 ETag stays that version's), so a bad configuration costs one ``nginx -t``, not one per
@@ -56,6 +60,7 @@ logger = structlog.get_logger("controlplane.balancing.agent")
 
 APPLIED, INVALID, FAILED = "applied", "invalid", "failed"
 NGINX_TIMEOUT_S = 30.0
+RELOAD_POLL_S = 0.05
 MAX_PENDING_REPORTS = 100
 
 
@@ -72,6 +77,9 @@ class AgentSettings:
     prefix: Path | None = None  # -p
     error_log: Path | None = None  # -e: where nginx logs before it reads its configuration
     reload_command: tuple[str, ...] = ()  # instead of nginx -s reload
+    # The master's pid file: with it a reload counts once new workers took over.
+    pid_file: Path | None = None
+    reload_wait_s: float = 10.0
     interval_s: float = 5.0
     max_backoff_s: float = 60.0
     timeout_s: float = 10.0  # of each HTTP call
@@ -342,6 +350,44 @@ class GatewayAgent:
         )
         return self._nginx(command)
 
+    def _master_pid(self) -> int | None:
+        if self.settings.pid_file is None:
+            return None
+        try:
+            return int(self.settings.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def reload_taken(self, master: int, before: set[int]) -> bool:
+        """nginx took the new configuration: a worker started after the reload runs, and
+        every worker from before is shutting down (it accepts no new connection; the
+        requests it holds finish) or gone."""
+        workers = nginx_workers(master)
+        fresh = [pid for pid, title in workers.items() if pid not in before]
+        still_accepting = [
+            pid for pid, title in workers.items() if pid in before and SHUTTING_DOWN not in title
+        ]
+        return bool(fresh) and not still_accepting
+
+    def reload(self) -> tuple[bool, str]:
+        """Reload nginx; with a pid file, wait until its master replaced the workers.
+        A master that cannot apply the configuration (a port it cannot bind) keeps its
+        old workers, so the wait ends in a failure naming its error log."""
+        master = self._master_pid()
+        before = set(nginx_workers(master)) if master is not None else set()
+        ok, message = self.nginx_reload()
+        if not ok or master is None:
+            return ok, message
+        for _ in range(max(1, int(self.settings.reload_wait_s / RELOAD_POLL_S))):
+            if self.reload_taken(master, before):
+                return True, message
+            self.sleep(RELOAD_POLL_S)
+        where = f" (see {self.settings.error_log})" if self.settings.error_log else ""
+        return False, (
+            f"nginx (master {master}) did not start workers with the new configuration "
+            f"within {self.settings.reload_wait_s:g}s{where}"
+        )
+
     def _restore(self, previous: bytes | None) -> None:
         path = self.settings.config_path
         if previous is None:
@@ -362,7 +408,7 @@ class GatewayAgent:
             self._restore(previous)
             self.log.error("gateway-config-invalid", version=version, error=message)
             return Report(version, INVALID, applied_at, message)
-        ok, message = self.nginx_reload()
+        ok, message = self.reload()
         if not ok:
             self._restore(previous)
             self.log.error("gateway-config-reload-failed", version=version, error=message)
@@ -381,6 +427,30 @@ class GatewayAgent:
                 write_atomically(path, last_good.read_bytes())
         if self.etag is None and path.exists():
             self.etag = _version(path.read_bytes())
+
+
+SHUTTING_DOWN = "shutting down"
+
+
+def nginx_workers(master: int) -> dict[int, str]:
+    """The worker processes of nginx master ``master`` with their titles ("nginx: worker
+    process", "... is shutting down" once told to quit), from Linux's /proc."""
+    workers = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != master:
+                continue
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if "worker process" in title:
+            workers[int(entry.name)] = title.strip()
+    return workers
 
 
 def _error_detail(response: requests.Response) -> str:

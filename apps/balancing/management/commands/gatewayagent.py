@@ -68,6 +68,13 @@ class Command(BaseCommand):
             help="nginx -e: its error log before the configuration names one.",
         )
         parser.add_argument(
+            "--pid-file",
+            type=Path,
+            default=_env("pid_file", "/run/nginx.pid"),
+            help="nginx master's pid file: a reload is applied once new workers took over "
+            "(default /run/nginx.pid; without it, once the reload command succeeded).",
+        )
+        parser.add_argument(
             "--reload-command",
             default=_env("reload_command"),
             help='Run instead of nginx -s reload, e.g. "systemctl reload nginx".',
@@ -116,6 +123,7 @@ class Command(BaseCommand):
             nginx_conf=options["nginx_conf"],
             prefix=options["prefix"],
             error_log=options["error_log"],
+            pid_file=options["pid_file"],
             reload_command=tuple(shlex.split(options["reload_command"] or "")),
             interval_s=options["interval"],
             max_backoff_s=options["max_backoff"],
