@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +22,12 @@ from apps.balancing.agent import AgentSettings, GatewayAgent
 from apps.balancing.members import Member
 from apps.balancing.models import Gateway, GatewayReport
 from apps.balancing.render import main_config, text_version
-from apps.balancing.services import gateway_create, policy_create, policy_update
+from apps.balancing.services import (
+    gateway_create,
+    gateway_update,
+    policy_create,
+    policy_update,
+)
 from apps.fleetsim.exposition import serve
 from apps.toggles.services import gateway_token_create
 from tests.factories.inventory import SimulatedDeploymentFactory
@@ -32,7 +38,7 @@ from tests.integration.balancing.nginx import (
     running_replicas,
     served_by,
 )
-from tests.servers import binary_or_skip, free_port, wait_for
+from tests.servers import binary_or_skip, clean_env, free_port, run_manage, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +265,52 @@ def test_agent__ten_reloads_under_wrk__no_failed_request(edge: Edge, tmp_path: P
     applied = [(r.version, r.result) for r in edge.reports()]
     assert applied == [(v, "applied") for v in versions]
     assert len(set(versions)) == 2  # the two policies alternated
+
+
+def test_agent__master_cannot_apply_reload__failed_reported_last_good_restored_serving(
+    edge: Edge,
+) -> None:
+    agent = GatewayAgent(replace(edge.settings, reload_wait_s=3))
+    agent.recover()
+    _applied(edge, agent)
+    good_text = edge.settings.config_path.read_text()
+    serving_port = edge.gateway.listen_port
+    with socket.socket() as taken:  # nginx -t passes; the master cannot bind the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        gateway_update(gateway=edge.gateway, actor=None, listen_port=taken.getsockname()[1])
+        result = agent.cycle()
+    assert result.outcome == "failed"
+    assert "did not start workers with the new configuration" in result.detail
+    assert edge.settings.config_path.read_text() == good_text
+    last = edge.reports()[-1]
+    assert (last.result, last.version) == ("failed", result.version)
+    edge.gateway.listen_port = serving_port
+    assert sum(edge.spread(4).values()) == 4  # still serving on the old port
+
+
+def test_gatewayagent_command__once_from_environment__applies_reports_exit_0(
+    edge: Edge, live_server: Any, tmp_path: Path
+) -> None:
+    s = edge.settings
+    env = clean_env(
+        tmp_path / "var",
+        GATEWAY_AGENT_SERVER=live_server.url,
+        GATEWAY_AGENT_GATEWAY="edge",
+        GATEWAY_AGENT_TOKEN_FILE=str(s.token_file),
+        GATEWAY_AGENT_CONFIG=str(s.config_path),
+    )
+    args = ["--nginx", s.nginx, "--nginx-conf", str(s.nginx_conf), "--prefix", str(s.prefix),
+            "--error-log", str(s.error_log), "--pid-file", str(s.pid_file)]  # fmt: skip
+    done = run_manage("gatewayagent", *args, "--once", env=env)
+    assert done.returncode == 0, done.stderr
+    version = selectors.gateway_config(gateway=edge.gateway).sha256
+    assert text_version(s.config_path.read_text()) == version
+    assert [(r.version, r.result) for r in edge.reports()] == [(version, "applied")]
+    assert sum(edge.spread(4).values()) == 4
+
+    # Another team's gateway: refused, exit 1 saying so, nothing touched.
+    done = run_manage("gatewayagent", *args, "--once", "--gateway", "nope", env=env)
+    assert done.returncode == 1
+    assert "refused: 404" in done.stderr
+    assert text_version(s.config_path.read_text()) == version
