@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from apps.balancing.agent import AgentSettings, GatewayAgent, write_atomically
-from apps.balancing.render import main_config, nginx_binary
-from tests.servers import Answer, RecordingServer, Request, binary_or_skip, free_port
+from apps.balancing.render import main_config
+from tests.integration.balancing.nginx import RunningNginx, nginx  # noqa: F401 - fixture
+from tests.servers import Answer, RecordingServer, Request, free_port
 
 GOOD = "upstream cp_chat {\n    server 127.0.0.1:9;\n}\n"
 BETTER = "upstream cp_chat {\n    server 127.0.0.1:10;\n}\n"
@@ -74,11 +76,9 @@ class Host:
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    binary = binary_or_skip(nginx_binary(), "nginx", "nginx-light")
-    prefix = tmp_path / "nginx"
-    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / kind).mkdir(parents=True)
+def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
+    running: RunningNginx = request.getfixturevalue("nginx")  # skips without nginx
+    binary, prefix = running.binary, running.prefix
     config = prefix / "balancing.conf"
     (prefix / "nginx.conf").write_text(main_config(prefix=prefix, include=config))
     token = tmp_path / "token"
@@ -259,3 +259,31 @@ def test_write_atomically__existing_file__replaced_mode_kept_no_temp_left(tmp_pa
     assert path.read_text() == "new"
     assert path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["a.conf"]
+
+
+def test_command__missing_options__error_naming_them_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("SERVER", "GATEWAY", "TOKEN_FILE", "CONFIG"):
+        monkeypatch.delenv(f"GATEWAY_AGENT_{name}", raising=False)
+    with pytest.raises(CommandError, match=r"missing --server, --gateway, --token-file, --config"):
+        call_command("gatewayagent", "--once")
+    with pytest.raises(CommandError, match="http:// or https://"):
+        call_command("gatewayagent", "--once", "--server", "ftp://x", "--gateway", "edge",
+                     "--token-file", str(tmp_path), "--config", str(tmp_path / "c"))  # fmt: skip
+
+
+def test_command__once_against_the_control_plane__applies_then_exit_1_when_refused(
+    host: Host,
+) -> None:
+    s = host.settings
+    args = ["--server", s.server, "--gateway", "edge", "--token-file", str(s.token_file),
+            "--config", str(s.config_path), "--nginx", s.nginx, "--nginx-conf",
+            str(s.nginx_conf), "--prefix", str(s.prefix), "--error-log", str(s.error_log),
+            "--reload-command", "true", "--pid-file", str(s.prefix / "none.pid")]  # fmt: skip
+    call_command("gatewayagent", *args, "--once")
+    assert host.config.read_text() == GOOD
+    assert [r["result"] for r in host.plane.reports] == ["applied"]
+    host.plane.config_status = 503
+    with pytest.raises(CommandError, match="unavailable: cannot render"):
+        call_command("gatewayagent", *args, "--once")

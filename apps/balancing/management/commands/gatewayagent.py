@@ -28,69 +28,38 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+# name, type, default, help: each also read from GATEWAY_AGENT_<NAME>.
+OPTIONS: list[tuple[str, type, str | None, str]] = [
+    ("server", str, None, "The control plane's base URL (http[s])."),
+    ("gateway", str, None, "This gateway's name."),
+    ("token_file", Path, None, "File holding the team's gateway token; read at every poll."),
+    ("config", Path, None, "The file the main nginx configuration includes."),
+    ("nginx", str, None, "nginx binary (default: the one on PATH)."),
+    ("nginx_conf", Path, None, "Main nginx configuration (-c) for nginx -t and reloads."),
+    ("prefix", Path, None, "nginx prefix (-p)."),
+    ("error_log", Path, None, "nginx -e: its error log before the configuration names one."),
+    (
+        "pid_file",
+        Path,
+        "/run/nginx.pid",
+        "nginx master's pid file: a reload is applied once new workers took over "
+        "(without it, once the reload command succeeded).",
+    ),
+    ("reload_command", str, None, 'Instead of nginx -s reload, e.g. "systemctl reload nginx".'),
+    ("interval", float, "5", "Seconds between polls (doubled after each failure)."),
+    ("max_backoff", float, "60", "Longest wait between polls after failures, in seconds."),
+]
+
+
 class Command(BaseCommand):
     help = "Apply the control plane's balancing configuration to this host's nginx."
     requires_system_checks: list[str] = []  # runs on a gateway host: no database there
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--server", default=_env("server"), help="The control plane's base URL (http[s])."
-        )
-        parser.add_argument("--gateway", default=_env("gateway"), help="This gateway's name.")
-        parser.add_argument(
-            "--token-file",
-            type=Path,
-            default=_env("token_file"),
-            help="File holding the team's gateway token (lcpg_...); read at every poll.",
-        )
-        parser.add_argument(
-            "--config",
-            type=Path,
-            default=_env("config"),
-            help="The file the main nginx configuration includes (rewritten atomically).",
-        )
-        parser.add_argument(
-            "--nginx", default=_env("nginx"), help="nginx binary (default: the one on PATH)."
-        )
-        parser.add_argument(
-            "--nginx-conf",
-            type=Path,
-            default=_env("nginx_conf"),
-            help="Main nginx configuration, passed as -c to nginx -t and nginx -s reload.",
-        )
-        parser.add_argument(
-            "--prefix", type=Path, default=_env("prefix"), help="nginx prefix (-p)."
-        )
-        parser.add_argument(
-            "--error-log",
-            type=Path,
-            default=_env("error_log"),
-            help="nginx -e: its error log before the configuration names one.",
-        )
-        parser.add_argument(
-            "--pid-file",
-            type=Path,
-            default=_env("pid_file", "/run/nginx.pid"),
-            help="nginx master's pid file: a reload is applied once new workers took over "
-            "(default /run/nginx.pid; without it, once the reload command succeeded).",
-        )
-        parser.add_argument(
-            "--reload-command",
-            default=_env("reload_command"),
-            help='Run instead of nginx -s reload, e.g. "systemctl reload nginx".',
-        )
-        parser.add_argument(
-            "--interval",
-            type=float,
-            default=float(_env("interval", "5") or 5),
-            help="Seconds between polls (doubled after each failure, up to --max-backoff).",
-        )
-        parser.add_argument(
-            "--max-backoff",
-            type=float,
-            default=float(_env("max_backoff", "60") or 60),
-            help="Longest wait between polls after failures, in seconds.",
-        )
+        for name, kind, default, text in OPTIONS:
+            parser.add_argument(
+                f"--{name.replace('_', '-')}", type=kind, default=_env(name, default), help=text
+            )
         parser.add_argument(
             "--once",
             action="store_true",
