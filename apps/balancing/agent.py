@@ -124,7 +124,7 @@ class Report:
 class CycleResult:
     """What one poll did: ``unchanged``, ``applied``, ``invalid``, ``failed`` (a version
     fetched), or ``unavailable`` (503), ``refused`` (401/403/404 and other 4xx),
-    ``unreachable`` (network errors, other 5xx)."""
+    ``unreachable`` (network errors, other 5xx), ``error`` (anything else)."""
 
     outcome: str
     version: str = ""
@@ -220,7 +220,11 @@ class GatewayAgent:
     def cycle(self) -> CycleResult:
         """One poll: send what is pending, fetch, apply what changed, report it."""
         self.flush_reports()
-        result = self._poll()
+        try:
+            result = self._poll()
+        except Exception as exc:  # the loop must outlive anything one poll meets
+            self.log.exception("gateway-agent-poll-failed")
+            result = CycleResult("error", detail=f"{type(exc).__name__}: {exc}")
         self.failures = 0 if result.healthy else self.failures + 1
         if result.outcome in (APPLIED, INVALID, FAILED):
             self.flush_reports()
@@ -398,11 +402,17 @@ class GatewayAgent:
     def apply(self, data: bytes, version: str) -> Report:
         """Install ``data`` as the configuration if nginx takes it (see the module doc)."""
         path = self.settings.config_path
-        previous = path.read_bytes() if path.exists() else None
-        if previous is not None:
-            write_atomically(self.settings.last_good_path, previous)
-        write_atomically(path, data)
         applied_at = self.clock().isoformat()
+        try:
+            previous = path.read_bytes() if path.exists() else None
+            if previous is not None:
+                write_atomically(self.settings.last_good_path, previous)
+            write_atomically(path, data)
+        except OSError as exc:
+            # Nothing was renamed into place: nginx's file is the one it had.
+            message = f"cannot write {path}: {exc}"
+            self.log.error("gateway-config-write-failed", version=version, error=message)
+            return Report(version, FAILED, applied_at, message)
         ok, message = self.nginx_test()
         if not ok:
             self._restore(previous)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from django.core.management import CommandError, call_command
 
 from apps.balancing.agent import AgentSettings, GatewayAgent, write_atomically
@@ -287,3 +289,33 @@ def test_command__once_against_the_control_plane__applies_then_exit_1_when_refus
     host.plane.config_status = 503
     with pytest.raises(CommandError, match="unavailable: cannot render"):
         call_command("gatewayagent", *args, "--once")
+
+
+def test_cycle__config_cannot_be_written__failed_reported_loop_goes_on(host: Host) -> None:
+    agent = host.agent(config_path=host.config.parent / "missing-dir" / "balancing.conf")
+    result = agent.cycle()
+    assert result.outcome == "failed"
+    assert "cannot write" in result.detail
+    assert host.plane.reports[0]["result"] == "failed"
+    assert agent.cycle().outcome == "failed"  # tried again, no exception
+
+
+def test_run__poll_meets_an_unexpected_error__logged_backs_off_keeps_polling(host: Host) -> None:
+    class Broken(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            raise RuntimeError("boom")
+
+    stop = threading.Event()
+    agent = host.agent()
+    agent.session = Broken()
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 3:
+            stop.set()
+
+    agent.sleep = sleep
+    result = agent.run(stop=stop)
+    assert (result.outcome, result.detail) == ("error", "RuntimeError: boom")
+    assert polls == [10, 20, 40]
