@@ -180,8 +180,8 @@ Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 @dataclass
 class GatewayAgent:
-    """The loop of one gateway host (see the module doc). ``clock``, ``sleep``, ``run``
-    (subprocess.run) and ``session`` are injectable for tests."""
+    """The loop of one gateway host (see the module doc). ``clock``, ``sleep``,
+    ``run_command`` (subprocess.run) and ``session`` are injectable for tests."""
 
     settings: AgentSettings
     session: requests.Session = field(default_factory=requests.Session)
@@ -219,15 +219,15 @@ class GatewayAgent:
 
     def cycle(self) -> CycleResult:
         """One poll: send what is pending, fetch, apply what changed, report it."""
-        self.flush_reports()
         try:
+            self.flush_reports()
             result = self._poll()
+            if result.outcome in (APPLIED, INVALID, FAILED):
+                self.flush_reports()
         except Exception as exc:  # the loop must outlive anything one poll meets
             self.log.exception("gateway-agent-poll-failed")
             result = CycleResult("error", detail=f"{type(exc).__name__}: {exc}")
         self.failures = 0 if result.healthy else self.failures + 1
-        if result.outcome in (APPLIED, INVALID, FAILED):
-            self.flush_reports()
         return result
 
     # ---------------------------------------------------------------- HTTP
@@ -430,13 +430,16 @@ class GatewayAgent:
         """At start: put the last good file back if the current one fails ``nginx -t``;
         the version held is then the file's."""
         path, last_good = self.settings.config_path, self.settings.last_good_path
-        if path.exists() and last_good.exists():
-            ok, message = self.nginx_test()
-            if not ok:
-                self.log.warning("gateway-config-recovered", error=message)
-                write_atomically(path, last_good.read_bytes())
-        if self.etag is None and path.exists():
-            self.etag = _version(path.read_bytes())
+        try:
+            if path.exists() and last_good.exists():
+                ok, message = self.nginx_test()
+                if not ok:
+                    self.log.warning("gateway-config-recovered", error=message)
+                    write_atomically(path, last_good.read_bytes())
+            if self.etag is None and path.exists():
+                self.etag = _version(path.read_bytes())
+        except OSError as exc:
+            self.log.error("gateway-config-unreadable", error=str(exc))
 
 
 SHUTTING_DOWN = "shutting down"

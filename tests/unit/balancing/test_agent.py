@@ -17,7 +17,7 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from apps.balancing.agent import AgentSettings, GatewayAgent, write_atomically
+from apps.balancing.agent import AgentSettings, GatewayAgent, Report, write_atomically
 from apps.balancing.render import main_config
 from tests.integration.balancing.nginx import RunningNginx, nginx  # noqa: F401 - fixture
 from tests.servers import Answer, RecordingServer, Request, free_port
@@ -308,6 +308,7 @@ def test_run__poll_meets_an_unexpected_error__logged_backs_off_keeps_polling(hos
     stop = threading.Event()
     agent = host.agent()
     agent.session = Broken()
+    agent.pending.append(Report(sha(GOOD), "applied", AT.isoformat()))
     polls: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -319,3 +320,4 @@ def test_run__poll_meets_an_unexpected_error__logged_backs_off_keeps_polling(hos
     result = agent.run(stop=stop)
     assert (result.outcome, result.detail) == ("error", "RuntimeError: boom")
     assert polls == [10, 20, 40]
+    assert len(agent.pending) == 1  # kept for when sending works again
