@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -248,13 +249,21 @@ def test_agent__ten_reloads_under_wrk__no_failed_request(edge: Edge, tmp_path: P
     command = [wrk, "-t1", "-c8", "-d120s", "--timeout", "20s", "-H", "Connection: close",
                "-s", str(script), f"{edge.url}/v1/completions"]  # fmt: skip
     load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The agent's own loop, polling every 0.1 s, applies each change as it comes.
+    stop = threading.Event()
+    agent.sleep = stop.wait
+    loop = threading.Thread(target=agent.run, kwargs={"stop": stop}, daemon=True)
+    loop.start()
     try:
         versions = [first]
         for n in range(RELOADS):
             _only(edge, "chat-1" if n % 2 == 0 else "chat-0")
-            versions.append(_applied(edge, agent))
+            versions.append(selectors.gateway_config(gateway=edge.gateway).sha256)
+            wait_for(lambda: len(edge.reports()) == len(versions), what=f"reload {n + 1} reported")
         assert load.poll() is None, "wrk ended before the reloads did: raise its -d"
     finally:
+        stop.set()
+        loop.join(timeout=30)
         load.send_signal(signal.SIGINT)  # wrk stops and prints what it counted
         output, _ = load.communicate(timeout=60)
     counts = _wrk_counts(output)
