@@ -11,17 +11,22 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import authentication, permissions, serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from apps.accounts.authentication import ApiTokenAuthentication
 from apps.accounts.models import Role
 from apps.accounts.selectors import team_scoped
 from apps.api.viewsets import TeamScopedViewSet
+from apps.toggles.gateway import GatewayTokenAuthentication, GatewayTokenScheme
+from apps.toggles.models import GatewayToken
+from apps.toggles.services import GATEWAY_TOKEN_PREFIX
 
 from .models import BalancingPolicy, Gateway, GatewayReport
 from .selectors import gateway_config, gateways_listed
@@ -36,6 +41,7 @@ from .services import (
     gateway_create,
     gateway_delete,
     gateway_report_record,
+    gateway_seen_touch,
     gateway_update,
     policy_create,
     policy_delete,
@@ -136,10 +142,47 @@ class ConfigInvalid(APIException):
     )
 
 
+class AgentGatewayTokenAuthentication(GatewayTokenAuthentication):
+    """The team's gateway token (``Authorization: Bearer lcpg_...``), what a gateway host
+    holds; any other credential is left to the API token and session authentications."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        parts = authentication.get_authorization_header(request).split()
+        if len(parts) != 2 or parts[0].lower() != b"bearer":
+            return None
+        if not parts[1].startswith(GATEWAY_TOKEN_PREFIX.encode()):
+            return None
+        return super().authenticate(request)
+
+
+class AgentGatewayTokenScheme(GatewayTokenScheme):
+    target_class = "apps.balancing.api.AgentGatewayTokenAuthentication"
+
+
+class GatewayTokenOrMember(permissions.BasePermission):
+    """A gateway token of the team, or a user (API token, session) of one of the teams."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if isinstance(request.auth, GatewayToken):
+            return True
+        return bool(request.user and request.user.is_authenticated)
+
+
+AGENT_AUTHENTICATION = [
+    AgentGatewayTokenAuthentication,
+    ApiTokenAuthentication,
+    SessionAuthentication,
+]
+
+
 def _gateway_for(request: Request, name: str, *, role: str) -> Gateway:
-    """The caller's team's gateway of that name (the team always from the caller's
-    token: another team's gateway is a 404 like a missing one)."""
-    rows = team_scoped(Gateway.objects.all(), user=request.user, team_field="team", role=role)
+    """The caller's team's gateway of that name, the team always from the caller's
+    token: a gateway token's own team, else the teams of the user (with ``role``).
+    Another team's gateway is a 404 like a missing one."""
+    if isinstance(request.auth, GatewayToken):
+        rows = Gateway.objects.filter(team_id=request.auth.team_id)
+    else:
+        rows = team_scoped(Gateway.objects.all(), user=request.user, team_field="team", role=role)
     return get_object_or_404(rows, name=name)
 
 
@@ -148,14 +191,40 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+CONFIG_ERROR = inline_serializer(
+    name="GatewayConfigError",
+    fields={
+        "detail": serializers.CharField(help_text="Why no configuration is served."),
+        "version": serializers.CharField(
+            help_text="sha256 of the refused text (empty when nothing could be rendered)."
+        ),
+        "errors": serializers.ListField(
+            child=serializers.CharField(),
+            help_text="nginx -t's messages, or what could not be read.",
+        ),
+    },
+)
+
+
 class GatewayConfigView(APIView):
     """The gateway's nginx configuration (an ``http``-level include) as text, with a strong
     ETag (its sha256); ``If-None-Match`` with the current ETag answers 304. A
-    configuration that fails ``nginx -t`` is never served (503 with nginx's errors)."""
+    configuration that fails ``nginx -t`` is never served (503 with nginx's errors).
+    Each 200 or 304 records that the gateway was seen (its ``last_seen_at``).
 
-    permission_classes = [permissions.IsAuthenticated]
+    Callers: the team's gateway token (what the gateway agent holds) or an API token of a
+    member of the team."""
 
-    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    authentication_classes = AGENT_AUTHENTICATION
+    permission_classes = [GatewayTokenOrMember]
+
+    @extend_schema(
+        responses={
+            (200, "text/plain"): OpenApiTypes.STR,
+            304: OpenApiResponse(description="Unchanged since the ETag in If-None-Match."),
+            503: CONFIG_ERROR,
+        }
+    )
     def get(self, request: Request, name: str) -> HttpResponse | Response:
         gateway = _gateway_for(request, name, role=Role.VIEWER)
         rendered = gateway_config(gateway=gateway)
@@ -168,6 +237,7 @@ class GatewayConfigView(APIView):
                 },
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
+        gateway_seen_touch(gateway=gateway)
         etag = f'"{rendered.sha256}"'
         if _etag_matches(request.headers.get("If-None-Match", ""), etag):
             response = HttpResponse(status=304)
@@ -179,9 +249,11 @@ class GatewayConfigView(APIView):
 
 
 class GatewayReportView(APIView):
-    """The agent says which version it applied, when, and whether nginx took it."""
+    """The agent says which version it applied, when, and whether nginx took it. Callers:
+    the team's gateway token or an API token of a member of the team."""
 
-    permission_classes = [permissions.IsAuthenticated]
+    authentication_classes = AGENT_AUTHENTICATION
+    permission_classes = [GatewayTokenOrMember]
 
     @extend_schema(request=ReportInSerializer, responses={201: GatewayReportSerializer})
     def post(self, request: Request, name: str) -> Response:

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from apps.accounts.models import Team
 from apps.audit.models import AuditAction
@@ -145,6 +146,14 @@ def gateway_update(
 def gateway_delete(*, gateway: Gateway, actor: Any) -> None:
     with transaction.atomic(), audited(actor=actor, action=AuditAction.DELETE, instance=gateway):
         gateway.delete()
+
+
+def gateway_seen_touch(*, gateway: Gateway) -> None:
+    """The gateway's agent polled its configuration (a 304 too): one update, not audited
+    (a poll every few seconds changes nothing anyone decided)."""
+    now = timezone.now()
+    Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=now)
+    gateway.last_seen_at = now
 
 
 def gateway_report_record(
