@@ -137,8 +137,9 @@ class ToggleChange(models.Model):
 
 
 class GatewayToken(models.Model):
-    """A read-only credential of one team's gateways: evaluates and reads that team's
-    toggles (OFREP, snapshots, change stream) and nothing else. Only its hash is kept."""
+    """A credential of one team's gateways: evaluates and reads that team's toggles (OFREP,
+    snapshots, change stream), fetches its gateways' nginx configuration and posts what
+    their agents applied, and nothing else. Only its hash is kept."""
 
     team = models.ForeignKey(
         Team, on_delete=models.CASCADE, related_name="gateway_tokens", help_text="Owning team."
