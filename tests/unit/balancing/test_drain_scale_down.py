@@ -397,3 +397,28 @@ def test_draining_row_expired__member_serves_again(world: dict[str, Any]) -> Non
     )
     states = {m.state for m in selectors.draining_marked(world["deployment"], MEMBERS)}
     assert states == {"serving"}
+
+
+def test_scale_action_api__drained_scale_down__drain_record_shown_to_the_team(
+    world: dict[str, Any], client_for: Any
+) -> None:
+    from apps.accounts.models import Role
+    from tests.factories.accounts import MembershipFactory, UserFactory
+
+    platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
+    action = _action(world["deployment"])
+    scale_action_execute(
+        action_id=action.pk,
+        actuator_factory=lambda d: platform,
+        sleep=agent.sleep,
+        clock=agent.clock,
+    )
+    viewer = MembershipFactory(
+        user=UserFactory(), team=world["deployment"].team, role=Role.VIEWER
+    ).user
+    response = client_for(viewer).get(f"/api/v1/autoscaling/actions/{action.pk}/")
+    assert response.status_code == 200
+    drain = response.json()["drain"]
+    assert [m["name"] for m in drain["members"]] == ["chat-1"]
+    assert drain["gateways"][0]["name"] == "edge"
+    assert drain["outcome"] == "removed"
