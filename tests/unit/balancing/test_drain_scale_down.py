@@ -422,3 +422,55 @@ def test_scale_action_api__drained_scale_down__drain_record_shown_to_the_team(
     assert [m["name"] for m in drain["members"]] == ["chat-1"]
     assert drain["gateways"][0]["name"] == "edge"
     assert drain["outcome"] == "removed"
+
+
+def test_scale_down__members_unreadable__scaled_down_undrained_and_said_so(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(**_: Any) -> Any:
+        raise membership.MembershipError("simulator unreachable", retryable=True)
+
+    monkeypatch.setattr(membership, "members_of", unreadable)
+    platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
+    done = scale_action_execute(
+        action_id=_action(world["deployment"]).pk,
+        actuator_factory=lambda d: platform,
+        sleep=agent.sleep,
+        clock=agent.clock,
+    )
+    assert done is not None
+    assert done.status == ActionStatus.SUCCEEDED
+    assert done.drain == {
+        "members": [],
+        "outcome": "not-drained",
+        "error": "members: simulator unreachable",
+    }
+    assert platform.writes == [(2, ())]
+
+
+class TimeLimit(Exception):
+    pass
+
+
+def test_scale_down__interrupted_mid_drain__members_return_and_it_is_recorded(
+    world: dict[str, Any],
+) -> None:
+    platform = Platform(3)
+
+    def sleep(seconds: float) -> None:
+        assert DrainingMember.objects.filter(name="chat-1").exists()
+        raise TimeLimit
+
+    action = _action(world["deployment"])
+    with pytest.raises(TimeLimit):
+        scale_action_execute(
+            action_id=action.pk,
+            actuator_factory=lambda d: platform,
+            sleep=sleep,
+            clock=lambda: 0.0,
+        )
+    action.refresh_from_db()
+    assert not DrainingMember.objects.exists()
+    assert action.drain["outcome"] == "returned"
+    assert action.drain["error"] == "the action was interrupted"
+    assert platform.writes == []
