@@ -32,14 +32,14 @@ from apps.autoscaling.actuators.factory import actuator_for
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.balancing import selectors
 from apps.balancing.models import DrainingMember, Gateway, GatewayDeployment
-from apps.balancing.render import main_config, nginx_binary
+from apps.balancing.render import main_config
 from apps.balancing.services import gateway_report_record
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.replica_http import ReplicaHTTPServer
 from tests.factories.inventory import SimulatedDeploymentFactory
-from tests.integration.balancing.nginx import MODEL
-from tests.servers import binary_or_skip, free_port, wait_for
+from tests.integration.balancing.nginx import MODEL, RunningNginx
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -126,12 +126,9 @@ class Gatewayhost:
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[Gatewayhost]:
-    binary = binary_or_skip(nginx_binary(), "nginx", "nginx-light")
-    prefix = tmp_path / "gateway"
-    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / kind).mkdir(parents=True)
-    running = Gatewayhost(binary=binary, prefix=prefix, port=free_port())
+def host(nginx: RunningNginx) -> Iterator[Gatewayhost]:
+    """The shared nginx fixture's binary, prefix and port, run the way a gateway host does."""
+    running = Gatewayhost(binary=nginx.binary, prefix=nginx.prefix, port=nginx.port)
     try:
         yield running
     finally:

@@ -4,43 +4,20 @@ limits leave room for a drain."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from django.conf import settings
 
 from apps.autoscaling import tasks
 from apps.autoscaling.actuators.aws_asg import AutoScalingGroupActuator
 from apps.autoscaling.actuators.base import (
-    ScaleStatus,
     ScaleTarget,
     apply_with_retry,
     set_replicas_options,
 )
 from apps.autoscaling.actuators.kubernetes import KubernetesActuator
 from apps.autoscaling.actuators.simulated import SimulatedActuator
+from tests.unit.autoscaling.platforms import Platform
 
 TARGET = ScaleTarget("simulated", "llm", "chat")
-
-
-class Told:
-    def __init__(self, spec: int) -> None:
-        self.spec = spec
-        self.removed: list[tuple[str, ...]] = []
-
-    def get_scale(self, target: ScaleTarget) -> ScaleStatus:
-        return ScaleStatus(self.spec, self.spec)
-
-    def set_replicas(
-        self,
-        target: ScaleTarget,
-        replicas: int,
-        *,
-        idempotency_key: str,
-        remove: Sequence[str] = (),
-    ) -> ScaleStatus:
-        self.removed.append(tuple(remove))
-        self.spec = replicas
-        return ScaleStatus(self.spec, self.spec)
 
 
 def test_set_replicas_options__each_actuator__what_it_can_be_told() -> None:
@@ -50,15 +27,15 @@ def test_set_replicas_options__each_actuator__what_it_can_be_told() -> None:
 
 
 def test_apply_with_retry__options__passed_to_set_replicas_once() -> None:
-    told = Told(3)
+    told = Platform(3)
     apply_with_retry(told, TARGET, 2, idempotency_key="k", options={"remove": ["chat-1"]})
-    assert told.removed == [("chat-1",)]
+    assert told.writes == [(2, ("chat-1",))]
 
 
 def test_apply_with_retry__already_at_the_count__nothing_removed() -> None:
-    told = Told(2)
+    told = Platform(2)
     apply_with_retry(told, TARGET, 2, idempotency_key="k", options={"remove": ["chat-1"]})
-    assert told.removed == []
+    assert told.writes == []
 
 
 def test_time_limits__a_full_drain_then_an_apply__within_the_task_and_the_lease() -> None:

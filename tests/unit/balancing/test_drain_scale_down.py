@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from apps.autoscaling.actions import scale_action_execute
-from apps.autoscaling.actuators.base import ActuatorError, ScaleStatus, ScaleTarget
+from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.balancing import drain as balancing_drain
 from apps.balancing import membership, selectors
@@ -29,36 +29,11 @@ from apps.balancing.services import gateway_report_record
 from apps.inventory.models import DeploymentStatus
 from tests.factories.inventory import SimulatedDeploymentFactory
 from tests.servers import binary_or_skip
+from tests.unit.autoscaling.platforms import Platform
 
 pytestmark = pytest.mark.django_db
 
 MEMBERS = [Member(f"chat-{n}", "127.0.0.1", 9000 + n) for n in range(3)]
-
-
-class Platform:
-    """An in-memory replica count that records every write and what it was told to remove."""
-
-    def __init__(self, spec: int, *, fail: bool = False) -> None:
-        self.spec = spec
-        self.fail = fail
-        self.writes: list[tuple[int, tuple[str, ...]]] = []
-
-    def get_scale(self, target: ScaleTarget) -> ScaleStatus:
-        return ScaleStatus(self.spec, self.spec)
-
-    def set_replicas(
-        self,
-        target: ScaleTarget,
-        replicas: int,
-        *,
-        idempotency_key: str,
-        remove: Sequence[str] = (),
-    ) -> ScaleStatus:
-        if self.fail:
-            raise ActuatorError("remove names replicas that are gone", retryable=False)
-        self.writes.append((replicas, tuple(remove)))
-        self.spec = replicas
-        return ScaleStatus(self.spec, self.spec)
 
 
 class Chooser:
@@ -150,17 +125,21 @@ def _action(deployment: Any, *, frm: int = 3, to: int = 2) -> ScaleAction:
     )
 
 
+def _execute(action_id: int, actuator: Any, agent: Agent) -> ScaleAction | None:
+    return scale_action_execute(
+        action_id=action_id,
+        actuator_factory=lambda d: actuator,
+        sleep=agent.sleep,
+        clock=agent.clock,
+    )
+
+
 def test_scale_down__gateway_applies_then_streams_end__removes_exactly_the_drained(
     world: dict[str, Any],
 ) -> None:
     platform, agent = Platform(3), Agent(world["gateway"], applies_on=2)
     action = _action(world["deployment"])
-    done = scale_action_execute(
-        action_id=action.pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(action.pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
     assert platform.writes == [(2, ("chat-1",))]
@@ -193,12 +172,7 @@ def test_scale_down__version_waited_for__the_one_without_the_drained_member(
 ) -> None:
     platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
     before = selectors.gateway_config(gateway=world["gateway"]).sha256
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     (waited,) = done.drain["gateways"]
     assert waited["version"] != before
@@ -213,12 +187,7 @@ def test_scale_down__gateway_not_seen_recently__skipped_not_waited_for(
     )
     world["in_flight"]["chat-1"] = [0.0]
     platform, agent = Platform(3), Agent(None, applies_on=None)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
     assert agent.polls == 0
@@ -233,12 +202,7 @@ def test_scale_down__gateway_never_applies__removed_at_the_timeout_and_said_so(
     world: dict[str, Any],
 ) -> None:
     platform, agent = Platform(3), Agent(world["gateway"], applies_on=None)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
     assert agent.now == 30.0
@@ -252,12 +216,7 @@ def test_scale_down__gateway_never_applies__removed_at_the_timeout_and_said_so(
 def test_scale_down__requests_never_end__in_flight_left_recorded(world: dict[str, Any]) -> None:
     world["in_flight"]["chat-1"] = [3.0]
     platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.drain["timed_out"] is True
     assert done.drain["applied_after_s"] == 1.0
@@ -270,12 +229,7 @@ def test_scale_down__lease_shorter_than_drain_timeout__drain_cut_to_fit(
     settings.AUTOSCALING_ACTION_LEASE_S = 100
     settings.AUTOSCALING_APPLY_TIME_LIMIT_S = 90
     platform, agent = Platform(3), Agent(world["gateway"], applies_on=None)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.drain["budget_s"] == 10.0
     assert agent.now == 10.0
@@ -285,12 +239,7 @@ def test_scale_down__removal_fails__members_return_and_it_is_recorded(
     world: dict[str, Any],
 ) -> None:
     platform, agent = Platform(3, fail=True), Agent(world["gateway"], applies_on=1)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.FAILED
     assert done.drain["outcome"] == "returned"
@@ -303,12 +252,7 @@ def test_scale_down__removal_fails__members_return_and_it_is_recorded(
 def test_scale_down__no_gateway__no_drain_and_the_platform_chooses(world: dict[str, Any]) -> None:
     world["gateway"].delete()
     platform, agent = Platform(3), Agent(None, applies_on=None)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
     assert done.drain is None
@@ -318,12 +262,7 @@ def test_scale_down__no_gateway__no_drain_and_the_platform_chooses(world: dict[s
 
 def test_scale_up__behind_a_gateway__no_drain(world: dict[str, Any]) -> None:
     platform, agent = Platform(2), Agent(world["gateway"], applies_on=None)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"], frm=2, to=3).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"], frm=2, to=3).pk, platform, agent)
     assert done is not None
     assert done.drain is None
     assert platform.writes == [(3, ())]
@@ -341,12 +280,7 @@ def test_scale_down__platform_that_chooses_by_load__drained_member_ranked_least_
     )
     world["in_flight"]["chat-0"] = [0.0]
     chooser, agent = Chooser(3), Agent(world["gateway"], applies_on=1)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: chooser,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, chooser, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
     # The least loaded by Prometheus (chat-0) was drained, and is the least busy of all.
@@ -407,12 +341,7 @@ def test_scale_action_api__drained_scale_down__drain_record_shown_to_the_team(
 
     platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
     action = _action(world["deployment"])
-    scale_action_execute(
-        action_id=action.pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    _execute(action.pk, platform, agent)
     viewer = MembershipFactory(
         user=UserFactory(), team=world["deployment"].team, role=Role.VIEWER
     ).user
@@ -432,12 +361,7 @@ def test_scale_down__members_unreadable__scaled_down_undrained_and_said_so(
 
     monkeypatch.setattr(membership, "members_of", unreadable)
     platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
-    done = scale_action_execute(
-        action_id=_action(world["deployment"]).pk,
-        actuator_factory=lambda d: platform,
-        sleep=agent.sleep,
-        clock=agent.clock,
-    )
+    done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
     assert done.drain == {
