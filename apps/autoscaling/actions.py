@@ -42,6 +42,10 @@ from .models import ActionStatus, DeploymentControl, ScaleAction
 
 logger = structlog.get_logger("controlplane.autoscaling")
 
+# After a drained removal, how long to wait at most for the platform to list the removed
+# members as leaving, before their draining marks go.
+SETTLE_S = 10.0
+
 
 class _CountingActuator:
     """Counts the calls that could change the world, for the action's record."""
@@ -243,6 +247,13 @@ def scale_action_execute(
             )
         else:
             if drain is not None:
+                balancing_drain.drain_settle(
+                    drain,
+                    timeout_s=min(SETTLE_S, _drain_budget_s(locked_at, clock)),
+                    poll_s=settings.BALANCING_DRAIN_POLL_S,
+                    clock=clock,
+                    sleep=sleep,
+                )
                 drain_record = balancing_drain.drain_finish(drain, removed=True)
                 drain = None
             ScaleAction.objects.filter(id=action_id).update(

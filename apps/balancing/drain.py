@@ -45,6 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.inventory.models import Deployment
 
+from . import membership
 from .members import Member
 from .models import DrainingMember, Gateway, GatewayDeployment, ReportResult
 from .selectors import deployment_degradation, gateway_config
@@ -56,6 +57,7 @@ __all__ = [
     "drain_finish",
     "drain_prepare",
     "drain_run",
+    "drain_settle",
     "drain_wait",
     "fleetsim_in_flight",
     "gateway_states",
@@ -385,6 +387,37 @@ def drain_run(
 
 def _rounded(value: float | None) -> float | None:
     return round(value, 3) if value is not None else None
+
+
+def drain_settle(
+    drain: Drain,
+    *,
+    timeout_s: float,
+    poll_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """After the removal: wait (at most ``timeout_s``) until the platform no longer lists a
+    drained member as serving or loading (a Kubernetes pod turns terminating once the
+    ReplicaSet controller deletes it, an instance Terminating), so that deleting the rows
+    does not put it back in an upstream for a moment. Best effort: a failed read ends it."""
+    start = clock()
+    deadline = start + max(timeout_s, 0.0)
+    names = set(drain.names)
+    while True:
+        try:
+            listed = membership.members_of(deployment=drain.deployment)
+        except membership.MembershipError:
+            drain.record["left_after_s"] = None
+            return
+        if not any(m.name in names and m.state in ("serving", "loading") for m in listed):
+            drain.record["left_after_s"] = _rounded(clock() - start)
+            return
+        left = deadline - clock()
+        if left <= 0:
+            drain.record["left_after_s"] = None
+            return
+        sleep(min(poll_s, left))
 
 
 def drain_finish(drain: Drain, *, removed: bool, error: str = "") -> dict[str, Any]:

@@ -16,6 +16,7 @@ class Platform:
         self.spec = spec
         self.fail = fail
         self.writes: list[tuple[int, tuple[str, ...]]] = []
+        self.removed: set[str] = set()
 
     def get_scale(self, target: ScaleTarget) -> ScaleStatus:
         return ScaleStatus(self.spec, self.spec)
@@ -31,5 +32,6 @@ class Platform:
         if self.fail:
             raise ActuatorError("remove names replicas that are gone", retryable=False)
         self.writes.append((replicas, tuple(remove)))
+        self.removed.update(remove)
         self.spec = replicas
         return ScaleStatus(self.spec, self.spec)

@@ -10,6 +10,7 @@ configuration is real and checked by a real ``nginx -t``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.autoscaling.actions import scale_action_execute
+from apps.autoscaling.actions import SETTLE_S, scale_action_execute
 from apps.autoscaling.actuators.base import ScaleStatus, ScaleTarget
 from apps.autoscaling.models import ActionStatus, ScaleAction
 from apps.balancing import drain as balancing_drain
@@ -97,11 +98,19 @@ def world(settings: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     deployment = SimulatedDeploymentFactory(name="chat")
     gateway = Gateway.objects.create(team=deployment.team, name="edge", last_seen_at=timezone.now())
     GatewayDeployment.objects.create(gateway=gateway, deployment=deployment)
-    monkeypatch.setattr(
-        membership,
-        "members_of",
-        lambda *, deployment, **_: membership.MemberSet(tuple(MEMBERS), "test", timezone.now()),
-    )
+    platforms: list[Platform] = []
+
+    def platform(spec: int, *, fail: bool = False) -> Platform:
+        platforms.append(Platform(spec, fail=fail))
+        return platforms[-1]
+
+    def members_of(*, deployment: Any, **_: Any) -> membership.MemberSet:
+        # A removed replica is listed draining while it shuts down, as the simulator does.
+        gone = {name for p in platforms for name in p.removed}
+        listed = [replace(m, state="draining") if m.name in gone else m for m in MEMBERS]
+        return membership.MemberSet(tuple(listed), "test", timezone.now())
+
+    monkeypatch.setattr(membership, "members_of", members_of)
     # chat-1 is the least loaded: it is the one to remove.
     in_flight = {"chat-0": [4.0], "chat-1": [2.0, 1.0, 0.0], "chat-2": [5.0]}
 
@@ -113,7 +122,12 @@ def world(settings: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return out
 
     monkeypatch.setattr(balancing_drain, "members_in_flight", members_in_flight)
-    return {"deployment": deployment, "gateway": gateway, "in_flight": in_flight}
+    return {
+        "deployment": deployment,
+        "gateway": gateway,
+        "in_flight": in_flight,
+        "platform": platform,
+    }
 
 
 def _action(deployment: Any, *, frm: int = 3, to: int = 2) -> ScaleAction:
@@ -137,7 +151,7 @@ def _execute(action_id: int, actuator: Any, agent: Agent) -> ScaleAction | None:
 def test_scale_down__gateway_applies_then_streams_end__removes_exactly_the_drained(
     world: dict[str, Any],
 ) -> None:
-    platform, agent = Platform(3), Agent(world["gateway"], applies_on=2)
+    platform, agent = world["platform"](3), Agent(world["gateway"], applies_on=2)
     action = _action(world["deployment"])
     done = _execute(action.pk, platform, agent)
     assert done is not None
@@ -162,15 +176,16 @@ def test_scale_down__gateway_applies_then_streams_end__removes_exactly_the_drain
     assert record["timed_out"] is False
     assert record["outcome"] == "removed"
     assert not DrainingMember.objects.exists()
-    # After the action chat-1 is back in the gateway's members (the platform removes it).
+    # The platform listed chat-1 as leaving at once: its mark went, it stays out.
+    assert record["left_after_s"] == 0.0
     sites = selectors.gateway_sites(gateway=world["gateway"])
-    assert [m.state for m in sites[0].members] == ["serving"] * 3
+    assert [m.state for m in sites[0].members] == ["serving", "draining", "serving"]
 
 
 def test_scale_down__version_waited_for__the_one_without_the_drained_member(
     world: dict[str, Any],
 ) -> None:
-    platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
+    platform, agent = world["platform"](3), Agent(world["gateway"], applies_on=1)
     before = selectors.gateway_config(gateway=world["gateway"]).sha256
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
@@ -186,7 +201,7 @@ def test_scale_down__gateway_not_seen_recently__skipped_not_waited_for(
         last_seen_at=timezone.now() - timedelta(minutes=5)
     )
     world["in_flight"]["chat-1"] = [0.0]
-    platform, agent = Platform(3), Agent(None, applies_on=None)
+    platform, agent = world["platform"](3), Agent(None, applies_on=None)
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
@@ -201,7 +216,7 @@ def test_scale_down__gateway_not_seen_recently__skipped_not_waited_for(
 def test_scale_down__gateway_never_applies__removed_at_the_timeout_and_said_so(
     world: dict[str, Any],
 ) -> None:
-    platform, agent = Platform(3), Agent(world["gateway"], applies_on=None)
+    platform, agent = world["platform"](3), Agent(world["gateway"], applies_on=None)
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
@@ -215,7 +230,7 @@ def test_scale_down__gateway_never_applies__removed_at_the_timeout_and_said_so(
 
 def test_scale_down__requests_never_end__in_flight_left_recorded(world: dict[str, Any]) -> None:
     world["in_flight"]["chat-1"] = [3.0]
-    platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
+    platform, agent = world["platform"](3), Agent(world["gateway"], applies_on=1)
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.drain["timed_out"] is True
@@ -228,7 +243,7 @@ def test_scale_down__lease_shorter_than_drain_timeout__drain_cut_to_fit(
 ) -> None:
     settings.AUTOSCALING_ACTION_LEASE_S = 100
     settings.AUTOSCALING_APPLY_TIME_LIMIT_S = 90
-    platform, agent = Platform(3), Agent(world["gateway"], applies_on=None)
+    platform, agent = world["platform"](3), Agent(world["gateway"], applies_on=None)
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.drain["budget_s"] == 10.0
@@ -238,7 +253,7 @@ def test_scale_down__lease_shorter_than_drain_timeout__drain_cut_to_fit(
 def test_scale_down__removal_fails__members_return_and_it_is_recorded(
     world: dict[str, Any],
 ) -> None:
-    platform, agent = Platform(3, fail=True), Agent(world["gateway"], applies_on=1)
+    platform, agent = world["platform"](3, fail=True), Agent(world["gateway"], applies_on=1)
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.FAILED
@@ -251,7 +266,7 @@ def test_scale_down__removal_fails__members_return_and_it_is_recorded(
 
 def test_scale_down__no_gateway__no_drain_and_the_platform_chooses(world: dict[str, Any]) -> None:
     world["gateway"].delete()
-    platform, agent = Platform(3), Agent(None, applies_on=None)
+    platform, agent = world["platform"](3), Agent(None, applies_on=None)
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
@@ -261,7 +276,7 @@ def test_scale_down__no_gateway__no_drain_and_the_platform_chooses(world: dict[s
 
 
 def test_scale_up__behind_a_gateway__no_drain(world: dict[str, Any]) -> None:
-    platform, agent = Platform(2), Agent(world["gateway"], applies_on=None)
+    platform, agent = world["platform"](2), Agent(world["gateway"], applies_on=None)
     done = _execute(_action(world["deployment"], frm=2, to=3).pk, platform, agent)
     assert done is not None
     assert done.drain is None
@@ -289,6 +304,10 @@ def test_scale_down__platform_that_chooses_by_load__drained_member_ranked_least_
     assert load is not None
     assert min(load, key=lambda n: load[n]) == "chat-0"
     assert load["chat-0"] < 0
+    # This platform never lists chat-0 as leaving: the marks go after SETTLE_S anyway.
+    assert done.drain["left_after_s"] is None
+    assert agent.now == 1.0 + SETTLE_S
+    assert not DrainingMember.objects.exists()
 
 
 def test_fallback_upstream__member_draining__left_out_of_it_too(world: dict[str, Any]) -> None:
@@ -339,7 +358,7 @@ def test_scale_action_api__drained_scale_down__drain_record_shown_to_the_team(
     from apps.accounts.models import Role
     from tests.factories.accounts import MembershipFactory, UserFactory
 
-    platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
+    platform, agent = world["platform"](3), Agent(world["gateway"], applies_on=1)
     action = _action(world["deployment"])
     _execute(action.pk, platform, agent)
     viewer = MembershipFactory(
@@ -360,7 +379,7 @@ def test_scale_down__members_unreadable__scaled_down_undrained_and_said_so(
         raise membership.MembershipError("simulator unreachable", retryable=True)
 
     monkeypatch.setattr(membership, "members_of", unreadable)
-    platform, agent = Platform(3), Agent(world["gateway"], applies_on=1)
+    platform, agent = world["platform"](3), Agent(world["gateway"], applies_on=1)
     done = _execute(_action(world["deployment"]).pk, platform, agent)
     assert done is not None
     assert done.status == ActionStatus.SUCCEEDED
@@ -379,7 +398,7 @@ class TimeLimit(Exception):
 def test_scale_down__interrupted_mid_drain__members_return_and_it_is_recorded(
     world: dict[str, Any],
 ) -> None:
-    platform = Platform(3)
+    platform = world["platform"](3)
 
     def sleep(seconds: float) -> None:
         assert DrainingMember.objects.filter(name="chat-1").exists()
