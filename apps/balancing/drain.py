@@ -2,8 +2,8 @@
 first, let the requests they serve finish, and only then remove them.
 
 A scale-down of a deployment that gateways front (directly, or as the fallback of a
-deployment they front) goes like this (:func:`drain_prepare`, :func:`drain_wait`,
-:func:`drain_finish`; apps/autoscaling/actions.py drives them):
+deployment they front) goes like this (:func:`drain_prepare`, :func:`drain_run`,
+:func:`drain_settle`, :func:`drain_finish`; apps/autoscaling/actions.py drives them):
 
 1. The members to remove are chosen in advance
    (:func:`apps.balancing.membership.members_to_remove`, with the load per pod the action
@@ -20,8 +20,10 @@ deployment they front) goes like this (:func:`drain_prepare`, :func:`drain_wait`
    others from Prometheus (:func:`apps.metrics.services.pod_load_read`); a member whose
    count is unknown has not finished. The whole wait ends at ``BALANCING_DRAIN_TIMEOUT_S``
    whatever is left (the scale-down still happens, and the record says what was left).
-3. The actuator removes exactly those members; the rows are deleted when the action ends,
-   whether it succeeded (the members are gone) or failed (they return to the upstreams).
+3. The actuator removes exactly those members; the rows are deleted when the action ends:
+   after a removal once the platform lists them as leaving (:func:`drain_settle`, so no
+   gateway puts them back for a moment), after a failure at once (they return to the
+   upstreams).
 
 The waiting itself (:func:`drain_wait`) is a loop over two injected reads, a clock and a
 sleep, so its logic is tested without servers or time passing.
