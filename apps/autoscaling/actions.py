@@ -5,6 +5,11 @@ claims it with a conditional update (pending → running) while holding the depl
 lock, so two workers never act on one deployment at once, and applies it through the
 actuator with retries (apps.autoscaling.actuators.base.apply_with_retry). A running action
 whose deployment lock is free has lost its worker: it is requeued, superseded or failed.
+
+A scale-down of a deployment behind gateways drains first (apps/balancing/drain.py): the
+members it removes leave every gateway's upstreams, their requests finish, and only then
+does the actuator remove exactly them. The drain runs under the deployment's lock and ends
+before its lease does; the action's ``drain`` field records it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import structlog
 from django.conf import settings
 from django.utils import timezone
 
+from apps.balancing import drain as balancing_drain
+from apps.balancing import membership
 from apps.core.locks import cache_lock
 from apps.metrics.services import pod_load_read
 
@@ -28,11 +35,16 @@ from .actuators.base import (
     ScaleDownPreparer,
     ScaleTarget,
     apply_with_retry,
+    set_replicas_options,
 )
 from .actuators.factory import ActuatorFactory, scale_target_of
 from .models import ActionStatus, DeploymentControl, ScaleAction
 
 logger = structlog.get_logger("controlplane.autoscaling")
+
+# After a drained removal, how long to wait at most for the platform to list the removed
+# members as leaving, before their draining marks go.
+SETTLE_S = 10.0
 
 
 class _CountingActuator:
@@ -45,9 +57,11 @@ class _CountingActuator:
     def get_scale(self, target: ScaleTarget) -> Any:
         return self.inner.get_scale(target)
 
-    def set_replicas(self, target: ScaleTarget, replicas: int, *, idempotency_key: str) -> Any:
+    def set_replicas(
+        self, target: ScaleTarget, replicas: int, *, idempotency_key: str, **options: Any
+    ) -> Any:
         self.calls += 1
-        return self.inner.set_replicas(target, replicas, idempotency_key=idempotency_key)
+        return self.inner.set_replicas(target, replicas, idempotency_key=idempotency_key, **options)
 
     def prepare_scale_down(
         self, target: ScaleTarget, remove: int, pod_load: dict[str, float] | None
@@ -68,14 +82,90 @@ def deployment_lock(
     return cache_lock(f"autoscaling:lock:{deployment_id}", ttl_s=ttl)
 
 
+def _drain_begin(
+    *,
+    action: ScaleAction,
+    actuator: Actuator,
+    pod_load: dict[str, float] | None,
+    budget_s: float,
+) -> balancing_drain.Drain | dict[str, Any] | None:
+    """Start draining the members a scale-down removes, when gateways render the
+    deployment: the drain, a record of why none could start, or None (no gateway, or
+    nothing to remove)."""
+    deployment = action.deployment
+    gateways = balancing_drain.gateways_rendering(deployment=deployment)
+    if not gateways:
+        return None
+    try:
+        current = actuator.get_scale(scale_target_of(deployment)).spec_replicas
+    except ActuatorError:
+        current = action.from_replicas  # the apply re-reads, and retries, anyway
+    count = current - action.to_replicas
+    if count <= 0:
+        return None
+    try:
+        members = list(membership.members_of(deployment=deployment))
+    except membership.MembershipError as exc:
+        return {"members": [], "outcome": "not-drained", "error": f"members: {exc.message}"}
+    if pod_load is None:
+        measured = balancing_drain.members_in_flight(
+            deployment=deployment, names=[m.name for m in members]
+        )
+        pod_load = {name: n for name, n in measured.items() if n is not None}
+    chosen = membership.members_to_remove(
+        members, count, load=pod_load, order=membership.removal_order_for(deployment.target_kind)
+    )
+    if not chosen:
+        return None
+    return balancing_drain.drain_prepare(
+        deployment=deployment,
+        action_id=action.pk,
+        members=chosen,
+        gateways=gateways,
+        budget_s=budget_s,
+    )
+
+
+def _removal_options(
+    actuator: Actuator, names: list[str], pod_load: dict[str, float] | None
+) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """How to make ``actuator`` remove exactly ``names``: the options of its
+    ``set_replicas`` (simulator, Auto Scaling groups) or, for an actuator that chooses the
+    pods itself (Kubernetes Deployments), a load that ranks them least busy of all."""
+    accepted = set_replicas_options(actuator)
+    options: dict[str, Any] = {}
+    if "remove" in accepted:
+        options["remove"] = names
+        if "drain_s" in accepted:
+            # A backstop: a request that still reached them finishes instead of failing.
+            options["drain_s"] = settings.BALANCING_DRAIN_TIMEOUT_S
+    elif isinstance(actuator, ScaleDownPreparer):
+        pod_load = {**(pod_load or {}), **dict.fromkeys(names, -1.0)}
+    return options, pod_load
+
+
+def _drain_budget_s(locked_at: float, clock: Callable[[], float]) -> float:
+    """The drain's timeout, cut so that the apply after it ends within the lease."""
+    lease_left = settings.AUTOSCALING_ACTION_LEASE_S - (clock() - locked_at)
+    return max(
+        0.0,
+        min(
+            settings.BALANCING_DRAIN_TIMEOUT_S,
+            lease_left - settings.AUTOSCALING_APPLY_TIME_LIMIT_S,
+        ),
+    )
+
+
 def scale_action_execute(
     *,
     action_id: int,
     actuator_factory: ActuatorFactory,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ScaleAction | None:
     """Apply one pending action. Returns it, or None if another worker has it or it was
-    already handled (running twice is harmless)."""
+    already handled (running twice is harmless). ``sleep`` and ``clock`` pace the retries
+    and a drain before a scale-down."""
     action = ScaleAction.objects.select_related("deployment").filter(id=action_id).first()
     if action is None or action.status != ActionStatus.PENDING:
         return None
@@ -83,6 +173,7 @@ def scale_action_execute(
         if not acquired:
             logger.info("scale-action-lock-busy", action=action_id, deployment=action.deployment_id)
             return None
+        locked_at = clock()
         claimed = ScaleAction.objects.filter(id=action_id, status=ActionStatus.PENDING).update(
             status=ActionStatus.RUNNING, started_at=timezone.now()
         )
@@ -90,18 +181,42 @@ def scale_action_execute(
             return None
         deployment = action.deployment
         counted: _CountingActuator | None = None
+        drain: balancing_drain.Drain | None = None
+        drain_record: dict[str, Any] | None = None
         try:
             # Inside the try: an actuator that cannot be built fails the action with the
             # reason instead of leaving it running.
             actuator = actuator_factory(deployment)
             counted = _CountingActuator(actuator)
+            scale_down = action.to_replicas < action.from_replicas
             # Only an actuator that chooses which replicas go needs to know how busy each is.
             pod_load = (
                 pod_load_read(deployment=deployment)
-                if action.to_replicas < action.from_replicas
-                and isinstance(actuator, ScaleDownPreparer)
+                if scale_down and isinstance(actuator, ScaleDownPreparer)
                 else None
             )
+            options: dict[str, Any] = {}
+            if scale_down:
+                begun = _drain_begin(
+                    action=action,
+                    actuator=actuator,
+                    pod_load=pod_load,
+                    budget_s=_drain_budget_s(locked_at, clock),
+                )
+                if isinstance(begun, balancing_drain.Drain):
+                    drain = begun
+                    _drain_save(action_id, drain.record)
+                    balancing_drain.drain_run(
+                        drain,
+                        timeout_s=_drain_budget_s(locked_at, clock),
+                        poll_s=settings.BALANCING_DRAIN_POLL_S,
+                        clock=clock,
+                        sleep=sleep,
+                    )
+                    _drain_save(action_id, drain.record)
+                    options, pod_load = _removal_options(actuator, drain.names, pod_load)
+                else:
+                    drain_record = begun
             result = apply_with_retry(
                 counted,
                 scale_target_of(deployment),
@@ -110,13 +225,18 @@ def scale_action_execute(
                 attempts=settings.AUTOSCALING_APPLY_ATTEMPTS,
                 sleep=sleep,
                 pod_load=pod_load,
+                options=options,
             )
         except ActuatorError as exc:
+            if drain is not None:
+                drain_record = balancing_drain.drain_finish(drain, removed=False, error=str(exc))
+                drain = None
             ScaleAction.objects.filter(id=action_id).update(
                 status=ActionStatus.FAILED,
                 error=str(exc)[:4000],
                 attempts=counted.calls if counted is not None else 0,
                 finished_at=timezone.now(),
+                **({"drain": drain_record} if drain_record is not None else {}),
             )
             logger.error(
                 "scale-action-failed",
@@ -126,11 +246,22 @@ def scale_action_execute(
                 error=str(exc),
             )
         else:
+            if drain is not None:
+                balancing_drain.drain_settle(
+                    drain,
+                    timeout_s=min(SETTLE_S, _drain_budget_s(locked_at, clock)),
+                    poll_s=settings.BALANCING_DRAIN_POLL_S,
+                    clock=clock,
+                    sleep=sleep,
+                )
+                drain_record = balancing_drain.drain_finish(drain, removed=True)
+                drain = None
             ScaleAction.objects.filter(id=action_id).update(
                 status=ActionStatus.SUCCEEDED,
                 finished_at=timezone.now(),
                 error="; ".join(result.warnings)[:4000],
                 attempts=counted.calls if counted is not None else 0,
+                **({"drain": drain_record} if drain_record is not None else {}),
             )
             DeploymentControl.objects.filter(deployment=deployment).update(
                 last_applied=action.to_replicas
@@ -141,8 +272,21 @@ def scale_action_execute(
                 deployment=deployment.pk,
                 to=action.to_replicas,
             )
+        finally:
+            if drain is not None:
+                # Interrupted (a time limit, a lost database): the members return.
+                _drain_save(
+                    action_id,
+                    balancing_drain.drain_finish(
+                        drain, removed=False, error="the action was interrupted"
+                    ),
+                )
     action.refresh_from_db()
     return action
+
+
+def _drain_save(action_id: int, record: dict[str, Any]) -> None:
+    ScaleAction.objects.filter(id=action_id).update(drain=record)
 
 
 # --------------------------------------------------------------------------- recover

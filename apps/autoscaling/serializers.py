@@ -98,6 +98,7 @@ class ScaleActionSerializer(serializers.ModelSerializer[ScaleAction]):
             "status",
             "attempts",
             "error",
+            "drain",
             "created_at",
             "started_at",
             "finished_at",

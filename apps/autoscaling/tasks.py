@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from apps.core.locks import cache_lock
 from apps.inventory.models import Deployment
@@ -43,6 +44,12 @@ def evaluate(deployment_id: int) -> None:
             )
 
 
-@shared_task(name="autoscaling.execute_action", soft_time_limit=60, time_limit=90)
+# Long enough for a drain before a scale-down and the apply after it; the deployment's
+# lease (AUTOSCALING_ACTION_LEASE_S) outlasts it.
+@shared_task(
+    name="autoscaling.execute_action",
+    soft_time_limit=settings.AUTOSCALING_ACTION_TIME_LIMIT_S - 30,
+    time_limit=settings.AUTOSCALING_ACTION_TIME_LIMIT_S,
+)
 def execute_action(action_id: int) -> None:
     scale_action_execute(action_id=action_id, actuator_factory=actuator_for)

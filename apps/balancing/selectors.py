@@ -5,10 +5,12 @@ checked once)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from django.core.cache import cache
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.utils import timezone
 
 from apps.inventory.models import Deployment, DeploymentStatus
 from apps.toggles.evaluation import evaluate
@@ -17,7 +19,7 @@ from apps.toggles.selectors import team_toggles
 
 from . import membership
 from .membership import MembershipError
-from .models import BalancingPolicy, Gateway, GatewayDeployment, GatewayReport
+from .models import BalancingPolicy, DrainingMember, Gateway, GatewayDeployment, GatewayReport
 from .render import (
     Degradation,
     Member,
@@ -35,11 +37,28 @@ MembersOf = Callable[[Deployment], Sequence[Member]]
 CHECK_CACHE_S = 24 * 3600
 
 
+def draining_marked(deployment: Deployment, members: Sequence[Member]) -> list[Member]:
+    """``members`` with those a scale-down is draining (a :class:`DrainingMember` row that
+    has not expired) marked ``draining``: they leave every upstream they were in."""
+    draining = set(
+        DrainingMember.objects.filter(
+            deployment=deployment, expires_at__gt=timezone.now()
+        ).values_list("name", flat=True)
+    )
+    if not draining:
+        return list(members)
+    return [
+        replace(m, state="draining") if m.name in draining and m.state != "draining" else m
+        for m in members
+    ]
+
+
 def deployment_members(deployment: Deployment) -> list[Member]:
     """The deployment's members from :mod:`apps.balancing.membership` (discovery per
-    scale target), as the renderer takes them (weights come from the policy). Raises
+    scale target), as the renderer takes them (weights come from the policy), those being
+    drained marked ``draining``. Raises
     :class:`~apps.balancing.membership.MembershipError` when they cannot be read."""
-    return list(membership.members_of(deployment=deployment))
+    return draining_marked(deployment, list(membership.members_of(deployment=deployment)))
 
 
 def deployment_degradation(*, team_id: int, deployment_name: str) -> Degradation:
@@ -67,8 +86,16 @@ def _policy_of(deployment: Deployment) -> PolicySpec:
 
 def gateway_sites(*, gateway: Gateway, members_of: MembersOf | None = None) -> list[Site]:
     """The sites of the gateway's deployments, in its order; members from ``members_of``
-    (default: :func:`deployment_members`)."""
-    members_of = members_of or deployment_members
+    (default: :func:`deployment_members`), those being drained marked ``draining`` in the
+    deployment's own upstream and in any fallback upstream it serves as."""
+    given = members_of
+
+    def members_in(deployment: Deployment) -> Sequence[Member]:
+        # Looked up when called, so that a replaced deployment_members is the one used.
+        if given is None:
+            return deployment_members(deployment)
+        return draining_marked(deployment, given(deployment))
+
     deployments = list(gateway.deployments.order_by("gatewaydeployment__position", "pk"))
     sites = []
     for deployment in deployments:
@@ -82,12 +109,12 @@ def gateway_sites(*, gateway: Gateway, members_of: MembersOf | None = None) -> l
                 name=degradation.fallback,
                 status=DeploymentStatus.ACTIVE,
             ).first()
-            fallback_members = members_of(fallback) if fallback is not None else ()
+            fallback_members = members_in(fallback) if fallback is not None else ()
         sites.append(
             Site(
                 deployment=deployment.name,
                 policy=_policy_of(deployment),
-                members=members_of(deployment),
+                members=members_in(deployment),
                 degradation=degradation,
                 fallback_members=fallback_members,
             )

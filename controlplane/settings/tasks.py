@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from controlplane.env import env_int, env_url
+import math
+
+from controlplane.env import env_float, env_int, env_url
 
 from .base import VAR_DIR
 
@@ -38,10 +40,30 @@ CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
-# The lease of a scale action being applied: the TTL of its deployment's lock. It must
-# outlast the longest apply (execute_action's hard time limit is 90 s); a running action
-# whose lease has run out lost its worker and is queued again (autoscaling.evaluate_all).
-AUTOSCALING_ACTION_LEASE_S = env_int("AUTOSCALING_ACTION_LEASE_S", 120, minimum=1)
+# --- drain before scale-down (apps/balancing/drain.py) ---------------------------------
+# A scale-down of a deployment behind gateways first takes the members it removes out of
+# every gateway's upstreams, then waits for the requests they serve to end, at most this
+# long in all (then it removes them anyway, and records what was left).
+BALANCING_DRAIN_TIMEOUT_S = env_float("BALANCING_DRAIN_TIMEOUT_S", 120.0, minimum=0.0)
+# A gateway whose agent has not fetched its configuration for this long is not waited for
+# (it is listed as skipped in the scale action's drain record).
+BALANCING_GATEWAY_STALE_S = env_float("BALANCING_GATEWAY_STALE_S", 60.0, minimum=1.0)
+# How often a drain re-reads the gateways' reports and the members' requests in flight.
+BALANCING_DRAIN_POLL_S = env_float("BALANCING_DRAIN_POLL_S", 1.0, minimum=0.01)
+
+# What applying an action may take besides a drain: actuator calls with their retries.
+AUTOSCALING_APPLY_TIME_LIMIT_S = env_int("AUTOSCALING_APPLY_TIME_LIMIT_S", 90, minimum=10)
+# execute_action's hard time limit: a full drain and then the apply.
+AUTOSCALING_ACTION_TIME_LIMIT_S = (
+    math.ceil(BALANCING_DRAIN_TIMEOUT_S) + AUTOSCALING_APPLY_TIME_LIMIT_S
+)
+# The lease of a scale action being applied: the TTL of its deployment's lock. It
+# outlasts the longest apply (execute_action's hard time limit); a running action whose
+# lease has run out lost its worker and is queued again (autoscaling.evaluate_all). A
+# drain never holds the lock past it: when the lease is shorter, drains are cut short.
+AUTOSCALING_ACTION_LEASE_S = env_int(
+    "AUTOSCALING_ACTION_LEASE_S", AUTOSCALING_ACTION_TIME_LIMIT_S + 30, minimum=1
+)
 
 # A worker is considered alive while its heartbeat is younger than this.
 WORKER_HEARTBEAT_INTERVAL_S = env_int("WORKER_HEARTBEAT_INTERVAL_S", 15, minimum=1)

@@ -26,11 +26,12 @@ is only ever given a non-negative integer.
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import structlog
 import tenacity
@@ -43,6 +44,7 @@ __all__ = [
     "ScaleTarget",
     "TargetKind",
     "apply_with_retry",
+    "set_replicas_options",
 ]
 
 logger = structlog.get_logger("controlplane.autoscaling.actuators")
@@ -132,6 +134,21 @@ class ScaleDownPreparer(Protocol):
     ) -> None: ...
 
 
+def set_replicas_options(actuator: Actuator) -> frozenset[str]:
+    """The optional keyword arguments ``actuator.set_replicas`` takes besides the
+    idempotency key: ``remove`` (the replicas a scale-down removes, by name) for the
+    simulator and Auto Scaling groups, ``drain_s`` for the simulator."""
+    try:
+        parameters = inspect.signature(actuator.set_replicas).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(
+        name
+        for name, parameter in parameters.items()
+        if parameter.kind == inspect.Parameter.KEYWORD_ONLY and name != "idempotency_key"
+    )
+
+
 def _should_retry(exc: BaseException) -> bool:
     return isinstance(exc, ActuatorError) and exc.retryable
 
@@ -151,6 +168,7 @@ def apply_with_retry(
     max_delay_s: float = 10.0,
     sleep: Callable[[float], None] = time.sleep,
     pod_load: Mapping[str, float] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> ScaleStatus:
     """Bring ``target`` to ``replicas``, retrying what retrying can fix.
 
@@ -165,6 +183,9 @@ def apply_with_retry(
     Before a scale-down, an actuator that implements :class:`ScaleDownPreparer` is asked
     to mark the least busy replicas (from ``pod_load``) for removal. That is best effort:
     if it fails, the scale-down still happens and the result carries a warning.
+
+    ``options`` are passed to ``set_replicas`` as they are (only those the actuator takes,
+    see :func:`set_replicas_options`), e.g. the replicas to remove after a drain.
     """
     # Checked once here for every actuator (they do not check it again).
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
@@ -197,7 +218,9 @@ def apply_with_retry(
             except ActuatorError as exc:
                 log.warning("scale-down-preparation-failed", error=exc.message)
                 prepare_warnings = (f"could not choose which replicas to remove: {exc}",)
-        result = actuator.set_replicas(target, replicas, idempotency_key=idempotency_key)
+        result = actuator.set_replicas(
+            target, replicas, idempotency_key=idempotency_key, **dict(options or {})
+        )
         log.info(
             "scale-applied",
             previous_spec_replicas=current.spec_replicas,
