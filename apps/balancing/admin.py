@@ -69,7 +69,7 @@ class GatewayDeploymentInline(admin.TabularInline):
 
 @admin.register(Gateway)
 class GatewayAdmin(admin.ModelAdmin):
-    list_display = ["name", "team", "listen_port", "updated_at"]
+    list_display = ["name", "team", "listen_address", "listen_port", "updated_at"]
     list_filter = ["team"]
     search_fields = ["name", "team__slug"]
     inlines = [GatewayDeploymentInline]

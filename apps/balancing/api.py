@@ -116,6 +116,7 @@ class GatewayViewSet(TeamScopedViewSet):
             team=data["team"],
             name=data["name"],
             listen_port=data.get("listen_port", 8080),
+            listen_address=data.get("listen_address"),
             deployments=data.get("deployment_ids", []),
             actor=self.request.user,
         )
@@ -128,6 +129,8 @@ class GatewayViewSet(TeamScopedViewSet):
             actor=self.request.user,
             name=data.get("name"),
             listen_port=data.get("listen_port"),
+            # Present and null clears it (every address); absent leaves it.
+            listen_address=(data["listen_address"] or "") if "listen_address" in data else None,
             deployments=data.get("deployment_ids"),
         )
 

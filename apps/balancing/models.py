@@ -136,6 +136,13 @@ class Gateway(models.Model):
         help_text="In order: the first one also answers on '/'.",
         through="GatewayDeployment",
     )
+    listen_address = models.GenericIPAddressField(
+        protocol="IPv4",
+        null=True,
+        blank=True,
+        help_text="IPv4 address nginx listens on for the deployments' traffic; empty: every "
+        "address of the host.",
+    )
     listen_port = models.PositiveIntegerField(
         default=8080,
         validators=[MinValueValidator(1), MaxValueValidator(65535)],

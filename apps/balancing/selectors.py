@@ -122,6 +122,13 @@ def gateway_sites(*, gateway: Gateway, members_of: MembersOf | None = None) -> l
     return sites
 
 
+def gateway_listen(gateway: Gateway) -> str:
+    """nginx's ``listen`` of the gateway: ``address:port``, or the port alone (every
+    address) when no address is set."""
+    port = str(gateway.listen_port)
+    return f"{gateway.listen_address}:{port}" if gateway.listen_address else port
+
+
 def gateway_config(*, gateway: Gateway, members_of: MembersOf | None = None) -> Rendered:
     """The gateway's configuration, its version and what ``nginx -t`` says of it. Inputs
     the renderer refuses (a priority class of a shed toggle that is not a plain name, a
@@ -132,7 +139,7 @@ def gateway_config(*, gateway: Gateway, members_of: MembersOf | None = None) -> 
         when = "retrying later may help" if exc.retryable else "retrying will not help"
         return Rendered(text="", sha256="", errors=[f"members: {exc.message} ({when})"])
     try:
-        text = render_text(listen=str(gateway.listen_port), sites=sites)
+        text = render_text(listen=gateway_listen(gateway), sites=sites)
     except RenderError as exc:
         messages = [f"{field}: {message}" for field, message in exc.errors.items()]
         return Rendered(text="", sha256="", errors=messages)

@@ -69,6 +69,7 @@ class GatewaySerializer(serializers.ModelSerializer[Gateway]):
             "id",
             "team",
             "name",
+            "listen_address",
             "listen_port",
             "deployments",
             "deployment_ids",

@@ -101,11 +101,14 @@ def gateway_create(
     actor: Any,
     deployments: Sequence[Deployment] = (),
     listen_port: int = 8080,
+    listen_address: str | None = None,
 ) -> Gateway:
     _deployments_check(team=team, deployments=deployments)
     if Gateway.objects.filter(team=team, name=name).exists():
         raise ValidationError({"name": ["The team already has a gateway of this name."]})
-    gateway = Gateway(team=team, name=name, listen_port=listen_port)
+    gateway = Gateway(
+        team=team, name=name, listen_port=listen_port, listen_address=listen_address or None
+    )
     gateway.full_clean(exclude=["deployments"])
     with transaction.atomic(), audited(actor=actor, action=AuditAction.CREATE) as change:
         gateway.save()
@@ -120,6 +123,7 @@ def gateway_update(
     actor: Any,
     name: str | None = None,
     listen_port: int | None = None,
+    listen_address: str | None = None,
     deployments: Sequence[Deployment] | None = None,
 ) -> Gateway:
     if deployments is not None:
@@ -136,6 +140,8 @@ def gateway_update(
             gateway.name = name
         if listen_port is not None:
             gateway.listen_port = listen_port
+        if listen_address is not None:
+            gateway.listen_address = listen_address or None
         gateway.full_clean(exclude=["deployments"])
         gateway.save()
         if deployments is not None:

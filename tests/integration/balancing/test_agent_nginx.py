@@ -101,6 +101,7 @@ def edge(
                 name="edge",
                 deployments=[chat],
                 listen_port=free_port(),
+                listen_address="127.0.0.1",
                 actor=None,
             )
             _, secret = gateway_token_create(team=roster.team, name="edge-host", actor=None)

@@ -91,11 +91,10 @@ class Gatewayhost:
         return {int(pid) for pid in children.read_text().split()}
 
     def apply(self, text: str, version: str) -> None:
-        """Write the fetched configuration and load it, as the agent does. The gateway
-        listens on loopback only here: its port becomes 127.0.0.1:<port>."""
-        local = text.replace(f"listen {self.port};", f"listen 127.0.0.1:{self.port};")
-        assert local != text, "the listen line was not found"
-        (self.prefix / "balancing.conf").write_text(local)
+        """Write the fetched configuration and load it, as the agent does (the gateway
+        listens on loopback only: its listen_address is 127.0.0.1)."""
+        assert f"listen 127.0.0.1:{self.port};" in text, "the gateway should listen on loopback"
+        (self.prefix / "balancing.conf").write_text(text)
         if self.proc is None:
             self.conf.write_text(
                 main_config(prefix=self.prefix, include=self.prefix / "balancing.conf", workers=2)
@@ -109,7 +108,7 @@ class Gatewayhost:
             # Loaded once the master has started workers with it (the old ones finish
             # the requests they hold, then exit).
             wait_for(lambda: self._workers() - before, timeout_s=10, what="new nginx workers")
-        self.applied[version] = local
+        self.applied[version] = text
         self.last = version
 
     def _accepting(self) -> bool:
@@ -233,7 +232,11 @@ def test_scale_down_behind_nginx__drained_under_load__streams_complete_and_nothi
     _, replicas = fleet
     deployment = SimulatedDeploymentFactory(name="chat")
     gateway = Gateway.objects.create(
-        team=deployment.team, name="edge", listen_port=host.port, last_seen_at=timezone.now()
+        team=deployment.team,
+        name="edge",
+        listen_address="127.0.0.1",
+        listen_port=host.port,
+        last_seen_at=timezone.now(),
     )
     GatewayDeployment.objects.create(gateway=gateway, deployment=deployment)
 

@@ -285,3 +285,31 @@ def test_config__members_cannot_be_read__503_saying_so_not_500(roster: Any, sett
     (error,) = response.json()["errors"]
     assert error.startswith("members: ")
     assert error.endswith("(retrying later may help)")
+
+
+def test_gateway_listen_address__rendered_and_cleared_with_null(
+    client_for: Any, roster: Any, chat: Any, members: list[Member]
+) -> None:
+    binary_or_skip(nginx_binary(), "nginx", "nginx-light")
+    client = client_for(roster.operator)
+    body = {"team": roster.team.pk, "name": "edge", "listen_address": "127.0.0.1",
+            "listen_port": 9000, "deployment_ids": [chat.pk]}  # fmt: skip
+    created = client.post(GATEWAYS, body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["listen_address"] == "127.0.0.1"
+    assert (
+        "listen 127.0.0.1:9000;" in bearer(roster.viewer).get(config_url("edge")).content.decode()
+    )
+    cleared = client.patch(
+        f"{GATEWAYS}{created.json()['id']}/", {"listen_address": None}, format="json"
+    )
+    assert cleared.status_code == 200, cleared.json()
+    assert cleared.json()["listen_address"] is None
+    assert "listen 9000;" in bearer(roster.viewer).get(config_url("edge")).content.decode()
+
+
+def test_gateway_listen_address__not_an_ipv4_address__400(client_for: Any, roster: Any) -> None:
+    body = {"team": roster.team.pk, "name": "edge", "listen_address": "example.com"}
+    response = client_for(roster.operator).post(GATEWAYS, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"]["listen_address"] == ["Enter a valid IPv4 address."]
