@@ -1,8 +1,10 @@
 """The demo created by the run command: a team, a model, simulated deployments, and their
-SLOs, alert rules, autoscaling policies, degradation toggles and a degradation policy."""
+SLOs, alert rules, autoscaling policies, degradation toggles and a degradation policy,
+balancing policies and a gateway."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +17,7 @@ from apps.alerts.models import AlertRule
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
 from apps.autoscaling.models import AutoscalingPolicy
+from apps.balancing.models import BalancingPolicy, Gateway, GatewayDeployment
 from apps.inventory.models import (
     Deployment,
     DeploymentStatus,
@@ -108,7 +111,44 @@ def demo_inventory_ensure() -> list[Deployment]:
     _demo_alert_rules(team)
     _demo_slos(team, deployments)
     _demo_degradation(team, deployments)
+    _demo_balancing(team, deployments)
     return deployments
+
+
+DEMO_GATEWAY = "demo-edge"
+
+
+def demo_gateway_port() -> int:
+    """Where the demo gateway's nginx listens (on 127.0.0.1): ``DEMO_GATEWAY_PORT``, 8081."""
+    return int(os.environ.get("DEMO_GATEWAY_PORT", "8081"))
+
+
+def _demo_balancing(team: Team, deployments: list[Deployment]) -> None:
+    """The chat deployment balanced by consistent hashing on a session header (a
+    conversation keeps the replica holding its prefix cache), the others by least
+    connections, all behind one gateway on loopback: ``make run`` starts its nginx and agent
+    when the simulator serves HTTP replicas."""
+    for deployment in deployments:
+        _ensure(
+            BalancingPolicy,
+            deployment=deployment,
+            defaults=(
+                {"algorithm": "consistent_hash", "hash_key": "X-Session-Id"}
+                if deployment.name == "chat-llama-8b"
+                else {"algorithm": "least_conn"}
+            ),
+        )
+    gateway = _ensure(
+        Gateway,
+        team=team,
+        name=DEMO_GATEWAY,
+        defaults={"listen_address": "127.0.0.1", "listen_port": demo_gateway_port()},
+    )
+    if not GatewayDeployment.objects.filter(gateway=gateway).exists():
+        GatewayDeployment.objects.bulk_create(
+            GatewayDeployment(gateway=gateway, deployment=deployment, position=index)
+            for index, deployment in enumerate(deployments)
+        )
 
 
 # name suffix -> defaults of the SLO each demo deployment gets.

@@ -68,8 +68,9 @@ def test_seed_demo__creations_in_the_audit_log_once():
     created = AuditEntry.objects.filter(action="create", actor_repr="system", verb="demo")
     team = Deployment.objects.filter(team__slug="demo").first().team
     # team, model, 3 deployments with a policy each, 4 alert rules, 6 SLOs, a degradation
-    # policy (the toggles are created through their service, audited there)
-    assert created.count() == 1 + 1 + 3 + 3 + 4 + 6 + 1
+    # policy (the toggles are created through their service, audited there), 3 balancing
+    # policies and a gateway
+    assert created.count() == 1 + 1 + 3 + 3 + 4 + 6 + 1 + 3 + 1
     assert set(created.values_list("team_id", flat=True)) == {team.pk}
     deployment = created.get(object_type="inventory.deployment", object_repr__contains="chat")
     assert deployment.changes["max_replicas"] == [None, 8]
@@ -89,3 +90,24 @@ def test_demo_gateway_token__saved__reads_the_demo_snapshot__replaced_when_inval
     saved.write_text("lcpg_not-a-token\n")
     assert demo_gateway_token(saved=saved) != first
     assert GatewayToken.objects.filter(team__slug="demo").count() == 1
+
+
+def test_seed_demo__run_twice__valid_balancing_policies_and_one_gateway_on_loopback():
+    from apps.balancing.models import BalancingPolicy, Gateway
+    from apps.balancing.services import policy_check
+
+    call_command("seed_demo")
+    call_command("seed_demo")
+    policies = BalancingPolicy.objects.filter(deployment__team__slug="demo")
+    assert sorted(policies.values_list("deployment__name", "algorithm")) == [
+        ("batch-mistral-7b", "least_conn"),
+        ("chat-llama-8b", "consistent_hash"),
+        ("code-qwen-7b", "least_conn"),
+    ]
+    for policy in policies:
+        policy_check(spec=policy.spec())
+    (gateway,) = Gateway.objects.filter(team__slug="demo")
+    assert (gateway.name, gateway.listen_address) == ("demo-edge", "127.0.0.1")
+    assert list(
+        gateway.deployments.order_by("gatewaydeployment__position").values_list("name", flat=True)
+    ) == ["chat-llama-8b", "code-qwen-7b", "batch-mistral-7b"]

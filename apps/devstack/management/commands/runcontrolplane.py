@@ -21,7 +21,13 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.devstack.demo import demo_gateway_token, demo_ingest_token
+from apps.balancing.render import main_config, nginx_binary
+from apps.devstack.demo import (
+    DEMO_GATEWAY,
+    demo_gateway_port,
+    demo_gateway_token,
+    demo_ingest_token,
+)
 from controlplane.env import env_bool
 
 
@@ -60,6 +66,8 @@ class Command(BaseCommand):
             extra["fleetsim"] = [python, "manage.py", "fleetsim", "--port", str(sim_port)]
             if env_bool("FLEETSIM_SERVE_REPLICAS", False):
                 extra["fleetsim"].append("--serve-replicas")
+                gateway_note = self._demo_gateway(extra, url=url, token=gateway)
+                toggles_note += gateway_note
             env["FLEETSIM_URL"] = f"http://127.0.0.1:{sim_port}"
             # The simulated replicas ship their log lines to this control plane's Loki push
             # endpoint with the demo team's ingest token (kept in var/, like the password).
@@ -133,6 +141,36 @@ class Command(BaseCommand):
             prometheus.stop()
         if exit_code:
             sys.exit(exit_code)
+
+    def _demo_gateway(self, extra: dict[str, list[str]], *, url: str, token: Path) -> str:
+        """nginx in front of the simulator's replicas, kept up to date by the gateway
+        agent, as on a gateway host (everything under var/gateway): the demo's traffic can
+        then go through the balancing policies. Only when nginx is installed."""
+        binary = nginx_binary()
+        if binary is None:
+            return "  gateway:  no nginx (Debian package 'nginx-light'): no demo gateway\n"
+        prefix = (Path(settings.VAR_DIR) / "gateway").resolve()
+        prefix.mkdir(parents=True, exist_ok=True)
+        include, conf = prefix / "balancing.conf", prefix / "nginx.conf"
+        if not include.exists():
+            include.write_text("")  # no server until the agent's first apply
+        conf.write_text(main_config(prefix=prefix, include=include))
+        nginx = [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+        extra["nginx"] = [*nginx, "-g", "daemon off;"]
+        python = sys.executable
+        extra["gatewayagent"] = [
+            python, "manage.py", "gatewayagent",
+            "--server", url.rstrip("/"), "--gateway", DEMO_GATEWAY,
+            "--token-file", str(token), "--config", str(include),
+            "--nginx", binary, "--nginx-conf", str(conf), "--prefix", str(prefix),
+            "--error-log", str(prefix / "error.log"), "--pid-file", str(prefix / "nginx.pid"),
+            "--interval", "2",
+        ]  # fmt: skip
+        port = demo_gateway_port()
+        return (
+            f"  gateway:  http://127.0.0.1:{port}/v1/models (nginx + gateway agent; "
+            f"/<deployment>/v1/chat/completions per deployment)\n"
+        )
 
     def _start_prometheus(self, sim_port: int) -> tuple[Any, str]:
         """A local Prometheus scraping the simulator, when the binary is installed."""
