@@ -59,7 +59,15 @@ from django.db.models.functions import Cast, Greatest, Least
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
 from apps.logs.models import LogStream
-from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedEntry, PushedStream, utf8_size
+from apps.logs.wire.types import (
+    MAX_TIMESTAMP_NS,
+    Pairs,
+    PlainEntries,
+    PushedEntry,
+    PushedStream,
+    entry_times,
+    utf8_size,
+)
 
 from .base import (
     DAY_NS,
@@ -172,15 +180,21 @@ def _plain_copy_text(
     same level and ids on every entry, nothing to escape or replace in the lines, and all
     in one minute, none at its first nanosecond (which the minute counts keep apart).
     Returns (text, UTF-8 size of the lines, minute), or None for any other stream."""
-    if not entries or any(map(_METADATA, entries)):
+    if not entries:
         return None
-    shorts = set(map(_SHORT_FIELDS, entries))
-    if len(shorts) != 1:
-        return None
-    severity, trace_id, span_id = shorts.pop()
+    if isinstance(entries, PlainEntries):
+        severity, trace_id, span_id = entries.severity, "", ""
+        times, lines = entries.times, entries.lines
+    else:
+        if any(map(_METADATA, entries)):
+            return None
+        shorts = set(map(_SHORT_FIELDS, entries))
+        if len(shorts) != 1:
+            return None
+        severity, trace_id, span_id = shorts.pop()
+        times = list(map(_TIMES, entries))
+        lines = list(map(_LINES, entries))
     short = severity + trace_id + span_id
-    times = list(map(_TIMES, entries))
-    lines = list(map(_LINES, entries))
     joined = "".join(lines)
     # Tabs, newlines and NUL are not printable: a line holding one takes the long way.
     if not (joined.isprintable() and short.isprintable()) or "\\" in joined or "\\" in short:
@@ -383,8 +397,8 @@ class SqlLogStore:
         keep once committed."""
         span = {
             fingerprint: (
-                min(min(map(_TIMES, s.entries)) for s in group),
-                max(max(map(_TIMES, s.entries)) for s in group),
+                min(min(entry_times(s.entries)) for s in group),
+                max(max(entry_times(s.entries)) for s in group),
             )
             for fingerprint, group in by_fingerprint.items()
         }
