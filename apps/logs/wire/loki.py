@@ -32,6 +32,7 @@ from .labels import LabelSyntaxError, parse_labels
 from .types import (
     MAX_TIMESTAMP_NS,
     DecodeError,
+    Pairs,
     PlainEntries,
     PushedEntry,
     PushedStream,
@@ -273,15 +274,29 @@ def _plain_protobuf(raw: bytes) -> list[PushedStream] | None:
         ):
             return None
         where = f"streams[{i}]"
-        labels = _proto_labels(stream.labels, where)
+        text = stream.labels
+        known = _known_labels.get(text)
+        if known is None:
+            labels = _proto_labels(text, where)
+            known = normalize_labels(labels), _level(dict(labels))
+            if len(_known_labels) >= KNOWN_LABELS_SIZE:
+                _known_labels.clear()
+            _known_labels[text] = known
         decoded.append(
             PushedStream(
-                labels=normalize_labels(labels),
-                entries=PlainEntries(times, list(map(_LINE, entries)), _level(dict(labels))),
+                labels=known[0],
+                entries=PlainEntries(times, list(map(_LINE, entries)), known[1]),
                 origin=where,
             )
         )
     return decoded
+
+
+# Label texts read lately, with their labels and level: a shipper sends the same few label
+# sets push after push, and reading the text is most of what a stream costs besides its
+# entries. Only texts that read without error are kept; emptied when full.
+KNOWN_LABELS_SIZE = 10_000
+_known_labels: dict[bytes, tuple[Pairs, str]] = {}
 
 
 def _proto_labels(data: bytes, where: str) -> list[tuple[str, str]]:

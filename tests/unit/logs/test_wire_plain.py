@@ -196,3 +196,26 @@ def test_copy_text__plain_entries__same_rows_as_entries(level: str) -> None:
     rows = [(9, t, line, "", level, "", "") for t, line in zip(times, lines, strict=True)]
     assert text == _copy_text(3, rows)
     assert (size, minute) == (sum(len(line.encode()) for line in lines), TS // (60 * 10**9))
+
+
+def test_copy_text__control_characters__plain_unless_copy_escapes_them() -> None:
+    times = [TS + 1, TS + 2]
+    colored = PlainEntries(times, ["\x1b[31mred\x1b[0m", "bell \x07"], "error")
+    plain = _plain_copy_text(3, 9, colored)
+    assert plain is not None
+    rows = [(9, t, line, "", "error", "", "") for t, line in zip(times, colored.lines, strict=True)]
+    assert plain[0] == _copy_text(3, rows)
+    for special in ("a\tb", "a\nb", "a\rb", "a\\b", "a\x00b"):
+        assert _plain_copy_text(3, 9, PlainEntries(times, ["ok", special])) is None
+
+
+def test_protobuf__labels_read_again__same_streams_and_errors() -> None:
+    good = hand_push([(b'{app="api", level="error"}', [canonical_entry(1, 0, b"x", [])], 0)])
+    bad = hand_push([(b'{app="api", level="error"', [canonical_entry(1, 0, b"x", [])], 0)])
+    first = decode_loki_protobuf(good)
+    assert decode_loki_protobuf(good) == first == _full_protobuf(good)
+    assert first[0].entries[0].severity == "error"
+    for _ in range(2):
+        with pytest.raises(DecodeError) as caught:
+            decode_loki_protobuf(bad)
+        assert caught.value.location == "streams[0].labels"
