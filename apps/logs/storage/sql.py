@@ -215,6 +215,12 @@ def _plain_copy_text(
     return text, utf8_size(joined), minute
 
 
+def _bigint_array(values: Iterable[int]) -> str:
+    """Integers as the text of a PostgreSQL array (``{1,2,3}``), bound as one string: the
+    driver then adapts a string, not each number of a list."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def _like_pattern(needle: str) -> str:
     """``%needle%`` with LIKE's wildcards and its escape character taken literally."""
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -520,9 +526,9 @@ class SqlLogStore:
                     "edge_bytes = m.edge_bytes + EXCLUDED.edge_bytes",
                     [
                         team_id,
-                        [stream_id for stream_id, _ in keys],
-                        [minute for _, minute in keys],
-                        *([counts[key][i] for key in keys] for i in range(4)),
+                        _bigint_array(stream_id for stream_id, _ in keys),
+                        _bigint_array(minute for _, minute in keys),
+                        *(_bigint_array(counts[key][i] for key in keys) for i in range(4)),
                     ],
                 )
         except _unique_violation():
