@@ -140,8 +140,19 @@ class PushedStream:
 def stream_fingerprint(labels: Pairs) -> str:
     """A stable identity of a label set: the sha256 (hex) of its canonical text
     `{a="x", b="y"}` (sorted, quoted as `format_labels` does). Storage keys streams by it, so
-    the printing rules must not change."""
-    return hashlib.sha256(format_labels(labels).encode()).hexdigest()
+    the printing rules must not change. The label sets seen lately are remembered (a
+    shipper pushes into the same few streams again and again)."""
+    found = _fingerprints.get(labels)
+    if found is None:
+        found = hashlib.sha256(format_labels(labels).encode()).hexdigest()
+        if len(_fingerprints) >= FINGERPRINTS_KEPT:
+            _fingerprints.clear()
+        _fingerprints[labels] = found
+    return found
+
+
+FINGERPRINTS_KEPT = 10_000
+_fingerprints: dict[Pairs, str] = {}
 
 
 def normalize_labels(pairs: Pairs | list[tuple[str, str]]) -> Pairs:

@@ -219,3 +219,17 @@ def test_protobuf__labels_read_again__same_streams_and_errors() -> None:
         with pytest.raises(DecodeError) as caught:
             decode_loki_protobuf(bad)
         assert caught.value.location == "streams[0].labels"
+
+
+def test_fingerprint__remembered_and_forgotten__same_value(monkeypatch) -> None:
+    import hashlib
+
+    from apps.logs.wire import types
+
+    monkeypatch.setattr(types, "FINGERPRINTS_KEPT", 2)
+    monkeypatch.setattr(types, "_fingerprints", {})
+    sets = [(("app", f"a{i}"),) for i in range(5)]
+    for labels in sets + sets:
+        text = '{app="' + labels[0][1] + '"}'
+        assert types.stream_fingerprint(labels) == hashlib.sha256(text.encode()).hexdigest()
+    assert len(types._fingerprints) <= 2
