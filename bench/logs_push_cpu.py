@@ -173,22 +173,11 @@ class _RawCopy:
         from django.db import connection
 
         from apps.accounts.models import Team
-        from apps.logs.models import LogStream
         from apps.logs.wire.types import stream_fingerprint
 
         team = Team.objects.create(slug="bench-push-cpu-raw", name="Bench push CPU (raw)")
         labels_of = {stream_fingerprint(k): k for b in batches for k in b.streams}
-        LogStream.objects.bulk_create(
-            LogStream(
-                team=team,
-                fingerprint=fingerprint,
-                labels=dict(labels),
-                first_seen_ns=0,
-                last_seen_ns=now_ns + 3600 * logs_ingest.S,
-            )
-            for fingerprint, labels in labels_of.items()
-        )
-        ids = dict(LogStream.objects.filter(team=team).values_list("fingerprint", "id"))
+        ids = logs_ingest.pg_raw_streams(team, labels_of, now_ns)
         self.items = logs_ingest.pg_raw_batches(batches, team.pk, ids)
         params = connection.get_connection_params()
         self.connection = psycopg.connect(**{k: v for k, v in params.items() if k != "context"})
