@@ -340,6 +340,24 @@ def pg_raw_batches(
     return out
 
 
+def pg_raw_streams(team: Any, labels_of: dict[str, Any], now_ns: int) -> dict[str, int]:
+    """The raw team's stream rows, made beforehand (so that only entries are timed): their
+    ids by fingerprint."""
+    from apps.logs.models import LogStream
+
+    LogStream.objects.bulk_create(
+        LogStream(
+            team=team,
+            fingerprint=fingerprint,
+            labels=dict(labels),
+            first_seen_ns=0,
+            last_seen_ns=now_ns + 3600 * S,
+        )
+        for fingerprint, labels in labels_of.items()
+    )
+    return dict(LogStream.objects.filter(team=team).values_list("fingerprint", "id"))
+
+
 def pg_raw_writer(database_url: str) -> Callable[[tuple[bytes, int], dict[str, Any]], int]:
     import psycopg
 
@@ -483,7 +501,6 @@ def run_ingest(
     """The whole ingest measurement; prints it and returns whether every check held."""
     from apps.accounts.models import Team
     from apps.devstack.prometheus import free_port
-    from apps.logs.models import LogStream
     from apps.logs.services import ingest_token_create
     from apps.logs.wire.types import stream_fingerprint
 
@@ -517,17 +534,7 @@ def run_ingest(
         raw_write: Callable[[Any, dict[str, Any]], int] = ch_raw_writer(clickhouse_url)
         raw_what = "clickhouse-driver INSERT INTO logs_entries, columnar, one per batch"
     else:
-        LogStream.objects.bulk_create(
-            LogStream(
-                team=raw_team,
-                fingerprint=fingerprint,
-                labels=dict(labels),
-                first_seen_ns=0,
-                last_seen_ns=now_ns + 3600 * S,
-            )
-            for fingerprint, labels in labels_of.items()
-        )
-        ids = dict(LogStream.objects.filter(team=raw_team).values_list("fingerprint", "id"))
+        ids = pg_raw_streams(raw_team, labels_of, now_ns)
         raw_items = pg_raw_batches(batches, raw_team.pk, ids)
         raw_write = pg_raw_writer(database_url)
         raw_what = "COPY FROM STDIN into logs_entry, pre-encoded text, one transaction per batch"

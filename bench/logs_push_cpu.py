@@ -10,6 +10,11 @@ background merges included), both from ``/proc``, and the wall time. The first r
 makes the team's streams (100 deployments, 6 streams each); the later ones push into known
 streams.
 
+On PostgreSQL each round is followed by the raw write of ``bench/logs --mode ingest`` on the
+same batches (the rows pre-encoded in COPY's text format, ``COPY`` into ``logs_entry`` for
+another team whose streams exist, one transaction per batch, over a connection of its own),
+with its own CPU and its backend's: the baseline the push is compared with, per batch.
+
     .venv/bin/python bench/logs_push_cpu.py [--backend clickhouse] [--rounds 3] [--pushes 100]
 
 Needs PostgreSQL (``DATABASE_URL``'s server or ``--admin-url``): it creates its own
@@ -101,6 +106,7 @@ def measure(rounds: int, pushes: int, server_pid: int | None) -> None:
     log_store().prepare(now_ns=now_ns - 86_400 * 10**9, days_ahead=2)
     batches = logs_ingest.make_batches((WARM_PUSHES + rounds * pushes) * BATCH_LINES, now_ns=now_ns)
     bodies = [logs_ingest.encode_push(batch) for batch in batches]
+    raw = None if server_pid is not None else _RawCopy(batches, now_ns)
     client = Client()
 
     def push(body: bytes) -> None:
@@ -125,24 +131,73 @@ def measure(rounds: int, pushes: int, server_pid: int | None) -> None:
     hertz = os.sysconf("SC_CLK_TCK")
     own: list[float] = []
     theirs: list[float] = []
+    raw_totals: list[float] = []
     print(f"{rounds} rounds of {pushes} pushes of {BATCH_LINES:,} lines; ms per push:")
     for index in range(rounds):
-        chunk = bodies[WARM_PUSHES + index * pushes : WARM_PUSHES + (index + 1) * pushes]
+        part = slice(WARM_PUSHES + index * pushes, WARM_PUSHES + (index + 1) * pushes)
         cpu, ticks, wall = time.process_time(), logs_ingest._ticks(server_pid), time.perf_counter()
-        for body in chunk:
+        for body in bodies[part]:
             push(body)
         own.append((time.process_time() - cpu) / pushes * 1000)
         theirs.append((logs_ingest._ticks(server_pid) - ticks) / hertz / pushes * 1000)
         wall_ms = (time.perf_counter() - wall) / pushes * 1000
-        print(
+        text = (
             f"  round {index + 1}: this process {own[-1]:.2f} CPU, {server} {theirs[-1]:.2f} "
             f"CPU, wall {wall_ms:.2f}"
         )
+        if raw is not None:
+            raw_client, raw_backend = raw.run(part)
+            raw_totals.append(raw_client + raw_backend)
+            text += f"; raw COPY: client {raw_client:.2f} CPU, backend {raw_backend:.2f} CPU"
+        print(text, flush=True)
     load = Path("/proc/loadavg").read_text().split()[0]
     print(
         f"median: this process {statistics.median(own):.2f} ms CPU per push, {server} "
         f"{statistics.median(theirs):.2f} ms; load average {load}"
     )
+    if raw is not None:
+        ratios = [r / (a + b) for r, a, b in zip(raw_totals, own, theirs, strict=True)]
+        print(
+            f"raw COPY: {statistics.median(raw_totals):.2f} ms CPU per batch (client + backend); "
+            f"raw / push CPU per batch, median of rounds: {statistics.median(ratios):.2f}x"
+        )
+    if raw is not None:
+        raw.close()
+
+
+class _RawCopy:
+    """The raw write of ``bench/logs``' ingest mode, for another team, batch by batch."""
+
+    def __init__(self, batches: list[logs_ingest.Batch], now_ns: int) -> None:
+        import psycopg
+        from django.db import connection
+
+        from apps.accounts.models import Team
+        from apps.logs.wire.types import stream_fingerprint
+
+        team = Team.objects.create(slug="bench-push-cpu-raw", name="Bench push CPU (raw)")
+        labels_of = {stream_fingerprint(k): k for b in batches for k in b.streams}
+        ids = logs_ingest.pg_raw_streams(team, labels_of, now_ns)
+        self.items = logs_ingest.pg_raw_batches(batches, team.pk, ids)
+        params = connection.get_connection_params()
+        self.connection = psycopg.connect(**{k: v for k, v in params.items() if k != "context"})
+        self.write = logs_ingest.pg_raw_writer("")
+        self.state: dict[str, Any] = {"connection": self.connection}
+        self.write(self.items[0], self.state)
+        self.pid = int(self.connection.info.backend_pid)
+
+    def run(self, part: slice) -> tuple[float, float]:
+        """(client, backend) ms of CPU per batch for the batches of ``part``."""
+        items = self.items[part]
+        hertz = os.sysconf("SC_CLK_TCK")
+        cpu, ticks = time.process_time(), logs_ingest._ticks(self.pid)
+        for item in items:
+            self.write(item, self.state)
+        client = (time.process_time() - cpu) / len(items) * 1000
+        return client, (logs_ingest._ticks(self.pid) - ticks) / hertz / len(items) * 1000
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
-from apps.logs.wire.types import Pairs, PushedEntry, PushedStream, utf8_size
+from apps.logs.wire.types import Pairs, PlainEntries, PushedEntry, PushedStream, utf8_size
 
 from .base import (
     DAY_NS,
@@ -207,13 +207,23 @@ def _plain_columns(
     """The columns of a stream sent once in the batch, with nothing stored yet at its times,
     whose entries are unique and carry no metadata, built a column at a time (with the
     UTF-8 size of its lines); None for any other."""
-    if not entries or any(map(_METADATA, entries)):
-        return None
-    times = list(map(_TIMES, entries))
-    lines = list(map(_LINES, entries))
-    if len(set(zip(times, lines, strict=True))) != len(entries):
+    if not entries:
         return None
     count = len(entries)
+    if isinstance(entries, PlainEntries):
+        times, lines = entries.times, entries.lines
+        severities = [entries.severity] * count
+        trace_ids, span_ids = [""] * count, [""] * count
+    elif any(map(_METADATA, entries)):
+        return None
+    else:
+        times = list(map(_TIMES, entries))
+        lines = list(map(_LINES, entries))
+        severities = list(map(_SEVERITIES, entries))
+        trace_ids = list(map(_TRACE_IDS, entries))
+        span_ids = list(map(_SPAN_IDS, entries))
+    if len(set(zip(times, lines, strict=True))) != count:
+        return None
     empty: list[str] = []  # never changed: every row may share it
     columns: list[list[Any]] = [
         [team_id] * count,
@@ -223,9 +233,9 @@ def _plain_columns(
         lines,
         [empty] * count,
         [empty] * count,
-        list(map(_SEVERITIES, entries)),
-        list(map(_TRACE_IDS, entries)),
-        list(map(_SPAN_IDS, entries)),
+        severities,
+        trace_ids,
+        span_ids,
     ]
     return columns, utf8_size("".join(lines))
 

@@ -59,7 +59,15 @@ from django.db.models.functions import Cast, Greatest, Least
 from apps.logs.logql.ast import Matcher
 from apps.logs.logql.matching import matcher_function
 from apps.logs.models import LogStream
-from apps.logs.wire.types import MAX_TIMESTAMP_NS, Pairs, PushedEntry, PushedStream, utf8_size
+from apps.logs.wire.types import (
+    MAX_TIMESTAMP_NS,
+    Pairs,
+    PlainEntries,
+    PushedEntry,
+    PushedStream,
+    entry_times,
+    utf8_size,
+)
 
 from .base import (
     DAY_NS,
@@ -136,9 +144,15 @@ def _metadata_pairs(text: str) -> Pairs:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+def _copy_plain(text: str) -> bool:
+    """Whether ``text`` goes into COPY's text format as it is: no character to escape and no
+    NUL (a few scans in C, much cheaper than a check of every character's class)."""
+    return not ("\\" in text or "\t" in text or "\n" in text or "\r" in text or "\0" in text)
+
+
 def _copy_field(text: str) -> str:
-    # Most text has nothing to escape: two scans in C instead of a translation per character.
-    return text if text.isprintable() and "\\" not in text else text.translate(_COPY_ESCAPES)
+    # Most text has nothing to escape: a few scans in C instead of a translation.
+    return text if _copy_plain(text) else text.translate(_COPY_ESCAPES)
 
 
 def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> str:
@@ -148,7 +162,7 @@ def _copy_text(team_id: int, rows: Iterable[tuple[Any, ...]]) -> str:
     out = []
     for stream_id, ts, line, metadata, severity, trace_id, span_id in rows:
         short = severity + trace_id + span_id  # a level and hex ids, or empty
-        if short.isprintable() and "\\" not in short:
+        if _copy_plain(short):
             short = f"{severity}\t{trace_id}\t{span_id}"
         else:
             short = "\t".join(_copy_field(v) for v in (severity, trace_id, span_id))
@@ -172,18 +186,24 @@ def _plain_copy_text(
     same level and ids on every entry, nothing to escape or replace in the lines, and all
     in one minute, none at its first nanosecond (which the minute counts keep apart).
     Returns (text, UTF-8 size of the lines, minute), or None for any other stream."""
-    if not entries or any(map(_METADATA, entries)):
+    if not entries:
         return None
-    shorts = set(map(_SHORT_FIELDS, entries))
-    if len(shorts) != 1:
-        return None
-    severity, trace_id, span_id = shorts.pop()
+    if isinstance(entries, PlainEntries):
+        severity, trace_id, span_id = entries.severity, "", ""
+        times, lines = entries.times, entries.lines
+    else:
+        if any(map(_METADATA, entries)):
+            return None
+        shorts = set(map(_SHORT_FIELDS, entries))
+        if len(shorts) != 1:
+            return None
+        severity, trace_id, span_id = shorts.pop()
+        times = list(map(_TIMES, entries))
+        lines = list(map(_LINES, entries))
     short = severity + trace_id + span_id
-    times = list(map(_TIMES, entries))
-    lines = list(map(_LINES, entries))
     joined = "".join(lines)
-    # Tabs, newlines and NUL are not printable: a line holding one takes the long way.
-    if not (joined.isprintable() and short.isprintable()) or "\\" in joined or "\\" in short:
+    # A line holding a character to escape, or NUL (to replace), takes the long way.
+    if not (_copy_plain(joined) and _copy_plain(short)):
         return None
     low, high = min(times), max(times)
     minute = low // MINUTE_NS
@@ -193,6 +213,12 @@ def _plain_copy_text(
     end = f"\t\t{severity}\t{trace_id}\t{span_id}\n"
     text = head + (end + head).join(map("{}\t{}".format, times, lines)) + end
     return text, utf8_size(joined), minute
+
+
+def _bigint_array(values: Iterable[int]) -> str:
+    """Integers as the text of a PostgreSQL array (``{1,2,3}``), bound as one string: the
+    driver then adapts a string, not each number of a list."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _like_pattern(needle: str) -> str:
@@ -383,8 +409,8 @@ class SqlLogStore:
         keep once committed."""
         span = {
             fingerprint: (
-                min(min(map(_TIMES, s.entries)) for s in group),
-                max(max(map(_TIMES, s.entries)) for s in group),
+                min(min(entry_times(s.entries)) for s in group),
+                max(max(entry_times(s.entries)) for s in group),
             )
             for fingerprint, group in by_fingerprint.items()
         }
@@ -500,9 +526,9 @@ class SqlLogStore:
                     "edge_bytes = m.edge_bytes + EXCLUDED.edge_bytes",
                     [
                         team_id,
-                        [stream_id for stream_id, _ in keys],
-                        [minute for _, minute in keys],
-                        *([counts[key][i] for key in keys] for i in range(4)),
+                        _bigint_array(stream_id for stream_id, _ in keys),
+                        _bigint_array(minute for _, minute in keys),
+                        *(_bigint_array(counts[key][i] for key in keys) for i in range(4)),
                     ],
                 )
         except _unique_violation():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from .labels import format_labels
-from .types import Pairs, PushedEntry, PushedStream, utf8_size
+from .types import Pairs, PlainEntries, PushedEntry, PushedStream, utf8_size
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 HOUR_NS = 3600 * 1_000_000_000
@@ -95,7 +95,7 @@ def validate_push(
     streams: Iterable[PushedStream], *, limits: Limits, now_ns: int
 ) -> PushValidation:
     refused: list[Refusal] = []
-    merged: dict[Pairs, list[PushedEntry]] = {}
+    merged: dict[Pairs, Sequence[PushedEntry]] = {}
     # The (time, line) keys of a label set's kept entries; None until a second stream of
     # the same labels needs them.
     seen: dict[Pairs, set[tuple[int, str]] | None] = {}
@@ -133,12 +133,14 @@ def validate_push(
             # within the line size, no metadata) and unique, checked a column at a time.
             size = _plain_size(stream.entries, limits, oldest=oldest, newest=newest)
             if size is not None:
-                merged[stream.labels] = list(stream.entries)
+                merged[stream.labels] = stream.entries
                 seen[stream.labels] = None
                 accepted_bytes += size
                 continue
         printed = format_labels(stream.labels)
-        kept = merged.setdefault(stream.labels, [])
+        kept = merged.get(stream.labels)
+        if not isinstance(kept, list):
+            kept = merged[stream.labels] = list(kept or ())
         keys = seen.get(stream.labels)
         if keys is None:
             keys = seen[stream.labels] = {(e.timestamp_ns, e.line) for e in kept}
@@ -178,7 +180,10 @@ def validate_push(
             kept.append(entry)
             accepted_bytes += size
     accepted = tuple(
-        PushedStream(labels=labels, entries=tuple(entries))
+        PushedStream(
+            labels=labels,
+            entries=entries if isinstance(entries, PlainEntries) else tuple(entries),
+        )
         for labels, entries in merged.items()
         if entries
     )
@@ -197,12 +202,17 @@ def _plain_size(
     """The UTF-8 size of the entries' lines when every entry is in time, within the line
     size, without metadata and unique in the stream; else None (the caller then checks
     entry by entry, and names the refused ones)."""
-    if not entries or any(map(_METADATA, entries)):
+    if not entries:
         return None
-    times = list(map(_TIMES, entries))
+    if isinstance(entries, PlainEntries):
+        times, lines = entries.times, entries.lines
+    elif any(map(_METADATA, entries)):
+        return None
+    else:
+        times = list(map(_TIMES, entries))
+        lines = list(map(_LINES, entries))
     if (oldest is not None and min(times) < oldest) or (newest is not None and max(times) > newest):
         return None
-    lines = list(map(_LINES, entries))
     longest = max(map(len, lines))  # characters: at most 4 bytes each in UTF-8
     if limits.max_line_size and longest * 4 > limits.max_line_size:
         if max(map(utf8_size, lines)) > limits.max_line_size:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
@@ -31,6 +32,8 @@ from .labels import LabelSyntaxError, parse_labels
 from .types import (
     MAX_TIMESTAMP_NS,
     DecodeError,
+    Pairs,
+    PlainEntries,
     PushedEntry,
     PushedStream,
     UnsupportedMediaType,
@@ -159,14 +162,19 @@ def _check_text(text: str, where: str) -> None:
 # ----------------------------------------------------------------------------- protobuf
 
 
-def _push_message_classes() -> tuple[Any, Any, Any, Any]:
-    """PushRequest, StreamAdapter, EntryAdapter and LabelPairAdapter, in a private pool."""
+def _push_message_classes(*, plain: bool = False) -> tuple[Any, Any, Any, Any]:
+    """PushRequest, StreamAdapter, EntryAdapter and LabelPairAdapter, in a private pool.
+
+    With ``plain``, the same wire layout read for the usual push only (package
+    ``logproto_plain``): the entries have no ``structuredMetadata`` field (sent metadata is
+    then an unknown field) and the line is a ``string``, so the parser checks its UTF-8."""
     file = descriptor_pb2.FileDescriptorProto(
-        name="controlplane/logs/loki_push.proto",
-        package="logproto",
+        name=f"controlplane/logs/loki_push{'_plain' if plain else ''}.proto",
+        package="logproto_plain" if plain else "logproto",
         syntax="proto3",
         dependency=["google/protobuf/timestamp.proto"],
     )
+    package = file.package
     field = descriptor_pb2.FieldDescriptorProto
     optional, repeated = field.LABEL_OPTIONAL, field.LABEL_REPEATED
 
@@ -177,19 +185,24 @@ def _push_message_classes() -> tuple[Any, Any, Any, Any]:
             if type_name:
                 added.type_name = type_name
 
-    message("PushRequest", ("streams", 1, repeated, field.TYPE_MESSAGE, ".logproto.StreamAdapter"))
+    message(
+        "PushRequest", ("streams", 1, repeated, field.TYPE_MESSAGE, f".{package}.StreamAdapter")
+    )
     message(
         "StreamAdapter",
         ("labels", 1, optional, field.TYPE_BYTES, ""),
-        ("entries", 2, repeated, field.TYPE_MESSAGE, ".logproto.EntryAdapter"),
+        ("entries", 2, repeated, field.TYPE_MESSAGE, f".{package}.EntryAdapter"),
         ("hash", 3, optional, field.TYPE_UINT64, ""),
     )
-    message(
-        "EntryAdapter",
+    entry_fields = [
         ("timestamp", 1, optional, field.TYPE_MESSAGE, ".google.protobuf.Timestamp"),
-        ("line", 2, optional, field.TYPE_BYTES, ""),
-        ("structuredMetadata", 3, repeated, field.TYPE_MESSAGE, ".logproto.LabelPairAdapter"),
-    )
+        ("line", 2, optional, field.TYPE_STRING if plain else field.TYPE_BYTES, ""),
+    ]
+    if not plain:
+        entry_fields.append(
+            ("structuredMetadata", 3, repeated, field.TYPE_MESSAGE, f".{package}.LabelPairAdapter")
+        )
+    message("EntryAdapter", *entry_fields)
     message(
         "LabelPairAdapter",
         ("name", 1, optional, field.TYPE_BYTES, ""),
@@ -199,16 +212,27 @@ def _push_message_classes() -> tuple[Any, Any, Any, Any]:
     pool.Add(descriptor_pb2.FileDescriptorProto.FromString(timestamp_pb2.DESCRIPTOR.serialized_pb))
     pool.Add(file)
     return tuple(
-        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"logproto.{name}"))
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
         for name in ("PushRequest", "StreamAdapter", "EntryAdapter", "LabelPairAdapter")
     )
 
 
 PushRequest, StreamAdapter, EntryAdapter, LabelPairAdapter = _push_message_classes()
+_PlainPushRequest = _push_message_classes(plain=True)[0]
+_TIMESTAMP = attrgetter("timestamp")
+_SECONDS = attrgetter("seconds")
+_NANOS = attrgetter("nanos")
+_LINE = attrgetter("line")
 
 
 def decode_loki_protobuf(raw: bytes) -> list[PushedStream]:
     """A serialized `logproto.PushRequest` (already snappy-decompressed)."""
+    plain = _plain_protobuf(raw)
+    return plain if plain is not None else _full_protobuf(raw)
+
+
+def _full_protobuf(raw: bytes) -> list[PushedStream]:
+    """Any PushRequest, entry by entry (metadata, and every error with its position)."""
     request = PushRequest()
     try:
         request.ParseFromString(raw)
@@ -217,14 +241,76 @@ def decode_loki_protobuf(raw: bytes) -> list[PushedStream]:
     return [_proto_stream(stream, f"streams[{i}]") for i, stream in enumerate(request.streams)]
 
 
-def _proto_stream(stream: Any, where: str) -> PushedStream:
-    text = _utf8(stream.labels, f"{where}.labels")
+def _plain_protobuf(raw: bytes) -> list[PushedStream] | None:
+    """The usual push, read a column at a time: every entry with a time after the epoch and a
+    UTF-8 line, none with structured metadata. The entries of each stream are then
+    :class:`PlainEntries`, made without an object per entry. None for any other push, which
+    the full reader then reads (and names its errors)."""
+    request = _PlainPushRequest()
     try:
-        labels = parse_labels(text)
+        request.ParseFromString(raw)
+    except ProtobufDecodeError:
+        return None  # a line that is not UTF-8, or a body that is not a PushRequest
+    # Metadata, or any field this layout lacks, is an unknown field: dropping those makes
+    # the message shorter than the body (written again, a message is never longer).
+    request.DiscardUnknownFields()
+    if request.ByteSize() != len(raw):
+        return None
+    decoded = []
+    for i, stream in enumerate(request.streams):
+        entries = stream.entries
+        stamps = list(map(_TIMESTAMP, entries))
+        nanos = list(map(_NANOS, stamps))
+        times = [
+            seconds * 1_000_000_000 + nano
+            for seconds, nano in zip(map(_SECONDS, stamps), nanos, strict=True)
+        ]
+        # A time of 0 may be a missing timestamp: the full reader tells them apart.
+        if times and not (
+            0 < min(times)
+            and max(times) <= MAX_TIMESTAMP_NS
+            and 0 <= min(nanos)
+            and max(nanos) < 1_000_000_000
+        ):
+            return None
+        where = f"streams[{i}]"
+        text = stream.labels
+        known = _known_labels.get(text)
+        if known is None:
+            labels = _proto_labels(text, where)
+            known = normalize_labels(labels), _level(dict(labels))
+            if len(_known_labels) >= KNOWN_LABELS_SIZE:
+                _known_labels.clear()
+            _known_labels[text] = known
+        decoded.append(
+            PushedStream(
+                labels=known[0],
+                entries=PlainEntries(times, list(map(_LINE, entries)), known[1]),
+                origin=where,
+            )
+        )
+    return decoded
+
+
+# Label texts read lately, with their labels and level: a shipper sends the same few label
+# sets push after push, and reading the text is most of what a stream costs besides its
+# entries. Only texts that read without error are kept; emptied when full.
+KNOWN_LABELS_SIZE = 10_000
+_known_labels: dict[bytes, tuple[Pairs, str]] = {}
+
+
+def _proto_labels(data: bytes, where: str) -> list[tuple[str, str]]:
+    text = _utf8(data, f"{where}.labels")
+    try:
+        return parse_labels(text)
     except LabelSyntaxError as error:
         raise DecodeError(
             f"invalid label text {text[:200]!r}: {error}", location=f"{where}.labels"
         ) from None
+
+
+def _proto_stream(stream: Any, where: str) -> PushedStream:
+    labels = _proto_labels(stream.labels, where)
     level = _level(dict(labels))
     entries = []
     for j, entry in enumerate(stream.entries):

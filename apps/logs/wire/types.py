@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from itertools import repeat
+from typing import NamedTuple, overload
 
 from .labels import format_labels
 
@@ -62,6 +64,64 @@ class PushedEntry(NamedTuple):
     span_id: str = ""
 
 
+class PlainEntries(Sequence[PushedEntry]):
+    """The entries of a stream as columns: their times and lines, every one with the same
+    level and no metadata, trace or span id (what shippers send most). The decoders make it
+    without an object per line, and validation and the stores read its columns; anything
+    else sees a sequence of :class:`PushedEntry`, equal to the tuple of the same entries."""
+
+    __slots__ = ("lines", "severity", "times")
+
+    def __init__(self, times: list[int], lines: list[str], severity: str = "") -> None:
+        if len(times) != len(lines):
+            raise ValueError(f"{len(times)} times for {len(lines)} lines")
+        self.times = times
+        self.lines = lines
+        self.severity = severity
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @overload
+    def __getitem__(self, index: int) -> PushedEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[PushedEntry, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> PushedEntry | tuple[PushedEntry, ...]:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        return PushedEntry(self.times[index], self.lines[index], (), self.severity)
+
+    def __iter__(self) -> Iterator[PushedEntry]:
+        return map(PushedEntry, self.times, self.lines, repeat(()), repeat(self.severity))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PlainEntries | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"PlainEntries({tuple(self)!r})"
+
+
+def entry_times(entries: Sequence[PushedEntry]) -> list[int]:
+    """The entries' times, in order (a column when the entries are :class:`PlainEntries`)."""
+    if isinstance(entries, PlainEntries):
+        return entries.times
+    return [entry.timestamp_ns for entry in entries]
+
+
+def entry_lines(entries: Sequence[PushedEntry]) -> list[str]:
+    """The entries' lines, in order (a column when the entries are :class:`PlainEntries`)."""
+    if isinstance(entries, PlainEntries):
+        return entries.lines
+    return [entry.line for entry in entries]
+
+
 @dataclass(frozen=True, slots=True)
 class PushedStream:
     """Entries sharing one label set. `labels` is sorted by name, names unique, no empty value.
@@ -69,7 +129,7 @@ class PushedStream:
     `resourceLogs[0].scopeLogs[1]`), to name it in refusals."""
 
     labels: Pairs
-    entries: tuple[PushedEntry, ...]
+    entries: tuple[PushedEntry, ...] | PlainEntries
     origin: str = ""
 
     @property
@@ -80,8 +140,19 @@ class PushedStream:
 def stream_fingerprint(labels: Pairs) -> str:
     """A stable identity of a label set: the sha256 (hex) of its canonical text
     `{a="x", b="y"}` (sorted, quoted as `format_labels` does). Storage keys streams by it, so
-    the printing rules must not change."""
-    return hashlib.sha256(format_labels(labels).encode()).hexdigest()
+    the printing rules must not change. The label sets seen lately are remembered (a
+    shipper pushes into the same few streams again and again)."""
+    found = _fingerprints.get(labels)
+    if found is None:
+        found = hashlib.sha256(format_labels(labels).encode()).hexdigest()
+        if len(_fingerprints) >= FINGERPRINTS_KEPT:
+            _fingerprints.clear()
+        _fingerprints[labels] = found
+    return found
+
+
+FINGERPRINTS_KEPT = 10_000
+_fingerprints: dict[Pairs, str] = {}
 
 
 def normalize_labels(pairs: Pairs | list[tuple[str, str]]) -> Pairs:
