@@ -21,7 +21,7 @@ Endpoints, each checked before timing:
 
 - ``constant``: ``GET /toggles/v1/bench-constant`` (``bench/toggles_urls.py``), a plain
   Django view answering a fixed body with no authentication, behind the gateway paths'
-  middleware (``GatewayPathMiddleware``): the ceiling, and what the ratios divide by.
+  middleware (``TokenPathMiddleware``): the ceiling, and what the ratios divide by.
 - ``constant, full middleware``: the same view at ``/bench/constant``, behind every other
   view's middleware (sessions, CSRF, ...), for reference.
 - ``(a) OFREP bulk``: ``POST /ofrep/v1/evaluate/flags`` with a context (targeting key,

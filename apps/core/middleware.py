@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 
 from . import context, observability
 
@@ -78,4 +79,48 @@ class RequestContextMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
                 request_id=request_id,
             )
+        return response
+
+
+# Paths authenticated by a token in the request, which set no cookie and render no page:
+# the gateways' toggle reads and the log shippers' pushes.
+TOKEN_PATH_PREFIXES = (
+    "/ofrep/v1/",
+    "/toggles/v1/",
+    "/loki/api/v1/push",
+    "/v1/logs",
+    "/otlp/v1/logs",
+)
+
+
+class TokenPathMiddleware:
+    """Calls the views of :data:`TOKEN_PATH_PREFIXES` straight after the request context
+    (request id, log line, metrics) and the JSON errors, skipping the middleware of browser
+    sessions (static files, sessions, CSRF, user, messages, htmx, frame options): those
+    paths authenticate with a token, set no cookie and render no page, and that middleware
+    costs more than answering a gateway's 304 or a part of storing a shipper's push. The
+    host is still checked against ``ALLOWED_HOSTS`` and answers carry
+    ``X-Content-Type-Options: nosniff``, as the full stack would give them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path_info.startswith(TOKEN_PATH_PREFIXES):
+            return self.get_response(request)
+        request.get_host()  # DisallowedHost: a 400, as CommonMiddleware would answer
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        request.resolver_match = match
+        response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if (
+            response.status_code != 304
+            and not response.streaming
+            and "Content-Length" not in response
+        ):
+            # As CommonMiddleware does: without it gunicorn answers chunked.
+            response["Content-Length"] = str(len(response.content))
         return response

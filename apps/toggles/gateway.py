@@ -23,9 +23,9 @@ lcpg_...``) whose team is the only team they read: nothing in a request chooses 
   Errors here are the project's ``{"detail": ...}``.
 
 Plain Django views: the read path is the hot path of every gateway, and DRF's request and
-renderer machinery would cost more than the work itself. :class:`GatewayPathMiddleware`
-also spares them the middleware of browser sessions. See :mod:`.readcache` for why it does
-not query the database when nothing changed.
+renderer machinery would cost more than the work itself.
+:class:`apps.core.middleware.TokenPathMiddleware` also spares them the middleware of browser
+sessions. See :mod:`.readcache` for why it does not query the database when nothing changed.
 """
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, resolve
 from django.utils.http import parse_etags
 from django.views.decorators.csrf import csrf_exempt
 
@@ -139,43 +137,6 @@ def gateway_reader(request: HttpRequest) -> Reader:
             return Reader(known.token.team_id, known.version)
     token = plain_view_authenticate(request, GatewayTokenAuthentication())
     return Reader(token.team_id, team_version(token.team_id))
-
-
-# --------------------------------------------------------------------------- middleware
-
-GATEWAY_PATH_PREFIXES = ("/ofrep/v1/", "/toggles/v1/")
-
-
-class GatewayPathMiddleware:
-    """Calls the gateway read views straight after the request context (request id, log
-    line, metrics) and the JSON errors, skipping the middleware of browser sessions (static
-    files, sessions, CSRF, user, messages, htmx, frame options): those paths authenticate
-    with a token, set no cookie and render no page, and that middleware costs more than
-    answering a 304. The host is still checked against ``ALLOWED_HOSTS`` and answers
-    carry ``X-Content-Type-Options: nosniff``, as the full stack would give them."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path_info.startswith(GATEWAY_PATH_PREFIXES):
-            return self.get_response(request)
-        request.get_host()  # DisallowedHost: a 400, as CommonMiddleware would answer
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return self.get_response(request)
-        request.resolver_match = match
-        response: HttpResponse = match.func(request, *match.args, **match.kwargs)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if (
-            response.status_code != 304
-            and not response.streaming
-            and "Content-Length" not in response
-        ):
-            # As CommonMiddleware does: without it gunicorn answers chunked.
-            response["Content-Length"] = str(len(response.content))
-        return response
 
 
 # --------------------------------------------------------------------------- answers

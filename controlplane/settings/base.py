@@ -57,8 +57,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.RequestContextMiddleware",
     "apps.core.errors.ApiErrorMiddleware",
-    # Gateways' toggle reads (/ofrep/v1/, /toggles/v1/) stop here: see the class.
-    "apps.toggles.gateway.GatewayPathMiddleware",
+    # Gateways' toggle reads and log shippers' pushes stop here: see the class.
+    "apps.core.middleware.TokenPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -586,3 +586,24 @@ def test_otlp__garbage__400_nothing_stored(
     assert response.status_code == 400
     assert response.json()["code"] == 3  # INVALID_ARGUMENT
     assert stored(sql_log_store, roster.team) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_loki_push__served_without_browser_middleware__no_cookie_nosniff_host_checked(
+    roster: Any, token: str, sql_log_store: SqlLogStore, settings: Any
+) -> None:
+    client = Client()
+    client.cookies["sessionid"] = "not-a-session"  # would make SessionMiddleware vary/read
+    body = loki_json(({"app": "api"}, [(time.time_ns(), "lean")]))
+    response = push(client, body, token)
+    assert response.status_code == 204
+    assert response["X-Content-Type-Options"] == "nosniff"
+    # The page-serving middleware never ran: it would have added these.
+    assert "X-Frame-Options" not in response
+    assert "Vary" not in response
+    assert not response.cookies
+    assert [e.line for e in stored(sql_log_store, roster.team)] == ["lean"]
+    settings.ALLOWED_HOSTS = ["controlplane.example"]
+    refused = push(Client(), body, token)  # the test client's host is "testserver"
+    assert refused.status_code == 400
+    assert refused["Content-Type"].startswith("application/json")
