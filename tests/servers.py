@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+REDIS_CACHE = "apps.core.cache.RedisCache"  # the product's backend
 ROOT = Path(__file__).resolve().parents[1]
 # What a child process may inherit without configuring the application.
 _NEUTRAL_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")

@@ -72,9 +72,7 @@ WORKER_HEARTBEAT_MAX_AGE_S = env_int("WORKER_HEARTBEAT_MAX_AGE_S", 60, minimum=1
 # The cache holds short-lived locks and hot values. Redis when configured; otherwise files
 # under var/, which (unlike the in-process cache) the web, worker and beat processes share.
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
+    CACHES = {"default": {"BACKEND": "apps.core.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {
         "default": {
