@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import multiprocessing
 import os
@@ -817,7 +818,12 @@ async def _placement_async(url: str, keys: Sequence[str], concurrency: int) -> d
 
 def placement(nginx: Nginx, keys: Sequence[str]) -> dict[str, str]:
     """The replica each key reaches through nginx."""
-    return asyncio.run(_placement_async(nginx.url + "/v1/models", keys, 32))
+    # In a thread of its own: the caller may already run an event loop (a test session
+    # with a browser driver does), and asyncio.run refuses to nest.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(
+            asyncio.run, _placement_async(nginx.url + "/v1/models", keys, 32)
+        ).result()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import requests
 
 
 def moto_reset_with_group(moto_url: str, *, region: str, group: str, template: str) -> None:
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    requests.post(f"{moto_url}/moto-api/reset", timeout=30).raise_for_status()
     boto3.client("ec2", region_name=region, endpoint_url=moto_url).create_launch_template(
         LaunchTemplateName=template,
         LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"},
