@@ -11,9 +11,10 @@ import pytest
 
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.profiles import H100_80GB, L4
+from apps.fleetsim.replica import RequestRecord
 from apps.fleetsim.workload import Request, steady
 from bench.autoscale import cli, oracle, policies, report, traces
-from bench.autoscale.sim import QueueingDeployment, RunResult, SimConfig, run
+from bench.autoscale.sim import QueueingDeployment, RunResult, SimConfig, feasible_share, run
 from bench.autoscale.traces import LENGTHS
 from tests.unit.bench.helpers import state, view_of
 
@@ -256,13 +257,24 @@ def test_make_plan__future_surge__same_start_and_maximum() -> None:
 
 
 def test_demand_tokens__last_windows__full_length_ending_with_the_trace() -> None:
-    requests = [Request(0.5, 100, 10), Request(25.0, 90, 10), Request(29.5, 900, 100)]
+    requests = [Request(0.5, 100, 10), Request(15.0, 90, 10), Request(29.5, 900, 100)]
     demand = oracle.demand_tokens(requests, 30.0, 10.0, 20.0)
-    # The window from 20 s would reach 40 s: it becomes [10, 30), 1,100 tokens over 20 s,
-    # not 1,100 over the 10 s inside the trace.
-    assert demand == [110 / 20, 1100 / 20, 1100 / 20]
+    # The window from 20 s would reach 40 s: it becomes [10, 30), 1,100 tokens over 20 s;
+    # neither 1,000 tokens over the 10 s inside the trace nor over [20, 40).
+    assert demand == [210 / 20, 1100 / 20, 1100 / 20]
     # A trace shorter than the window averages over the whole trace.
     assert oracle.demand_tokens(requests, 30.0, 10.0, 60.0)[0] == pytest.approx(1210 / 30)
+
+
+def test_feasible_share__only_flagged_requests_count() -> None:
+    def rec(i: int, ttft: float | None) -> RequestRecord:
+        return RequestRecord(i, 0.0, 10, 10, ttft is not None, 1.0, "p", ttft, 0.01)
+
+    records = [rec(0, 0.5), rec(1, 3.0), rec(2, 0.5), rec(3, None)]
+    assert feasible_share(records, [True, True, True, True], 2.0) == 0.5
+    # Request 2 met the SLO but is flagged infeasible: 1 of the 3 feasible ones is in.
+    assert feasible_share(records, [True, True, False, True], 2.0) == pytest.approx(1 / 3)
+    assert math.isnan(feasible_share(records, [False] * 4, 2.0))
 
 
 # ------------------------------------------------------------------- gateway queueing
