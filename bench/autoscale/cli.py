@@ -72,6 +72,8 @@ class Settings:
     initial_replicas: int | None = None  # None: sized from the first warmup_s of load
     warmup_s: float = 300.0
     oracle_iterations: int = 5
+    capacity_sample: int = 2000
+    capacity_iterations: int = 10
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,13 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     infeasible = len(flags) - sum(flags)
     try:
         cap = oracle.measure_capacity(
-            tr.requests, profile, cfg.ttft_slo_s, seed=cfg.seed, feasible=feas
+            tr.requests,
+            profile,
+            cfg.ttft_slo_s,
+            seed=cfg.seed,
+            feasible=feas,
+            sample=settings.capacity_sample,
+            iterations=settings.capacity_iterations,
         )
     except oracle.NoCapacity as exc:
         return Plan(
@@ -372,7 +380,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workloads", default=",".join(DEFAULT_WORKLOADS), help=f"comma-separated, from {known}"
     )
     p.add_argument("--seeds", default="report", help="report (100-104), tune (0-4) or a list")
-    p.add_argument("--duration", type=float, default=1200.0, help="synthetic mix length, s (1200)")
+    p.add_argument("--duration", type=float, default=900.0, help="synthetic mix length, s (900)")
     p.add_argument("--trace-csv", action="append", default=[], help="extra CSV trace (repeat)")
     p.add_argument(
         "--csv-time-unit", choices=traces.TIME_UNITS, default="auto", help="CSV TIMESTAMP unit"
@@ -559,13 +567,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         workloads = []  # a CSV alone runs only that trace
         args.workloads = ""
     try:
-        _seeds(args.seeds)
-        if args.max_replicas < 1 or (
-            args.initial_replicas is not None and args.initial_replicas < 1
-        ):
-            raise ValueError("--max-replicas and --initial-replicas must be at least 1")
-        if not args.warmup > 0 or not args.duration > 0:
-            raise ValueError("--warmup and --duration must be positive")
+        seeds = _seeds(args.seeds)
+    except ValueError:
+        seeds = []
+    problem = None
+    if not seeds:
+        problem = "--seeds must be report, tune or a comma-separated list of integers"
+    elif args.max_replicas < 1 or (args.initial_replicas or 1) < 1:
+        problem = "--max-replicas and --initial-replicas must be at least 1"
+    elif not args.warmup > 0 or not args.duration > 0 or not args.time_scale > 0:
+        problem = "--warmup, --duration and --time-scale must be positive"
+    if problem is not None:
+        print(f"bad argument: {problem}", file=sys.stderr)
+        return 1
+    try:
         cells = build_cells(args)
     except KeyError as exc:
         print(f"bad argument: {exc.args[0]}", file=sys.stderr)

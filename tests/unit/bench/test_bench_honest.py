@@ -452,3 +452,21 @@ def test_cli__tiny_matrix__summary_and_cells(tmp_path: Path) -> None:
     assert "## Summary" in text
     assert "gateway queueing" in text
     assert "static-peak (reference)" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "one,two"], "--seeds must be"),
+        (["--gpus", "Z80"], "unknown GPU profile"),
+        (["--max-replicas", "0"], "at least 1"),
+        (["--workloads", "chat,nope"], "unknown workload"),
+    ],
+)
+def test_cli__bad_arguments__status_1_with_reason(
+    tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main([*args, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
