@@ -71,6 +71,7 @@ class Settings:
     max_replicas: int = 32
     initial_replicas: int | None = None  # None: sized from the first warmup_s of load
     warmup_s: float = 300.0
+    start_utilization: float = 0.8
     oracle_iterations: int = 5
     capacity_sample: int = 2000
     capacity_iterations: int = 10
@@ -126,13 +127,15 @@ def initial_count(
     capacity_tps: float,
     warmup_s: float,
     max_replicas: int,
+    utilization: float = 0.8,
 ) -> int:
     """The starting count every adaptive policy shares: the tokens/s arriving in the first
-    ``warmup_s`` over one replica's capacity, rounded up, within ``[1, max_replicas]``.
-    It is what an operator would deploy after watching the first minutes of traffic; it
-    uses no later arrival."""
+    ``warmup_s`` over ``utilization`` of one replica's capacity, rounded up, within
+    ``[1, max_replicas]``. It is what an operator would deploy after watching the first
+    minutes of traffic, with some headroom; it uses no later arrival."""
     tokens = sum(r.prompt_tokens + r.output_tokens for r in requests if r.arrival_s < warmup_s)
-    need = math.ceil(tokens / warmup_s / capacity_tps - 1e-9) if capacity_tps > 0 else 1
+    per_replica = capacity_tps * utilization
+    need = math.ceil(tokens / warmup_s / per_replica - 1e-9) if per_replica > 0 else 1
     return max(1, min(max_replicas, need))
 
 
@@ -219,8 +222,17 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
         initial = max(1, min(settings.initial_replicas, max_replicas))
         how = "stated"
     else:
-        initial = initial_count(tr.requests, cap.tokens_per_s, settings.warmup_s, max_replicas)
-        how = f"sized from the first {settings.warmup_s:g} s"
+        initial = initial_count(
+            tr.requests,
+            cap.tokens_per_s,
+            settings.warmup_s,
+            max_replicas,
+            settings.start_utilization,
+        )
+        how = (
+            f"the first {settings.warmup_s:g} s of load at "
+            f"{settings.start_utilization * 100:g} % of capacity"
+        )
     return Plan(
         trace=name,
         feasibility=feas,
@@ -380,7 +392,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workloads", default=",".join(DEFAULT_WORKLOADS), help=f"comma-separated, from {known}"
     )
     p.add_argument("--seeds", default="report", help="report (100-104), tune (0-4) or a list")
-    p.add_argument("--duration", type=float, default=900.0, help="synthetic mix length, s (900)")
+    p.add_argument("--duration", type=float, default=600.0, help="synthetic mix length, s (600)")
     p.add_argument("--trace-csv", action="append", default=[], help="extra CSV trace (repeat)")
     p.add_argument(
         "--csv-time-unit", choices=traces.TIME_UNITS, default="auto", help="CSV TIMESTAMP unit"
@@ -474,7 +486,8 @@ def _markdown(
         f"{cfg.ttft_slo_s:g} s, ITL SLO {cfg.itl_slo_s:g} s, SLO target "
         f"{settings.slo_target * 100:g} % of the feasible requests. Routing: {routing}. "
         f"Adaptive policies start at a count sized from the first {settings.warmup_s:g} s "
-        f"of load (or stated) and share a maximum of {settings.max_replicas} replicas. "
+        f"of load at {settings.start_utilization * 100:g} % of a replica's capacity (or "
+        f"stated) and share a maximum of {settings.max_replicas} replicas. "
         f"Wall time {wall_s:.1f} s with {jobs} processes.",
         "",
         "## Summary",

@@ -278,7 +278,7 @@ CODE_LENGTHS = TokenLengths(
 )
 # Load per GPU profile, relative to an L4: rates are multiplied by it (and a CSV trace's
 # time compressed by it) so that each profile needs a handful to a dozen replicas.
-LOAD_SCALE = {"L4": 1.0, "A100-80GB": 2.5, "H100-80GB": 4.0}
+LOAD_SCALE = {"L4": 1.0, "A100-80GB": 4.0, "H100-80GB": 8.0}
 
 
 def long_context_lengths(max_model_len: int) -> TokenLengths:
@@ -345,7 +345,7 @@ MIXES: dict[str, str] = {
 }
 
 
-def mix(name: str, gpu: str, *, seed: int, duration_s: float = 1200.0) -> Trace:
+def mix(name: str, gpu: str, *, seed: int, duration_s: float = 600.0) -> Trace:
     """Workload mix ``name`` (see :data:`MIXES`) sized for GPU profile ``gpu``: the rates
     are those of :data:`MIXES` (an L4's) times :data:`LOAD_SCALE`."""
     from apps.fleetsim.profiles import get_profile

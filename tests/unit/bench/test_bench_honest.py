@@ -222,9 +222,11 @@ def test_run__feasible_flags__attainment_over_feasible_and_overall() -> None:
 def test_initial_count__sized_from_the_first_minutes_only() -> None:
     calm = [Request(float(t), 900, 100) for t in range(0, 600)]
     spike_later = calm + [Request(600.0 + t / 50, 900, 100) for t in range(5000)]
-    # 1,000 tokens/s over the first 300 s at 400 tokens/s per replica: 3 replicas.
-    assert cli.initial_count(calm, 400.0, 300.0, 32) == 3
-    assert cli.initial_count(spike_later, 400.0, 300.0, 32) == 3
+    # 1,000 tokens/s over the first 300 s at 400 tokens/s per replica: 2.5, 3 replicas;
+    # at 80 % of that capacity 3.125, 4 replicas.
+    assert cli.initial_count(calm, 400.0, 300.0, 32, 1.0) == 3
+    assert cli.initial_count(calm, 400.0, 300.0, 32) == 4
+    assert cli.initial_count(spike_later, 400.0, 300.0, 32) == 4
     assert cli.initial_count(calm, 10.0, 300.0, 32) == 32  # within the maximum
 
 
