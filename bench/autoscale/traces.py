@@ -278,7 +278,7 @@ CODE_LENGTHS = TokenLengths(
 )
 # Load per GPU profile, relative to an L4: rates are multiplied by it (and a CSV trace's
 # time compressed by it) so that each profile needs a handful to a dozen replicas.
-LOAD_SCALE = {"L4": 1.0, "A100-80GB": 4.0, "H100-80GB": 8.0}
+LOAD_SCALE = {"L4": 1.0, "A100-80GB": 4.0, "H100-80GB": 6.0}
 
 
 def long_context_lengths(max_model_len: int) -> TokenLengths:
