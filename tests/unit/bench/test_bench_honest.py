@@ -472,3 +472,16 @@ def test_cli__bad_arguments__status_1_with_reason(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_read_csv__iso_datetimes_with_offsets__one_timeline(tmp_path: Path) -> None:
+    path = _csv(
+        tmp_path,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16T18:00:00Z,10,5\n"
+        "2023-11-16T19:00:30+01:00,10,5\n"  # 18:00:30 UTC
+        "2023-11-16 18:01:00,10,5\n",  # naive: read as UTC
+    )
+    read = traces.read_csv(path)
+    assert read.unit == "datetime"
+    assert [r.arrival_s for r in read.requests] == [0.0, 30.0, 60.0]
