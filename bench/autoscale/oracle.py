@@ -30,7 +30,65 @@ from dataclasses import dataclass
 
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.profiles import GpuProfile
+from apps.fleetsim.replica import replay
 from apps.fleetsim.workload import Request
+
+
+class NoCapacity(ValueError):
+    """No per-replica rate meets the SLO target on the feasible requests."""
+
+
+@dataclass(frozen=True)
+class Feasibility:
+    """Which requests one replica of a profile can serve within the TTFT SLO at all.
+
+    A request is infeasible when ``prompt + output`` exceeds what a replica accepts
+    (``max_model_len``, or the KV cache when smaller: vLLM answers 400) or when its prefill
+    alone, on an idle replica, takes longer than the SLO. No policy can serve those within
+    the SLO, so the benchmark counts them apart, the same for every policy.
+    """
+
+    max_request_tokens: int
+    max_prompt_tokens: int  # longest prompt whose idle prefill fits the SLO (0: none)
+    ttft_slo_s: float
+
+    def feasible(self, prompt_tokens: int, output_tokens: int) -> bool:
+        return (
+            prompt_tokens + output_tokens <= self.max_request_tokens
+            and prompt_tokens <= self.max_prompt_tokens
+        )
+
+    def flags(self, requests: Sequence[Request]) -> list[bool]:
+        return [self.feasible(r.prompt_tokens, r.output_tokens) for r in requests]
+
+    def describe(self) -> str:
+        return (
+            f"feasible: prompt + output <= {self.max_request_tokens:,} tokens and prompt <= "
+            f"{self.max_prompt_tokens:,} tokens (prefill alone within {self.ttft_slo_s:g} s "
+            "on an idle replica)"
+        )
+
+
+def feasibility(profile: GpuProfile, ttft_slo_s: float) -> Feasibility:
+    """Measure the longest prompt whose prefill fits ``ttft_slo_s`` on an idle replica
+    (bisection on the replica model; TTFT grows with the prompt)."""
+    limit = profile.max_request_tokens
+
+    def ttft(prompt: int) -> float:
+        record = replay(profile, [Request(0.0, prompt, 1)])[0]
+        return math.inf if record.ttft_s is None else record.ttft_s
+
+    lo, hi = 0, max(limit - 1, 1)
+    if ttft(hi) <= ttft_slo_s:
+        lo = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ttft(mid) <= ttft_slo_s:
+                lo = mid
+            else:
+                hi = mid
+    return Feasibility(limit, lo, ttft_slo_s)
 
 
 @dataclass(frozen=True)
@@ -66,11 +124,18 @@ def measure_capacity(
     quantile: float = 0.99,
     seed: int = 0,
     iterations: int = 12,
+    feasible: Feasibility | None = None,
 ) -> Capacity:
-    """Bisection on the per-replica rate (see the module docstring)."""
+    """Bisection on the per-replica rate (see the module docstring). With ``feasible``,
+    the infeasible requests of the mix still load the replicas but the quantile is taken
+    over the feasible ones. Raises :class:`NoCapacity` when no rate qualifies."""
     lengths = _length_sample(requests, sample)
     if not lengths:
-        raise ValueError("no requests to measure capacity with")
+        raise NoCapacity("no requests to measure capacity with")
+    ok_flags = [feasible is None or feasible.feasible(p, o) for p, o in lengths]
+    n_feasible = sum(ok_flags)
+    if n_feasible == 0:
+        raise NoCapacity("no request of the trace is feasible on this GPU profile")
     mean_tokens = sum(p + o for p, o in lengths) / len(lengths)
 
     def attempt(rate_per_replica: float) -> tuple[bool, float]:
@@ -78,12 +143,16 @@ def measure_capacity(
         dep = SimulatedDeployment("cal", profile.model_name, "cal", profile, pool, load)
         Fleet([dep]).run_until_idle(max_time_s=load[-1].arrival_s + 7200.0)
         done = [r for r in dep.completed() if r.completed]
-        ok = sum(1 for r in done if r.ttft_s is not None and r.ttft_s <= ttft_slo_s)
+        ok = sum(
+            1
+            for r in done
+            if r.ttft_s is not None and r.ttft_s <= ttft_slo_s and ok_flags[r.request_id]
+        )
         # Little's law: mean requests in flight = total time in system / span.
         in_flight = sum(r.e2e_s for r in done if r.e2e_s is not None) / max(
             load[-1].arrival_s, 1e-9
         )
-        return ok >= quantile * len(load), in_flight / pool
+        return ok >= quantile * n_feasible, in_flight / pool
 
     # A generous upper bound: the prefill-bound rate (every token at compute speed).
     hi = 1.0 / (profile.token_compute_s * mean_tokens)
@@ -97,7 +166,10 @@ def measure_capacity(
         else:
             hi = mid
     if lo == 0.0:
-        raise ValueError("no rate meets the SLO on this GPU profile (is the SLO too tight?)")
+        raise NoCapacity(
+            f"no rate meets {quantile * 100:g} % of the feasible requests within "
+            f"{ttft_slo_s:g} s on {profile.name} (is the SLO too tight?)"
+        )
     return Capacity(lo * mean_tokens, lo, concurrency, pool)
 
 
@@ -112,11 +184,13 @@ def demand_tokens(
         prefix.append(prefix[-1] + r.prompt_tokens + r.output_tokens)
     out = []
     for s in starts:
-        # Windows reaching past the end are averaged over the part inside the trace, so
-        # the last ones do not read as a lull.
-        span = max(min(window_s, duration_s - s), 1.0)
-        lo = bisect.bisect_left(times, s)
-        hi = bisect.bisect_left(times, s + span)
+        # Every window is full-length. One reaching past the end is moved back to end
+        # with the trace, so the last ones neither read as a lull nor average over a
+        # sliver (a trace shorter than the window averages over the whole of it).
+        a = max(0.0, min(s, duration_s - window_s))
+        span = max(min(window_s, duration_s), 1e-9)
+        lo = bisect.bisect_left(times, a)
+        hi = bisect.bisect_left(times, a + span)
         out.append((prefix[hi] - prefix[lo]) / span)
     return out
 

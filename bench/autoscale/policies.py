@@ -39,7 +39,8 @@ from bench.autoscale.sim import MetricsView, ScaleState
 
 
 class Static:
-    """A fixed replica count (sized by the oracle's capacity model: at peak or at mean)."""
+    """A fixed replica count. The benchmark's static-peak and static-mean are sized by the
+    oracle's capacity model from the whole trace (clairvoyant): they are references."""
 
     def __init__(self, name: str, replicas: int) -> None:
         self.name = name
@@ -163,6 +164,37 @@ class Hpa:
         keep = max(self.behavior.up_stabilization_s, self.behavior.down_stabilization_s)
         self.recommendations = [r for r in self.recommendations if r[0] > now - keep]
         self.recommendations.append((now, proposal))
+
+
+class HpaOnSignals(Hpa):
+    """Plain Kubernetes HPA behaviour on the signals ours uses, as a control: one HPA
+    with two Pods metrics, the waiting requests per replica (target
+    ``OursSpec.queue_per_replica``) and the KV-cache use (target ``OursSpec.kv_target``),
+    the larger proposal winning as with several metrics in ``spec.metrics``; default
+    behavior (300 s scale-down stabilization, the default rate limits). What it shares with
+    ours is the choice of signals and targets; what differs is the control logic."""
+
+    def __init__(self, name: str, *, queue_target: float, kv_target: float) -> None:
+        super().__init__(name, metric="waiting", target=queue_target)
+        self.kv_target = kv_target
+
+    def _proposal(self, view: MetricsView, state: ScaleState) -> int | None:
+        queue = super()._proposal(view, state)
+        ready_then = int(view.latest("ready") or 0)
+        kv = view.latest("kv_avg")
+        kv_proposal = None
+        if ready_then and kv is not None:
+            kv_proposal = hpa_pods_metric_replicas(
+                state.spec,
+                kv * ready_then,
+                ready_then,
+                self.kv_target,
+                unready=max(0, state.spec - state.ready),
+                missing=max(0, state.ready - ready_then),
+                tolerance=self.tolerance,
+            )
+        proposals = [p for p in (queue, kv_proposal) if p is not None]
+        return max(proposals) if proposals else None
 
 
 def _latest_total(view: MetricsView, metric: str) -> float | None:
@@ -452,9 +484,10 @@ def ours_policy(
     eval_period_s: float,
 ) -> engine.Policy:
     """The engine Policy. The live loop keeps one reading per signal per evaluation in
-    ``History.signal_samples`` and does not supply ``Obs.panic_value``, so the panic short
-    window must span at least one earlier evaluation to hold any sample: by default it is
-    twice the evaluation period."""
+    ``History.signal_samples`` and does not supply ``Obs.panic_value``; the engine's short
+    window averages the reading being decided on with the earlier ones inside the window.
+    The benchmark's default window, twice the evaluation period, spans the current and the
+    previous evaluation's readings."""
     panic_window = spec.panic_window_s or 2.0 * eval_period_s
     return engine.Policy(
         min_replicas=min_replicas,

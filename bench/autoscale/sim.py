@@ -16,6 +16,22 @@ The loop, in simulated time (nothing sleeps):
   SIGTERM and retried at once (https://github.com/vllm-project/vllm/pull/36666,
   https://github.com/kserve/kserve/pull/5496).
 
+Routing (``SimConfig.routing``):
+
+* ``"queue"`` (the default, what the tables use): requests wait at the gateway, in
+  arrival order, until a ready replica has room, i.e. could admit the request into its
+  batch now: fewer than ``max_num_seqs`` sequences running and waiting, and KV cache for
+  everything it holds plus this request (:class:`QueueingDeployment`). A replica that
+  turns ready takes over the backlog at once, as behind production LLM routers with flow
+  control. The gateway queue counts as waiting requests in the metrics.
+* ``"bind"``: each request goes to the least-loaded ready replica on arrival and waits in
+  that engine's queue, so replicas added later never take over an existing backlog
+  (:class:`apps.fleetsim.fleet.SimulatedDeployment` as it is).
+
+Requests that no replica of the profile can serve within the TTFT SLO (see
+:class:`bench.autoscale.oracle.Feasibility`) are replayed like the others, but the figures
+give the TTFT attainment both over every request and over the feasible ones.
+
 Every policy runs with the same cold start, scrape delay, evaluation period, bounds and
 starting replica count. After the trace's last arrival the replica count is frozen and the
 requests still in flight are served to completion; GPU-hours are counted over the trace's
@@ -34,8 +50,10 @@ from typing import Protocol
 
 from apps.fleetsim.fleet import SimulatedDeployment
 from apps.fleetsim.profiles import GpuProfile, get_profile
-from apps.fleetsim.replica import RequestRecord
+from apps.fleetsim.replica import Job, Replica, RequestRecord
 from apps.fleetsim.workload import Request
+
+ROUTINGS = ("queue", "bind")
 
 # Fields sampled every step. "kv_avg" and "util_avg" are averages over the replicas ready
 # at that moment (undefined when none is ready); the rest are deployment totals.
@@ -60,8 +78,11 @@ class SimConfig:
     price_per_gpu_hour: float = 1.0
     drain_s: float = 45.0
     seed: int = 0
+    routing: str = "queue"
 
     def __post_init__(self) -> None:
+        if self.routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}")
         if self.sample_s <= 0 or self.eval_period_s <= 0 or self.scrape_delay_s < 0:
             raise ValueError("sample and evaluation periods must be positive, the delay >= 0")
         ratio = self.eval_period_s / self.sample_s
@@ -81,6 +102,117 @@ class SimConfig:
     @property
     def cold_start(self) -> float:
         return self.profile().cold_start_s
+
+
+class QueueingDeployment(SimulatedDeployment):
+    """A deployment whose gateway holds requests until a ready replica has room.
+
+    Room: the replica would admit the request into its batch now (fewer than
+    ``max_num_seqs`` sequences running and waiting in it, and KV cache for what it holds
+    plus this request). Among replicas with room the least loaded gets it (ties: least
+    recently picked). The queue is served in arrival order (a re-queued request keeps its
+    place); requests too long for any replica go straight to one, which rejects them.
+    Room appears when a replica turns ready (served at once) or a sequence finishes: the
+    gateway is re-checked every ``tick_s`` (0.1 s) while it holds requests, so a request
+    may wait up to that much longer than on a router that reacts to each completion.
+    """
+
+    tick_s = 0.1
+
+    def gateway_queue(self) -> int:
+        return len(self._gateway) + len(self._pending)
+
+    @staticmethod
+    def _has_room(replica: Replica, job: Job) -> bool:
+        waiting = replica._waiting
+        if replica.num_running + len(waiting) >= replica._max_seqs:
+            return False
+        held = replica._reserved + sum(seq.need for seq in waiting)
+        return held + job.prompt_tokens + job.output_tokens <= replica._kv_cap
+
+    def _pick(self, job: Job, t: float) -> Replica | None:
+        best: Replica | None = None
+        best_key = (0, 0)
+        too_long = job.prompt_tokens + job.output_tokens > self.profile.max_request_tokens
+        for replica in self._ready:
+            if t > replica.horizon:
+                replica.advance(t)
+            if not too_long and not self._has_room(replica, job):
+                continue
+            key = (replica.outstanding, self._last_pick.get(replica.pod, -1))
+            if best is None or key < best_key:
+                best, best_key = replica, key
+        return best
+
+    def _send(self, replica: Replica, job: Job, t: float, roll_failure: bool) -> None:
+        self._pick_seq += 1
+        self._last_pick[replica.pod] = self._pick_seq
+        if roll_failure and self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:
+            replica.fail(job, t, "injected")
+            return
+        replica.submit(job, t)
+
+    def _enqueue(self, job: Job) -> None:
+        gateway = self._gateway
+        if not gateway or gateway[-1].arrival_s <= job.arrival_s:
+            gateway.append(job)
+            return
+        i = bisect.bisect_right([j.arrival_s for j in gateway], job.arrival_s)
+        gateway.insert(i, job)
+
+    def _dispatch(self, job: Job, t: float, *, roll_failure: bool = True) -> None:
+        if self._gateway:
+            self._enqueue(job)  # first come, first served
+            self._serve_gateway(t)
+            return
+        replica = self._pick(job, t)
+        if replica is None:
+            self._enqueue(job)
+        else:
+            self._send(replica, job, t, roll_failure)
+
+    def _serve_gateway(self, t: float) -> None:
+        while self._gateway and self._ready:
+            replica = self._pick(self._gateway[0], t)
+            if replica is None:
+                return
+            self._send(replica, self._gateway.popleft(), t, True)
+
+    def _on_ready(self, t: float) -> None:
+        while self._starting and self._starting[0].ready_at_s <= t:
+            replica = self._starting.pop(0)
+            replica.advance(t)
+            self._ready.append(replica)
+        self._serve_gateway(t)
+
+    def _next_room(self) -> float:
+        if not self._gateway or not self._ready:
+            return math.inf
+        return self._now + self.tick_s
+
+    def advance(self, t: float) -> None:
+        """As :meth:`SimulatedDeployment.advance`, re-checking the gateway every
+        :attr:`tick_s` while it holds requests."""
+        while True:
+            t_room = self._next_room()
+            if t_room > t:
+                super().advance(t)
+                return
+            super().advance(t_room)
+            self._serve_gateway(t_room)
+
+
+def make_deployment(
+    profile: GpuProfile, replicas: int, requests: Sequence[Request], cfg: SimConfig
+) -> SimulatedDeployment:
+    """The deployment for ``cfg.routing``."""
+    cls = QueueingDeployment if cfg.routing == "queue" else SimulatedDeployment
+    return cls("bench", profile.model_name, "bench", profile, replicas, requests, seed=cfg.seed)
+
+
+def gateway_queue(dep: SimulatedDeployment) -> int | None:
+    """Requests held at the gateway of a queueing deployment (None for bound routing)."""
+    return dep.gateway_queue() if isinstance(dep, QueueingDeployment) else None
 
 
 class MetricLog:
@@ -195,6 +327,9 @@ class RunResult:
     wall_s: float
     # (t, spec, ready) after each evaluation, for plots.
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
+    infeasible: int = 0  # requests no replica can serve within the SLO (same for all)
+    ttft_ok_feasible: float = math.nan  # TTFT attainment over the feasible requests
+    at_max: float = 0.0  # share of the trace's span spent at the maximum replica count
 
     def as_dict(self, *, timeline: bool = True) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if timeline or k != "timeline"}
@@ -207,6 +342,26 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return math.nan
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def feasible_share(
+    records: Sequence[RequestRecord], feasible: Sequence[bool], ttft_slo_s: float
+) -> float:
+    """TTFT attainment over the requests flagged feasible (request ids index ``feasible``);
+    NaN when none is."""
+    n = sum(feasible)
+    if not n:
+        return math.nan
+    ok = sum(
+        1
+        for r in records
+        if r.completed
+        and r.ttft_s is not None
+        and r.ttft_s <= ttft_slo_s
+        and r.request_id < len(feasible)
+        and feasible[r.request_id]
+    )
+    return ok / n
 
 
 def _sample(dep: SimulatedDeployment, t: float) -> dict[str, float]:
@@ -224,7 +379,11 @@ def _sample(dep: SimulatedDeployment, t: float) -> dict[str, float]:
     # ready (it waits too), or on draining replicas, which are terminating pods: no
     # longer scraped, not counted. Draining needs a ready replica to have been removed
     # while the floor keeps at least one, so the two never overlap.
-    gateway = dep.outstanding() - in_engines if n == 0 else 0
+    queued = gateway_queue(dep)
+    if queued is not None:
+        gateway = queued  # a gateway with flow control exports its queue
+    else:
+        gateway = dep.outstanding() - in_engines if n == 0 else 0
     return {
         "spec": dep.spec_replicas,
         "ready": n,
@@ -274,19 +433,15 @@ def run(
     duration_s: float,
     controller: Controller,
     cfg: SimConfig,
+    feasible: Sequence[bool] | None = None,
 ) -> RunResult:
-    """Replay ``requests`` for ``duration_s`` with ``controller`` in charge of the count."""
+    """Replay ``requests`` for ``duration_s`` with ``controller`` in charge of the count.
+    ``feasible`` flags the requests that count for the feasible attainment (all: None)."""
     wall0 = time.perf_counter()
     profile = cfg.profile()
-    dep = SimulatedDeployment(
-        "bench",
-        profile.model_name,
-        "bench",
-        profile,
-        cfg.initial_replicas,
-        requests,
-        seed=cfg.seed,
-    )
+    dep = make_deployment(profile, cfg.initial_replicas, requests, cfg)
+    flags = [True] * len(requests) if feasible is None else list(feasible)
+    at_max_s = 0.0
     log = MetricLog()
     steps = math.ceil(duration_s / cfg.sample_s - 1e-9)
     eval_every = round(cfg.eval_period_s / cfg.sample_s)
@@ -299,6 +454,8 @@ def run(
         t = k * cfg.sample_s
         dep.advance(t)
         gpu_s += cfg.sample_s * (spec + dep.draining_replicas)
+        if spec >= cfg.max_replicas:
+            at_max_s += cfg.sample_s
         log.record(t, _sample(dep, t))
         if k % eval_every:
             continue
@@ -340,4 +497,7 @@ def run(
         requeued=dep.totals().requeued,
         wall_s=time.perf_counter() - wall0,
         timeline=timeline,
+        infeasible=len(flags) - sum(flags),
+        ttft_ok_feasible=feasible_share(records, flags, cfg.ttft_slo_s),
+        at_max=at_max_s / max(steps * cfg.sample_s, 1e-9),
     )

@@ -16,10 +16,11 @@ def test_demand_tokens__windows__prompt_plus_output_per_second() -> None:
     assert demand == [33.0, 0.0, 10.0]
 
 
-def test_demand_tokens__window_past_the_end__averaged_over_the_part_inside() -> None:
+def test_demand_tokens__window_past_the_end__moved_back_full_length() -> None:
     requests = [Request(0.5, 100, 10), Request(25.0, 90, 10)]
-    # The window starting at 20 reaches 50 but the trace ends at 30: 100 tokens / 10 s.
-    assert oracle.demand_tokens(requests, 30.0, 10.0, 30.0)[2] == 10.0
+    # The window starting at 20 would reach 50 but the trace ends at 30: it covers the
+    # trace's last 30 s instead, 210 tokens / 30 s.
+    assert oracle.demand_tokens(requests, 30.0, 10.0, 30.0)[2] == 7.0
 
 
 def test_needs__demand_over_capacity_times_factor__rounded_up_with_floor() -> None:

@@ -31,14 +31,14 @@ def test_check_targets__cheapest_passing_baseline__compared_with_ours() -> None:
     results = [
         _result("ours", 0.995, 10.0),
         _result("oracle", 0.991, 9.0),
-        _result("static-peak", 0.999, 12.0),
+        _result("hpa-signals", 0.999, 12.5),
         _result("kpa", 0.98, 8.0),  # cheaper but misses the SLO: not the reference
         _result("hpa-gpu", 0.999, 20.0),
     ]
     check = check_targets(results, slo_target=0.99)
     assert check is not None
-    assert check.cheapest_baseline == "static-peak"
-    assert check.baseline_ratio == 10.0 / 12.0
+    assert check.cheapest_baseline == "hpa-signals"
+    assert check.baseline_ratio == 10.0 / 12.5
     assert check.baseline_met
     assert round(check.oracle_ratio or 0, 3) == 1.111
     assert check.all_met
@@ -67,6 +67,6 @@ def test_table__rows__oracle_then_ours_then_baselines() -> None:
         0.2,
     )
     rows = [line.split("|")[1].strip() for line in text.splitlines()[2:]]
-    assert rows == ["oracle", "ours", "kpa"]
+    assert rows == ["oracle (reference)", "ours", "kpa"]
     assert "| 99.50 % |" in text
     assert "TTFT ≤ 2 s" in text.splitlines()[0]

@@ -135,7 +135,7 @@ def test_ours__no_ready_replica_reported__kv_missing_not_zero() -> None:
     assert obs["queue_length"].value == 0.0
 
 
-def test_ours_policy__panic_window__spans_an_earlier_evaluation() -> None:
+def test_ours_policy__panic_window__twice_the_evaluation_period() -> None:
     policy = policies.ours_policy(
         policies.OursSpec(), min_replicas=1, max_replicas=9, cold_start_s=90.0, eval_period_s=15.0
     )
@@ -166,21 +166,20 @@ def test_benchmark__same_seed__same_results(tmp_path: Path) -> None:
     trace = tmp_path / "small.csv"
     _write_trace_csv(trace)
     args = [
-        "--traces",
-        "",
+        "--gpus",
+        "L4",
         "--trace-csv",
         str(trace),
         "--policies",
         "oracle,ours,kpa,static-peak",
         "--jobs",
         "1",
-        "--no-plots",
     ]
 
     def results(out: Path) -> dict[str, object]:
         assert cli.main([*args, "--out", str(out)]) == 0
         data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        small = data["traces"]["small"]
+        small = data["cells"]["L4/small"]
         for r in small["results"]:
             r.pop("wall_s")
         small.pop("plan_wall_s")
@@ -190,4 +189,6 @@ def test_benchmark__same_seed__same_results(tmp_path: Path) -> None:
     assert first == second
     assert {r["policy"] for r in first["results"]} == {"oracle", "ours", "kpa", "static-peak"}
     assert first["requests"] > 400
-    assert (tmp_path / "a" / "results.md").read_text(encoding="utf-8").count("| ours |") == 1
+    text = (tmp_path / "a" / "results.md").read_text(encoding="utf-8")
+    assert "## L4/small" in text
+    assert "| ours |" in text.split("## L4/small")[1]
