@@ -53,7 +53,18 @@ def history_load(raw: Mapping[str, Any] | None) -> engine.History:
             for name, samples in (raw.get("signal_samples") or {}).items()
         },
         panic_last_s=raw.get("panic_last_s"),
+        capacity=_capacity_load(raw.get("capacity")),
+        demand_samples=tuple((float(t), float(v)) for t, v in raw.get("demand_samples", ())),
     )
+
+
+def _capacity_load(raw: Any) -> engine.Capacity | None:
+    """The learned capacity, or None when absent or unreadable (then it is learned again)."""
+    try:
+        per_replica, intervals = raw
+        return engine.Capacity(float(per_replica), int(intervals))
+    except (TypeError, ValueError):
+        return None
 
 
 def history_dump(history: engine.History) -> dict[str, Any]:
@@ -63,6 +74,8 @@ def history_dump(history: engine.History) -> dict[str, Any]:
         "load_samples": [list(s) for s in history.load_samples],
         "signal_samples": {k: [list(s) for s in v] for k, v in history.signal_samples.items()},
         "panic_last_s": history.panic_last_s,
+        "capacity": None if history.capacity is None else list(history.capacity),
+        "demand_samples": [list(s) for s in history.demand_samples],
     }
 
 

@@ -29,6 +29,15 @@ Target kinds
     a floor set by prefill compute, not by load, so proportional scale-down from latency
     would shed far too much).
 
+``demand_capacity``
+    The observation is the deployment's demand (finished requests/s or tokens/s); the target
+    is the utilisation (0-1) each replica should run at against its capacity, which is
+    learned online (:mod:`.capacity`, :class:`.types.CapacitySizing`). desired =
+    ceil((demand + backlog / drain time) / (capacity * target)); scale-up has no dead band,
+    scale-down needs the tolerance and never goes below what the peak demand of the last
+    ``peak_window_s`` needs. :func:`demand_capacity_policy` builds a policy with the
+    defaults a new policy gets in the product.
+
 Replicas still starting are capacity on the way. They report no metrics, so demand is
 measured on ready replicas only and compared with the spec, which already includes them:
 two ready replicas at twice the target ask for four, and once four are requested the same
@@ -79,11 +88,19 @@ mode "off") but is brought back to the floor, or handled by scale-to-zero when e
 from __future__ import annotations
 
 from .decide import decide
+from .presets import (
+    DEMAND_SCALE_DOWN_POLICIES,
+    DEMAND_SCALE_UP_POLICIES,
+    demand_capacity_policy,
+    demand_target,
+)
 from .step import Applied, step
 from .types import (
     DEFAULT_SCALE_DOWN_POLICIES,
     DEFAULT_SCALE_UP_POLICIES,
     SLO_BURN_RATE,
+    Capacity,
+    CapacitySizing,
     CronMinimum,
     Decision,
     Event,
@@ -100,8 +117,12 @@ from .types import (
 __all__ = [
     "DEFAULT_SCALE_DOWN_POLICIES",
     "DEFAULT_SCALE_UP_POLICIES",
+    "DEMAND_SCALE_DOWN_POLICIES",
+    "DEMAND_SCALE_UP_POLICIES",
     "SLO_BURN_RATE",
     "Applied",
+    "Capacity",
+    "CapacitySizing",
     "CronMinimum",
     "Decision",
     "Event",
@@ -114,5 +135,7 @@ __all__ = [
     "SloBoost",
     "Target",
     "decide",
+    "demand_capacity_policy",
+    "demand_target",
     "step",
 ]

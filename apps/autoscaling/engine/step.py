@@ -54,4 +54,6 @@ def step(
         advanced.load_samples,
         signals,
         advanced.panic_last_s,
+        advanced.capacity,
+        advanced.demand_samples,
     )
