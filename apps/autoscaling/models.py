@@ -68,7 +68,7 @@ class AutoscalingPolicy(models.Model):
         blank=True,
         help_text='Rate limits up: [{"type": "pods"|"percent", "value": 4, "period_s": 15}]; '
         "empty = HPA defaults (100 % or 4 pods per 15 s, the larger), or with a "
-        "demand_capacity target straight to the need (1000 % per 15 s).",
+        "demand_capacity target straight to the need (1000 % or 1000 pods per 15 s).",
     )
     scale_down_policies = models.JSONField(
         default=list,

@@ -13,8 +13,11 @@ from .types import CapacitySizing, Policy, ScalingPolicy, Target
 
 DEFAULT_DEMAND_SIGNAL: Final = "request_rate"
 DEFAULT_UTILIZATION: Final = 0.8
-# Up: straight to the need (up to 11x the count per 15 s, i.e. no practical limit).
-DEMAND_SCALE_UP_POLICIES: Final = (ScalingPolicy("percent", 1000, 15),)
+# Up: straight to the need (11x the count or 1000 more per 15 s: no practical limit).
+DEMAND_SCALE_UP_POLICIES: Final = (
+    ScalingPolicy("percent", 1000, 15),
+    ScalingPolicy("pods", 1000, 15),
+)
 # Down: proportionally, 10 % of the count per minute (at least one replica of any count ≥ 2).
 DEMAND_SCALE_DOWN_POLICIES: Final = (ScalingPolicy("percent", 10, 60),)
 DEMAND_SCALE_DOWN_STABILIZATION_S: Final = 60.0
