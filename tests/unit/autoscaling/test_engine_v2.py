@@ -206,3 +206,54 @@ def test_policy_api__new_policy_defaults_to_demand_sizing(client_for):
     assert bad.status_code == 400
     assert "learn_rate" in str(bad.json())
     assert AutoscalingPolicy.objects.get(deployment=deployment).capacity_latency_slo_s is None
+
+
+@pytest.mark.django_db
+def test_live_loop__collected_demand_and_backlog__sized_and_capacity_kept(settings):
+    """The loop passes the collected request rate, backlog and latency, and keeps what was
+    learned in the deployment's control history for the next evaluation."""
+    import time
+
+    from apps.autoscaling.actuators.base import ScaleStatus
+    from apps.autoscaling.evaluation import deployment_evaluate
+    from apps.autoscaling.models import DeploymentControl
+    from apps.metrics.collection import Observation
+    from apps.metrics.services import metrics_store
+    from tests.factories.autoscaling import AutoscalingPolicyFactory
+    from tests.factories.inventory import SimulatedDeploymentFactory
+
+    class Fixed:
+        def get_scale(self, target):
+            return ScaleStatus(4, 4)
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20)
+    AutoscalingPolicyFactory(
+        deployment=dep,
+        mode="dry-run",
+        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
+        capacity_initial_per_replica=2.0,
+        capacity_latency_slo_s=2.0,
+        cold_start_s=60.0,
+    )
+    now = time.time()
+    metrics_store(
+        observations={
+            dep.pk: {
+                "request_rate": Observation(16.0, now, "ok", ""),
+                "queue_length": Observation(12.0, now, "ok", ""),
+                "ttft_p95": Observation(1.1, now, "ok", ""),
+            }
+        }
+    )
+    record = deployment_evaluate(deployment=dep, actuator=Fixed(), now=now)
+    assert record is not None
+    # (16 + 12 / 60) / (2 * 0.8) = 10.1
+    assert (record.desired_replicas, record.rule) == (11, "target:request_rate")
+    assert record.reason.startswith("demand 16 req/s + backlog 12 over 60 s / capacity 2 req/s")
+    history = DeploymentControl.objects.get(deployment=dep).history
+    # 4 per replica with a backlog and TTFT within the SLO: 2 + 0.2 * (4 - 2).
+    assert history["capacity"] == [pytest.approx(2.4), 1]
+    assert history["demand_samples"] == [[now, 16.0]]
+    again = deployment_evaluate(deployment=dep, actuator=Fixed(), now=now + 10)
+    assert "capacity 2.4 req/s per replica (learned from 1 interval)" in again.reason
