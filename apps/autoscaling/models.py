@@ -154,7 +154,7 @@ class AutoscalingPolicy(models.Model):
         "without a backlog) are idle and teach nothing.",
     )
     capacity_learn_range = models.FloatField(
-        default=4.0,
+        default=2.0,
         help_text="Demand sizing: the learned capacity stays within the initial one divided "
         "and multiplied by this.",
     )

@@ -43,6 +43,7 @@ def demand_capacity_policy(
     scale_down_percent_per_minute: int = 10,
     peak_window_s: float = 600.0,
     learn_rate: float = 0.2,
+    learn_range: float = 2.0,
     **overrides: Any,
 ) -> Policy:
     """A policy sized from demand over learned capacity, with the product's defaults.
@@ -69,6 +70,7 @@ def demand_capacity_policy(
             latency_signal=latency_signal,
             latency_slo_s=latency_slo_s,
             learn_rate=learn_rate,
+            learn_range=learn_range,
             peak_window_s=peak_window_s,
         ),
         **fields,

@@ -180,7 +180,7 @@ class CapacitySizing:
     learn_rate: float = 0.2
     learn_min_utilization: float = 0.5
     probe_latency_ratio: float = 0.5
-    learn_range: float = 4.0
+    learn_range: float = 2.0
     peak_window_s: float = 600.0
 
     def __post_init__(self) -> None:

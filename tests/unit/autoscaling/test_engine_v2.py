@@ -127,9 +127,10 @@ def test_learn__the_evidence_of_one_interval():
     # Latency unknown, or no replica ready: nothing.
     assert go(12.0, 8, Reading("missing", None, "")) is None
     assert go(12.0, 8, met, ready=0) is None
-    # Within bounds: initial / 4 .. initial * 4.
-    assert go(400.0, 100, met).per_replica <= 8.0
-    assert go(0.4, 100, breached).per_replica >= 0.5
+    # Within bounds: initial / 2 .. initial * 2.
+    assert go(400.0, 100, met).per_replica == 4.0
+    low = learn(cs, engine.Capacity(1.1, 3), throughput=0.4, ready=4, backlog=100, latency=breached)
+    assert low == engine.Capacity(1.0, 4)
 
 
 def test_step__learned_capacity__carried_in_history_and_used_next():
