@@ -55,6 +55,9 @@ def history_load(raw: Mapping[str, Any] | None) -> engine.History:
         panic_last_s=raw.get("panic_last_s"),
         capacity=_capacity_load(raw.get("capacity")),
         demand_samples=tuple((float(t), float(v)) for t, v in raw.get("demand_samples", ())),
+        demand_buckets=tuple(
+            (float(t), float(v), int(n)) for t, v, n in raw.get("demand_buckets", ())
+        ),
     )
 
 
@@ -76,6 +79,7 @@ def history_dump(history: engine.History) -> dict[str, Any]:
         "panic_last_s": history.panic_last_s,
         "capacity": None if history.capacity is None else list(history.capacity),
         "demand_samples": [list(s) for s in history.demand_samples],
+        "demand_buckets": [list(b) for b in history.demand_buckets],
     }
 
 

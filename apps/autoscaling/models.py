@@ -162,6 +162,12 @@ class AutoscalingPolicy(models.Model):
         default=600.0,
         help_text="Demand sizing: never scale below what the peak demand of this window needs.",
     )
+    capacity_forecast_periods_s = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Demand sizing: seasonal periods in seconds for the forecast floor, e.g. "
+        "[86400] (daily) or [86400, 604800]; empty (default) = no forecast.",
+    )
     updated_at = models.DateTimeField(auto_now=True, help_text="Last change.")
 
     class Meta:
@@ -254,6 +260,7 @@ class AutoscalingPolicy(models.Model):
                     learn_min_utilization=self.capacity_learn_min_utilization,
                     learn_range=self.capacity_learn_range,
                     peak_window_s=self.capacity_peak_window_s,
+                    forecast_periods_s=tuple(float(p) for p in self.capacity_forecast_periods_s),
                 ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -262,7 +269,12 @@ class AutoscalingPolicy(models.Model):
     def clean(self) -> None:
         if not isinstance(self.targets, list) or not self.targets:
             raise ValidationError({"targets": "Give at least one target."})
-        for field in ("scale_up_policies", "scale_down_policies", "cron_minimums"):
+        for field in (
+            "scale_up_policies",
+            "scale_down_policies",
+            "cron_minimums",
+            "capacity_forecast_periods_s",
+        ):
             if not isinstance(getattr(self, field), list):
                 raise ValidationError({field: "Must be a list."})
         try:

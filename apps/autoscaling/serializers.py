@@ -56,6 +56,7 @@ class AutoscalingPolicySerializer(ModelCleanMixin, serializers.ModelSerializer[A
             "capacity_learn_min_utilization",
             "capacity_learn_range",
             "capacity_peak_window_s",
+            "capacity_forecast_periods_s",
             "updated_at",
         ]
         read_only_fields = ["updated_at"]

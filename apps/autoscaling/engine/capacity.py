@@ -107,6 +107,40 @@ def learn(
     return Capacity(min(high, max(low, new)), before.intervals + 1)
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def forecast(
+    cs: CapacitySizing, history: History, now: float, lead_s: float
+) -> tuple[float, str] | None:
+    """The demand expected within ``lead_s`` from the same time one period ago, scaled by
+    the trend, and how to say it; None when off or without a period of history."""
+    if not cs.forecast_periods_s or not history.demand_buckets:
+        return None
+    b = cs.forecast_bucket_s
+    best: tuple[float, str] | None = None
+    for period in cs.forecast_periods_s:
+        then = now - period
+        ahead = [m for start, m, _ in history.demand_buckets if then - b < start <= then + lead_s]
+        if not ahead:
+            continue
+        recent = _mean([m for s, m, _ in history.demand_buckets if now - 3600 <= s < now - b])
+        past = _mean([m for s, m, _ in history.demand_buckets if then - 3600 <= s < then - b])
+        trend = 1.0
+        if recent is not None and past is not None and past > 0:
+            trend = min(2.0, max(0.5, recent / past))
+        expected = max(ahead) * trend
+        when = "a day" if period == 86400 else "a week" if period == 604800 else f"{period:g} s"
+        text = (
+            f"the forecast floor (demand {when} ago over the next {number(lead_s)} s, "
+            f"trend x{trend:.2f}) expects"
+        )
+        if best is None or expected > best[0]:
+            best = (expected, text)
+    return best
+
+
 def size(
     target: Target,
     observations: Mapping[str, Obs],
@@ -171,6 +205,13 @@ def size(
         if replicas < current and need >= current * (1.0 - policy.tolerance) - EPS:
             replicas = current
             why += f", within the {percent(policy.tolerance)} tolerance of {current}"
+    ahead = forecast(cs, history, now, max(drain, cs.forecast_bucket_s))
+    if ahead is not None:
+        expected, text = ahead
+        ahead_need = ceil_count(expected / (cap.per_replica * u))
+        if ahead_need > replicas:
+            replicas = ahead_need
+            why += f"; {text} {number(expected)} {u_text}, which needs {ahead_need}"
     latency = None
     if cs.latency_slo_s is not None:
         latency = read(observations.get(cs.latency_signal), policy)

@@ -44,6 +44,7 @@ def demand_capacity_policy(
     peak_window_s: float = 600.0,
     learn_rate: float = 0.2,
     learn_range: float = 2.0,
+    forecast_periods_s: tuple[float, ...] = (),
     **overrides: Any,
 ) -> Policy:
     """A policy sized from demand over learned capacity, with the product's defaults.
@@ -72,6 +73,7 @@ def demand_capacity_policy(
             learn_rate=learn_rate,
             learn_range=learn_range,
             peak_window_s=peak_window_s,
+            forecast_periods_s=forecast_periods_s,
         ),
         **fields,
     )

@@ -170,6 +170,12 @@ class CapacitySizing:
     Scale-down never goes below what the highest demand of the last ``peak_window_s`` needs
     at the current estimate (``History.demand_samples``), and a proposal below the current
     count must be below it by more than the policy's tolerance; scale-up has no dead band.
+
+    Forecast floor (off unless ``forecast_periods_s`` is given, e.g. (86400,) for a daily
+    pattern): the demand is also kept as ``forecast_bucket_s`` means over the longest period
+    (``History.demand_buckets``); the highest mean one period ago over the next drain time,
+    times the trend (the last hour's mean against the same hour one period earlier, within
+    0.5-2), is a floor for the proposal, so known peaks are met before they arrive.
     """
 
     initial_per_replica: float = 1.0
@@ -182,8 +188,15 @@ class CapacitySizing:
     probe_latency_ratio: float = 0.5
     learn_range: float = 2.0
     peak_window_s: float = 600.0
+    forecast_periods_s: tuple[float, ...] = ()
+    forecast_bucket_s: float = 300.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "forecast_periods_s", tuple(self.forecast_periods_s))
+        if any(not p >= 3600 for p in self.forecast_periods_s):
+            raise ValueError("forecast periods must be at least 3600 s (e.g. 86400, 604800)")
+        if not self.forecast_bucket_s >= 60:
+            raise ValueError("forecast_bucket_s must be at least 60 s")
         if not (math.isfinite(self.initial_per_replica) and self.initial_per_replica > 0):
             raise ValueError("initial capacity per replica must be a positive number")
         if self.backlog_drain_s is not None and not self.backlog_drain_s > 0:
@@ -358,6 +371,14 @@ class Policy:
         return any(t.kind == "demand_capacity" for t in self.targets)
 
     @property
+    def forecast_horizon_s(self) -> float:
+        """How long demand buckets are kept for the forecast floor (0: not at all)."""
+        periods = self.capacity.forecast_periods_s
+        if not (self.sizes_by_demand and periods):
+            return 0.0
+        return max(periods) + 3600.0 + self.capacity.forecast_bucket_s
+
+    @property
     def history_horizon_s(self) -> float:
         """How far back :class:`History` needs to reach for this policy."""
         periods = [p.period_s for p in (*self.scale_up_policies, *self.scale_down_policies)]
@@ -430,11 +451,22 @@ class History:
     panic_last_s: float | None = None
     capacity: Capacity | None = None
     demand_samples: Samples = ()
+    demand_buckets: tuple[tuple[float, float, int], ...] = ()
 
-    def advance(self, decision: Decision, now: float, *, applied: bool, keep_s: float) -> History:
+    def advance(
+        self,
+        decision: Decision,
+        now: float,
+        *,
+        applied: bool,
+        keep_s: float,
+        bucket_s: float = 300.0,
+        bucket_keep_s: float = 0.0,
+    ) -> History:
         """The history after ``decision``: append what it produced, drop what is older than
         ``keep_s`` (use ``Policy.history_horizon_s``). ``applied`` says whether the change
-        was made (enforce mode); only applied changes are scale events."""
+        was made (enforce mode); only applied changes are scale events. Demand buckets of
+        ``bucket_s`` are kept for ``bucket_keep_s`` (0: none)."""
         cutoff = now - keep_s
         recs = (*(r for r in self.recommendations if r[0] > cutoff), (now, decision.recommendation))
         events = tuple(e for e in self.scale_events if e[0] > cutoff)
@@ -450,6 +482,17 @@ class History:
         demands = tuple(s for s in self.demand_samples if s[0] > cutoff)
         if decision.demand is not None:
             demands = (*demands, (now, decision.demand))
+        buckets: tuple[tuple[float, float, int], ...] = ()
+        if bucket_keep_s > 0:
+            buckets = tuple(b for b in self.demand_buckets if b[0] > now - bucket_keep_s)
+            if decision.demand is not None:
+                start = now - now % bucket_s
+                if buckets and buckets[-1][0] == start:
+                    _, mean, n = buckets[-1]
+                    last = (start, (mean * n + decision.demand) / (n + 1), n + 1)
+                    buckets = (*buckets[:-1], last)
+                else:
+                    buckets = (*buckets, (start, decision.demand, 1))
         return History(
             recs,
             events,
@@ -458,6 +501,7 @@ class History:
             decision.panic_last_s,
             decision.capacity if decision.capacity is not None else self.capacity,
             demands,
+            buckets,
         )
 
 

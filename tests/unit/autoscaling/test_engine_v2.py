@@ -258,3 +258,46 @@ def test_live_loop__collected_demand_and_backlog__sized_and_capacity_kept(settin
     assert history["demand_samples"] == [[now, 16.0]]
     again = deployment_evaluate(deployment=dep, actuator=Fixed(), now=now + 10)
     assert "capacity 2.4 req/s per replica (learned from 1 interval)" in again.reason
+
+
+def _seasonal_history(recent_mean):
+    then = NOW - 86400
+    return engine.History(
+        demand_buckets=(
+            (then - 1600, 4.0, 30),  # the hour before, one day ago
+            (then - 100, 32.0, 30),  # the peak arriving, one day ago
+            (NOW - 2000, recent_mean, 30),  # the last hour, today
+        )
+    )
+
+
+def test_forecast_floor__yesterdays_peak_ahead__met_before_it_arrives():
+    policy = _policy(forecast_periods_s=(86400,))
+    d = _decide(policy, _obs(2.0), current=2, history=_seasonal_history(4.0))
+    assert d.desired_replicas == 20  # 32 / (2 * 0.8)
+    assert (
+        "the forecast floor (demand a day ago over the next 300 s, trend x1.00) expects "
+        "32 req/s, which needs 20"
+    ) in d.reason
+    # Twice the demand of the same hour yesterday: the trend doubles what is expected.
+    assert _decide(policy, _obs(2.0), 2, _seasonal_history(8.0)).desired_replicas == 40
+    # Off by default: the same history changes nothing.
+    assert _decide(_policy(), _obs(2.0), 2, _seasonal_history(4.0)).desired_replicas == 2
+
+
+def test_step__forecast_on__demand_kept_in_buckets_for_a_period_and_an_hour():
+    policy = _policy(forecast_periods_s=(86400,))
+    assert policy.forecast_horizon_s == 86400 + 3600 + 300
+    history, t0 = engine.History(), 999_900.0  # a bucket boundary
+    for i, rate in enumerate([2.0, 4.0, 6.0]):
+        state = engine.ReplicaState(spec=5, ready=5)
+        _, history = engine.step(
+            policy, _obs(rate), history, t0 + 150 * i, replicas=state, applied=False
+        )
+    assert history.demand_buckets == ((999_900.0, 3.0, 2), (1_000_200.0, 6.0, 1))
+    assert history_load(history_dump(history)) == history
+    # Without a forecast nothing is kept.
+    _, plain = engine.step(
+        _policy(), _obs(2.0), engine.History(), t0, replicas=state, applied=False
+    )
+    assert plain.demand_buckets == ()

@@ -31,13 +31,14 @@ def policies(draw):
         scale_down_percent_per_minute=draw(st.integers(1, 50)),
         peak_window_s=draw(st.sampled_from([0.0, 120.0, 600.0])),
         tolerance=draw(st.sampled_from([0.0, 0.1])),
+        forecast_periods_s=draw(st.sampled_from([(), (3600.0,)])),
     )
 
 
 @st.composite
 def histories(draw, policy):
     """A plausible history: earlier recommendations, scale events, demand and backlog
-    readings within the policy's horizon, maybe a learned capacity."""
+    readings within the policy's horizon, demand buckets, maybe a learned capacity."""
     horizon = policy.history_horizon_s
     times = draw(st.lists(st.floats(1.0, max(horizon, 1.0)), max_size=6, unique=True))
     high = policy.max_replicas
@@ -56,6 +57,12 @@ def histories(draw, policy):
             )
         ),
         demand_samples=tuple((NOW - t, draw(rates)) for t in times),
+        demand_buckets=tuple(
+            sorted(
+                (NOW - t - (NOW - t) % 300, draw(rates), 1)
+                for t in draw(st.lists(st.floats(0.0, 7500.0), max_size=8, unique=True))
+            )
+        ),
     )
 
 
