@@ -44,6 +44,9 @@ def demand_capacity_policy(
     peak_window_s: float = 600.0,
     learn_rate: float = 0.2,
     learn_range: float = 2.0,
+    learn_min_utilization: float = 0.5,
+    probe_latency_ratio: float = 0.5,
+    backlog_drain_s: float | None = None,
     forecast_periods_s: tuple[float, ...] = (),
     **overrides: Any,
 ) -> Policy:
@@ -51,7 +54,9 @@ def demand_capacity_policy(
 
     ``initial_capacity``: what one replica sustains at the SLO, in the demand signal's unit
     (requests/s for "request_rate"), from the GPU/model profile; it is refined online.
-    ``overrides``: any other :class:`Policy` field (mode, tolerance, panic, ...).
+    The other arguments are :class:`CapacitySizing`'s (same names) and the scale-down
+    percentage per minute; ``overrides``: any other :class:`Policy` field (mode, tolerance,
+    panic, ...).
     """
     fields: dict[str, Any] = {
         "mode": "enforce",
@@ -72,6 +77,9 @@ def demand_capacity_policy(
             latency_slo_s=latency_slo_s,
             learn_rate=learn_rate,
             learn_range=learn_range,
+            learn_min_utilization=learn_min_utilization,
+            probe_latency_ratio=probe_latency_ratio,
+            backlog_drain_s=backlog_drain_s,
             peak_window_s=peak_window_s,
             forecast_periods_s=forecast_periods_s,
         ),
