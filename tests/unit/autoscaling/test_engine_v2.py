@@ -4,6 +4,8 @@ policy fields and API, the live loop's history and the backtest replay."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from apps.autoscaling import engine
 from apps.autoscaling.backtest import backtest_replay
@@ -301,3 +303,64 @@ def test_step__forecast_on__demand_kept_in_buckets_for_a_period_and_an_hour():
         _policy(), _obs(2.0), engine.History(), t0, replicas=state, applied=False
     )
     assert plain.demand_buckets == ()
+
+
+CAPACITY_FIELDS = (
+    "capacity_initial_per_replica",
+    "capacity_backlog_signal",
+    "capacity_backlog_drain_s",
+    "capacity_latency_signal",
+    "capacity_latency_slo_s",
+    "capacity_learn_rate",
+    "capacity_learn_min_utilization",
+    "capacity_learn_range",
+    "capacity_peak_window_s",
+    "capacity_forecast_periods_s",
+)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(-1e6, 1e6, allow_nan=False)
+    | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.dictionaries(st.sampled_from(CAPACITY_FIELDS), json_values, min_size=1))
+@example(body={"capacity_forecast_periods_s": ""})
+@example(body={"capacity_forecast_periods_s": [86400, "x"]})
+@example(body={"capacity_backlog_drain_s": 0, "capacity_learn_range": 0.5})
+def test_policy_api__any_capacity_settings__saved_and_decidable_or_400(client_for, body):
+    """Whatever the demand-sizing fields hold, the API answers 200 with a policy the engine
+    decides with, or 400 with a message; never a server error."""
+    deployment = DeploymentFactory(min_replicas=1, max_replicas=8)
+    operator = UserFactory()
+    MembershipFactory(user=operator, team=deployment.team, role="operator")
+    client = client_for(operator)
+    created = client.post(
+        "/api/v1/autoscaling/policies/", {"deployment": deployment.pk}, format="json"
+    )
+    assert created.status_code == 201
+    response = client.patch(f"/api/v1/autoscaling/policies/{deployment.pk}/", body, format="json")
+    assert response.status_code in (200, 400), response.content
+    saved = AutoscalingPolicy.objects.get(deployment=deployment)
+    if response.status_code == 400:
+        assert response.json()
+        assert saved.capacity_forecast_periods_s == []  # nothing of the refused body stored
+    else:
+        assert isinstance(saved.capacity_forecast_periods_s, list)
+    policy = saved.to_engine()
+    d = engine.decide(
+        policy,
+        _obs(3.0, 2.0, ttft_p95=1.0),
+        engine.History(),
+        NOW,
+        replicas=engine.ReplicaState(spec=2, ready=2),
+    )
+    assert 1 <= d.desired_replicas <= 8
