@@ -112,3 +112,141 @@ def test_read__addresses_checked_before_any_connection(settings):
     assert member_refusal("100.64.3.1") is None
     assert "link-local" in member_refusal("fe80::1")
     assert member_refusal("0.0.0.0") is not None  # noqa: S104 (an address refused, not bound)
+
+
+class FixedActuator:
+    def __init__(self, spec):
+        self.spec = spec
+
+    def get_scale(self, target):
+        from apps.autoscaling.actuators.base import ScaleStatus
+
+        return ScaleStatus(self.spec, self.spec)
+
+
+@pytest.mark.django_db
+def test_fast_path_evaluate__burst_between_scrapes__decided_at_once__quiet__left_to_loop(
+    loopback_allowed, settings
+):
+    """The collected (scraped) readings still show a quiet deployment; the replicas' own
+    metrics show a backlog: the fast path evaluates at once with them. When they ask for
+    no more than is set, it records nothing."""
+    import time
+
+    from apps.autoscaling.evaluation import fast_path_evaluate
+    from apps.autoscaling.models import DecisionRecord
+    from apps.metrics.collection import Observation
+    from apps.metrics.services import metrics_store
+    from tests.factories.autoscaling import AutoscalingPolicyFactory
+    from tests.factories.inventory import SimulatedDeploymentFactory
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20, framework="vllm")
+    AutoscalingPolicyFactory(
+        deployment=dep,
+        mode="dry-run",
+        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
+        capacity_initial_per_replica=2.0,
+        cold_start_s=60.0,
+    )
+    now = time.time()
+    metrics_store(
+        observations={
+            dep.pk: {
+                "request_rate": Observation(2.0, now - 20, "ok", ""),
+                "queue_length": Observation(0.0, now - 20, "ok", ""),
+            }
+        }
+    )
+    a, b = Replica(waiting=0, stop=100), Replica(waiting=0, stop=100)
+    try:
+        clock = Clock()
+        reader = FastReader("vllm", clock=clock)
+        members = [a.member("a"), b.member("b")]
+
+        def tick(at):
+            return fast_path_evaluate(
+                deployment=dep,
+                reader=reader,
+                members=members,
+                actuator_factory=lambda d: FixedActuator(2),
+                now=at,
+            )
+
+        assert tick(now) is None  # first read: no rate yet, nothing asks for more
+        clock.t += 2.0
+        a.state.update(stop=103)
+        b.state.update(stop=103)
+        assert tick(now + 2) is None  # 3 req/s: 3 / 1.6 = 2 replicas, as set
+        assert not DecisionRecord.objects.exists()
+
+        clock.t += 2.0
+        a.state.update(stop=107, waiting=60)
+        b.state.update(stop=107, waiting=60)
+        record = tick(now + 4)
+        assert record is not None
+        # (4 req/s + 120 waiting / 60 s) / (2 * 0.8) = 3.75, while the scrape says 2 req/s.
+        assert record.rule == "target:request_rate"
+        assert record.desired_replicas == 4
+        assert "backlog 120 over 60 s" in record.reason
+        assert record.inputs["observations"]["queue_length"]["value"] == 120.0
+    finally:
+        a.server.stop()
+        b.server.stop()
+
+
+@pytest.mark.django_db
+def test_command__burst_on_replicas__evaluated_between_scrapes(loopback_allowed, settings):
+    """The command discovers the members from the simulator's API, reads their metrics and
+    records a decision only once they ask for more than the two replicas set."""
+    import json
+
+    from django.core.management import call_command
+
+    from apps.autoscaling.models import DecisionRecord
+    from tests.factories.autoscaling import AutoscalingPolicyFactory
+    from tests.factories.inventory import SimulatedDeploymentFactory
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20, framework="vllm")
+    AutoscalingPolicyFactory(
+        deployment=dep,
+        mode="dry-run",
+        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
+        capacity_initial_per_replica=2.0,
+        cold_start_s=60.0,
+    )
+    a, b = Replica(waiting=300, stop=10), Replica(waiting=300, stop=10)
+
+    def simulator(request):
+        if request.path == "/endpoints":
+            entries = [
+                {
+                    "namespace": dep.scale_target_namespace,
+                    "deployment": dep.scale_target_name,
+                    "pod": name,
+                    "host": r.member(name).address,
+                    "port": r.member(name).port,
+                    "state": "ready",
+                }
+                for name, r in (("a", a), ("b", b))
+            ]
+            return 200, {}, json.dumps({"endpoints": entries}).encode()
+        return 200, {}, json.dumps({"spec_replicas": 2, "ready_replicas": 2}).encode()
+
+    api = RecordingServer(simulator)
+    try:
+        host, port = api.server.server_address[:2]
+        settings.FLEETSIM_URL = f"http://{host}:{port}"
+        # First round: no rate yet, so demand is unknown and nothing is decided.
+        call_command("autoscaling_fastpath", iterations=1, interval=0.5)
+        assert not DecisionRecord.objects.exists()
+        # Next rounds: 600 waiting over 60 s / (2 * 0.8) = 6.25 replicas against 2 set.
+        call_command("autoscaling_fastpath", iterations=2, interval=0.5)
+        record = DecisionRecord.objects.get()
+        assert (record.current_replicas, record.desired_replicas) == (2, 7)
+        assert "backlog 600 over 60 s" in record.reason
+    finally:
+        api.stop()
+        a.server.stop()
+        b.server.stop()
