@@ -77,8 +77,9 @@ scale-down window has to fill with real readings before anything is removed (HPA
 nothing during an outage; this is stricter).
 
 Layout: :mod:`.types` (inputs and outputs), :mod:`.targets` (per-target proposals),
-:mod:`.rules` (one small function per rule over a frozen draft), :mod:`.reasons` (wording),
-:mod:`.decide` and :mod:`.step`.
+:mod:`.capacity` (``demand_capacity`` sizing and capacity learning), :mod:`.rules` (one
+small function per rule over a frozen draft), :mod:`.reasons` (wording), :mod:`.decide`,
+:mod:`.step` and :mod:`.presets` (ready-made policies).
 
 Deviations from Kubernetes HPA, all outside HPA-equivalent settings: replicas still starting
 and the other LLM-specific rules above; a spec of 0 is not "autoscaling disabled" (use
