@@ -13,10 +13,37 @@ from apps.autoscaling.engine.capacity import learn
 from apps.autoscaling.engine.targets import Reading
 from apps.autoscaling.evaluation import history_dump, history_load
 from apps.autoscaling.models import AutoscalingPolicy
+from apps.autoscaling.serializers import AutoscalingPolicySerializer
+from apps.metrics.collection import Observation
+from apps.metrics.services import metrics_store
 from tests.factories.accounts import MembershipFactory, UserFactory
-from tests.factories.inventory import DeploymentFactory
+from tests.factories.autoscaling import AutoscalingPolicyFactory
+from tests.factories.inventory import DeploymentFactory, SimulatedDeploymentFactory
 
 NOW = 1_000_000.0
+
+
+def demand_deployment(settings, **policy):
+    """A simulated vLLM deployment (1 to 20 replicas) under a dry-run policy sized from
+    demand (2 req/s per replica at first, 60 s cold start); a local cache for its lock."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20, framework="vllm")
+    fields = dict(capacity_initial_per_replica=2.0, cold_start_s=60.0)
+    fields.update(policy)
+    AutoscalingPolicyFactory(
+        deployment=dep,
+        mode="dry-run",
+        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
+        **fields,
+    )
+    return dep
+
+
+def store(dep, at, **values):
+    """Collected observations of ``dep``, read at ``at``."""
+    metrics_store(
+        observations={dep.pk: {k: Observation(v, at, "ok", "") for k, v in values.items()}}
+    )
 
 
 def _policy(**kw):
@@ -220,35 +247,14 @@ def test_live_loop__collected_demand_and_backlog__sized_and_capacity_kept(settin
     from apps.autoscaling.actuators.base import ScaleStatus
     from apps.autoscaling.evaluation import deployment_evaluate
     from apps.autoscaling.models import DeploymentControl
-    from apps.metrics.collection import Observation
-    from apps.metrics.services import metrics_store
-    from tests.factories.autoscaling import AutoscalingPolicyFactory
-    from tests.factories.inventory import SimulatedDeploymentFactory
 
     class Fixed:
         def get_scale(self, target):
             return ScaleStatus(4, 4)
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20)
-    AutoscalingPolicyFactory(
-        deployment=dep,
-        mode="dry-run",
-        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
-        capacity_initial_per_replica=2.0,
-        capacity_latency_slo_s=2.0,
-        cold_start_s=60.0,
-    )
+    dep = demand_deployment(settings, capacity_latency_slo_s=2.0)
     now = time.time()
-    metrics_store(
-        observations={
-            dep.pk: {
-                "request_rate": Observation(16.0, now, "ok", ""),
-                "queue_length": Observation(12.0, now, "ok", ""),
-                "ttft_p95": Observation(1.1, now, "ok", ""),
-            }
-        }
-    )
+    store(dep, now, request_rate=16.0, queue_length=12.0, ttft_p95=1.1)
     record = deployment_evaluate(deployment=dep, actuator=Fixed(), now=now)
     assert record is not None
     # (16 + 12 / 60) / (2 * 0.8) = 10.1
@@ -305,17 +311,8 @@ def test_step__forecast_on__demand_kept_in_buckets_for_a_period_and_an_hour():
     assert plain.demand_buckets == ()
 
 
-CAPACITY_FIELDS = (
-    "capacity_initial_per_replica",
-    "capacity_backlog_signal",
-    "capacity_backlog_drain_s",
-    "capacity_latency_signal",
-    "capacity_latency_slo_s",
-    "capacity_learn_rate",
-    "capacity_learn_min_utilization",
-    "capacity_learn_range",
-    "capacity_peak_window_s",
-    "capacity_forecast_periods_s",
+CAPACITY_FIELDS = tuple(
+    f for f in AutoscalingPolicySerializer.Meta.fields if f.startswith("capacity_")
 )
 json_values = st.recursive(
     st.none()

@@ -7,6 +7,7 @@ import pytest
 from apps.balancing.members import Member
 from apps.metrics.fastpath import FastReader, member_refusal
 from tests.servers import RecordingServer
+from tests.unit.autoscaling.test_engine_v2 import demand_deployment, store
 
 PAGE = """# HELP vllm:num_requests_waiting Waiting.
 # TYPE vllm:num_requests_waiting gauge
@@ -135,29 +136,10 @@ def test_fast_path_evaluate__burst_between_scrapes__decided_at_once__quiet__left
 
     from apps.autoscaling.evaluation import fast_path_evaluate
     from apps.autoscaling.models import DecisionRecord
-    from apps.metrics.collection import Observation
-    from apps.metrics.services import metrics_store
-    from tests.factories.autoscaling import AutoscalingPolicyFactory
-    from tests.factories.inventory import SimulatedDeploymentFactory
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20, framework="vllm")
-    AutoscalingPolicyFactory(
-        deployment=dep,
-        mode="dry-run",
-        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
-        capacity_initial_per_replica=2.0,
-        cold_start_s=60.0,
-    )
+    dep = demand_deployment(settings)
     now = time.time()
-    metrics_store(
-        observations={
-            dep.pk: {
-                "request_rate": Observation(2.0, now - 20, "ok", ""),
-                "queue_length": Observation(0.0, now - 20, "ok", ""),
-            }
-        }
-    )
+    store(dep, now - 20, request_rate=2.0, queue_length=0.0)
     a, b = Replica(waiting=0, stop=100), Replica(waiting=0, stop=100)
     try:
         clock = Clock()
@@ -204,18 +186,8 @@ def test_command__burst_on_replicas__evaluated_between_scrapes(loopback_allowed,
     from django.core.management import call_command
 
     from apps.autoscaling.models import DecisionRecord
-    from tests.factories.autoscaling import AutoscalingPolicyFactory
-    from tests.factories.inventory import SimulatedDeploymentFactory
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20, framework="vllm")
-    AutoscalingPolicyFactory(
-        deployment=dep,
-        mode="dry-run",
-        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
-        capacity_initial_per_replica=2.0,
-        cold_start_s=60.0,
-    )
+    dep = demand_deployment(settings)
     a, b = Replica(waiting=300, stop=10), Replica(waiting=300, stop=10)
 
     def simulator(request):
