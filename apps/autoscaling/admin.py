@@ -7,7 +7,15 @@ from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, Global
 
 @admin.register(AutoscalingPolicy)
 class AutoscalingPolicyAdmin(AuditedModelAdmin):
-    list_display = ["deployment", "mode", "panic_enabled", "scale_to_zero_enabled", "updated_at"]
+    list_display = [
+        "deployment",
+        "mode",
+        "capacity_initial_per_replica",
+        "capacity_latency_slo_s",
+        "panic_enabled",
+        "scale_to_zero_enabled",
+        "updated_at",
+    ]
     list_filter = ["mode", "panic_enabled", "scale_to_zero_enabled"]
     search_fields = ["deployment__name"]
     list_select_related = ["deployment"]

@@ -22,6 +22,8 @@ are demand and need no correction. Averages over ready replicas (KV-cache use, G
 utilisation) are rescaled to the simulated count (the same total spread over that many
 replicas). Latency percentiles cannot be rescaled and are fed as recorded, so a policy that
 would have added capacity earlier still "sees" the latency of the fleet that did not.
+Demand sizing learns capacity from the recorded throughput per replica that actually served
+(where that count is known), and reads the recorded backlog as it was.
 """
 
 from __future__ import annotations
@@ -211,6 +213,9 @@ def backtest_replay(
             starting=tuple(starting),
             observed_spec=replicas,
             last_applied=replicas,
+            # The readings come from the replicas that actually served: capacity is learned
+            # per actual replica (unknown: none is learned).
+            measured=0 if actual_now is None else int(actual_now),
         )
         # A replay carries out every decision: the simulated count follows it.
         decision, history = engine.step(
@@ -263,6 +268,17 @@ def _hold_slo_samples(
     return out
 
 
+def _capacity_signals(policy: engine.Policy) -> set[str]:
+    """The backlog and latency that demand sizing reads besides its demand signal."""
+    if not policy.sizes_by_demand:
+        return set()
+    cs = policy.capacity
+    wanted = {cs.backlog_signal} if cs.backlog_signal else set()
+    if cs.latency_slo_s is not None:
+        wanted.add(cs.latency_signal)
+    return wanted
+
+
 def backtest_run(
     *,
     deployment: Deployment,
@@ -285,7 +301,10 @@ def backtest_run(
         )
     if start > time.time():
         raise BacktestError("start is in the future")
-    signals = sorted({t.signal for t in policy.targets if t.signal != engine.SLO_BURN_RATE})
+    signals = sorted(
+        {t.signal for t in policy.targets if t.signal != engine.SLO_BURN_RATE}
+        | _capacity_signals(policy)
+    )
     try:
         history = signal_history(
             deployment=deployment,

@@ -11,7 +11,7 @@ apps/autoscaling/actions.py's part.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from functools import partial
 from typing import Any
@@ -20,7 +20,9 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
+from apps.balancing.members import Member
 from apps.inventory.models import Deployment
+from apps.metrics.fastpath import FastReader
 from apps.metrics.selectors import latest_observations
 from apps.slos.selectors import deployment_burn_rate
 
@@ -53,7 +55,21 @@ def history_load(raw: Mapping[str, Any] | None) -> engine.History:
             for name, samples in (raw.get("signal_samples") or {}).items()
         },
         panic_last_s=raw.get("panic_last_s"),
+        capacity=_capacity_load(raw.get("capacity")),
+        demand_samples=tuple((float(t), float(v)) for t, v in raw.get("demand_samples", ())),
+        demand_buckets=tuple(
+            (float(t), float(v), int(n)) for t, v, n in raw.get("demand_buckets", ())
+        ),
     )
+
+
+def _capacity_load(raw: Any) -> engine.Capacity | None:
+    """The learned capacity, or None when absent or unreadable (then it is learned again)."""
+    try:
+        per_replica, intervals = raw
+        return engine.Capacity(float(per_replica), int(intervals))
+    except (TypeError, ValueError):
+        return None
 
 
 def history_dump(history: engine.History) -> dict[str, Any]:
@@ -63,14 +79,21 @@ def history_dump(history: engine.History) -> dict[str, Any]:
         "load_samples": [list(s) for s in history.load_samples],
         "signal_samples": {k: [list(s) for s in v] for k, v in history.signal_samples.items()},
         "panic_last_s": history.panic_last_s,
+        "capacity": None if history.capacity is None else list(history.capacity),
+        "demand_samples": [list(s) for s in history.demand_samples],
+        "demand_buckets": [list(b) for b in history.demand_buckets],
     }
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def observations_for(deployment: Deployment, now: float) -> dict[str, engine.Obs]:
-    """Latest collected observations; a deployment never collected has none (→ hold)."""
+def observations_for(
+    deployment: Deployment, now: float, fast: Mapping[str, float] | None = None
+) -> dict[str, engine.Obs]:
+    """Latest collected observations; a deployment never collected has none (→ hold).
+    ``fast``: totals just read from the replicas themselves (apps.metrics.fastpath), which
+    replace the collected values of the same signals."""
     stored = latest_observations(deployment_ids=[deployment.pk]).get(deployment.pk, {})
     out = {
         signal: engine.Obs(
@@ -78,6 +101,8 @@ def observations_for(deployment: Deployment, now: float) -> dict[str, engine.Obs
         )
         for signal, obs in stored.items()
     }
+    for signal, value in (fast or {}).items():
+        out[signal] = engine.Obs(value=value, age_s=0.0)
     burn = deployment_burn_rate(deployment_ids=[deployment.pk]).get(deployment.pk)
     if burn is not None:
         out["slo_burn_rate"] = engine.Obs(value=burn, age_s=0.0, status="ok")
@@ -104,8 +129,12 @@ def deployment_evaluate(
     actuator_factory: ActuatorFactory | None = None,
     enqueue: Callable[[int], None] | None = None,
     now: float | None = None,
+    fast: Mapping[str, float] | None = None,
 ) -> DecisionRecord | None:
     """One evaluation. Returns the stored decision (None when autoscaling is off).
+
+    ``fast``: signal totals read from the replicas themselves a moment ago, used instead of
+    the collected values of those signals (see :func:`fast_path_evaluate`).
 
     ``enqueue`` sends a new scale action to a worker once the decision is committed;
     without it the action waits, pending, for the next ``scale_actions_resume``.
@@ -158,7 +187,7 @@ def deployment_evaluate(
         observed_spec=status.spec_replicas,
         last_applied=control.last_applied,
     )
-    observations = observations_for(deployment, now)
+    observations = observations_for(deployment, now, fast)
     pinned = (
         control.pinned_replicas is not None
         and control.pinned_until is not None
@@ -228,3 +257,50 @@ def deployment_evaluate(
         action=action.pk if action else None,
     )
     return record
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+def fast_path_evaluate(
+    *,
+    deployment: Deployment,
+    reader: FastReader,
+    members: Sequence[Member],
+    actuator_factory: ActuatorFactory,
+    enqueue: Callable[[int], None] | None = None,
+    now: float | None = None,
+) -> DecisionRecord | None:
+    """Read the serving members' own metrics and, when they ask for more replicas than are
+    set or on the way, evaluate at once with them instead of waiting for the next scrape
+    (a burst). Otherwise nothing is recorded: the regular loop decides everything else,
+    scale-downs included. For policies that size from demand only; the caller holds the
+    deployment's evaluation lock (as ``autoscaling.evaluate`` does)."""
+    now = time.time() if now is None else now
+    policy_row = AutoscalingPolicy.objects.filter(deployment=deployment).first()
+    if policy_row is None or policy_row.mode == Mode.OFF:
+        return None
+    policy = policy_row.to_engine()
+    if not policy.sizes_by_demand:
+        return None
+    reading = reader.read(members)
+    if not reading.values:
+        if reading.failed:
+            logger.info("fast-path-unreadable", deployment=deployment.pk, failed=reading.failed)
+        return None
+    control = DeploymentControl.objects.filter(deployment=deployment).first()
+    history = history_load(control.history if control else None)
+    serving = len(reading.read)
+    known = max(serving, (control.last_applied or 0) if control else 0)
+    replicas = engine.ReplicaState(spec=known, ready=serving)
+    observations = observations_for(deployment, now, reading.values)
+    quick = engine.decide(policy, observations, history, now, replicas=replicas)
+    if quick.recommendation <= known:
+        return None
+    return deployment_evaluate(
+        deployment=deployment,
+        actuator_factory=actuator_factory,
+        enqueue=enqueue,
+        now=now,
+        fast=reading.values,
+    )

@@ -18,6 +18,12 @@ from apps.inventory.models import Deployment
 from . import engine
 
 
+def default_targets() -> list[dict[str, Any]]:
+    """A new policy sizes from demand and learned capacity (engine.demand_target)."""
+    t = engine.demand_target()
+    return [{"signal": t.signal, "value": t.value, "kind": t.kind}]
+
+
 class Mode(models.TextChoices):
     OFF = "off", "Off"
     DRY_RUN = "dry-run", "Dry run (decide and record, never act)"
@@ -39,10 +45,13 @@ class AutoscalingPolicy(models.Model):
         help_text="off, dry-run (decide and record only) or enforce.",
     )
     targets = models.JSONField(
-        default=list,
+        default=default_targets,
         help_text='Targets, highest recommendation wins: [{"signal": "queue_length", "value": 5, '
         '"kind": "per_replica_average"}]; kinds per_replica_average, utilization (0-1), '
-        "latency_slo (seconds); signals from the metric catalogue or custom:<name>.",
+        "latency_slo (seconds), demand_capacity (the signal is the demand, e.g. request_rate; "
+        "the value the utilisation target 0-1, see capacity_*); signals from the metric "
+        "catalogue or custom:<name>. Default: sizing from demand and capacity "
+        '([{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}]).',
     )
     tolerance = models.FloatField(default=0.1, help_text="Relative dead band, as HPA (0.1).")
     tolerance_abs_replicas = models.PositiveIntegerField(
@@ -58,12 +67,14 @@ class AutoscalingPolicy(models.Model):
         default=list,
         blank=True,
         help_text='Rate limits up: [{"type": "pods"|"percent", "value": 4, "period_s": 15}]; '
-        "empty = HPA defaults (100 % or 4 pods per 15 s, the larger).",
+        "empty = HPA defaults (100 % or 4 pods per 15 s, the larger), or with a "
+        "demand_capacity target straight to the need (1000 % or 1000 pods per 15 s).",
     )
     scale_down_policies = models.JSONField(
         default=list,
         blank=True,
-        help_text="Rate limits down, same shape; empty = HPA default (100 % per 15 s).",
+        help_text="Rate limits down, same shape; empty = HPA default (100 % per 15 s), or with a "
+        "demand_capacity target 10 % per 60 s.",
     )
     scale_up_select = models.CharField(
         max_length=8, default="max", help_text="max, min or disabled, as HPA selectPolicy."
@@ -105,6 +116,58 @@ class AutoscalingPolicy(models.Model):
     slo_boost_step_percent = models.FloatField(
         default=25.0, help_text="Boost step in percent (≥ 1 replica)."
     )
+    capacity_initial_per_replica = models.FloatField(
+        default=1.0,
+        help_text="Demand sizing: what one replica sustains at the SLO, in the demand signal's "
+        "unit (req/s for request_rate), from the GPU/model profile; used until learned.",
+    )
+    capacity_backlog_signal = models.CharField(
+        max_length=64,
+        blank=True,
+        default="queue_length",
+        help_text="Demand sizing: the backlog signal (waiting requests), drained over "
+        "capacity_backlog_drain_s; empty for none.",
+    )
+    capacity_backlog_drain_s = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Demand sizing: seconds to drain the backlog in; empty = cold_start_s "
+        "(at least 30 s).",
+    )
+    capacity_latency_signal = models.CharField(
+        max_length=64,
+        default="ttft_p95",
+        help_text="Demand sizing: the latency that tells whether an interval met the SLO.",
+    )
+    capacity_latency_slo_s = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Demand sizing: the latency SLO in seconds; capacity is learned at it. "
+        "Empty: learned from busy intervals with a backlog only.",
+    )
+    capacity_learn_rate = models.FloatField(
+        default=0.2, help_text="Demand sizing: EWMA weight of one interval's evidence (0-1]."
+    )
+    capacity_learn_min_utilization = models.FloatField(
+        default=0.5,
+        help_text="Demand sizing: intervals below this share of the estimated capacity (and "
+        "without a backlog) are idle and teach nothing.",
+    )
+    capacity_learn_range = models.FloatField(
+        default=2.0,
+        help_text="Demand sizing: the learned capacity stays within the initial one divided "
+        "and multiplied by this.",
+    )
+    capacity_peak_window_s = models.FloatField(
+        default=600.0,
+        help_text="Demand sizing: never scale below what the peak demand of this window needs.",
+    )
+    capacity_forecast_periods_s = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Demand sizing: seasonal periods in seconds for the forecast floor, e.g. "
+        "[86400] (daily) or [86400, 604800]; empty (default) = no forecast.",
+    )
     updated_at = models.DateTimeField(auto_now=True, help_text="Last change.")
 
     class Meta:
@@ -141,6 +204,16 @@ class AutoscalingPolicy(models.Model):
                 raise ValueError(f"{text!r} is not a time of day (HH:MM)")
             return value
 
+        by_demand = any(
+            isinstance(t, dict) and t.get("kind") == "demand_capacity" for t in self.targets
+        )
+        up_default = (
+            engine.DEMAND_SCALE_UP_POLICIES if by_demand else engine.DEFAULT_SCALE_UP_POLICIES
+        )
+        down_default = (
+            engine.DEMAND_SCALE_DOWN_POLICIES if by_demand else engine.DEFAULT_SCALE_DOWN_POLICIES
+        )
+
         try:
             return engine.Policy(
                 min_replicas=dep.min_replicas,
@@ -156,11 +229,9 @@ class AutoscalingPolicy(models.Model):
                 tolerance_abs_replicas=self.tolerance_abs_replicas,
                 scale_up_stabilization_s=self.scale_up_stabilization_s,
                 scale_down_stabilization_s=self.scale_down_stabilization_s,
-                scale_up_policies=rates(self.scale_up_policies, engine.DEFAULT_SCALE_UP_POLICIES),
+                scale_up_policies=rates(self.scale_up_policies, up_default),
                 scale_up_select=self.scale_up_select,  # type: ignore[arg-type]
-                scale_down_policies=rates(
-                    self.scale_down_policies, engine.DEFAULT_SCALE_DOWN_POLICIES
-                ),
+                scale_down_policies=rates(self.scale_down_policies, down_default),
                 scale_down_select=self.scale_down_select,  # type: ignore[arg-type]
                 panic_enabled=self.panic_enabled,
                 stable_window_s=self.stable_window_s,
@@ -179,6 +250,18 @@ class AutoscalingPolicy(models.Model):
                 slo_boost=engine.SloBoost(
                     self.slo_boost_enabled, self.slo_boost_burn_rate, self.slo_boost_step_percent
                 ),
+                capacity=engine.CapacitySizing(
+                    initial_per_replica=self.capacity_initial_per_replica,
+                    backlog_signal=self.capacity_backlog_signal,
+                    backlog_drain_s=self.capacity_backlog_drain_s,
+                    latency_signal=self.capacity_latency_signal,
+                    latency_slo_s=self.capacity_latency_slo_s,
+                    learn_rate=self.capacity_learn_rate,
+                    learn_min_utilization=self.capacity_learn_min_utilization,
+                    learn_range=self.capacity_learn_range,
+                    peak_window_s=self.capacity_peak_window_s,
+                    forecast_periods_s=tuple(float(p) for p in self.capacity_forecast_periods_s),
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(_explain(exc)) from exc
@@ -186,7 +269,12 @@ class AutoscalingPolicy(models.Model):
     def clean(self) -> None:
         if not isinstance(self.targets, list) or not self.targets:
             raise ValidationError({"targets": "Give at least one target."})
-        for field in ("scale_up_policies", "scale_down_policies", "cron_minimums"):
+        for field in (
+            "scale_up_policies",
+            "scale_down_policies",
+            "cron_minimums",
+            "capacity_forecast_periods_s",
+        ):
             if not isinstance(getattr(self, field), list):
                 raise ValidationError({field: "Must be a list."})
         try:

@@ -47,6 +47,16 @@ class AutoscalingPolicySerializer(ModelCleanMixin, serializers.ModelSerializer[A
             "slo_boost_enabled",
             "slo_boost_burn_rate",
             "slo_boost_step_percent",
+            "capacity_initial_per_replica",
+            "capacity_backlog_signal",
+            "capacity_backlog_drain_s",
+            "capacity_latency_signal",
+            "capacity_latency_slo_s",
+            "capacity_learn_rate",
+            "capacity_learn_min_utilization",
+            "capacity_learn_range",
+            "capacity_peak_window_s",
+            "capacity_forecast_periods_s",
             "updated_at",
         ]
         read_only_fields = ["updated_at"]

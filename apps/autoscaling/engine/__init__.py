@@ -29,6 +29,15 @@ Target kinds
     a floor set by prefill compute, not by load, so proportional scale-down from latency
     would shed far too much).
 
+``demand_capacity``
+    The observation is the deployment's demand (finished requests/s or tokens/s); the target
+    is the utilisation (0-1) each replica should run at against its capacity, which is
+    learned online (:mod:`.capacity`, :class:`.types.CapacitySizing`). desired =
+    ceil((demand + backlog / drain time) / (capacity * target)); scale-up has no dead band,
+    scale-down needs the tolerance and never goes below what the peak demand of the last
+    ``peak_window_s`` needs. :func:`demand_capacity_policy` builds a policy with the
+    defaults a new policy gets in the product.
+
 Replicas still starting are capacity on the way. They report no metrics, so demand is
 measured on ready replicas only and compared with the spec, which already includes them:
 two ready replicas at twice the target ask for four, and once four are requested the same
@@ -68,8 +77,9 @@ scale-down window has to fill with real readings before anything is removed (HPA
 nothing during an outage; this is stricter).
 
 Layout: :mod:`.types` (inputs and outputs), :mod:`.targets` (per-target proposals),
-:mod:`.rules` (one small function per rule over a frozen draft), :mod:`.reasons` (wording),
-:mod:`.decide` and :mod:`.step`.
+:mod:`.capacity` (``demand_capacity`` sizing and capacity learning), :mod:`.rules` (one
+small function per rule over a frozen draft), :mod:`.reasons` (wording), :mod:`.decide`,
+:mod:`.step` and :mod:`.presets` (ready-made policies).
 
 Deviations from Kubernetes HPA, all outside HPA-equivalent settings: replicas still starting
 and the other LLM-specific rules above; a spec of 0 is not "autoscaling disabled" (use
@@ -79,11 +89,19 @@ mode "off") but is brought back to the floor, or handled by scale-to-zero when e
 from __future__ import annotations
 
 from .decide import decide
+from .presets import (
+    DEMAND_SCALE_DOWN_POLICIES,
+    DEMAND_SCALE_UP_POLICIES,
+    demand_capacity_policy,
+    demand_target,
+)
 from .step import Applied, step
 from .types import (
     DEFAULT_SCALE_DOWN_POLICIES,
     DEFAULT_SCALE_UP_POLICIES,
     SLO_BURN_RATE,
+    Capacity,
+    CapacitySizing,
     CronMinimum,
     Decision,
     Event,
@@ -100,8 +118,12 @@ from .types import (
 __all__ = [
     "DEFAULT_SCALE_DOWN_POLICIES",
     "DEFAULT_SCALE_UP_POLICIES",
+    "DEMAND_SCALE_DOWN_POLICIES",
+    "DEMAND_SCALE_UP_POLICIES",
     "SLO_BURN_RATE",
     "Applied",
+    "Capacity",
+    "CapacitySizing",
     "CronMinimum",
     "Decision",
     "Event",
@@ -114,5 +136,7 @@ __all__ = [
     "SloBoost",
     "Target",
     "decide",
+    "demand_capacity_policy",
+    "demand_target",
     "step",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from . import rules
+from . import capacity, rules
 from .reasons import clock, move, number, percent
 from .targets import aggregate, metric_events, propose, read
 from .types import SLO_BURN_RATE, Decision, Event, History, Obs, Policy, ReplicaState
@@ -39,10 +39,17 @@ def decide(
     ready = replicas.ready
     starting = len(replicas.starting)
 
-    proposals = tuple(
-        propose(t, read(observations.get(t.signal), policy), policy, current, ready, starting)
-        for t in policy.targets
-    )
+    sizing: capacity.Sizing | None = None
+    made = []
+    for t in policy.targets:
+        if t.kind == "demand_capacity":
+            measured = ready if replicas.measured is None else replicas.measured
+            sizing = capacity.size(t, observations, history, policy, now, current, measured)
+            made.append(sizing.proposal)
+        else:
+            reading = read(observations.get(t.signal), policy)
+            made.append(propose(t, reading, policy, current, ready, starting))
+    proposals = tuple(made)
     metric_events(proposals, events)
     bounds, cron_floor = _bounds(policy, now, events)
     load, load_problem = rules.load_total(policy, observations)
@@ -118,6 +125,8 @@ def decide(
         load=load,
         panic=ctx.panic.active,
         panic_last_s=ctx.panic.last_s,
+        demand=None if sizing is None else sizing.demand,
+        capacity=None if sizing is None else sizing.capacity,
     )
 
 

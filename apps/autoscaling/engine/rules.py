@@ -116,7 +116,7 @@ def panic_state(
     signal = ""
     usable = {p.signal for p in proposals if p.status == OK}
     for target in policy.targets:
-        if target.kind == "latency_slo" or target.signal not in usable:
+        if target.kind in ("latency_slo", "demand_capacity") or target.signal not in usable:
             continue
         short = short_window(target.signal, observations.get(target.signal), policy, history, now)
         if short is None:

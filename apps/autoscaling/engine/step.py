@@ -42,7 +42,14 @@ def step(
     """
     decision = decide(policy, observations, history, now, replicas=replicas)
     was_applied = applied(decision) if callable(applied) else applied
-    advanced = history.advance(decision, now, applied=was_applied, keep_s=policy.history_horizon_s)
+    advanced = history.advance(
+        decision,
+        now,
+        applied=was_applied,
+        keep_s=policy.history_horizon_s,
+        bucket_s=policy.capacity.forecast_bucket_s,
+        bucket_keep_s=policy.forecast_horizon_s,
+    )
     signals = dict(advanced.signal_samples)
     for name, obs in observations.items():
         if obs.status == OK and obs.value is not None:
@@ -54,4 +61,7 @@ def step(
         advanced.load_samples,
         signals,
         advanced.panic_last_s,
+        advanced.capacity,
+        advanced.demand_samples,
+        advanced.demand_buckets,
     )

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple, Protocol
 
 Mode = Literal["off", "dry-run", "enforce"]
-TargetKind = Literal["per_replica_average", "utilization", "latency_slo"]
+TargetKind = Literal["per_replica_average", "utilization", "latency_slo", "demand_capacity"]
 ScalingPolicyType = Literal["pods", "percent"]
 SelectPolicy = Literal["max", "min", "disabled"]
 
 MODES: Final = ("off", "dry-run", "enforce")
-TARGET_KINDS: Final = ("per_replica_average", "utilization", "latency_slo")
+TARGET_KINDS: Final = ("per_replica_average", "utilization", "latency_slo", "demand_capacity")
 SELECT_POLICIES: Final = ("max", "min", "disabled")
 SLO_BURN_RATE: Final = "slo_burn_rate"
 OK: Final = "ok"
@@ -85,8 +85,10 @@ class Obs:
 class Target:
     """Scale so that ``signal`` stays at ``value``, read according to ``kind``.
 
-    ``value`` is per replica for ``per_replica_average``, a 0-1 level for ``utilization`` and
-    an absolute threshold (seconds) for ``latency_slo``.
+    ``value`` is per replica for ``per_replica_average``, a 0-1 level for ``utilization``, an
+    absolute threshold (seconds) for ``latency_slo``, and for ``demand_capacity`` the
+    utilisation target (0-1) at which each replica runs against its capacity; ``signal`` is
+    then the demand (requests/s or tokens/s, see :class:`CapacitySizing`).
     """
 
     signal: str
@@ -100,6 +102,11 @@ class Target:
             raise ValueError(f"unknown target kind {self.kind!r}; use one of {TARGET_KINDS}")
         if not (math.isfinite(self.value) and self.value > 0):
             raise ValueError(f"target value for {self.signal} must be a positive number")
+        if self.kind == "demand_capacity" and self.value > 1:
+            raise ValueError(
+                f"the demand_capacity target for {self.signal} is a utilisation target: "
+                "give a value above 0 and at most 1 (e.g. 0.8)"
+            )
 
 
 class ScalingPolicy(NamedTuple):
@@ -132,6 +139,91 @@ class SloBoost:
     fast_burn_threshold: float = 14.4
     step_percent: float = 25.0
 
+
+@dataclass(frozen=True)
+class CapacitySizing:
+    """How ``demand_capacity`` targets size a deployment: demand over learned capacity.
+
+    desired = ceil((demand + backlog / drain time) / (capacity per replica * target)), where
+    demand is the target's signal (finished requests/s or tokens/s; plus the growth of the
+    backlog, which is demand the replicas did not finish), the backlog is ``backlog_signal``
+    (waiting requests; "" for none) and the drain time is ``backlog_drain_s`` (None: the
+    policy's cold start, at least ``MIN_DRAIN_S``).
+
+    Capacity per replica, in the demand signal's unit, starts at ``initial_per_replica`` (the
+    GPU/model profile) and is learned online from what the ready replicas sustained, kept in
+    :attr:`History.capacity`. An interval teaches something only when the replicas were busy
+    (throughput per ready replica at least ``learn_min_utilization`` of the estimate, or a
+    backlog of at least one request per ready replica) and every reading involved is usable:
+
+    - latency (``latency_signal``) above ``latency_slo_s``: capacity at the SLO is at most
+      what they did, so the estimate moves down towards it;
+    - a backlog with latency within the SLO (or no latency SLO set): the replicas ran flat
+      out, so their throughput is the capacity (within the SLO: at least it), and the
+      estimate moves towards it (within the SLO: only up);
+    - latency at most ``probe_latency_ratio`` of the SLO without a backlog: there was room,
+      so the estimate rises by ``learn_rate`` x 25 %.
+
+    Moves are an EWMA with weight ``learn_rate``; the estimate stays within
+    [initial / ``learn_range``, initial x ``learn_range``].
+
+    Scale-down never goes below what the highest demand of the last ``peak_window_s`` needs
+    at the current estimate (``History.demand_samples``), and a proposal below the current
+    count must be below it by more than the policy's tolerance; scale-up has no dead band.
+
+    Forecast floor (off unless ``forecast_periods_s`` is given, e.g. (86400,) for a daily
+    pattern): the demand is also kept as ``forecast_bucket_s`` means over the longest period
+    (``History.demand_buckets``); the highest mean one period ago over the next drain time,
+    times the trend (the last hour's mean against the same hour one period earlier, within
+    0.5-2), is a floor for the proposal, so known peaks are met before they arrive.
+    """
+
+    initial_per_replica: float = 1.0
+    backlog_signal: str = "queue_length"
+    backlog_drain_s: float | None = None
+    latency_signal: str = "ttft_p95"
+    latency_slo_s: float | None = None
+    learn_rate: float = 0.2
+    learn_min_utilization: float = 0.5
+    probe_latency_ratio: float = 0.5
+    learn_range: float = 2.0
+    peak_window_s: float = 600.0
+    forecast_periods_s: tuple[float, ...] = ()
+    forecast_bucket_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "forecast_periods_s", tuple(self.forecast_periods_s))
+        if any(not p >= 3600 for p in self.forecast_periods_s):
+            raise ValueError("forecast periods must be at least 3600 s (e.g. 86400, 604800)")
+        if not self.forecast_bucket_s >= 60:
+            raise ValueError("forecast_bucket_s must be at least 60 s")
+        if not (math.isfinite(self.initial_per_replica) and self.initial_per_replica > 0):
+            raise ValueError("initial capacity per replica must be a positive number")
+        if self.backlog_drain_s is not None and not self.backlog_drain_s > 0:
+            raise ValueError("backlog_drain_s must be positive")
+        if self.latency_slo_s is not None and not self.latency_slo_s > 0:
+            raise ValueError("latency_slo_s must be positive")
+        if not 0 < self.learn_rate <= 1:
+            raise ValueError("learn_rate must be above 0 and at most 1")
+        if not 0 < self.learn_min_utilization <= 1:
+            raise ValueError("learn_min_utilization must be above 0 and at most 1")
+        if not 0 < self.probe_latency_ratio < 1:
+            raise ValueError("probe_latency_ratio must be between 0 and 1")
+        if not self.learn_range >= 1:
+            raise ValueError("learn_range must be at least 1")
+        if self.peak_window_s < 0:
+            raise ValueError("peak_window_s must not be negative")
+
+    @property
+    def capacity_bounds(self) -> tuple[float, float]:
+        return (
+            self.initial_per_replica / self.learn_range,
+            self.initial_per_replica * self.learn_range,
+        )
+
+
+MIN_DRAIN_S: Final = 30.0
+DEFAULT_CAPACITY: Final = CapacitySizing()
 
 # Kubernetes HPA defaults (autoscaling/v2 behavior).
 DEFAULT_SCALE_UP_POLICIES: Final = (ScalingPolicy("percent", 100, 15), ScalingPolicy("pods", 4, 15))
@@ -205,6 +297,7 @@ class Policy:
     slo_boost: SloBoost = DEFAULT_SLO_BOOST
     latency_scale_down_ratio: float = 0.5
     max_metric_age_s: float | None = None
+    capacity: CapacitySizing = DEFAULT_CAPACITY
 
     def __post_init__(self) -> None:
         # Accept lists and plain tuples where tuples of records are expected.
@@ -223,6 +316,8 @@ class Policy:
         object.__setattr__(self, "load_signals", tuple(self.load_signals))
         if not isinstance(self.slo_boost, SloBoost):
             object.__setattr__(self, "slo_boost", SloBoost(*self.slo_boost))
+        if not isinstance(self.capacity, CapacitySizing):
+            raise ValueError("capacity must be a CapacitySizing")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; use one of {MODES}")
         if self.min_replicas < 0:
@@ -231,6 +326,8 @@ class Policy:
             raise ValueError("max_replicas must be at least min_replicas and at least 1")
         if not self.targets:
             raise ValueError("a policy needs at least one target")
+        if sum(1 for t in self.targets if t.kind == "demand_capacity") > 1:
+            raise ValueError("a policy takes at most one demand_capacity target")
         if self.tolerance < 0 or (self.tolerance_abs_replicas or 0) < 0:
             raise ValueError("tolerances must not be negative")
         if self.scale_up_stabilization_s < 0 or self.scale_down_stabilization_s < 0:
@@ -270,6 +367,18 @@ class Policy:
             raise ValueError("latency_scale_down_ratio must be between 0 and 1")
 
     @property
+    def sizes_by_demand(self) -> bool:
+        return any(t.kind == "demand_capacity" for t in self.targets)
+
+    @property
+    def forecast_horizon_s(self) -> float:
+        """How long demand buckets are kept for the forecast floor (0: not at all)."""
+        periods = self.capacity.forecast_periods_s
+        if not (self.sizes_by_demand and periods):
+            return 0.0
+        return max(periods) + 3600.0 + self.capacity.forecast_bucket_s
+
+    @property
     def history_horizon_s(self) -> float:
         """How far back :class:`History` needs to reach for this policy."""
         periods = [p.period_s for p in (*self.scale_up_policies, *self.scale_down_policies)]
@@ -279,6 +388,7 @@ class Policy:
                 self.scale_down_stabilization_s,
                 self.stable_window_s,
                 self.idle_period_s if self.scale_to_zero_enabled else 0.0,
+                self.capacity.peak_window_s if self.sizes_by_demand else 0.0,
                 *periods,
             )
         )
@@ -292,6 +402,9 @@ class ReplicaState:
     times (seconds, same clock as ``now``) of replicas not yet ready. ``observed_spec``: the
     count the platform reports right now, if read separately; ``last_applied``: what the
     control plane last set. When both are given and differ, someone else changed it (drift).
+    ``measured``: how many replicas produced the readings, when that is not ``ready`` (a
+    replay of recorded data: the replicas that actually served); capacity is learned per
+    measured replica.
     """
 
     spec: int
@@ -299,6 +412,7 @@ class ReplicaState:
     starting: tuple[float, ...] = ()
     observed_spec: int | None = None
     last_applied: int | None = None
+    measured: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "starting", tuple(self.starting))
@@ -309,6 +423,13 @@ class ReplicaState:
 Samples = tuple[tuple[float, float], ...]
 
 
+class Capacity(NamedTuple):
+    """Learned capacity per replica (demand signal units) and the intervals it came from."""
+
+    per_replica: float
+    intervals: int
+
+
 @dataclass(frozen=True)
 class History:
     """What the engine remembers between decisions, all kept by the caller.
@@ -317,7 +438,10 @@ class History:
     ``scale_events``: (time_s, from, to) for each applied change. ``load_samples``: (time_s,
     load) as in ``Decision.load``, for idle detection. ``signal_samples``: per signal,
     (time_s, value) readings for short-window (panic) values. ``panic_last_s``: when the
-    panic condition last held (``Decision.panic_last_s``).
+    panic condition last held (``Decision.panic_last_s``). ``capacity``: the learned capacity
+    per replica and how many intervals it was learned from (``Decision.capacity``; None: not
+    learned yet). ``demand_samples``: (time_s, demand) of ``demand_capacity`` sizing, for the
+    peak floor.
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
@@ -325,11 +449,24 @@ class History:
     load_samples: Samples = ()
     signal_samples: Mapping[str, Samples] = field(default_factory=dict)
     panic_last_s: float | None = None
+    capacity: Capacity | None = None
+    demand_samples: Samples = ()
+    demand_buckets: tuple[tuple[float, float, int], ...] = ()
 
-    def advance(self, decision: Decision, now: float, *, applied: bool, keep_s: float) -> History:
+    def advance(
+        self,
+        decision: Decision,
+        now: float,
+        *,
+        applied: bool,
+        keep_s: float,
+        bucket_s: float = 300.0,
+        bucket_keep_s: float = 0.0,
+    ) -> History:
         """The history after ``decision``: append what it produced, drop what is older than
         ``keep_s`` (use ``Policy.history_horizon_s``). ``applied`` says whether the change
-        was made (enforce mode); only applied changes are scale events."""
+        was made (enforce mode); only applied changes are scale events. Demand buckets of
+        ``bucket_s`` are kept for ``bucket_keep_s`` (0: none)."""
         cutoff = now - keep_s
         recs = (*(r for r in self.recommendations if r[0] > cutoff), (now, decision.recommendation))
         events = tuple(e for e in self.scale_events if e[0] > cutoff)
@@ -342,7 +479,30 @@ class History:
             name: tuple(s for s in samples if s[0] > cutoff)
             for name, samples in self.signal_samples.items()
         }
-        return History(recs, events, loads, signals, decision.panic_last_s)
+        demands = tuple(s for s in self.demand_samples if s[0] > cutoff)
+        if decision.demand is not None:
+            demands = (*demands, (now, decision.demand))
+        buckets: tuple[tuple[float, float, int], ...] = ()
+        if bucket_keep_s > 0:
+            buckets = tuple(b for b in self.demand_buckets if b[0] > now - bucket_keep_s)
+            if decision.demand is not None:
+                start = now - now % bucket_s
+                if buckets and buckets[-1][0] == start:
+                    _, mean, n = buckets[-1]
+                    last = (start, (mean * n + decision.demand) / (n + 1), n + 1)
+                    buckets = (*buckets[:-1], last)
+                else:
+                    buckets = (*buckets, (start, decision.demand, 1))
+        return History(
+            recs,
+            events,
+            loads,
+            signals,
+            decision.panic_last_s,
+            decision.capacity if decision.capacity is not None else self.capacity,
+            demands,
+            buckets,
+        )
 
 
 # --------------------------------------------------------------------------- outputs
@@ -374,8 +534,9 @@ class Event:
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome. ``recommendation`` (raw, before stabilization), ``load`` and
-    ``panic_last_s`` go back into the next :class:`History`. ``dry_run`` is True unless the
+    """The outcome. ``recommendation`` (raw, before stabilization), ``load``,
+    ``panic_last_s``, ``demand`` and ``capacity`` (what was learned, None if nothing) go back
+    into the next :class:`History`. ``dry_run`` is True unless the
     mode is "enforce": the decision is the same, only whether to apply it differs."""
 
     desired_replicas: int
@@ -391,3 +552,5 @@ class Decision:
     load: float | None = None
     panic: bool = False
     panic_last_s: float | None = None
+    demand: float | None = None
+    capacity: Capacity | None = None

@@ -1,0 +1,363 @@
+"""Sizing from demand and learned capacity (``demand_capacity`` targets): worked cases, the
+policy fields and API, the live loop's history and the backtest replay."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from apps.autoscaling import engine
+from apps.autoscaling.backtest import backtest_replay
+from apps.autoscaling.engine.capacity import learn
+from apps.autoscaling.engine.targets import Reading
+from apps.autoscaling.evaluation import history_dump, history_load
+from apps.autoscaling.models import AutoscalingPolicy
+from apps.autoscaling.serializers import AutoscalingPolicySerializer
+from apps.metrics.collection import Observation
+from apps.metrics.services import metrics_store
+from tests.factories.accounts import MembershipFactory, UserFactory
+from tests.factories.autoscaling import AutoscalingPolicyFactory
+from tests.factories.inventory import DeploymentFactory, SimulatedDeploymentFactory
+
+NOW = 1_000_000.0
+
+
+def demand_deployment(settings, **policy):
+    """A simulated vLLM deployment (1 to 20 replicas) under a dry-run policy sized from
+    demand (2 req/s per replica at first, 60 s cold start); a local cache for its lock."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    dep = SimulatedDeploymentFactory(min_replicas=1, max_replicas=20, framework="vllm")
+    fields = dict(capacity_initial_per_replica=2.0, cold_start_s=60.0)
+    fields.update(policy)
+    AutoscalingPolicyFactory(
+        deployment=dep,
+        mode="dry-run",
+        targets=[{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}],
+        **fields,
+    )
+    return dep
+
+
+def store(dep, at, **values):
+    """Collected observations of ``dep``, read at ``at``."""
+    metrics_store(
+        observations={dep.pk: {k: Observation(v, at, "ok", "") for k, v in values.items()}}
+    )
+
+
+def _policy(**kw):
+    base = dict(min_replicas=1, max_replicas=50, initial_capacity=2.0, cold_start_s=90.0)
+    base.update(kw)
+    return engine.demand_capacity_policy(**base)
+
+
+def _obs(rate, backlog=0.0, **extra):
+    out = {"request_rate": engine.Obs(rate, 0.0), "queue_length": engine.Obs(backlog, 0.0)}
+    out.update({k: engine.Obs(v, 0.0) for k, v in extra.items()})
+    return out
+
+
+def _decide(policy, obs, current, history=None, now=NOW, ready=None):
+    state = engine.ReplicaState(spec=current, ready=current if ready is None else ready)
+    return engine.decide(policy, obs, history or engine.History(), now, replicas=state)
+
+
+def test_decide__demand_and_backlog__sized_over_capacity_with_reason_in_figures():
+    history = engine.History(capacity=engine.Capacity(2.1, 14))
+    d = _decide(_policy(), _obs(12.3, 40), current=3, history=history)
+    # (12.3 + 40 / 90) / (2.1 * 0.8) = 7.59
+    assert d.desired_replicas == 8
+    assert d.rule == "target:request_rate"
+    assert d.reason.startswith(
+        "demand 12.3 req/s + backlog 40 over 90 s / capacity 2.1 req/s per replica "
+        "(learned from 14 intervals) at 80% utilisation = 8 replicas; 3 → 8"
+    )
+    assert d.demand == pytest.approx(12.3)
+
+
+def test_decide__burst__straight_to_the_need_in_one_step():
+    d = _decide(_policy(), _obs(40.0), current=2)
+    assert d.desired_replicas == 25  # 40 / (2 * 0.8)
+    assert d.rule == "target:request_rate"
+
+
+def test_decide__backlog_growth__counts_as_demand_the_replicas_did_not_finish():
+    history = engine.History(signal_samples={"queue_length": ((NOW - 10, 10.0),)})
+    d = _decide(_policy(backlog_signal="queue_length"), _obs(8.0, 30.0), 5, history)
+    # 8 finished + (30 - 10) / 10 growth = 10 req/s; + 30 / 90 backlog; / 1.6 = 6.46
+    assert d.desired_replicas == 7
+    assert "demand 10 req/s (8 finished + 2 backlog growth)" in d.reason
+
+
+def test_decide__scale_down__held_at_what_the_recent_peak_needs():
+    history = engine.History(demand_samples=((NOW - 300, 16.0),))
+    d = _decide(_policy(), _obs(2.0), current=12, history=history)
+    assert d.recommendation == 10  # 16 / 1.6: the peak 300 s ago, not the 2 needed now
+    assert "the peak demand of 16 req/s in the last 600 s needs 10" in d.reason
+    # Once the peak is out of the window it no longer holds anything.
+    later = _decide(_policy(), _obs(2.0), current=12, history=history, now=NOW + 301)
+    assert later.recommendation == 2
+
+
+def test_decide__scale_down__within_tolerance_holds__no_dead_band_up():
+    # need 9.5 against 10: within 10 % → hold; need 10.06 → 11 at once.
+    assert _decide(_policy(), _obs(15.2), current=10).desired_replicas == 10
+    assert _decide(_policy(), _obs(16.1), current=10).desired_replicas == 11
+
+
+def test_step__demand_drops__scale_down_is_ten_percent_per_minute():
+    policy = _policy(peak_window_s=0.0)
+    history, current, counts = engine.History(), 40, []
+    for i in range(20):
+        state = engine.ReplicaState(spec=current, ready=current)
+        d, history = engine.step(
+            policy, _obs(1.0), history, NOW + 15 * i, replicas=state, applied=True
+        )
+        current = d.desired_replicas
+        counts.append(current)
+    # -10 % of the count per minute (the 60 s window has no earlier recommendation to hold).
+    assert counts == [36] * 4 + [32] * 4 + [28] * 4 + [25] * 4 + [22] * 4
+    assert d.rule == "rate_limit:down"
+
+
+@pytest.mark.parametrize("missing", ["request_rate", "queue_length"])
+@pytest.mark.parametrize("status", ["missing", "stale"])
+def test_decide__demand_or_backlog_unknown__holds_never_reads_zero(missing, status):
+    obs = _obs(1.0)
+    obs[missing] = engine.Obs(None, None, status, reason="scrape failed")
+    d = _decide(_policy(), obs, current=9)
+    assert (d.desired_replicas, d.rule) == (9, "hold:missing_metrics")
+    assert "scrape failed" in d.reason
+    assert d.capacity is None  # and nothing is learned
+
+
+def test_learn__the_evidence_of_one_interval():
+    cs = engine.CapacitySizing(initial_per_replica=2.0, latency_slo_s=2.0, learn_rate=0.5)
+    before = engine.Capacity(2.0, 3)
+    met, breached = Reading("ok", 0.9, ""), Reading("ok", 3.0, "")
+
+    def go(throughput, backlog, latency, ready=4):
+        return learn(
+            cs, before, throughput=throughput, ready=ready, backlog=backlog, latency=latency
+        )
+
+    # Idle (under half the estimate per replica, no backlog): nothing, whatever latency says.
+    assert go(3.9, 0, met) is None
+    assert go(3.9, 0, breached) is None
+    # SLO breached while busy: capacity at the SLO is at most 1.5 per replica.
+    assert go(6.0, 0, breached) == engine.Capacity(1.75, 4)
+    # A backlog within the SLO: they ran flat out at 3 per replica and met it.
+    assert go(12.0, 8, met) == engine.Capacity(2.5, 4)
+    # Latency at most half the SLO with no backlog: there was room.
+    assert go(6.4, 0, Reading("ok", 0.5, "")) == engine.Capacity(2.25, 4)
+    # Near the SLO without a backlog: busy, but says nothing either way.
+    assert go(6.4, 0, Reading("ok", 1.8, "")) is None
+    # Latency unknown, or no replica ready: nothing.
+    assert go(12.0, 8, Reading("missing", None, "")) is None
+    assert go(12.0, 8, met, ready=0) is None
+    # Within bounds: initial / 2 .. initial * 2.
+    assert go(400.0, 100, met).per_replica == 4.0
+    low = learn(cs, engine.Capacity(1.1, 3), throughput=0.4, ready=4, backlog=100, latency=breached)
+    assert low == engine.Capacity(1.0, 4)
+
+
+def test_step__learned_capacity__carried_in_history_and_used_next():
+    policy = _policy(latency_slo_s=2.0)
+    state = engine.ReplicaState(spec=4, ready=4)
+    obs = _obs(16.0, 8.0, ttft_p95=1.0)  # 4 per replica with a backlog, SLO met
+    d, history = engine.step(policy, obs, engine.History(), NOW, replicas=state, applied=False)
+    assert d.capacity == history.capacity == engine.Capacity(2.4, 1)
+    d2 = _decide(policy, _obs(24.0), current=4, history=history, now=NOW + 10)
+    assert "capacity 2.4 req/s per replica (learned from 1 interval)" in d2.reason
+    assert d2.desired_replicas == 13  # 24 / (2.4 * 0.8) = 12.5
+
+
+def test_policy__at_most_one_demand_target_and_utilisation_at_most_one():
+    with pytest.raises(ValueError, match="at most one demand_capacity"):
+        engine.Policy(1, 5, (engine.demand_target(), engine.demand_target("prompt_token_rate")))
+    with pytest.raises(ValueError, match="utilisation target"):
+        engine.demand_target(utilization=80)
+
+
+def test_history__json_round_trip_keeps_capacity_and_demand():
+    history = engine.History(
+        capacity=engine.Capacity(2.5, 7), demand_samples=((NOW, 3.0),), panic_last_s=None
+    )
+    assert history_load(history_dump(history)) == history
+    assert history_load({"capacity": "garbage"}).capacity is None
+
+
+def test_replay__learns_per_replica_that_actually_served():
+    policy = _policy(min_replicas=1, max_replicas=20, cold_start_s=0.0)
+    # Four replicas actually served 12 req/s with a backlog of 8 throughout.
+    series = {
+        "request_rate": [(NOW + 10 * i, 12.0) for i in range(6)],
+        "queue_length": [(NOW + 10 * i, 8.0) for i in range(6)],
+    }
+    actual = [(NOW + 10 * i, 4.0) for i in range(6)]
+    result = backtest_replay(
+        policy=policy, series=series, actual=actual, start=NOW, end=NOW + 50, step_s=10.0
+    )
+    # Learned towards 3 per actual replica (2 → 2.2 → 2.36 → 2.49 → 2.59 → 2.67), not towards
+    # the 1.5 per replica of the 8 simulated ones.
+    assert [s.replicas for s in result.steps] == [4, 8, 8, 8, 8, 8]
+    assert "capacity 2.67 req/s per replica (learned from 5 intervals)" in result.steps[-1].reason
+
+
+# --------------------------------------------------------------------------- product
+
+
+@pytest.mark.django_db
+def test_policy_api__new_policy_defaults_to_demand_sizing(client_for):
+    deployment = DeploymentFactory(min_replicas=1, max_replicas=8)
+    operator = UserFactory()
+    MembershipFactory(user=operator, team=deployment.team, role="operator")
+    client = client_for(operator)
+    response = client.post(
+        "/api/v1/autoscaling/policies/",
+        {"deployment": deployment.pk, "capacity_initial_per_replica": 2.5},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["targets"] == [{"signal": "request_rate", "value": 0.8, "kind": "demand_capacity"}]
+    policy = AutoscalingPolicy.objects.get(deployment=deployment).to_engine()
+    assert policy.scale_up_policies == engine.DEMAND_SCALE_UP_POLICIES
+    assert policy.scale_down_policies == engine.DEMAND_SCALE_DOWN_POLICIES
+    assert policy.capacity.initial_per_replica == 2.5
+    assert policy.capacity.peak_window_s == 600.0
+
+    bad = client.patch(
+        f"/api/v1/autoscaling/policies/{deployment.pk}/",
+        {"capacity_learn_rate": 3, "capacity_latency_slo_s": 2.0},
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert "learn_rate" in str(bad.json())
+    assert AutoscalingPolicy.objects.get(deployment=deployment).capacity_latency_slo_s is None
+
+
+@pytest.mark.django_db
+def test_live_loop__collected_demand_and_backlog__sized_and_capacity_kept(settings):
+    """The loop passes the collected request rate, backlog and latency, and keeps what was
+    learned in the deployment's control history for the next evaluation."""
+    import time
+
+    from apps.autoscaling.actuators.base import ScaleStatus
+    from apps.autoscaling.evaluation import deployment_evaluate
+    from apps.autoscaling.models import DeploymentControl
+
+    class Fixed:
+        def get_scale(self, target):
+            return ScaleStatus(4, 4)
+
+    dep = demand_deployment(settings, capacity_latency_slo_s=2.0)
+    now = time.time()
+    store(dep, now, request_rate=16.0, queue_length=12.0, ttft_p95=1.1)
+    record = deployment_evaluate(deployment=dep, actuator=Fixed(), now=now)
+    assert record is not None
+    # (16 + 12 / 60) / (2 * 0.8) = 10.1
+    assert (record.desired_replicas, record.rule) == (11, "target:request_rate")
+    assert record.reason.startswith("demand 16 req/s + backlog 12 over 60 s / capacity 2 req/s")
+    history = DeploymentControl.objects.get(deployment=dep).history
+    # 4 per replica with a backlog and TTFT within the SLO: 2 + 0.2 * (4 - 2).
+    assert history["capacity"] == [pytest.approx(2.4), 1]
+    assert history["demand_samples"] == [[now, 16.0]]
+    again = deployment_evaluate(deployment=dep, actuator=Fixed(), now=now + 10)
+    assert "capacity 2.4 req/s per replica (learned from 1 interval)" in again.reason
+
+
+def _seasonal_history(recent_mean):
+    then = NOW - 86400
+    return engine.History(
+        demand_buckets=(
+            (then - 1600, 4.0, 30),  # the hour before, one day ago
+            (then - 100, 32.0, 30),  # the peak arriving, one day ago
+            (NOW - 2000, recent_mean, 30),  # the last hour, today
+        )
+    )
+
+
+def test_forecast_floor__yesterdays_peak_ahead__met_before_it_arrives():
+    policy = _policy(forecast_periods_s=(86400,))
+    d = _decide(policy, _obs(2.0), current=2, history=_seasonal_history(4.0))
+    assert d.desired_replicas == 20  # 32 / (2 * 0.8)
+    assert (
+        "the forecast floor (demand a day ago over the next 300 s, trend x1.00) expects "
+        "32 req/s, which needs 20"
+    ) in d.reason
+    # Twice the demand of the same hour yesterday: the trend doubles what is expected.
+    assert _decide(policy, _obs(2.0), 2, _seasonal_history(8.0)).desired_replicas == 40
+    # Off by default: the same history changes nothing.
+    assert _decide(_policy(), _obs(2.0), 2, _seasonal_history(4.0)).desired_replicas == 2
+
+
+def test_step__forecast_on__demand_kept_in_buckets_for_a_period_and_an_hour():
+    policy = _policy(forecast_periods_s=(86400,))
+    assert policy.forecast_horizon_s == 86400 + 3600 + 300
+    history, t0 = engine.History(), 999_900.0  # a bucket boundary
+    for i, rate in enumerate([2.0, 4.0, 6.0]):
+        state = engine.ReplicaState(spec=5, ready=5)
+        _, history = engine.step(
+            policy, _obs(rate), history, t0 + 150 * i, replicas=state, applied=False
+        )
+    assert history.demand_buckets == ((999_900.0, 3.0, 2), (1_000_200.0, 6.0, 1))
+    assert history_load(history_dump(history)) == history
+    # Without a forecast nothing is kept.
+    _, plain = engine.step(
+        _policy(), _obs(2.0), engine.History(), t0, replicas=state, applied=False
+    )
+    assert plain.demand_buckets == ()
+
+
+CAPACITY_FIELDS = tuple(
+    f for f in AutoscalingPolicySerializer.Meta.fields if f.startswith("capacity_")
+)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(-1e6, 1e6, allow_nan=False)
+    | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.dictionaries(st.sampled_from(CAPACITY_FIELDS), json_values, min_size=1))
+@example(body={"capacity_forecast_periods_s": ""})
+@example(body={"capacity_forecast_periods_s": [86400, "x"]})
+@example(body={"capacity_backlog_drain_s": 0, "capacity_learn_range": 0.5})
+def test_policy_api__any_capacity_settings__saved_and_decidable_or_400(client_for, body):
+    """Whatever the demand-sizing fields hold, the API answers 200 with a policy the engine
+    decides with, or 400 with a message; never a server error."""
+    deployment = DeploymentFactory(min_replicas=1, max_replicas=8)
+    operator = UserFactory()
+    MembershipFactory(user=operator, team=deployment.team, role="operator")
+    client = client_for(operator)
+    created = client.post(
+        "/api/v1/autoscaling/policies/", {"deployment": deployment.pk}, format="json"
+    )
+    assert created.status_code == 201
+    response = client.patch(f"/api/v1/autoscaling/policies/{deployment.pk}/", body, format="json")
+    assert response.status_code in (200, 400), response.content
+    saved = AutoscalingPolicy.objects.get(deployment=deployment)
+    if response.status_code == 400:
+        assert response.json()
+        assert saved.capacity_forecast_periods_s == []  # nothing of the refused body stored
+    else:
+        assert isinstance(saved.capacity_forecast_periods_s, list)
+    policy = saved.to_engine()
+    d = engine.decide(
+        policy,
+        _obs(3.0, 2.0, ttft_p95=1.0),
+        engine.History(),
+        NOW,
+        replicas=engine.ReplicaState(spec=2, ready=2),
+    )
+    assert 1 <= d.desired_replicas <= 8
