@@ -178,12 +178,12 @@ def test_warm_pool_of__malformed_labels__permanent_invalid(labels: dict[str, str
     assert "autoscaling.llm-controlplane/warm-pool" in str(caught.value)
 
 
-def test_ensure_deployment_warm_pool__non_asg_or_unlabelled__nothing_managed() -> None:
+def test_ensure_deployment_warm_pool__kubernetes_or_unlabelled__nothing_managed() -> None:
     from apps.autoscaling.actuators.warm import ensure_deployment_warm_pool
 
-    simulated = SimpleNamespace(
+    kubernetes = SimpleNamespace(
         labels={LABEL_WARM_POOL_SIZE: "2"},
-        target_kind="simulated",
+        target_kind="k8s-deployment",
         scale_target_namespace="default",
         scale_target_name="x",
     )
@@ -191,7 +191,7 @@ def test_ensure_deployment_warm_pool__non_asg_or_unlabelled__nothing_managed() -
         labels={}, target_kind="aws-asg", scale_target_namespace="", scale_target_name="g"
     )
 
-    assert ensure_deployment_warm_pool(simulated) is None
+    assert ensure_deployment_warm_pool(kubernetes) is None
     assert ensure_deployment_warm_pool(unlabelled) is None
 
 

@@ -10,15 +10,23 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.autoscaling.actuators import ActuatorError, ScaleTarget
+from apps.autoscaling.actuators.warm import (
+    LABEL_WARM_POOL_SIZE,
+    ensure_deployment_warm_pool,
+    ensure_simulator_standby,
+)
 from apps.balancing.membership import simulator_members
 from apps.fleetsim.exposition import serve
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
+from apps.fleetsim.inventory import deployment_standby
 from apps.fleetsim.profiles import A100_80GB
 from apps.fleetsim.replica_http import ReplicaHTTPServer
 
@@ -200,3 +208,36 @@ def test_standby__unknown_deployment__404(sim: Sim) -> None:
 
     assert answer.status_code == 404
     assert "llm/nope" in answer.json()["error"]
+
+
+def test_ensure_deployment_warm_pool__simulated__standby_set_then_unchanged(
+    sim: Sim, settings: Any
+) -> None:
+    settings.FLEETSIM_URL = sim.api_url
+    deployment = SimpleNamespace(
+        labels={LABEL_WARM_POOL_SIZE: "2"},
+        target_kind="simulated",
+        scale_target_namespace="llm",
+        scale_target_name="chat",
+    )
+
+    assert ensure_deployment_warm_pool(deployment) is True
+    assert sim.deployment.standby_target == 2
+    assert ensure_deployment_warm_pool(deployment) is False
+    deployment.labels = {LABEL_WARM_POOL_SIZE: "0"}
+    assert ensure_deployment_warm_pool(deployment) is True
+    assert sim.deployment.standby_replicas == 0
+
+
+def test_ensure_simulator_standby__unknown_deployment__permanent_not_found(sim: Sim) -> None:
+    with pytest.raises(ActuatorError) as caught:
+        ensure_simulator_standby(sim.api_url, ScaleTarget("simulated", "llm", "nope"), 1)
+
+    assert caught.value.permanent_reason == "not-found"
+    assert "llm/nope" in str(caught.value)
+
+
+def test_deployment_standby__label__size_or_zero_when_malformed() -> None:
+    assert deployment_standby(SimpleNamespace(pk=1, labels={LABEL_WARM_POOL_SIZE: "3"})) == 3  # type: ignore[arg-type]
+    assert deployment_standby(SimpleNamespace(pk=1, labels={LABEL_WARM_POOL_SIZE: "x"})) == 0  # type: ignore[arg-type]
+    assert deployment_standby(SimpleNamespace(pk=1, labels={})) == 0  # type: ignore[arg-type]
