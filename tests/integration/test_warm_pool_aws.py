@@ -24,6 +24,7 @@ from apps.autoscaling.actuators.warm import (
 from apps.balancing.membership import asg_instance_state
 from apps.integrations.aws import AutoScalingClient, WarmPoolInfo, build_autoscaling_client
 from tests.integration.moto_support import moto_reset_with_group
+from tests.integration.test_actuator_aws import record_calls
 
 REGION = "us-east-1"
 GROUP = ScaleTarget("aws-asg", "", "gpu-pool")
@@ -40,24 +41,16 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def boto_client(moto_url: str) -> Any:
+def actuator(moto_url: str) -> AutoScalingGroupActuator:
+    """The actuator on a fresh moto: a 1..5 group at 2 and no warm pool."""
     moto_reset_with_group(moto_url, region=REGION, group=GROUP.name, template="vllm-gpu")
-    return build_autoscaling_client(
-        region=REGION, endpoint_url=moto_url, connect_timeout_s=2, read_timeout_s=5
-    )
+    client = build_autoscaling_client(region=REGION, endpoint_url=moto_url, read_timeout_s=5)
+    return AutoScalingGroupActuator(AutoScalingClient(client))
 
 
 @pytest.fixture
-def actuator(boto_client: Any) -> AutoScalingGroupActuator:
-    return AutoScalingGroupActuator(AutoScalingClient(boto_client))
-
-
-def record_calls(boto_client: Any) -> list[str]:
-    calls: list[str] = []
-    boto_client.meta.events.register(
-        "before-call.auto-scaling.*", lambda model, **_: calls.append(model.name)
-    )
-    return calls
+def boto_client(actuator: AutoScalingGroupActuator) -> Any:
+    return actuator.client.client
 
 
 def pool_in_moto(moto_url: str) -> dict[str, Any]:
@@ -117,14 +110,21 @@ def test_ensure_warm_pool__size_zero__pool_deleted_then_no_write(
     assert calls == READS
 
 
-def test_ensure_warm_pool__unknown_group__permanent_not_found(
-    actuator: AutoScalingGroupActuator,
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        (ScaleTarget("aws-asg", "", "no-such-group"), "not-found"),
+        (ScaleTarget("simulated", "default", "no-such-group"), "unsupported-target"),
+    ],
+)
+def test_ensure_warm_pool__unknown_group_or_wrong_kind__permanent(
+    actuator: AutoScalingGroupActuator, target: ScaleTarget, reason: str
 ) -> None:
     with pytest.raises(ActuatorError) as caught:
-        actuator.ensure_warm_pool(ScaleTarget("aws-asg", "", "no-such-group"), 1)
+        actuator.ensure_warm_pool(target, 1)
 
-    assert caught.value.permanent_reason == "not-found"
-    assert "no-such-group" in str(caught.value)
+    assert caught.value.permanent_reason == reason
+    assert not caught.value.retryable
 
 
 @pytest.mark.parametrize(("size", "state"), [(-1, "Stopped"), (2, "Asleep"), (True, "Stopped")])
@@ -138,15 +138,6 @@ def test_ensure_warm_pool__bad_size_or_state__permanent_invalid_before_any_call(
 
     assert caught.value.permanent_reason == "invalid"
     assert calls == []
-
-
-def test_ensure_warm_pool__wrong_target_kind__unsupported(
-    actuator: AutoScalingGroupActuator,
-) -> None:
-    with pytest.raises(ActuatorError) as caught:
-        actuator.ensure_warm_pool(ScaleTarget("simulated", "default", "x"), 1)
-
-    assert caught.value.permanent_reason == "unsupported-target"
 
 
 # ------------------------------------------------------------------ labels
