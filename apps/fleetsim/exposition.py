@@ -16,13 +16,19 @@ Endpoints (JSON unless noted; errors are ``{"error": "..."}`` with status 400, 4
     and an optional ``"remove": ["<pod>", ...]`` names the replicas a scale-down removes
     (those a gateway already drained; see
     :meth:`apps.fleetsim.fleet.SimulatedDeployment.scale`).
+``GET /standby/<namespace>/<deployment>``, ``PUT`` with ``{"replicas": K}``
+    The standby replicas kept asleep beside the spec (vLLM sleep mode, see
+    :meth:`apps.fleetsim.fleet.SimulatedDeployment.set_standby`): ``{"standby_target": K,
+    "standby_replicas": n, "asleep_replicas": n, "pods": [...]}`` (``asleep`` counts the
+    loaded ones; the rest are still cold-starting). A scale-up wakes them first.
 ``PUT /slowdown/<namespace>/<deployment>/<pod>`` with ``{"factor": F}``
     Makes one replica's steps ``F`` times longer from now on (0 < F <= 1000; 1 restores
     it), a throttled GPU for balancing tests; answers ``{"pod": ..., "factor": F}``.
 ``GET /endpoints``
     When the replicas serve HTTP (:mod:`apps.fleetsim.replica_http`): every replica's
     loopback address and state, ``{"endpoints": [{"namespace", "deployment", "pod",
-    "model", "host", "port", "state"}, ...]}``; 404 otherwise.
+    "model", "host", "port", "state"}, ...]}``; 404 otherwise. Sleeping standby replicas
+    are not listed: they are not members (see ``/standby``).
 ``POST /inject/<namespace>/<deployment>`` with any of ``rate_multiplier``,
 ``extra_latency_s``, ``error_ratio``
     Load and fault injection for tests and demos; all values are validated before
@@ -60,6 +66,9 @@ simulator's own ``llmcp_sim_gateway_queue_requests`` (requests waiting for any r
 pod or held back by injected latency). ``llmcp_sim_request_failure_total{reason}`` is
 the simulator's per-pod failure counter: vLLM has no such metric, real deployments
 derive error ratios from gateway HTTP status codes.
+``llmcp_sim_replica_state{state}`` is 1 for each pod's state (``starting``, ``waking``,
+``ready`` or ``asleep``; a replica's own /metrics has it too) and
+``llmcp_sim_standby_replicas`` counts a deployment's standby replicas.
 """
 
 from __future__ import annotations
@@ -238,8 +247,25 @@ def fleet_metric_families(
         labels=("model_name", *DEPLOYMENT_LABELS),
     )
 
+    replica_state = GaugeMetricFamily(
+        "llmcp_sim_replica_state",
+        "1 for the pod's state: starting, waking (from sleep), ready or asleep "
+        "(simulator-specific).",
+        labels=("model_name", "namespace", "pod", "deployment", "state"),
+    )
+    standby = GaugeMetricFamily(
+        "llmcp_sim_standby_replicas",
+        "Standby replicas kept asleep beside the spec, loaded or loading (simulator-specific).",
+        labels=DEPLOYMENT_LABELS,
+    )
+
     for dep in snapshot.deployments:
         deployment_labels = [dep.namespace, dep.name]
+        standby.add_metric(deployment_labels, dep.standby_replicas)
+        for rep in dep.replicas:
+            replica_state.add_metric(
+                [dep.model_name, dep.namespace, rep.pod, dep.name, rep.state], 1
+            )
         spec.add_metric(deployment_labels, dep.spec_replicas)
         available.add_metric(deployment_labels, dep.ready_replicas)
         unavailable.add_metric(deployment_labels, dep.starting_replicas)
@@ -276,6 +302,7 @@ def fleet_metric_families(
         itl,
         e2e,
         failures,
+        replica_state,
     )
     if engine_only:
         return
@@ -287,6 +314,7 @@ def fleet_metric_families(
         available,
         unavailable,
         gateway,
+        standby,
     )
 
 
@@ -381,6 +409,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif len(parts) == 3 and parts[0] == "scale":
                 self._only(method, "GET", "PUT")
                 self._scale(method, parts[1], parts[2])
+            elif len(parts) == 3 and parts[0] == "standby":
+                self._only(method, "GET", "PUT")
+                self._standby(method, parts[1], parts[2])
             elif len(parts) == 4 and parts[0] == "slowdown":
                 self._only(method, "PUT")
                 self._slowdown(parts[1], parts[2], parts[3])
@@ -459,6 +490,42 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _BadRequest(HTTPStatus.BAD_REQUEST, str(exc)) from None
         logger.info("scaled %s/%s to %d replicas", namespace, name, replicas)
         self._send_json(HTTPStatus.OK, status)
+
+    def _standby(self, method: str, namespace: str, name: str) -> None:
+        fleet = self.server.fleet
+        deployment = fleet.find(namespace, name)
+        if deployment is None:
+            raise _BadRequest(HTTPStatus.NOT_FOUND, f"unknown deployment {namespace}/{name}")
+        count = 0
+        if method == "PUT":
+            payload = self._read_json()
+            count = payload.get("replicas")  # type: ignore[assignment]
+            if (
+                set(payload) != {"replicas"}
+                or isinstance(count, bool)
+                or not isinstance(count, int)
+            ):
+                raise _BadRequest(
+                    HTTPStatus.BAD_REQUEST, 'body must be exactly {"replicas": <integer>}'
+                )
+            if not 0 <= count <= MAX_REPLICAS:
+                raise _BadRequest(
+                    HTTPStatus.BAD_REQUEST, f"'replicas' must be between 0 and {MAX_REPLICAS}"
+                )
+        with fleet.lock:
+            now = fleet.sync()
+            if method == "PUT":
+                deployment.set_standby(count)
+                logger.info("standby of %s/%s set to %d", namespace, name, count)
+            pods = sorted(p for p, s in deployment.replica_states().items() if s == "asleep")
+            loaded = [p for p in pods if deployment.find_replica(p).ready_at_s <= now]  # type: ignore[union-attr]
+            body = {
+                "standby_target": deployment.standby_target,
+                "standby_replicas": len(pods),
+                "asleep_replicas": len(loaded),
+                "pods": pods,
+            }
+        self._send_json(HTTPStatus.OK, body)
 
     def _slowdown(self, namespace: str, name: str, pod: str) -> None:
         fleet = self.server.fleet

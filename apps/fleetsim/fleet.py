@@ -17,6 +17,15 @@ behind a load-balancing gateway:
   no new requests, finishes those it holds and leaves when idle; whatever it still holds
   after ``drain_s`` is re-queued. Draining replicas still hold their GPU
   (:attr:`SimulatedDeployment.draining_replicas`) but are no longer part of the spec.
+* **Standby replicas.** :meth:`SimulatedDeployment.set_standby` keeps ``K`` replicas
+  loaded and asleep beside the spec (vLLM sleep mode, see :mod:`apps.fleetsim.replica`):
+  they hold ``standby_gpu_fraction`` of a GPU, serve nothing and are no members. A
+  scale-up wakes the standbys first (ready ``wake_s`` later, those already loaded
+  first) and cold-starts only the rest; the standby pool is then refilled by cold starts.
+  A scale-down puts a removed ready replica to sleep in place of a standby still
+  cold-starting (or while the pool is short) instead of deleting it.
+  :meth:`SimulatedDeployment.sleep` and :meth:`SimulatedDeployment.wake` do the same for
+  one named replica (the per-replica ``POST /sleep`` and ``POST /wake_up``).
 * **Fault and load injection.** ``set_rate_multiplier`` scales the arrival rate of
   the workload (thinning or duplicating arrivals), ``inject_latency`` delays every new
   request before it reaches an engine (a slow frontend: the delay shows up in TTFT and
@@ -44,6 +53,7 @@ code that touches deployments directly while the real-time driver runs must hold
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -106,6 +116,8 @@ class DeploymentSnapshot:
     extra_latency_s: float
     error_ratio: float
     replicas: tuple[ReplicaSnapshot, ...] = field(default_factory=tuple)
+    standby_replicas: int = 0
+    standby_target: int = 0
 
     def scale_status(self) -> dict[str, int]:
         return {
@@ -123,6 +135,8 @@ class DeploymentSnapshot:
             "gpu_profile": self.gpu_profile,
             "time_s": self.time_s,
             **self.scale_status(),
+            "standby_replicas": self.standby_replicas,
+            "standby_target": self.standby_target,
             "num_running": self.num_running,
             "num_waiting": self.num_waiting,
             "gateway_queue": self.gateway_queue,
@@ -207,7 +221,10 @@ class SimulatedDeployment:
         self._draining: list[tuple[float, int, Replica]] = []
         self._drain_seq = 0
         self._ready: list[Replica] = []
-        # Every replica holding a GPU (starting, ready or draining) by pod name.
+        # Standby replicas (asleep, or loading before they fall asleep), oldest first.
+        self._asleep: list[Replica] = []
+        self._standby_target = 0
+        # Every replica holding a GPU (starting, ready, draining or asleep) by pod name.
         self._by_pod: dict[str, Replica] = {}
         self._last_pick: dict[str, int] = {}
         self._pick_seq = 0
@@ -250,19 +267,30 @@ class SimulatedDeployment:
         return len(self._draining)
 
     @property
+    def standby_replicas(self) -> int:
+        """Standby replicas, asleep or still loading (see :meth:`set_standby`)."""
+        return len(self._asleep)
+
+    @property
+    def standby_target(self) -> int:
+        return self._standby_target
+
+    @property
     def replicas(self) -> list[Replica]:
         """Live replicas, ready ones first, each group in creation order."""
         return [*self._ready, *self._starting]
 
     def replica_states(self) -> dict[str, str]:
-        """Every replica holding a GPU by pod name: ``starting``, ``ready`` or ``draining``."""
+        """Every replica holding a GPU by pod name: ``starting`` (a replica waking up
+        included), ``ready``, ``draining`` or ``asleep`` (a standby, not in the spec)."""
         states = {r.pod: "ready" for r in self._ready}
         states.update((r.pod, "starting") for r in self._starting)
         states.update((d[2].pod, "draining") for d in self._draining)
+        states.update((r.pod, "asleep") for r in self._asleep)
         return states
 
     def find_replica(self, pod: str) -> Replica | None:
-        """The replica ``pod`` if it is ready, starting or draining."""
+        """The replica ``pod`` if it is ready, starting, draining or asleep."""
         return self._by_pod.get(pod)
 
     @property
@@ -290,7 +318,12 @@ class SimulatedDeployment:
 
     def totals(self) -> DeploymentTotals:
         stats = self._retired_stats.copy()
-        for replica in (*self._ready, *self._starting, *(d[2] for d in self._draining)):
+        for replica in (
+            *self._ready,
+            *self._starting,
+            *(d[2] for d in self._draining),
+            *self._asleep,
+        ):
             stats.merge(replica.stats)
         return DeploymentTotals(
             completed=stats.success,
@@ -317,7 +350,7 @@ class SimulatedDeployment:
 
     def snapshot(self) -> DeploymentSnapshot:
         now = self._now
-        replicas = tuple(r.snapshot(now) for r in (*self._ready, *self._starting))
+        replicas = tuple(r.snapshot(now) for r in (*self._ready, *self._starting, *self._asleep))
         draining = [d[2] for d in self._draining]
         stats_success = (
             self._retired_stats.success
@@ -348,6 +381,8 @@ class SimulatedDeployment:
             extra_latency_s=self._extra_latency_s,
             error_ratio=self._error_ratio,
             replicas=replicas,
+            standby_replicas=len(self._asleep),
+            standby_target=self._standby_target,
         )
 
     # ------------------------------------------------------------- pinned requests
@@ -474,7 +509,12 @@ class SimulatedDeployment:
                 )
         if replicas > current:
             for _ in range(replicas - current):
-                self._add_replica(now + self.profile.cold_start_s, created_at=now)
+                if self._asleep:
+                    # Loaded standbys first (the earliest loaded), then those still loading.
+                    self._wake_replica(min(self._asleep, key=lambda r: r.ready_at_s), now)
+                else:
+                    self._add_replica(now + self.profile.cold_start_s, created_at=now)
+            self._fill_standby()
         elif replicas < current:
             to_remove = current - replicas
             displaced: list[Job] = []
@@ -482,12 +522,12 @@ class SimulatedDeployment:
                 victim = self._by_pod[pod]
                 if victim in self._starting:
                     self._starting.remove(victim)
-                    self._retire_replica(victim)
+                    self._park_or_retire(victim, now)
                 else:
                     displaced.extend(self._remove_ready(victim, now, drain_s))
                 to_remove -= 1
             while to_remove and self._starting:
-                self._retire_replica(self._starting.pop())
+                self._park_or_retire(self._starting.pop(), now)
                 to_remove -= 1
             while to_remove and self._ready:
                 for replica in self._ready:
@@ -501,9 +541,56 @@ class SimulatedDeployment:
             self._requeue(displaced, now)
         return self.scale_status()
 
+    def set_standby(self, count: int) -> dict[str, int]:
+        """Keep ``count`` standby replicas: loaded, asleep, outside the spec (0: none).
+
+        Missing ones cold-start now and fall asleep once loaded; surplus ones go, those
+        still loading first (newest first). Returns the scale status with
+        ``standby_replicas``."""
+        _check_count("standby", count)
+        self._standby_target = count
+        while len(self._asleep) > count:
+            loading = [r for r in self._asleep if r.ready_at_s > self._now]
+            victim = loading[-1] if loading else self._asleep[-1]
+            self._asleep.remove(victim)
+            self._retire_replica(victim)
+        self._fill_standby()
+        return {**self.scale_status(), "standby_replicas": len(self._asleep)}
+
+    def sleep(self, pod: str) -> None:
+        """Put the ready replica ``pod`` to sleep now: it leaves the spec (one replica
+        fewer) and becomes a standby; what it holds is re-queued (pinned requests fail
+        as ``aborted``), as when it is removed without drain. KeyError when ``pod`` is
+        not ready; an asleep one is left alone."""
+        replica = self._by_pod.get(pod)
+        if replica is not None and replica in self._asleep:
+            return
+        if replica is None or replica not in self._ready:
+            raise KeyError(f"{pod} is not a ready replica of {self.namespace}/{self.name}")
+        self._ready.remove(replica)
+        displaced = self._evict(replica, self._now)
+        replica.sleep(self._now)
+        self._asleep.append(replica)
+        self._requeue(displaced, self._now)
+
+    def wake(self, pod: str) -> float:
+        """Wake the standby ``pod`` now: it joins the spec (one replica more) and is ready
+        ``wake_s`` later; returns that time. The standby pool is refilled by a cold
+        start. KeyError for a replica that is not asleep; a starting or ready one is left
+        alone."""
+        replica = self._by_pod.get(pod)
+        if replica is not None and (replica in self._starting or replica in self._ready):
+            return replica.ready_at_s
+        if replica is None or replica not in self._asleep:
+            raise KeyError(f"{pod} is not a standby replica of {self.namespace}/{self.name}")
+        ready_at = self._wake_replica(replica, self._now)
+        self._fill_standby()
+        return ready_at
+
     def _remove_ready(self, victim: Replica, now: float, drain_s: float) -> list[Job]:
-        """Take a ready replica out of the spec: it drains (``drain_s`` > 0 and busy) or
-        goes at once; returns the requests to re-queue."""
+        """Take a ready replica out of the spec: it drains (``drain_s`` > 0 and busy), goes
+        to sleep while the standby pool is short, or goes at once; returns the requests to
+        re-queue."""
         self._ready.remove(victim)
         victim.advance(now)
         if drain_s > 0 and victim.outstanding:
@@ -511,8 +598,40 @@ class SimulatedDeployment:
             self._drain_seq += 1
             return []
         displaced = self._evict(victim, now)
-        self._retire_replica(victim)
+        self._park_or_retire(victim, now)
         return displaced
+
+    def _park_or_retire(self, replica: Replica, now: float) -> None:
+        """A replica leaving the spec (holding no request) becomes a standby while the
+        pool is short, or in place of a standby still cold-starting if it is loaded
+        itself (that cold start is cancelled); else it goes."""
+        loading = [r for r in self._asleep if r.ready_at_s > now]
+        if len(self._asleep) < self._standby_target:
+            replica.sleep(now)
+            self._asleep.append(replica)
+        elif loading and replica.ready_at_s <= now:
+            self._asleep.remove(loading[-1])
+            self._retire_replica(loading[-1])
+            replica.sleep(now)
+            self._asleep.append(replica)
+        else:
+            self._retire_replica(replica)
+
+    def _wake_replica(self, replica: Replica, now: float) -> float:
+        self._asleep.remove(replica)
+        ready_at = replica.wake(now)
+        if ready_at <= now:
+            self._ready.append(replica)
+        else:
+            bisect.insort(self._starting, replica, key=lambda r: r.ready_at_s)
+        return ready_at
+
+    def _fill_standby(self) -> None:
+        """Cold-start standbys until the pool holds its target; they sleep once loaded."""
+        while len(self._asleep) < self._standby_target:
+            self._add_replica(
+                self._now + self.profile.cold_start_s, created_at=self._now, standby=True
+            )
 
     # -------------------------------------------------------------------- driving
 
@@ -562,7 +681,9 @@ class SimulatedDeployment:
 
     # ------------------------------------------------------------------ internals
 
-    def _add_replica(self, ready_at: float, created_at: float | None = None) -> None:
+    def _add_replica(
+        self, ready_at: float, created_at: float | None = None, *, standby: bool = False
+    ) -> None:
         ordinal = self._next_ordinal
         self._next_ordinal += 1
         pod = f"{self.name}-{ordinal}"
@@ -577,11 +698,14 @@ class SimulatedDeployment:
             sink=self._on_record,
         )
         self._by_pod[pod] = replica
-        if ready_at <= self._now:
+        if standby:
+            replica.asleep = True  # it sleeps as soon as it is loaded
+            self._asleep.append(replica)
+        elif ready_at <= self._now:
             self._ready.append(replica)
         else:
-            # Same cold start for every replica and monotonic time keep this sorted.
-            self._starting.append(replica)
+            # Kept sorted by readiness: a woken standby may be ready before a cold start.
+            bisect.insort(self._starting, replica, key=lambda r: r.ready_at_s)
 
     def _on_record(self, record: RequestRecord) -> None:
         self._records.append(record)

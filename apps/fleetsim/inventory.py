@@ -7,6 +7,10 @@ import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import structlog
+
+from apps.autoscaling.actuators import ActuatorError
+from apps.autoscaling.actuators.warm import warm_pool_of
 from apps.inventory.models import Deployment, ScaleTargetKind
 
 from . import workload
@@ -15,6 +19,8 @@ from .profiles import DEFAULT_PROFILE, PROFILES
 
 # Inventory GPU types → simulator profiles; types without a profile use the default one.
 _GPU_TO_PROFILE = {name.lower(): name for name in PROFILES}
+
+logger = structlog.get_logger("controlplane.fleetsim.inventory")
 
 PATTERNS = ("steady", "diurnal", "step", "burst", "trace")
 DEFAULT_RATE_RPS = 2.0
@@ -63,6 +69,17 @@ def deployment_rate(deployment: Deployment) -> float:
         return DEFAULT_RATE_RPS
 
 
+def deployment_standby(deployment: Deployment) -> int:
+    """Standby replicas the deployment's warm-pool label asks for (0 when none, or when
+    the label is malformed: that is logged)."""
+    try:
+        wanted = warm_pool_of(deployment.labels or {})
+    except ActuatorError as exc:
+        logger.warning("fleetsim-standby-label-ignored", deployment=deployment.pk, error=str(exc))
+        return 0
+    return wanted.size if wanted is not None else 0
+
+
 def fleet_from_inventory(
     *,
     pattern: str = "diurnal",
@@ -85,7 +102,7 @@ def fleet_from_inventory(
             source: Iterator[workload.Request] = looped_trace(trace, time_scale)
         else:
             source = endless(pattern, rate_for(dep), seed=index)
-        fleet.add(
+        simulated = fleet.add(
             SimulatedDeployment(
                 name=dep.scale_target_name,
                 model_name=dep.model.name,
@@ -97,4 +114,5 @@ def fleet_from_inventory(
                 max_records=max_records,
             )
         )
+        simulated.set_standby(deployment_standby(dep))
     return fleet

@@ -64,6 +64,16 @@ Cold start
 A replica created at ``created_at_s`` runs no step before ``ready_at_s`` (image pull,
 weight loading, CUDA graph capture). Requests submitted earlier simply wait.
 
+Sleep and wake (standby)
+------------------------
+:meth:`Replica.sleep` models vLLM's level 1 sleep mode: the weights go to CPU RAM and the
+KV cache is freed, so an idle replica keeps only ``standby_gpu_fraction`` of its
+framebuffer and serves nothing. :meth:`Replica.wake` makes it ready again ``wake_s``
+later (weights copied back) instead of a whole cold start (see
+:mod:`apps.fleetsim.profiles` for the figures and what they assume). A replica may be
+put to sleep before its cold start ended (a standby being prepared): it then sleeps as
+soon as it is loaded, and waking it makes it ready at ``max(loaded, now + wake_s)``.
+
 GPU telemetry
 -------------
 * GPU utilisation is the fraction of the trailing ``util_window_s`` in which the
@@ -239,10 +249,17 @@ class ReplicaSnapshot:
     product_name: str
     ready_at_s: float
     stats: ReplicaStats
+    asleep: bool = False
+    waking: bool = False
 
     @property
     def state(self) -> str:
-        return "ready" if self.ready else "starting"
+        """``ready``, ``starting`` (cold start), ``waking`` (back from sleep) or ``asleep``."""
+        if self.asleep:
+            return "asleep"
+        if self.ready:
+            return "ready"
+        return "waking" if self.waking else "starting"
 
 
 class _Seq:
@@ -327,6 +344,9 @@ class Replica:
         self.hostname = hostname
         self.util_window_s = util_window_s
         self.stats = ReplicaStats()
+        # Sleep mode: asleep, and when the last wake began (None: never woken).
+        self.asleep = False
+        self.woken_at_s: float | None = None
         self._records: list[RequestRecord] = []
         self._sink: Callable[[RequestRecord], None] = (
             sink if sink is not None else self._records.append
@@ -363,7 +383,10 @@ class Replica:
     # ---------------------------------------------------------------- inspection
 
     def is_ready(self, t: float) -> bool:
-        return t >= self.ready_at_s
+        return not self.asleep and t >= self.ready_at_s
+
+    def is_waking(self, t: float) -> bool:
+        return not self.asleep and self.woken_at_s is not None and t < self.ready_at_s
 
     @property
     def horizon(self) -> float:
@@ -412,10 +435,19 @@ class Replica:
 
     def fb_used_mib(self, now: float) -> int:
         target = self.profile.framebuffer_used_mib
-        if now >= self.ready_at_s or self.ready_at_s <= self.created_at_s:
+        asleep = self.profile.framebuffer_asleep_mib
+        if self.asleep and now >= self.ready_at_s:
+            return asleep
+        if now >= self.ready_at_s:
             return target
-        loading = (now - self.created_at_s) / (self.ready_at_s - self.created_at_s)
-        return int(target * max(0.0, loading))
+        if self.woken_at_s is not None:  # weights copied back from CPU RAM
+            since, base = self.woken_at_s, asleep
+        else:
+            since, base = self.created_at_s, 0
+        if self.ready_at_s <= since:
+            return target
+        loading = (now - since) / (self.ready_at_s - since)
+        return base + int((target - base) * max(0.0, loading))
 
     def snapshot(self, now: float) -> ReplicaSnapshot:
         self.advance(now)
@@ -435,6 +467,8 @@ class Replica:
             product_name=self.profile.product_name,
             ready_at_s=self.ready_at_s,
             stats=self.stats.copy(),
+            asleep=self.asleep,
+            waking=self.is_waking(now),
         )
 
     def completed(self) -> list[RequestRecord]:
@@ -512,6 +546,27 @@ class Replica:
         self._tok = self.profile.token_compute_s * factor
         self._kv = self.profile.kv_read_s_per_token * factor
         self._refresh_horizon()
+
+    def sleep(self, t: float) -> None:
+        """Put the replica to sleep at ``t`` (vLLM level 1): it must hold no request (take
+        them off with :meth:`drain` first); its KV cache is freed and it serves nothing
+        until :meth:`wake`. Raises ValueError when it still holds requests."""
+        self.advance(t)
+        if self.outstanding:
+            raise ValueError(f"{self.pod} holds {self.outstanding} requests; drain it first")
+        self.asleep = True
+
+    def wake(self, t: float) -> float:
+        """Wake the replica at ``t``: it is ready ``wake_s`` later (or when its cold start
+        ends, if later). Returns that time. A replica that is not asleep is left alone."""
+        if not self.asleep:
+            return self.ready_at_s
+        self.asleep = False
+        self.woken_at_s = t
+        self.ready_at_s = max(self.ready_at_s, t + self.profile.wake_s)
+        self._t = max(self._t, self.ready_at_s)
+        self._refresh_horizon()
+        return self.ready_at_s
 
     def sync(self, t: float) -> None:
         """Make ``outstanding`` exact at ``t`` while materialising as little as possible."""

@@ -10,7 +10,18 @@ own loopback port, so a real gateway (nginx) can balance real traffic across the
 ``GET /v1/models``
     The one model the replica serves.
 ``GET /health``
-    200 once the replica is ready; 503 while it loads (cold start) or drains.
+    200 once the replica is ready; 503 while it loads (cold start), wakes, sleeps or
+    drains.
+``POST /sleep``, ``POST /wake_up``, ``GET /is_sleeping``
+    vLLM's sleep mode endpoints (served by vLLM with ``--enable-sleep-mode`` in its
+    development mode). ``/sleep`` takes a ready replica out of the spec into standby
+    (what it holds is re-queued, see :meth:`SimulatedDeployment.sleep`); ``/wake_up``
+    brings a standby back, ready ``wake_s`` later; both answer 200 with
+    ``{"pod", "is_sleeping", "state"}`` and are no-ops when already done, 409 for a
+    replica in any other state (starting, draining). ``/is_sleeping`` answers
+    ``{"is_sleeping": bool}``. A sleeping replica answers 503 to inference and
+    ``/health`` and is left out of :meth:`ReplicaHTTPServer.endpoints` (it is no
+    member; :meth:`ReplicaHTTPServer.standby_endpoints` lists it).
 ``GET /metrics``
     This replica's ``vllm:`` series (the names :mod:`apps.fleetsim.exposition` uses).
 
@@ -256,9 +267,15 @@ class ReplicaHTTPServer:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_STARTUP_TIMEOUT_S)
 
     def endpoints(self) -> list[dict[str, Any]]:
-        """Every listening replica (thread-safe), sorted by namespace, deployment, pod."""
+        """Every listening replica but the sleeping standbys (thread-safe), sorted by
+        namespace, deployment, pod."""
         with self._listed_lock:
-            return [dict(e) for e in self._listed]
+            return [dict(e) for e in self._listed if e["state"] != "asleep"]
+
+    def standby_endpoints(self) -> list[dict[str, Any]]:
+        """The listening sleeping standbys (their ``POST /wake_up``), like :meth:`endpoints`."""
+        with self._listed_lock:
+            return [dict(e) for e in self._listed if e["state"] == "asleep"]
 
     # ---------------------------------------------------------------- the ticker
 
@@ -340,6 +357,9 @@ class ReplicaHTTPServer:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/sleep", self._sleep)
+        app.router.add_post("/wake_up", self._wake_up)
+        app.router.add_get("/is_sleeping", self._is_sleeping)
         app.on_response_prepare.append(_name_replica)
         # handler_cancellation: a handler whose client disconnects is cancelled, and its
         # request is aborted in the model.
@@ -421,7 +441,8 @@ class ReplicaHTTPServer:
         with self._listed_lock:
             self._listed = listed
         if self.endpoints_file is not None:
-            _write_atomically(self.endpoints_file, {"endpoints": listed})
+            members = [e for e in listed if e["state"] != "asleep"]
+            _write_atomically(self.endpoints_file, {"endpoints": members})
 
     # ------------------------------------------------------------- endpoints
 
@@ -430,6 +451,45 @@ class ReplicaHTTPServer:
         if site.state == "ready":
             return web.Response(status=200)
         return web.Response(status=503, text=site.state)
+
+    async def _sleep(self, request: web.Request) -> web.Response:
+        return await self._sleep_or_wake(request, sleep=True)
+
+    async def _wake_up(self, request: web.Request) -> web.Response:
+        return await self._sleep_or_wake(request, sleep=False)
+
+    async def _sleep_or_wake(self, request: web.Request, *, sleep: bool) -> web.Response:
+        site = request.app[_SITE]
+        with self.fleet.lock:
+            self.fleet.sync()
+            deployment = self.fleet.find(site.namespace, site.deployment)
+            replica = None if deployment is None else deployment.find_replica(site.pod)
+            state = "gone"
+            if deployment is not None and replica is not None:
+                state = deployment.replica_states().get(site.pod, "gone")
+                if state == "starting" and replica.is_waking(deployment.now):
+                    state = "waking"
+            if sleep and state in ("ready", "asleep"):
+                if state == "ready":
+                    deployment.sleep(site.pod)  # type: ignore[union-attr]
+            elif not sleep and state in ("asleep", "waking", "ready"):
+                if state == "asleep":
+                    deployment.wake(site.pod)  # type: ignore[union-attr]
+            else:
+                return _json_error(
+                    409,
+                    f"replica {site.pod} is {state}; "
+                    + ("only a ready replica can sleep" if sleep else "only a standby can wake"),
+                    error_type="conflict",
+                )
+        await self._tick()
+        return web.json_response(
+            {"pod": site.pod, "is_sleeping": site.state == "asleep", "state": site.state}
+        )
+
+    async def _is_sleeping(self, request: web.Request) -> web.Response:
+        site = request.app[_SITE]
+        return web.json_response({"is_sleeping": site.state == "asleep"})
 
     async def _models(self, request: web.Request) -> web.Response:
         site = request.app[_SITE]

@@ -11,6 +11,13 @@ A scale-down may name the instances to remove (``remove``: those a gateway alrea
 drained, see apps/balancing/membership.py): each is terminated with the desired capacity
 decremented (``TerminateInstanceInAutoScalingGroup``), so the group's termination policy
 does not pick others; any further reduction is a plain desired-capacity change.
+
+:meth:`AutoScalingGroupActuator.ensure_warm_pool` keeps the group's warm pool (instances
+launched and initialized ahead of need, waiting ``Stopped``, ``Running`` or ``Hibernated``
+outside the desired capacity) at a wanted size: it reads the pool, writes only when the
+size or state differs, and deletes it for size 0. A scale-out then takes instances from
+the pool, which skips the boot, image pull and model download of a cold instance.
+Instances in the pool (``Warmed:*`` lifecycle states) are not balancing members.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import structlog
 from apps.integrations.aws import AutoScalingClient, AwsError, aws_error_from_exception
 
 from .base import ActuatorError, ScaleStatus, ScaleTarget
+from .warm import MAX_WARM_POOL_SIZE, WARM_POOL_STATES
 
 __all__ = ["AutoScalingGroupActuator", "actuator_error_from_aws"]
 
@@ -116,6 +124,50 @@ class AutoScalingGroupActuator:
             max_size=group.max_size,
             warnings=warnings,
         )
+
+    def ensure_warm_pool(self, target: ScaleTarget, size: int, state: str = "Stopped") -> bool:
+        """Keep ``size`` instances of the group warm in ``state`` (``0``: no warm pool).
+
+        Idempotent: the group and its pool are read first, and the pool written only when
+        its minimum size or its state differs (or, for 0, when a pool exists). Returns
+        whether AWS was written to.
+        """
+        self._check(target)
+        if isinstance(size, bool) or not 0 <= size <= MAX_WARM_POOL_SIZE:
+            raise ActuatorError(
+                f"warm pool size must be an integer from 0 to {MAX_WARM_POOL_SIZE}, not {size!r}",
+                retryable=False,
+                permanent_reason="invalid",
+            )
+        if state not in WARM_POOL_STATES:
+            raise ActuatorError(
+                f"warm pool state must be one of {', '.join(WARM_POOL_STATES)}, not {state!r}",
+                retryable=False,
+                permanent_reason="invalid",
+            )
+        log = logger.bind(target=str(target), warm_pool_size=size, warm_pool_state=state)
+        try:
+            # The group first: a missing group is then ``not-found`` as everywhere else
+            # (DescribeWarmPool alone answers a bare ValidationError).
+            self.client.describe_group(target.name)
+            current = self.client.describe_warm_pool(target.name)
+            if size == 0:
+                if current is None:
+                    log.info("asg-warm-pool-unchanged")
+                    return False
+                self.client.delete_warm_pool(target.name)
+                log.info("asg-warm-pool-deleted")
+                return True
+            if current is not None and current.min_size == size and current.state == state:
+                log.info("asg-warm-pool-unchanged")
+                return False
+            # MaxGroupPreparedCapacity left unset: the group's MaxSize bounds group plus
+            # pool, and MinSize keeps at least ``size`` warm even when that is reached.
+            self.client.put_warm_pool(target.name, min_size=size, state=state)
+            log.info("asg-warm-pool-set", previous=None if current is None else current.min_size)
+            return True
+        except AwsError as exc:
+            raise actuator_error_from_aws(exc) from None
 
     def _chosen(self, group: str, remove: Sequence[str], removing: int) -> list[str]:
         """``remove``, checked: in service or pending in ``group``, named once, and no more

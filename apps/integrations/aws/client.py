@@ -402,6 +402,21 @@ class Ec2InstanceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class WarmPoolInfo:
+    """A group's warm pool: instances kept pre-initialized beside the group's capacity.
+
+    ``min_size`` is the least number of instances the pool holds; ``max_prepared`` is
+    ``MaxGroupPreparedCapacity`` (``None``: the group's ``MaxSize`` bounds group plus pool);
+    ``state`` is what the pooled instances are kept as (``Stopped``, ``Running`` or
+    ``Hibernated``); ``instances`` counts those AWS listed (``Warmed:*`` states)."""
+
+    min_size: int
+    max_prepared: int | None
+    state: str
+    instances: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class AutoScalingGroupInfo:
     name: str
     desired_capacity: int
@@ -496,6 +511,51 @@ class AutoScalingClient:
             )
             for item in group.get("Instances") or []
         ]
+
+    def describe_warm_pool(self, name: str) -> WarmPoolInfo | None:
+        """The group's warm pool, or ``None`` when it has none (or one being deleted)."""
+        answer = _call(
+            f"describe the warm pool of Auto Scaling group {name}",
+            self.client.describe_warm_pool,
+            AutoScalingGroupName=name,
+        )
+        config = answer.get("WarmPoolConfiguration") or {}
+        if not config or config.get("Status") == "PendingDelete":
+            return None
+        prepared = config.get("MaxGroupPreparedCapacity")
+        return WarmPoolInfo(
+            min_size=int(config.get("MinSize") or 0),
+            max_prepared=None if prepared is None or prepared == -1 else int(prepared),
+            state=str(config.get("PoolState") or "Stopped"),
+            instances=len(answer.get("Instances") or []),
+        )
+
+    def put_warm_pool(
+        self, name: str, *, min_size: int, state: str, max_prepared: int | None = None
+    ) -> None:
+        """Create or replace the group's warm pool (``PutWarmPool``)."""
+        kwargs: dict[str, Any] = {
+            "AutoScalingGroupName": name,
+            "MinSize": min_size,
+            "PoolState": state,
+        }
+        if max_prepared is not None:
+            kwargs["MaxGroupPreparedCapacity"] = max_prepared
+        _call(
+            f"put a warm pool of {min_size} {state} instances on Auto Scaling group {name}",
+            self.client.put_warm_pool,
+            **kwargs,
+        )
+
+    def delete_warm_pool(self, name: str, *, force: bool = False) -> None:
+        """Delete the group's warm pool; ``force`` also terminates its instances at once
+        instead of waiting for their lifecycle actions."""
+        _call(
+            f"delete the warm pool of Auto Scaling group {name}",
+            self.client.delete_warm_pool,
+            AutoScalingGroupName=name,
+            ForceDelete=force,
+        )
 
 
 # Ids per DescribeInstances request: a filter takes at most 200 values.

@@ -1,0 +1,152 @@
+"""Warm capacity wanted by a deployment, read from its labels.
+
+Two labels say how much pre-initialized capacity a deployment keeps beside its serving
+replicas, so no model field is needed:
+
+``autoscaling.llm-controlplane/warm-pool-size``
+    How many instances (``aws-asg``) or standby replicas (``simulated``) to keep warm: a
+    non-negative integer. ``0`` removes the warm pool. Absent: warm capacity is not
+    managed (an existing pool is left alone).
+``autoscaling.llm-controlplane/warm-pool-state``
+    For Auto Scaling groups, the state pooled instances wait in: ``Stopped`` (default:
+    only EBS volumes are billed), ``Running`` (billed as running, fastest to serve) or
+    ``Hibernated`` (memory saved to EBS; the instance type must support hibernation).
+
+:func:`warm_pool_of` parses them (a malformed value is a permanent ``invalid``
+:class:`ActuatorError`, never a guess); :func:`ensure_deployment_warm_pool` applies them to
+a deployment: its Auto Scaling group's warm pool through the group's actuator, or its
+standby replicas through the fleet simulator's ``/standby`` API (the state label does
+not apply there: a standby is always asleep). The simulator also reads the size label
+when it builds its fleet from the inventory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .base import ActuatorError, ScaleTarget
+
+__all__ = [
+    "LABEL_WARM_POOL_SIZE",
+    "LABEL_WARM_POOL_STATE",
+    "WARM_POOL_STATES",
+    "WarmPool",
+    "ensure_deployment_warm_pool",
+    "warm_pool_of",
+]
+
+LABEL_WARM_POOL_SIZE = "autoscaling.llm-controlplane/warm-pool-size"
+LABEL_WARM_POOL_STATE = "autoscaling.llm-controlplane/warm-pool-state"
+WARM_POOL_STATES = ("Stopped", "Running", "Hibernated")
+# A sanity bound: nobody keeps more warm GPU instances than this per group.
+MAX_WARM_POOL_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WarmPool:
+    """The warm capacity wanted: ``size`` instances waiting in ``state``."""
+
+    size: int
+    state: str = "Stopped"
+
+
+def _invalid(message: str) -> ActuatorError:
+    return ActuatorError(message, retryable=False, permanent_reason="invalid")
+
+
+def warm_pool_of(labels: Mapping[str, Any]) -> WarmPool | None:
+    """The warm pool ``labels`` ask for; ``None`` when they do not ask for one."""
+    raw_size = labels.get(LABEL_WARM_POOL_SIZE)
+    raw_state = labels.get(LABEL_WARM_POOL_STATE)
+    if raw_size is None:
+        if raw_state is not None:
+            raise _invalid(f"label {LABEL_WARM_POOL_STATE} needs {LABEL_WARM_POOL_SIZE} too")
+        return None
+    text = str(raw_size).strip()
+    if not text.isdigit() or int(text) > MAX_WARM_POOL_SIZE:
+        raise _invalid(
+            f"label {LABEL_WARM_POOL_SIZE} must be an integer from 0 to "
+            f"{MAX_WARM_POOL_SIZE}, not {raw_size!r}"
+        )
+    state = "Stopped" if raw_state is None else str(raw_state).strip()
+    matches = [s for s in WARM_POOL_STATES if s.lower() == state.lower()]
+    if not matches:
+        raise _invalid(
+            f"label {LABEL_WARM_POOL_STATE} must be one of {', '.join(WARM_POOL_STATES)}, "
+            f"not {raw_state!r}"
+        )
+    return WarmPool(size=int(text), state=matches[0])
+
+
+def ensure_deployment_warm_pool(deployment: Any) -> bool | None:
+    """Bring the warm capacity of ``deployment`` to what its labels ask.
+
+    Returns ``None`` when there is nothing to manage (a Kubernetes target, or no warm pool
+    label), else whether the platform was written to. Raises :class:`ActuatorError`
+    (mapped like every other actuator failure)."""
+    from django.conf import settings
+
+    from .factory import actuator_for, scale_target_of
+
+    wanted = warm_pool_of(deployment.labels or {})
+    target = scale_target_of(deployment)
+    if wanted is None:
+        return None
+    if target.kind == "simulated":
+        base_url = settings.FLEETSIM_URL or "http://127.0.0.1:9400"
+        return ensure_simulator_standby(base_url, target, wanted.size)
+    if target.kind != "aws-asg":
+        return None
+    from .aws_asg import AutoScalingGroupActuator
+
+    actuator = actuator_for(deployment)
+    assert isinstance(actuator, AutoScalingGroupActuator)
+    return actuator.ensure_warm_pool(target, wanted.size, wanted.state)
+
+
+def ensure_simulator_standby(
+    base_url: str, target: ScaleTarget, size: int, *, timeout_s: float = 5.0
+) -> bool:
+    """Keep ``size`` standby replicas for a simulated deployment (read, then write only on
+    change); returns whether the simulator was written to."""
+    url = (
+        f"{base_url.rstrip('/')}/standby/"
+        f"{quote(target.namespace, safe='')}/{quote(target.name, safe='')}"
+    )
+    current = _simulator_call("GET", url, None, timeout_s)
+    if current.get("standby_target") == size:
+        return False
+    _simulator_call("PUT", url, {"replicas": size}, timeout_s)
+    return True
+
+
+def _simulator_call(
+    method: str, url: str, body: dict[str, int] | None, timeout_s: float
+) -> dict[str, Any]:
+    action = f"{method} {url}"
+    try:
+        response = requests.request(method, url, json=body, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise ActuatorError(f"{action}: simulator unreachable: {exc}", retryable=True) from None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.status_code != 200 or not isinstance(payload, dict):
+        detail = payload.get("error") if isinstance(payload, dict) else response.text[:200]
+        retryable = response.status_code >= 500
+        raise ActuatorError(
+            f"{action}: simulator answered {response.status_code}: {detail}",
+            retryable=retryable,
+            permanent_reason=""
+            if retryable
+            else "not-found"
+            if response.status_code == 404
+            else "invalid",
+        )
+    return payload
