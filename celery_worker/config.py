@@ -49,6 +49,11 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         "autoscaling-evaluate": _every(
             "autoscaling.evaluate_all", settings.AUTOSCALING_INTERVAL_S, expires_s=10
         ),
+        "autoscaling-warm-capacity": _every(
+            "autoscaling.warm_capacity_sync",
+            settings.AUTOSCALING_WARM_SYNC_INTERVAL_S,
+            expires_s=30,
+        ),
         "alerts-flush-groups": _every(
             "alerts.flush_groups", settings.ALERTS_FLUSH_INTERVAL_S, expires_s=10
         ),

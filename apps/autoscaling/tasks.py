@@ -10,6 +10,7 @@ from apps.inventory.models import Deployment
 
 from .actions import scale_action_execute, scale_actions_resume
 from .actuators.factory import actuator_for
+from .actuators.warm import warm_capacity_sync_all
 from .evaluation import deployment_evaluate
 from .selectors import autoscaled_deployment_ids
 
@@ -42,6 +43,15 @@ def evaluate(deployment_id: int) -> None:
             deployment_evaluate(
                 deployment=deployment, actuator_factory=actuator_for, enqueue=execute_action.delay
             )
+
+
+@shared_task(name="autoscaling.warm_capacity_sync", soft_time_limit=50, time_limit=60)
+def warm_capacity_sync() -> dict[str, list[int]]:
+    """Warm pools and standby replicas as the deployments' labels ask (idempotent)."""
+    with cache_lock("autoscaling:warm-capacity-sync", ttl_s=60) as acquired:
+        if not acquired:
+            return {}
+        return warm_capacity_sync_all()
 
 
 # Long enough for a drain before a scale-down and the apply after it; the deployment's

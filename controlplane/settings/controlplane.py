@@ -40,6 +40,9 @@ SLO_WINDOW_COMPRESSION = env_float("SLO_WINDOW_COMPRESSION", 1.0, minimum=1.0)
 
 # --- autoscaling --------------------------------------------------------------------------
 AUTOSCALING_INTERVAL_S = env_float("AUTOSCALING_INTERVAL_S", 10.0, minimum=1.0)
+# How often warm pools and standby replicas are brought to what deployments' labels ask
+# (autoscaling.llm-controlplane/warm-pool-size, docs/autoscaling.md "Warm capacity").
+AUTOSCALING_WARM_SYNC_INTERVAL_S = env_float("AUTOSCALING_WARM_SYNC_INTERVAL_S", 60.0, minimum=5.0)
 AUTOSCALING_APPLY_ATTEMPTS = env_int("AUTOSCALING_APPLY_ATTEMPTS", 5, minimum=1)
 # Where the "simulated" actuator finds the fleet simulator.
 FLEETSIM_URL = env_url("FLEETSIM_URL", "http://127.0.0.1:9400", schemes=("http", "https"))

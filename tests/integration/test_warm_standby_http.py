@@ -241,3 +241,31 @@ def test_deployment_standby__label__size_or_zero_when_malformed() -> None:
     assert deployment_standby(SimpleNamespace(pk=1, labels={LABEL_WARM_POOL_SIZE: "3"})) == 3  # type: ignore[arg-type]
     assert deployment_standby(SimpleNamespace(pk=1, labels={LABEL_WARM_POOL_SIZE: "x"})) == 0  # type: ignore[arg-type]
     assert deployment_standby(SimpleNamespace(pk=1, labels={})) == 0  # type: ignore[arg-type]
+
+
+@pytest.mark.django_db
+def test_warm_capacity_sync_task__labelled_active_deployments__standby_set_failures_isolated(
+    sim: Sim, settings: Any
+) -> None:
+    from apps.autoscaling.tasks import warm_capacity_sync
+    from apps.inventory.models import DeploymentStatus
+    from tests.factories.inventory import SimulatedDeploymentFactory
+
+    settings.FLEETSIM_URL = sim.api_url
+    active = DeploymentStatus.ACTIVE
+    chat = SimulatedDeploymentFactory(
+        name="chat", labels={LABEL_WARM_POOL_SIZE: "2"}, status=active
+    )
+    broken = SimulatedDeploymentFactory(
+        name="nope", labels={LABEL_WARM_POOL_SIZE: "1"}, status=active
+    )
+    SimulatedDeploymentFactory(name="plain", status=active)  # no label: not managed
+    SimulatedDeploymentFactory(
+        name="retired", labels={LABEL_WARM_POOL_SIZE: "3"}, status=DeploymentStatus.RETIRED
+    )
+
+    first = warm_capacity_sync.apply().get()
+    assert first == {"changed": [chat.pk], "unchanged": [], "failed": [broken.pk]}
+    assert sim.deployment.standby_target == 2
+    again = warm_capacity_sync.apply().get()
+    assert again == {"changed": [], "unchanged": [chat.pk], "failed": [broken.pk]}

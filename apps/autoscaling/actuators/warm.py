@@ -150,3 +150,47 @@ def _simulator_call(
             else "invalid",
         )
     return payload
+
+
+def warm_capacity_sync_all() -> dict[str, list[int]]:
+    """Bring every active deployment that carries the warm-pool label to what it asks
+    (read, compare, write only on a change: running it again is harmless). A deployment
+    that fails is logged and tried again at the next run; the others go on. Returns the
+    deployment ids per outcome (``changed``, ``unchanged``, ``failed``)."""
+    import structlog
+
+    from apps.inventory.models import Deployment, DeploymentStatus
+
+    logger = structlog.get_logger("controlplane.autoscaling")
+    outcome: dict[str, list[int]] = {"changed": [], "unchanged": [], "failed": []}
+    deployments = (
+        Deployment.objects.filter(
+            status=DeploymentStatus.ACTIVE, labels__has_key=LABEL_WARM_POOL_SIZE
+        )
+        .select_related("cluster")
+        .order_by("pk")
+    )
+    for deployment in deployments:
+        try:
+            written = ensure_deployment_warm_pool(deployment)
+        except ActuatorError as exc:
+            outcome["failed"].append(deployment.pk)
+            logger.warning(
+                "warm-capacity-failed",
+                deployment=deployment.pk,
+                retryable=exc.retryable,
+                error=str(exc),
+            )
+            continue
+        if written is None:
+            continue
+        outcome["changed" if written else "unchanged"].append(deployment.pk)
+        if written:
+            wanted = warm_pool_of(deployment.labels or {})
+            logger.info(
+                "warm-capacity-changed",
+                deployment=deployment.pk,
+                size=wanted.size if wanted else None,
+                state=wanted.state if wanted else None,
+            )
+    return outcome

@@ -50,6 +50,7 @@ def test_beat_schedule__every_entry__names_a_registered_task():
     ALERTS_RULES_INTERVAL_S=8.0,
     LOGS_MAINTENANCE_INTERVAL_S=900.0,
     DEGRADATION_INTERVAL_S=9.0,
+    AUTOSCALING_WARM_SYNC_INTERVAL_S=11.0,
 )
 def test_beat_schedule__intervals__come_from_settings():
     schedule = {name: entry["schedule"] for name, entry in beat_schedule().items()}
@@ -61,6 +62,7 @@ def test_beat_schedule__intervals__come_from_settings():
     assert schedule["alerts-evaluate-rules"] == timedelta(seconds=8)
     assert schedule["logs-maintain-storage"] == timedelta(seconds=900)
     assert schedule["toggles-evaluate-degradation"] == timedelta(seconds=9)
+    assert schedule["autoscaling-warm-capacity"] == timedelta(seconds=11)
 
 
 def test_degradation_tasks__explicit_time_limits():
