@@ -24,16 +24,29 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.balancing.members import Member
 from apps.core.netguard import allowed_networks
 
 MAX_BYTES: Final = 4 * 1024 * 1024
 TIMEOUT_S: Final = 1.0
+
+
+class Member(Protocol):
+    """What the fast path reads of a replica (structurally,
+    :class:`apps.balancing.members.Member`): its name, state and where it listens."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def endpoint(self) -> str: ...
 
 
 class FrameworkMetrics(NamedTuple):

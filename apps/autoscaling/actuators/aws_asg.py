@@ -29,8 +29,7 @@ import structlog
 
 from apps.integrations.aws import AutoScalingClient, AwsError, aws_error_from_exception
 
-from .base import ActuatorError, ScaleStatus, ScaleTarget
-from .warm import MAX_WARM_POOL_SIZE, WARM_POOL_STATES
+from .base import MAX_WARM_POOL_SIZE, WARM_POOL_STATES, ActuatorError, ScaleStatus, ScaleTarget
 
 __all__ = ["AutoScalingGroupActuator", "actuator_error_from_aws"]
 

@@ -52,6 +52,12 @@ logger = structlog.get_logger("controlplane.autoscaling.actuators")
 TargetKind = Literal["k8s-deployment", "k8s-statefulset", "aws-asg", "simulated"]
 
 
+# Auto Scaling warm pools (apps/autoscaling/actuators/warm.py): the states a pooled instance
+# may wait in, and a sanity bound (nobody keeps more warm GPU instances per group).
+WARM_POOL_STATES = ("Stopped", "Running", "Hibernated")
+MAX_WARM_POOL_SIZE = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class ScaleTarget:
     """What to scale. For ``aws-asg`` the name is the group's and ``namespace`` is unused."""

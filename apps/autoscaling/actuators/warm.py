@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import requests
 
-from .base import ActuatorError, ScaleTarget
+from .base import MAX_WARM_POOL_SIZE, WARM_POOL_STATES, ActuatorError, ScaleTarget
 
 __all__ = [
     "LABEL_WARM_POOL_SIZE",
@@ -42,9 +42,6 @@ __all__ = [
 
 LABEL_WARM_POOL_SIZE = "autoscaling.llm-controlplane/warm-pool-size"
 LABEL_WARM_POOL_STATE = "autoscaling.llm-controlplane/warm-pool-state"
-WARM_POOL_STATES = ("Stopped", "Running", "Hibernated")
-# A sanity bound: nobody keeps more warm GPU instances than this per group.
-MAX_WARM_POOL_SIZE = 1000
 
 
 @dataclass(frozen=True, slots=True)
