@@ -99,6 +99,12 @@ def test_send__well_formed_stream__timed_and_counted(strict: bool) -> None:
     assert obs.problems == []
 
 
+def test_send__role_only_first_chunk__ttft_taken_at_the_first_text() -> None:
+    obs = observe(_streaming(GOOD, pause_s=0.1))
+    assert obs.ttft_s is not None
+    assert obs.ttft_s >= 0.05  # the text came one pause after the role-only chunk
+
+
 def test_send__usage_written_with_spaces__found_on_the_fast_path() -> None:
     usage = (
         b'data: {"choices": [], "model": "m", '
