@@ -8,10 +8,10 @@ SLOs divided by it and the measured rate is divided back. The step is as long in
 time as the one :func:`capacity_at_slo` replays, and the capacity there is the median over
 five Poisson draws; the client draws its own (seed 0).
 
-Sizing: one step offers ~500-750 requests (fewer makes one Poisson draw of lengths swing
+Sizing: one step offers ~530 requests (fewer makes one Poisson draw of lengths swing
 the capacity by more than 10 %), at wall rates of 20-30 requests/s so that client and
 server stay cheap on a shared 2-core machine; the stress starts at 80 % of the expected
-capacity and bisects twice, 5-6 steps, about two minutes per profile.
+capacity and bisects twice, 5-6 steps, about three minutes per profile.
 """
 
 from __future__ import annotations
