@@ -158,10 +158,15 @@ def test_send__slow_server__timeout() -> None:
     assert obs.error == "timeout"
 
 
-def test_send__nothing_listening__connection_error() -> None:
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, never listened, then released)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+def test_send__nothing_listening__connection_error() -> None:
+    port = _closed_port()
 
     async def go() -> Observation:
         async with aiohttp.ClientSession() as session:
@@ -180,9 +185,7 @@ def test_send__nothing_listening__connection_error() -> None:
 
 
 def test_run_load_test__unreachable_performance__errors_counted_slo_not_met() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _closed_port()
     plan = LoadTestPlan(
         f"http://127.0.0.1:{port}", "m", "performance", rate_rps=20.0, duration_s=0.5
     )
