@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from apps.fleetsim.capacity import interpolated_quantile
 
@@ -91,9 +91,9 @@ class StepResult:
         return cls(**_known(cls, values))
 
 
-@dataclass(frozen=True)
-class CheckOutcome:
-    """A functional check: its name, whether it passed, and what was observed."""
+class CheckOutcome(NamedTuple):
+    """A functional check: its name, whether it passed, and what was observed (a named
+    tuple: ``name, passed, observed = outcome`` works too)."""
 
     name: str
     passed: bool
@@ -150,7 +150,7 @@ class LoadTestResult:
                 "started_at": self.started_at,
                 "finished_at": self.finished_at,
                 "steps": [asdict(s) for s in self.steps],
-                "functional": [asdict(c) for c in self.functional],
+                "functional": [c._asdict() for c in self.functional],
                 "capacity_rps": self.capacity_rps,
                 "capacity_rps_per_replica": self.capacity_rps_per_replica,
                 "stopped_reason": self.stopped_reason,

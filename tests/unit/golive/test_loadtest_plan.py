@@ -193,6 +193,10 @@ def test_result__to_dict__json_safe_round_trip_with_credentials_redacted() -> No
     assert data["plan"]["headers"] == {"Authorization": REDACTED}
     assert data["steps"][0]["e2e"]["p99"] is None  # infinity is not JSON
     back = LoadTestResult.from_dict(json.loads(text))
+    assert back.functional == [CheckOutcome("no-errors", True, "none")]
+    name, passed, _ = back.functional[0]  # the go-live app unpacks checks as triples
+    assert (name, passed) == ("no-errors", True)
+    assert data["functional"] == [{"name": "no-errors", "passed": True, "observed": "none"}]
     assert back.steps[0].errors == {"http_500": 1}
     assert back.steps[0].ttft == Quantiles.of([0.1, 0.2, 0.3], 0.95)
     assert back.plan.workload == PLAN.workload
