@@ -557,7 +557,7 @@ def run_ingest(
         port=port,
         env=env,
         log=workdir / "gunicorn.log",
-        description=f"gunicorn --config deploy/gunicorn.conf.py, {workers} workers (gthread, as configured there)",
+        description=f"gunicorn --config deploy/gunicorn.conf.py, {workers} gthread workers",
     )
     raws: list[Timing] = []
     https: list[Timing] = []
