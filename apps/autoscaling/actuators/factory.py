@@ -43,14 +43,24 @@ def _refused(message: str, reason: str = "misconfigured") -> ActuatorError:
     return ActuatorError(message, retryable=False, permanent_reason=reason)
 
 
-def _kubernetes_actuator(cluster: Cluster) -> Actuator:
-    from .kubernetes import KubernetesActuator
+def _kubernetes_actuator(cluster: Cluster, deployment: Deployment) -> Actuator:
+    """The Kubernetes actuator; with the warm-pool-size label, the one that keeps that
+    many pods asleep as standby replicas (apps/autoscaling/actuators/standby.py)."""
+    from apps.balancing.membership import LABEL_PORT
 
+    from .kubernetes import KubernetesActuator
+    from .standby import StandbyKubernetesActuator
+    from .warm import warm_pool_of
+
+    wanted = warm_pool_of(deployment.labels or {})
     try:
         client = kubernetes_client_for(cluster)
     except ClusterAccessError as exc:
         raise _refused(exc.message, exc.reason) from None
-    return KubernetesActuator(client)
+    if wanted is None:
+        return KubernetesActuator(client)
+    port = str((deployment.labels or {}).get(LABEL_PORT) or "").strip()
+    return StandbyKubernetesActuator(client, standby=wanted.size, port=port)
 
 
 def _aws_actuator(cluster: Cluster) -> Actuator:
@@ -78,4 +88,4 @@ def actuator_for(deployment: Deployment) -> Actuator:
         raise _refused(exc.message, exc.reason) from None
     if kind == ScaleTargetKind.AWS_ASG:
         return _aws_actuator(cluster)
-    return _kubernetes_actuator(cluster)
+    return _kubernetes_actuator(cluster, deployment)
