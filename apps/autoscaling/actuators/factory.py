@@ -24,7 +24,7 @@ from apps.inventory.clients import (
 )
 from apps.inventory.models import Cluster, Deployment, ScaleTargetKind
 
-from .base import Actuator, ActuatorError, ScaleTarget
+from .base import Actuator, ActuatorError, ScaleTarget, warm_pool_of
 
 __all__ = ["ActuatorFactory", "actuator_for", "scale_target_of"]
 
@@ -50,7 +50,6 @@ def _kubernetes_actuator(cluster: Cluster, deployment: Deployment) -> Actuator:
 
     from .kubernetes import KubernetesActuator
     from .standby import StandbyKubernetesActuator
-    from .warm import warm_pool_of
 
     wanted = warm_pool_of(deployment.labels or {})
     try:

@@ -26,14 +26,20 @@ when it builds its fleet from the inventory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from .base import MAX_WARM_POOL_SIZE, WARM_POOL_STATES, ActuatorError, ScaleTarget
+from .base import (
+    LABEL_WARM_POOL_SIZE,
+    LABEL_WARM_POOL_STATE,
+    WARM_POOL_STATES,
+    ActuatorError,
+    ScaleTarget,
+    WarmPool,
+    warm_pool_of,
+)
 
 __all__ = [
     "LABEL_WARM_POOL_SIZE",
@@ -43,45 +49,6 @@ __all__ = [
     "ensure_deployment_warm_pool",
     "warm_pool_of",
 ]
-
-LABEL_WARM_POOL_SIZE = "autoscaling.llm-controlplane/warm-pool-size"
-LABEL_WARM_POOL_STATE = "autoscaling.llm-controlplane/warm-pool-state"
-
-
-@dataclass(frozen=True, slots=True)
-class WarmPool:
-    """The warm capacity wanted: ``size`` instances waiting in ``state``."""
-
-    size: int
-    state: str = "Stopped"
-
-
-def _invalid(message: str) -> ActuatorError:
-    return ActuatorError(message, retryable=False, permanent_reason="invalid")
-
-
-def warm_pool_of(labels: Mapping[str, Any]) -> WarmPool | None:
-    """The warm pool ``labels`` ask for; ``None`` when they do not ask for one."""
-    raw_size = labels.get(LABEL_WARM_POOL_SIZE)
-    raw_state = labels.get(LABEL_WARM_POOL_STATE)
-    if raw_size is None:
-        if raw_state is not None:
-            raise _invalid(f"label {LABEL_WARM_POOL_STATE} needs {LABEL_WARM_POOL_SIZE} too")
-        return None
-    text = str(raw_size).strip()
-    if not text.isdigit() or int(text) > MAX_WARM_POOL_SIZE:
-        raise _invalid(
-            f"label {LABEL_WARM_POOL_SIZE} must be an integer from 0 to "
-            f"{MAX_WARM_POOL_SIZE}, not {raw_size!r}"
-        )
-    state = "Stopped" if raw_state is None else str(raw_state).strip()
-    matches = [s for s in WARM_POOL_STATES if s.lower() == state.lower()]
-    if not matches:
-        raise _invalid(
-            f"label {LABEL_WARM_POOL_STATE} must be one of {', '.join(WARM_POOL_STATES)}, "
-            f"not {raw_state!r}"
-        )
-    return WarmPool(size=int(text), state=matches[0])
 
 
 def ensure_deployment_warm_pool(deployment: Any) -> bool | None:
