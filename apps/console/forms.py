@@ -646,7 +646,7 @@ class CapacityPolicyForm(ReasonForm):
         initial["capacity_forecast_periods_s"] = ", ".join(
             f"{p:g}" for p in policy.capacity_forecast_periods_s
         )
-        super().__init__(*args, initial=initial, **kwargs)
+        super().__init__(*args, **{**kwargs, "initial": initial})
         self.policy = policy
         for name, (label, low, high, _) in CAPACITY_FIELDS.items():
             model_field = AutoscalingPolicy._meta.get_field(name)

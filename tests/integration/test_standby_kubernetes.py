@@ -8,7 +8,6 @@ controller's part where it matters (a pod appears once the workload asks for one
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,12 @@ from apps.integrations.kubernetes import (
     build_api_client,
 )
 from tests.integration.k8s_fake_apiserver import FakeApiServer, SliceEndpoint
-from tests.integration.test_warm_standby_http import COLD, TIMEOUT_S, Sim
+from tests.integration.test_warm_standby_http import (  # the simulator and its fixture
+    COLD,
+    TIMEOUT_S,
+    Sim,
+    sim,  # noqa: F401
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +52,8 @@ class Sleeps(list[float]):
 class Cluster:
     """The fake API server with one Deployment whose pods are simulator replicas."""
 
-    def __init__(self, apiserver: FakeApiServer, kubeconfig: Path, sim: Sim) -> None:
-        self.apiserver, self.sim = apiserver, sim
+    def __init__(self, apiserver: FakeApiServer, kubeconfig: Path, simulator: Sim) -> None:
+        self.apiserver, self.sim = apiserver, simulator
         self.sleeps = Sleeps()
         client = KubernetesClient(
             build_api_client(kubeconfig_path=str(kubeconfig), kube_context="fake"), timeout_s=5
@@ -58,8 +62,8 @@ class Cluster:
         self.actuator = StandbyKubernetesActuator(
             client, standby=1, sleeper=VllmSleep(timeout_s=TIMEOUT_S, sleep=self.sleeps)
         )
-        requests.put(f"{sim.api_url}/scale/llm/chat", json={"replicas": 3}, timeout=TIMEOUT_S)
-        sim.step(COLD)
+        requests.put(f"{simulator.api_url}/scale/llm/chat", json={"replicas": 3}, timeout=TIMEOUT_S)
+        simulator.step(COLD)
         apiserver.add_workload("deployment", NS, "chat", replicas=3, labels=LABELS)
         for pod in ("chat-0", "chat-1", "chat-2"):
             self.add_pod(pod)
@@ -97,18 +101,11 @@ class Cluster:
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Sim]:
-    sim = Sim(tmp_path)
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
-@pytest.fixture
-def cluster(apiserver: FakeApiServer, kubeconfig: Path, sim: Sim, settings: Any) -> Cluster:
+def cluster(
+    apiserver: FakeApiServer, kubeconfig: Path, request: pytest.FixtureRequest, settings: Any
+) -> Cluster:
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]  # the replicas listen on loopback
-    return Cluster(apiserver, kubeconfig, sim)
+    return Cluster(apiserver, kubeconfig, request.getfixturevalue("sim"))
 
 
 def test_reconcile__standby_1__workload_grows_then_the_new_pod_sleeps_and_leaves_membership(
