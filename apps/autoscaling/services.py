@@ -12,7 +12,7 @@ from apps.audit.models import AuditAction
 from apps.audit.services import audited
 from apps.inventory.models import Deployment
 
-from .models import DeploymentControl, GlobalSwitch
+from .models import AutoscalingPolicy, DeploymentControl, GlobalSwitch
 
 GLOBAL_PAUSE = "autoscaling-paused"
 
@@ -95,3 +95,22 @@ def global_pause_set(*, paused: bool, actor: Actor) -> GlobalSwitch:
 
 def global_pause_active() -> bool:
     return GlobalSwitch.objects.filter(name=GLOBAL_PAUSE, enabled=True).exists()
+
+
+@transaction.atomic
+def policy_capacity_update(
+    *, policy: AutoscalingPolicy, changes: dict[str, object], actor: Actor, reason: str
+) -> AutoscalingPolicy:
+    """Change the demand sizing (``capacity_*``) fields of a saved policy, validated by the
+    policy's own clean() and audited as an update with the operator's reason."""
+    locked = (
+        AutoscalingPolicy.objects.select_for_update().select_related("deployment").get(pk=policy.pk)
+    )
+    with audited(actor=actor, action=AuditAction.UPDATE, instance=locked, extra={"reason": reason}):
+        for field, value in changes.items():
+            if not field.startswith("capacity_"):
+                raise ValueError(f"{field} is not a capacity field")
+            setattr(locked, field, value)
+        locked.full_clean()
+        locked.save(update_fields=[*changes, "updated_at"])
+    return locked

@@ -20,6 +20,11 @@ urlpatterns = [
     ),
     path("deployments/<int:pk>/pause/", deployments.deployment_pause, name="deployment-pause"),
     path("deployments/<int:pk>/pin/", deployments.deployment_pin_view, name="deployment-pin"),
+    path(
+        "deployments/<int:pk>/capacity/",
+        deployments.deployment_capacity_update,
+        name="deployment-capacity",
+    ),
     path("deployments/<int:pk>/unpin/", deployments.deployment_unpin_view, name="deployment-unpin"),
     path(
         "deployments/<int:pk>/toggles/<int:toggle_pk>/flip/",

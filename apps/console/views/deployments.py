@@ -16,12 +16,24 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.autoscaling.services import deployment_pause_set, deployment_pin, deployment_unpin
+from apps.autoscaling.services import (
+    deployment_pause_set,
+    deployment_pin,
+    deployment_unpin,
+    policy_capacity_update,
+)
 from apps.inventory.selectors import deployment_readiness
 from apps.toggles.services import policy_pin, policy_unpin, toggle_update
 
 from .. import selectors
-from ..forms import DegradationPinForm, PinForm, RangeForm, ReasonForm, ToggleFlipForm
+from ..forms import (
+    CapacityPolicyForm,
+    DegradationPinForm,
+    PinForm,
+    RangeForm,
+    ReasonForm,
+    ToggleFlipForm,
+)
 from .base import console_page, form_errors, render_page
 
 
@@ -48,11 +60,16 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
     def page_context() -> dict[str, Any]:
         control = selectors.deployment_control(deployment=deployment)
+        capacity = selectors.deployment_capacity(deployment=deployment, control=control)
         return {
             "can_operate": selectors.deployment_can_operate(
                 user=request.user, deployment=deployment
             ),
             "control": control,
+            "capacity": capacity,
+            "capacity_form": (
+                CapacityPolicyForm(policy=capacity.policy) if capacity is not None else None
+            ),
             "pinned": selectors.control_pinned_replicas(control=control, now=timezone.now()),
             "decisions": selectors.deployment_decisions(deployment=deployment),
             "actions": selectors.deployment_actions(deployment=deployment),
@@ -138,6 +155,23 @@ def deployment_unpin_view(request: HttpRequest, deployment: Any) -> str | None:
         request,
         lambda reason: deployment_unpin(deployment=deployment, actor=request.user, reason=reason),
     )
+
+
+@_control_action
+def deployment_capacity_update(request: HttpRequest, deployment: Any) -> str | None:
+    capacity = selectors.deployment_capacity(deployment=deployment, control=None)
+    if capacity is None:
+        return "This deployment has no autoscaling policy to change."
+    form = CapacityPolicyForm(request.POST, policy=capacity.policy)
+    if not form.is_valid():
+        return form_errors(form)
+    policy_capacity_update(
+        policy=capacity.policy,
+        changes=form.changed_policy(),
+        actor=request.user,
+        reason=form.cleaned_data["reason"],
+    )
+    return None
 
 
 @_control_action
