@@ -32,7 +32,7 @@ from apps.inventory.models import AWS_SECRET_KEYS, Deployment
 from apps.logs.storage import log_store
 from apps.logs.storage.base import LogSelect
 from apps.metrics.catalogue import FRESHNESS_METRIC, Signal, template_for
-from apps.metrics.models import DeploymentMetrics, MetricsStatus
+from apps.metrics.models import DeploymentMetrics
 from apps.slos.models import Slo
 
 from . import checks
@@ -298,7 +298,10 @@ def check_signals(deployment: Deployment, stage: DeploymentStage) -> tuple[Outco
     max_age = settings.METRICS_STALENESS_S
     if state is None:
         return checks.signals(None, expected=expected, max_age_s=max_age), link
-    if state.status == MetricsStatus.UNAVAILABLE:
+    stored = [item for item in (state.observations or {}).values() if isinstance(item, dict)]
+    if stored and all(item.get("status") == "unavailable" for item in stored):
+        # Every query failed (Prometheus down or refusing): the control plane cannot look.
+        # Series that are simply not there read "missing", which fails.
         return checks.signals(
             None, expected=expected, max_age_s=max_age, collection_error=state.reason
         ), link
