@@ -30,7 +30,7 @@ KEYS = ["model.served_version", "environment.gpu", "environment.framework", "mon
 
 @pytest.fixture
 def simulated(prometheus_binary: str, tmp_path: Path, settings) -> Iterator[tuple[str, str]]:
-    """"chat" (2 A100 replicas) served over HTTP and scraped; yields (Prometheus URL, the
+    """ "chat" (2 A100 replicas) served over HTTP and scraped; yields (Prometheus URL, the
     base URL of one replica's OpenAI-compatible server)."""
     fleet = Fleet([steady_deployment("chat", SERVED, "A100-80GB", replicas=2, rate=4.0, seed=3)])
     replicas = ReplicaHTTPServer(fleet, tick_s=0.02)
@@ -56,9 +56,7 @@ def simulated(prometheus_binary: str, tmp_path: Path, settings) -> Iterator[tupl
 
 def _statuses(deployment) -> dict[str, CheckResult]:
     checks_run(deployment=deployment, keys=KEYS)
-    return {
-        key: CheckResult.objects.filter(deployment=deployment, key=key).first() for key in KEYS
-    }
+    return {key: CheckResult.objects.filter(deployment=deployment, key=key).first() for key in KEYS}
 
 
 def test_checks_against_simulator__mismatches_fail_each_in_its_group(simulated):

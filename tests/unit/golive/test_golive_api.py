@@ -207,9 +207,7 @@ def test_run_checks__every_check_recorded_none_crashes(roster, client_for, deplo
     assert by_key["configuration.credentials"]["status"] == "pass"
     assert by_key["monitoring.slo"]["status"] == "fail"
     assert client_for(roster.viewer).post(f"{BASE}/{deployment.pk}/run-checks/").status_code == 403
-    history = client_for(roster.viewer).get(
-        f"{BASE}/{deployment.pk}/history/?key=monitoring.slo"
-    )
+    history = client_for(roster.viewer).get(f"{BASE}/{deployment.pk}/history/?key=monitoring.slo")
     assert [r["key"] for r in history.json()["results"]] == ["monitoring.slo"]
 
 

@@ -101,9 +101,9 @@ def test_gpu_environment__type_count_replicas():
 
 def test_scaling_policy__decision_at_max_without_load__fail():
     sane = [DecisionSeen(1, 8, 0.0), DecisionSeen(8, 8, 40.0), DecisionSeen(8, 8, None)]
-    assert checks.scaling_policy(exists=True, mode="dry-run", invalid="", decisions=sane).status == (
-        "pass"
-    )
+    assert checks.scaling_policy(
+        exists=True, mode="dry-run", invalid="", decisions=sane
+    ).status == ("pass")
     bad = [*sane, DecisionSeen(8, 8, 0.0)]
     out = checks.scaling_policy(exists=True, mode="dry-run", invalid="", decisions=bad)
     assert out.status == "fail" and out.observed["at_max_without_load"] == 1
@@ -153,7 +153,9 @@ def test_load_test__latest_passed_and_recent():
 def test_signals__missing_or_stale__fail_listing_them():
     fresh = SignalSeen("ok", 5.0)
     seen = {"queue_length": fresh, "ttft_p95": SignalSeen("ok", 500.0)}
-    out = checks.signals(seen, expected=["queue_length", "ttft_p95", "kv_cache_usage"], max_age_s=60)
+    out = checks.signals(
+        seen, expected=["queue_length", "ttft_p95", "kv_cache_usage"], max_age_s=60
+    )
     assert out.status == "fail"
     assert out.observed["missing"] == ["ttft_p95", "kv_cache_usage"]
     assert checks.signals({"a": fresh}, expected=["a"], max_age_s=60).status == "pass"
