@@ -90,7 +90,8 @@ def test_stage_production__gate_closed__409_then_admin_override__active_and_audi
             == 403
         )
         blank = admin.post(f"{BASE}/{deployment.pk}/override/", {"target": "production"})
-    assert blank.status_code == 400 and "reason" in blank.json()["errors"]
+    assert blank.status_code == 400
+    assert "reason" in blank.json()["errors"]
 
     done = admin.post(
         f"{BASE}/{deployment.pk}/override/",
@@ -190,7 +191,8 @@ def test_artifacts__reported_then_checked_against_model_checksum(roster, client_
     )
     services.checks_run(deployment=deployment, keys=["model.artifacts"])
     latest = CheckResult.objects.filter(key="model.artifacts").first()
-    assert latest is not None and latest.status == "fail"
+    assert latest is not None
+    assert latest.status == "fail"
 
 
 def test_run_checks__every_check_recorded_none_crashes(roster, client_for, deployment, settings):
@@ -215,7 +217,8 @@ def test_credentials_check__inline_kubeconfig__fail(roster):
     inline = DeploymentFactory(team=roster.team)  # the factory's cluster stores a kubeconfig
     services.checks_run(deployment=inline, keys=["configuration.credentials"])
     row = CheckResult.objects.get(deployment=inline)
-    assert row.status == "fail" and "kubeconfig" in row.message
+    assert row.status == "fail"
+    assert "kubeconfig" in row.message
 
 
 def test_regression__active_deployment_check_fails__alert_raised_then_resolved(deployment):
@@ -274,7 +277,8 @@ def test_loadtest__functional_run__stored_passed_and_check_passes(
     run_id = response.json()["id"]
     assert queued == [run_id]  # enqueued once committed
     again = operator.post(f"{BASE}/{deployment.pk}/loadtests/", {"mode": "functional"})
-    assert again.status_code == 409 and "one at a time" in again.json()["detail"]
+    assert again.status_code == 409
+    assert "one at a time" in again.json()["detail"]
     services.loadtest_execute(run_id=run_id)
     run = LoadTestRun.objects.get(pk=run_id)
     assert (run.status, run.passed, run.result) == ("done", True, {"functional": "ok"})
@@ -328,7 +332,8 @@ def test_loadtest__engine_error__failed_with_message(roster, deployment, monkeyp
     )  # fmt: skip
     services.loadtest_execute(run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == "failed" and "rate_rps must be positive" in run.error
+    assert run.status == "failed"
+    assert "rate_rps must be positive" in run.error
     assert CheckResult.objects.get(key="tests.performance").status == "fail"
 
 

@@ -26,7 +26,8 @@ def test_served_version__name_served__pass_and_version_not_exposed_said():
 def test_served_version__other_name__fail_naming_both():
     out = checks.served_version([{"id": "llama"}], expected_name=MODEL, expected_version="v1")
     assert out.status == "fail"
-    assert "llama" in out.message and MODEL in out.message
+    assert "llama" in out.message
+    assert MODEL in out.message
 
 
 @pytest.mark.parametrize(
@@ -92,9 +93,11 @@ def test_gpu_environment__type_count_replicas():
     assert checks.gpu_environment(two, replicas=2, **kwargs).status == "pass"
     assert checks.gpu_environment(two, replicas=3, **kwargs).status == "fail"
     wrong = checks.gpu_environment(two, replicas=2, gpu_type="h100-80gb", gpus_per_replica=1)
-    assert wrong.status == "fail" and "A100" in wrong.message
+    assert wrong.status == "fail"
+    assert "A100" in wrong.message
     short = checks.gpu_environment(two, replicas=2, gpu_type="a100-80gb", gpus_per_replica=2)
-    assert short.status == "fail" and "2 GPU" in short.message
+    assert short.status == "fail"
+    assert "2 GPU" in short.message
     assert checks.gpu_environment({}, replicas=None, **kwargs).status == "fail"
     assert checks.gpu_environment(None, replicas=None, error="down", **kwargs).status == "unknown"
 
@@ -106,7 +109,8 @@ def test_scaling_policy__decision_at_max_without_load__fail():
     ).status == ("pass")
     bad = [*sane, DecisionSeen(8, 8, 0.0)]
     out = checks.scaling_policy(exists=True, mode="dry-run", invalid="", decisions=bad)
-    assert out.status == "fail" and out.observed["at_max_without_load"] == 1
+    assert out.status == "fail"
+    assert out.observed["at_max_without_load"] == 1
     assert checks.scaling_policy(exists=False, mode="", invalid="", decisions=[]).status == "fail"
     assert checks.scaling_policy(exists=True, mode="x", invalid="no", decisions=sane).status == (
         "fail"
@@ -130,7 +134,8 @@ def test_balancing__gateways_current_or_not():
 def test_credentials_and_tls():
     assert checks.credentials(cluster=None, stored_secrets=[], reference="").status == "pass"
     inline = checks.credentials(cluster="c", stored_secrets=["kubeconfig"], reference="x")
-    assert inline.status == "fail" and "kubeconfig" in inline.message
+    assert inline.status == "fail"
+    assert "kubeconfig" in inline.message
     assert checks.credentials(cluster="c", stored_secrets=[], reference="path").status == "pass"
     assert checks.tls(endpoint_url="http://x", require_tls=False).status == "pass"
     assert checks.tls(endpoint_url="http://x", require_tls=True).status == "fail"
@@ -143,7 +148,8 @@ def test_load_test__latest_passed_and_recent():
     assert checks.load_test("stress", None, max_age_s=day).status == "fail"
     ok = LoadTestSeen(1, "done", True, 60.0, capacity=3.5)
     out = checks.load_test("stress", ok, max_age_s=day)
-    assert out.status == "pass" and "3.50" in out.message
+    assert out.status == "pass"
+    assert "3.50" in out.message
     old = LoadTestSeen(1, "done", True, 2 * day)
     assert checks.load_test("functional", old, max_age_s=day).status == "fail"
     failed = LoadTestSeen(1, "failed", False, 1.0, error="PlanInvalid: rate")
