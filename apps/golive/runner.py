@@ -53,9 +53,8 @@ class Evaluated:
 
 
 def _prometheus(deployment: Deployment) -> PrometheusClient | None:
-    url = (deployment.cluster.prometheus_url if deployment.cluster_id else "") or (
-        settings.PROMETHEUS_URL or ""
-    )
+    cluster = deployment.cluster if deployment.cluster_id else None
+    url = (cluster.prometheus_url if cluster is not None else "") or (settings.PROMETHEUS_URL or "")
     return PrometheusClient(url, timeout_s=settings.METRICS_QUERY_TIMEOUT_S) if url else None
 
 

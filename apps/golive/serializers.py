@@ -124,8 +124,11 @@ class ArtifactFileSerializer(serializers.Serializer):
 
 
 class ArtifactReportSerializer(serializers.ModelSerializer[ArtifactReport]):
-    files = ArtifactFileSerializer(
-        many=True, required=False, max_length=10_000, help_text="The files and their sha256."
+    files = serializers.ListField(
+        child=ArtifactFileSerializer(),
+        required=False,
+        max_length=10_000,
+        help_text="The files and their sha256.",
     )
     digest = serializers.RegexField(
         r"^sha256:[0-9a-f]{64}$",

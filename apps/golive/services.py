@@ -50,6 +50,11 @@ Actor = AbstractBaseUser | AnonymousUser | None
 REGRESSION_ALERT = "GoLiveCheckRegressed"
 
 
+def _user(actor: Actor) -> Any:
+    """The user a row names for ``actor``; None for the system or an anonymous caller."""
+    return actor if actor is not None and actor.is_authenticated else None
+
+
 class GateRefused(Exception):
     """The change needs every required check to pass (``failures`` are those that do not)."""
 
@@ -155,7 +160,7 @@ def _save_stage(row: DeploymentStage, stage: str, *, actor: Actor, verb: str) ->
     action = AuditAction.CREATE if row._state.adding else AuditAction.UPDATE
     with audited(actor=actor, action=action, instance=row, verb=verb):
         row.stage = stage
-        row.changed_by = actor if actor is not None and actor.is_authenticated else None  # type: ignore[assignment]
+        row.changed_by = _user(actor)
         row.save()
     return row
 
@@ -216,7 +221,7 @@ def gate_override(
             target=target,
             reason=reason[:2000],
             failing_checks=failures,
-            actor=actor if actor is not None and actor.is_authenticated else None,
+            actor=_user(actor),
         )
         change.instance = override
     if target == GateTarget.PRODUCTION:
@@ -263,7 +268,7 @@ def artifacts_report(
             deployment=deployment,
             files=[{"path": str(f["path"]), "sha256": str(f["sha256"])} for f in files],
             digest=digest,
-            reported_by=actor if actor is not None and actor.is_authenticated else None,
+            reported_by=_user(actor),
         )
         change.instance = report
     return report
@@ -394,7 +399,7 @@ def loadtest_create(
             mode=plan["mode"],
             plan=plan,
             confirmed_production=bool(live and confirm_production),
-            created_by=actor if actor is not None and actor.is_authenticated else None,
+            created_by=_user(actor),
         )
         change.instance = run
     if enqueue is not None:
