@@ -11,9 +11,8 @@ from functools import wraps
 from typing import Any
 
 from django import forms
-from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -35,7 +34,7 @@ from apps.golive.services import (
 from apps.golive.tasks import run_loadtest
 
 from .. import selectors
-from .base import console_page, form_errors, render_page
+from .base import action_done, console_page, form_errors, render_page, service_errors
 
 HISTORY_RESULTS = 300  # about twenty runs of every check
 
@@ -120,14 +119,9 @@ def _golive_action(
             except (Conflict, GateRefused) as exc:
                 error = str(exc)
             except ValidationError as exc:
-                error = "; ".join(
-                    f"{name}: {' '.join(errs)}" for name, errs in exc.message_dict.items()
-                )
-            if error:
-                messages.error(request, error)
-            else:
-                messages.success(request, "Done; recorded in the audit log.")
-            return HttpResponseRedirect(reverse("console:deployment-golive", args=[deployment.pk]))
+                error = service_errors(exc)
+            back_to = reverse("console:deployment-golive", args=[deployment.pk])
+            return action_done(request, error, back_to=back_to)
 
         return require_POST(console_page(view))
 
