@@ -23,7 +23,7 @@ from apps.autoscaling.serializers import AutoscalingPolicySerializer
 from apps.inventory.models import Deployment
 
 from .models import ArtifactReport, LoadTestRun
-from .selectors import check_history, checklist
+from .selectors import check_history, checklist, checklists
 from .serializers import (
     ArtifactReportSerializer,
     ChecklistSerializer,
@@ -69,7 +69,7 @@ class GoLiveDeploymentViewSet(TeamScopedReadOnlyViewSet):
     """The go-live checklist of each of the team's deployments (the URL id is the
     deployment id)."""
 
-    queryset = Deployment.objects.select_related("team", "model", "cluster")
+    queryset = Deployment.objects.select_related("team", "model", "cluster").order_by("pk")
     serializer_class = ChecklistSerializer
     ordering_fields = ["name"]
     filterset_fields = ["status"]
@@ -77,7 +77,7 @@ class GoLiveDeploymentViewSet(TeamScopedReadOnlyViewSet):
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Every deployment's stage and gate (checks included)."""
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        rows = [checklist(deployment=d) for d in (page if page is not None else [])]
+        rows = checklists(deployments=list(page if page is not None else []))
         return self.get_paginated_response(ChecklistSerializer(rows, many=True).data)
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -3,9 +3,11 @@ gate would say, and load-test runs."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from apps.autoscaling.models import AutoscalingPolicy
 from apps.inventory.models import Deployment, DeploymentStatus
@@ -22,31 +24,24 @@ from .models import (
 )
 
 
-def deployment_stage(*, deployment: Deployment) -> DeploymentStage:
-    """The deployment's stage row (unsaved when none was written). An active deployment
-    reads as in production whatever was stored: it went live before the gate existed, or
-    through the deployments API with every required check passing."""
-    row = DeploymentStage.objects.filter(deployment=deployment).first()
-    if row is None:
-        row = DeploymentStage(deployment=deployment)
+def _effective(row: DeploymentStage | None, deployment: Deployment) -> DeploymentStage:
+    row = row if row is not None else DeploymentStage(deployment=deployment)
     row.deployment = deployment
     if deployment.status == DeploymentStatus.ACTIVE and row.stage not in LIVE_STAGES:
         row.stage = Stage.PRODUCTION
     return row
 
 
+def deployment_stage(*, deployment: Deployment) -> DeploymentStage:
+    """The deployment's stage row (unsaved when none was written). An active deployment
+    reads as in production whatever was stored: it went live before the gate existed, or
+    through the deployments API with every required check passing."""
+    return _effective(DeploymentStage.objects.filter(deployment=deployment).first(), deployment)
+
+
 def latest_results(*, deployment: Deployment) -> dict[str, CheckResult]:
     """check key -> its latest result (a check never run is absent)."""
-    latest: dict[str, CheckResult] = {}
-    for spec in checks.CHECKS:
-        row = (
-            CheckResult.objects.filter(deployment=deployment, key=spec.key)
-            .order_by("-checked_at", "-pk")
-            .first()
-        )
-        if row is not None:
-            latest[spec.key] = row
-    return latest
+    return {row.key: row for row in _latest_rows([deployment.pk])}
 
 
 def latest_statuses(*, deployment: Deployment) -> dict[str, str]:
@@ -75,32 +70,66 @@ def loadtest_in_progress(*, deployment: Deployment) -> LoadTestRun | None:
     )
 
 
-def checklist(*, deployment: Deployment) -> dict[str, Any]:
-    """What the checklist shows: stage, gate, the latest result per check (in the checks'
-    order), the latest overrides, and the capacity measured and in use."""
-    stage = deployment_stage(deployment=deployment)
-    latest = latest_results(deployment=deployment)
-    failures = checks.gate_failures({key: row.status for key, row in latest.items()})
-    measured = (
-        LoadTestRun.objects.filter(deployment=deployment, capacity_rps_per_replica__isnull=False)
-        .order_by("-finished_at", "-pk")
-        .values_list("capacity_rps_per_replica", flat=True)
-        .first()
+def _latest_rows(deployment_ids: list[int]) -> QuerySet[CheckResult]:
+    """The latest result of each check of each deployment, in one query."""
+    newest = CheckResult.objects.filter(
+        deployment=OuterRef("deployment"), key=OuterRef("key")
+    ).order_by("-checked_at", "-pk")
+    return CheckResult.objects.filter(
+        deployment_id__in=deployment_ids, pk=Subquery(newest.values("pk")[:1])
     )
-    policy = AutoscalingPolicy.objects.filter(deployment=deployment).first()
-    return {
-        "deployment": deployment.pk,
-        "name": deployment.name,
-        "status": deployment.status,
-        "stage": stage.stage,
-        "require_tls": stage.require_tls,
-        "gate": {"open": not failures, "failing": failures},
-        "checks": [latest[spec.key] for spec in checks.CHECKS if spec.key in latest],
-        "overrides": list(
-            GateOverride.objects.filter(deployment=deployment).select_related("actor")[:5]
-        ),
-        "measured_capacity_rps_per_replica": measured,
-        "policy_capacity_rps_per_replica": policy.capacity_initial_per_replica
-        if policy is not None
-        else None,
-    }
+
+
+OVERRIDES_SHOWN = 5
+
+
+def checklists(*, deployments: Sequence[Deployment]) -> list[dict[str, Any]]:
+    """What the checklist shows for each deployment: stage, gate, the latest result per
+    check (in the checks' order), the latest overrides, and the capacity measured and in
+    use. A fixed number of queries however many deployments."""
+    ids = [d.pk for d in deployments]
+    stages = DeploymentStage.objects.in_bulk(ids)
+    latest: dict[int, dict[str, CheckResult]] = defaultdict(dict)
+    for row in _latest_rows(ids):
+        latest[row.deployment_id][row.key] = row
+    overrides: dict[int, list[GateOverride]] = defaultdict(list)
+    for override in GateOverride.objects.filter(deployment_id__in=ids).select_related("actor"):
+        if len(overrides[override.deployment_id]) < OVERRIDES_SHOWN:
+            overrides[override.deployment_id].append(override)
+    measured: dict[int, float] = {}
+    runs = (
+        LoadTestRun.objects.filter(deployment_id__in=ids, capacity_rps_per_replica__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .values_list("deployment_id", "capacity_rps_per_replica")
+    )
+    for deployment_id, capacity in runs:
+        measured.setdefault(deployment_id, capacity)
+    policies = dict(
+        AutoscalingPolicy.objects.filter(deployment_id__in=ids).values_list(
+            "deployment_id", "capacity_initial_per_replica"
+        )
+    )
+    listed = []
+    for deployment in deployments:
+        stage = _effective(stages.get(deployment.pk), deployment)
+        rows = latest.get(deployment.pk, {})
+        failures = checks.gate_failures({key: row.status for key, row in rows.items()})
+        listed.append(
+            {
+                "deployment": deployment.pk,
+                "name": deployment.name,
+                "status": deployment.status,
+                "stage": stage.stage,
+                "require_tls": stage.require_tls,
+                "gate": {"open": not failures, "failing": failures},
+                "checks": [rows[spec.key] for spec in checks.CHECKS if spec.key in rows],
+                "overrides": overrides.get(deployment.pk, []),
+                "measured_capacity_rps_per_replica": measured.get(deployment.pk),
+                "policy_capacity_rps_per_replica": policies.get(deployment.pk),
+            }
+        )
+    return listed
+
+
+def checklist(*, deployment: Deployment) -> dict[str, Any]:
+    return checklists(deployments=[deployment])[0]

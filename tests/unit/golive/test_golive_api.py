@@ -389,3 +389,20 @@ def test_seed_demo__deployments_in_production_with_a_system_override():
     assert overrides.count() == 3
     assert {o.actor for o in overrides} == {None}
     assert AuditEntry.objects.filter(verb="override", actor_repr="system").count() == 3
+
+
+@pytest.mark.parametrize("rows", [2, 8])
+def test_checklist_list__fixed_query_count(roster, client_for, django_assert_num_queries, rows):
+    for index in range(rows):
+        deployment = SimulatedDeploymentFactory(team=roster.team, name=f"d{index}")
+        checks_recorded(deployment, monitoring__logs="fail")
+        AutoscalingPolicy.objects.create(deployment=deployment)
+        GateOverride.objects.create(deployment=deployment, target="production", reason="x")
+    client = client_for(roster.operator)
+    # roles, the page, stages, latest results, overrides, capacities, policies
+    with django_assert_num_queries(7):
+        body = client.get(f"{BASE}/").json()
+    assert len(body["results"]) == rows
+    assert all(r["gate"]["failing"] == [{"key": "monitoring.logs", "status": "fail"}]
+               for r in body["results"])  # fmt: skip
+    assert all(len(r["checks"]) == 15 for r in body["results"])
