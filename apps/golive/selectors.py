@@ -103,7 +103,8 @@ def checklists(*, deployments: Sequence[Deployment]) -> list[dict[str, Any]]:
         .values_list("deployment_id", "capacity_rps_per_replica")
     )
     for deployment_id, capacity in runs:
-        measured.setdefault(deployment_id, capacity)
+        if capacity is not None:  # excluded by the filter; the column is nullable
+            measured.setdefault(deployment_id, capacity)
     policies = dict(
         AutoscalingPolicy.objects.filter(deployment_id__in=ids).values_list(
             "deployment_id", "capacity_initial_per_replica"
