@@ -406,3 +406,47 @@ def test_checklist_list__fixed_query_count(roster, client_for, django_assert_num
     assert all(r["gate"]["failing"] == [{"key": "monitoring.logs", "status": "fail"}]
                for r in body["results"])  # fmt: skip
     assert all(len(r["checks"]) == 15 for r in body["results"])
+
+
+def test_loadtest__lock_held_elsewhere__run_stays_queued(roster, deployment, settings, redis_cache):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    from apps.core.locks import cache_lock
+
+    run = services.loadtest_create(
+        deployment=deployment, params={"mode": "functional"}, confirm_production=False,
+        actor=roster.operator,
+    )  # fmt: skip
+    with cache_lock(f"golive:loadtest:{deployment.pk}", ttl_s=60) as held:
+        assert held
+        assert services.loadtest_execute(run_id=run.pk) is None
+    run.refresh_from_db()
+    assert run.status == "queued"
+
+
+def test_loadtest__cancelled_while_running__engine_told_to_stop(
+    roster, client_for, deployment, monkeypatch, settings
+):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    answers: list[bool] = []
+    operator = client_for(roster.operator)
+
+    def engine(plan, *, should_stop, on_progress):
+        answers.append(should_stop())
+        run_id = LoadTestRun.objects.get().pk
+        assert operator.post(f"/api/v1/golive/loadtests/{run_id}/cancel/").status_code == 200
+        answers.append(should_stop())
+        return SimpleNamespace(
+            functional=[("well-formed", True, {})], steps=[], capacity_rps_per_replica=None,
+            stopped_reason="cancelled", to_dict=lambda: {},
+        )  # fmt: skip
+
+    monkeypatch.setattr(services, "_run_engine", engine)
+    monkeypatch.setattr("apps.golive.services.time.monotonic", iter(range(0, 1000, 5)).__next__)
+    run = services.loadtest_create(
+        deployment=deployment, params={"mode": "functional"}, confirm_production=False,
+        actor=roster.operator,
+    )  # fmt: skip
+    services.loadtest_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert answers == [False, True]
+    assert (run.status, run.passed) == ("cancelled", False)
