@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
@@ -17,6 +19,17 @@ from .models import AutoscalingPolicy, DeploymentControl, GlobalSwitch
 GLOBAL_PAUSE = "autoscaling-paused"
 
 Actor = AbstractBaseUser | AnonymousUser
+
+
+def policy_enforce_refusal(*, deployment: Deployment) -> str | None:
+    """Why the deployment's policy may not leave dry-run for enforce, from the gate named
+    by the setting ``AUTOSCALING_ENFORCE_GUARD`` (the go-live checks by default; empty: no
+    gate). A dotted path keeps autoscaling from importing the app that owns the gate."""
+    guard = getattr(settings, "AUTOSCALING_ENFORCE_GUARD", "")
+    if not guard:
+        return None
+    refusal: str | None = import_string(guard)(deployment=deployment)
+    return refusal
 
 
 def _control_change(

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -34,7 +33,7 @@ from ..forms import (
     ReasonForm,
     ToggleFlipForm,
 )
-from .base import console_page, form_errors, render_page
+from .base import action_done, console_page, form_errors, render_page, service_errors
 
 
 def _operable(request: HttpRequest, pk: int) -> Any:
@@ -102,14 +101,10 @@ def _control_action(
         except ValueError as exc:  # the service's own validation (a pin out of bounds)
             error = str(exc)
         except ValidationError as exc:  # the toggles services' (naming the field)
-            error = "; ".join(
-                f"{name}: {' '.join(errs)}" for name, errs in exc.message_dict.items()
-            )
-        if error:
-            messages.error(request, error)
-        else:
-            messages.success(request, "Done; recorded in the audit log.")
-        return HttpResponseRedirect(reverse("console:deployment", args=[deployment.pk]))
+            error = service_errors(exc)
+        return action_done(
+            request, error, back_to=reverse("console:deployment", args=[deployment.pk])
+        )
 
     return require_POST(console_page(view))
 
