@@ -22,7 +22,8 @@ bulk insert of the same rows in the same run.
      materialized view of minute counts runs on it, as on the store's inserts; the store
      also reads back which of the batch's entries are stored already; raw does not).
 3. **HTTP**: gunicorn as ``deploy/Dockerfile`` runs it (``--config deploy/gunicorn.conf.py``,
-   3 sync workers) serving the project with ``LOGS_BACKEND`` set to the backend, and
+   3 workers, gthread as that file sets) serving the project with ``LOGS_BACKEND`` set to
+   the backend, and
    ``--ingest-clients`` client threads posting the bodies to ``POST /loki/api/v1/push`` with
    an ingest token of their own team. Its streams are opened before timing (one line each,
    pushed over HTTP once per client thread so that every worker has seen them, not timed;
@@ -296,8 +297,8 @@ def http_pusher(port: int, token: str) -> Callable[[tuple[bytes, int], dict[str,
                 response = connection.getresponse()
                 text = response.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                # gunicorn's sync workers close every connection after its answer: the
-                # next request reconnects (a request never reached the server then).
+                # A worker may close a connection after its answer (at a restart, or when
+                # keep-alive ends): the next request reconnects (it never reached the server).
                 connection.close()
                 state["connection"] = None
                 if attempt:
@@ -556,7 +557,7 @@ def run_ingest(
         port=port,
         env=env,
         log=workdir / "gunicorn.log",
-        description=f"gunicorn --config deploy/gunicorn.conf.py, {workers} sync workers",
+        description=f"gunicorn --config deploy/gunicorn.conf.py, {workers} gthread workers",
     )
     raws: list[Timing] = []
     https: list[Timing] = []

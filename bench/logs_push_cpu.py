@@ -25,7 +25,9 @@ limits as in production. The team's rate limits are raised, as in ``bench/logs``
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -40,6 +42,7 @@ from bench import logs_ingest, pg, serving
 
 BATCH_LINES = logs_ingest.BATCH_LINES
 WARM_PUSHES = 3
+_PROFILED: list[cProfile.Profile] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pushes", type=int, default=100, help="pushes per round")
     parser.add_argument("--admin-url", help="PostgreSQL URL to create/drop the database from")
     parser.add_argument("--db-name", default="cp_bench_logs_push_cpu")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="also profile the last round with cProfile: write the stats to PATH and print "
+        "the 25 functions with the most own CPU time",
+    )
     args = parser.parse_args(argv)
 
     prepared = pg.fresh_database_or_skip(args.admin_url, args.db_name)
@@ -83,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             clickhouse.start()
             settings.LOGS_BACKEND = "clickhouse"
             settings.LOGS_CLICKHOUSE_URL = clickhouse.url(clickhouse.fresh_database())
-        measure(args.rounds, args.pushes, clickhouse.proc.pid if clickhouse else None)
+        measure(
+            args.rounds,
+            args.pushes,
+            clickhouse.proc.pid if clickhouse else None,
+            profile=args.profile,
+        )
     finally:
         connection.close()
         if clickhouse is not None:
@@ -92,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(rounds: int, pushes: int, server_pid: int | None) -> None:
+def measure(
+    rounds: int, pushes: int, server_pid: int | None, *, profile: str | None = None
+) -> None:
     from django.db import connection
     from django.test import Client
 
@@ -135,9 +151,15 @@ def measure(rounds: int, pushes: int, server_pid: int | None) -> None:
     print(f"{rounds} rounds of {pushes} pushes of {BATCH_LINES:,} lines; ms per push:")
     for index in range(rounds):
         part = slice(WARM_PUSHES + index * pushes, WARM_PUSHES + (index + 1) * pushes)
+        profiler = cProfile.Profile(time.process_time) if profile and index == rounds - 1 else None
         cpu, ticks, wall = time.process_time(), logs_ingest._ticks(server_pid), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         for body in bodies[part]:
             push(body)
+        if profiler is not None:
+            profiler.disable()
+            _PROFILED.append(profiler)
         own.append((time.process_time() - cpu) / pushes * 1000)
         theirs.append((logs_ingest._ticks(server_pid) - ticks) / hertz / pushes * 1000)
         wall_ms = (time.perf_counter() - wall) / pushes * 1000
@@ -163,6 +185,17 @@ def measure(rounds: int, pushes: int, server_pid: int | None) -> None:
         )
     if raw is not None:
         raw.close()
+    if profile:
+        profiler_stats(profile)
+
+
+def profiler_stats(path: str) -> None:
+    """Print the last round's 25 functions with the most own time (the profiler's overhead
+    makes that round's CPU figures larger: read them as shares, not as times)."""
+    stats = pstats.Stats(_PROFILED[0])
+    stats.dump_stats(path)
+    print(f"profile of the last round written to {path}; own time, top 25:")
+    stats.sort_stats("tottime").print_stats(25)
 
 
 class _RawCopy:

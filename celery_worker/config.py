@@ -1,8 +1,9 @@
 """Queue routing and the periodic schedule, loaded by controlplane.celery.
 
-Three queues keep slow work from delaying the control loop: ``control`` (collection,
-evaluation, scale actions, heartbeat), ``notify`` (chat deliveries) and ``ingest`` (logs and
-inbound alerts). django-celery-beat's DatabaseScheduler copies ``beat_schedule`` into the
+Four queues keep slow work from delaying the control loop: ``control`` (collection,
+evaluation, scale actions, heartbeat), ``notify`` (chat deliveries), ``ingest`` (logs and
+inbound alerts) and ``loadtest`` (go-live load tests, minutes each). django-celery-beat's
+DatabaseScheduler copies ``beat_schedule`` into the
 database on start, where operators can then change intervals in the admin. The intervals come
 from the Django settings (controlplane/settings/), which read and check the environment once.
 """
@@ -14,7 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from kombu import Queue
 
-QUEUES = ("control", "notify", "ingest")
+QUEUES = ("control", "notify", "ingest", "loadtest")
 
 task_queues = [Queue(name) for name in QUEUES]
 task_default_queue = "control"
@@ -27,6 +28,9 @@ task_routes = {
     "alerts.*": {"queue": "control"},
     "toggles.*": {"queue": "control"},
     "logs.*": {"queue": "ingest"},
+    # A load test runs for minutes: on its own queue, never in front of the control loop.
+    "golive.run_loadtest": {"queue": "loadtest"},
+    "golive.*": {"queue": "control"},
 }
 
 
@@ -63,6 +67,9 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         ),
         "toggles-evaluate-degradation": _every(
             "toggles.evaluate_degradation_all", settings.DEGRADATION_INTERVAL_S, expires_s=10
+        ),
+        "golive-checks": _every(
+            "golive.run_checks_all", settings.GOLIVE_CHECK_INTERVAL_S, expires_s=60
         ),
         "alerts-prune": _every("alerts.prune", 6 * 3600),
         "metrics-prune-samples": _every("metrics.prune_samples", 3600),

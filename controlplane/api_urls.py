@@ -8,6 +8,7 @@ from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
 from apps.autoscaling import api as autoscaling_api
 from apps.balancing import api as balancing_api
+from apps.golive import api as golive_api
 from apps.inventory import api as inventory_api
 from apps.logs.tokens import api as logs_tokens_api
 from apps.metrics import api as metrics_api
@@ -61,6 +62,10 @@ router.register(
     "balancing/policies", balancing_api.BalancingPolicyViewSet, basename="balancingpolicy"
 )
 router.register("balancing/gateways", balancing_api.GatewayViewSet, basename="gateway")
+router.register(
+    "golive/deployments", golive_api.GoLiveDeploymentViewSet, basename="golivedeployment"
+)
+router.register("golive/loadtests", golive_api.LoadTestRunViewSet, basename="loadtestrun")
 
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),

@@ -32,6 +32,7 @@ class AlertSource(models.TextChoices):
     SLO = "slo", "SLO"
     AUTOSCALING = "autoscaling", "Control loop"
     API = "api", "API"
+    GOLIVE = "golive", "Go-live checks"
 
 
 class Severity(models.TextChoices):

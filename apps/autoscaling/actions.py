@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +25,6 @@ from django.utils import timezone
 
 from apps.balancing import drain as balancing_drain
 from apps.balancing import membership
-from apps.core.locks import cache_lock
 from apps.metrics.services import pod_load_read
 
 from .actuators.base import (
@@ -38,6 +36,7 @@ from .actuators.base import (
     set_replicas_options,
 )
 from .actuators.factory import ActuatorFactory, scale_target_of
+from .locks import deployment_lock
 from .models import ActionStatus, DeploymentControl, ScaleAction
 
 logger = structlog.get_logger("controlplane.autoscaling")
@@ -69,17 +68,6 @@ class _CountingActuator:
         # Forwarded so that actuators which choose the pods to remove still get asked.
         if isinstance(self.inner, ScaleDownPreparer):
             self.inner.prepare_scale_down(target, remove, pod_load)
-
-
-def deployment_lock(
-    deployment_id: int, *, ttl_s: int | None = None
-) -> AbstractContextManager[bool]:
-    """The per-deployment lock in the shared cache: two workers never act on one
-    deployment at once. It is also the lease of a running action: its TTL
-    (``AUTOSCALING_ACTION_LEASE_S``) outlasts any apply, so a running action whose
-    deployment lock is free has lost its worker."""
-    ttl = settings.AUTOSCALING_ACTION_LEASE_S if ttl_s is None else ttl_s
-    return cache_lock(f"autoscaling:lock:{deployment_id}", ttl_s=ttl)
 
 
 def _drain_begin(

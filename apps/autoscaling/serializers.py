@@ -13,7 +13,8 @@ from apps.api.serializers import ModelCleanMixin, TeamScopedRelatedField
 from apps.inventory.models import Deployment
 from apps.logs.links import LogsLinkField
 
-from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, ScaleAction
+from .models import AutoscalingPolicy, DecisionRecord, DeploymentControl, Mode, ScaleAction
+from .services import policy_enforce_refusal
 
 
 class AutoscalingPolicySerializer(ModelCleanMixin, serializers.ModelSerializer[AutoscalingPolicy]):
@@ -67,7 +68,14 @@ class AutoscalingPolicySerializer(ModelCleanMixin, serializers.ModelSerializer[A
                 raise serializers.ValidationError(
                     {"deployment": ["A policy cannot move to another deployment."]}
                 )
-        return super().validate(attrs)
+        attrs = super().validate(attrs)
+        before = self.instance.mode if self.instance is not None else None
+        if attrs.get("mode") == Mode.ENFORCE and before != Mode.ENFORCE:
+            deployment = attrs.get("deployment") or self.instance.deployment  # type: ignore[union-attr]
+            refusal = policy_enforce_refusal(deployment=deployment)
+            if refusal:
+                raise serializers.ValidationError({"mode": [refusal]})
+        return attrs
 
 
 class DecisionRecordSerializer(serializers.ModelSerializer[DecisionRecord]):

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
 from apps.inventory.models import Deployment
 
-from .models import DeploymentControl, GlobalSwitch
+from .models import AutoscalingPolicy, DeploymentControl, GlobalSwitch
 
 GLOBAL_PAUSE = "autoscaling-paused"
 
 Actor = AbstractBaseUser | AnonymousUser
+
+
+def policy_enforce_refusal(*, deployment: Deployment) -> str | None:
+    """Why the deployment's policy may not leave dry-run for enforce, from the gate named
+    by the setting ``AUTOSCALING_ENFORCE_GUARD`` (the go-live checks by default; empty: no
+    gate). A dotted path keeps autoscaling from importing the app that owns the gate."""
+    guard = getattr(settings, "AUTOSCALING_ENFORCE_GUARD", "")
+    if not guard:
+        return None
+    refusal: str | None = import_string(guard)(deployment=deployment)
+    return refusal
 
 
 def _control_change(
@@ -95,3 +108,22 @@ def global_pause_set(*, paused: bool, actor: Actor) -> GlobalSwitch:
 
 def global_pause_active() -> bool:
     return GlobalSwitch.objects.filter(name=GLOBAL_PAUSE, enabled=True).exists()
+
+
+@transaction.atomic
+def policy_capacity_update(
+    *, policy: AutoscalingPolicy, changes: dict[str, object], actor: Actor, reason: str
+) -> AutoscalingPolicy:
+    """Change the demand sizing (``capacity_*``) fields of a saved policy, validated by the
+    policy's own clean() and audited as an update with the operator's reason."""
+    locked = (
+        AutoscalingPolicy.objects.select_for_update().select_related("deployment").get(pk=policy.pk)
+    )
+    with audited(actor=actor, action=AuditAction.UPDATE, instance=locked, extra={"reason": reason}):
+        for field, value in changes.items():
+            if not field.startswith("capacity_"):
+                raise ValueError(f"{field} is not a capacity field")
+            setattr(locked, field, value)
+        locked.full_clean()
+        locked.save(update_fields=[*changes, "updated_at"])
+    return locked

@@ -24,7 +24,10 @@ deployment's scale target kind):
     whose probe started failing later; both are out of the upstream either way. The port
     is the slice's only port, else the one named by the label
     ``balancing.llm-controlplane/port`` (a port name or number), else the one named
-    ``http``.
+    ``http``. A pod labelled ``autoscaling.llm-controlplane/standby=asleep`` (a standby
+    replica whose vLLM sleeps, apps/autoscaling/actuators/standby.py) is not a member at
+    all: its readiness probe still passes, so its EndpointSlice entry reads as ready, and
+    the pods carrying the label are listed to leave it out.
 ``aws-asg``
     The Auto Scaling group's instances (``DescribeAutoScalingGroups``) and their private
     addresses (EC2 ``DescribeInstances``), through apps/integrations/aws. ``Pending*`` is
@@ -67,6 +70,8 @@ import structlog
 from apps.balancing.members import MEMBER_STATES, Member, MemberState
 from apps.integrations.aws import AutoScalingClient, AwsError, Ec2Client
 from apps.integrations.kubernetes import (
+    STANDBY_ASLEEP,
+    STANDBY_POD_LABEL,
     EndpointPortInfo,
     EndpointSliceInfo,
     KubernetesClient,
@@ -414,6 +419,9 @@ def kubernetes_members(
     where = f"Service {namespace}/{service}"
     try:
         slices = client.list_endpoint_slices(namespace, service)
+        asleep = {
+            pod.name for pod in client.list_pods(namespace, f"{STANDBY_POD_LABEL}={STANDBY_ASLEEP}")
+        }
     except KubernetesError as exc:
         raise MembershipError(
             exc.message, retryable=exc.retryable, reason=exc.reason or "failed"
@@ -423,7 +431,8 @@ def kubernetes_members(
     # wins; a pod that shows up twice while the controller moves it keeps its first entry.
     for slice_ in sorted(slices, key=lambda s: (s.address_type != "IPv4", s.name)):
         for member in _slice_members(slice_, port_wanted=port, where=where):
-            by_name.setdefault(member.name, member)
+            if member.name not in asleep:
+                by_name.setdefault(member.name, member)
     members = tuple(sorted(by_name.values(), key=lambda m: m.name))
     return MemberSet(members, f"EndpointSlices of {where}", _now())
 

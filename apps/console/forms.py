@@ -597,3 +597,100 @@ class LogContextForm(LogTeamForm):
     lines = forms.IntegerField(
         required=False, min_value=1, max_value=100, initial=LOG_CONTEXT_LINES
     )
+
+
+# --------------------------------------------------------------------------- capacity sizing
+
+# The v2 demand sizing knobs of a saved policy (docs/autoscaling.md "Sizing from demand and
+# capacity"). Labels are the console's; help texts, types and blank-ness come from the policy
+# model, the bounds below are the engine's, and the policy's own clean() checks the whole.
+CAPACITY_FIELDS: dict[str, tuple[str, float | None, float | None, bool]] = {
+    # name: (label, lowest, highest, lowest excluded)
+    "capacity_initial_per_replica": ("Initial capacity per replica", 0.0, None, True),
+    "capacity_backlog_signal": ("Backlog signal", None, None, False),
+    "capacity_backlog_drain_s": ("Backlog drain time (s)", 1.0, 86400.0, False),
+    "capacity_latency_signal": ("Latency signal", None, None, False),
+    "capacity_latency_slo_s": ("Latency SLO (s)", 0.0, 3600.0, True),
+    "capacity_learn_rate": ("Learning rate", 0.0, 1.0, True),
+    "capacity_learn_min_utilization": ("Busy above (share of capacity)", 0.0, 1.0, False),
+    "capacity_learn_range": ("Learning range (times or divided by)", 1.0, 100.0, False),
+    "capacity_peak_window_s": ("Peak window (s)", 0.0, 86400.0, False),
+}
+
+
+def _forecast_periods(text: str) -> list[float]:
+    try:
+        periods = [float(p) for p in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValidationError(
+            "Give periods in seconds separated by commas, e.g. 86400, 604800."
+        ) from None
+    if any(not 3600 <= p <= 31 * 86400 for p in periods):
+        raise ValidationError("Each period must be between 3600 s (an hour) and 31 days.")
+    return periods
+
+
+class CapacityPolicyForm(ReasonForm):
+    """Edit the demand sizing (``capacity_*``) fields of a deployment's saved policy."""
+
+    prefix = "capacity"  # its ids stay apart from the page's other forms
+    capacity_forecast_periods_s = forms.CharField(
+        label="Forecast periods (s)",
+        required=False,
+        help_text="Seasonal periods in seconds for the forecast floor, e.g. 86400 (daily) "
+        "or 86400, 604800; empty: no forecast.",
+    )
+
+    def __init__(self, *args: Any, policy: AutoscalingPolicy, **kwargs: Any) -> None:
+        initial = {name: getattr(policy, name) for name in CAPACITY_FIELDS}
+        initial["capacity_forecast_periods_s"] = ", ".join(
+            f"{p:g}" for p in policy.capacity_forecast_periods_s
+        )
+        super().__init__(*args, **{**kwargs, "initial": initial})
+        self.policy = policy
+        for name, (label, low, high, _) in CAPACITY_FIELDS.items():
+            model_field = AutoscalingPolicy._meta.get_field(name)
+            assert isinstance(model_field, models.Field)
+            field = model_field.formfield(label=label)
+            assert field is not None
+            field.required = not (model_field.null or model_field.blank)
+            if isinstance(field, forms.FloatField):
+                field.widget.attrs["step"] = "any"
+                if low is not None:
+                    field.widget.attrs["min"] = f"{low:g}"
+                if high is not None:
+                    field.widget.attrs["max"] = f"{high:g}"
+            self.fields[name] = field
+        self.order_fields([*CAPACITY_FIELDS, "capacity_forecast_periods_s", "reason"])
+
+    def clean_capacity_forecast_periods_s(self) -> list[float]:
+        return _forecast_periods(self.cleaned_data.get("capacity_forecast_periods_s") or "")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name, (_, low, high, strict) in CAPACITY_FIELDS.items():
+            value = data.get(name)
+            if not isinstance(value, float):
+                continue
+            if low is not None and (value <= low if strict else value < low):
+                self.add_error(name, f"Must be {'greater than' if strict else 'at least'} {low:g}.")
+            elif high is not None and value > high:
+                self.add_error(name, f"Must be at most {high:g}.")
+        if self.errors:
+            return data
+        changed = AutoscalingPolicy.objects.get(pk=self.policy.pk)
+        for name in [*CAPACITY_FIELDS, "capacity_forecast_periods_s"]:
+            setattr(changed, name, data.get(name))
+        try:
+            changed.clean()
+        except ValidationError as exc:
+            for key, errors in exc.message_dict.items():
+                self.add_error(key if key in self.fields else None, errors)
+        return data
+
+    def changed_policy(self) -> dict[str, Any]:
+        """The fields to save."""
+        return {
+            name: self.cleaned_data[name]
+            for name in [*CAPACITY_FIELDS, "capacity_forecast_periods_s"]
+        }

@@ -547,6 +547,53 @@ def deployment_control(*, deployment: Deployment) -> DeploymentControl | None:
     return DeploymentControl.objects.filter(deployment=deployment).first()
 
 
+@dataclass(frozen=True)
+class CapacityView:
+    """A policy's demand sizing as the deployment page shows it: the capacity per replica it
+    started from and the one learned online (None until an interval taught something), in
+    the demand signal's unit, with the bounds learning keeps to."""
+
+    policy: AutoscalingPolicy
+    by_demand: bool
+    signal: str
+    initial: float
+    learned: float | None
+    intervals: int
+    low: float
+    high: float
+
+
+def deployment_capacity(
+    *, deployment: Deployment, control: DeploymentControl | None
+) -> CapacityView | None:
+    """The deployment's demand sizing, or None when it has no saved policy."""
+    policy = AutoscalingPolicy.objects.filter(deployment=deployment).first()
+    if policy is None:
+        return None
+    demand = [
+        t for t in policy.targets if isinstance(t, dict) and t.get("kind") == "demand_capacity"
+    ]
+    learned, intervals = None, 0
+    raw = (control.history or {}).get("capacity") if control is not None else None
+    if isinstance(raw, list) and len(raw) == 2:
+        try:
+            learned, intervals = float(raw[0]), int(raw[1])
+        except (TypeError, ValueError):
+            learned, intervals = None, 0
+    initial = policy.capacity_initial_per_replica
+    spread = max(1.0, policy.capacity_learn_range)
+    return CapacityView(
+        policy=policy,
+        by_demand=bool(demand),
+        signal=str(demand[0].get("signal", "")) if demand else "",
+        initial=initial,
+        learned=learned,
+        intervals=intervals,
+        low=initial / spread,
+        high=initial * spread,
+    )
+
+
 # --------------------------------------------------------------------------- backtest page
 
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import alerts, audit, backtests, balancing, base, deployments, logs, overview, slos
+from .views import (
+    alerts,
+    audit,
+    backtests,
+    balancing,
+    base,
+    deployments,
+    golive,
+    logs,
+    overview,
+    slos,
+)
 
 app_name = "console"
 
@@ -18,8 +29,35 @@ urlpatterns = [
         balancing.deployment_balancing_view,
         name="deployment-balancing",
     ),
+    path("deployments/<int:pk>/golive/", golive.deployment_golive, name="deployment-golive"),
+    path(
+        "deployments/<int:pk>/golive/run-checks/",
+        golive.golive_run_checks,
+        name="deployment-golive-run-checks",
+    ),
+    path(
+        "deployments/<int:pk>/golive/loadtests/",
+        golive.golive_loadtest,
+        name="deployment-golive-loadtest",
+    ),
+    path("deployments/<int:pk>/golive/stage/", golive.golive_stage, name="deployment-golive-stage"),
+    path(
+        "deployments/<int:pk>/golive/override/",
+        golive.golive_override,
+        name="deployment-golive-override",
+    ),
+    path(
+        "deployments/<int:pk>/golive/loadtests/<int:run_pk>/apply-capacity/",
+        golive.golive_apply_capacity,
+        name="deployment-golive-apply-capacity",
+    ),
     path("deployments/<int:pk>/pause/", deployments.deployment_pause, name="deployment-pause"),
     path("deployments/<int:pk>/pin/", deployments.deployment_pin_view, name="deployment-pin"),
+    path(
+        "deployments/<int:pk>/capacity/",
+        deployments.deployment_capacity_update,
+        name="deployment-capacity",
+    ),
     path("deployments/<int:pk>/unpin/", deployments.deployment_unpin_view, name="deployment-unpin"),
     path(
         "deployments/<int:pk>/toggles/<int:toggle_pk>/flip/",

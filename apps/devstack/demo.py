@@ -18,6 +18,8 @@ from apps.audit.models import AuditAction
 from apps.audit.services import audit_record, model_snapshot
 from apps.autoscaling.models import AutoscalingPolicy
 from apps.balancing.models import BalancingPolicy, Gateway, GatewayDeployment
+from apps.golive.models import Stage
+from apps.golive.services import stage_seed
 from apps.inventory.models import (
     Deployment,
     DeploymentStatus,
@@ -35,6 +37,7 @@ from apps.toggles.selectors import gateway_token_authenticate
 from apps.toggles.services import gateway_token_create, policy_clean, toggle_create
 
 DEMO_NAMESPACE = "demo"
+DEMO_OVERRIDE_REASON = "Demo seed: simulated deployments start in production unchecked."
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ def demo_inventory_ensure() -> list[Deployment]:
             },
         )
         deployments.append(deployment)
+        # Created active, as the gate cannot check a simulated fleet before it runs: the
+        # stage is set with a recorded system override, which the checklist shows.
+        stage_seed(deployment=deployment, stage=Stage.PRODUCTION, reason=DEMO_OVERRIDE_REASON)
         _demo_policy(deployment)
     _demo_alert_rules(team)
     _demo_slos(team, deployments)

@@ -29,10 +29,15 @@ from .models import (
     Cluster,
     Deployment,
     DeploymentReadiness,
+    DeploymentStatus,
     LLMModel,
 )
 from .selectors import deployment_readiness
-from .services import cluster_credentials_authorize, cluster_credentials_merge
+from .services import (
+    cluster_credentials_authorize,
+    cluster_credentials_merge,
+    deployment_activation_refusal,
+)
 
 
 def _outbound_url(value: str, *, field: str, resolve: bool) -> str:
@@ -264,6 +269,15 @@ class DeploymentSerializer(ModelCleanMixin, serializers.ModelSerializer[Deployme
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"id": {"help_text": "Deployment id."}}
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        before = self.instance.status if self.instance is not None else None
+        if attrs.get("status") == DeploymentStatus.ACTIVE and before != DeploymentStatus.ACTIVE:
+            refusal = deployment_activation_refusal(deployment=self.instance)
+            if refusal:
+                raise serializers.ValidationError({"status": [refusal]})
+        return attrs
 
     def validate_endpoint_url(self, value: str) -> str:
         # Shown for reference and never called by the server, so an in-cluster address is

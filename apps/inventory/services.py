@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
@@ -23,6 +24,17 @@ from .models import (
     DeploymentReadiness,
 )
 from .selectors import deployment_readiness
+
+
+def deployment_activation_refusal(*, deployment: Deployment | None) -> str | None:
+    """Why the deployment may not become active, from the gate named by the setting
+    ``INVENTORY_ACTIVATION_GUARD`` (the go-live checks by default; empty: no gate). A
+    dotted path keeps inventory from importing the app that owns the gate."""
+    guard = getattr(settings, "INVENTORY_ACTIVATION_GUARD", "")
+    if not guard:
+        return None
+    refusal: str | None = import_string(guard)(deployment=deployment)
+    return refusal
 
 
 @transaction.atomic

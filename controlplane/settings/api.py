@@ -51,5 +51,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"SloStateEnum": "apps.slos.models.SloState"},
+    "ENUM_NAME_OVERRIDES": {
+        "SloStateEnum": "apps.slos.models.SloState",
+        "ModeEnum": "apps.autoscaling.models.Mode",
+        "LoadTestModeEnum": "apps.golive.models.LoadTestMode",
+    },
 }

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "apps.logs",
     "apps.toggles",
     "apps.balancing",
+    "apps.golive",
     "apps.fleetsim",
     "apps.devstack",
     "apps.console",

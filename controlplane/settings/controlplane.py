@@ -52,6 +52,24 @@ KUBECONFIG_ALLOWED_DIRS = env_list("KUBECONFIG_ALLOWED_DIRS", [])
 if any(not _dir.startswith("/") for _dir in KUBECONFIG_ALLOWED_DIRS):
     raise ImproperlyConfigured("KUBECONFIG_ALLOWED_DIRS must list absolute directories.")
 
+# --- go-live checks and gate (docs/golive.md) -----------------------------------------------
+# How often every deployment's go-live checks run.
+GOLIVE_CHECK_INTERVAL_S = env_float("GOLIVE_CHECK_INTERVAL_S", 300.0, minimum=10.0)
+# A load test older than this no longer passes its check.
+GOLIVE_LOADTEST_MAX_AGE_S = env_float("GOLIVE_LOADTEST_MAX_AGE_S", 7 * 86400.0, minimum=60.0)
+# Caps of every load test a team asks for: the highest rate and the longest run.
+GOLIVE_LOADTEST_MAX_RATE_RPS = env_float("GOLIVE_LOADTEST_MAX_RATE_RPS", 200.0, minimum=0.1)
+GOLIVE_LOADTEST_MAX_TOTAL_S = env_float("GOLIVE_LOADTEST_MAX_TOTAL_S", 900.0, minimum=1.0)
+# The newest log line of a deployment may be this old for the logs check to pass.
+GOLIVE_LOGS_MAX_AGE_S = env_float("GOLIVE_LOGS_MAX_AGE_S", 900.0, minimum=10.0)
+# The gate, as inventory and autoscaling call it (dotted paths; empty: no gate).
+INVENTORY_ACTIVATION_GUARD = (
+    env_str("INVENTORY_ACTIVATION_GUARD", "apps.golive.gate.activation_refusal") or ""
+)
+AUTOSCALING_ENFORCE_GUARD = (
+    env_str("AUTOSCALING_ENFORCE_GUARD", "apps.golive.gate.enforce_refusal") or ""
+)
+
 # --- automatic degradation ---------------------------------------------------------------
 DEGRADATION_INTERVAL_S = env_float("DEGRADATION_INTERVAL_S", 15.0, minimum=1.0)
 # Data a trigger reads is unknown (it never moves a level) once it is older than this many

@@ -4,9 +4,10 @@ It speaks just enough of apps/v1, core/v1, autoscaling/v2 and discovery.k8s.io/v
 actuator and the balancing membership: the ``scale`` subresource of Deployments and
 StatefulSets (GET and merge/strategic-merge PATCH, honouring ``metadata.resourceVersion``
 in the patch body as the real server does), the workloads themselves, pods by label
-selector, pod annotation patches, HPAs, and EndpointSlices listed by label selector (a
-Service's slices carry ``kubernetes.io/service-name``, as the EndpointSlice controller
-sets it).
+selector (with their IPs and named container ports), pod label and annotation patches,
+merge patches of a workload object's ``spec.replicas`` and annotations, HPAs, and
+EndpointSlices listed by label selector (a Service's slices carry
+``kubernetes.io/service-name``, as the EndpointSlice controller sets it).
 
 Faults are injected per request: the next N matching requests answer a given status
 (409, 500, 403, 404, ...) or hang past the client's timeout, and a concurrent writer can
@@ -54,6 +55,7 @@ class Workload:
     ready_replicas: int
     match_labels: dict[str, str]
     resource_version: int = 1
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def singular(self) -> str:
@@ -88,6 +90,8 @@ class Workload:
         if self.kind == "statefulsets":
             spec["serviceName"] = self.name
         metadata = self._versioned() | {"generation": self.resource_version}
+        if self.annotations:
+            metadata["annotations"] = dict(self.annotations)
         return {
             **_envelope(self.singular, "apps/v1", self.namespace, self.name, **metadata),
             "spec": spec,
@@ -107,6 +111,8 @@ class Pod:
     labels: dict[str, str]
     annotations: dict[str, str] = field(default_factory=dict)
     ready: bool = True
+    ip: str = ""
+    ports: list[tuple[str, int]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -115,13 +121,22 @@ class Pod:
         }
         if self.annotations:
             metadata["annotations"] = dict(self.annotations)
+        container: dict[str, Any] = {"name": "vllm", "image": "vllm/vllm-openai:latest"}
+        if self.ports:
+            container["ports"] = [
+                {"name": name, "containerPort": port, "protocol": "TCP"}
+                for name, port in self.ports
+            ]
+        status: dict[str, Any] = {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if self.ready else "False"}],
+        }
+        if self.ip:
+            status["podIP"] = self.ip
         return {
             **_envelope("Pod", "v1", self.namespace, self.name, **metadata),
-            "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest"}]},
-            "status": {
-                "phase": "Running",
-                "conditions": [{"type": "Ready", "status": "True" if self.ready else "False"}],
-            },
+            "spec": {"containers": [container]},
+            "status": status,
         }
 
 
@@ -318,6 +333,17 @@ def _matches_selector(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
+def _merge_into(target: dict[str, str], patch: dict[str, Any]) -> bool:
+    """A JSON merge patch of a string map (``None`` removes a key); whether it changed."""
+    before = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = str(value)
+    return target != before
+
+
 class _Handler(QuietHandler):
     server: _Server
 
@@ -481,9 +507,17 @@ class FakeApiServer:
         return workload
 
     def add_pod(
-        self, namespace: str, name: str, labels: dict[str, str], *, ready: bool = True
+        self,
+        namespace: str,
+        name: str,
+        labels: dict[str, str],
+        *,
+        ready: bool = True,
+        ip: str = "",
+        ports: list[tuple[str, int]] | None = None,
     ) -> Pod:
-        pod = Pod(namespace, name, dict(labels), ready=ready)
+        """A pod; ``ip`` and ``ports`` ((name, containerPort) pairs) say where it listens."""
+        pod = Pod(namespace, name, dict(labels), ready=ready, ip=ip, ports=list(ports or []))
         with self._lock:
             self.pods[(namespace, name)] = pod
         return pod
@@ -678,7 +712,7 @@ class FakeApiServer:
                 raise _HttpError(404, f'{plural}.apps "{name}" not found')
             if method == "GET":
                 return workload.scale_json() if scale else workload.object_json()
-            if method != "PATCH" or not scale:
+            if method != "PATCH":
                 raise _HttpError(405, "method not allowed")
             for write in list(self._concurrent):
                 if (write.kind, write.namespace, write.name) == (plural, namespace, name):
@@ -709,7 +743,12 @@ class FakeApiServer:
                     workload.replicas = replicas
                     workload.ready_replicas = min(workload.ready_replicas, replicas)
                     workload.resource_version += 1
-            return workload.scale_json()
+            if scale:
+                return workload.scale_json()
+            annotations = (body.get("metadata") or {}).get("annotations") or {}
+            if _merge_into(workload.annotations, annotations):
+                workload.resource_version += 1
+            return workload.object_json()
 
     def _pod_list(self, namespace: str, selector: str) -> Any:
         with self._lock:
@@ -739,10 +778,7 @@ class FakeApiServer:
                 "application/strategic-merge-patch+json",
             ) or not isinstance(body, dict):
                 raise _HttpError(415, f"unsupported patch: {content_type}")
-            annotations = (body.get("metadata") or {}).get("annotations") or {}
-            for key, value in annotations.items():
-                if value is None:
-                    pod.annotations.pop(key, None)
-                else:
-                    pod.annotations[key] = str(value)
+            metadata = body.get("metadata") or {}
+            _merge_into(pod.annotations, metadata.get("annotations") or {})
+            _merge_into(pod.labels, metadata.get("labels") or {})
             return pod.as_json()

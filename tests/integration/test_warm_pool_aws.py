@@ -169,14 +169,12 @@ def test_warm_pool_of__malformed_labels__permanent_invalid(labels: dict[str, str
     assert "autoscaling.llm-controlplane/warm-pool" in str(caught.value)
 
 
-def test_ensure_deployment_warm_pool__kubernetes_or_unlabelled__nothing_managed() -> None:
+def test_ensure_deployment_warm_pool__unlabelled__nothing_managed() -> None:
+    # Labelled Kubernetes targets keep standby pods: tests/integration/test_standby_kubernetes.py
     from apps.autoscaling.actuators.warm import ensure_deployment_warm_pool
 
     kubernetes = SimpleNamespace(
-        labels={LABEL_WARM_POOL_SIZE: "2"},
-        target_kind="k8s-deployment",
-        scale_target_namespace="default",
-        scale_target_name="x",
+        labels={}, target_kind="k8s-deployment", scale_target_namespace="d", scale_target_name="x"
     )
     unlabelled = SimpleNamespace(
         labels={}, target_kind="aws-asg", scale_target_namespace="", scale_target_name="g"

@@ -56,6 +56,46 @@ TargetKind = Literal["k8s-deployment", "k8s-statefulset", "aws-asg", "simulated"
 # may wait in, and a sanity bound (nobody keeps more warm GPU instances per group).
 WARM_POOL_STATES = ("Stopped", "Running", "Hibernated")
 MAX_WARM_POOL_SIZE = 1000
+# The deployment labels that ask for warm capacity (read here so that the factory and
+# apps/autoscaling/actuators/warm.py both use them without importing each other).
+LABEL_WARM_POOL_SIZE = "autoscaling.llm-controlplane/warm-pool-size"
+LABEL_WARM_POOL_STATE = "autoscaling.llm-controlplane/warm-pool-state"
+
+
+@dataclass(frozen=True, slots=True)
+class WarmPool:
+    """The warm capacity wanted: ``size`` instances waiting in ``state``."""
+
+    size: int
+    state: str = "Stopped"
+
+
+def _warm_invalid(message: str) -> ActuatorError:
+    return ActuatorError(message, retryable=False, permanent_reason="invalid")
+
+
+def warm_pool_of(labels: Mapping[str, Any]) -> WarmPool | None:
+    """The warm pool ``labels`` ask for; ``None`` when they do not ask for one."""
+    raw_size = labels.get(LABEL_WARM_POOL_SIZE)
+    raw_state = labels.get(LABEL_WARM_POOL_STATE)
+    if raw_size is None:
+        if raw_state is not None:
+            raise _warm_invalid(f"label {LABEL_WARM_POOL_STATE} needs {LABEL_WARM_POOL_SIZE} too")
+        return None
+    text = str(raw_size).strip()
+    if not text.isdigit() or int(text) > MAX_WARM_POOL_SIZE:
+        raise _warm_invalid(
+            f"label {LABEL_WARM_POOL_SIZE} must be an integer from 0 to "
+            f"{MAX_WARM_POOL_SIZE}, not {raw_size!r}"
+        )
+    state = "Stopped" if raw_state is None else str(raw_state).strip()
+    matches = [s for s in WARM_POOL_STATES if s.lower() == state.lower()]
+    if not matches:
+        raise _warm_invalid(
+            f"label {LABEL_WARM_POOL_STATE} must be one of {', '.join(WARM_POOL_STATES)}, "
+            f"not {raw_state!r}"
+        )
+    return WarmPool(size=int(text), state=matches[0])
 
 
 @dataclass(frozen=True, slots=True)

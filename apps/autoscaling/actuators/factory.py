@@ -24,7 +24,7 @@ from apps.inventory.clients import (
 )
 from apps.inventory.models import Cluster, Deployment, ScaleTargetKind
 
-from .base import Actuator, ActuatorError, ScaleTarget
+from .base import Actuator, ActuatorError, ScaleTarget, warm_pool_of
 
 __all__ = ["ActuatorFactory", "actuator_for", "scale_target_of"]
 
@@ -43,14 +43,23 @@ def _refused(message: str, reason: str = "misconfigured") -> ActuatorError:
     return ActuatorError(message, retryable=False, permanent_reason=reason)
 
 
-def _kubernetes_actuator(cluster: Cluster) -> Actuator:
-    from .kubernetes import KubernetesActuator
+def _kubernetes_actuator(cluster: Cluster, deployment: Deployment) -> Actuator:
+    """The Kubernetes actuator; with the warm-pool-size label, the one that keeps that
+    many pods asleep as standby replicas (apps/autoscaling/actuators/standby.py)."""
+    from apps.balancing.membership import LABEL_PORT
 
+    from .kubernetes import KubernetesActuator
+    from .standby import StandbyKubernetesActuator
+
+    wanted = warm_pool_of(deployment.labels or {})
     try:
         client = kubernetes_client_for(cluster)
     except ClusterAccessError as exc:
         raise _refused(exc.message, exc.reason) from None
-    return KubernetesActuator(client)
+    if wanted is None:
+        return KubernetesActuator(client)
+    port = str((deployment.labels or {}).get(LABEL_PORT) or "").strip()
+    return StandbyKubernetesActuator(client, standby=wanted.size, port=port)
 
 
 def _aws_actuator(cluster: Cluster) -> Actuator:
@@ -78,4 +87,4 @@ def actuator_for(deployment: Deployment) -> Actuator:
         raise _refused(exc.message, exc.reason) from None
     if kind == ScaleTargetKind.AWS_ASG:
         return _aws_actuator(cluster)
-    return _kubernetes_actuator(cluster)
+    return _kubernetes_actuator(cluster, deployment)

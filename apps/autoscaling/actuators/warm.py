@@ -4,9 +4,11 @@ Two labels say how much pre-initialized capacity a deployment keeps beside its s
 replicas, so no model field is needed:
 
 ``autoscaling.llm-controlplane/warm-pool-size``
-    How many instances (``aws-asg``) or standby replicas (``simulated``) to keep warm: a
-    non-negative integer. ``0`` removes the warm pool. Absent: warm capacity is not
-    managed (an existing pool is left alone).
+    How many instances (``aws-asg``) or standby replicas (``simulated``, and
+    ``k8s-deployment`` / ``k8s-statefulset`` pods asleep in vLLM's sleep mode, see
+    :mod:`.standby`) to keep warm: a non-negative integer. ``0`` removes the warm pool
+    (standby pods are removed, or woken when the serving count needs them). Absent: warm
+    capacity is not managed (an existing pool is left alone).
 ``autoscaling.llm-controlplane/warm-pool-state``
     For Auto Scaling groups, the state pooled instances wait in: ``Stopped`` (default:
     only EBS volumes are billed), ``Running`` (billed as running, fastest to serve) or
@@ -14,22 +16,30 @@ replicas, so no model field is needed:
 
 :func:`warm_pool_of` parses them (a malformed value is a permanent ``invalid``
 :class:`ActuatorError`, never a guess); :func:`ensure_deployment_warm_pool` applies them to
-a deployment: its Auto Scaling group's warm pool through the group's actuator, or its
-standby replicas through the fleet simulator's ``/standby`` API (the state label does
-not apply there: a standby is always asleep). The simulator also reads the size label
+a deployment: its Auto Scaling group's warm pool through the group's actuator, its
+standby replicas through the fleet simulator's ``/standby`` API, or its Kubernetes
+workload's standby pods through :class:`.standby.StandbyKubernetesActuator` under the
+deployment's lock (the state label does not apply to the last two: a standby is always
+asleep). The simulator also reads the size label
 when it builds its fleet from the inventory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from .base import MAX_WARM_POOL_SIZE, WARM_POOL_STATES, ActuatorError, ScaleTarget
+from .base import (
+    LABEL_WARM_POOL_SIZE,
+    LABEL_WARM_POOL_STATE,
+    WARM_POOL_STATES,
+    ActuatorError,
+    ScaleTarget,
+    WarmPool,
+    warm_pool_of,
+)
 
 __all__ = [
     "LABEL_WARM_POOL_SIZE",
@@ -40,52 +50,13 @@ __all__ = [
     "warm_pool_of",
 ]
 
-LABEL_WARM_POOL_SIZE = "autoscaling.llm-controlplane/warm-pool-size"
-LABEL_WARM_POOL_STATE = "autoscaling.llm-controlplane/warm-pool-state"
-
-
-@dataclass(frozen=True, slots=True)
-class WarmPool:
-    """The warm capacity wanted: ``size`` instances waiting in ``state``."""
-
-    size: int
-    state: str = "Stopped"
-
-
-def _invalid(message: str) -> ActuatorError:
-    return ActuatorError(message, retryable=False, permanent_reason="invalid")
-
-
-def warm_pool_of(labels: Mapping[str, Any]) -> WarmPool | None:
-    """The warm pool ``labels`` ask for; ``None`` when they do not ask for one."""
-    raw_size = labels.get(LABEL_WARM_POOL_SIZE)
-    raw_state = labels.get(LABEL_WARM_POOL_STATE)
-    if raw_size is None:
-        if raw_state is not None:
-            raise _invalid(f"label {LABEL_WARM_POOL_STATE} needs {LABEL_WARM_POOL_SIZE} too")
-        return None
-    text = str(raw_size).strip()
-    if not text.isdigit() or int(text) > MAX_WARM_POOL_SIZE:
-        raise _invalid(
-            f"label {LABEL_WARM_POOL_SIZE} must be an integer from 0 to "
-            f"{MAX_WARM_POOL_SIZE}, not {raw_size!r}"
-        )
-    state = "Stopped" if raw_state is None else str(raw_state).strip()
-    matches = [s for s in WARM_POOL_STATES if s.lower() == state.lower()]
-    if not matches:
-        raise _invalid(
-            f"label {LABEL_WARM_POOL_STATE} must be one of {', '.join(WARM_POOL_STATES)}, "
-            f"not {raw_state!r}"
-        )
-    return WarmPool(size=int(text), state=matches[0])
-
 
 def ensure_deployment_warm_pool(deployment: Any) -> bool | None:
     """Bring the warm capacity of ``deployment`` to what its labels ask.
 
-    Returns ``None`` when there is nothing to manage (a Kubernetes target, or no warm pool
-    label), else whether the platform was written to. Raises :class:`ActuatorError`
-    (mapped like every other actuator failure)."""
+    Returns ``None`` when there is nothing to manage (no warm pool label), else whether
+    the platform was written to. Raises :class:`ActuatorError` (mapped like every other
+    actuator failure)."""
     from django.conf import settings
 
     from .factory import actuator_for, scale_target_of
@@ -97,6 +68,8 @@ def ensure_deployment_warm_pool(deployment: Any) -> bool | None:
     if target.kind == "simulated":
         base_url = settings.FLEETSIM_URL or "http://127.0.0.1:9400"
         return ensure_simulator_standby(base_url, target, wanted.size)
+    if target.kind in ("k8s-deployment", "k8s-statefulset"):
+        return ensure_kubernetes_standby(deployment, target)
     if target.kind != "aws-asg":
         return None
     from .aws_asg import AutoScalingGroupActuator
@@ -104,6 +77,29 @@ def ensure_deployment_warm_pool(deployment: Any) -> bool | None:
     actuator = actuator_for(deployment)
     assert isinstance(actuator, AutoScalingGroupActuator)
     return actuator.ensure_warm_pool(target, wanted.size, wanted.state)
+
+
+def ensure_kubernetes_standby(deployment: Any, target: ScaleTarget) -> bool:
+    """Reconcile a Kubernetes workload's standby pods at its current serving count, under
+    the deployment's lock (a scale action in progress has it: this run writes nothing and
+    the next one reconciles). Returns whether anything was changed."""
+    import structlog
+
+    from ..locks import deployment_lock
+    from .factory import actuator_for
+    from .standby import StandbyKubernetesActuator
+
+    actuator = actuator_for(deployment)
+    assert isinstance(actuator, StandbyKubernetesActuator)
+    with deployment_lock(deployment.pk) as acquired:
+        if not acquired:
+            return False
+        steps = actuator.reconcile(target)
+    if steps:
+        structlog.get_logger("controlplane.autoscaling").info(
+            "standby-reconciled", deployment=deployment.pk, target=str(target), steps=steps
+        )
+    return bool(steps)
 
 
 def ensure_simulator_standby(

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from apps.accounts.backends import login_refusal
@@ -63,3 +65,18 @@ class LogoutView(auth_views.LogoutView):
 def form_errors(form: Any) -> str:
     """A form's errors as one line for a message: ``field: error; field: error``."""
     return "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+
+
+def service_errors(exc: ValidationError) -> str:
+    """A service's ValidationError (naming fields) as one line for a message."""
+    return "; ".join(f"{name}: {' '.join(errs)}" for name, errs in exc.message_dict.items())
+
+
+def action_done(request: HttpRequest, error: str | None, *, back_to: str) -> HttpResponse:
+    """The end of a console POST: its error, or that it was done, as a message; then back
+    to the page it came from."""
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Done; recorded in the audit log.")
+    return HttpResponseRedirect(back_to)

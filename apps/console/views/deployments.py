@@ -9,20 +9,31 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.autoscaling.services import deployment_pause_set, deployment_pin, deployment_unpin
+from apps.autoscaling.services import (
+    deployment_pause_set,
+    deployment_pin,
+    deployment_unpin,
+    policy_capacity_update,
+)
 from apps.inventory.selectors import deployment_readiness
 from apps.toggles.services import policy_pin, policy_unpin, toggle_update
 
 from .. import selectors
-from ..forms import DegradationPinForm, PinForm, RangeForm, ReasonForm, ToggleFlipForm
-from .base import console_page, form_errors, render_page
+from ..forms import (
+    CapacityPolicyForm,
+    DegradationPinForm,
+    PinForm,
+    RangeForm,
+    ReasonForm,
+    ToggleFlipForm,
+)
+from .base import action_done, console_page, form_errors, render_page, service_errors
 
 
 def _operable(request: HttpRequest, pk: int) -> Any:
@@ -48,11 +59,16 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
     def page_context() -> dict[str, Any]:
         control = selectors.deployment_control(deployment=deployment)
+        capacity = selectors.deployment_capacity(deployment=deployment, control=control)
         return {
             "can_operate": selectors.deployment_can_operate(
                 user=request.user, deployment=deployment
             ),
             "control": control,
+            "capacity": capacity,
+            "capacity_form": (
+                CapacityPolicyForm(policy=capacity.policy) if capacity is not None else None
+            ),
             "pinned": selectors.control_pinned_replicas(control=control, now=timezone.now()),
             "decisions": selectors.deployment_decisions(deployment=deployment),
             "actions": selectors.deployment_actions(deployment=deployment),
@@ -85,14 +101,10 @@ def _control_action(
         except ValueError as exc:  # the service's own validation (a pin out of bounds)
             error = str(exc)
         except ValidationError as exc:  # the toggles services' (naming the field)
-            error = "; ".join(
-                f"{name}: {' '.join(errs)}" for name, errs in exc.message_dict.items()
-            )
-        if error:
-            messages.error(request, error)
-        else:
-            messages.success(request, "Done; recorded in the audit log.")
-        return HttpResponseRedirect(reverse("console:deployment", args=[deployment.pk]))
+            error = service_errors(exc)
+        return action_done(
+            request, error, back_to=reverse("console:deployment", args=[deployment.pk])
+        )
 
     return require_POST(console_page(view))
 
@@ -138,6 +150,23 @@ def deployment_unpin_view(request: HttpRequest, deployment: Any) -> str | None:
         request,
         lambda reason: deployment_unpin(deployment=deployment, actor=request.user, reason=reason),
     )
+
+
+@_control_action
+def deployment_capacity_update(request: HttpRequest, deployment: Any) -> str | None:
+    capacity = selectors.deployment_capacity(deployment=deployment, control=None)
+    if capacity is None:
+        return "This deployment has no autoscaling policy to change."
+    form = CapacityPolicyForm(request.POST, policy=capacity.policy)
+    if not form.is_valid():
+        return form_errors(form)
+    policy_capacity_update(
+        policy=capacity.policy,
+        changes=form.changed_policy(),
+        actor=request.user,
+        reason=form.cleaned_data["reason"],
+    )
+    return None
 
 
 @_control_action

@@ -1,4 +1,6 @@
 from .client import (
+    STANDBY_ASLEEP,
+    STANDBY_POD_LABEL,
     EndpointInfo,
     EndpointPortInfo,
     EndpointSliceInfo,
@@ -22,6 +24,8 @@ from .kubeconfig import (
 
 __all__ = [
     "KUBECONFIG_MAX_BYTES",
+    "STANDBY_ASLEEP",
+    "STANDBY_POD_LABEL",
     "EndpointInfo",
     "EndpointPortInfo",
     "EndpointSliceInfo",

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import urllib3
@@ -57,6 +57,8 @@ from apps.core.netguard import (  # the guarded pools are netguard's, shared on 
 from .errors import KubernetesError
 
 __all__ = [
+    "STANDBY_ASLEEP",
+    "STANDBY_POD_LABEL",
     "EndpointInfo",
     "EndpointPortInfo",
     "EndpointSliceInfo",
@@ -75,6 +77,11 @@ WorkloadKind = Literal["deployment", "statefulset"]
 
 _KIND_NAMES: dict[WorkloadKind, str] = {"deployment": "Deployment", "statefulset": "StatefulSet"}
 MERGE_PATCH = "application/merge-patch+json"
+
+# The pod label the autoscaler's standby replicas carry while their model server sleeps
+# (apps/autoscaling/actuators/standby.py); balancing membership never lists such a pod.
+STANDBY_POD_LABEL = "autoscaling.llm-controlplane/standby"
+STANDBY_ASLEEP = "asleep"  # its value
 
 T = TypeVar("T")
 
@@ -97,6 +104,7 @@ class WorkloadInfo:
     spec_replicas: int
     ready_replicas: int
     selector: str  # label-selector syntax, built from spec.selector
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +120,16 @@ class HorizontalPodAutoscalerInfo:
 
 @dataclass(frozen=True, slots=True)
 class PodInfo:
+    """A pod: ``ip`` is ``status.podIP`` (empty until scheduled), ``ports`` its containers'
+    named ports (``name`` → ``containerPort``; unnamed ports under ``""``)."""
+
     name: str
     ready: bool
     terminating: bool
     annotations: Mapping[str, str]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str = ""
+    ports: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +494,34 @@ class KubernetesClient:
             # ready_replicas is omitted from the status while it is zero.
             ready_replicas=(status.ready_replicas or 0) if status else 0,
             selector=label_selector_string(spec.selector),
+            annotations=dict((metadata.annotations if metadata else None) or {}),
         )
+
+    def patch_workload(
+        self,
+        kind: WorkloadKind,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        annotations: Mapping[str, str | None],
+        resource_version: str,
+    ) -> WorkloadInfo:
+        """Set ``spec.replicas`` and annotations of the workload object in one JSON merge
+        patch, rejected with 409 when the object changed since ``resource_version``: the
+        count and the annotation describing it never disagree."""
+        action = f"scale {self._describe(kind, namespace, name)} to {replicas}"
+        body: dict[str, Any] = {
+            "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)},
+            "spec": {"replicas": replicas},
+        }
+        patch = (
+            self._apps.patch_namespaced_deployment
+            if kind == "deployment"
+            else self._apps.patch_namespaced_stateful_set
+        )
+        self._call(action, patch, name, namespace, body, _content_type=MERGE_PATCH)
+        return self.read_workload(kind, namespace, name)
 
     def list_horizontal_pod_autoscalers(self, namespace: str) -> list[HorizontalPodAutoscalerInfo]:
         action = f"list HorizontalPodAutoscalers in {namespace}"
@@ -519,12 +560,21 @@ class KubernetesClient:
                 continue
             conditions = (item.status.conditions if item.status else None) or []
             ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+            containers = (item.spec.containers if item.spec else None) or []
+            ports = {
+                port.name or "": port.container_port
+                for container in reversed(containers)
+                for port in reversed(container.ports or [])
+            }
             pods.append(
                 PodInfo(
                     name=metadata.name,
                     ready=ready,
                     terminating=metadata.deletion_timestamp is not None,
                     annotations=dict(metadata.annotations or {}),
+                    labels=dict(metadata.labels or {}),
+                    ip=(item.status.pod_ip if item.status else None) or "",
+                    ports=ports,
                 )
             )
         return pods
@@ -533,8 +583,17 @@ class KubernetesClient:
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> None:
         """Set (or, with ``None``, remove) annotations on a pod by JSON merge patch."""
-        action = f"annotate pod {namespace}/{name}"
-        body = {"metadata": {"annotations": dict(annotations)}}
+        self._patch_pod_metadata(namespace, name, "annotations", annotations)
+
+    def patch_pod_labels(self, namespace: str, name: str, labels: Mapping[str, str | None]) -> None:
+        """Set (or, with ``None``, remove) labels on a pod by JSON merge patch."""
+        self._patch_pod_metadata(namespace, name, "labels", labels)
+
+    def _patch_pod_metadata(
+        self, namespace: str, name: str, field_name: str, values: Mapping[str, str | None]
+    ) -> None:
+        action = f"set {field_name} of pod {namespace}/{name}"
+        body = {"metadata": {field_name: dict(values)}}
         self._call(
             action,
             self._core.patch_namespaced_pod,

@@ -222,3 +222,30 @@ def test_command__burst_on_replicas__evaluated_between_scrapes(loopback_allowed,
         api.stop()
         a.server.stop()
         b.server.stop()
+
+
+@pytest.mark.django_db
+def test_command__members_undiscoverable__asked_again_at_the_refresh_not_every_round(
+    loopback_allowed, settings
+):
+    """``make run``'s demo simulator without replica servers answers 404 on /endpoints: the
+    command asks again only every --members-every, evaluates nothing meanwhile."""
+    import json
+
+    from django.core.management import call_command
+
+    from apps.autoscaling.models import DecisionRecord
+
+    demand_deployment(settings)
+    api = RecordingServer(
+        lambda request: (404, {}, json.dumps({"error": "the replicas do not serve HTTP"}).encode())
+    )
+    try:
+        host, port = api.server.server_address[:2]
+        settings.FLEETSIM_URL = f"http://{host}:{port}"
+        call_command("autoscaling_fastpath", iterations=3, interval=0.5, members_every=60)
+
+        assert api.hits.count("/endpoints") == 1
+        assert not DecisionRecord.objects.exists()
+    finally:
+        api.stop()

@@ -21,6 +21,8 @@ from controlplane.celery import app
         ("alerts.evaluate", "control"),
         ("logs.ingest_push", "ingest"),
         ("toggles.evaluate_degradation", "control"),
+        ("golive.run_checks_all", "control"),
+        ("golive.run_loadtest", "loadtest"),
         ("something.unrouted", "control"),
     ],
 )

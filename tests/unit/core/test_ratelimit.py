@@ -65,6 +65,23 @@ def test_buckets_take__redis__same_answers(redis_cache: Any) -> None:
     assert results[3:] == [0, 0]
 
 
+def test_buckets_take__redis_forgot_the_script__sent_again(redis_cache: Any) -> None:
+    """Calls name the script by its digest; a Redis that no longer has it (restarted, or
+    SCRIPT FLUSH) is sent the script again, and the answers stay the same."""
+    import redis
+
+    from apps.core.ratelimit import _LUA_SHA1
+
+    client = redis.Redis.from_url(redis_cache.url(0))
+    lines = Bucket("lines:2", rate=5, burst_s=2, cost=4)
+    assert buckets_take([lines], now=T0) == 0
+    assert client.script_exists(_LUA_SHA1) == [True]  # the digest is the name Redis uses
+    client.script_flush()
+    assert buckets_take([lines], now=T0) == 0  # 8 of 10
+    assert client.script_exists(_LUA_SHA1) == [True]
+    assert buckets_take([lines], now=T0) == 1  # 12 > 10: refused, so the state was kept
+
+
 def test_buckets_take__no_rate__never_limited() -> None:
     assert all(buckets_take([Bucket("x", 0, 1, 10**9)], now=T0) == 0 for _ in range(3))
 

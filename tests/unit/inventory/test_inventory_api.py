@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.inventory.models import Cluster, Deployment, DeploymentStatus, LLMModel
+from tests.factories.golive import checks_recorded
 from tests.factories.inventory import (
     ClusterFactory,
     DeploymentFactory,
@@ -190,6 +191,12 @@ def test_deployment__patch_then_put_then_delete__stored(roster, operator_client)
     assert Deployment.objects.get(pk=created["id"]).max_replicas == 8
 
     payload.update(status="active", min_replicas=2, max_replicas=6)
+    # Activation is gated by the go-live checks (docs/golive.md): refused until they pass.
+    refused = operator_client.put(url, payload)
+    assert refused.status_code == 400
+    assert "model.served_version" in refused.json()["errors"]["status"][0]
+    assert Deployment.objects.get(pk=created["id"]).status == DeploymentStatus.PROVISIONING
+    checks_recorded(Deployment.objects.get(pk=created["id"]))
     put = operator_client.put(url, payload)
     assert put.status_code == 200, put.json()
     stored = Deployment.objects.get(pk=created["id"])

@@ -42,6 +42,9 @@ class Command(BaseCommand):
         refresh = max(interval, float(options["members_every"]))
         readers: dict[int, FastReader] = {}
         members: dict[int, tuple[float, tuple[Member, ...]]] = {}
+        # The last discovery error per deployment: a failed discovery is tried again at the
+        # next refresh, not every round, and logged when its error changes.
+        failing: dict[int, str] = {}
         rounds = 0
         while True:
             started = time.monotonic()
@@ -59,9 +62,15 @@ class Command(BaseCommand):
                     try:
                         found = tuple(members_of(deployment=deployment).serving)
                     except MembershipError as exc:
-                        logger.warning("fast-path-members", deployment=pk, error=exc.message)
+                        if failing.get(pk) != exc.message:
+                            logger.warning("fast-path-members", deployment=pk, error=exc.message)
+                        failing[pk] = exc.message
+                        members[pk] = (started, ())
                         continue
+                    failing.pop(pk, None)
                     members[pk] = seen = (started, found)
+                if pk in failing:
+                    continue  # until the next refresh finds its members
                 reader = readers.setdefault(pk, FastReader(deployment.framework))
                 with cache_lock(f"autoscaling:evaluate:{pk}", ttl_s=30) as acquired:
                     if acquired:

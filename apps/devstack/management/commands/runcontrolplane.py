@@ -1,4 +1,6 @@
-"""Start the whole control plane in one terminal: web, Celery worker and Celery beat.
+"""Start the whole control plane in one terminal: web, Celery worker, Celery beat and the
+autoscaling fast path (``manage.py autoscaling_fastpath``, which reads the serving replicas'
+own metrics every 2 s and evaluates at once on a burst).
 
 Used by ``make run``. On embedded defaults it needs no server at all (SQLite, kombu's
 filesystem broker); with DATABASE_URL / REDIS_URL set it uses those. If any child process
@@ -31,8 +33,18 @@ from apps.devstack.demo import (
 from controlplane.env import env_bool
 
 
+def fastpath_env(env: dict[str, str], *, demo: bool) -> dict[str, str]:
+    """The fast path's environment. The demo's simulated replicas listen on 127.0.0.1, which
+    the fast path reads only within ``OUTBOUND_ALLOWED_NETWORKS``: for the demo, and only
+    in this one process (it reads nothing but discovered replicas' ``/metrics``), loopback
+    is added unless the variable is set already. Web and worker keep the operator's value."""
+    if not demo or env.get("OUTBOUND_ALLOWED_NETWORKS"):
+        return env
+    return {**env, "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8"}
+
+
 class Command(BaseCommand):
-    help = "Run web, worker and beat together (the README's run command)."
+    help = "Run web, worker, beat and the fast path together (the README's run command)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("CONTROLPLANE_HOST", "127.0.0.1"))
@@ -41,6 +53,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--no-demo", action="store_true", help="Do not create the demo team and fleet."
+        )
+        parser.add_argument(
+            "--no-fastpath",
+            action="store_true",
+            help="Do not start the autoscaling fast path (the regular loop still decides).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -91,9 +108,13 @@ class Command(BaseCommand):
             "worker": [python, "-m", "celery_worker.worker", "--concurrency", "2"],
             "beat": [python, "-m", "celery_worker.beat"],
         }
+        envs = dict.fromkeys(children, env)
+        if not options["no_fastpath"]:
+            children["fastpath"] = [python, "manage.py", "autoscaling_fastpath", "--interval", "2"]
+            envs["fastpath"] = fastpath_env(env, demo=not options["no_demo"])
         procs: dict[str, subprocess.Popen[bytes]] = {}
         for name, cmd in children.items():
-            procs[name] = subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env)  # noqa: S603
+            procs[name] = subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=envs[name])  # noqa: S603
 
         self.stdout.write(
             self.style.SUCCESS(
@@ -106,6 +127,7 @@ class Command(BaseCommand):
                 f"  database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
                 f"broker: {settings.CELERY_BROKER_URL.split('://', 1)[0]}\n"
                 f"  metrics:  {metrics_note or env.get('PROMETHEUS_URL', 'PROMETHEUS_URL')}\n"
+                f"  fastpath: {'off' if options['no_fastpath'] else 'replica metrics every 2 s'}\n"
                 f"{toggles_note}"
                 "Press Ctrl+C to stop.\n"
             )

@@ -1,0 +1,21 @@
+"""How the go-live commands name a deployment: ``<team slug>/<deployment name>`` or its id."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from apps.inventory.models import Deployment
+
+
+def deployment_named(text: str) -> Deployment:
+    queryset = Deployment.objects.select_related("team", "model", "cluster")
+    if text.isdigit():
+        found = queryset.filter(pk=int(text)).first()
+    elif "/" in text:
+        team, _, name = text.partition("/")
+        found = queryset.filter(team__slug=team, name=name).first()
+    else:
+        raise CommandError(f"Name the deployment as <team>/<deployment> or by id, not {text!r}.")
+    if found is None:
+        raise CommandError(f"No deployment {text!r}.")
+    return found
