@@ -73,8 +73,10 @@ def paused() -> Iterator[Served]:
 
 @pytest.mark.parametrize("api", ["chat", "completions"])
 def test_functional__simulator__every_check_passes(served: Served, api: str) -> None:
-    result = run_load_test(served.plan("functional", api=api))
+    progress: list[dict[str, Any]] = []
+    result = run_load_test(served.plan("functional", api=api), on_progress=progress.append)
     failed = [c for c in result.functional if not c.passed]
+    assert [p["event"] for p in progress] == ["step-started", "step-finished"]
     assert failed == []
     names = {c.name for c in result.functional}
     assert {"models-listed", "stream-framing", "stream-usage", "unknown-model-rejected"} <= names

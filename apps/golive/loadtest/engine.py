@@ -336,10 +336,20 @@ async def _run(
         try:
             runner.check(force=True)
             if plan.mode == "functional":
+                runner.progress("step-started", step=0, phase="functional", rate_rps=0.0)
                 result.functional, step = await run_functional_checks(
                     plan, session, runner.sampler, runner.bodies
                 )
                 runner.steps.append(step)
+                runner.progress(
+                    "step-finished",
+                    step=0,
+                    phase="functional",
+                    rate_rps=0.0,
+                    slo_met=step.slo_met,
+                    completed=step.completed,
+                    errors=sum(step.errors.values()),
+                )
             elif plan.mode == "performance":
                 result.stopped_reason = await runner.performance()
             else:
