@@ -21,7 +21,10 @@ A simulated replica has no tokenizer, so prompt tokens are *estimated* from the 
   for the assistant turn the template opens.
 
 The reply's length: ``max_tokens`` when the request sets it below the reply's natural
-length (``finish_reason`` ``"length"``), else the natural length (``"stop"``). The
+length (``finish_reason`` ``"length"``), else the natural length (``"stop"``). With
+vLLM's ``"ignore_eos": true`` (a sampling parameter its OpenAI server accepts besides
+OpenAI's own) and ``max_tokens`` set, the reply is exactly ``max_tokens`` long
+(``"length"``), which is how load generators fix output lengths. The
 natural length is a stable function of the prompt (:func:`natural_output_tokens`), so
 the same request always gets the same answer, as with greedy decoding. Each generated
 token is one word of a fixed vocabulary, so ``completion_tokens`` equals the number of
@@ -102,9 +105,12 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     fingerprint: str
+    ignore_eos: bool = False
 
     def output_tokens(self) -> tuple[int, str]:
         """Tokens to generate and the ``finish_reason`` that ends the reply."""
+        if self.ignore_eos and self.max_tokens is not None:
+            return self.max_tokens, "length"
         natural = natural_output_tokens(self.fingerprint)
         if self.max_tokens is not None and self.max_tokens < natural:
             return self.max_tokens, "length"
@@ -142,7 +148,7 @@ def _load(raw: bytes) -> dict[str, Any]:
     return payload
 
 
-def _common(payload: dict[str, Any]) -> tuple[str, int | None, bool, bool]:
+def _common(payload: dict[str, Any]) -> tuple[str, int | None, bool, bool, bool]:
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required and must be a non-empty string", "model")
@@ -175,13 +181,16 @@ def _common(payload: dict[str, Any]) -> tuple[str, int | None, bool, bool]:
     n = payload.get("n", 1)
     if n != 1 or isinstance(n, bool):
         raise InvalidRequest("only 'n': 1 is supported by the simulator", "n")
-    return model, max_tokens, stream, include_usage
+    ignore_eos = payload.get("ignore_eos", False)
+    if not isinstance(ignore_eos, bool):
+        raise InvalidRequest("'ignore_eos' must be a boolean", "ignore_eos")
+    return model, max_tokens, stream, include_usage, ignore_eos
 
 
 def parse_completion(raw: bytes) -> GenerationRequest:
     """A ``/v1/completions`` body; raises :class:`InvalidRequest`."""
     payload = _load(raw)
-    model, max_tokens, stream, include_usage = _common(payload)
+    model, max_tokens, stream, include_usage, ignore_eos = _common(payload)
     prompt = payload.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
         prompt = prompt[0]  # a batch of one prompt
@@ -202,7 +211,7 @@ def parse_completion(raw: bytes) -> GenerationRequest:
             "prompt",
         )
     return GenerationRequest(
-        "completion", model, tokens, max_tokens, stream, include_usage, fingerprint
+        "completion", model, tokens, max_tokens, stream, include_usage, fingerprint, ignore_eos
     )
 
 
@@ -239,7 +248,7 @@ def _message_text(message: Any, index: int) -> str:
 def parse_chat_completion(raw: bytes) -> GenerationRequest:
     """A ``/v1/chat/completions`` body; raises :class:`InvalidRequest`."""
     payload = _load(raw)
-    model, max_tokens, stream, include_usage = _common(payload)
+    model, max_tokens, stream, include_usage, ignore_eos = _common(payload)
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty list", "messages")
@@ -248,7 +257,9 @@ def parse_chat_completion(raw: bytes) -> GenerationRequest:
         CHAT_MESSAGE_OVERHEAD + estimate_text_tokens(text) for text in texts
     )
     fingerprint = json.dumps([[m["role"], t] for m, t in zip(messages, texts, strict=True)])
-    return GenerationRequest("chat", model, tokens, max_tokens, stream, include_usage, fingerprint)
+    return GenerationRequest(
+        "chat", model, tokens, max_tokens, stream, include_usage, fingerprint, ignore_eos
+    )
 
 
 # ---------------------------------------------------------------------- rendering

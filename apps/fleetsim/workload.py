@@ -32,13 +32,18 @@ from pathlib import Path
 __all__ = [
     "AZURE_CONV_LENGTHS",
     "AZURE_CONV_TRACE_PATH",
+    "CHAT_LENGTHS",
+    "CODE_LENGTHS",
+    "LENGTH_PRESETS",
     "Request",
     "TokenLengths",
     "burst",
     "demand_series",
     "diurnal",
     "find_azure_trace",
+    "long_context_lengths",
     "poisson_arrivals",
+    "preset_lengths",
     "rate_at",
     "read_trace_csv",
     "repeat_requests",
@@ -100,6 +105,41 @@ class TokenLengths:
 
 
 AZURE_CONV_LENGTHS = TokenLengths()
+
+# Named length mixes, the same as the autoscaling benchmark's workload mixes
+# (bench/autoscale/traces.py) and the built-in load test's presets.
+# Chat: the Azure conversation fit with prompts capped at 4,800 tokens, the trace's
+# 99.5th percentile (the fitted log-normal's tail is much heavier than the real one).
+CHAT_LENGTHS = TokenLengths(prompt_max=4800)
+# Code completion: long prompts (a file and its neighbours), short outputs.
+CODE_LENGTHS = TokenLengths(
+    prompt_mean=2500.0, prompt_sigma=0.7, prompt_max=16_000, output_mean=40.0, output_max=256
+)
+LENGTH_PRESETS = ("chat", "code", "long-context")
+
+
+def long_context_lengths(max_model_len: int) -> TokenLengths:
+    """Document QA / RAG: long prompts up to the context limit, medium outputs. The tail
+    reaches ``max_model_len`` so that some requests do not fit at all."""
+    return TokenLengths(
+        prompt_mean=5000.0,
+        prompt_sigma=0.8,
+        prompt_max=max_model_len,
+        output_mean=250.0,
+        output_max=1000,
+    )
+
+
+def preset_lengths(name: str, max_model_len: int = 16_384) -> TokenLengths:
+    """The length mix called ``name`` (one of :data:`LENGTH_PRESETS`); ``max_model_len``
+    bounds the long-context prompts. ValueError for an unknown name."""
+    if name == "chat":
+        return CHAT_LENGTHS
+    if name == "code":
+        return CODE_LENGTHS
+    if name == "long-context":
+        return long_context_lengths(max_model_len)
+    raise ValueError(f"unknown workload preset {name!r}; use one of {', '.join(LENGTH_PRESETS)}")
 
 
 def _lognormal_tokens(rng: random.Random, mean: float, sigma: float, cap: int) -> int:

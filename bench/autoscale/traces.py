@@ -33,7 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apps.fleetsim import workload
-from apps.fleetsim.workload import Request, TokenLengths
+from apps.fleetsim.workload import (  # the mixes' lengths, shared with the load test
+    CODE_LENGTHS,
+    Request,
+    TokenLengths,
+    long_context_lengths,
+)
 
 AZURE_CONV = "azure-conv"
 BASE_DURATION_S = 3600.0
@@ -272,25 +277,9 @@ def azure_conv(path: str | Path | None = None, *, time_scale: float = 1.0) -> Tr
 # Workload mixes of the evaluation matrix
 # =====================================================================================
 
-# Code completion: long prompts (a file and its neighbours), short outputs.
-CODE_LENGTHS = TokenLengths(
-    prompt_mean=2500.0, prompt_sigma=0.7, prompt_max=16_000, output_mean=40.0, output_max=256
-)
 # Load per GPU profile, relative to an L4: rates are multiplied by it (and a CSV trace's
 # time compressed by it) so that each profile needs a handful to a dozen replicas.
 LOAD_SCALE = {"L4": 1.0, "A100-80GB": 4.0, "H100-80GB": 6.0}
-
-
-def long_context_lengths(max_model_len: int) -> TokenLengths:
-    """Document QA / RAG: long prompts up to the profile's context limit, medium outputs.
-    The tail reaches ``max_model_len`` so that some requests do not fit at all."""
-    return TokenLengths(
-        prompt_mean=5000.0,
-        prompt_sigma=0.8,
-        prompt_max=max_model_len,
-        output_mean=250.0,
-        output_max=1000,
-    )
 
 
 def _mix_requests(
