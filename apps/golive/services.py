@@ -41,6 +41,7 @@ from .models import (
     LoadTestStatus,
     Stage,
 )
+from .outbound import checked_session_factory, endpoint_recheck
 from .runner import checks_evaluate
 from .selectors import deployment_stage, gate_failures, latest_statuses, loadtest_in_progress
 
@@ -441,7 +442,16 @@ def _run_engine(
     errors = engine.validate_plan(spec)
     if errors:
         raise PlanInvalid("; ".join(str(e) for e in errors))
-    return engine.run_load_test(spec, should_stop=should_stop, on_progress=on_progress)
+    try:
+        endpoint_recheck(spec.base_url)
+    except DestinationRefused as exc:
+        raise PlanInvalid(str(exc)) from exc
+    return engine.run_load_test(
+        spec,
+        should_stop=should_stop,
+        on_progress=on_progress,
+        session_factory=checked_session_factory(spec.max_concurrency),
+    )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import queue
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,6 +37,7 @@ __all__ = ["run_load_test"]
 SessionFactory = Callable[[], Any]
 ProgressCallback = Callable[[dict[str, Any]], None]
 _POLL_S = 1.0
+_LOOP_DONE = object()  # the loop thread's last event
 
 
 class _Stopped(Exception):
@@ -378,19 +381,67 @@ def run_load_test(
     on_progress: ProgressCallback | None = None,
     session_factory: SessionFactory | None = None,
 ) -> LoadTestResult:
-    """Run ``plan`` to the end (or its bounds) on a new event loop in the calling thread.
+    """Run ``plan`` to the end (or its bounds) and return its result.
 
-    ``should_stop()`` is polled about once a second; ``on_progress(event)`` is called
-    with a dict when a step starts and ends; ``session_factory()`` is called once, inside
-    the run's event loop, to make the ``aiohttp.ClientSession`` (or alike) that sends
-    every request, and the run closes it. ValueError when :func:`validate_plan` objects.
+    The requests go out from a new event loop in a thread of its own; the callbacks run in
+    the calling thread, never inside the loop, so they may block or use what belongs to the
+    caller's thread (a Django database connection, which refuses to be used from a running
+    event loop): ``should_stop()`` is polled about twice a second and the run ends within
+    about a second after it returns True; ``on_progress(event)`` receives each event (a dict,
+    when a step starts and ends) in order. ``session_factory()`` is called once, inside the
+    run's event loop, to make the ``aiohttp.ClientSession`` (or alike) that sends every
+    request, and the run closes it. ValueError when :func:`validate_plan` objects; an
+    exception of a callback ends the run and is raised once the loop has stopped.
     """
     problems = validate_plan(plan)
     if problems:
         raise ValueError("; ".join(problems))
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(_run(plan, should_stop, on_progress, session_factory))
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def loop_thread() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            outcome["result"] = loop.run_until_complete(
+                _run(
+                    plan,
+                    stop.is_set if should_stop is not None else None,
+                    events.put if on_progress is not None else None,
+                    session_factory,
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            outcome["error"] = exc
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                events.put(_LOOP_DONE)
+
+    thread = threading.Thread(target=loop_thread, name="loadtest-loop", daemon=True)
+    thread.start()
+    failure: BaseException | None = None
+    while True:
+        try:
+            item = events.get(timeout=_POLL_S / 2)
+        except queue.Empty:
+            item = None
+        if item is _LOOP_DONE:
+            break
+        try:
+            if item is not None and on_progress is not None:
+                on_progress(item)
+            if should_stop is not None and not stop.is_set() and should_stop():
+                stop.set()
+        except BaseException as exc:  # noqa: BLE001 - stop the run, then raise it
+            failure = failure or exc
+            stop.set()
+    thread.join()
+    if failure is not None:
+        raise failure
+    if "error" in outcome:
+        raise outcome["error"]
+    result: LoadTestResult = outcome["result"]
+    return result
