@@ -61,9 +61,10 @@ ROUTINGS = ("queue", "bind")
 # at that moment (undefined when none is ready); the rest are deployment totals.
 TOTALS = ("spec", "ready", "waiting", "running", "concurrency")
 AVERAGES = ("kv_avg", "util_avg")
-# Cumulative counters sampled with them, as Prometheus counters are scraped: requests
+# Cumulative counters, deployment-wide with removed pods included, read every evaluation
+# period (a scrape interval; samples in between repeat the last reading): requests
 # finished successfully (``vllm:request_success_total``) and the TTFT histogram's buckets
-# (``vllm:time_to_first_token_seconds``), deployment-wide, removed pods included.
+# (``vllm:time_to_first_token_seconds``).
 COUNTERS = ("finished",)
 
 
@@ -430,6 +431,8 @@ def run(
     spec = dep.spec_replicas
     gpu_s = 0.0
     standby_gpu_s = 0.0
+    counters: dict[str, float] = {}
+    ttft: tuple[int, ...] = ()
     actions = 0
     lo = hi = spec
     timeline: list[tuple[float, int, int]] = [(0.0, spec, dep.ready_replicas)]
@@ -441,7 +444,8 @@ def run(
         gpu_s += cfg.sample_s * (spec + dep.draining_replicas) + standby_s
         if spec >= cfg.max_replicas:
             at_max_s += cfg.sample_s
-        counters, ttft = _counters(dep)
+        if k % eval_every == 0 or k == 1:  # counters are scraped every evaluation period
+            counters, ttft = _counters(dep)
         log.record(t, _sample(dep, t), counters, ttft)
         if k % eval_every:
             continue
