@@ -220,24 +220,26 @@ class MetricsView:
         """Per-second increase of a cumulative counter over the last ``window_s`` of
         visible samples (Prometheus' ``rate``; shorter at the start of the trace). None
         before two samples are visible."""
-        if self.index < 0:
-            return None
-        t_last = self.log.t[self.index]
-        lo = max(0, self.log.index_at(t_last - window_s))
-        if lo >= self.index:
+        lo = self._window_start(window_s)
+        if lo is None:
             return None
         values = self.log.counters[counter]
-        return (values[self.index] - values[lo]) / (t_last - self.log.t[lo])
+        return (values[self.index] - values[lo]) / (self.log.t[self.index] - self.log.t[lo])
+
+    def _window_start(self, window_s: float) -> int | None:
+        """The sample a window of ``window_s`` ending at the newest visible one starts
+        from (the earliest there is), None when fewer than two are visible."""
+        if self.index < 0:
+            return None
+        lo = max(0, self.log.index_at(self.log.t[self.index] - window_s))
+        return None if lo >= self.index else lo
 
     def ttft_quantile(self, q: float, window_s: float) -> float | None:
         """``histogram_quantile(q, rate(ttft_bucket[window]))`` over the visible samples:
         the TTFT quantile of the first tokens given in the last ``window_s``, linear
         within a bucket. None when no first token was given in the window."""
-        if self.index < 0:
-            return None
-        t_last = self.log.t[self.index]
-        lo = max(0, self.log.index_at(t_last - window_s))
-        if lo >= self.index:
+        lo = self._window_start(window_s)
+        if lo is None:
             return None
         now, then = self.log.ttft_buckets[self.index], self.log.ttft_buckets[lo]
         if not now:
