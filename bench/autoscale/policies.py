@@ -20,7 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from apps.autoscaling import engine
 from bench.autoscale.hpa_reference import (
@@ -600,13 +600,14 @@ def ours_v2_policy(
     """The policy a new deployment gets in the product, for this GPU profile: requests/s
     as the demand, ``initial_capacity`` requests/s per replica until learned, the
     deployment's cold start and its TTFT SLO."""
+    settings: dict[str, Any] = dict(spec.settings)
     return engine.demand_capacity_policy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         initial_capacity=initial_capacity,
         cold_start_s=cold_start_s,
         latency_slo_s=latency_slo_s,
-        **dict(spec.settings),
+        **settings,
     )
 
 
