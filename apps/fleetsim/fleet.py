@@ -7,6 +7,16 @@ behind a load-balancing gateway:
   outstanding requests (running + waiting in that engine), ties broken by the replica
   that received a request least recently. When no replica is ready the request waits
   in a gateway queue (counted as waiting) and is dispatched the moment one is.
+* **Gateway flow control** (``flow_control=True``). Requests wait at the gateway, in
+  arrival order, until a ready replica has room (:meth:`Replica.has_room`: it would admit
+  the request into its batch now); among those with room the least loaded gets it. A
+  replica that turns ready takes over the backlog at once, as behind production LLM
+  routers with flow control; without it a request is bound to a replica on arrival, so
+  replicas added later never take over an existing backlog. Room appears when a replica
+  turns ready (served at once) or a sequence finishes: the gateway is re-checked every
+  ``flow_control_tick_s`` (0.1 s) while it holds requests. Requests too long for any
+  replica go straight to one, which rejects them. :attr:`gateway_queue_length` is the
+  queue (also in snapshots and in the ``llmcp_sim_gateway_queue_requests`` metric).
 * **Scaling.** :meth:`SimulatedDeployment.scale` adds replicas that only serve after the
   GPU profile's cold start, and removes the replicas the call names (``remove``) first,
   then starting replicas (newest first), then the least-loaded ready ones. The requests
@@ -195,10 +205,16 @@ class SimulatedDeployment:
         util_window_s: float = 1.0,
         max_records: int | None = None,
         copy_spread_s: float = 1.0,
+        flow_control: bool = False,
+        flow_control_tick_s: float = 0.1,
     ) -> None:
         _check_count("replicas", replicas)
         if copy_spread_s < 0:
             raise ValueError("copy_spread_s must be non-negative")
+        if not flow_control_tick_s > 0:
+            raise ValueError("flow_control_tick_s must be positive")
+        self.flow_control = flow_control
+        self.flow_control_tick_s = flow_control_tick_s
         self.name = name
         self.model_name = model_name
         self.namespace = namespace
@@ -260,6 +276,12 @@ class SimulatedDeployment:
     @property
     def starting_replicas(self) -> int:
         return len(self._starting)
+
+    @property
+    def gateway_queue_length(self) -> int:
+        """Requests accepted and not yet sent to a replica: the gateway queue and requests
+        delayed before dispatch (injected latency, spread duplicates)."""
+        return len(self._gateway) + len(self._pending)
 
     @property
     def draining_replicas(self) -> int:
@@ -541,13 +563,18 @@ class SimulatedDeployment:
             self._requeue(displaced, now)
         return self.scale_status()
 
-    def set_standby(self, count: int) -> dict[str, int]:
+    def set_standby(self, count: int, *, loaded: bool = False) -> dict[str, int]:
         """Keep ``count`` standby replicas: loaded, asleep, outside the spec (0: none).
 
-        Missing ones cold-start now and fall asleep once loaded; surplus ones go, those
+        Missing ones cold-start now and fall asleep once loaded (``loaded``: they are
+        loaded and asleep at once, as ``initial_ready`` replicas are ready at once: a
+        simulation that starts with its standby pool in place); surplus ones go, those
         still loading first (newest first). Returns the scale status with
         ``standby_replicas``."""
         _check_count("standby", count)
+        if loaded:
+            while len(self._asleep) < count:
+                self._add_replica(self._now, created_at=self._now, standby=True)
         self._standby_target = count
         while len(self._asleep) > count:
             loading = [r for r in self._asleep if r.ready_at_s > self._now]
@@ -636,9 +663,20 @@ class SimulatedDeployment:
     # -------------------------------------------------------------------- driving
 
     def advance(self, t: float) -> None:
-        """Process every event up to and including time ``t`` and bring replicas to ``t``."""
+        """Process every event up to and including time ``t`` and bring replicas to ``t``
+        (with flow control, re-checking the gateway every ``flow_control_tick_s`` while it
+        holds requests)."""
         if t < self._now:
             raise ValueError(f"cannot move {self.name} back in time ({t} < {self._now})")
+        while self.flow_control and self._gateway and self._ready:
+            t_room = self._now + self.flow_control_tick_s
+            if t_room > t:
+                break
+            self._advance_events(t_room)
+            self._serve_gateway(t_room)
+        self._advance_events(t)
+
+    def _advance_events(self, t: float) -> None:
         pending = self._pending
         starting = self._starting
         while True:
@@ -752,8 +790,52 @@ class SimulatedDeployment:
             replica = self._starting.pop(0)
             replica.advance(t)
             self._ready.append(replica)
+        if self.flow_control:
+            self._serve_gateway(t)
+            return
         while self._gateway and self._ready:
             self._dispatch(self._gateway.popleft(), t)
+
+    def _serve_gateway(self, t: float) -> None:
+        """Flow control: send queued requests, oldest first, while a replica has room."""
+        while self._gateway and self._ready:
+            replica = self._pick_with_room(self._gateway[0], t)
+            if replica is None:
+                return
+            self._send(replica, self._gateway.popleft(), t, roll_failure=True)
+
+    def _pick_with_room(self, job: Job, t: float) -> Replica | None:
+        """The least-loaded ready replica with room for ``job`` (ties: least recently
+        picked); any ready replica for a request too long for all of them."""
+        best: Replica | None = None
+        best_key = (0, 0)
+        too_long = job.prompt_tokens + job.output_tokens > self.profile.max_request_tokens
+        for replica in self._ready:
+            if t > replica.horizon:
+                replica.advance(t)
+            if not too_long and not replica.has_room(job.prompt_tokens, job.output_tokens):
+                continue
+            key = (replica.outstanding, self._last_pick.get(replica.pod, -1))
+            if best is None or key < best_key:
+                best, best_key = replica, key
+        return best
+
+    def _enqueue(self, job: Job) -> None:
+        """Into the gateway queue in arrival order (a re-queued request keeps its place)."""
+        gateway = self._gateway
+        if not gateway or gateway[-1].arrival_s <= job.arrival_s:
+            gateway.append(job)
+            return
+        i = bisect.bisect_right([j.arrival_s for j in gateway], job.arrival_s)
+        gateway.insert(i, job)
+
+    def _send(self, replica: Replica, job: Job, t: float, *, roll_failure: bool) -> None:
+        self._pick_seq += 1
+        self._last_pick[replica.pod] = self._pick_seq
+        if roll_failure and self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:
+            replica.fail(job, t, "injected")
+            return
+        replica.submit(job, t)
 
     def _on_arrival(self, request: Request, t: float) -> None:
         multiplier = self._rate_multiplier
@@ -773,6 +855,17 @@ class SimulatedDeployment:
                 self._pending_seq += 1
 
     def _dispatch(self, job: Job, t: float, *, roll_failure: bool = True) -> None:
+        if self.flow_control:
+            if self._gateway:
+                self._enqueue(job)  # first come, first served
+                self._serve_gateway(t)
+                return
+            picked = self._pick_with_room(job, t) if self._ready else None
+            if picked is None:
+                self._enqueue(job)
+            else:
+                self._send(picked, job, t, roll_failure=roll_failure)
+            return
         if not self._ready:
             self._gateway.append(job)
             return
@@ -788,12 +881,7 @@ class SimulatedDeployment:
             if best is None or load < best_load or (load == best_load and pick < best_pick):
                 best, best_load, best_pick = replica, load, pick
         assert best is not None
-        self._pick_seq += 1
-        last_pick[best.pod] = self._pick_seq
-        if roll_failure and self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:
-            best.fail(job, t, "injected")
-            return
-        best.submit(job, t)
+        self._send(best, job, t, roll_failure=roll_failure)
 
 
 def _gpu_uuid(namespace: str, pod: str) -> str:

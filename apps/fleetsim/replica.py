@@ -411,6 +411,17 @@ class Replica:
         """Requests accepted and not yet finished (what a least-load router compares)."""
         return self._b + len(self._prefilling) + len(self._waiting)
 
+    def has_room(self, prompt_tokens: int, output_tokens: int) -> bool:
+        """Whether the engine would admit such a request into its batch now: fewer than
+        ``max_num_seqs`` sequences running and waiting, and KV cache for everything it
+        holds (running and waiting) plus this request. What a gateway with flow control
+        asks before sending a request (see ``SimulatedDeployment(flow_control=True)``)."""
+        waiting = self._waiting
+        if self.num_running + len(waiting) >= self._max_seqs:
+            return False
+        held = self._reserved + sum(seq.need for seq in waiting)
+        return held + prompt_tokens + output_tokens <= self._kv_cap
+
     @property
     def kv_tokens_used(self) -> int:
         decoding_context = self._sum_prompt + self._b * (1 + self._counter) - self._sum_start

@@ -25,6 +25,7 @@ feasible requests is reported as skipped, with the reason.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import multiprocessing
@@ -36,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from apps.autoscaling import engine
 from bench.autoscale import oracle, policies, report, traces
 from bench.autoscale.sim import ROUTINGS, Controller, RunResult, SimConfig, run
 
@@ -49,6 +51,10 @@ POLICIES = report.ORDER
 DEFAULT_POLICIES = tuple(p for p in POLICIES if p != "static-mean")
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "bench" / "results" / "autoscale"
+# The default run shows ours+standby on these workloads only (``--policies`` naming it
+# runs it everywhere): bursts and steps are where warm capacity matters, and the time
+# budget has no room for a third "ours" in every cell.
+STANDBY_WORKLOADS = ("step", "bursty")
 # Cells with at most this many get their full per-policy table in results.md.
 FULL_TABLES_UP_TO = 12
 
@@ -69,7 +75,8 @@ class Settings:
     kpa_utilization: float = 0.7
     apa_target: float = 0.5
     apa_cooldown: str = "documented"
-    ours: policies.OursSpec = field(default_factory=policies.OursSpec)
+    ours: policies.OursV2Spec = field(default_factory=policies.OursV2Spec)
+    ours_v1: policies.OursSpec = field(default_factory=policies.OursSpec)
     # Shared by every adaptive policy, never derived from the trace's future.
     max_replicas: int = 32
     initial_replicas: int | None = None  # None: sized from the first warmup_s of load
@@ -108,6 +115,7 @@ class Plan:
     oracle_peak: int
     initial: int
     initial_how: str
+    initial_capacity: float  # requests/s per replica ours (v2) starts from
     max_replicas: int
     oracle_result: RunResult | None
     oracle_kind: str
@@ -142,6 +150,21 @@ def initial_count(
     return max(1, min(max_replicas, need))
 
 
+def initial_capacity(
+    requests: Sequence[traces.Request], capacity_tps: float, warmup_s: float
+) -> float:
+    """Ours' starting capacity per replica, requests/s: one replica's capacity at the SLO
+    in tokens/s (the replica model's, what a load test of the model on the GPU gives:
+    :func:`oracle.measure_capacity`) over the mean prompt + output tokens of the requests
+    arriving in the first ``warmup_s`` (all of them when none does). Like the starting
+    count it uses no later arrival; the engine then learns the real figure online."""
+    early = [r for r in requests if r.arrival_s < warmup_s] or list(requests)
+    if not early:
+        return capacity_tps
+    mean_tokens = sum(r.prompt_tokens + r.output_tokens for r in early) / len(early)
+    return capacity_tps / max(mean_tokens, 1.0)
+
+
 def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     """Feasibility, capacity and the oracle search; the statics' sizes (references)."""
     wall0 = time.perf_counter()
@@ -162,7 +185,7 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
         )
     except oracle.NoCapacity as exc:
         return Plan(
-            name, feas, infeasible, None, 0.0, 0, 0, 0, 0, "", settings.max_replicas,
+            name, feas, infeasible, None, 0.0, 0, 0, 0, 0, "", 0.0, settings.max_replicas,
             None, "", 0, time.perf_counter() - wall0, error=str(exc),
         )  # fmt: skip
     step = cfg.eval_period_s
@@ -247,6 +270,7 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
         oracle_peak=max(lookahead(factor)),
         initial=initial,
         initial_how=how,
+        initial_capacity=initial_capacity(tr.requests, cap.tokens_per_s, settings.warmup_s),
         max_replicas=max_replicas,
         oracle_result=best,
         oracle_kind=kind,
@@ -268,8 +292,8 @@ def make_controller(name: str, plan: Plan, cfg: SimConfig, settings: Settings) -
     if name == "hpa-signals":
         return policies.HpaOnSignals(
             name,
-            queue_target=settings.ours.queue_per_replica,
-            kv_target=settings.ours.kv_target,
+            queue_target=settings.ours_v1.queue_per_replica,
+            kv_target=settings.ours_v1.kv_target,
         )
     if name == "keda":
         return policies.keda(
@@ -284,15 +308,25 @@ def make_controller(name: str, plan: Plan, cfg: SimConfig, settings: Settings) -
         return policies.Apa(
             policies.ApaSpec(target=settings.apa_target, cooldown=settings.apa_cooldown)  # type: ignore[arg-type]
         )
-    if name == "ours":
-        policy = policies.ours_policy(
+    if name in ("ours", "ours+standby"):
+        v2 = policies.ours_v2_policy(
             settings.ours,
+            min_replicas=cfg.min_replicas,
+            max_replicas=plan.max_replicas,
+            initial_capacity=plan.initial_capacity,
+            cold_start_s=cfg.cold_start,
+            latency_slo_s=cfg.ttft_slo_s,
+        )
+        return policies.OursV2(v2, cfg.eval_period_s, name)
+    if name == "ours-v1":
+        policy = policies.ours_policy(
+            settings.ours_v1,
             min_replicas=cfg.min_replicas,
             max_replicas=plan.max_replicas,
             cold_start_s=cfg.cold_start,
             eval_period_s=cfg.eval_period_s,
         )
-        return policies.Ours(policy)
+        return policies.Ours(policy, name)
     raise ValueError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
 
 
@@ -308,7 +342,8 @@ def run_policy(name: str, plan: Plan, cfg: SimConfig, settings: Settings) -> Run
     if name in ("static-peak", "static-mean"):
         initial = plan.static_peak if name == "static-peak" else plan.static_mean
         top = max(top, initial)
-    c = _with(cfg, initial_replicas=min(initial, top), max_replicas=top)
+    standby = settings.ours.standby if name == "ours+standby" else 0
+    c = _with(cfg, initial_replicas=min(initial, top), max_replicas=top, standby=standby)
     controller = make_controller(name, plan, c, settings)
     return run(tr.name, tr.requests, tr.duration_s, controller, c, _FLAGS[plan.trace])
 
@@ -319,6 +354,38 @@ def _plan_task(args: tuple[str, SimConfig, Settings]) -> Plan:
 
 def _run_task(args: tuple[str, Plan, SimConfig, Settings]) -> RunResult:
     return run_policy(*args)
+
+
+def parse_ours_settings(items: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``NAME=VALUE`` pairs of :func:`engine.presets.demand_capacity_policy` keyword
+    arguments (numbers); ValueError with the reason for anything else."""
+    allowed = set(inspect.signature(engine.demand_capacity_policy).parameters) - {
+        "min_replicas",
+        "max_replicas",
+        "initial_capacity",
+        "cold_start_s",
+        "latency_slo_s",
+        "overrides",
+        "demand_signal",
+        "latency_signal",
+        "backlog_signal",
+        "forecast_periods_s",
+    }
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in allowed:
+            raise ValueError(
+                f"--ours-set {item!r}: expected NAME=VALUE with NAME one of "
+                f"{', '.join(sorted(allowed))}"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--ours-set {item!r}: the value is not a number") from None
+        out.append((name, int(number) if number.is_integer() and "percent" in name else number))
+    return tuple(out)
 
 
 def _seeds(text: str) -> list[int]:
@@ -423,10 +490,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_OUT), help="results folder")
     p.add_argument("--plots", action="store_true", help="one PNG per cell")
     g = p.add_argument_group("policy settings")
-    g.add_argument("--ours-queue", type=float, default=policies.OursSpec.queue_per_replica)
-    g.add_argument("--ours-kv", type=float, default=policies.OursSpec.kv_target)
     g.add_argument(
-        "--ours-scale-down-window",
+        "--ours-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="ours (engine v2): a demand_capacity_policy setting other than the product "
+        "default, e.g. utilization_target=0.75 (repeat)",
+    )
+    g.add_argument(
+        "--standby",
+        type=int,
+        default=policies.OursV2Spec.standby,
+        help="standby replicas of ours+standby (2)",
+    )
+    g.add_argument("--ours-v1-queue", type=float, default=policies.OursSpec.queue_per_replica)
+    g.add_argument("--ours-v1-kv", type=float, default=policies.OursSpec.kv_target)
+    g.add_argument(
+        "--ours-v1-scale-down-window",
         type=float,
         default=policies.OursSpec.scale_down_stabilization_s,
     )
@@ -579,6 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     known = {*traces.MIXES, traces.AZURE_CONV, *traces.SYNTHETIC}
     unknown = [w for w in workloads if w not in known]
     chosen = [n.strip() for n in args.policies.split(",") if n.strip()]
+    policies_named = args.policies != ",".join(DEFAULT_POLICIES)
     bad = [n for n in chosen if n not in POLICIES]
     if unknown or bad:
         print(f"unknown workload(s) {unknown} or policy(ies) {bad}", file=sys.stderr)
@@ -597,6 +679,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = "--max-replicas and --initial-replicas must be at least 1"
     elif not args.warmup > 0 or not args.duration > 0 or not args.time_scale > 0:
         problem = "--warmup, --duration and --time-scale must be positive"
+    elif args.standby < 0:
+        problem = "--standby must be at least 0"
+    ours_settings: tuple[tuple[str, float], ...] = ()
+    if problem is None:
+        try:
+            ours_settings = parse_ours_settings(args.ours_set)
+        except ValueError as exc:
+            problem = str(exc)
     if problem is not None:
         print(f"bad argument: {problem}", file=sys.stderr)
         return 1
@@ -620,10 +710,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         kpa_target=args.kpa_target,
         apa_target=args.apa_target,
         apa_cooldown=args.apa_cooldown,
-        ours=policies.OursSpec(
-            queue_per_replica=args.ours_queue,
-            kv_target=args.ours_kv,
-            scale_down_stabilization_s=args.ours_scale_down_window,
+        ours=policies.OursV2Spec(settings=ours_settings, standby=args.standby),
+        ours_v1=policies.OursSpec(
+            queue_per_replica=args.ours_v1_queue,
+            kv_target=args.ours_v1_kv,
+            scale_down_stabilization_s=args.ours_v1_scale_down_window,
         ),
         max_replicas=args.max_replicas,
         initial_replicas=args.initial_replicas,
@@ -639,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for c, cfg in cells
             if plans[c.id].error is None
             for p in chosen
+            if p != "ours+standby" or policies_named or c.workload in STANDBY_WORKLOADS
         ]
         done = pool.map(_run_task, tasks, chunksize=1)
     results: dict[str, list[RunResult]] = {c.id: [] for c, _ in cells}
@@ -664,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     done_cells = [results[c.id] for c, _ in cells if plans[c.id].error is None]
     payload = {
         "config": asdict(cells[0][1]),
-        "settings": {k: (asdict(v) if k == "ours" else v) for k, v in settings.__dict__.items()},
+        "settings": asdict(settings),
         "wall_s": wall,
         "jobs": jobs,
         "summary": [asdict(s) for s in report.summarize_matrix(done_cells, settings.slo_target)],

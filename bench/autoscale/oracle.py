@@ -104,13 +104,20 @@ def _length_sample(requests: Sequence[Request], n: int) -> list[tuple[int, int]]
     return [(r.prompt_tokens, r.output_tokens) for r in requests[::step]][:n]
 
 
-def _steady_load(lengths: Sequence[tuple[int, int]], rate: float, seed: int) -> list[Request]:
+def _steady_load(
+    lengths: Sequence[tuple[int, int]], rate: float, seed: int, min_duration_s: float = 0.0
+) -> list[Request]:
+    """Poisson arrivals at ``rate`` with ``lengths`` in turn, all of them at least once and
+    cycling through them again until the load lasts ``min_duration_s``."""
     rng = random.Random(f"capacity:{seed}")
     t = 0.0
     out = []
-    for prompt, output in lengths:
+    i = 0
+    while i < len(lengths) or t < min_duration_s:
+        prompt, output = lengths[i % len(lengths)]
         t += rng.expovariate(rate)
         out.append(Request(t, prompt, output))
+        i += 1
     return out
 
 
@@ -125,10 +132,16 @@ def measure_capacity(
     seed: int = 0,
     iterations: int = 12,
     feasible: Feasibility | None = None,
+    min_duration_s: float = 120.0,
 ) -> Capacity:
     """Bisection on the per-replica rate (see the module docstring). With ``feasible``,
     the infeasible requests of the mix still load the replicas but the quantile is taken
-    over the feasible ones. Raises :class:`NoCapacity` when no rate qualifies."""
+    over the feasible ones. Raises :class:`NoCapacity` when no rate qualifies.
+
+    Each attempt's load lasts at least ``min_duration_s`` (the sample is cycled): a load
+    shorter than the time a replica takes to fill its KV cache and reach steady state
+    (seconds at an H100's rates for a few thousand requests) measures a transient and
+    overstates the capacity: a replica's flat-out rate can be below it."""
     lengths = _length_sample(requests, sample)
     if not lengths:
         raise NoCapacity("no requests to measure capacity with")
@@ -139,20 +152,23 @@ def measure_capacity(
     mean_tokens = sum(p + o for p, o in lengths) / len(lengths)
 
     def attempt(rate_per_replica: float) -> tuple[bool, float]:
-        load = _steady_load(lengths, rate_per_replica * pool, seed)
+        load = _steady_load(lengths, rate_per_replica * pool, seed, min_duration_s)
         dep = SimulatedDeployment("cal", profile.model_name, "cal", profile, pool, load)
         Fleet([dep]).run_until_idle(max_time_s=load[-1].arrival_s + 7200.0)
         done = [r for r in dep.completed() if r.completed]
         ok = sum(
             1
             for r in done
-            if r.ttft_s is not None and r.ttft_s <= ttft_slo_s and ok_flags[r.request_id]
+            if r.ttft_s is not None
+            and r.ttft_s <= ttft_slo_s
+            and ok_flags[r.request_id % len(ok_flags)]
         )
         # Little's law: mean requests in flight = total time in system / span.
         in_flight = sum(r.e2e_s for r in done if r.e2e_s is not None) / max(
             load[-1].arrival_s, 1e-9
         )
-        return ok >= quantile * n_feasible, in_flight / pool
+        feasible_sent = sum(ok_flags[i % len(ok_flags)] for i in range(len(load)))
+        return ok >= quantile * feasible_sent, in_flight / pool
 
     # A generous upper bound: the prefill-bound rate (every token at compute speed).
     hi = 1.0 / (profile.token_compute_s * mean_tokens)

@@ -20,7 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from apps.autoscaling import engine
 from bench.autoscale.hpa_reference import (
@@ -543,6 +543,10 @@ class Ours:
         )
         return out
 
+    def measured(self, view: MetricsView) -> int | None:
+        """How many replicas produced the readings (None: the ready ones)."""
+        return None
+
     def decide(self, view: MetricsView, state: ScaleState) -> int:
         now = state.now
         observations = self.observations(view)
@@ -552,6 +556,7 @@ class Ours:
             starting=state.starting,
             observed_spec=state.spec,
             last_applied=self.last_applied,
+            measured=self.measured(view),
         )
         # The simulation carries out every decision at once.
         decision, self.history = engine.step(
@@ -562,6 +567,89 @@ class Ours:
         if decision.changed:
             self.last_applied = decision.desired_replicas
         return decision.desired_replicas
+
+
+# =====================================================================================
+# Ours, engine v2: demand over learned capacity (apps.autoscaling.engine.capacity)
+# =====================================================================================
+
+# The window of the latency reading, as the live collector's ttft_p95 (a 1 m rate).
+LATENCY_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class OursV2Spec:
+    """The benchmark's engine v2 policy: :func:`engine.presets.demand_capacity_policy`
+    with the product's defaults, except the ``settings`` named here (keyword arguments
+    of that function, e.g. ``(("utilization_target", 0.7),)``), and ``standby`` standby
+    replicas for the ``ours+standby`` variant."""
+
+    settings: tuple[tuple[str, float], ...] = ()
+    standby: int = 2
+
+
+def ours_v2_policy(
+    spec: OursV2Spec,
+    *,
+    min_replicas: int,
+    max_replicas: int,
+    initial_capacity: float,
+    cold_start_s: float,
+    latency_slo_s: float,
+) -> engine.Policy:
+    """The policy a new deployment gets in the product, for this GPU profile: requests/s
+    as the demand, ``initial_capacity`` requests/s per replica until learned, the
+    deployment's cold start and its TTFT SLO."""
+    settings: dict[str, Any] = dict(spec.settings)
+    return engine.demand_capacity_policy(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        initial_capacity=initial_capacity,
+        cold_start_s=cold_start_s,
+        latency_slo_s=latency_slo_s,
+        **settings,
+    )
+
+
+class OursV2(Ours):
+    """Engine v2 driven through :func:`apps.autoscaling.engine.step`, as the live loop
+    does. Besides v1's observations it reads what the live collector gives the
+    ``demand_capacity`` target:
+
+    * ``request_rate``: finished requests/s, the increase of the cumulative
+      success counter over the last evaluation interval (``interval_s``);
+    * ``queue_length``: the waiting requests, the gateway's queue included;
+    * ``ttft_p95``: the TTFT histogram's 95th percentile over the last 60 s
+      (``histogram_quantile`` of the bucket rates), missing when no first token was given.
+
+    All are as of the newest visible sample (``now - scrape delay``)."""
+
+    def __init__(self, policy: engine.Policy, interval_s: float, name: str = "ours") -> None:
+        super().__init__(policy, name)
+        self.interval_s = interval_s
+
+    def measured(self, view: MetricsView) -> int | None:
+        """The replicas behind the throughput: the mean ready count over the interval the
+        rate covers (a replica that turned ready since did not produce it)."""
+        ready = view.mean("ready", self.interval_s)
+        return None if ready is None else round(ready)
+
+    def observations(self, view: MetricsView) -> dict[str, engine.Obs]:
+        out = super().observations(view)
+        age = view.age_s
+        rate = view.rate("finished", self.interval_s)
+        out["request_rate"] = (
+            engine.Obs(rate, age)
+            if rate is not None
+            else engine.Obs(None, status="missing", reason="fewer than two samples")
+        )
+        ttft = view.ttft_quantile(0.95, LATENCY_WINDOW_S)
+        out["ttft_p95"] = (
+            engine.Obs(ttft, age)
+            if ttft is not None
+            else engine.Obs(None, status="missing", reason="no first token in the window")
+        )
+        return out
 
 
 # =====================================================================================

@@ -14,6 +14,8 @@ from bench.autoscale.sim import RunResult
 ORDER = (
     "oracle",
     "ours",
+    "ours+standby",
+    "ours-v1",
     "static-peak",
     "static-mean",
     "hpa-gpu",
@@ -69,10 +71,11 @@ def table(results: Sequence[RunResult], ttft_slo_s: float, itl_slo_s: float) -> 
     lines = [head, "|" + "---|" * 10]
     for r in _ordered(results):
         kind = " (reference)" if r.policy in REFERENCES else ""
+        standby = f" ({r.standby_gpu_hours:.2f} standby)" if r.standby_gpu_hours else ""
         lines.append(
             f"| {r.policy}{kind} | {attainment(r) * 100:.2f} % | {r.ttft_ok * 100:.2f} % | "
             f"{r.itl_ok * 100:.2f} % | {_seconds(r.ttft_p50)} | {_seconds(r.ttft_p99)} | "
-            f"{r.gpu_hours:.2f} | {r.actions} | {r.replicas_min}-{r.replicas_max} | "
+            f"{r.gpu_hours:.2f}{standby} | {r.actions} | {r.replicas_min}-{r.replicas_max} | "
             f"{r.at_max * 100:.0f} % |"
         )
     return "\n".join(lines)

@@ -21,9 +21,10 @@ Routing (``SimConfig.routing``):
 * ``"queue"`` (the default, what the tables use): requests wait at the gateway, in
   arrival order, until a ready replica has room, i.e. could admit the request into its
   batch now: fewer than ``max_num_seqs`` sequences running and waiting, and KV cache for
-  everything it holds plus this request (:class:`QueueingDeployment`). A replica that
-  turns ready takes over the backlog at once, as behind production LLM routers with flow
-  control. The gateway queue counts as waiting requests in the metrics.
+  everything it holds plus this request (``Replica.has_room``). A replica that turns
+  ready takes over the backlog at once, as behind production LLM routers with flow
+  control (``SimulatedDeployment(flow_control=True)``, see :mod:`apps.fleetsim.fleet`).
+  The gateway queue counts as waiting requests in the metrics.
 * ``"bind"``: each request goes to the least-loaded ready replica on arrival and waits in
   that engine's queue, so replicas added later never take over an existing backlog
   (:class:`apps.fleetsim.fleet.SimulatedDeployment` as it is).
@@ -49,8 +50,9 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from apps.fleetsim.fleet import SimulatedDeployment
+from apps.fleetsim.histograms import VLLM_TTFT_BUCKETS, Histogram
 from apps.fleetsim.profiles import GpuProfile, get_profile
-from apps.fleetsim.replica import Job, Replica, RequestRecord
+from apps.fleetsim.replica import RequestRecord
 from apps.fleetsim.workload import Request
 
 ROUTINGS = ("queue", "bind")
@@ -59,6 +61,11 @@ ROUTINGS = ("queue", "bind")
 # at that moment (undefined when none is ready); the rest are deployment totals.
 TOTALS = ("spec", "ready", "waiting", "running", "concurrency")
 AVERAGES = ("kv_avg", "util_avg")
+# Cumulative counters, deployment-wide with removed pods included, read every evaluation
+# period (a scrape interval; samples in between repeat the last reading): requests
+# finished successfully (``vllm:request_success_total``) and the TTFT histogram's buckets
+# (``vllm:time_to_first_token_seconds``).
+COUNTERS = ("finished",)
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class SimConfig:
     drain_s: float = 45.0
     seed: int = 0
     routing: str = "queue"
+    standby: int = 0  # standby replicas kept asleep beside the spec (vLLM sleep mode)
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -90,6 +98,8 @@ class SimConfig:
             raise ValueError("eval_period_s must be a whole multiple of sample_s")
         if self.drain_s < 0:
             raise ValueError("drain_s must be >= 0")
+        if self.standby < 0:
+            raise ValueError("standby must be >= 0")
         if not 0 < self.min_replicas <= self.initial_replicas <= self.max_replicas:
             raise ValueError("need 0 < min_replicas <= initial_replicas <= max_replicas")
 
@@ -104,115 +114,20 @@ class SimConfig:
         return self.profile().cold_start_s
 
 
-class QueueingDeployment(SimulatedDeployment):
-    """A deployment whose gateway holds requests until a ready replica has room.
-
-    Room: the replica would admit the request into its batch now (fewer than
-    ``max_num_seqs`` sequences running and waiting in it, and KV cache for what it holds
-    plus this request). Among replicas with room the least loaded gets it (ties: least
-    recently picked). The queue is served in arrival order (a re-queued request keeps its
-    place); requests too long for any replica go straight to one, which rejects them.
-    Room appears when a replica turns ready (served at once) or a sequence finishes: the
-    gateway is re-checked every ``tick_s`` (0.1 s) while it holds requests, so a request
-    may wait up to that much longer than on a router that reacts to each completion.
-    """
-
-    tick_s = 0.1
-
-    def gateway_queue(self) -> int:
-        return len(self._gateway) + len(self._pending)
-
-    @staticmethod
-    def _has_room(replica: Replica, job: Job) -> bool:
-        waiting = replica._waiting
-        if replica.num_running + len(waiting) >= replica._max_seqs:
-            return False
-        held = replica._reserved + sum(seq.need for seq in waiting)
-        return held + job.prompt_tokens + job.output_tokens <= replica._kv_cap
-
-    def _pick(self, job: Job, t: float) -> Replica | None:
-        best: Replica | None = None
-        best_key = (0, 0)
-        too_long = job.prompt_tokens + job.output_tokens > self.profile.max_request_tokens
-        for replica in self._ready:
-            if t > replica.horizon:
-                replica.advance(t)
-            if not too_long and not self._has_room(replica, job):
-                continue
-            key = (replica.outstanding, self._last_pick.get(replica.pod, -1))
-            if best is None or key < best_key:
-                best, best_key = replica, key
-        return best
-
-    def _send(self, replica: Replica, job: Job, t: float, roll_failure: bool) -> None:
-        self._pick_seq += 1
-        self._last_pick[replica.pod] = self._pick_seq
-        if roll_failure and self._error_ratio > 0.0 and self._rng.random() < self._error_ratio:
-            replica.fail(job, t, "injected")
-            return
-        replica.submit(job, t)
-
-    def _enqueue(self, job: Job) -> None:
-        gateway = self._gateway
-        if not gateway or gateway[-1].arrival_s <= job.arrival_s:
-            gateway.append(job)
-            return
-        i = bisect.bisect_right([j.arrival_s for j in gateway], job.arrival_s)
-        gateway.insert(i, job)
-
-    def _dispatch(self, job: Job, t: float, *, roll_failure: bool = True) -> None:
-        if self._gateway:
-            self._enqueue(job)  # first come, first served
-            self._serve_gateway(t)
-            return
-        replica = self._pick(job, t)
-        if replica is None:
-            self._enqueue(job)
-        else:
-            self._send(replica, job, t, roll_failure)
-
-    def _serve_gateway(self, t: float) -> None:
-        while self._gateway and self._ready:
-            replica = self._pick(self._gateway[0], t)
-            if replica is None:
-                return
-            self._send(replica, self._gateway.popleft(), t, True)
-
-    def _on_ready(self, t: float) -> None:
-        while self._starting and self._starting[0].ready_at_s <= t:
-            replica = self._starting.pop(0)
-            replica.advance(t)
-            self._ready.append(replica)
-        self._serve_gateway(t)
-
-    def _next_room(self) -> float:
-        if not self._gateway or not self._ready:
-            return math.inf
-        return self._now + self.tick_s
-
-    def advance(self, t: float) -> None:
-        """As :meth:`SimulatedDeployment.advance`, re-checking the gateway every
-        :attr:`tick_s` while it holds requests."""
-        while True:
-            t_room = self._next_room()
-            if t_room > t:
-                super().advance(t)
-                return
-            super().advance(t_room)
-            self._serve_gateway(t_room)
-
-
 def make_deployment(
     profile: GpuProfile, replicas: int, requests: Sequence[Request], cfg: SimConfig
 ) -> SimulatedDeployment:
-    """The deployment for ``cfg.routing``."""
-    cls = QueueingDeployment if cfg.routing == "queue" else SimulatedDeployment
-    return cls("bench", profile.model_name, "bench", profile, replicas, requests, seed=cfg.seed)
-
-
-def gateway_queue(dep: SimulatedDeployment) -> int | None:
-    """Requests held at the gateway of a queueing deployment (None for bound routing)."""
-    return dep.gateway_queue() if isinstance(dep, QueueingDeployment) else None
+    """The deployment for ``cfg.routing``: gateway flow control for "queue"."""
+    return SimulatedDeployment(
+        "bench",
+        profile.model_name,
+        "bench",
+        profile,
+        replicas,
+        requests,
+        seed=cfg.seed,
+        flow_control=cfg.routing == "queue",
+    )
 
 
 class MetricLog:
@@ -223,9 +138,24 @@ class MetricLog:
         self.values: dict[str, list[float]] = {f: [] for f in (*TOTALS, *AVERAGES)}
         self._prefix: dict[str, list[float]] = {f: [0.0] for f in (*TOTALS, *AVERAGES)}
         self._valid = [0]  # prefix count of samples with at least one ready replica
+        self.counters: dict[str, list[float]] = {f: [] for f in COUNTERS}
+        # Cumulative TTFT histogram per sample: one count per bucket (non-cumulative
+        # across buckets, as :class:`apps.fleetsim.histograms.Histogram` stores them).
+        self.ttft_buckets: list[tuple[int, ...]] = []
 
-    def record(self, t: float, sample: dict[str, float]) -> None:
+    def record(
+        self,
+        t: float,
+        sample: dict[str, float],
+        counters: dict[str, float] | None = None,
+        ttft_buckets: Sequence[int] = (),
+    ) -> None:
+        """Append one sample; ``counters`` and ``ttft_buckets`` are cumulative (zeros when
+        not given)."""
         self.t.append(t)
+        for name in COUNTERS:
+            self.counters[name].append(float((counters or {}).get(name, 0.0)))
+        self.ttft_buckets.append(tuple(ttft_buckets))
         has_ready = sample["ready"] > 0
         self._valid.append(self._valid[-1] + (1 if has_ready else 0))
         for name in TOTALS:
@@ -286,6 +216,39 @@ class MetricsView:
         lo = self.log.index_at(t_last - window_s) + 1
         return self.log.mean(name, lo, self.index)
 
+    def rate(self, counter: str, window_s: float) -> float | None:
+        """Per-second increase of a cumulative counter over the last ``window_s`` of
+        visible samples (Prometheus' ``rate``; shorter at the start of the trace). None
+        before two samples are visible."""
+        lo = self._window_start(window_s)
+        if lo is None:
+            return None
+        values = self.log.counters[counter]
+        return (values[self.index] - values[lo]) / (self.log.t[self.index] - self.log.t[lo])
+
+    def _window_start(self, window_s: float) -> int | None:
+        """The sample a window of ``window_s`` ending at the newest visible one starts
+        from (the earliest there is), None when fewer than two are visible."""
+        if self.index < 0:
+            return None
+        lo = max(0, self.log.index_at(self.log.t[self.index] - window_s))
+        return None if lo >= self.index else lo
+
+    def ttft_quantile(self, q: float, window_s: float) -> float | None:
+        """``histogram_quantile(q, rate(ttft_bucket[window]))`` over the visible samples:
+        the TTFT quantile of the first tokens given in the last ``window_s``, linear
+        within a bucket. None when no first token was given in the window."""
+        lo = self._window_start(window_s)
+        if lo is None:
+            return None
+        now, then = self.log.ttft_buckets[self.index], self.log.ttft_buckets[lo]
+        if not now:
+            return None
+        hist = Histogram(VLLM_TTFT_BUCKETS)
+        hist.counts = [a - (then[i] if then else 0) for i, a in enumerate(now)]
+        hist.count = sum(hist.counts)
+        return hist.quantile(q) if hist.count else None
+
 
 @dataclass(frozen=True)
 class ScaleState:
@@ -330,6 +293,7 @@ class RunResult:
     infeasible: int = 0  # requests no replica can serve within the SLO (same for all)
     ttft_ok_feasible: float = math.nan  # TTFT attainment over the feasible requests
     at_max: float = 0.0  # share of the trace's span spent at the maximum replica count
+    standby_gpu_hours: float = 0.0  # of gpu_hours, what standby replicas held
 
     def as_dict(self, *, timeline: bool = True) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if timeline or k != "timeline"}
@@ -379,9 +343,8 @@ def _sample(dep: SimulatedDeployment, t: float) -> dict[str, float]:
     # ready (it waits too), or on draining replicas, which are terminating pods: no
     # longer scraped, not counted. Draining needs a ready replica to have been removed
     # while the floor keeps at least one, so the two never overlap.
-    queued = gateway_queue(dep)
-    if queued is not None:
-        gateway = queued  # a gateway with flow control exports its queue
+    if dep.flow_control:
+        gateway = dep.gateway_queue_length  # a gateway with flow control exports its queue
     else:
         gateway = dep.outstanding() - in_engines if n == 0 else 0
     return {
@@ -393,6 +356,25 @@ def _sample(dep: SimulatedDeployment, t: float) -> dict[str, float]:
         "kv_avg": kv / n if n else math.nan,
         "util_avg": util / n if n else math.nan,
     }
+
+
+def _counters(dep: SimulatedDeployment) -> tuple[dict[str, float], tuple[int, ...]]:
+    """The deployment's cumulative counters (removed pods included) and TTFT buckets."""
+    stats = dep.totals().stats
+    return {"finished": float(stats.success)}, tuple(stats.ttft.counts)
+
+
+def standby_gpus(dep: SimulatedDeployment, profile: GpuProfile) -> float:
+    """GPUs the standby replicas hold now: a loaded (asleep) one ``standby_gpu_fraction``
+    of a GPU, one still loading a whole GPU."""
+    total = 0.0
+    for pod, state in dep.replica_states().items():
+        if state != "asleep":
+            continue
+        replica = dep.find_replica(pod)
+        loading = replica is not None and replica.ready_at_s > dep.now
+        total += 1.0 if loading else profile.standby_gpu_fraction
+    return total
 
 
 def _starting_times(dep: SimulatedDeployment, t: float) -> tuple[float, ...]:
@@ -440,6 +422,9 @@ def run(
     wall0 = time.perf_counter()
     profile = cfg.profile()
     dep = make_deployment(profile, cfg.initial_replicas, requests, cfg)
+    if cfg.standby:
+        # Loaded at the start, as the initial replicas are ready at the start.
+        dep.set_standby(cfg.standby, loaded=True)
     flags = [True] * len(requests) if feasible is None else list(feasible)
     at_max_s = 0.0
     log = MetricLog()
@@ -447,16 +432,23 @@ def run(
     eval_every = round(cfg.eval_period_s / cfg.sample_s)
     spec = dep.spec_replicas
     gpu_s = 0.0
+    standby_gpu_s = 0.0
+    counters: dict[str, float] = {}
+    ttft: tuple[int, ...] = ()
     actions = 0
     lo = hi = spec
     timeline: list[tuple[float, int, int]] = [(0.0, spec, dep.ready_replicas)]
     for k in range(1, steps + 1):
         t = k * cfg.sample_s
         dep.advance(t)
-        gpu_s += cfg.sample_s * (spec + dep.draining_replicas)
+        standby_s = cfg.sample_s * standby_gpus(dep, profile) if cfg.standby else 0.0
+        standby_gpu_s += standby_s
+        gpu_s += cfg.sample_s * (spec + dep.draining_replicas) + standby_s
         if spec >= cfg.max_replicas:
             at_max_s += cfg.sample_s
-        log.record(t, _sample(dep, t))
+        if k % eval_every == 0 or k == 1:  # counters are scraped every evaluation period
+            counters, ttft = _counters(dep)
+        log.record(t, _sample(dep, t), counters, ttft)
         if k % eval_every:
             continue
         state = ScaleState(
@@ -500,4 +492,5 @@ def run(
         infeasible=len(flags) - sum(flags),
         ttft_ok_feasible=feasible_share(records, flags, cfg.ttft_slo_s),
         at_max=at_max_s / max(steps * cfg.sample_s, 1e-9),
+        standby_gpu_hours=standby_gpu_s / 3600.0,
     )

@@ -9,6 +9,7 @@ goes into the next :class:`.types.History` through ``Decision.capacity``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -28,8 +29,27 @@ from .types import (
     ceil_count,
 )
 
-# How much one "there was room" interval raises the estimate, before the learning rate.
-PROBE_STEP = 0.25
+# The requests the replicas are running: with the backlog, what the deployment holds. When
+# it is read, demand is what arrived (finished + the change of everything held); without
+# it, finished + the backlog's growth.
+RUNNING_SIGNAL = "running_requests"
+
+
+# Trend: demand rising over the last TREND_WINDOW_S is extrapolated over one cold start
+# (what a replica asked for now misses), from the median slope between pairs of readings
+# (Theil-Sen: a ramp counts, one jump such as a step does not; the backlog handles that).
+TREND_WINDOW_S = 120.0
+TREND_MIN_READINGS = 4
+# The peak that holds scale-down back is that of the demand averaged over this long, not
+# of single readings: at a few requests per interval those scatter well above the mean.
+PEAK_SMOOTHING_S = 60.0
+# Requests/s are counts: a reading over an interval of T seconds at a rate r scatters by
+# about sqrt(r / T) (Poisson). Sizing uses the mean of the last STABLE_S of readings unless
+# the newest one is above it by more than NOISE_SIGMAS of that scatter (then the newest:
+# a real rise is met at once); at a few requests per interval single readings scatter by
+# tens of percent, and sizing each one would add replicas for noise.
+STABLE_S = 60.0
+NOISE_SIGMAS = 2.0
 
 
 class Sizing(NamedTuple):
@@ -63,13 +83,20 @@ def drain_s(policy: Policy) -> float:
     )
 
 
-def backlog_growth(signal: str, backlog: float, history: History, now: float) -> float:
-    """Requests/s the backlog grew by since the previous reading: arrivals not finished."""
-    earlier = [(t, v) for t, v in history.signal_samples.get(signal, ()) if t < now]
-    if not earlier:
-        return 0.0
-    t, v = max(earlier)
-    return max(0.0, (backlog - v) / (now - t))
+def held_growth(signals: Mapping[str, float], history: History, now: float) -> float | None:
+    """Requests/s by which what the deployment holds (the sum of ``signals``' readings now)
+    changed since the previous reading of all of them, taken at one time: arrivals not
+    finished, negative while a backlog drains. None without a previous reading."""
+    earlier: dict[float, dict[str, float]] = {}
+    for name in signals:
+        for t, v in history.signal_samples.get(name, ()):
+            if t < now:
+                earlier.setdefault(t, {})[name] = v
+    complete = [t for t, values in earlier.items() if len(values) == len(signals)]
+    if not complete:
+        return None
+    t = max(complete)
+    return (sum(signals.values()) - sum(earlier[t].values())) / (now - t)
 
 
 def learn(
@@ -96,15 +123,53 @@ def learn(
     lat = latency.value if latency is not None else None
     alpha = cs.learn_rate
     if slo is not None and lat is not None and lat > slo:
+        if not saturated:
+            # Nothing waited: the latency is the requests' own (long prompts), which more
+            # replicas would not shorten, so it says nothing about capacity.
+            return None
         new = est + alpha * (per - est) if per < est else est
     elif saturated:
         new = est + alpha * (per - est) if (slo is None or per > est) else est
     elif slo is not None and lat is not None and lat <= cs.probe_latency_ratio * slo + EPS:
-        new = est * (1.0 + alpha * PROBE_STEP)
+        if per <= est + EPS:
+            # Room to spare at this throughput says nothing beyond it: LLM latency stays
+            # low until the KV cache fills, then climbs steeply, so raising the estimate
+            # on low latency alone walks it to that cliff.
+            return None
+        new = est + alpha * (per - est)  # demonstrated: they did more, well within the SLO
     else:
         return None
     low, high = cs.capacity_bounds
     return Capacity(min(high, max(low, new)), before.intervals + 1)
+
+
+def trend(samples: list[tuple[float, float]]) -> float:
+    """Requests/s per second by which demand rises: the median slope over every pair of
+    ``samples`` (time, demand), 0 when falling or with fewer than TREND_MIN_READINGS."""
+    if len(samples) < TREND_MIN_READINGS:
+        return 0.0
+    slopes = sorted(
+        (v2 - v1) / (t2 - t1)
+        for i, (t1, v1) in enumerate(samples)
+        for t2, v2 in samples[i + 1 :]
+        if t2 > t1
+    )
+    if not slopes:
+        return 0.0
+    mid = len(slopes) // 2
+    median = slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
+    return max(0.0, median)
+
+
+def smoothed_peak(samples: list[tuple[float, float]], since: float) -> float:
+    """The highest mean demand over PEAK_SMOOTHING_S ending at a reading after ``since``."""
+    best = 0.0
+    for t, _ in samples:
+        if t <= since:
+            continue
+        inside = [v for u, v in samples if t - PEAK_SMOOTHING_S < u <= t]
+        best = max(best, sum(inside) / len(inside))
+    return best
 
 
 def _mean(values: list[float]) -> float | None:
@@ -166,15 +231,41 @@ def size(
             proposal = Proposal(target.signal, target.kind, None, target.value, None, b.status, why)
             return Sizing(proposal, None, None)
         backlog = b.value
-    growth = backlog_growth(cs.backlog_signal, backlog, history, now) if cs.backlog_signal else 0
-    demand = throughput + growth
+    held: dict[str, float] = {}
+    if cs.backlog_signal:
+        held[cs.backlog_signal] = backlog
+        running = read(observations.get(RUNNING_SIGNAL), policy)
+        if unit(target.signal) == "req/s" and running.status == OK and running.value is not None:
+            held[RUNNING_SIGNAL] = running.value
+    growth = held_growth(held, history, now) if held else 0.0
+    # The first reading has no earlier one to tell the growth of what is held by: it
+    # sizes, but is not kept as a demand sample (trend and peak would read the finished
+    # requests of a start, well below what arrives, and the next reading as a rise).
+    first = growth is None and len(held) > 1
+    growth = growth or 0.0
+    if len(held) < 2:
+        growth = max(0.0, growth)  # the backlog alone: running requests may have taken it
+    demand = max(0.0, throughput + growth)
     cap = estimate(cs, history)
     u = target.value
     drain = drain_s(policy)
-    need = (demand + backlog / drain) / (cap.per_replica * u)
-    peak = max(
-        [demand, *(v for t, v in history.demand_samples if now - cs.peak_window_s < t < now)]
-    )
+    earlier = [(t, v) for t, v in history.demand_samples if t < now]
+    recent = [*earlier, (now, demand)]
+    base = demand
+    noise = 0.0
+    if unit(target.signal) == "req/s" and earlier:
+        stable = [v for t, v in recent if t > now - STABLE_S]
+        mean = sum(stable) / len(stable)
+        noise = NOISE_SIGMAS * math.sqrt(max(mean, EPS) / max(now - earlier[-1][0], EPS))
+        if demand <= mean + noise:
+            base = mean
+    rise = trend([(t, v) for t, v in recent if t > now - TREND_WINDOW_S])
+    if rise * TREND_WINDOW_S <= noise:
+        rise = 0.0  # within what single readings scatter by
+    lead = policy.cold_start_s
+    ahead_demand = base + rise * lead
+    need = (ahead_demand + backlog / drain) / (cap.per_replica * u)
+    peak = smoothed_peak(recent, now - cs.peak_window_s)
     peak_need = ceil_count(peak / (cap.per_replica * u))
     wanted = ceil_count(need)
 
@@ -183,8 +274,18 @@ def size(
     if cap.intervals:
         learned = f"learned from {cap.intervals} interval{'s' if cap.intervals > 1 else ''}"
     demand_text = f"demand {number(demand)} {u_text}"
+    what = "held" if len(held) > 1 else "backlog"
     if growth > 0:
-        demand_text += f" ({number(throughput)} finished + {number(growth)} backlog growth)"
+        demand_text += f" ({number(throughput)} finished + {number(growth)} {what} growth)"
+    elif growth < 0:
+        demand_text += f" ({number(throughput)} finished - {number(-growth)} {what} drained)"
+    if base != demand:
+        demand_text += f", {number(base)} {u_text} over {number(STABLE_S)} s"
+    if ahead_demand > base:
+        demand_text += (
+            f", rising {number(rise * 60)} {u_text} per minute: {number(ahead_demand)} "
+            f"{u_text} in one cold start ({number(lead)} s)"
+        )
     backlog_text = (
         f" + backlog {number(backlog)} over {number(drain)} s" if cs.backlog_signal else ""
     )
@@ -199,8 +300,9 @@ def size(
         replicas = max(wanted, floor)
         if replicas > wanted:
             why += (
-                f"; the peak demand of {number(peak)} {u_text} in the last "
-                f"{number(cs.peak_window_s)} s needs {peak_need}"
+                f"; the peak demand of {number(peak)} {u_text} (over "
+                f"{number(PEAK_SMOOTHING_S)} s) in the last {number(cs.peak_window_s)} s "
+                f"needs {peak_need}"
             )
         if replicas < current and need >= current * (1.0 - policy.tolerance) - EPS:
             replicas = current
@@ -217,4 +319,4 @@ def size(
         latency = read(observations.get(cs.latency_signal), policy)
     after = learn(cs, cap, throughput=throughput, ready=measured, backlog=backlog, latency=latency)
     proposal = Proposal(target.signal, target.kind, demand, u, replicas, OK, why)
-    return Sizing(proposal, demand, after)
+    return Sizing(proposal, None if first else demand, after)

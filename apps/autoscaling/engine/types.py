@@ -145,8 +145,13 @@ class CapacitySizing:
     """How ``demand_capacity`` targets size a deployment: demand over learned capacity.
 
     desired = ceil((demand + backlog / drain time) / (capacity per replica * target)), where
-    demand is the target's signal (finished requests/s or tokens/s; plus the growth of the
-    backlog, which is demand the replicas did not finish), the backlog is ``backlog_signal``
+    demand is the target's signal (finished requests/s or tokens/s) plus the growth of the
+    backlog, which is demand the replicas did not finish. For requests/s with
+    ``running_requests`` read as well, the growth is that of everything the deployment holds
+    (waiting + running) and may be negative: demand is then what arrived (finished + the
+    change of what is held), so a backlog being drained by new replicas is not mistaken for
+    new demand, and requests that started but did not finish yet count at once. The
+    backlog is ``backlog_signal``
     (waiting requests; "" for none) and the drain time is ``backlog_drain_s`` (None: the
     policy's cold start, at least ``MIN_DRAIN_S``).
 
@@ -156,13 +161,18 @@ class CapacitySizing:
     (throughput per ready replica at least ``learn_min_utilization`` of the estimate, or a
     backlog of at least one request per ready replica) and every reading involved is usable:
 
-    - latency (``latency_signal``) above ``latency_slo_s``: capacity at the SLO is at most
-      what they did, so the estimate moves down towards it;
+    - latency (``latency_signal``) above ``latency_slo_s`` with a backlog: capacity at the
+      SLO is at most what they did, so the estimate moves down towards it. Without a backlog
+      a breach teaches nothing: nothing waited, so the latency is the requests' own (long
+      prompts whose prefill alone nears the SLO) and more replicas would not shorten it;
     - a backlog with latency within the SLO (or no latency SLO set): the replicas ran flat
       out, so their throughput is the capacity (within the SLO: at least it), and the
       estimate moves towards it (within the SLO: only up);
-    - latency at most ``probe_latency_ratio`` of the SLO without a backlog: there was room,
-      so the estimate rises by ``learn_rate`` x 25 %.
+    - latency at most ``probe_latency_ratio`` of the SLO without a backlog while they did
+      more than the estimate: capacity is at least what they did, so the estimate moves up
+      towards it. Low latency at or below the estimate teaches nothing: LLM latency stays
+      low until the KV cache fills and then climbs steeply, so raising the estimate on low
+      latency alone walks it to that cliff.
 
     Moves are an EWMA with weight ``learn_rate``; the estimate stays within
     [initial / ``learn_range``, initial x ``learn_range``].

@@ -94,7 +94,7 @@ def test_decide__scale_down__held_at_what_the_recent_peak_needs():
     history = engine.History(demand_samples=((NOW - 300, 16.0),))
     d = _decide(_policy(), _obs(2.0), current=12, history=history)
     assert d.recommendation == 10  # 16 / 1.6: the peak 300 s ago, not the 2 needed now
-    assert "the peak demand of 16 req/s in the last 600 s needs 10" in d.reason
+    assert "the peak demand of 16 req/s (over 60 s) in the last 600 s needs 10" in d.reason
     # Once the peak is out of the window it no longer holds anything.
     later = _decide(_policy(), _obs(2.0), current=12, history=history, now=NOW + 301)
     assert later.recommendation == 2
@@ -145,12 +145,16 @@ def test_learn__the_evidence_of_one_interval():
     # Idle (under half the estimate per replica, no backlog): nothing, whatever latency says.
     assert go(3.9, 0, met) is None
     assert go(3.9, 0, breached) is None
-    # SLO breached while busy: capacity at the SLO is at most 1.5 per replica.
-    assert go(6.0, 0, breached) == engine.Capacity(1.75, 4)
+    # SLO breached with a backlog: capacity at the SLO is at most 1.5 per replica.
+    assert go(6.0, 4, breached) == engine.Capacity(1.75, 4)
+    # Breached with nothing waiting: the requests' own latency (long prompts), nothing.
+    assert go(6.0, 0, breached) is None
     # A backlog within the SLO: they ran flat out at 3 per replica and met it.
     assert go(12.0, 8, met) == engine.Capacity(2.5, 4)
-    # Latency at most half the SLO with no backlog: there was room.
-    assert go(6.4, 0, Reading("ok", 0.5, "")) == engine.Capacity(2.25, 4)
+    # Latency at most half the SLO with no backlog at 2.5 per replica: at least that.
+    assert go(10.0, 0, Reading("ok", 0.5, "")) == engine.Capacity(2.25, 4)
+    # ... but at or below the estimate low latency proves nothing beyond it.
+    assert go(6.4, 0, Reading("ok", 0.5, "")) is None
     # Near the SLO without a backlog: busy, but says nothing either way.
     assert go(6.4, 0, Reading("ok", 1.8, "")) is None
     # Latency unknown, or no replica ready: nothing.
@@ -361,3 +365,56 @@ def test_policy_api__any_capacity_settings__saved_and_decidable_or_400(client_fo
         replicas=engine.ReplicaState(spec=2, ready=2),
     )
     assert 1 <= d.desired_replicas <= 8
+
+
+def test_decide__backlog_drained_by_new_replicas__not_mistaken_for_demand():
+    # 10 s ago 40 waiting + 10 running; now 5 waiting + 15 running and 8 finished/s:
+    # 8 + (20 - 50) / 10 = 5 req/s arrived, not 8.
+    history = engine.History(
+        signal_samples={
+            "queue_length": ((NOW - 10, 40.0),),
+            "running_requests": ((NOW - 10, 10.0),),
+        }
+    )
+    d = _decide(_policy(), _obs(8.0, 5.0, running_requests=15.0), 6, history)
+    assert d.demand == pytest.approx(5.0)
+    assert "demand 5 req/s (8 finished - 3 held drained)" in d.reason
+
+
+def test_decide__requests_started_not_finished__count_as_demand_at_once():
+    history = engine.History(
+        signal_samples={"queue_length": ((NOW - 10, 0.0),), "running_requests": ((NOW - 10, 4.0),)}
+    )
+    d = _decide(_policy(), _obs(2.0, 0.0, running_requests=24.0), 2, history)
+    assert d.demand == pytest.approx(4.0)  # 2 finished + 20 more held over 10 s
+    assert d.desired_replicas == 3  # 4 / 1.6
+
+
+def _readings(values, step=15.0):
+    """Demand samples ``step`` apart ending one step before NOW."""
+    n = len(values)
+    return tuple((NOW - step * (n - i), v) for i, v in enumerate(values))
+
+
+def test_decide__demand_rising_steadily__sized_for_one_cold_start_ahead():
+    # 20, 22, ..., 34 req/s every 15 s: 8 req/s per minute; 90 s cold start.
+    history = engine.History(demand_samples=_readings([20.0, 22, 24, 26, 28, 30, 32]))
+    d = _decide(_policy(), _obs(34.0), current=20, history=history)
+    # (34 + 2/15 * 90) / 1.6 = 28.75
+    assert d.desired_replicas == 29
+    assert "rising 8 req/s per minute: 46 req/s in one cold start (90 s)" in d.reason
+
+
+def test_decide__one_jump__not_extrapolated_as_a_trend():
+    history = engine.History(demand_samples=_readings([20.0, 20, 20, 20, 20, 20, 20]))
+    d = _decide(_policy(), _obs(40.0), current=13, history=history)
+    assert d.desired_replicas == 25  # 40 / 1.6: the jump is met, not extrapolated
+    assert "rising" not in d.reason
+
+
+def test_decide__reading_within_counting_noise__sized_from_the_last_minute():
+    # 1 req/s read over 15 s scatters by ~0.26: 1.4 is within 2 sigma of the mean 1.1.
+    history = engine.History(demand_samples=_readings([1.0, 1.0, 1.0]))
+    d = _decide(_policy(initial_capacity=0.05), _obs(1.4), current=28, history=history)
+    assert "1.1 req/s over 60 s" in d.reason
+    assert d.desired_replicas == 28  # 1.1 / 0.04 = 27.5, not 1.4 / 0.04 = 35

@@ -14,7 +14,7 @@ from apps.fleetsim.profiles import H100_80GB, L4
 from apps.fleetsim.replica import RequestRecord
 from apps.fleetsim.workload import Request, steady
 from bench.autoscale import cli, oracle, policies, report, traces
-from bench.autoscale.sim import QueueingDeployment, RunResult, SimConfig, feasible_share, run
+from bench.autoscale.sim import RunResult, SimConfig, feasible_share, run
 from bench.autoscale.traces import LENGTHS
 from tests.unit.bench.helpers import state, view_of
 
@@ -287,8 +287,10 @@ def _backlog() -> list[Request]:
     return [Request(0.0, 3000, 1000) for _ in range(40)]
 
 
-def _scaled_up(cls: type[SimulatedDeployment]) -> SimulatedDeployment:
-    dep = cls("d", L4.model_name, "ns", L4, 1, _backlog())
+def _scaled_up(*, flow_control: bool) -> SimulatedDeployment:
+    dep = SimulatedDeployment(
+        "d", L4.model_name, "ns", L4, 1, _backlog(), flow_control=flow_control
+    )
     dep.advance(1.0)
     dep.scale(2)  # the new replica is ready after the L4's cold start
     Fleet([dep]).run_until_idle()
@@ -296,7 +298,7 @@ def _scaled_up(cls: type[SimulatedDeployment]) -> SimulatedDeployment:
 
 
 def test_queueing__replica_added_later__takes_over_the_backlog() -> None:
-    dep = _scaled_up(QueueingDeployment)
+    dep = _scaled_up(flow_control=True)
     by_pod: dict[str, int] = {}
     for record in dep.completed():
         assert record.completed
@@ -308,18 +310,18 @@ def test_queueing__replica_added_later__takes_over_the_backlog() -> None:
 
 
 def test_bound_routing__replica_added_later__gets_none_of_the_backlog() -> None:
-    dep = _scaled_up(SimulatedDeployment)
+    dep = _scaled_up(flow_control=False)
     assert {r.pod for r in dep.completed()} == {"d-0"}
 
 
 def test_queueing__gateway_admits_only_what_a_replica_can_hold() -> None:
-    dep = QueueingDeployment("d", L4.model_name, "ns", L4, 1, _backlog())
+    dep = SimulatedDeployment("d", L4.model_name, "ns", L4, 1, _backlog(), flow_control=True)
     dep.advance(1.0)
     replica = dep.replicas[0]
     held = replica.outstanding
     assert 0 < held < 40
     assert held * 4000 <= L4.kv_cache_tokens
-    assert dep.gateway_queue() == 40 - held
+    assert dep.gateway_queue_length == 40 - held
 
 
 def test_run__routing__queue_default_bind_kept() -> None:
