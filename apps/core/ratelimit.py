@@ -17,17 +17,15 @@ A cache outage never blocks anyone: the take is then allowed.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
-from redis.exceptions import NoScriptError
+from django.core.cache import cache
+
+from .cache import RedisScript, default_redis
 
 logger = structlog.get_logger("controlplane.ratelimit")
 
@@ -65,8 +63,7 @@ for i = 1, #KEYS do
 end
 return '0'
 """
-# The name Redis gives the script (EVALSHA); SHA-1 is its naming scheme, not a safeguard.
-_LUA_SHA1 = hashlib.sha1(_LUA.encode(), usedforsecurity=False).hexdigest()
+_SCRIPT = RedisScript(_LUA)
 
 
 def gcra_take(
@@ -94,18 +91,12 @@ def buckets_take(buckets: Sequence[Bucket], *, now: float | None = None) -> int:
     now_us = (time.time() if now is None else now) * _US
     keys = [cache.make_key(f"ratelimit:{b.key}") for b in limited]
     try:
-        client = _redis_client(keys[0])
+        client = default_redis(keys[0])
         if client is not None:
             args: list[float] = [now_us]
             for bucket in limited:
                 args += [_US / bucket.rate, bucket.burst_s * _US, bucket.cost]
-            try:
-                # By digest: Redis keeps the script after its first run, so the usual call
-                # sends (and Redis hashes) 40 characters instead of the whole script.
-                result = client.evalsha(_LUA_SHA1, len(keys), *keys, *args)
-            except NoScriptError:  # a restarted or flushed Redis: send it once more
-                result = client.eval(_LUA, len(keys), *keys, *args)
-            wait = float(result)
+            wait = float(_SCRIPT(client, keys, args))
         else:
             stored = [cache.get(f"ratelimit:{b.key}") for b in limited]
             wait, tats = gcra_take(stored, limited, now_us)
@@ -117,11 +108,3 @@ def buckets_take(buckets: Sequence[Bucket], *, now: float | None = None) -> int:
         logger.warning("ratelimit-cache-unavailable", keys=[b.key for b in limited])
         return 0
     return 0 if wait <= 0 else max(1, math.ceil(wait / _US))
-
-
-def _redis_client(key: str) -> Any:
-    """The redis-py client behind Django's RedisCache, or None for another cache."""
-    backend = caches["default"]
-    if not isinstance(backend, RedisCache):
-        return None
-    return getattr(backend, "_cache").get_client(key, write=True)  # noqa: B009 - private in the stubs

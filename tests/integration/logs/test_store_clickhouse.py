@@ -678,3 +678,59 @@ def test_minute_counts_follow_a_day_before_1970_dropped(store: ClickHouseLogStor
 
     assert everything(store, start_ns=-2 * DAY_NS) == []
     assert bucket_counts(store, select, MINUTE) == []
+
+
+class ReadsCounted:
+    """Counts the store's reads of already-stored entries, per write."""
+
+    def __init__(self, store: ClickHouseLogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.streams: list[int] = []
+        real = store._existing
+
+        def counted(team_id: int, deployments: set[int], batch: list) -> set:  # type: ignore[type-arg]
+            self.streams.append(len({sid for sid, _ in batch}))
+            return real(team_id, deployments, batch)
+
+        monkeypatch.setattr(store, "_existing", counted)
+
+
+def test_claims__newer_batches_skip_the_read_and_retries_still_store_nothing(
+    store: ClickHouseLogStore, redis_cache: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Redis as the cache, a batch newer than everything claimed for its streams is not
+    checked against the stored entries; a retry, an older entry and a Redis that lost its
+    claims are, so every line is still stored once."""
+    reads = ReadsCounted(store, monkeypatch)
+    api, web = {"app": "api"}, {"app": "web"}
+
+    def write(*streams: PushedStream) -> tuple[int, int]:
+        result = store.write(team_id=TEAM, streams=list(streams), resolve=no_deployment)
+        return result.stored, result.duplicates
+
+    assert write(stream(api, (T0, "a")), stream(web, (T0, "w"))) == (2, 0)  # new streams
+    assert write(stream(api, (T0 + 1, "b")), stream(web, (T0 + 1, "x"))) == (2, 0)
+    assert reads.streams == []  # both newer than their claims: nothing read
+    assert write(stream(api, (T0 + 1, "b")), stream(web, (T0 + 2, "y"))) == (1, 1)  # api retried
+    assert reads.streams == [1]  # only the stream at or before its claim was read
+    # A write that claimed and then failed: its retry is read, and stores the lines once.
+    original = store._execute
+
+    def failing(sql: str, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
+        if sql.startswith("INSERT INTO logs_entries"):
+            original(sql, *args, **kwargs)  # the insert happens, the answer is lost
+            raise ClickHouseUnavailable("connection lost after the insert")
+        return original(sql, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_execute", failing)
+    with pytest.raises(ClickHouseUnavailable):
+        write(stream(api, (T0 + 5, "c")))
+    monkeypatch.setattr(store, "_execute", original)
+    assert write(stream(api, (T0 + 5, "c"))) == (0, 1)
+    # Redis forgets every claim: the next batch is read, not trusted.
+    import redis
+
+    redis.Redis.from_url(redis_cache.url(0)).flushdb()  # type: ignore[attr-defined]
+    reads.streams.clear()
+    assert write(stream(api, (T0 + 6, "d")), stream(web, (T0 + 2, "y"))) == (1, 1)
+    assert reads.streams == [2]
+    assert sorted(lines(everything(store))) == ["a", "b", "c", "d", "w", "x", "y"]

@@ -70,15 +70,15 @@ def test_buckets_take__redis_forgot_the_script__sent_again(redis_cache: Any) -> 
     SCRIPT FLUSH) is sent the script again, and the answers stay the same."""
     import redis
 
-    from apps.core.ratelimit import _LUA_SHA1
+    from apps.core.ratelimit import _SCRIPT
 
     client = redis.Redis.from_url(redis_cache.url(0))
     lines = Bucket("lines:2", rate=5, burst_s=2, cost=4)
     assert buckets_take([lines], now=T0) == 0
-    assert client.script_exists(_LUA_SHA1) == [True]  # the digest is the name Redis uses
+    assert client.script_exists(_SCRIPT.sha1) == [True]  # the digest is the name Redis uses
     client.script_flush()
     assert buckets_take([lines], now=T0) == 0  # 8 of 10
-    assert client.script_exists(_LUA_SHA1) == [True]
+    assert client.script_exists(_SCRIPT.sha1) == [True]
     assert buckets_take([lines], now=T0) == 1  # 12 > 10: refused, so the state was kept
 
 
