@@ -109,7 +109,13 @@ class Command(BaseCommand):
             "beat": [python, "-m", "celery_worker.beat"],
         }
         envs = dict.fromkeys(children, env)
-        if not options["no_fastpath"]:
+        fastpath_note = "replica metrics every 2 s"
+        if options["no_fastpath"]:
+            fastpath_note = "off"
+        elif not options["no_demo"] and not env_bool("FLEETSIM_SERVE_REPLICAS", False):
+            # The demo's simulated replicas serve no HTTP: there would be nothing to read.
+            fastpath_note = "off (the demo replicas serve no HTTP: FLEETSIM_SERVE_REPLICAS=true)"
+        else:
             children["fastpath"] = [python, "manage.py", "autoscaling_fastpath", "--interval", "2"]
             envs["fastpath"] = fastpath_env(env, demo=not options["no_demo"])
         procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -127,7 +133,7 @@ class Command(BaseCommand):
                 f"  database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
                 f"broker: {settings.CELERY_BROKER_URL.split('://', 1)[0]}\n"
                 f"  metrics:  {metrics_note or env.get('PROMETHEUS_URL', 'PROMETHEUS_URL')}\n"
-                f"  fastpath: {'off' if options['no_fastpath'] else 'replica metrics every 2 s'}\n"
+                f"  fastpath: {fastpath_note}\n"
                 f"{toggles_note}"
                 "Press Ctrl+C to stop.\n"
             )
