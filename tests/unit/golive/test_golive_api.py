@@ -450,3 +450,24 @@ def test_loadtest__cancelled_while_running__engine_told_to_stop(
     run.refresh_from_db()
     assert answers == [False, True]
     assert (run.status, run.passed) == ("cancelled", False)
+
+
+def test_other_team__load_test_run_actions_404_and_nothing_changes(
+    roster, client_for, deployment, settings
+):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    run = services.loadtest_create(
+        deployment=deployment, params={"mode": "stress"}, confirm_production=False, actor=None
+    )
+    LoadTestRun.objects.filter(pk=run.pk).update(status="done", capacity_rps_per_replica=4.0)
+    AutoscalingPolicy.objects.create(deployment=deployment)
+    outsider = client_for(roster.outsider)
+    assert outsider.get(f"/api/v1/golive/loadtests/{run.pk}/").status_code == 404
+    with nothing_stored():
+        for action in ("cancel", "apply-capacity"):
+            response = outsider.post(f"/api/v1/golive/loadtests/{run.pk}/{action}/")
+            assert response.status_code == 404, (action, response.json())
+    assert AutoscalingPolicy.objects.get(deployment=deployment).capacity_initial_per_replica != 4.0
+    viewer = client_for(roster.viewer)
+    assert viewer.get(f"/api/v1/golive/loadtests/{run.pk}/").status_code == 200
+    assert viewer.post(f"/api/v1/golive/loadtests/{run.pk}/apply-capacity/").status_code == 403
