@@ -277,3 +277,14 @@ class _QuietServer(ThreadingHTTPServer):
         # A client that timed out on purpose has hung up by the time a slow answer is
         # written: expected, not worth a traceback.
         pass
+
+
+def run_coroutine(coro: Any) -> Any:
+    """``asyncio.run(coro)`` in a thread of its own: the main thread may already have a
+    running event loop (Playwright's sync API keeps one while a browser test's fixtures
+    live), and asyncio.run refuses to start inside one."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-asyncio") as pool:
+        return pool.submit(asyncio.run, coro).result()

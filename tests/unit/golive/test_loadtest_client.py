@@ -14,6 +14,7 @@ from aiohttp import web
 
 from apps.golive.loadtest import LoadTestPlan, run_load_test
 from apps.golive.loadtest.client import Observation, send
+from tests.servers import run_coroutine
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,7 +79,7 @@ async def _observe(
 
 
 def observe(handler: Handler, **kwargs: Any) -> Observation:
-    return asyncio.run(_observe(handler, **kwargs))
+    return run_coroutine(_observe(handler, **kwargs))
 
 
 @pytest.mark.parametrize("strict", [False, True])
@@ -179,7 +180,7 @@ def test_send__nothing_listening__connection_error() -> None:
                 stream=True,
             )
 
-    obs = asyncio.run(go())
+    obs = run_coroutine(go())
     assert not obs.ok
     assert obs.error == "connection"
 
