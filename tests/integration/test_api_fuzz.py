@@ -30,6 +30,7 @@ STATEFUL_S = 60
 CREDENTIALS_S = 15
 SINGLE_CALL_PHASES = ("examples", "coverage", "fuzzing")
 WEBHOOK = "/api/v1/alerts/webhook/alertmanager/"
+GATEWAY_CONFIG = "/api/v1/balancing/gateways/{name}/config"
 CREDENTIAL_REMOVAL = {
     ("DELETE", "/api/v1/tokens/{id}/"),
     ("POST", "/api/v1/tokens/{id}/revoke/"),
@@ -161,6 +162,18 @@ def _config(
                 "response_schema_conformance": {"enabled": True},
                 "use_after_free": {"enabled": True},
             },
+            "operations": [
+                {
+                    # A gateway's configuration answers its documented 503 while a member
+                    # list cannot be read or nginx -t refuses the rendering (the gateway
+                    # keeps its last good one); fuzz-created deployments can make either
+                    # happen. The body is still checked against the documented 503 schema.
+                    "include-path": GATEWAY_CONFIG,
+                    "checks": {
+                        "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]}
+                    },
+                }
+            ],
         }
     )
 
