@@ -65,9 +65,9 @@ def test_logs__from_a_decision__search_context_live_tail(
         '{namespace="llm", deployment="chat"}'
     )
     at = logged["decision"].at
-    assert page.get_by_label("From (UTC)").input_value() == (
-        (at - timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%S")
-    )
+    # A datetime-local input shows whole minutes without their ":00" seconds.
+    shown = datetime.fromisoformat(page.get_by_label("From (UTC)").input_value())
+    assert shown == (at - timedelta(minutes=15)).replace(tzinfo=None)
     # 20 lines fall in the decision's +-15 minutes (one every 30 s up to now).
     rows = page.locator("#log-lines tbody tr")
     assert 1 <= rows.count() <= 40
