@@ -32,9 +32,10 @@ lint:
 typecheck:
 	$(BIN)/mypy apps controlplane celery_worker
 
+# PYTEST_ARGS adds pytest options (e.g. a path, -k, --database-tests-only).
 # pytest exits 5 when it collects nothing: a broken collection or a wrong path, so a failure.
 pytest:
-	$(BIN)/python -m pytest -p no:cacheprovider; rc=$$?; \
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
 
 test: lint typecheck pytest
