@@ -133,7 +133,13 @@ def validate_push(
             # within the line size, no metadata) and unique, checked a column at a time.
             size = _plain_size(stream.entries, limits, oldest=oldest, newest=newest)
             if size is not None:
-                merged[stream.labels] = stream.entries
+                entries = stream.entries
+                if isinstance(entries, PlainEntries) and not entries.unique:
+                    # Checked unique just now: the store need not check again.
+                    entries = PlainEntries(
+                        entries.times, entries.lines, entries.severity, unique=True
+                    )
+                merged[stream.labels] = entries
                 seen[stream.labels] = None
                 accepted_bytes += size
                 continue

@@ -184,6 +184,8 @@ def test_validate__plain_entries__same_outcome_as_the_tuple(pushed) -> None:
             ]
     accepted = [(s.labels, [(e.timestamp_ns, e.line) for e in s.entries]) for s in columns.accepted]
     assert accepted == [(labels, kept) for labels, kept in expected.items() if kept]
+    # Accepted columns come vouched unique (they are: see above), for the store.
+    assert all(s.entries.unique for s in columns.accepted if isinstance(s.entries, PlainEntries))
 
 
 @pytest.mark.parametrize("level", ["", "warn"])
