@@ -100,6 +100,7 @@ def test_protobuf__usual_push__plain_entries_with_the_stream_level() -> None:
     ("entry", "location"),
     [
         (canonical_entry(1, 0, b"x", [(b"k", b"v")]), None),  # metadata: read entry by entry
+        (canonical_entry(1, 0, b"x", []) + length_delimited(3, b""), None),  # an empty pair
         (length_delimited(2, b"no time"), "streams[0].entries[1].timestamp"),
         (canonical_entry(1, 0, b"\xed\xa0\x80", []), "streams[0].entries[1].line"),  # surrogate
     ],
@@ -109,7 +110,8 @@ def test_protobuf__entry_not_plain__full_reader_decides(entry: bytes, location: 
     if location is None:
         [stream] = decode_loki_protobuf(raw)
         assert not isinstance(stream.entries, PlainEntries)
-        assert stream.entries[1].metadata == (("k", "v"),)
+        assert stream.entries == tuple(_full_protobuf(raw)[0].entries)
+        assert stream.entries[1].metadata
     else:
         with pytest.raises(DecodeError) as caught:
             decode_loki_protobuf(raw)
