@@ -270,7 +270,8 @@ def _plain_protobuf(raw: bytes) -> list[PushedStream] | None:
         return None  # an entry has structured metadata (see _push_message_classes)
     decoded = []
     for i, stream in enumerate(request.streams):
-        entries = stream.entries
+        # Each entry's wrapper made once, for both columns.
+        entries = list(stream.entries)
         stamps = list(map(_TIMESTAMP, entries))
         nanos = list(map(_NANOS, stamps))
         times = [
