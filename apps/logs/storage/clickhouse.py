@@ -278,7 +278,11 @@ def _plain_columns(
         trace_ids = list(map(str.encode, map(_TRACE_IDS, entries)))
         span_ids = list(map(str.encode, map(_SPAN_IDS, entries)))
         unique = False
-    if not unique and len(set(zip(times, lines, strict=True))) != count:
+    if (
+        not unique
+        and len(set(times)) != count
+        and len(set(zip(times, lines, strict=True))) != count
+    ):
         return None
     encoded = list(map(str.encode, lines))
     empty: list[bytes] = []  # never changed: every row may share it
