@@ -67,7 +67,6 @@ from apps.logs.wire.types import (
     PushedEntry,
     PushedStream,
     entry_times,
-    utf8_size,
 )
 
 from .base import (
@@ -176,14 +175,27 @@ FROM logs_entries
 GROUP BY team_id, deployment_id, stream_id, minute
 """  # noqa: S608
 
-_ENTRY_COLUMNS = (
-    "team_id, deployment_id, stream_id, timestamp_ns, line, metadata_names, "
-    "metadata_values, severity, trace_id, span_id"
+_ENTRY_NAMES = (
+    "team_id",
+    "deployment_id",
+    "stream_id",
+    "timestamp_ns",
+    "line",
+    "metadata_names",
+    "metadata_values",
+    "severity",
+    "trace_id",
+    "span_id",
 )
-_ENTRY_COLUMNS_PLAIN = (
-    "team_id, deployment_id, stream_id, timestamp_ns, line, severity, trace_id, span_id"
-)
-_METADATA_NAMES, _METADATA_VALUES = 5, 6  # their places in _ENTRY_COLUMNS
+_ENTRY_COLUMNS = ", ".join(_ENTRY_NAMES)
+# From metadata_names on, a column with no value in any row of an insert is left out of it,
+# to its default (empty): clickhouse-driver writes array columns item by item in Python,
+# and every string costs it the same whether empty or not.
+_FIRST_DEFAULTED = 5
+# The store sends its strings as UTF-8 bytes (encoded once, a whole column at a time, and
+# the one copy of a constant column's value shared by its rows), which the driver then
+# writes as they are.
+_AS_BYTES = {"strings_as_bytes": True}
 _STREAM_COLUMNS = "team_id, stream_id, deployment_id, label_names, label_values, created_ns"
 
 
@@ -244,42 +256,49 @@ _SPAN_IDS = itemgetter(5)
 
 
 def _plain_columns(
-    team_id: int, deployment: int, sid: str, entries: Sequence[PushedEntry]
+    team_id: int, deployment: int, sid: bytes, entries: Sequence[PushedEntry]
 ) -> tuple[list[list[Any]], int] | None:
     """The columns of a stream sent once in the batch, with nothing stored yet at its times,
-    whose entries are unique and carry no metadata, built a column at a time (with the
-    UTF-8 size of its lines); None for any other."""
+    whose entries are unique and carry no metadata, built a column at a time, strings as
+    UTF-8 (with the size of its lines); None for any other."""
     if not entries:
         return None
     count = len(entries)
     if isinstance(entries, PlainEntries):
         times, lines = entries.times, entries.lines
-        severities = [entries.severity] * count
-        trace_ids, span_ids = [""] * count, [""] * count
+        severities = [entries.severity.encode()] * count
+        trace_ids = span_ids = [b""] * count
+        unique = entries.unique
     elif any(map(_METADATA, entries)):
         return None
     else:
         times = list(map(_TIMES, entries))
         lines = list(map(_LINES, entries))
-        severities = list(map(_SEVERITIES, entries))
-        trace_ids = list(map(_TRACE_IDS, entries))
-        span_ids = list(map(_SPAN_IDS, entries))
-    if len(set(zip(times, lines, strict=True))) != count:
+        severities = list(map(str.encode, map(_SEVERITIES, entries)))
+        trace_ids = list(map(str.encode, map(_TRACE_IDS, entries)))
+        span_ids = list(map(str.encode, map(_SPAN_IDS, entries)))
+        unique = False
+    if (
+        not unique
+        and len(set(times)) != count
+        and len(set(zip(times, lines, strict=True))) != count
+    ):
         return None
-    empty: list[str] = []  # never changed: every row may share it
+    encoded = list(map(str.encode, lines))
+    empty: list[bytes] = []  # never changed: every row may share it
     columns: list[list[Any]] = [
         [team_id] * count,
         [deployment] * count,
         [sid] * count,
         times,
-        lines,
+        encoded,
         [empty] * count,
         [empty] * count,
         severities,
         trace_ids,
         span_ids,
     ]
-    return columns, utf8_size("".join(lines))
+    return columns, sum(map(len, encoded))
 
 
 class ClickHouseLogStore:
@@ -412,8 +431,9 @@ class ClickHouseLogStore:
         with_stored = {sid for sid, _, _ in seen}
         for sid, stream in batch:
             deployment = known[sid].deployment_id
+            sid_bytes = sid.encode()
             if sent[sid] == 1 and sid not in with_stored:
-                plain = _plain_columns(team_id, deployment, sid, stream.entries)
+                plain = _plain_columns(team_id, deployment, sid_bytes, stream.entries)
                 if plain is not None:
                     added, octets = plain
                     for column, values in zip(columns, added, strict=True):
@@ -429,30 +449,30 @@ class ClickHouseLogStore:
                 seen.add(key)
                 written.add(sid)
                 stored += 1
-                stored_bytes += utf8_size(entry.line)
+                line = entry.line.encode()
+                stored_bytes += len(line)
                 row = (
                     team_id,
                     deployment,
-                    sid,
+                    sid_bytes,
                     entry.timestamp_ns,
-                    entry.line,
-                    [name for name, _ in entry.metadata],
-                    [value for _, value in entry.metadata],
-                    entry.severity,
-                    entry.trace_id,
-                    entry.span_id,
+                    line,
+                    [name.encode() for name, _ in entry.metadata],
+                    [value.encode() for _, value in entry.metadata],
+                    entry.severity.encode(),
+                    entry.trace_id.encode(),
+                    entry.span_id.encode(),
                 )
                 for column, value in zip(columns, row, strict=True):
                     column.append(value)
         if stored:
-            names = _ENTRY_COLUMNS
-            if not any(columns[_METADATA_NAMES]):
-                # No entry has metadata (the usual batch): leave both array columns to their
-                # default, empty. clickhouse-driver writes array columns item by item in
-                # Python, which was most of the client's CPU for a batch.
-                names = _ENTRY_COLUMNS_PLAIN
-                del columns[_METADATA_NAMES : _METADATA_VALUES + 1]
-            self._execute(f"INSERT INTO logs_entries ({names}) VALUES", columns, columnar=True)
+            kept = [i for i, column in enumerate(columns) if i < _FIRST_DEFAULTED or any(column)]
+            self._execute(
+                f"INSERT INTO logs_entries ({', '.join(_ENTRY_NAMES[i] for i in kept)}) VALUES",
+                [columns[i] for i in kept],
+                columnar=True,
+                settings=_AS_BYTES,
+            )
         return WriteResult(
             stored=stored, duplicates=total - stored, streams=len(written), bytes=stored_bytes
         )

@@ -166,17 +166,35 @@ def _push_message_classes(*, plain: bool = False) -> tuple[Any, Any, Any, Any]:
     """PushRequest, StreamAdapter, EntryAdapter and LabelPairAdapter, in a private pool.
 
     With ``plain``, the same wire layout read for the usual push only (package
-    ``logproto_plain``): the entries have no ``structuredMetadata`` field (sent metadata is
-    then an unknown field) and the line is a ``string``, so the parser checks its UTF-8."""
+    ``logproto_plain``): the line is a ``string``, so the parser checks its UTF-8, and each
+    ``structuredMetadata`` pair is read as a ``MetadataSent``, a proto2 message whose one
+    field is required and is no field of a pair (number 536870911, the largest, a fixed64),
+    so any metadata sent leaves the request not initialized: ``IsInitialized()`` tells in C
+    whether an entry has metadata, without an object per entry. (A pair carrying that field,
+    which no Loki layout has, would pass for no metadata: only a hand-made body can.)"""
+    field = descriptor_pb2.FieldDescriptorProto
+    optional, repeated = field.LABEL_OPTIONAL, field.LABEL_REPEATED
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(timestamp_pb2.DESCRIPTOR.serialized_pb))
+    dependency = ["google/protobuf/timestamp.proto"]
+    if plain:
+        marker = descriptor_pb2.FileDescriptorProto(
+            name="controlplane/logs/loki_push_plain_marker.proto",
+            package="logproto_plain_marker",
+            syntax="proto2",
+        )
+        marker.message_type.add(name="MetadataSent").field.add(
+            name="never_sent", number=536870911, label=field.LABEL_REQUIRED, type=field.TYPE_FIXED64
+        )
+        pool.Add(marker)
+        dependency.append(marker.name)
     file = descriptor_pb2.FileDescriptorProto(
         name=f"controlplane/logs/loki_push{'_plain' if plain else ''}.proto",
         package="logproto_plain" if plain else "logproto",
         syntax="proto3",
-        dependency=["google/protobuf/timestamp.proto"],
+        dependency=dependency,
     )
     package = file.package
-    field = descriptor_pb2.FieldDescriptorProto
-    optional, repeated = field.LABEL_OPTIONAL, field.LABEL_REPEATED
 
     def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
         proto = file.message_type.add(name=name)
@@ -194,22 +212,18 @@ def _push_message_classes(*, plain: bool = False) -> tuple[Any, Any, Any, Any]:
         ("entries", 2, repeated, field.TYPE_MESSAGE, f".{package}.EntryAdapter"),
         ("hash", 3, optional, field.TYPE_UINT64, ""),
     )
-    entry_fields = [
+    pair = ".logproto_plain_marker.MetadataSent" if plain else f".{package}.LabelPairAdapter"
+    message(
+        "EntryAdapter",
         ("timestamp", 1, optional, field.TYPE_MESSAGE, ".google.protobuf.Timestamp"),
         ("line", 2, optional, field.TYPE_STRING if plain else field.TYPE_BYTES, ""),
-    ]
-    if not plain:
-        entry_fields.append(
-            ("structuredMetadata", 3, repeated, field.TYPE_MESSAGE, f".{package}.LabelPairAdapter")
-        )
-    message("EntryAdapter", *entry_fields)
+        ("structuredMetadata", 3, repeated, field.TYPE_MESSAGE, pair),
+    )
     message(
         "LabelPairAdapter",
         ("name", 1, optional, field.TYPE_BYTES, ""),
         ("value", 2, optional, field.TYPE_BYTES, ""),
     )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(timestamp_pb2.DESCRIPTOR.serialized_pb))
     pool.Add(file)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
@@ -245,20 +259,19 @@ def _plain_protobuf(raw: bytes) -> list[PushedStream] | None:
     """The usual push, read a column at a time: every entry with a time after the epoch and a
     UTF-8 line, none with structured metadata. The entries of each stream are then
     :class:`PlainEntries`, made without an object per entry. None for any other push, which
-    the full reader then reads (and names its errors)."""
+    the full reader then reads (and names its errors). Fields neither layout has are skipped
+    by both, as protobuf readers do."""
     request = _PlainPushRequest()
     try:
         request.ParseFromString(raw)
     except ProtobufDecodeError:
         return None  # a line that is not UTF-8, or a body that is not a PushRequest
-    # Metadata, or any field this layout lacks, is an unknown field: dropping those makes
-    # the message shorter than the body (written again, a message is never longer).
-    request.DiscardUnknownFields()
-    if request.ByteSize() != len(raw):
-        return None
+    if not request.IsInitialized():
+        return None  # an entry has structured metadata (see _push_message_classes)
     decoded = []
     for i, stream in enumerate(request.streams):
-        entries = stream.entries
+        # Each entry's wrapper made once, for both columns.
+        entries = list(stream.entries)
         stamps = list(map(_TIMESTAMP, entries))
         nanos = list(map(_NANOS, stamps))
         times = [

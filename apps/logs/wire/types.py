@@ -68,16 +68,22 @@ class PlainEntries(Sequence[PushedEntry]):
     """The entries of a stream as columns: their times and lines, every one with the same
     level and no metadata, trace or span id (what shippers send most). The decoders make it
     without an object per line, and validation and the stores read its columns; anything
-    else sees a sequence of :class:`PushedEntry`, equal to the tuple of the same entries."""
+    else sees a sequence of :class:`PushedEntry`, equal to the tuple of the same entries.
 
-    __slots__ = ("lines", "severity", "times")
+    ``unique`` says that no two entries have the same time and line (validation, which
+    checks it, passes it on, so that a store need not check again); False when not known."""
 
-    def __init__(self, times: list[int], lines: list[str], severity: str = "") -> None:
+    __slots__ = ("lines", "severity", "times", "unique")
+
+    def __init__(
+        self, times: list[int], lines: list[str], severity: str = "", *, unique: bool = False
+    ) -> None:
         if len(times) != len(lines):
             raise ValueError(f"{len(times)} times for {len(lines)} lines")
         self.times = times
         self.lines = lines
         self.severity = severity
+        self.unique = unique
 
     def __len__(self) -> int:
         return len(self.times)

@@ -17,7 +17,14 @@ from django.core.exceptions import ImproperlyConfigured
 from apps.logs.logql.ast import Matcher
 from apps.logs.storage.base import LogSelect, LogStore, StoredEntry, minutes_answer
 from apps.logs.storage.clickhouse import DAY_NS, ClickHouseLogStore, ClickHouseUnavailable
-from apps.logs.wire.types import Pairs, PushedEntry, PushedStream, normalize_labels
+from apps.logs.wire.limits import Limits, validate_push
+from apps.logs.wire.types import (
+    Pairs,
+    PlainEntries,
+    PushedEntry,
+    PushedStream,
+    normalize_labels,
+)
 from tests.integration.logs.clickhouse import PrivateClickHouse
 from tests.integration.logs.pushes import MINUTE, bucket_counts, minute_fleet, with_empty_filter
 from tests.integration.logs.pushes import T0 as FLEET_T0
@@ -734,3 +741,59 @@ def test_claims__newer_batches_skip_the_read_and_retries_still_store_nothing(
     assert write(stream(api, (T0 + 6, "d")), stream(web, (T0 + 2, "y"))) == (1, 1)
     assert reads.streams == [2]
     assert sorted(lines(everything(store))) == ["a", "b", "c", "d", "w", "x", "y"]
+
+
+def test_entries_as_columns__stored_once__whether_known_unique_or_not(
+    store: ClickHouseLogStore,
+) -> None:
+    """``PlainEntries`` that validation vouches unique are stored without a second check;
+    any other are checked, and a line sent twice is stored once."""
+    api, web = normalize_labels([("app", "api")]), normalize_labels([("app", "web")])
+    unchecked = PlainEntries([T0, T0, T0 + 1], ["a", "a", "b"], "info")
+    vouched = PlainEntries([T0, T0 + 1], ["w", "x"], "warn", unique=True)
+    result = store.write(
+        team_id=TEAM,
+        streams=[PushedStream(api, unchecked), PushedStream(web, vouched)],
+        resolve=no_deployment,
+    )
+    assert (result.stored, result.duplicates, result.bytes) == (4, 1, 4)
+    stored = everything(store)
+    assert sorted((e.line, e.severity) for e in stored) == [
+        ("a", "info"),
+        ("b", "info"),
+        ("w", "warn"),
+        ("x", "warn"),
+    ]
+    # Through validation, as a push is written: the accepted columns come vouched unique.
+    pushed = PushedStream(web, PlainEntries([T0 + 2, T0 + 2, T0 + 3], ["y", "y", "z"]))
+    accepted = validate_push([pushed], limits=Limits(), now_ns=T0).accepted
+    result = store.write(team_id=TEAM, streams=accepted, resolve=no_deployment)
+    assert (result.stored, result.duplicates) == (2, 0)
+    assert sorted(lines(everything(store))) == ["a", "b", "w", "x", "y", "z"]
+
+
+def test_columns_no_entry_has_a_value_in_are_left_to_their_defaults(
+    store: ClickHouseLogStore,
+) -> None:
+    """An insert leaves out the metadata, level, trace and span columns no entry of it has
+    a value in: every entry reads back as written, whichever columns its insert had."""
+    traced = PushedEntry(T0 + 1, "traced", trace_id="0af7651916cd43dd8448eb211c80319c")
+    spanned = PushedEntry(T0 + 2, "spanned \u00e9", severity="debug", span_id="b7ad6b7169203331")
+    tagged = PushedEntry(T0 + 3, "tagged", metadata=(("k", "v \u00e9"),))
+    batches = [
+        [stream({"app": "plain"}, (T0, "no level"))],
+        [stream({"app": "a"}, traced), stream({"app": "plain"}, (T0 + 1, "more"))],
+        [stream({"app": "b"}, spanned)],
+        [stream({"app": "c"}, tagged, (T0 + 4, "untagged"))],
+    ]
+    for streams in batches:
+        store.write(team_id=TEAM, streams=streams, resolve=no_deployment)
+    got = {
+        e.line: (e.timestamp_ns, e.metadata, e.severity, e.trace_id, e.span_id)
+        for e in everything(store)
+    }
+    expected = [traced, spanned, tagged, PushedEntry(T0, "no level"), PushedEntry(T0 + 1, "more")]
+    expected.append(PushedEntry(T0 + 4, "untagged"))
+    assert got == {
+        e.line: (e.timestamp_ns, e.metadata, e.severity, e.trace_id, e.span_id) for e in expected
+    }

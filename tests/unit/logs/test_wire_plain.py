@@ -100,6 +100,7 @@ def test_protobuf__usual_push__plain_entries_with_the_stream_level() -> None:
     ("entry", "location"),
     [
         (canonical_entry(1, 0, b"x", [(b"k", b"v")]), None),  # metadata: read entry by entry
+        (canonical_entry(1, 0, b"x", []) + length_delimited(3, b""), None),  # an empty pair
         (length_delimited(2, b"no time"), "streams[0].entries[1].timestamp"),
         (canonical_entry(1, 0, b"\xed\xa0\x80", []), "streams[0].entries[1].line"),  # surrogate
     ],
@@ -109,7 +110,8 @@ def test_protobuf__entry_not_plain__full_reader_decides(entry: bytes, location: 
     if location is None:
         [stream] = decode_loki_protobuf(raw)
         assert not isinstance(stream.entries, PlainEntries)
-        assert stream.entries[1].metadata == (("k", "v"),)
+        assert stream.entries == tuple(_full_protobuf(raw)[0].entries)
+        assert stream.entries[1].metadata
     else:
         with pytest.raises(DecodeError) as caught:
             decode_loki_protobuf(raw)
@@ -184,6 +186,8 @@ def test_validate__plain_entries__same_outcome_as_the_tuple(pushed) -> None:
             ]
     accepted = [(s.labels, [(e.timestamp_ns, e.line) for e in s.entries]) for s in columns.accepted]
     assert accepted == [(labels, kept) for labels, kept in expected.items() if kept]
+    # Accepted columns come vouched unique (they are: see above), for the store.
+    assert all(s.entries.unique for s in columns.accepted if isinstance(s.entries, PlainEntries))
 
 
 @pytest.mark.parametrize("level", ["", "warn"])
