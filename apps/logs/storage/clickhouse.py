@@ -415,7 +415,8 @@ class ClickHouseLogStore:
         total = sum(len(stream.entries) for _, stream in batch)
         # A stream's row is written before its first entries: one that had none has none;
         # and none whose entries are all newer than what writes have claimed.
-        fresh = set(new) | self._claim(team_id, batch)
+        claimed, unclaimed = self._claim(team_id, batch)
+        fresh = set(new) | claimed
         stored_before = [(sid, stream) for sid, stream in batch if sid not in fresh]
         seen = (
             self._existing(
@@ -473,15 +474,51 @@ class ClickHouseLogStore:
                 columnar=True,
                 settings=_AS_BYTES,
             )
+        if unclaimed - set(new):
+            self._claim_stored(team_id, sorted(unclaimed - set(new)))
         return WriteResult(
             stored=stored, duplicates=total - stored, streams=len(written), bytes=stored_bytes
         )
 
-    def _claim(self, team_id: int, batch: list[tuple[str, PushedStream]]) -> set[str]:
-        """Claim each stream's newest time in the batch (before inserting) and return the
-        streams whose entries are all newer than the earlier claim: nothing stored can match
-        them. Empty when the default cache is not Redis or Redis fails (then every stream
-        is read, as without claims)."""
+    def _claim_keys(self, team_id: int, sids: Sequence[str]) -> list[str]:
+        target = self.target
+        return [
+            cache.make_key(
+                f"logs:clickhouse-claim:{target.host}:{target.port}:{target.database}:"
+                f"{team_id}:{sid}"
+            )
+            for sid in sids
+        ]
+
+    def _claim_stored(self, team_id: int, sids: list[str]) -> None:
+        """Raise the claims of streams that had none (Redis emptied, or a stream quiet for
+        longer than a claim lives) to the newest time stored for them: the claim this write
+        made is only its own newest time, and stored entries may be newer (another shipper,
+        a retry of a later batch), which a later batch between the two must still be
+        checked against."""
+        rows = self._execute(
+            "SELECT stream_id, max(timestamp_ns) FROM logs_entries"
+            " WHERE team_id = %(team)s AND stream_id IN %(sids)s GROUP BY stream_id",
+            {"team": team_id, "sids": tuple(sids)},
+        )
+        if not rows:
+            return
+        try:
+            client = default_redis(self._claim_keys(team_id, sids[:1])[0])
+            if client is not None:
+                newest = dict(rows)
+                keys = self._claim_keys(team_id, list(newest))
+                _CLAIM(client, keys, [*(f"{t:020d}" for t in newest.values()), CLAIM_TTL_MS])
+        except Exception:  # noqa: BLE001 - a claim left low only costs later checks
+            logger.warning("logs-clickhouse-claim-unavailable", team_id=team_id)
+
+    def _claim(
+        self, team_id: int, batch: list[tuple[str, PushedStream]]
+    ) -> tuple[set[str], set[str]]:
+        """Claim each stream's newest time in the batch (before inserting). Returns the
+        streams whose entries are all newer than the earlier claim (nothing stored can match
+        them) and the streams that had no claim. Both empty when the default cache is not
+        Redis or Redis fails (then every stream is read, as without claims)."""
         spans: dict[str, tuple[int, int]] = {}
         for sid, stream in batch:
             times = entry_times(stream.entries)
@@ -489,30 +526,24 @@ class ClickHouseLogStore:
             if sid in spans:
                 low, high = min(low, spans[sid][0]), max(high, spans[sid][1])
             spans[sid] = (low, high)
-        target = self.target
-        keys = [
-            cache.make_key(
-                f"logs:clickhouse-claim:{target.host}:{target.port}:{target.database}:"
-                f"{team_id}:{sid}"
-            )
-            for sid in spans
-        ]
+        keys = self._claim_keys(team_id, list(spans))
         try:
             client = default_redis(keys[0])
             if client is None:
-                return set()
+                return set(), set()
             # Times as 20-digit strings: Lua's numbers are doubles, too coarse for
             # nanoseconds, and equal-length digit strings compare as the numbers do.
             claims = [f"{high:020d}" for _, high in spans.values()]
             before = _CLAIM(client, keys, [*claims, CLAIM_TTL_MS])
         except Exception:  # noqa: BLE001 - without Redis, every stream is read
             logger.warning("logs-clickhouse-claim-unavailable", team_id=team_id)
-            return set()
-        return {
+            return set(), set()
+        claimed = {
             sid
             for (sid, (low, _)), earlier in zip(spans.items(), before, strict=True)
             if earlier and low > int(earlier)
         }
+        return claimed, {sid for sid, earlier in zip(spans, before, strict=True) if not earlier}
 
     def _insert_streams(self, team_id: int, rows: list[tuple[str, Pairs, int]]) -> None:
         import time

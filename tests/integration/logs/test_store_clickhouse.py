@@ -743,6 +743,29 @@ def test_claims__newer_batches_skip_the_read_and_retries_still_store_nothing(
     assert sorted(lines(everything(store))) == ["a", "b", "c", "d", "w", "x", "y"]
 
 
+def test_claims__lost_claim__raised_to_the_newest_stored_time(
+    store: ClickHouseLogStore, redis_cache: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Redis loses a stream's claim, an older batch must not leave the claim below
+    what is stored: a retry of the newer entries is then still checked, and stored once."""
+    import redis
+
+    api = {"app": "api"}
+
+    def write(*entries: tuple[int, str]) -> tuple[int, int]:
+        result = store.write(team_id=TEAM, streams=[stream(api, *entries)], resolve=no_deployment)
+        return result.stored, result.duplicates
+
+    assert write((T0 + 100, "newer"), (T0 + 200, "newest")) == (2, 0)
+    redis.Redis.from_url(redis_cache.url(0)).flushdb()  # type: ignore[attr-defined]
+    assert write((T0 + 50, "older")) == (1, 0)  # no claim: checked, then claimed
+    reads = ReadsCounted(store, monkeypatch)
+    # A shipper's retry of the first batch: older than what is stored, newer than "older".
+    assert write((T0 + 100, "newer"), (T0 + 200, "newest")) == (0, 2)
+    assert reads.streams == [1]
+    assert sorted(lines(everything(store))) == ["newer", "newest", "older"]
+
+
 def test_entries_as_columns__stored_once__whether_known_unique_or_not(
     store: ClickHouseLogStore,
 ) -> None:
