@@ -47,6 +47,11 @@ RUNNING_SIGNAL = "running_requests"
 TREND_WINDOW_S = 120.0
 TREND_MIN_READINGS = 4
 TREND_CONSISTENCY = 0.25
+# A slope is a trend only when above TREND_SIGMAS of the scatter that the readings' counting
+# noise gives a slope fitted to them (least squares: sigma / sqrt(sum (t - mean t)^2)): at a
+# request per second, eight 15 s readings give a slope of a few requests/s per minute by
+# chance now and then, and extrapolated over two minutes that asked for the maximum.
+TREND_SIGMAS = 3.0
 # Replicas that just turned ready finish their first requests only a request's duration
 # later, so the throughput per ready replica reads low for a while: capacity is not learned
 # down within one cold start plus LEARN_SETTLE_S of a scale-up.
@@ -192,6 +197,16 @@ def trend(samples: list[tuple[float, float]]) -> float:
     return rise
 
 
+def significant(samples: list[tuple[float, float]], rise: float, sigma: float) -> bool:
+    """Whether ``rise`` is above TREND_SIGMAS of the scatter of a slope fitted to
+    ``samples`` (time, value) whose values each scatter by ``sigma``."""
+    if sigma <= 0:
+        return True
+    mean_t = sum(t for t, _ in samples) / len(samples)
+    spread = math.sqrt(sum((t - mean_t) ** 2 for t, _ in samples))
+    return rise * spread > TREND_SIGMAS * sigma
+
+
 def trend_level(samples: list[tuple[float, float]], rise: float, now: float) -> float:
     """The level at ``now`` of the line of slope ``rise`` through ``samples``: the median of
     each reading carried forward to ``now`` (a mean of past readings lags a ramp)."""
@@ -303,9 +318,16 @@ def size(
         if demand <= mean + noise:
             base = mean
     window = [(t, v) for t, v in recent if t > now - TREND_WINDOW_S]
-    rise = trend(window)
-    if rise * TREND_WINDOW_S <= noise:
-        rise = 0.0  # within what single readings scatter by
+    # The slope comes from the earlier readings only, so that this reading sizes through
+    # the level alone and more demand never asks for fewer replicas.
+    past = window[:-1]
+    rise = trend(past)
+    if rise > 0 and unit(target.signal) == "req/s":
+        interval = max(now - earlier[-1][0], EPS)
+        level = [v for t, v in past if t > now - STABLE_S] or [past[-1][1]]
+        sigma = math.sqrt(max(sum(level) / len(level), EPS) / interval)
+        if not significant(past, rise, sigma):
+            rise = 0.0  # within what the slope of scattered readings scatters by
     lead = policy.cold_start_s
     if earlier:
         o = observations.get(target.signal)

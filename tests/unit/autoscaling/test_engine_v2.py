@@ -515,3 +515,23 @@ def test_decide__reading_within_counting_noise__sized_from_the_last_minute():
     d = _decide(_policy(initial_capacity=0.05), _obs(1.4), current=28, history=history)
     assert "1.1 req/s over 60 s" in d.reason
     assert d.desired_replicas == 28  # 1.1 / 0.04 = 27.5, not 1.4 / 0.04 = 35
+
+
+def test_significant__slope_against_the_scatter_of_a_fitted_slope():
+    # Eight readings 15 s apart: sqrt(sum (t - mean t)^2) = 15 * sqrt(42) = 97.2.
+    samples = [(15.0 * i, 1.0) for i in range(8)]
+    # Each reading scatters by 0.3: a slope of 0.01/s is 3.2 sigmas, 0.008/s only 2.6.
+    assert capacity.significant(samples, 0.01, 0.3)
+    assert not capacity.significant(samples, 0.008, 0.3)
+    assert capacity.significant(samples, 1e-9, 0.0)  # no counting noise known
+
+
+def test_decide__slow_rise_within_counting_noise__not_extrapolated():
+    # 0.9 → 1.53 req/s, 0.006 req/s per second, read every 15 s: each reading scatters by
+    # ~0.3 (1.4 req/s over 15 s), so a fitted slope scatters by 0.3 / 97.2 = 0.0031 per
+    # second; 0.006 is under 3 of those, and extrapolating it would add 0.9 req/s.
+    values = [0.9, 0.99, 1.08, 1.17, 1.26, 1.35, 1.44]
+    history = engine.History(demand_samples=_readings(values))
+    d = _decide(_policy(initial_capacity=0.05), _obs(1.53), current=28, history=history)
+    assert "rising" not in d.reason
+    assert d.desired_replicas == 35  # the minute's mean 1.395 / 0.04 = 34.9
