@@ -333,6 +333,11 @@ def size(
         o = observations.get(target.signal)
         age = o.age_s if o is not None and o.age_s is not None else 0.0
         lead += max(0.0, age) + (now - earlier[-1][0])
+    if rise > 0 and demand < trend_level(past, rise, now) - noise:
+        # This reading is well below the line through the earlier ones: the rise has
+        # stopped (the top of a ramp). Only a low reading turns the trend off, so more
+        # demand still never asks for fewer replicas.
+        rise = 0.0
     if rise > 0:
         base = max(base, trend_level(window, rise, now))
     ahead_demand = base + rise * lead
