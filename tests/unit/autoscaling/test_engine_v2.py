@@ -535,3 +535,16 @@ def test_decide__slow_rise_within_counting_noise__not_extrapolated():
     d = _decide(_policy(initial_capacity=0.05), _obs(1.53), current=28, history=history)
     assert "rising" not in d.reason
     assert d.desired_replicas == 35  # the minute's mean 1.395 / 0.04 = 34.9
+
+
+def test_decide__reading_well_below_the_ramp__rise_has_stopped():
+    # 20, 22, ..., 32 req/s, then 26: the line through the earlier readings is at 34 now,
+    # and 26 is below it by more than the counting noise (2 x sqrt(29 / 15) = 2.8).
+    history = engine.History(demand_samples=_readings([20.0, 22, 24, 26, 28, 30, 32]))
+    d = _decide(_policy(), _obs(26.0), current=20, history=history)
+    assert "rising" not in d.reason
+    # 26 is within the noise of the last minute's mean (29): (26 + 28 + 30 + 32) / 4 / 1.6.
+    assert d.desired_replicas == 20  # 29 / 1.6 = 18.1, within the tolerance of 20
+    # On the line the ramp goes on.
+    on = _decide(_policy(), _obs(34.0), current=20, history=history)
+    assert "rising" in on.reason
