@@ -322,12 +322,16 @@ def size(
     # the level alone and more demand never asks for fewer replicas.
     past = window[:-1]
     rise = trend(past)
-    if rise > 0 and unit(target.signal) == "req/s":
+    # Rising at all (a ramp, or a step not yet over), extrapolated or not: no scale-down.
+    rising = max(0.0, median_slope(past)) if len(past) >= TREND_MIN_READINGS else 0.0
+    if (rise > 0 or rising > 0) and unit(target.signal) == "req/s":
         interval = max(now - earlier[-1][0], EPS)
         level = [v for t, v in past if t > now - STABLE_S] or [past[-1][1]]
         sigma = math.sqrt(max(sum(level) / len(level), EPS) / interval)
         if not significant(past, rise, sigma):
             rise = 0.0  # within what the slope of scattered readings scatters by
+        if not significant(past, rising, sigma):
+            rising = 0.0
     lead = policy.cold_start_s
     if earlier:
         o = observations.get(target.signal)
@@ -385,7 +389,13 @@ def size(
             replicas = current
             why += (
                 f"; fewer than {TREND_MIN_READINGS} readings in the last "
-                f"{number(TREND_WINDOW_S)} s to tell a ramp by, holding at {current}"
+                f"{number(TREND_WINDOW_S)} s to tell a ramp by, so no scale-down"
+            )
+        if replicas < current and rising > 0:
+            replicas = current
+            why += (
+                f"; demand has been rising ({number(rising * 60)} {u_text} per minute "
+                f"over the last {number(TREND_WINDOW_S)} s), so no scale-down"
             )
         if replicas < current and need >= current * (1.0 - policy.tolerance) - EPS:
             replicas = current

@@ -112,7 +112,7 @@ def test_decide__too_few_readings_to_tell_a_ramp__no_scale_down():
     history = engine.History(demand_samples=_level(2.0, n=2))
     d = _decide(_policy(), _obs(2.0), current=12, history=history)
     assert d.desired_replicas == 12
-    assert "fewer than 4 readings in the last 120 s to tell a ramp by, holding at 12" in d.reason
+    assert "fewer than 4 readings in the last 120 s to tell a ramp by, so no scale-down" in d.reason
     # Scaling up needs no trend: the need is met at once.
     assert _decide(_policy(), _obs(40.0), current=12, history=history).desired_replicas == 25
     # With a fourth reading the scale-down goes ahead (rate limits aside).
@@ -542,9 +542,20 @@ def test_decide__reading_well_below_the_ramp__rise_has_stopped():
     # and 26 is below it by more than the counting noise (2 x sqrt(29 / 15) = 2.8).
     history = engine.History(demand_samples=_readings([20.0, 22, 24, 26, 28, 30, 32]))
     d = _decide(_policy(), _obs(26.0), current=20, history=history)
-    assert "rising" not in d.reason
+    assert "in one cold start" not in d.reason  # not extrapolated
     # 26 is within the noise of the last minute's mean (29): (26 + 28 + 30 + 32) / 4 / 1.6.
     assert d.desired_replicas == 20  # 29 / 1.6 = 18.1, within the tolerance of 20
     # On the line the ramp goes on.
     on = _decide(_policy(), _obs(34.0), current=20, history=history)
-    assert "rising" in on.reason
+    assert "in one cold start" in on.reason
+
+
+def test_decide__demand_rising_but_not_a_trend__no_scale_down():
+    # Flat, then rising in the newer half only (the start of an accelerating ramp): not
+    # extrapolated (the older half does not rise), but nothing is removed while it rises.
+    history = engine.History(demand_samples=_readings([10.0, 10.0, 10.0, 12.0, 15.0, 18.0]))
+    d = _decide(_policy(initial_capacity=18.0), _obs(23.0), current=3, history=history)
+    assert "in one cold start" not in d.reason
+    assert d.desired_replicas == 3  # 23 / 14.4 = 1.6 → 2 without the hold
+    assert "demand has been rising (" in d.reason
+    assert "per minute over the last 120 s), so no scale-down; holding at 3" in d.reason
