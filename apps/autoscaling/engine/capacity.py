@@ -35,11 +35,27 @@ from .types import (
 RUNNING_SIGNAL = "running_requests"
 
 
-# Trend: demand rising over the last TREND_WINDOW_S is extrapolated over one cold start
-# (what a replica asked for now misses), from the median slope between pairs of readings
-# (Theil-Sen: a ramp counts, one jump such as a step does not; the backlog handles that).
+# Trend: demand rising over the last TREND_WINDOW_S is extrapolated over one cold start plus
+# the age of the readings and one interval (what a replica asked for now misses: it serves
+# from then, and the next decision's replicas only a decision later), from the median slope
+# between pairs of readings (Theil-Sen: a ramp counts, one jump such as a step does not; the
+# backlog handles that). A rise counts as a trend only when both halves of the window rise
+# by at least TREND_CONSISTENCY of that slope: a step spread over a few readings makes the
+# whole window's median slope positive while one half is flat, and extrapolating it asked
+# for several times the step. With fewer than TREND_MIN_READINGS nothing tells a ramp from a
+# level, and nothing is scaled down.
 TREND_WINDOW_S = 120.0
 TREND_MIN_READINGS = 4
+TREND_CONSISTENCY = 0.25
+# A slope is a trend only when above TREND_SIGMAS of the scatter that the readings' counting
+# noise gives a slope fitted to them (least squares: sigma / sqrt(sum (t - mean t)^2)): at a
+# request per second, eight 15 s readings give a slope of a few requests/s per minute by
+# chance now and then, and extrapolated over two minutes that asked for the maximum.
+TREND_SIGMAS = 3.0
+# Replicas that just turned ready finish their first requests only a request's duration
+# later, so the throughput per ready replica reads low for a while: capacity is not learned
+# down within one cold start plus LEARN_SETTLE_S of a scale-up.
+LEARN_SETTLE_S = 60.0
 # The peak that holds scale-down back is that of the demand averaged over this long, not
 # of single readings: at a few requests per interval those scatter well above the mean.
 PEAK_SMOOTHING_S = 60.0
@@ -143,22 +159,64 @@ def learn(
     return Capacity(min(high, max(low, new)), before.intervals + 1)
 
 
-def trend(samples: list[tuple[float, float]]) -> float:
-    """Requests/s per second by which demand rises: the median slope over every pair of
-    ``samples`` (time, demand), 0 when falling or with fewer than TREND_MIN_READINGS."""
-    if len(samples) < TREND_MIN_READINGS:
-        return 0.0
-    slopes = sorted(
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def median_slope(samples: list[tuple[float, float]]) -> float:
+    """The median slope over every pair of ``samples`` (time, value); 0 without a pair."""
+    slopes = [
         (v2 - v1) / (t2 - t1)
         for i, (t1, v1) in enumerate(samples)
         for t2, v2 in samples[i + 1 :]
         if t2 > t1
-    )
-    if not slopes:
+    ]
+    return _median(slopes) if slopes else 0.0
+
+
+def trend(samples: list[tuple[float, float]]) -> float:
+    """Requests/s per second by which demand rises: the median slope over every pair of
+    ``samples`` (time, demand), 0 when falling or with fewer than TREND_MIN_READINGS. When
+    either half of the span (two readings or more each) rises by less than
+    TREND_CONSISTENCY of that slope, the rise is not a trend (a step, not a ramp): the
+    smaller half's slope, at least 0. The halves split TREND_WINDOW_S before the newest."""
+    if len(samples) < TREND_MIN_READINGS:
         return 0.0
-    mid = len(slopes) // 2
-    median = slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
-    return max(0.0, median)
+    rise = median_slope(samples)
+    if rise <= 0:
+        return 0.0
+    mid = max(t for t, _ in samples) - TREND_WINDOW_S / 2
+    older = [(t, v) for t, v in samples if t <= mid]
+    newer = [(t, v) for t, v in samples if t > mid]
+    if len(older) >= 2 and len(newer) >= 2:
+        low = min(median_slope(older), median_slope(newer))
+        if low < TREND_CONSISTENCY * rise:
+            return max(0.0, low)
+    return rise
+
+
+def significant(samples: list[tuple[float, float]], rise: float, sigma: float) -> bool:
+    """Whether ``rise`` is above TREND_SIGMAS of the scatter of a slope fitted to
+    ``samples`` (time, value) whose values each scatter by ``sigma``."""
+    if sigma <= 0:
+        return True
+    mean_t = sum(t for t, _ in samples) / len(samples)
+    spread = math.sqrt(sum((t - mean_t) ** 2 for t, _ in samples))
+    return rise * spread > TREND_SIGMAS * sigma
+
+
+def trend_level(samples: list[tuple[float, float]], rise: float, now: float) -> float:
+    """The level at ``now`` of the line of slope ``rise`` through ``samples``: the median of
+    each reading carried forward to ``now`` (a mean of past readings lags a ramp)."""
+    return _median([v + rise * (now - t) for t, v in samples])
+
+
+def settling(policy: Policy, history: History, now: float) -> bool:
+    """Whether replicas added by a scale-up may have turned ready within LEARN_SETTLE_S."""
+    since = now - policy.cold_start_s - LEARN_SETTLE_S
+    return any(after > before and t > since for t, before, after in history.scale_events)
 
 
 def smoothed_peak(samples: list[tuple[float, float]], since: float) -> float:
@@ -259,10 +317,33 @@ def size(
         noise = NOISE_SIGMAS * math.sqrt(max(mean, EPS) / max(now - earlier[-1][0], EPS))
         if demand <= mean + noise:
             base = mean
-    rise = trend([(t, v) for t, v in recent if t > now - TREND_WINDOW_S])
-    if rise * TREND_WINDOW_S <= noise:
-        rise = 0.0  # within what single readings scatter by
+    window = [(t, v) for t, v in recent if t > now - TREND_WINDOW_S]
+    # The slope comes from the earlier readings only, so that this reading sizes through
+    # the level alone and more demand never asks for fewer replicas.
+    past = window[:-1]
+    rise = trend(past)
+    # Rising at all (a ramp, or a step not yet over), extrapolated or not: no scale-down.
+    rising = max(0.0, median_slope(past)) if len(past) >= TREND_MIN_READINGS else 0.0
+    if (rise > 0 or rising > 0) and unit(target.signal) == "req/s":
+        interval = max(now - earlier[-1][0], EPS)
+        level = [v for t, v in past if t > now - STABLE_S] or [past[-1][1]]
+        sigma = math.sqrt(max(sum(level) / len(level), EPS) / interval)
+        if not significant(past, rise, sigma):
+            rise = 0.0  # within what the slope of scattered readings scatters by
+        if not significant(past, rising, sigma):
+            rising = 0.0
     lead = policy.cold_start_s
+    if earlier:
+        o = observations.get(target.signal)
+        age = o.age_s if o is not None and o.age_s is not None else 0.0
+        lead += max(0.0, age) + (now - earlier[-1][0])
+    if rise > 0 and demand < trend_level(past, rise, now) - noise:
+        # This reading is well below the line through the earlier ones: the rise has
+        # stopped (the top of a ramp). Only a low reading turns the trend off, so more
+        # demand still never asks for fewer replicas.
+        rise = 0.0
+    if rise > 0:
+        base = max(base, trend_level(window, rise, now))
     ahead_demand = base + rise * lead
     need = (ahead_demand + backlog / drain) / (cap.per_replica * u)
     peak = smoothed_peak(recent, now - cs.peak_window_s)
@@ -284,7 +365,7 @@ def size(
     if ahead_demand > base:
         demand_text += (
             f", rising {number(rise * 60)} {u_text} per minute: {number(ahead_demand)} "
-            f"{u_text} in one cold start ({number(lead)} s)"
+            f"{u_text} in one cold start and the readings' delay ({number(lead)} s)"
         )
     backlog_text = (
         f" + backlog {number(backlog)} over {number(drain)} s" if cs.backlog_signal else ""
@@ -304,6 +385,18 @@ def size(
                 f"{number(PEAK_SMOOTHING_S)} s) in the last {number(cs.peak_window_s)} s "
                 f"needs {peak_need}"
             )
+        if replicas < current and len(window) < TREND_MIN_READINGS:
+            replicas = current
+            why += (
+                f"; fewer than {TREND_MIN_READINGS} readings in the last "
+                f"{number(TREND_WINDOW_S)} s to tell a ramp by, so no scale-down"
+            )
+        if replicas < current and rising > 0:
+            replicas = current
+            why += (
+                f"; demand has been rising ({number(rising * 60)} {u_text} per minute "
+                f"over the last {number(TREND_WINDOW_S)} s), so no scale-down"
+            )
         if replicas < current and need >= current * (1.0 - policy.tolerance) - EPS:
             replicas = current
             why += f", within the {percent(policy.tolerance)} tolerance of {current}"
@@ -318,5 +411,7 @@ def size(
     if cs.latency_slo_s is not None:
         latency = read(observations.get(cs.latency_signal), policy)
     after = learn(cs, cap, throughput=throughput, ready=measured, backlog=backlog, latency=latency)
+    if after is not None and after.per_replica < cap.per_replica and settling(policy, history, now):
+        after = None  # replicas just joined: their throughput is not in the readings yet
     proposal = Proposal(target.signal, target.kind, demand, u, replicas, OK, why)
     return Sizing(proposal, None if first else demand, after)

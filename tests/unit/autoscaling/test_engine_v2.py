@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from apps.autoscaling import engine
 from apps.autoscaling.backtest import backtest_replay
+from apps.autoscaling.engine import capacity
 from apps.autoscaling.engine.capacity import learn
 from apps.autoscaling.engine.targets import Reading
 from apps.autoscaling.evaluation import history_dump, history_load
@@ -90,14 +91,33 @@ def test_decide__backlog_growth__counts_as_demand_the_replicas_did_not_finish():
     assert "demand 10 req/s (8 finished + 2 backlog growth)" in d.reason
 
 
+def _level(value, now=NOW, n=3, step=15.0):
+    """``n`` demand samples of ``value``, ``step`` apart, ending one step before ``now``."""
+    return tuple((now - step * (n - i), value) for i in range(n))
+
+
 def test_decide__scale_down__held_at_what_the_recent_peak_needs():
-    history = engine.History(demand_samples=((NOW - 300, 16.0),))
+    history = engine.History(demand_samples=((NOW - 300, 16.0), *_level(2.0)))
     d = _decide(_policy(), _obs(2.0), current=12, history=history)
     assert d.recommendation == 10  # 16 / 1.6: the peak 300 s ago, not the 2 needed now
     assert "the peak demand of 16 req/s (over 60 s) in the last 600 s needs 10" in d.reason
     # Once the peak is out of the window it no longer holds anything.
-    later = _decide(_policy(), _obs(2.0), current=12, history=history, now=NOW + 301)
+    later_history = engine.History(demand_samples=((NOW - 300, 16.0), *_level(2.0, now=NOW + 301)))
+    later = _decide(_policy(), _obs(2.0), current=12, history=later_history, now=NOW + 301)
     assert later.recommendation == 2
+
+
+def test_decide__too_few_readings_to_tell_a_ramp__no_scale_down():
+    # Two earlier readings and this one: a level and the start of a ramp look the same.
+    history = engine.History(demand_samples=_level(2.0, n=2))
+    d = _decide(_policy(), _obs(2.0), current=12, history=history)
+    assert d.desired_replicas == 12
+    assert "fewer than 4 readings in the last 120 s to tell a ramp by, so no scale-down" in d.reason
+    # Scaling up needs no trend: the need is met at once.
+    assert _decide(_policy(), _obs(40.0), current=12, history=history).desired_replicas == 25
+    # With a fourth reading the scale-down goes ahead (rate limits aside).
+    enough = engine.History(demand_samples=_level(2.0, n=3))
+    assert _decide(_policy(), _obs(2.0), current=12, history=enough).recommendation == 2
 
 
 def test_decide__scale_down__within_tolerance_holds__no_dead_band_up():
@@ -108,7 +128,7 @@ def test_decide__scale_down__within_tolerance_holds__no_dead_band_up():
 
 def test_step__demand_drops__scale_down_is_ten_percent_per_minute():
     policy = _policy(peak_window_s=0.0)
-    history, current, counts = engine.History(), 40, []
+    history, current, counts = engine.History(demand_samples=_level(1.0)), 40, []
     for i in range(20):
         state = engine.ReplicaState(spec=current, ready=current)
         d, history = engine.step(
@@ -400,9 +420,86 @@ def test_decide__demand_rising_steadily__sized_for_one_cold_start_ahead():
     # 20, 22, ..., 34 req/s every 15 s: 8 req/s per minute; 90 s cold start.
     history = engine.History(demand_samples=_readings([20.0, 22, 24, 26, 28, 30, 32]))
     d = _decide(_policy(), _obs(34.0), current=20, history=history)
-    # (34 + 2/15 * 90) / 1.6 = 28.75
-    assert d.desired_replicas == 29
-    assert "rising 8 req/s per minute: 46 req/s in one cold start (90 s)" in d.reason
+    # Over the 90 s cold start, the readings' age (0 s) and the interval (15 s): a replica
+    # asked for now serves from 90 s on and the next decision's 15 s later.
+    # (34 + 2/15 * 105) / 1.6 = 30
+    assert d.desired_replicas == 30
+    assert (
+        "rising 8 req/s per minute: 48 req/s in one cold start and the readings' delay (105 s)"
+        in d.reason
+    )
+
+
+def test_decide__rising_demand__lead_includes_the_age_of_the_readings():
+    history = engine.History(demand_samples=_readings([20.0, 22, 24, 26, 28, 30, 32]))
+    obs = _obs(34.0)
+    obs["request_rate"] = engine.Obs(34.0, 15.0)
+    d = _decide(_policy(), obs, current=20, history=history)
+    # (34 + 2/15 * (90 + 15 + 15)) / 1.6 = 31.25
+    assert d.desired_replicas == 32
+    assert "(120 s)" in d.reason
+
+
+def test_decide__rising_demand__sized_from_the_ramp_not_the_lagging_mean():
+    # 1, 1.5, ..., 4 req/s: within the counting noise of the last minute's mean (3.25), which
+    # lags the ramp by half a minute; the level now on the line through the readings is 4.
+    history = engine.History(demand_samples=_readings([1.0, 1.5, 2.0, 2.5, 3.0, 3.5]))
+    d = _decide(_policy(), _obs(4.0), current=1, history=history)
+    # (4 + 0.5/15 * 105) / 1.6 = 4.69
+    assert d.desired_replicas == 5
+    assert "rising 2 req/s per minute: 7.5 req/s" in d.reason
+
+
+def test_trend__ramp_in_both_halves__extrapolated():
+    ramp = [(15.0 * i, 10.0 + 2.0 * i) for i in range(8)]
+    assert capacity.trend(ramp) == pytest.approx(2.0 / 15)
+
+
+def test_trend__accelerating_ramp__the_whole_window_slope():
+    curve = [(15.0 * i, 10.0 + 0.5 * i * i) for i in range(8)]
+    assert capacity.trend(curve) == pytest.approx(capacity.median_slope(curve))
+    assert capacity.trend(curve) > 0
+
+
+def test_trend__step_over_a_few_readings__not_a_trend():
+    # A step from 2 to 7 spread over three readings, then flat: the window's median slope
+    # is positive, but the older half does not rise.
+    step = [(15.0 * i, v) for i, v in enumerate([2.0, 2, 2, 2, 4.5, 6.5, 7, 7])]
+    assert capacity.median_slope(step) > 0
+    assert capacity.trend(step) == 0.0
+    # Flat before, flat after: neither half rises.
+    assert capacity.trend([(15.0 * i, v) for i, v in enumerate([2.0] * 4 + [7.0] * 4)]) == 0.0
+
+
+def test_trend__falling_or_too_few_readings__zero():
+    assert capacity.trend([(0.0, 5.0), (15.0, 4.0), (30.0, 3.0), (45.0, 2.0)]) == 0.0
+    assert capacity.trend([(0.0, 1.0), (15.0, 2.0), (30.0, 3.0)]) == 0.0
+
+
+def test_trend_level__the_line_at_now():
+    samples = [(0.0, 1.0), (15.0, 2.0), (30.0, 3.0)]
+    assert capacity.trend_level(samples, 1.0 / 15, 45.0) == pytest.approx(4.0)
+
+
+def test_learn__within_a_cold_start_and_a_minute_of_a_scale_up__never_down():
+    # A breach with a backlog at half the estimate would move it down ...
+    policy = _policy(latency_slo_s=2.0)
+    obs = _obs(4.0, 40.0, ttft_p95=5.0)
+    history = engine.History(demand_samples=_level(4.0), capacity=engine.Capacity(2.0, 5))
+    assert _decide(policy, obs, current=4, history=history).capacity.per_replica < 2.0
+    # ... but not while replicas added by a scale-up 100 s ago may have just turned ready
+    # (their first requests have not finished yet).
+    joined = engine.History(
+        demand_samples=_level(4.0),
+        capacity=engine.Capacity(2.0, 5),
+        scale_events=((NOW - 100, 2, 4),),
+    )
+    assert _decide(policy, obs, current=4, history=joined).capacity is None
+    assert capacity.settling(policy, joined, NOW)
+    # After the cold start (90 s) and a minute, or after a scale-down, it learns again.
+    assert not capacity.settling(policy, joined, NOW + 51)
+    down = engine.History(scale_events=((NOW - 100, 4, 2),))
+    assert not capacity.settling(policy, down, NOW)
 
 
 def test_decide__one_jump__not_extrapolated_as_a_trend():
@@ -418,3 +515,47 @@ def test_decide__reading_within_counting_noise__sized_from_the_last_minute():
     d = _decide(_policy(initial_capacity=0.05), _obs(1.4), current=28, history=history)
     assert "1.1 req/s over 60 s" in d.reason
     assert d.desired_replicas == 28  # 1.1 / 0.04 = 27.5, not 1.4 / 0.04 = 35
+
+
+def test_significant__slope_against_the_scatter_of_a_fitted_slope():
+    # Eight readings 15 s apart: sqrt(sum (t - mean t)^2) = 15 * sqrt(42) = 97.2.
+    samples = [(15.0 * i, 1.0) for i in range(8)]
+    # Each reading scatters by 0.3: a slope of 0.01/s is 3.2 sigmas, 0.008/s only 2.6.
+    assert capacity.significant(samples, 0.01, 0.3)
+    assert not capacity.significant(samples, 0.008, 0.3)
+    assert capacity.significant(samples, 1e-9, 0.0)  # no counting noise known
+
+
+def test_decide__slow_rise_within_counting_noise__not_extrapolated():
+    # 0.9 → 1.53 req/s, 0.006 req/s per second, read every 15 s: each reading scatters by
+    # ~0.3 (1.4 req/s over 15 s), so a fitted slope scatters by 0.3 / 97.2 = 0.0031 per
+    # second; 0.006 is under 3 of those, and extrapolating it would add 0.9 req/s.
+    values = [0.9, 0.99, 1.08, 1.17, 1.26, 1.35, 1.44]
+    history = engine.History(demand_samples=_readings(values))
+    d = _decide(_policy(initial_capacity=0.05), _obs(1.53), current=28, history=history)
+    assert "rising" not in d.reason
+    assert d.desired_replicas == 35  # the minute's mean 1.395 / 0.04 = 34.9
+
+
+def test_decide__reading_well_below_the_ramp__rise_has_stopped():
+    # 20, 22, ..., 32 req/s, then 26: the line through the earlier readings is at 34 now,
+    # and 26 is below it by more than the counting noise (2 x sqrt(29 / 15) = 2.8).
+    history = engine.History(demand_samples=_readings([20.0, 22, 24, 26, 28, 30, 32]))
+    d = _decide(_policy(), _obs(26.0), current=20, history=history)
+    assert "in one cold start" not in d.reason  # not extrapolated
+    # 26 is within the noise of the last minute's mean (29): (26 + 28 + 30 + 32) / 4 / 1.6.
+    assert d.desired_replicas == 20  # 29 / 1.6 = 18.1, within the tolerance of 20
+    # On the line the ramp goes on.
+    on = _decide(_policy(), _obs(34.0), current=20, history=history)
+    assert "in one cold start" in on.reason
+
+
+def test_decide__demand_rising_but_not_a_trend__no_scale_down():
+    # Flat, then rising in the newer half only (the start of an accelerating ramp): not
+    # extrapolated (the older half does not rise), but nothing is removed while it rises.
+    history = engine.History(demand_samples=_readings([10.0, 10.0, 10.0, 12.0, 15.0, 18.0]))
+    d = _decide(_policy(initial_capacity=18.0), _obs(23.0), current=3, history=history)
+    assert "in one cold start" not in d.reason
+    assert d.desired_replicas == 3  # 23 / 14.4 = 1.6 → 2 without the hold
+    assert "demand has been rising (" in d.reason
+    assert "per minute over the last 120 s), so no scale-down; holding at 3" in d.reason

@@ -200,3 +200,36 @@ def test_step__falling_demand__per_minute_scale_down_within_the_fraction(policy,
         before = [c for t, c in at if t <= now - 60]
         period_start = before[-1]
         assert count >= floor_count(period_start * (100 - percent) / 100)
+
+
+@st.composite
+def dense_scenarios(draw):
+    """Readings every 15 s up to now (ramps, steps and noise: where the trend acts)."""
+    policy = draw(policies())
+    n = draw(st.integers(0, 9))
+    values = draw(st.lists(rates, min_size=n, max_size=n))
+    history = engine.History(
+        demand_samples=tuple((NOW - 15.0 * (n - i), v) for i, v in enumerate(values)),
+        capacity=draw(st.one_of(st.none(), st.just(engine.Capacity(1.0, 3)))),
+    )
+    current = draw(st.integers(1, policy.max_replicas))
+    return policy, history, engine.ReplicaState(spec=current, ready=current)
+
+
+@PROPS
+@given(dense_scenarios(), rates, rates, backlogs)
+def test_decide__more_demand_with_a_trend_in_the_readings__never_fewer_replicas(s, a, b, backlog):
+    policy, history, state = s
+    low, high = sorted((a, b))
+    d_low = engine.decide(policy, _obs(low, backlog), history, NOW, replicas=state)
+    d_high = engine.decide(policy, _obs(high, backlog), history, NOW, replicas=state)
+    assert d_low.recommendation <= d_high.recommendation
+    assert d_low.desired_replicas <= d_high.desired_replicas
+
+
+@PROPS
+@given(dense_scenarios(), rates, backlogs)
+def test_decide__readings_every_interval__within_min_max(s, rate, backlog):
+    policy, history, state = s
+    d = engine.decide(policy, _obs(rate, backlog), history, NOW, replicas=state)
+    assert policy.min_replicas <= d.desired_replicas <= policy.max_replicas
