@@ -86,6 +86,10 @@ def _obs(rate, backlog, latency=None):
 @PROPS
 @given(scenarios(), rates, backlogs)
 def test_decide__any_demand__within_min_max(s, rate, backlog):
+    _assert_within_min_max(s, rate, backlog)
+
+
+def _assert_within_min_max(s, rate, backlog):
     policy, history, state = s
     d = engine.decide(policy, _obs(rate, backlog), history, NOW, replicas=state)
     assert policy.min_replicas <= d.desired_replicas <= policy.max_replicas
@@ -229,6 +233,4 @@ def test_decide__more_demand_with_a_trend_in_the_readings__never_fewer_replicas(
 @PROPS
 @given(dense_scenarios(), rates, backlogs)
 def test_decide__readings_every_interval__within_min_max(s, rate, backlog):
-    policy, history, state = s
-    d = engine.decide(policy, _obs(rate, backlog), history, NOW, replicas=state)
-    assert policy.min_replicas <= d.desired_replicas <= policy.max_replicas
+    _assert_within_min_max(s, rate, backlog)
