@@ -66,6 +66,7 @@ from apps.logs.wire.types import (
     PlainEntries,
     PushedEntry,
     PushedStream,
+    all_distinct,
     entry_times,
 )
 
@@ -278,11 +279,7 @@ def _plain_columns(
         trace_ids = list(map(str.encode, map(_TRACE_IDS, entries)))
         span_ids = list(map(str.encode, map(_SPAN_IDS, entries)))
         unique = False
-    if (
-        not unique
-        and len(set(times)) != count
-        and len(set(zip(times, lines, strict=True))) != count
-    ):
+    if not unique and not all_distinct(times, lines):
         return None
     encoded = list(map(str.encode, lines))
     empty: list[bytes] = []  # never changed: every row may share it
@@ -474,8 +471,8 @@ class ClickHouseLogStore:
                 columnar=True,
                 settings=_AS_BYTES,
             )
-        if unclaimed - set(new):
-            self._claim_stored(team_id, sorted(unclaimed - set(new)))
+        if unclaimed.difference(new):
+            self._claim_stored(team_id, sorted(unclaimed.difference(new)))
         return WriteResult(
             stored=stored, duplicates=total - stored, streams=len(written), bytes=stored_bytes
         )
@@ -503,11 +500,11 @@ class ClickHouseLogStore:
         )
         if not rows:
             return
+        newest = dict(rows)
+        keys = self._claim_keys(team_id, list(newest))
         try:
-            client = default_redis(self._claim_keys(team_id, sids[:1])[0])
+            client = default_redis(keys[0])
             if client is not None:
-                newest = dict(rows)
-                keys = self._claim_keys(team_id, list(newest))
                 _CLAIM(client, keys, [*(f"{t:020d}" for t in newest.values()), CLAIM_TTL_MS])
         except Exception:  # noqa: BLE001 - a claim left low only costs later checks
             logger.warning("logs-clickhouse-claim-unavailable", team_id=team_id)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from .labels import format_labels
-from .types import Pairs, PlainEntries, PushedEntry, PushedStream, utf8_size
+from .types import Pairs, PlainEntries, PushedEntry, PushedStream, all_distinct, utf8_size
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 HOUR_NS = 3600 * 1_000_000_000
@@ -223,9 +223,7 @@ def _plain_size(
     if limits.max_line_size and longest * 4 > limits.max_line_size:
         if max(map(utf8_size, lines)) > limits.max_line_size:
             return None
-    count = len(entries)
-    # Distinct times (the usual stream) make distinct entries; else the lines decide.
-    if len(set(times)) != count and len(set(zip(times, lines, strict=True))) != count:
+    if not all_distinct(times, lines):
         return None
     return utf8_size("".join(lines))
 
