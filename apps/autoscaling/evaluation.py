@@ -202,7 +202,13 @@ def deployment_evaluate(
         return enforce and to_set != status.spec_replicas
 
     decision, new_history = engine.step(
-        policy, observations, history, now, replicas=replicas, applied=applied
+        policy,
+        observations,
+        history,
+        now,
+        replicas=replicas,
+        applied=applied,
+        between_scrapes=bool(fast),
     )
     desired, rule, reason = decision.desired_replicas, decision.rule, decision.reason
     if pinned:

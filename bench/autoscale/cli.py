@@ -407,6 +407,7 @@ def build_cells(args: argparse.Namespace) -> list[tuple[Cell, SimConfig]]:
         drain_s=args.drain,
         max_replicas=10_000,
         routing=args.routing,
+        fast_period_s=args.fast_path,
     )
     cells: list[tuple[Cell, SimConfig]] = []
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -479,6 +480,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-period", type=float, default=15.0, help="seconds (15)")
     p.add_argument("--scrape-delay", type=float, default=15.0, help="seconds (15)")
     p.add_argument("--drain", type=float, default=45.0, help="drain time on removal, s (45)")
+    p.add_argument(
+        "--fast-path",
+        type=float,
+        default=0.0,
+        help="ours' fast path: replica metrics read every this many s, 0 = off (0)",
+    )
     p.add_argument("--ttft-slo", type=float, default=2.0, help="seconds (2)")
     p.add_argument("--itl-slo", type=float, default=0.2, help="mean inter-token, s (0.2)")
     p.add_argument("--slo-target", type=float, default=0.99, help="share within SLO (0.99)")

@@ -31,7 +31,7 @@ from bench.autoscale.hpa_reference import (
     hpa_pods_metric_replicas,
     hpa_stabilize,
 )
-from bench.autoscale.sim import MetricsView, ScaleState
+from bench.autoscale.sim import FastReading, MetricsView, ScaleState
 
 # =====================================================================================
 # Static
@@ -548,19 +548,32 @@ class Ours:
         return None
 
     def decide(self, view: MetricsView, state: ScaleState) -> int:
-        now = state.now
-        observations = self.observations(view)
+        return self.step(self.observations(view), state, self.measured(view))
+
+    def step(
+        self,
+        observations: dict[str, engine.Obs],
+        state: ScaleState,
+        measured: int | None,
+        between_scrapes: bool = False,
+    ) -> int:
         replicas = engine.ReplicaState(
             spec=state.spec,
             ready=state.ready,
             starting=state.starting,
             observed_spec=state.spec,
             last_applied=self.last_applied,
-            measured=self.measured(view),
+            measured=measured,
         )
         # The simulation carries out every decision at once.
         decision, self.history = engine.step(
-            self.policy, observations, self.history, now, replicas=replicas, applied=True
+            self.policy,
+            observations,
+            self.history,
+            state.now,
+            replicas=replicas,
+            applied=True,
+            between_scrapes=between_scrapes,
         )
         self.last_decision = decision
         self.rules[decision.rule] += 1
@@ -650,6 +663,29 @@ class OursV2(Ours):
             else engine.Obs(None, status="missing", reason="no first token in the window")
         )
         return out
+
+    def fast(self, reading: FastReading, view: MetricsView, state: ScaleState) -> int | None:
+        """The product's fast path (``apps.autoscaling.evaluation.fast_path_evaluate``):
+        the replicas' own waiting, running and finished requests replace the scraped
+        ones; when the engine then asks for more than is set or on the way, the full
+        evaluation runs at once with them (and is kept in the history, as there);
+        otherwise nothing happens until the next evaluation."""
+        observations = self.observations(view)
+        observations["queue_length"] = engine.Obs(reading.waiting, 0.0)
+        observations["running_requests"] = engine.Obs(reading.running, 0.0)
+        if reading.finished_rate is not None:
+            observations["request_rate"] = engine.Obs(reading.finished_rate, 0.0)
+        known = max(state.ready, self.last_applied or 0)
+        quick = engine.decide(
+            self.policy,
+            observations,
+            self.history,
+            state.now,
+            replicas=engine.ReplicaState(spec=known, ready=state.ready),
+        )
+        if quick.recommendation <= known:
+            return None
+        return self.step(observations, state, state.ready, between_scrapes=True)
 
 
 # =====================================================================================

@@ -87,6 +87,10 @@ class SimConfig:
     seed: int = 0
     routing: str = "queue"
     standby: int = 0  # standby replicas kept asleep beside the spec (vLLM sleep mode)
+    # The fast path (apps.metrics.fastpath): every fast_period_s between evaluations, a
+    # controller with a ``fast`` method reads the ready replicas' own metrics, as they are
+    # now, and may scale up at once. 0: none.
+    fast_period_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -96,6 +100,11 @@ class SimConfig:
         ratio = self.eval_period_s / self.sample_s
         if abs(ratio - round(ratio)) > 1e-9:
             raise ValueError("eval_period_s must be a whole multiple of sample_s")
+        if self.fast_period_s < 0:
+            raise ValueError("fast_period_s must be >= 0")
+        fast = self.fast_period_s / self.sample_s
+        if self.fast_period_s and abs(fast - round(fast)) > 1e-9:
+            raise ValueError("fast_period_s must be a whole multiple of sample_s")
         if self.drain_s < 0:
             raise ValueError("drain_s must be >= 0")
         if self.standby < 0:
@@ -270,6 +279,25 @@ class Controller(Protocol):
     def decide(self, view: MetricsView, state: ScaleState) -> int: ...
 
 
+@dataclass(frozen=True)
+class FastReading:
+    """What the fast path reads from the ready replicas themselves at ``now``, with no
+    scrape delay: their waiting (the gateway's queue included) and running requests, and
+    the finished requests per second since the previous read (None at the first)."""
+
+    now: float
+    waiting: float
+    running: float
+    finished_rate: float | None
+
+
+class FastController(Protocol):
+    """A controller that also takes the fast path: ``fast`` returns the count to scale
+    to at once, or None to leave the count to the next evaluation."""
+
+    def fast(self, reading: FastReading, view: MetricsView, state: ScaleState) -> int | None: ...
+
+
 @dataclass
 class RunResult:
     trace: str
@@ -438,6 +466,21 @@ def run(
     actions = 0
     lo = hi = spec
     timeline: list[tuple[float, int, int]] = [(0.0, spec, dep.ready_replicas)]
+    fast_every = round(cfg.fast_period_s / cfg.sample_s) if cfg.fast_period_s else 0
+    fast_controller: FastController | None = (
+        controller if fast_every and hasattr(controller, "fast") else None  # type: ignore[assignment]
+    )
+    fast_last: tuple[float, float] | None = None  # (time, finished) of the previous read
+
+    def apply(desired: int) -> None:
+        nonlocal spec, actions, lo, hi
+        desired = max(cfg.min_replicas, min(cfg.max_replicas, int(desired)))
+        if desired != spec:
+            dep.scale(desired, drain_s=cfg.drain_s)
+            spec = desired
+            actions += 1
+            lo, hi = min(lo, spec), max(hi, spec)
+
     for k in range(1, steps + 1):
         t = k * cfg.sample_s
         dep.advance(t)
@@ -448,19 +491,35 @@ def run(
             at_max_s += cfg.sample_s
         if k % eval_every == 0 or k == 1:  # counters are scraped every evaluation period
             counters, ttft = _counters(dep)
-        log.record(t, _sample(dep, t), counters, ttft)
+        sample = _sample(dep, t)
+        log.record(t, sample, counters, ttft)
+        if fast_controller is not None and k % fast_every == 0:
+            # The replicas' own counters, read every fast period whatever else happens.
+            finished = float(dep.totals().stats.success)
+            rate = None if fast_last is None else (finished - fast_last[1]) / (t - fast_last[0])
+            fast_last = (t, finished)
+            if k % eval_every:
+                reading = FastReading(t, sample["waiting"], sample["running"], rate)
+                state = ScaleState(
+                    t,
+                    spec,
+                    dep.ready_replicas,
+                    _starting_times(dep, t),
+                    cfg.min_replicas,
+                    cfg.max_replicas,
+                )
+                quick = fast_controller.fast(
+                    reading, MetricsView(log, t, cfg.scrape_delay_s), state
+                )
+                if quick is not None:
+                    apply(quick)
+                    timeline.append((t, spec, dep.ready_replicas))
         if k % eval_every:
             continue
         state = ScaleState(
             t, spec, dep.ready_replicas, _starting_times(dep, t), cfg.min_replicas, cfg.max_replicas
         )
-        desired = controller.decide(MetricsView(log, t, cfg.scrape_delay_s), state)
-        desired = max(cfg.min_replicas, min(cfg.max_replicas, int(desired)))
-        if desired != spec:
-            dep.scale(desired, drain_s=cfg.drain_s)
-            spec = desired
-            actions += 1
-            lo, hi = min(lo, spec), max(hi, spec)
+        apply(controller.decide(MetricsView(log, t, cfg.scrape_delay_s), state))
         timeline.append((t, spec, dep.ready_replicas))
     end = steps * cfg.sample_s
     # Serve what is still in flight with the count frozen (bounded: a stuck queue ends it).

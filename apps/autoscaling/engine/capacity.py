@@ -27,6 +27,7 @@ from .types import (
     Proposal,
     Target,
     ceil_count,
+    taken,
 )
 
 # The requests the replicas are running: with the backlog, what the deployment holds. When
@@ -100,9 +101,12 @@ def drain_s(policy: Policy) -> float:
 
 
 def held_growth(signals: Mapping[str, float], history: History, now: float) -> float | None:
-    """Requests/s by which what the deployment holds (the sum of ``signals``' readings now)
-    changed since the previous reading of all of them, taken at one time: arrivals not
-    finished, negative while a backlog drains. None without a previous reading."""
+    """Requests/s by which what the deployment holds (the sum of ``signals``' readings,
+    taken at ``now``) changed since the previous reading of all of them, taken at one time:
+    arrivals not finished, negative while a backlog drains. None without a previous
+    reading. Times are when the values were taken (:func:`.types.taken`), not when they
+    were decided on: a reading just taken from the replicas (the fast path) beside one
+    scraped a scrape delay earlier spans that delay too."""
     earlier: dict[float, dict[str, float]] = {}
     for name in signals:
         for t, v in history.signal_samples.get(name, ()):
@@ -295,7 +299,9 @@ def size(
         running = read(observations.get(RUNNING_SIGNAL), policy)
         if unit(target.signal) == "req/s" and running.status == OK and running.value is not None:
             held[RUNNING_SIGNAL] = running.value
-    growth = held_growth(held, history, now) if held else 0.0
+    growth = (
+        held_growth(held, history, taken(observations.get(cs.backlog_signal), now)) if held else 0.0
+    )
     # The first reading has no earlier one to tell the growth of what is held by: it
     # sizes, but is not kept as a demand sample (trend and peak would read the finished
     # requests of a start, well below what arrives, and the next reading as a rise).

@@ -31,6 +31,7 @@ from .types import (
     Proposal,
     ceil_count,
     floor_count,
+    taken,
 )
 
 # --------------------------------------------------------------------------- facts
@@ -80,10 +81,12 @@ def short_window(
     if o is not None and o.panic_value is not None:
         pv = o.panic_value
         return pv if math.isfinite(pv) and pv >= 0 else None
+    # Samples are stamped with when they were taken: the window ends at this reading's.
+    at = taken(o, now)
     window = [
         v
         for t, v in history.signal_samples.get(signal, ())
-        if now - policy.panic_window_s < t < now and math.isfinite(v) and v >= 0
+        if at - policy.panic_window_s < t < at and math.isfinite(v) and v >= 0
     ]
     # The reading being decided on is the freshest sample there is. Without it a loop that
     # evaluates less often than the panic window (10 s vs Knative's 6 s) would never see a

@@ -7,9 +7,10 @@ observations and replica counts come from and whether a change was applied.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from .decide import decide
-from .types import OK, Decision, History, Obs, Policy, ReplicaState
+from .types import OK, Decision, History, Obs, Policy, ReplicaState, taken
 
 Applied = bool | Callable[[Decision], bool]
 
@@ -22,6 +23,7 @@ def step(
     *,
     replicas: ReplicaState,
     applied: Applied,
+    between_scrapes: bool = False,
 ) -> tuple[Decision, History]:
     """Decide, then return the decision and the history for the next step.
 
@@ -39,11 +41,22 @@ def step(
     reading of ``observations`` as a signal sample, kept for ``Policy.stable_window_s`` (the
     short-window values panic mode reads). Samples and events older than
     ``Policy.history_horizon_s`` are dropped.
+
+    ``between_scrapes``: the observations include the fast path's (a couple of seconds of
+    the replicas' own counters, :mod:`apps.metrics.fastpath`); the decision is made and
+    recorded, but its demand is not kept as a demand sample and nothing it learned about
+    capacity is kept.
     """
     decision = decide(policy, observations, history, now, replicas=replicas)
     was_applied = applied(decision) if callable(applied) else applied
+    kept = decision
+    if between_scrapes:
+        # A fast-path reading (a couple of seconds of replica counters) scales up, but is
+        # too short and too noisy to be a demand sample for the trend and the peak, or to
+        # teach capacity: those stay with the regular evaluations.
+        kept = replace(decision, demand=None, capacity=None)
     advanced = history.advance(
-        decision,
+        kept,
         now,
         applied=was_applied,
         keep_s=policy.history_horizon_s,
@@ -54,7 +67,9 @@ def step(
     for name, obs in observations.items():
         if obs.status == OK and obs.value is not None:
             kept = tuple(s for s in signals.get(name, ()) if s[0] > now - policy.stable_window_s)
-            signals[name] = (*kept, (now, float(obs.value)))
+            # Stamped with the time the value describes: readings of different ages (the
+            # fast path's, just read, beside scraped ones) then compare over true spans.
+            signals[name] = (*kept, (taken(obs, now), float(obs.value)))
     return decision, History(
         advanced.recommendations,
         advanced.scale_events,

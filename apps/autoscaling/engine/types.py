@@ -31,6 +31,12 @@ DAY_S: Final = 86400
 EPS: Final = 1e-12
 
 
+def taken(obs: Obs | None, now: float) -> float:
+    """When the value of ``obs`` read at ``now`` was taken: ``now`` less its age, if known."""
+    age = obs.age_s if obs is not None and obs.age_s is not None else 0.0
+    return now - max(0.0, age) if math.isfinite(age) else now
+
+
 def ceil_count(x: float) -> int:
     return math.ceil(x - EPS * max(1.0, abs(x)))
 

@@ -91,6 +91,48 @@ def test_decide__backlog_growth__counts_as_demand_the_replicas_did_not_finish():
     assert "demand 10 req/s (8 finished + 2 backlog growth)" in d.reason
 
 
+def test_step__signal_samples__stamped_when_taken_not_when_decided():
+    obs = {
+        "request_rate": engine.Obs(4.0, 15.0),
+        "queue_length": engine.Obs(6.0, 15.0),
+        "running_requests": engine.Obs(8.0, 15.0),
+    }
+    _, history = engine.step(
+        _policy(),
+        obs,
+        engine.History(),
+        NOW,
+        replicas=engine.ReplicaState(spec=3, ready=3),
+        applied=True,
+    )
+    assert history.signal_samples["queue_length"][-1] == (NOW - 15.0, 6.0)
+    assert history.signal_samples["running_requests"][-1] == (NOW - 15.0, 8.0)
+
+
+def test_decide__fast_reading_after_a_scraped_one__growth_over_the_span_between_their_values():
+    # The last evaluation (2 s ago) read values scraped 15 s before it; the replicas, read
+    # just now, hold 17 more requests: they arrived over 17 s, not 2 s.
+    policy = _policy(backlog_signal="queue_length")
+    scraped = {
+        "request_rate": engine.Obs(2.0, 15.0),
+        "queue_length": engine.Obs(0.0, 15.0),
+        "running_requests": engine.Obs(4.0, 15.0),
+    }
+    _, history = engine.step(
+        policy,
+        scraped,
+        engine.History(),
+        NOW,
+        replicas=engine.ReplicaState(spec=3, ready=3),
+        applied=True,
+    )
+    fast = _obs(2.0, 17.0, running_requests=4.0)  # age 0
+    d = _decide(policy, fast, 3, history, now=NOW + 2.0)
+    # 2 finished + 17 / 17 growth = 3 req/s (over the 2 s between decisions: 10.5).
+    assert d.demand == pytest.approx(3.0)
+    assert "demand 3 req/s (2 finished + 1 held growth)" in d.reason
+
+
 def _level(value, now=NOW, n=3, step=15.0):
     """``n`` demand samples of ``value``, ``step`` apart, ending one step before ``now``."""
     return tuple((now - step * (n - i), value) for i in range(n))
@@ -559,3 +601,21 @@ def test_decide__demand_rising_but_not_a_trend__no_scale_down():
     assert d.desired_replicas == 3  # 23 / 14.4 = 1.6 → 2 without the hold
     assert "demand has been rising (" in d.reason
     assert "per minute over the last 120 s), so no scale-down; holding at 3" in d.reason
+
+
+def test_step__between_scrapes__decided_and_recorded__no_demand_sample_nothing_learned():
+    policy = _policy(latency_slo_s=2.0)
+    # Saturated and within the SLO: a regular evaluation would learn 3 req/s per replica.
+    obs = _obs(12.0, 40.0, ttft_p95=0.5)
+    replicas = engine.ReplicaState(spec=4, ready=4)
+    regular, kept = engine.step(policy, obs, engine.History(), NOW, replicas=replicas, applied=True)
+    assert kept.demand_samples == ((NOW, regular.demand),)
+    assert kept.capacity is not None
+    fast, after = engine.step(
+        policy, obs, engine.History(), NOW, replicas=replicas, applied=True, between_scrapes=True
+    )
+    assert fast.desired_replicas == regular.desired_replicas
+    assert after.scale_events == kept.scale_events
+    assert after.signal_samples == kept.signal_samples
+    assert after.demand_samples == ()
+    assert after.capacity is None

@@ -172,6 +172,15 @@ def test_fast_path_evaluate__burst_between_scrapes__decided_at_once__quiet__left
         assert record.desired_replicas == 4
         assert "backlog 120 over 60 s" in record.reason
         assert record.inputs["observations"]["queue_length"]["value"] == 120.0
+        # Its readings are kept (as of when they were read) for the next growth, but two
+        # seconds of counters are no demand sample, and nothing is learned from them.
+        from apps.autoscaling.evaluation import history_load
+        from apps.autoscaling.models import DeploymentControl
+
+        history = history_load(DeploymentControl.objects.get(deployment=dep).history)
+        assert history.signal_samples["queue_length"][-1] == (now + 4, 120.0)
+        assert history.demand_samples == ()
+        assert history.capacity is None
     finally:
         a.server.stop()
         b.server.stop()

@@ -122,7 +122,8 @@ def test_ours__kv_above_target__engine_decision_applied_and_history_kept() -> No
     assert desired == 7
     assert ours.last_applied == 7
     assert ours.history.scale_events == ((30.0, 4, 7),)
-    assert ours.history.signal_samples["kv_cache_usage"] == ((30.0, 0.8),)
+    # Kept with the time the reading was taken: 15 s of scrape delay before the decision.
+    assert ours.history.signal_samples["kv_cache_usage"] == ((15.0, 0.8),)
     assert ours.rules["target:kv_cache_usage"] == 1
 
 

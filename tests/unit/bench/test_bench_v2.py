@@ -11,7 +11,7 @@ from apps.fleetsim.histograms import VLLM_TTFT_BUCKETS, Histogram
 from apps.fleetsim.profiles import L4
 from apps.fleetsim.workload import Request
 from bench.autoscale import cli, policies
-from bench.autoscale.sim import MetricLog, MetricsView, ScaleState, SimConfig, run
+from bench.autoscale.sim import FastReading, MetricLog, MetricsView, ScaleState, SimConfig, run
 
 
 class Watching:
@@ -126,3 +126,53 @@ def test_parse_ours_settings__numbers_of_known_settings_only() -> None:
         cli.parse_ours_settings(["latency_signal=ttft"])
     with pytest.raises(ValueError, match="not a number"):
         cli.parse_ours_settings(["learn_rate=fast"])
+
+
+class FastRecording:
+    """Holds its count; records when the fast path asks it and what it read."""
+
+    def __init__(self) -> None:
+        self.name = "recording"
+        self.fast_reads: list[tuple[float, float | None]] = []
+        self.decided: list[float] = []
+
+    def decide(self, view: MetricsView, state: ScaleState) -> int:
+        self.decided.append(state.now)
+        return state.spec
+
+    def fast(self, reading: FastReading, view: MetricsView, state: ScaleState) -> int | None:
+        self.fast_reads.append((reading.now, reading.finished_rate))
+        return None
+
+
+def test_fast_path__asked_every_period_between_evaluations__live_finished_rate() -> None:
+    requests = [Request(0.25 + 0.5 * i, 16, 1) for i in range(240)]
+    rec = FastRecording()
+    cfg = SimConfig(initial_replicas=1, max_replicas=1, fast_period_s=2.0)
+    run("t", requests, 60.0, rec, cfg)
+    assert [t for t, _ in rec.fast_reads] == [float(t) for t in range(2, 60, 2) if t % 15]
+    assert rec.decided == [15.0, 30.0, 45.0, 60.0]
+    rates = dict(rec.fast_reads)
+    assert rates[2.0] is None  # no earlier read to take a rate from
+    # No scrape delay: two tiny requests a second, each done within the second it came.
+    assert all(rate == pytest.approx(2.0) for t, rate in rec.fast_reads if t > 2.0)
+
+
+def _first_scale_up(fast_period_s: float) -> float:
+    # 1 request/s for a minute, then 8/s: a step the fast path sees within seconds.
+    requests = [Request(0.5 + i, 16, 1) for i in range(60)]
+    requests += [Request(60.0625 + 0.125 * i, 16, 1) for i in range(480)]
+    ours = policies.OursV2(_policy(), interval_s=15.0)
+    cfg = SimConfig(initial_replicas=2, max_replicas=8, fast_period_s=fast_period_s)
+    result = run("t", requests, 120.0, ours, cfg)
+    return min(t for t, spec, _ in result.timeline if spec > 2)
+
+
+def test_fast_path__ours__scales_up_on_a_step_before_the_next_scrape_shows_it() -> None:
+    assert _first_scale_up(2.0) < 66.0
+    assert _first_scale_up(0.0) >= 75.0  # the scrape shows the step 15 s late
+
+
+def test_fast_path__period_not_a_multiple_of_the_sample__refused() -> None:
+    with pytest.raises(ValueError, match="fast_period_s"):
+        SimConfig(fast_period_s=2.5)
