@@ -49,14 +49,14 @@ def step(
     """
     decision = decide(policy, observations, history, now, replicas=replicas)
     was_applied = applied(decision) if callable(applied) else applied
-    kept = decision
+    recorded = decision
     if between_scrapes:
         # A fast-path reading (a couple of seconds of replica counters) scales up, but is
         # too short and too noisy to be a demand sample for the trend and the peak, or to
         # teach capacity: those stay with the regular evaluations.
-        kept = replace(decision, demand=None, capacity=None)
+        recorded = replace(decision, demand=None, capacity=None)
     advanced = history.advance(
-        kept,
+        recorded,
         now,
         applied=was_applied,
         keep_s=policy.history_horizon_s,
