@@ -472,6 +472,11 @@ def run(
     )
     fast_last: tuple[float, float] | None = None  # (time, finished) of the previous read
 
+    def state_at(t: float) -> ScaleState:
+        return ScaleState(
+            t, spec, dep.ready_replicas, _starting_times(dep, t), cfg.min_replicas, cfg.max_replicas
+        )
+
     def apply(desired: int) -> None:
         nonlocal spec, actions, lo, hi
         desired = max(cfg.min_replicas, min(cfg.max_replicas, int(desired)))
@@ -500,26 +505,14 @@ def run(
             fast_last = (t, finished)
             if k % eval_every:
                 reading = FastReading(t, sample["waiting"], sample["running"], rate)
-                state = ScaleState(
-                    t,
-                    spec,
-                    dep.ready_replicas,
-                    _starting_times(dep, t),
-                    cfg.min_replicas,
-                    cfg.max_replicas,
-                )
-                quick = fast_controller.fast(
-                    reading, MetricsView(log, t, cfg.scrape_delay_s), state
-                )
+                view = MetricsView(log, t, cfg.scrape_delay_s)
+                quick = fast_controller.fast(reading, view, state_at(t))
                 if quick is not None:
                     apply(quick)
                     timeline.append((t, spec, dep.ready_replicas))
         if k % eval_every:
             continue
-        state = ScaleState(
-            t, spec, dep.ready_replicas, _starting_times(dep, t), cfg.min_replicas, cfg.max_replicas
-        )
-        apply(controller.decide(MetricsView(log, t, cfg.scrape_delay_s), state))
+        apply(controller.decide(MetricsView(log, t, cfg.scrape_delay_s), state_at(t)))
         timeline.append((t, spec, dep.ready_replicas))
     end = steps * cfg.sample_s
     # Serve what is still in flight with the count frozen (bounded: a stuck queue ends it).
