@@ -340,9 +340,8 @@ def size(
             rising = 0.0
     lead = policy.cold_start_s
     if earlier:
-        o = observations.get(target.signal)
-        age = o.age_s if o is not None and o.age_s is not None else 0.0
-        lead += max(0.0, age) + (now - earlier[-1][0])
+        # The readings' age (now less when they were taken) and one interval.
+        lead += (now - taken(observations.get(target.signal), now)) + (now - earlier[-1][0])
     if rise > 0 and demand < trend_level(past, rise, now) - noise:
         # This reading is well below the line through the earlier ones: the rise has
         # stopped (the top of a ramp). Only a low reading turns the trend off, so more
