@@ -1,10 +1,15 @@
 """Counting failed authentications (API tokens, password logins) to slow down guessing.
 
 Failures are counted in the shared cache (Redis in production, so every web worker and pod
-sees the same counts) per key — a client address, a token prefix, a username — in fixed
-windows of ``window_s`` seconds. Once a key reaches ``limit`` failures in the current
-window, attempts under it are refused until the window ends, which is the Retry-After the
-caller is given. A cache outage never locks anyone out: the counts are then skipped.
+sees the same counts) per key — a client address, a token prefix, a username — in buckets
+of a tenth of ``window_s``. A key's failures are the sum of its last eleven buckets (the
+current one and the ten before it), so a failure counts for at least ``window_s`` seconds
+and at most a tenth longer. One counter per window would forget every failure at the
+window's boundary, so failures made just before it and just after it would each get a full
+allowance. Once a key's sum reaches ``limit``, attempts under it are refused until enough
+old buckets have dropped out for the sum to fall below the limit again; that time is the
+Retry-After the caller is given. A cache outage never locks anyone out: the counts are
+then skipped.
 """
 
 from __future__ import annotations
@@ -44,30 +49,61 @@ def login_limit() -> FailureLimit:
     return FailureLimit("login", settings.LOGIN_FAILURE_LIMIT, settings.LOGIN_FAILURE_WINDOW_S)
 
 
-def _window(rule: FailureLimit, now: float) -> tuple[int, int]:
-    """The current window's number and the seconds until it ends (at least 1)."""
-    number = int(now // rule.window_s)
-    return number, max(1, math.ceil((number + 1) * rule.window_s - now))
+BUCKETS = 10  # per window; a key's count spans BUCKETS + 1 of them
 
 
-def _cache_key(rule: FailureLimit, window: int, key: str) -> str:
+def _bucket(rule: FailureLimit, now: float) -> tuple[int, float]:
+    """The number of the bucket holding ``now``, and a bucket's length in seconds."""
+    width = rule.window_s / BUCKETS
+    return int(now // width), width
+
+
+def _cache_key(rule: FailureLimit, bucket: int, key: str) -> str:
     # Hashed: keys hold user input (usernames, token prefixes) of any length and alphabet.
     digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:32]
-    return f"authfail:{_namespace}:{rule.scope}:{window}:{digest}"
+    return f"authfail:{_namespace}:{rule.scope}:{bucket}:{digest}"
+
+
+def wait_s(*, limit: int, counts: Sequence[int], bucket_end_s: float, width_s: float) -> int:
+    """Seconds until a key may be tried again (0: now). ``counts`` are its buckets, oldest
+    first, the last being the current one, which ends ``bucket_end_s`` from now; each bucket
+    is ``width_s`` long. Every bucket end drops the oldest one from the sum."""
+    if limit <= 0 or sum(counts) < limit:
+        return 0
+    left = sum(counts)
+    for dropped, count in enumerate(counts, start=1):
+        left -= count
+        if left < limit:
+            return max(1, math.ceil(bucket_end_s + (dropped - 1) * width_s))
+    raise AssertionError("unreachable: the sum of no buckets is below a positive limit")
+
+
+def _counts(
+    rule: FailureLimit, keys: Sequence[str], now: float
+) -> tuple[list[list[int]], float, float]:
+    """Each key's bucket counts (oldest first), the seconds to the current bucket's end and
+    a bucket's length."""
+    current, width = _bucket(rule, now)
+    numbers = range(current - BUCKETS, current + 1)
+    names = [[_cache_key(rule, number, key) for number in numbers] for key in keys]
+    found = cache.get_many([name for per_key in names for name in per_key])
+    counts = [[int(found.get(name, 0)) for name in per_key] for per_key in names]
+    return counts, (current + 1) * width - now, width
 
 
 def failures_blocked(*, rule: FailureLimit, keys: Sequence[str], now: float | None = None) -> int:
     """Seconds to wait when any of ``keys`` has used up its failures, else 0."""
     if rule.limit <= 0 or not keys:
         return 0
-    window, remaining = _window(rule, time.time() if now is None else now)
-    names = [_cache_key(rule, window, key) for key in keys]
     try:
-        counts = cache.get_many(names)
+        counts, bucket_end, width = _counts(rule, keys, time.time() if now is None else now)
     except Exception:  # noqa: BLE001 - an unavailable cache must not lock everyone out
         logger.warning("auth-throttle-cache-unavailable", scope=rule.scope)
         return 0
-    return remaining if any(int(count) >= rule.limit for count in counts.values()) else 0
+    return max(
+        wait_s(limit=rule.limit, counts=per_key, bucket_end_s=bucket_end, width_s=width)
+        for per_key in counts
+    )
 
 
 def failure_record(*, rule: FailureLimit, keys: Sequence[str], now: float | None = None) -> int:
@@ -75,18 +111,25 @@ def failure_record(*, rule: FailureLimit, keys: Sequence[str], now: float | None
     gone over its limit, else 0."""
     if rule.limit <= 0 or not keys:
         return 0
-    window, remaining = _window(rule, time.time() if now is None else now)
-    highest = 0
+    now = time.time() if now is None else now
+    current, width = _bucket(rule, now)
     try:
         for key in keys:
-            name = _cache_key(rule, window, key)
+            name = _cache_key(rule, current, key)
             # add() starts the count (and its expiry) without overwriting a concurrent one.
-            cache.add(name, 0, timeout=rule.window_s + 1)
-            highest = max(highest, cache.incr(name))
+            # A bucket is read for as long as it lies in a key's span.
+            cache.add(name, 0, timeout=math.ceil(rule.window_s + 2 * width) + 1)
+            cache.incr(name)
+        counts, bucket_end, width = _counts(rule, keys, now)
     except Exception:  # noqa: BLE001 - see failures_blocked()
         logger.warning("auth-throttle-cache-unavailable", scope=rule.scope)
         return 0
-    return remaining if highest > rule.limit else 0
+    waits = [
+        wait_s(limit=rule.limit, counts=per_key, bucket_end_s=bucket_end, width_s=width)
+        for per_key in counts
+        if sum(per_key) > rule.limit
+    ]
+    return max(waits, default=0)
 
 
 def failures_forget() -> None:

@@ -31,7 +31,7 @@ def test_api_token__failures_past_limit__429_json_with_retry_after(limits, roste
     assert response.status_code == 429
     assert response["Content-Type"].startswith("application/json")
     assert "Too many failed API token attempts" in response.json()["detail"]
-    assert 1 <= int(response["Retry-After"]) <= 300
+    assert 1 <= int(response["Retry-After"]) <= 300 + 30
 
 
 def test_api_token__address_locked_out__valid_token_refused_too_other_address_served(
@@ -83,7 +83,7 @@ def test_admin_login__failures_past_limit__429_and_right_password_refused(limits
         assert response.status_code == 200  # the form again, with its error
     response = _login(client, "root", "correct-horse-battery", path=path)
     assert response.status_code == 429
-    assert 1 <= int(response["Retry-After"]) <= 600
+    assert 1 <= int(response["Retry-After"]) <= 600 + 60
     assert "_auth_user_id" not in client.session
 
 
@@ -106,3 +106,63 @@ def test_login_backend__locked_out__authenticate_refuses_right_password(limits, 
     assert authenticate(request, username="root", password="correct-horse-battery") is None
     other = rf.post("/admin/login/", REMOTE_ADDR="203.0.113.9")
     assert authenticate(other, username="alpha-viewer", password="correct-horse-battery")
+
+
+# The window slides: counts per tenth of it, read through the cache at chosen times.
+
+
+def test_failures__just_before_and_after_a_window_boundary__counted_together(limits):
+    from apps.accounts.throttling import failure_record, failures_blocked, login_limit
+
+    rule = login_limit()  # 3 per 600 s
+    boundary = 600.0 * 3_000_000
+    for t in (boundary - 2, boundary - 1):
+        failure_record(rule=rule, keys=["user:root"], now=t)
+    assert failures_blocked(rule=rule, keys=["user:root"], now=boundary + 1) == 0
+    # Counters per fixed window would have started again from zero at the boundary.
+    assert failure_record(rule=rule, keys=["user:root"], now=boundary + 1) == 0
+    wait = failures_blocked(rule=rule, keys=["user:root"], now=boundary + 2)
+    # Free again once the bucket of the first two drops out of the eleven summed: 660 s
+    # after that 60 s bucket began, which was 62 s ago.
+    assert wait == 660 - 62
+    assert failures_blocked(rule=rule, keys=["user:root"], now=boundary + 2 + wait - 1) > 0
+    assert failures_blocked(rule=rule, keys=["user:root"], now=boundary + 2 + wait) == 0
+
+
+def test_failures__a_failure__counts_for_at_least_the_window(limits):
+    from apps.accounts.throttling import failure_record, failures_blocked, login_limit
+
+    rule = login_limit()
+    start = 600.0 * 3_000_002
+    for t in (start, start + 59.9, start + 60):
+        failure_record(rule=rule, keys=["ip:a"], now=t)
+    assert failures_blocked(rule=rule, keys=["ip:a"], now=start + 60 + 599) > 0
+    assert failures_blocked(rule=rule, keys=["ip:a"], now=start + 660) == 0
+
+
+def test_failure_record__past_the_limit__wait_until_the_sum_falls_below_it(limits):
+    from apps.accounts.throttling import failure_record, login_limit
+
+    rule = login_limit()
+    start = 600.0 * 3_000_004
+    assert [failure_record(rule=rule, keys=["ip:b"], now=start + 10) for _ in range(3)] == [0] * 3
+    # The fourth is over the limit; the three older ones leave when their bucket drops out
+    # of the eleven summed, 660 s after it began, and one left alone is under the limit.
+    assert failure_record(rule=rule, keys=["ip:b"], now=start + 130) == 530
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ([0] * 11, 0),
+        ([1] + [0] * 9 + [1], 0),  # two, under the limit of three
+        ([0] * 10 + [3], 7 + 100),  # the current bucket must leave: all ten bucket ends
+        ([2] + [0] * 9 + [1], 7),  # the oldest leaves at the next bucket end
+        ([1, 0, 2] + [0] * 7 + [1], 7 + 20),  # three bucket ends
+        ([0] * 10 + [9], 107),
+    ],
+)
+def test_wait_s__cases(counts, expected):
+    from apps.accounts.throttling import wait_s
+
+    assert wait_s(limit=3, counts=counts, bucket_end_s=7.0, width_s=10.0) == expected
