@@ -3,11 +3,14 @@
 The collector reads Prometheus, which scrapes every 15-30 s and then needs a rate window:
 a burst shows up a scrape or two late. This reader asks each serving replica for its
 metrics itself, as Knative's autoscaler scrapes pods, and returns the deployment's waiting
-and running requests and its finished requests per second (from the counter's change since
-the previous read), ready for the engine as ``queue_length``, ``running_requests`` and
-``request_rate``. It uses no Celery and no database: the caller keeps one
-:class:`FastReader` per deployment and calls :meth:`FastReader.read` with the members that
-membership discovery (:func:`apps.balancing.membership.members_of`) returned.
+and running requests as they are now, ready for the engine as ``queue_length`` and
+``running_requests``. A burst shows there first: what arrives beyond what the replicas
+finish piles up in them. The finished-requests rate stays the collector's: counted over a
+second or two it scatters far more than over a scrape interval (completions come in
+clumps as batches finish), and sizing on its high readings bought replicas for noise.
+It uses no Celery and no database: the caller keeps one :class:`FastReader` per deployment
+and calls :meth:`FastReader.read` with the members that membership discovery
+(:func:`apps.balancing.membership.members_of`) returned.
 
 Addresses come from discovery, never from a user, and are still checked before any
 connection (:func:`member_refusal`): only IP literals (no DNS, so nothing to rebind),
@@ -23,7 +26,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
 import requests
@@ -52,21 +55,14 @@ class Member(Protocol):
 class FrameworkMetrics(NamedTuple):
     waiting: str
     running: str | None
-    finished: str  # a counter
 
 
 # The same series the catalogue's PromQL reads (apps/metrics/catalogue.py), per replica.
 FRAMEWORK_METRICS: Final[Mapping[str, FrameworkMetrics]] = {
-    "vllm": FrameworkMetrics(
-        "vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:request_success_total"
-    ),
-    "sglang": FrameworkMetrics(
-        "sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:num_requests_total"
-    ),
-    "tgi": FrameworkMetrics("tgi_queue_size", "tgi_batch_current_size", "tgi_request_success"),
-    "tensorrt-llm": FrameworkMetrics(
-        "nv_inference_pending_request_count", None, "nv_inference_request_success"
-    ),
+    "vllm": FrameworkMetrics("vllm:num_requests_waiting", "vllm:num_requests_running"),
+    "sglang": FrameworkMetrics("sglang:num_queue_reqs", "sglang:num_running_reqs"),
+    "tgi": FrameworkMetrics("tgi_queue_size", "tgi_batch_current_size"),
+    "tensorrt-llm": FrameworkMetrics("nv_inference_pending_request_count", None),
 }
 
 
@@ -102,8 +98,7 @@ def http_fetch(url: str) -> str:
 
 
 def sums(text: str, names: Sequence[str]) -> dict[str, float]:
-    """Each named metric summed over its series (counters may be exposed with or without
-    the ``_total`` suffix in the family name)."""
+    """Each named metric summed over its series."""
     wanted = set(names)
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
@@ -126,24 +121,20 @@ class FastReading:
 
 @dataclass
 class FastReader:
-    """Reads one deployment's serving members; keeps each member's last counter value so
-    that ``request_rate`` is the change per second since the previous read."""
+    """Reads one deployment's serving members."""
 
     framework: str
     fetch: Fetch = http_fetch
     clock: Callable[[], float] = time.monotonic
-    _last: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def read(self, members: Sequence[Member]) -> FastReading:
         metrics = FRAMEWORK_METRICS.get(self.framework)
         if metrics is None:
             raise ValueError(f"no per-replica metrics known for framework {self.framework!r}")
-        names = [n for n in (metrics.waiting, metrics.running, metrics.finished) if n]
-        waiting = running = rate = 0.0
-        rate_known = True
+        names = [n for n in (metrics.waiting, metrics.running) if n]
+        waiting = running = 0.0
         done: list[str] = []
         failed: list[tuple[str, str]] = []
-        seen: dict[str, tuple[float, float]] = {}
         now = self.clock()
         for member in members:
             if member.state != "serving":
@@ -165,24 +156,9 @@ class FastReader:
             waiting += values[metrics.waiting]
             if metrics.running:
                 running += values.get(metrics.running, 0.0)
-            count = values.get(metrics.finished)
-            if count is None:
-                rate_known = False
-                continue
-            seen[member.name] = (now, count)
-            previous = self._last.get(member.name)
-            if previous is None or now <= previous[0] or count < previous[1]:
-                # A new member or a reset counter has no rate yet, and a sum without it
-                # would read demand low: the rate is unknown this time.
-                rate_known = False
-                continue
-            rate += (count - previous[1]) / (now - previous[0])
-        self._last = seen
         values_out: dict[str, float] = {}
         if done and not failed:
             values_out["queue_length"] = waiting
             if metrics.running:
                 values_out["running_requests"] = running
-            if rate_known:
-                values_out["request_rate"] = rate
         return FastReading(now, values_out, tuple(done), tuple(failed))

@@ -666,15 +666,13 @@ class OursV2(Ours):
 
     def fast(self, reading: FastReading, view: MetricsView, state: ScaleState) -> int | None:
         """The product's fast path (``apps.autoscaling.evaluation.fast_path_evaluate``):
-        the replicas' own waiting, running and finished requests replace the scraped
-        ones; when the engine then asks for more than is set or on the way, the full
-        evaluation runs at once with them (and is kept in the history, as there);
-        otherwise nothing happens until the next evaluation."""
+        the replicas' own waiting and running requests replace the scraped ones (the
+        finished rate stays the scraped one); when the engine then asks for more than is
+        set or on the way, the full evaluation runs at once with them (and is kept in the
+        history, as there); otherwise nothing happens until the next evaluation."""
         observations = self.observations(view)
         observations["queue_length"] = engine.Obs(reading.waiting, 0.0)
         observations["running_requests"] = engine.Obs(reading.running, 0.0)
-        if reading.finished_rate is not None:
-            observations["request_rate"] = engine.Obs(reading.finished_rate, 0.0)
         known = max(state.ready, self.last_applied or 0)
         quick = engine.decide(
             self.policy,

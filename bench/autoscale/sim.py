@@ -282,13 +282,11 @@ class Controller(Protocol):
 @dataclass(frozen=True)
 class FastReading:
     """What the fast path reads from the ready replicas themselves at ``now``, with no
-    scrape delay: their waiting (the gateway's queue included) and running requests, and
-    the finished requests per second since the previous read (None at the first)."""
+    scrape delay: their waiting (the gateway's queue included) and running requests."""
 
     now: float
     waiting: float
     running: float
-    finished_rate: float | None
 
 
 class FastController(Protocol):
@@ -470,7 +468,6 @@ def run(
     fast_controller: FastController | None = (
         controller if fast_every and hasattr(controller, "fast") else None  # type: ignore[assignment]
     )
-    fast_last: tuple[float, float] | None = None  # (time, finished) of the previous read
 
     def state_at(t: float) -> ScaleState:
         return ScaleState(
@@ -498,18 +495,15 @@ def run(
             counters, ttft = _counters(dep)
         sample = _sample(dep, t)
         log.record(t, sample, counters, ttft)
-        if fast_controller is not None and k % fast_every == 0:
-            # The replicas' own counters, read every fast period whatever else happens.
-            finished = float(dep.totals().stats.success)
-            rate = None if fast_last is None else (finished - fast_last[1]) / (t - fast_last[0])
-            fast_last = (t, finished)
-            if k % eval_every:
-                reading = FastReading(t, sample["waiting"], sample["running"], rate)
-                view = MetricsView(log, t, cfg.scrape_delay_s)
-                quick = fast_controller.fast(reading, view, state_at(t))
-                if quick is not None:
-                    apply(quick)
-                    timeline.append((t, spec, dep.ready_replicas))
+        if fast_controller is not None and k % fast_every == 0 and k % eval_every:
+            # The replicas' own gauges, read every fast period between evaluations.
+            reading = FastReading(t, sample["waiting"], sample["running"])
+            quick = fast_controller.fast(
+                reading, MetricsView(log, t, cfg.scrape_delay_s), state_at(t)
+            )
+            if quick is not None:
+                apply(quick)
+                timeline.append((t, spec, dep.ready_replicas))
         if k % eval_every:
             continue
         apply(controller.decide(MetricsView(log, t, cfg.scrape_delay_s), state_at(t)))

@@ -51,7 +51,7 @@ class Clock:
         return self.t
 
 
-def test_read__two_replicas__totals_and_finished_rate_since_last_read(loopback_allowed):
+def test_read__two_replicas__waiting_and_running_totals_as_they_are_now(loopback_allowed):
     a, b = Replica(waiting=3, running=5, stop=100), Replica(waiting=1, running=2, stop=40)
     try:
         clock = Clock()
@@ -59,23 +59,16 @@ def test_read__two_replicas__totals_and_finished_rate_since_last_read(loopback_a
         members = [a.member("a"), b.member("b")]
         first = reader.read(members)
         assert first.values == {"queue_length": 4.0, "running_requests": 7.0}
-        assert "request_rate" not in first.values  # no earlier read to take a rate from
+        assert first.at == 100.0
         a.state.update(stop=110, waiting=9)
         b.state.update(stop=46)
         clock.t += 2.0
         second = reader.read(members)
-        assert second.values == {
-            "queue_length": 10.0,
-            "running_requests": 7.0,
-            "request_rate": 8.0,  # (10 + 6) / 2 s
-        }
+        # The finished counters are not read: their rate stays the collector's.
+        assert second.values == {"queue_length": 10.0, "running_requests": 7.0}
         assert second.read == ("a", "b")
         assert second.failed == ()
         assert [r.path for r in a.server.requests] == ["/metrics", "/metrics"]
-        # A counter that went back (a restarted engine) leaves the rate unknown once.
-        a.state.update(stop=3)
-        clock.t += 2.0
-        assert "request_rate" not in reader.read(members).values
     finally:
         a.server.stop()
         b.server.stop()
@@ -155,11 +148,11 @@ def test_fast_path_evaluate__burst_between_scrapes__decided_at_once__quiet__left
                 now=at,
             )
 
-        assert tick(now) is None  # first read: no rate yet, nothing asks for more
+        assert tick(now) is None  # 2 req/s scraped, nothing waiting: 2 / 1.6 = 2, as set
         clock.t += 2.0
-        a.state.update(stop=103)
+        a.state.update(stop=103, waiting=1)
         b.state.update(stop=103)
-        assert tick(now + 2) is None  # 3 req/s: 3 / 1.6 = 2 replicas, as set
+        assert tick(now + 2) is None  # (2 + 1 / 60) / 1.6: still 2
         assert not DecisionRecord.objects.exists()
 
         clock.t += 2.0
@@ -167,10 +160,11 @@ def test_fast_path_evaluate__burst_between_scrapes__decided_at_once__quiet__left
         b.state.update(stop=107, waiting=60)
         record = tick(now + 4)
         assert record is not None
-        # (4 req/s + 120 waiting / 60 s) / (2 * 0.8) = 3.75, while the scrape says 2 req/s.
+        # (2 req/s scraped + 120 waiting / 60 s) / (2 * 0.8) = 2.5: the scrape alone says 2.
         assert record.rule == "target:request_rate"
-        assert record.desired_replicas == 4
+        assert record.desired_replicas == 3
         assert "backlog 120 over 60 s" in record.reason
+        assert record.inputs["observations"]["request_rate"]["value"] == 2.0
         assert record.inputs["observations"]["queue_length"]["value"] == 120.0
         # Its readings are kept (as of when they were read) for the next growth, but two
         # seconds of counters are no demand sample, and nothing is learned from them.
@@ -191,6 +185,7 @@ def test_command__burst_on_replicas__evaluated_between_scrapes(loopback_allowed,
     """The command discovers the members from the simulator's API, reads their metrics and
     records a decision only once they ask for more than the two replicas set."""
     import json
+    import time
 
     from django.core.management import call_command
 
@@ -219,11 +214,13 @@ def test_command__burst_on_replicas__evaluated_between_scrapes(loopback_allowed,
     try:
         host, port = api.server.server_address[:2]
         settings.FLEETSIM_URL = f"http://{host}:{port}"
-        # First round: no rate yet, so demand is unknown and nothing is decided.
+        # No demand collected yet: the replicas' backlog alone cannot size.
         call_command("autoscaling_fastpath", iterations=1, interval=0.5)
         assert not DecisionRecord.objects.exists()
-        # Next rounds: 600 waiting over 60 s / (2 * 0.8) = 6.25 replicas against 2 set.
-        call_command("autoscaling_fastpath", iterations=2, interval=0.5)
+        # With the collector's rate: (1 req/s + 600 waiting over 60 s) / (2 * 0.8) = 6.9
+        # replicas against 2 set.
+        store(dep, time.time() - 20, request_rate=1.0, queue_length=0.0)
+        call_command("autoscaling_fastpath", iterations=1, interval=0.5)
         record = DecisionRecord.objects.get()
         assert (record.current_replicas, record.desired_replicas) == (2, 7)
         assert "backlog 600 over 60 s" in record.reason

@@ -133,7 +133,7 @@ class FastRecording:
 
     def __init__(self) -> None:
         self.name = "recording"
-        self.fast_reads: list[tuple[float, float | None]] = []
+        self.fast_reads: list[tuple[float, float]] = []
         self.decided: list[float] = []
 
     def decide(self, view: MetricsView, state: ScaleState) -> int:
@@ -141,27 +141,31 @@ class FastRecording:
         return state.spec
 
     def fast(self, reading: FastReading, view: MetricsView, state: ScaleState) -> int | None:
-        self.fast_reads.append((reading.now, reading.finished_rate))
+        self.fast_reads.append((reading.now, reading.waiting + reading.running))
         return None
 
 
-def test_fast_path__asked_every_period_between_evaluations__live_finished_rate() -> None:
-    requests = [Request(0.25 + 0.5 * i, 16, 1) for i in range(240)]
+def test_fast_path__asked_every_period_between_evaluations__live_held_requests() -> None:
+    # Nothing for 20 s, then a request every 0.1 s that the one replica cannot keep up
+    # with (each decodes 400 tokens).
+    requests = [Request(20.05 + 0.1 * i, 64, 400) for i in range(400)]
     rec = FastRecording()
     cfg = SimConfig(initial_replicas=1, max_replicas=1, fast_period_s=2.0)
     run("t", requests, 60.0, rec, cfg)
     assert [t for t, _ in rec.fast_reads] == [float(t) for t in range(2, 60, 2) if t % 15]
     assert rec.decided == [15.0, 30.0, 45.0, 60.0]
-    rates = dict(rec.fast_reads)
-    assert rates[2.0] is None  # no earlier read to take a rate from
-    # No scrape delay: two tiny requests a second, each done within the second it came.
-    assert all(rate == pytest.approx(2.0) for t, rate in rec.fast_reads if t > 2.0)
+    held = dict(rec.fast_reads)
+    # No scrape delay: nothing held before the requests, then what has arrived and is not
+    # finished, as it is at each read.
+    assert all(held[t] == 0 for t in (2.0, 4.0, 18.0))
+    assert 0 < held[22.0] < held[28.0] < held[38.0]
 
 
 def _first_scale_up(fast_period_s: float) -> float:
-    # 1 request/s for a minute, then 8/s: a step the fast path sees within seconds.
+    # 1 request/s for a minute, then 8/s, more than two replicas finish: a step the fast
+    # path sees within seconds, as requests piling up in the replicas.
     requests = [Request(0.5 + i, 16, 1) for i in range(60)]
-    requests += [Request(60.0625 + 0.125 * i, 16, 1) for i in range(480)]
+    requests += [Request(60.0625 + 0.125 * i, 64, 300) for i in range(480)]
     ours = policies.OursV2(_policy(), interval_s=15.0)
     cfg = SimConfig(initial_replicas=2, max_replicas=8, fast_period_s=fast_period_s)
     result = run("t", requests, 120.0, ours, cfg)
@@ -169,8 +173,9 @@ def _first_scale_up(fast_period_s: float) -> float:
 
 
 def test_fast_path__ours__scales_up_on_a_step_before_the_next_scrape_shows_it() -> None:
-    assert _first_scale_up(2.0) < 66.0
-    assert _first_scale_up(0.0) >= 75.0  # the scrape shows the step 15 s late
+    # The evaluation at 75 s reads the samples of 60 s, before the step shows in them.
+    assert _first_scale_up(2.0) < 75.0
+    assert _first_scale_up(0.0) >= 90.0
 
 
 def test_fast_path__period_not_a_multiple_of_the_sample__refused() -> None:
