@@ -40,7 +40,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         interval = max(0.5, float(options["interval"]))
         refresh = max(interval, float(options["members_every"]))
-        readers: dict[int, FastReader] = {}
         members: dict[int, tuple[float, tuple[Member, ...]]] = {}
         # The last discovery error per deployment: a failed discovery is tried again at the
         # next refresh, not every round, and logged when its error changes.
@@ -71,12 +70,11 @@ class Command(BaseCommand):
                     members[pk] = seen = (started, found)
                 if pk in failing:
                     continue  # until the next refresh finds its members
-                reader = readers.setdefault(pk, FastReader(deployment.framework))
                 with cache_lock(f"autoscaling:evaluate:{pk}", ttl_s=30) as acquired:
                     if acquired:
                         fast_path_evaluate(
                             deployment=deployment,
-                            reader=reader,
+                            reader=FastReader(deployment.framework),
                             members=seen[1],
                             actuator_factory=actuator_for,
                             enqueue=execute_action.delay,
