@@ -76,9 +76,9 @@ def wait_s(*, limit: int, counts: Sequence[int], bucket_end_s: float, width_s: f
     """Seconds until a key may be tried again (0: now). ``counts`` are its buckets, oldest
     first, the last being the current one, which ends ``bucket_end_s`` from now; each bucket
     is ``width_s`` long. Every bucket end drops the oldest one from the sum."""
-    if limit <= 0 or sum(counts) < limit:
-        return 0
     left = sum(counts)
+    if limit <= 0 or left < limit:
+        return 0
     for dropped, count in enumerate(counts, start=1):
         left -= count
         if left < limit:

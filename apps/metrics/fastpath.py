@@ -8,9 +8,10 @@ and running requests as they are now, ready for the engine as ``queue_length`` a
 finish piles up in them. The finished-requests rate stays the collector's: counted over a
 second or two it scatters far more than over a scrape interval (completions come in
 clumps as batches finish), and sizing on its high readings bought replicas for noise.
-It uses no Celery and no database: the caller keeps one :class:`FastReader` per deployment
-and calls :meth:`FastReader.read` with the members that membership discovery
-(:func:`apps.balancing.membership.members_of`) returned.
+It uses no Celery, no database and keeps nothing between reads: the caller makes a
+:class:`FastReader` for the deployment's framework and calls :meth:`FastReader.read` with
+the members that membership discovery (:func:`apps.balancing.membership.members_of`)
+returned.
 
 Addresses come from discovery, never from a user, and are still checked before any
 connection (:func:`member_refusal`): only IP literals (no DNS, so nothing to rebind),
