@@ -85,6 +85,8 @@ class Settings:
     oracle_iterations: int = 4
     capacity_sample: int = 2000
     capacity_iterations: int = 10
+    # A second load test at this pool size fits ours' pooling (0: none, pooling 0).
+    pooling_pool: int = 8
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class Plan:
     initial: int
     initial_how: str
     initial_capacity: float  # requests/s per replica ours (v2) starts from
+    pooling: float  # fitted to the load tests at capacity.pool and settings.pooling_pool
     max_replicas: int
     oracle_result: RunResult | None
     oracle_kind: str
@@ -185,9 +188,27 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
         )
     except oracle.NoCapacity as exc:
         return Plan(
-            name, feas, infeasible, None, 0.0, 0, 0, 0, 0, "", 0.0, settings.max_replicas,
+            name, feas, infeasible, None, 0.0, 0, 0, 0, 0, "", 0.0, 0.0, settings.max_replicas,
             None, "", 0, time.perf_counter() - wall0, error=str(exc),
         )  # fmt: skip
+    pooling = 0.0
+    if settings.pooling_pool and settings.pooling_pool != cap.pool:
+        try:
+            second = oracle.measure_capacity(
+                tr.requests,
+                profile,
+                cfg.ttft_slo_s,
+                pool=settings.pooling_pool,
+                seed=cfg.seed,
+                feasible=feas,
+                sample=settings.capacity_sample,
+                iterations=settings.capacity_iterations,
+            )
+            pooling = engine.pooling_from(
+                cap.pool, cap.tokens_per_s, second.pool, second.tokens_per_s
+            )
+        except oracle.NoCapacity:
+            pooling = 0.0  # the smaller pool met it: assume no gain rather than guess
     step = cfg.eval_period_s
     demand = oracle.demand_tokens(tr.requests, tr.duration_s, step, settings.oracle_window_s)
     runs: dict[tuple[str, float], RunResult] = {}
@@ -271,6 +292,7 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
         initial=initial,
         initial_how=how,
         initial_capacity=initial_capacity(tr.requests, cap.tokens_per_s, settings.warmup_s),
+        pooling=pooling,
         max_replicas=max_replicas,
         oracle_result=best,
         oracle_kind=kind,
@@ -316,6 +338,8 @@ def make_controller(name: str, plan: Plan, cfg: SimConfig, settings: Settings) -
             initial_capacity=plan.initial_capacity,
             cold_start_s=cfg.cold_start,
             latency_slo_s=cfg.ttft_slo_s,
+            pooling=plan.pooling,
+            pool_size=plan.capacity.pool,
         )
         return policies.OursV2(v2, cfg.eval_period_s, name)
     if name == "ours-v1":
@@ -384,7 +408,8 @@ def parse_ours_settings(items: Sequence[str]) -> tuple[tuple[str, float], ...]:
             number = float(value)
         except ValueError:
             raise ValueError(f"--ours-set {item!r}: the value is not a number") from None
-        out.append((name, int(number) if number.is_integer() and "percent" in name else number))
+        whole = "percent" in name or name == "pool_size"
+        out.append((name, int(number) if number.is_integer() and whole else number))
     return tuple(out)
 
 
@@ -510,6 +535,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=policies.OursV2Spec.standby,
         help="standby replicas of ours+standby (2)",
+    )
+    g.add_argument(
+        "--pooling-pool",
+        type=int,
+        default=Settings.pooling_pool,
+        help="pool size of the second load test that fits ours' pooling, beside the "
+        "4-replica one (8; 0: no second test, pooling 0)",
     )
     g.add_argument("--ours-v1-queue", type=float, default=policies.OursSpec.queue_per_replica)
     g.add_argument("--ours-v1-kv", type=float, default=policies.OursSpec.kv_target)
@@ -688,6 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = "--warmup, --duration and --time-scale must be positive"
     elif args.standby < 0:
         problem = "--standby must be at least 0"
+    elif args.pooling_pool < 0:
+        problem = "--pooling-pool must be at least 0"
     ours_settings: tuple[tuple[str, float], ...] = ()
     if problem is None:
         try:
@@ -726,6 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_replicas=args.max_replicas,
         initial_replicas=args.initial_replicas,
         warmup_s=args.warmup,
+        pooling_pool=args.pooling_pool,
     )
     jobs = max(1, args.jobs)
     ctx = multiprocessing.get_context("fork")
@@ -794,6 +829,8 @@ def _cell_payload(c: Cell, plan: Plan, results: list[RunResult]) -> dict[str, ob
         "static_peak": plan.static_peak,
         "static_mean": plan.static_mean,
         "initial": plan.initial,
+        "initial_capacity": plan.initial_capacity,
+        "pooling": plan.pooling,
         "max_replicas": plan.max_replicas,
         "plan_wall_s": plan.wall_s,
         "results": [r.as_dict(timeline=False) for r in results],

@@ -609,11 +609,14 @@ def ours_v2_policy(
     initial_capacity: float,
     cold_start_s: float,
     latency_slo_s: float,
+    pooling: float = 0.0,
+    pool_size: int = 1,
 ) -> engine.Policy:
     """The policy a new deployment gets in the product, for this GPU profile: requests/s
     as the demand, ``initial_capacity`` requests/s per replica until learned, the
     deployment's cold start and its TTFT SLO."""
-    settings: dict[str, Any] = dict(spec.settings)
+    settings: dict[str, Any] = {"pooling": pooling, "pool_size": pool_size}
+    settings.update(spec.settings)
     return engine.demand_capacity_policy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,

@@ -99,6 +99,7 @@ from .step import Applied, step
 from .types import (
     DEFAULT_SCALE_DOWN_POLICIES,
     DEFAULT_SCALE_UP_POLICIES,
+    MAX_POOLING,
     SLO_BURN_RATE,
     Capacity,
     CapacitySizing,
@@ -113,6 +114,7 @@ from .types import (
     ScalingPolicy,
     SloBoost,
     Target,
+    pooling_from,
 )
 
 __all__ = [
@@ -120,6 +122,7 @@ __all__ = [
     "DEFAULT_SCALE_UP_POLICIES",
     "DEMAND_SCALE_DOWN_POLICIES",
     "DEMAND_SCALE_UP_POLICIES",
+    "MAX_POOLING",
     "SLO_BURN_RATE",
     "Applied",
     "Capacity",
@@ -138,5 +141,6 @@ __all__ = [
     "decide",
     "demand_capacity_policy",
     "demand_target",
+    "pooling_from",
     "step",
 ]

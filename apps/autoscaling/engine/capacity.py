@@ -27,6 +27,7 @@ from .types import (
     Proposal,
     Target,
     ceil_count,
+    pool_gain,
     taken,
 )
 
@@ -91,6 +92,25 @@ def estimate(cs: CapacitySizing, history: History) -> Capacity:
     return Capacity(min(high, max(low, history.capacity.per_replica)), history.capacity.intervals)
 
 
+def replicas_for(cs: CapacitySizing, units: float) -> float:
+    """The replicas (fractional) that serve ``units`` replicas' worth of capacity as of a
+    pool of ``cs.pool_size``: N with ``N * g(N) / g(pool_size) = units``; ``units`` itself
+    without pooling. Increasing in ``units``."""
+    if cs.pooling <= 0 or units <= 0:
+        return units
+    k = cs.pooling
+    x = (k + math.sqrt(k * k + 4.0 * units * pool_gain(k, cs.pool_size))) / 2.0
+    return x * x
+
+
+def per_replica_at(cs: CapacitySizing, per_replica: float, replicas: float) -> float:
+    """Capacity per replica in a pool of ``replicas``, from ``per_replica`` as of a pool of
+    ``cs.pool_size``."""
+    if cs.pooling <= 0:
+        return per_replica
+    return per_replica * pool_gain(cs.pooling, replicas) / pool_gain(cs.pooling, cs.pool_size)
+
+
 def drain_s(policy: Policy) -> float:
     cs = policy.capacity
     return (
@@ -135,7 +155,8 @@ def learn(
     if cs.latency_slo_s is not None and (latency is None or latency.status != OK):
         return None  # unknown latency: the interval cannot tell capacity at the SLO
     est = before.per_replica
-    per = throughput / ready
+    # What each of the ``ready`` replicas did, as of a pool of ``pool_size`` (the estimate's).
+    per = throughput / ready / per_replica_at(cs, 1.0, ready)
     saturated = backlog / ready >= 1.0 - EPS
     if not saturated and per < cs.learn_min_utilization * est - EPS:
         return None  # idle: low utilisation says nothing about capacity
@@ -350,9 +371,9 @@ def size(
     if rise > 0:
         base = max(base, trend_level(window, rise, now))
     ahead_demand = base + rise * lead
-    need = (ahead_demand + backlog / drain) / (cap.per_replica * u)
+    need = replicas_for(cs, (ahead_demand + backlog / drain) / (cap.per_replica * u))
     peak = smoothed_peak(recent, now - cs.peak_window_s)
-    peak_need = ceil_count(peak / (cap.per_replica * u))
+    peak_need = ceil_count(replicas_for(cs, peak / (cap.per_replica * u)))
     wanted = ceil_count(need)
 
     u_text = unit(target.signal)
@@ -375,9 +396,16 @@ def size(
     backlog_text = (
         f" + backlog {number(backlog)} over {number(drain)} s" if cs.backlog_signal else ""
     )
+    pooled = ""
+    if cs.pooling > 0:
+        each = per_replica_at(cs, cap.per_replica, max(wanted, 1))
+        pooled = (
+            f" of {cs.pool_size} ({number(each)} {u_text} each of {max(wanted, 1)}, "
+            f"pooling {cs.pooling:.2f})"
+        )
     why = (
-        f"{demand_text}{backlog_text} / capacity {number(cap.per_replica)} {u_text} per replica "
-        f"({learned}) at {percent(u)} utilisation = {replicas_text(wanted)}"
+        f"{demand_text}{backlog_text} / capacity {number(cap.per_replica)} {u_text} per replica"
+        f"{pooled} ({learned}) at {percent(u)} utilisation = {replicas_text(wanted)}"
     )
     if wanted >= current:
         replicas = wanted
@@ -408,7 +436,7 @@ def size(
     ahead = forecast(cs, history, now, max(drain, cs.forecast_bucket_s))
     if ahead is not None:
         expected, text = ahead
-        ahead_need = ceil_count(expected / (cap.per_replica * u))
+        ahead_need = ceil_count(replicas_for(cs, expected / (cap.per_replica * u)))
         if ahead_need > replicas:
             replicas = ahead_need
             why += f"; {text} {number(expected)} {u_text}, which needs {ahead_need}"

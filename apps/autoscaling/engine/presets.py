@@ -48,12 +48,17 @@ def demand_capacity_policy(
     probe_latency_ratio: float = 0.5,
     backlog_drain_s: float | None = None,
     forecast_periods_s: tuple[float, ...] = (),
+    pooling: float = 0.0,
+    pool_size: int = 1,
     **overrides: Any,
 ) -> Policy:
     """A policy sized from demand over learned capacity, with the product's defaults.
 
     ``initial_capacity``: what one replica sustains at the SLO, in the demand signal's unit
-    (requests/s for "request_rate"), from the GPU/model profile; it is refined online.
+    (requests/s for "request_rate"), from the GPU/model profile (a load test on
+    ``pool_size`` replicas); it is refined online. ``pooling``: how much more a replica of
+    a larger pool sustains (:func:`.types.pooling_from` fits it to load tests at two pool
+    sizes; 0, the default, assumes nothing).
     The other arguments are :class:`CapacitySizing`'s (same names) and the scale-down
     percentage per minute; ``overrides``: any other :class:`Policy` field (mode, tolerance,
     panic, ...).
@@ -82,6 +87,8 @@ def demand_capacity_policy(
             backlog_drain_s=backlog_drain_s,
             peak_window_s=peak_window_s,
             forecast_periods_s=forecast_periods_s,
+            pooling=pooling,
+            pool_size=pool_size,
         ),
         **fields,
     )

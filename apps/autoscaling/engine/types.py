@@ -37,6 +37,31 @@ def taken(obs: Obs | None, now: float) -> float:
     return now - max(0.0, age) if math.isfinite(age) else now
 
 
+# Above this, one replica (g(1) = 1 - pooling) would have next to no capacity.
+MAX_POOLING = 0.9
+
+
+def pool_gain(pooling: float, replicas: float) -> float:
+    """``g(N) = 1 - pooling / sqrt(N)``: the share of a replica's capacity in an endless
+    pool that one of ``replicas`` gets (see :class:`CapacitySizing`)."""
+    return 1.0 - pooling / math.sqrt(max(replicas, 1.0))
+
+
+def pooling_from(pool_a: int, per_replica_a: float, pool_b: int, per_replica_b: float) -> float:
+    """The ``pooling`` that load tests at two pool sizes give (capacity per replica at
+    each), within [0, MAX_POOLING]: solves ``c_b / c_a = g(b) / g(a)``. A larger pool that
+    sustains no more per replica gives 0."""
+    if pool_a == pool_b or per_replica_a <= 0 or per_replica_b <= 0:
+        raise ValueError("two different pool sizes with positive capacities are needed")
+    if pool_a > pool_b:
+        pool_a, per_replica_a, pool_b, per_replica_b = pool_b, per_replica_b, pool_a, per_replica_a
+    r = per_replica_b / per_replica_a
+    if r <= 1.0:
+        return 0.0
+    # r > 1 makes the denominator positive: r / sqrt(a) > 1 / sqrt(a) > 1 / sqrt(b).
+    return min(MAX_POOLING, (r - 1.0) / (r / math.sqrt(pool_a) - 1.0 / math.sqrt(pool_b)))
+
+
 def ceil_count(x: float) -> int:
     return math.ceil(x - EPS * max(1.0, abs(x)))
 
@@ -183,6 +208,16 @@ class CapacitySizing:
     Moves are an EWMA with weight ``learn_rate``; the estimate stays within
     [initial / ``learn_range``, initial x ``learn_range``].
 
+    Pooling: behind a gateway queue, a replica of a larger pool sustains more at the same
+    SLO (the queue's fluctuations average out over more servers). Capacity per replica is
+    taken as ``c(N) = c(pool_size) * g(N) / g(pool_size)`` with ``g(N) = 1 - pooling /
+    sqrt(N)`` (square-root staffing). ``initial_per_replica`` and the learned estimate are
+    per replica of a pool of ``pool_size`` (the load test's); the replicas needed for a
+    demand solve ``N * c(N) >= demand / target``, and what ``ready`` replicas sustained is
+    brought to ``pool_size`` before it is learned. ``pooling`` 0 (the default) is no
+    pooling: every count has the same capacity per replica. :func:`pooling_from` fits it to
+    load tests at two pool sizes.
+
     Scale-down never goes below what the highest demand of the last ``peak_window_s`` needs
     at the current estimate (``History.demand_samples``), and a proposal below the current
     count must be below it by more than the policy's tolerance; scale-up has no dead band.
@@ -206,6 +241,8 @@ class CapacitySizing:
     peak_window_s: float = 600.0
     forecast_periods_s: tuple[float, ...] = ()
     forecast_bucket_s: float = 300.0
+    pooling: float = 0.0
+    pool_size: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "forecast_periods_s", tuple(self.forecast_periods_s))
@@ -229,6 +266,12 @@ class CapacitySizing:
             raise ValueError("learn_range must be at least 1")
         if self.peak_window_s < 0:
             raise ValueError("peak_window_s must not be negative")
+        if not 0 <= self.pooling <= MAX_POOLING:
+            raise ValueError(f"pooling must be between 0 and {MAX_POOLING:g}")
+        if isinstance(self.pool_size, bool) or not isinstance(self.pool_size, int):
+            raise ValueError("pool_size must be a whole number of replicas")
+        if self.pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
 
     @property
     def capacity_bounds(self) -> tuple[float, float]:
