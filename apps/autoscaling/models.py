@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from apps.inventory.models import Deployment
@@ -162,6 +163,19 @@ class AutoscalingPolicy(models.Model):
         default=600.0,
         help_text="Demand sizing: never scale below what the peak demand of this window needs.",
     )
+    capacity_pool_size = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Demand sizing: the replicas the initial capacity per replica was measured "
+        "with (the load test's).",
+    )
+    capacity_pooling = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(engine.MAX_POOLING)],
+        help_text="Demand sizing: how much more a replica of a larger pool sustains behind the "
+        "gateway queue; capacity per replica scales as 1 - pooling / sqrt(replicas). 0 = none; "
+        "fitted from stress tests at two replica counts.",
+    )
     capacity_forecast_periods_s = models.JSONField(
         default=list,
         blank=True,
@@ -261,6 +275,8 @@ class AutoscalingPolicy(models.Model):
                     learn_range=self.capacity_learn_range,
                     peak_window_s=self.capacity_peak_window_s,
                     forecast_periods_s=tuple(float(p) for p in self.capacity_forecast_periods_s),
+                    pooling=self.capacity_pooling,
+                    pool_size=self.capacity_pool_size,
                 ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

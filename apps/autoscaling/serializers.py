@@ -57,6 +57,8 @@ class AutoscalingPolicySerializer(ModelCleanMixin, serializers.ModelSerializer[A
             "capacity_learn_min_utilization",
             "capacity_learn_range",
             "capacity_peak_window_s",
+            "capacity_pool_size",
+            "capacity_pooling",
             "capacity_forecast_periods_s",
             "updated_at",
         ]

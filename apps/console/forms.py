@@ -21,6 +21,7 @@ from rest_framework.exceptions import APIException
 from apps.accounts.selectors import AnyUser, teams_visible_to
 from apps.alerts.models import AlertStatus, Severity, silence_matchers_clean
 from apps.audit.models import AuditAction
+from apps.autoscaling import engine
 from apps.autoscaling.backtest import BacktestError, backtest_policy
 from apps.autoscaling.models import AutoscalingPolicy
 from apps.autoscaling.serializers import BacktestRequestSerializer
@@ -615,6 +616,8 @@ CAPACITY_FIELDS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "capacity_learn_min_utilization": ("Busy above (share of capacity)", 0.0, 1.0, False),
     "capacity_learn_range": ("Learning range (times or divided by)", 1.0, 100.0, False),
     "capacity_peak_window_s": ("Peak window (s)", 0.0, 86400.0, False),
+    "capacity_pool_size": ("Measured with replicas", 1.0, None, False),
+    "capacity_pooling": ("Pooling", 0.0, engine.MAX_POOLING, False),
 }
 
 

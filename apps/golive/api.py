@@ -25,6 +25,7 @@ from apps.inventory.models import Deployment
 from .models import ArtifactReport, LoadTestRun
 from .selectors import check_history, checklist, checklists
 from .serializers import (
+    ApplyCapacityRequestSerializer,
     ArtifactReportSerializer,
     ChecklistSerializer,
     CheckResultSerializer,
@@ -230,15 +231,28 @@ class LoadTestRunViewSet(TeamScopedReadOnlyViewSet):
             return _conflict(str(exc))
         return Response(LoadTestRunSerializer(run).data)
 
-    @extend_schema(request=None, responses={200: AutoscalingPolicySerializer, 409: CONFLICT})
+    @extend_schema(
+        request=ApplyCapacityRequestSerializer,
+        responses={200: AutoscalingPolicySerializer, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"], url_path="apply-capacity")
     def apply_capacity(self, request: Request, pk: str | None = None) -> Response:
         """Give the deployment's scaling policy this stress test's measured capacity per
-        replica as its starting capacity (capacity_initial_per_replica; operator role)."""
+        replica as its starting capacity (capacity_initial_per_replica) and the replicas it
+        ran on (capacity_pool_size); with ``pooling_with``, another stress test at a
+        different replica count, also the pooling fitted to the two (capacity_pooling).
+        Operator role."""
         run = self.get_object()
         _require(request, run.deployment.team_id, Role.OPERATOR)
+        body = ApplyCapacityRequestSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        other = None
+        if "pooling_with" in body.validated_data:
+            other = self.get_queryset().filter(pk=body.validated_data["pooling_with"]).first()
+            if other is None:
+                raise ValidationError({"pooling_with": ["No such load test."]})
         try:
-            policy = capacity_apply(run=run, actor=request.user)
+            policy = capacity_apply(run=run, actor=request.user, pooling_with=other)
         except Conflict as exc:
             return _conflict(str(exc))
         except DjangoValidationError as exc:

@@ -111,6 +111,15 @@ class OverrideRequestSerializer(serializers.Serializer):
     )
 
 
+class ApplyCapacityRequestSerializer(serializers.Serializer):
+    pooling_with = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Another stress test of the deployment, at a different replica count: "
+        "the policy's capacity_pooling is fitted to the two.",
+    )
+
+
 class GateRefusalSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="Why, naming the required checks not passing.")
     failing_checks = FailingCheckSerializer(many=True, help_text="Those checks.")

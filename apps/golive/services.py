@@ -22,6 +22,7 @@ from apps.alerts.models import AlertSource
 from apps.alerts.services import alert_raise
 from apps.audit.models import AuditAction
 from apps.audit.services import audited
+from apps.autoscaling import engine
 from apps.autoscaling.models import AutoscalingPolicy, DecisionRecord, Mode
 from apps.core.locks import cache_lock
 from apps.core.netguard import DestinationRefused, destination_check
@@ -567,25 +568,65 @@ def loadtest_execute(
     return run
 
 
+def _tested_replicas(run: LoadTestRun) -> int:
+    """The replicas behind the endpoint a run tested (its plan's ``replicas``, 1 when the
+    plan does not say)."""
+    value = (run.plan or {}).get("replicas", 1) if isinstance(run.plan, dict) else 1
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
 @transaction.atomic
-def capacity_apply(*, run: LoadTestRun, actor: Actor) -> AutoscalingPolicy:
+def capacity_apply(
+    *, run: LoadTestRun, actor: Actor, pooling_with: LoadTestRun | None = None
+) -> AutoscalingPolicy:
     """Give the scaling policy the stress test's measured capacity per replica as its
-    starting capacity (``capacity_initial_per_replica``), audited."""
+    starting capacity (``capacity_initial_per_replica``) and the replicas it was measured
+    with (``capacity_pool_size``), audited. With ``pooling_with``, a stress test of the same
+    deployment at another replica count, the policy's ``capacity_pooling`` is fitted to
+    the two (:func:`apps.autoscaling.engine.pooling_from`)."""
     if run.capacity_rps_per_replica is None:
         raise Conflict(f"Load test {run.pk} measured no capacity (only a stress test does).")
+    pooling = None
+    if pooling_with is not None:
+        if pooling_with.deployment_id != run.deployment_id:
+            raise Conflict(f"Load test {pooling_with.pk} tested another deployment.")
+        if pooling_with.capacity_rps_per_replica is None:
+            raise Conflict(f"Load test {pooling_with.pk} measured no capacity.")
+        if _tested_replicas(pooling_with) == _tested_replicas(run):
+            raise Conflict(
+                f"Load tests {run.pk} and {pooling_with.pk} both ran on "
+                f"{_tested_replicas(run)} replicas: pooling needs two replica counts."
+            )
+        pooling = round(
+            engine.pooling_from(
+                _tested_replicas(run),
+                float(run.capacity_rps_per_replica),
+                _tested_replicas(pooling_with),
+                float(pooling_with.capacity_rps_per_replica),
+            ),
+            4,
+        )
     policy = AutoscalingPolicy.objects.select_for_update().filter(deployment=run.deployment).first()
     if policy is None:
         raise Conflict("The deployment has no scaling policy to give the capacity to.")
+    extra: dict[str, Any] = {"loadtest": run.pk}
+    fields = ["capacity_initial_per_replica", "capacity_pool_size", "updated_at"]
+    if pooling_with is not None:
+        extra["pooling_with"] = pooling_with.pk
+        fields.insert(2, "capacity_pooling")
     with audited(
         actor=actor,
         action=AuditAction.UPDATE,
         instance=policy,
         verb="capacity-from-loadtest",
-        extra={"loadtest": run.pk},
+        extra=extra,
     ):
         policy.capacity_initial_per_replica = round(float(run.capacity_rps_per_replica), 4)
+        policy.capacity_pool_size = _tested_replicas(run)
+        if pooling is not None:
+            policy.capacity_pooling = pooling
         policy.full_clean()
-        policy.save(update_fields=["capacity_initial_per_replica", "updated_at"])
+        policy.save(update_fields=fields)
     return policy
 
 

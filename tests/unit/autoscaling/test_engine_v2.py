@@ -228,6 +228,74 @@ def test_learn__the_evidence_of_one_interval():
     assert low == engine.Capacity(1.0, 4)
 
 
+def test_pooling_from__two_load_tests__the_square_root_staffing_coefficient():
+    # Per replica at 4 and 8 replicas on the square-root model with pooling 0.4.
+    def at(n):
+        return 0.8 * (1 - 0.4 / n**0.5)
+
+    assert engine.pooling_from(4, at(4), 8, at(8)) == pytest.approx(0.4)
+    assert engine.pooling_from(8, at(8), 4, at(4)) == pytest.approx(0.4)  # either order
+    assert engine.pooling_from(1, at(1), 16, at(16)) == pytest.approx(0.4)
+    # A larger pool that does no better per replica: no pooling; a huge gain: the cap.
+    assert engine.pooling_from(4, 1.0, 8, 0.97) == 0.0
+    assert engine.pooling_from(4, 1.0, 8, 5.0) == engine.MAX_POOLING
+    with pytest.raises(ValueError, match="two different pool sizes"):
+        engine.pooling_from(4, 1.0, 4, 1.2)
+    with pytest.raises(ValueError, match="pooling must be between"):
+        _policy(pooling=0.95)
+    with pytest.raises(ValueError, match="pool_size must be a whole number"):
+        _policy(pooling=0.4, pool_size=4.0)
+
+
+def test_decide__pooling__fewer_replicas_for_a_large_pool_more_for_a_small_one():
+    # 0.65 req/s per replica measured on 4 replicas; 5 req/s at 80 %: 9.6 → 10 replicas
+    # without pooling. With pooling 0.4 a replica of 9 does 0.65 * (1 - 0.4/3) / 0.8 =
+    # 0.704 req/s: 9 * 0.704 * 0.8 = 5.07 ≥ 5 while 8 give 4.47.
+    plain = _policy(initial_capacity=0.65, pool_size=4)
+    pooled = _policy(initial_capacity=0.65, pool_size=4, pooling=0.4)
+    assert _decide(plain, _obs(5.0), current=1).desired_replicas == 10
+    d = _decide(pooled, _obs(5.0), current=1)
+    assert d.desired_replicas == 9
+    assert "capacity 0.65 req/s per replica of 4 (0.704 req/s each of 9, pooling 0.40)" in d.reason
+    # Below the measured pool a replica does less: 1 req/s needs 1.92 replicas' worth at
+    # 0.65 and 80 %, and a replica of 2 does 0.65 * 0.717 / 0.8 = 0.583: 3 replicas, not 2.
+    assert _decide(plain, _obs(1.0), current=1).desired_replicas == 2
+    assert _decide(pooled, _obs(1.0), current=1).desired_replicas == 3
+
+
+@given(
+    units=st.floats(0.0, 5000.0, allow_nan=False),
+    pooling=st.floats(0.0, engine.MAX_POOLING),
+    pool=st.integers(1, 64),
+)
+def test_replicas_for__the_fewest_replicas_whose_pooled_capacity_covers_the_need(
+    units, pooling, pool
+):
+    cs = engine.CapacitySizing(pooling=pooling, pool_size=pool)
+    n = capacity.replicas_for(cs, units)
+
+    def served(replicas):  # replicas' worth of capacity as of the measured pool
+        return replicas * capacity.per_replica_at(cs, 1.0, replicas)
+
+    if n >= 1:  # below one replica the count rounds up to 1 anyway
+        assert served(n) == pytest.approx(units, rel=1e-9, abs=1e-9)
+    whole = max(1, engine.types.ceil_count(n))
+    assert served(whole) >= units - 1e-6 * max(1.0, units)
+    assert whole == 1 or served(whole - 1) < units
+    assert capacity.replicas_for(cs, units + 1.0) > n
+
+
+def test_learn__pooling__what_a_large_pool_did_brought_to_the_measured_pool():
+    cs = engine.CapacitySizing(
+        initial_per_replica=0.65, latency_slo_s=2.0, learn_rate=1.0, pooling=0.4, pool_size=4
+    )
+    met = Reading("ok", 0.9, "")
+    # 16 replicas flat out (a backlog) at 0.8 req/s each within the SLO: a replica of 16
+    # gets 0.9 / 0.8 of one of 4, so one of 4 would have done 0.8 * 0.8 / 0.9.
+    after = learn(cs, engine.Capacity(0.65, 0), throughput=12.8, ready=16, backlog=40, latency=met)
+    assert after.per_replica == pytest.approx(0.8 * 0.8 / 0.9)
+
+
 def test_step__learned_capacity__carried_in_history_and_used_next():
     policy = _policy(latency_slo_s=2.0)
     state = engine.ReplicaState(spec=4, ready=4)
@@ -399,6 +467,8 @@ json_values = st.recursive(
 @example(body={"capacity_forecast_periods_s": ""})
 @example(body={"capacity_forecast_periods_s": [86400, "x"]})
 @example(body={"capacity_backlog_drain_s": 0, "capacity_learn_range": 0.5})
+@example(body={"capacity_pooling": 0.95, "capacity_pool_size": 0})
+@example(body={"capacity_pooling": 0.4, "capacity_pool_size": 4})
 def test_policy_api__any_capacity_settings__saved_and_decidable_or_400(client_for, body):
     """Whatever the demand-sizing fields hold, the API answers 200 with a policy the engine
     decides with, or 400 with a message; never a server error."""

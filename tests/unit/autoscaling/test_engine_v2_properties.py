@@ -32,6 +32,8 @@ def policies(draw):
         peak_window_s=draw(st.sampled_from([0.0, 120.0, 600.0])),
         tolerance=draw(st.sampled_from([0.0, 0.1])),
         forecast_periods_s=draw(st.sampled_from([(), (3600.0,)])),
+        pooling=draw(st.sampled_from([0.0, 0.4, engine.MAX_POOLING])),
+        pool_size=draw(st.integers(1, 16)),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.autoscaling import engine
 from apps.fleetsim.fleet import Fleet, SimulatedDeployment
 from apps.fleetsim.profiles import H100_80GB, L4
 from apps.fleetsim.replica import RequestRecord
@@ -256,6 +257,36 @@ def test_make_plan__future_surge__same_start_and_maximum() -> None:
     # Ours starts there, not at the oracle's count.
     result = cli.run_policy("ours", surge_plan, SimConfig(cold_start_s=60.0), cli.Settings())
     assert result.timeline[0][1] == surge_plan.initial
+
+
+def test_make_plan__pooling__fitted_to_load_tests_on_4_and_8_replicas_and_given_to_ours() -> None:
+    requests = steady(1.0, 600.0, seed=2, lengths=LENGTHS)
+    plan = _plan_for(requests, "pooled")
+    assert plan.capacity is not None
+    assert plan.capacity.pool == 4
+    profile = SimConfig().profile()
+    on_8 = oracle.measure_capacity(
+        requests, profile, 2.0, pool=8, sample=2000, iterations=10, seed=0,
+        feasible=oracle.feasibility(profile, 2.0),
+    )  # fmt: skip
+    assert on_8.tokens_per_s > plan.capacity.tokens_per_s  # 8 replicas do more each
+    assert (
+        0
+        < plan.pooling
+        == pytest.approx(engine.pooling_from(4, plan.capacity.tokens_per_s, 8, on_8.tokens_per_s))
+    )
+    controller = cli.make_controller("ours", plan, SimConfig(cold_start_s=60.0), cli.Settings())
+    assert isinstance(controller, policies.OursV2)
+    sizing = controller.policy.capacity
+    assert (sizing.pooling, sizing.pool_size) == (plan.pooling, 4)
+    # Without the second load test nothing is assumed.
+    cli._TRACES["alone"], cli._FLAGS["alone"] = cli._TRACES["pooled"], cli._FLAGS["pooled"]
+    alone = cli.make_plan(
+        "alone",
+        SimConfig(cold_start_s=60.0, max_replicas=10_000),
+        cli.Settings(oracle_iterations=2, max_replicas=12, pooling_pool=0),
+    )
+    assert alone.pooling == 0.0
 
 
 def test_demand_tokens__last_windows__full_length_ending_with_the_trace() -> None:

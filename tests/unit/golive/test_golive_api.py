@@ -319,6 +319,57 @@ def test_loadtest__stress_capacity__stored_and_applied_to_policy(
     assert listed["policy_capacity_rps_per_replica"] == 3.25
 
 
+def test_loadtest__two_stress_runs_at_different_counts__pooling_fitted_and_applied(
+    roster, client_for, deployment, monkeypatch, settings
+):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    AutoscalingPolicy.objects.create(deployment=deployment)
+    operator = client_for(roster.operator)
+    runs = {}
+    # Per replica: 0.648 req/s on 4 replicas, 0.696 on 8 (square-root staffing, pooling 0.4).
+    for replicas, capacity in ((4, 0.648), (8, 0.696), (2, 0.5)):
+        result = SimpleNamespace(
+            functional=[], steps=[], capacity_rps_per_replica=capacity, stopped_reason="slo-broken",
+            to_dict=lambda c=capacity: {"capacity_rps_per_replica": c},
+        )  # fmt: skip
+        monkeypatch.setattr(services, "_run_engine", _fake_engine(result, []))
+        created = operator.post(
+            f"{BASE}/{deployment.pk}/loadtests/",
+            {"mode": "stress", "rate_rps": 1, "max_rate_rps": 20, "replicas": replicas},
+        )
+        assert created.status_code == 202, created.json()
+        services.loadtest_execute(run_id=created.json()["id"])
+        runs[replicas] = created.json()["id"]
+    url = f"/api/v1/golive/loadtests/{runs[8]}/apply-capacity/"
+    applied = operator.post(url, {"pooling_with": runs[4]}, format="json")
+    assert applied.status_code == 200, applied.json()
+    body = applied.json()
+    assert body["capacity_initial_per_replica"] == 0.696
+    assert body["capacity_pool_size"] == 8
+    assert body["capacity_pooling"] == pytest.approx(0.40, abs=0.01)
+    policy = AutoscalingPolicy.objects.get(deployment=deployment)
+    capacity = policy.to_engine().capacity
+    assert (capacity.pool_size, capacity.pooling) == (8, body["capacity_pooling"])
+    audit = AuditEntry.objects.filter(verb="capacity-from-loadtest").latest("pk")
+    assert audit.changes["pooling_with"] == runs[4]
+    # Without pooling_with the pool size follows the run and the pooling stays.
+    alone = operator.post(f"/api/v1/golive/loadtests/{runs[2]}/apply-capacity/")
+    assert alone.status_code == 200, alone.json()
+    assert (alone.json()["capacity_pool_size"], alone.json()["capacity_pooling"]) == (
+        2,
+        body["capacity_pooling"],
+    )
+    # Same count, unknown or malformed: refused with the reason, nothing changed.
+    with nothing_stored():
+        same = operator.post(url, {"pooling_with": runs[8]}, format="json")
+        assert same.status_code == 409
+        assert "two replica counts" in same.json()["detail"]
+        for bad in ({"pooling_with": 999999}, {"pooling_with": "x"}, {"pooling_with": 0}):
+            refused = operator.post(url, bad, format="json")
+            assert refused.status_code == 400, refused.content
+            assert "pooling_with" in refused.json()["errors"]
+
+
 def test_loadtest__engine_error__failed_with_message(roster, deployment, monkeypatch, settings):
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
 
