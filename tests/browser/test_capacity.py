@@ -51,6 +51,7 @@ def test_capacity__learned_beside_initial_then_edited_and_audited(
     assert figures.locator('[data-field="initial"]').inner_text() == "2 request_rate"
     assert figures.locator('[data-field="learned"]').inner_text() == "2.6 from 14 intervals"
     assert figures.locator('[data-field="bounds"]').inner_text() == "1\u20134"
+    assert figures.locator('[data-field="pool"]').inner_text() == "1 replica"
     assert "EWMA weight" in page.locator("#capacity").inner_text()  # the model's help text
     assert axe_serious(page) == []
     screenshot(page, "deployment-capacity")
@@ -59,6 +60,8 @@ def test_capacity__learned_beside_initial_then_edited_and_audited(
     form.get_by_label("Initial capacity per replica").fill("3.5")
     form.get_by_label("Latency SLO (s)").fill("2")
     form.get_by_label("Forecast periods (s)").fill("86400, 604800")
+    form.get_by_label("Measured with replicas").fill("4")
+    form.get_by_label("Pooling").fill("0.4")
     form.get_by_label("Reason").fill("profiled on H100")
     form.get_by_role("button", name="Save capacity sizing").click()
     page.wait_for_selector("text=Done; recorded in the audit log.")
@@ -67,10 +70,14 @@ def test_capacity__learned_beside_initial_then_edited_and_audited(
     assert policy.capacity_initial_per_replica == 3.5
     assert policy.capacity_latency_slo_s == 2.0
     assert policy.capacity_forecast_periods_s == [86400.0, 604800.0]
+    assert (policy.capacity_pool_size, policy.capacity_pooling) == (4, 0.4)
     entry = AuditEntry.objects.get()
     assert entry.action == "update"
     assert entry.changes["capacity_initial_per_replica"] == [2.0, 3.5]
     assert page.locator('#capacity-figures [data-field="initial"]').inner_text().startswith("3.5")
+    assert page.locator('#capacity-figures [data-field="pool"]').inner_text() == (
+        "4 replicas pooling 0.40"
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,6 +90,7 @@ def test_capacity__learned_beside_initial_then_edited_and_audited(
             "capacity_learn_range: Must be at least 1.",
         ),
         ("Forecast periods (s)", "daily", "capacity_forecast_periods_s: Give periods in seconds"),
+        ("Pooling", "0.95", "capacity_pooling: Must be at most 0.9."),
     ],
 )
 def test_capacity__invalid_value__message_names_the_field_nothing_saved(
@@ -90,7 +98,10 @@ def test_capacity__invalid_value__message_names_the_field_nothing_saved(
 ) -> None:
     page = _open(console_page, chat["operator"], chat["deployment"])
     form = page.get_by_role("form", name="Capacity sizing settings")
-    form.get_by_label(label).evaluate("(el) => el.removeAttribute('min')")  # the server checks
+    # The server checks, not only the browser.
+    form.get_by_label(label).evaluate(
+        "(el) => { el.removeAttribute('min'); el.removeAttribute('max'); }"
+    )
     form.get_by_label(label).fill(value)
     form.get_by_label("Reason").fill("try")
     form.get_by_role("button", name="Save capacity sizing").click()
