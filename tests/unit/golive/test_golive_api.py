@@ -359,12 +359,26 @@ def test_loadtest__two_stress_runs_at_different_counts__pooling_fitted_and_appli
         2,
         body["capacity_pooling"],
     )
-    # Same count, unknown or malformed: refused with the reason, nothing changed.
+    # Another team's stress run is not one this token can name.
+    elsewhere = LoadTestRun.objects.create(
+        deployment=DeploymentFactory(),
+        mode="stress",
+        plan={"replicas": 4},
+        status="done",
+        capacity_rps_per_replica=0.6,
+    )
+    # Same count, another team's, unknown or malformed: refused with the reason, nothing
+    # changed.
     with nothing_stored():
         same = operator.post(url, {"pooling_with": runs[8]}, format="json")
         assert same.status_code == 409
         assert "two replica counts" in same.json()["detail"]
-        for bad in ({"pooling_with": 999999}, {"pooling_with": "x"}, {"pooling_with": 0}):
+        for bad in (
+            {"pooling_with": elsewhere.pk},
+            {"pooling_with": 999999},
+            {"pooling_with": "x"},
+            {"pooling_with": 0},
+        ):
             refused = operator.post(url, bad, format="json")
             assert refused.status_code == 400, refused.content
             assert "pooling_with" in refused.json()["errors"]
