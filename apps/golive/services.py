@@ -571,7 +571,7 @@ def loadtest_execute(
 def _tested_replicas(run: LoadTestRun) -> int:
     """The replicas behind the endpoint a run tested (its plan's ``replicas``, 1 when the
     plan does not say)."""
-    value = (run.plan or {}).get("replicas", 1) if isinstance(run.plan, dict) else 1
+    value = run.plan.get("replicas", 1) if isinstance(run.plan, dict) else 1
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
@@ -586,34 +586,32 @@ def capacity_apply(
     the two (:func:`apps.autoscaling.engine.pooling_from`)."""
     if run.capacity_rps_per_replica is None:
         raise Conflict(f"Load test {run.pk} measured no capacity (only a stress test does).")
+    replicas = _tested_replicas(run)
     pooling = None
+    extra: dict[str, Any] = {"loadtest": run.pk}
+    fields = ["capacity_initial_per_replica", "capacity_pool_size", "updated_at"]
     if pooling_with is not None:
         if pooling_with.deployment_id != run.deployment_id:
             raise Conflict(f"Load test {pooling_with.pk} tested another deployment.")
         if pooling_with.capacity_rps_per_replica is None:
             raise Conflict(f"Load test {pooling_with.pk} measured no capacity.")
-        if _tested_replicas(pooling_with) == _tested_replicas(run):
+        other = _tested_replicas(pooling_with)
+        if other == replicas:
             raise Conflict(
-                f"Load tests {run.pk} and {pooling_with.pk} both ran on "
-                f"{_tested_replicas(run)} replicas: pooling needs two replica counts."
+                f"Load tests {run.pk} and {pooling_with.pk} both ran on {replicas} replicas: "
+                "pooling needs two replica counts."
             )
-        pooling = round(
-            engine.pooling_from(
-                _tested_replicas(run),
-                float(run.capacity_rps_per_replica),
-                _tested_replicas(pooling_with),
-                float(pooling_with.capacity_rps_per_replica),
-            ),
-            4,
+        pooling = engine.pooling_from(
+            replicas,
+            float(run.capacity_rps_per_replica),
+            other,
+            float(pooling_with.capacity_rps_per_replica),
         )
+        extra["pooling_with"] = pooling_with.pk
+        fields.append("capacity_pooling")
     policy = AutoscalingPolicy.objects.select_for_update().filter(deployment=run.deployment).first()
     if policy is None:
         raise Conflict("The deployment has no scaling policy to give the capacity to.")
-    extra: dict[str, Any] = {"loadtest": run.pk}
-    fields = ["capacity_initial_per_replica", "capacity_pool_size", "updated_at"]
-    if pooling_with is not None:
-        extra["pooling_with"] = pooling_with.pk
-        fields.insert(2, "capacity_pooling")
     with audited(
         actor=actor,
         action=AuditAction.UPDATE,
@@ -622,9 +620,9 @@ def capacity_apply(
         extra=extra,
     ):
         policy.capacity_initial_per_replica = round(float(run.capacity_rps_per_replica), 4)
-        policy.capacity_pool_size = _tested_replicas(run)
+        policy.capacity_pool_size = replicas
         if pooling is not None:
-            policy.capacity_pooling = pooling
+            policy.capacity_pooling = round(pooling, 4)
         policy.full_clean()
         policy.save(update_fields=fields)
     return policy

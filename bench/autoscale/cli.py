@@ -59,6 +59,10 @@ STANDBY_WORKLOADS = ("step", "bursty")
 FULL_TABLES_UP_TO = 12
 
 
+# The replicas the capacity calibration (the operator's load test) runs on.
+CALIBRATION_POOL = 4
+
+
 @dataclass(frozen=True)
 class Settings:
     """Policy knobs and oracle settings shared by every cell."""
@@ -176,16 +180,21 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     feas = oracle.feasibility(profile, cfg.ttft_slo_s)
     flags = _FLAGS[name]
     infeasible = len(flags) - sum(flags)
-    try:
-        cap = oracle.measure_capacity(
+
+    def load_test(pool: int) -> oracle.Capacity:
+        return oracle.measure_capacity(
             tr.requests,
             profile,
             cfg.ttft_slo_s,
+            pool=pool,
             seed=cfg.seed,
             feasible=feas,
             sample=settings.capacity_sample,
             iterations=settings.capacity_iterations,
         )
+
+    try:
+        cap = load_test(CALIBRATION_POOL)
     except oracle.NoCapacity as exc:
         return Plan(
             name, feas, infeasible, None, 0.0, 0, 0, 0, 0, "", 0.0, 0.0, settings.max_replicas,
@@ -194,21 +203,12 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     pooling = 0.0
     if settings.pooling_pool and settings.pooling_pool != cap.pool:
         try:
-            second = oracle.measure_capacity(
-                tr.requests,
-                profile,
-                cfg.ttft_slo_s,
-                pool=settings.pooling_pool,
-                seed=cfg.seed,
-                feasible=feas,
-                sample=settings.capacity_sample,
-                iterations=settings.capacity_iterations,
-            )
+            second = load_test(settings.pooling_pool)
             pooling = engine.pooling_from(
                 cap.pool, cap.tokens_per_s, second.pool, second.tokens_per_s
             )
         except oracle.NoCapacity:
-            pooling = 0.0  # the smaller pool met it: assume no gain rather than guess
+            pass  # no rate met the SLO on the other pool: assume no gain rather than guess
     step = cfg.eval_period_s
     demand = oracle.demand_tokens(tr.requests, tr.duration_s, step, settings.oracle_window_s)
     runs: dict[tuple[str, float], RunResult] = {}
