@@ -541,7 +541,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=Settings.pooling_pool,
         help="pool size of the second load test that fits ours' pooling, beside the "
-        "4-replica one (8; 0: no second test, pooling 0)",
+        f"{CALIBRATION_POOL}-replica one (8; 0: no second test, pooling 0)",
     )
     g.add_argument("--ours-v1-queue", type=float, default=policies.OursSpec.queue_per_replica)
     g.add_argument("--ours-v1-kv", type=float, default=policies.OursSpec.kv_target)

@@ -371,9 +371,14 @@ def size(
     if rise > 0:
         base = max(base, trend_level(window, rise, now))
     ahead_demand = base + rise * lead
-    need = replicas_for(cs, (ahead_demand + backlog / drain) / (cap.per_replica * u))
+
+    def replicas_needed(rate: float) -> float:
+        """Replicas (fractional) that serve ``rate`` at the utilisation target."""
+        return replicas_for(cs, rate / (cap.per_replica * u))
+
+    need = replicas_needed(ahead_demand + backlog / drain)
     peak = smoothed_peak(recent, now - cs.peak_window_s)
-    peak_need = ceil_count(replicas_for(cs, peak / (cap.per_replica * u)))
+    peak_need = ceil_count(replicas_needed(peak))
     wanted = ceil_count(need)
 
     u_text = unit(target.signal)
@@ -398,10 +403,10 @@ def size(
     )
     pooled = ""
     if cs.pooling > 0:
-        each = per_replica_at(cs, cap.per_replica, max(wanted, 1))
+        pool = max(wanted, 1)
+        each = per_replica_at(cs, cap.per_replica, pool)
         pooled = (
-            f" of {cs.pool_size} ({number(each)} {u_text} each of {max(wanted, 1)}, "
-            f"pooling {cs.pooling:.2f})"
+            f" of {cs.pool_size} ({number(each)} {u_text} each of {pool}, pooling {cs.pooling:.2f})"
         )
     why = (
         f"{demand_text}{backlog_text} / capacity {number(cap.per_replica)} {u_text} per replica"
@@ -436,7 +441,7 @@ def size(
     ahead = forecast(cs, history, now, max(drain, cs.forecast_bucket_s))
     if ahead is not None:
         expected, text = ahead
-        ahead_need = ceil_count(replicas_for(cs, expected / (cap.per_replica * u)))
+        ahead_need = ceil_count(replicas_needed(expected))
         if ahead_need > replicas:
             replicas = ahead_need
             why += f"; {text} {number(expected)} {u_text}, which needs {ahead_need}"
