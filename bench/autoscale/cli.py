@@ -51,10 +51,6 @@ POLICIES = report.ORDER
 DEFAULT_POLICIES = tuple(p for p in POLICIES if p != "static-mean")
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "bench" / "results" / "autoscale"
-# The default run shows ours+standby on these workloads only (``--policies`` naming it
-# runs it everywhere): bursts and steps are where warm capacity matters, and the time
-# budget has no room for a third "ours" in every cell.
-STANDBY_WORKLOADS = ("step", "bursty")
 # Cells with at most this many get their full per-policy table in results.md.
 FULL_TABLES_UP_TO = 12
 
@@ -340,6 +336,7 @@ def make_controller(name: str, plan: Plan, cfg: SimConfig, settings: Settings) -
             latency_slo_s=cfg.ttft_slo_s,
             pooling=plan.pooling,
             pool_size=plan.capacity.pool,
+            warm=name == "ours+standby",
         )
         return policies.OursV2(v2, cfg.eval_period_s, name)
     if name == "ours-v1":
@@ -537,6 +534,12 @@ def _parser() -> argparse.ArgumentParser:
         help="standby replicas of ours+standby (2)",
     )
     g.add_argument(
+        "--standby-utilization",
+        type=float,
+        default=policies.OursV2Spec.standby_utilization,
+        help="ours+standby's utilisation target (0: ours' own, the default)",
+    )
+    g.add_argument(
         "--pooling-pool",
         type=int,
         default=Settings.pooling_pool,
@@ -699,7 +702,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     known = {*traces.MIXES, traces.AZURE_CONV, *traces.SYNTHETIC}
     unknown = [w for w in workloads if w not in known]
     chosen = [n.strip() for n in args.policies.split(",") if n.strip()]
-    policies_named = args.policies != ",".join(DEFAULT_POLICIES)
     bad = [n for n in chosen if n not in POLICIES]
     if unknown or bad:
         print(f"unknown workload(s) {unknown} or policy(ies) {bad}", file=sys.stderr)
@@ -720,6 +722,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = "--warmup, --duration and --time-scale must be positive"
     elif args.standby < 0:
         problem = "--standby must be at least 0"
+    elif not 0 <= args.standby_utilization <= 1:
+        problem = "--standby-utilization must be between 0 and 1"
     elif args.pooling_pool < 0:
         problem = "--pooling-pool must be at least 0"
     ours_settings: tuple[tuple[str, float], ...] = ()
@@ -751,7 +755,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         kpa_target=args.kpa_target,
         apa_target=args.apa_target,
         apa_cooldown=args.apa_cooldown,
-        ours=policies.OursV2Spec(settings=ours_settings, standby=args.standby),
+        ours=policies.OursV2Spec(
+            settings=ours_settings,
+            standby=args.standby,
+            standby_utilization=args.standby_utilization,
+        ),
         ours_v1=policies.OursSpec(
             queue_per_replica=args.ours_v1_queue,
             kv_target=args.ours_v1_kv,
@@ -772,7 +780,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             for c, cfg in cells
             if plans[c.id].error is None
             for p in chosen
-            if p != "ours+standby" or policies_named or c.workload in STANDBY_WORKLOADS
         ]
         done = pool.map(_run_task, tasks, chunksize=1)
     results: dict[str, list[RunResult]] = {c.id: [] for c, _ in cells}

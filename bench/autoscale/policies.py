@@ -595,10 +595,13 @@ class OursV2Spec:
     """The benchmark's engine v2 policy: :func:`engine.presets.demand_capacity_policy`
     with the product's defaults, except the ``settings`` named here (keyword arguments
     of that function, e.g. ``(("utilization_target", 0.7),)``), and ``standby`` standby
-    replicas for the ``ours+standby`` variant."""
+    replicas for the ``ours+standby`` variant, which sizes at ``standby_utilization``
+    when it is set (warm capacity answers a rise in seconds, so it may need less headroom
+    than a cold start does; 0, the default: the same target as ``ours``)."""
 
     settings: tuple[tuple[str, float], ...] = ()
     standby: int = 2
+    standby_utilization: float = 0.0
 
 
 def ours_v2_policy(
@@ -611,12 +614,16 @@ def ours_v2_policy(
     latency_slo_s: float,
     pooling: float = 0.0,
     pool_size: int = 1,
+    warm: bool = False,
 ) -> engine.Policy:
     """The policy a new deployment gets in the product, for this GPU profile: requests/s
     as the demand, ``initial_capacity`` requests/s per replica until learned, the
-    deployment's cold start and its TTFT SLO."""
+    deployment's cold start and its TTFT SLO; ``warm``: the ``ours+standby`` variant's
+    (its utilisation target)."""
     settings: dict[str, Any] = {"pooling": pooling, "pool_size": pool_size}
     settings.update(spec.settings)
+    if warm and spec.standby_utilization > 0:
+        settings["utilization_target"] = spec.standby_utilization
     return engine.demand_capacity_policy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,

@@ -496,6 +496,7 @@ def test_cli__tiny_matrix__summary_and_cells(tmp_path: Path) -> None:
         (["--gpus", "Z80"], "unknown GPU profile"),
         (["--max-replicas", "0"], "at least 1"),
         (["--workloads", "chat,nope"], "unknown workload"),
+        (["--standby-utilization", "1.5"], "between 0 and 1"),
     ],
 )
 def test_cli__bad_arguments__status_1_with_reason(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from apps.autoscaling import engine
+from apps.autoscaling.engine import presets
 from apps.fleetsim.histograms import VLLM_TTFT_BUCKETS, Histogram
 from apps.fleetsim.profiles import L4
 from apps.fleetsim.workload import Request
@@ -126,6 +127,27 @@ def test_parse_ours_settings__numbers_of_known_settings_only() -> None:
         cli.parse_ours_settings(["latency_signal=ttft"])
     with pytest.raises(ValueError, match="not a number"):
         cli.parse_ours_settings(["learn_rate=fast"])
+
+
+def test_ours_v2_policy__standby_variant__its_own_utilisation_only_when_set() -> None:
+    def target(spec: policies.OursV2Spec, warm: bool) -> float:
+        policy = policies.ours_v2_policy(
+            spec,
+            min_replicas=1,
+            max_replicas=8,
+            initial_capacity=1.0,
+            cold_start_s=120.0,
+            latency_slo_s=2.0,
+            warm=warm,
+        )
+        return policy.targets[0].value
+
+    default = target(policies.OursV2Spec(), warm=False)
+    assert default == presets.DEFAULT_UTILIZATION
+    assert target(policies.OursV2Spec(), warm=True) == default
+    set_warm = policies.OursV2Spec(standby_utilization=0.9)
+    assert target(set_warm, warm=True) == 0.9
+    assert target(set_warm, warm=False) == default
 
 
 class FastRecording:
