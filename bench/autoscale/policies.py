@@ -618,8 +618,8 @@ def ours_v2_policy(
 ) -> engine.Policy:
     """The policy a new deployment gets in the product, for this GPU profile: requests/s
     as the demand, ``initial_capacity`` requests/s per replica until learned, the
-    deployment's cold start and its TTFT SLO; ``warm``: the ``ours+standby`` variant's
-    (its utilisation target)."""
+    deployment's cold start and its TTFT SLO. ``warm``: for ``ours+standby``, which
+    sizes at ``spec.standby_utilization`` when that is set."""
     settings: dict[str, Any] = {"pooling": pooling, "pool_size": pool_size}
     settings.update(spec.settings)
     if warm and spec.standby_utilization > 0:
