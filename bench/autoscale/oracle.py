@@ -18,6 +18,15 @@ Oracle
     replicas: the benchmark searches it (bisection) for the cheapest schedule that still
     meets the SLO target when replayed, so the oracle's GPU-hours approximate the least
     any policy can spend for that SLO given the cold start.
+
+Reactive ideal
+    The same windows, needs and factor search, without the look-ahead: the count set at
+    ``t`` is the largest need of the windows that have *ended* by ``t`` (over the same
+    look-back), and before the first one ends the shared starting count. It knows the
+    demand exactly (no scrape delay, no noise, no capacity to learn) and gets the headroom
+    each trace needs from a search that replays the trace, so it is a reference too: about
+    the least a policy that only reacts can spend for the SLO given the cold start. The
+    ratio of its GPU-hours to the oracle's is the price of not knowing the future.
 """
 
 from __future__ import annotations
@@ -226,6 +235,21 @@ def schedule(
     back = math.ceil(lookback_s / step_s - 1e-9)
     n = len(need)
     return [max(need[max(0, i - back) : min(n, i + ahead + 1)]) for i in range(n)]
+
+
+def reactive_schedule(
+    need: Sequence[int], step_s: float, window_s: float, lookback_s: float, initial: int
+) -> list[int]:
+    """``counts[i]``: the replicas a policy that only reacts holds from ``i * step`` on, when
+    ``need[j]`` is that of the window ``[j * step, j * step + window)``: the largest need
+    of the windows that ended within ``[t - lookback, t]`` (their ends are past, so it
+    knows them), ``initial`` until the first window ends."""
+    lag = math.ceil(window_s / step_s - 1e-9)
+    back = math.ceil(lookback_s / step_s - 1e-9)
+    return [
+        initial if i < lag else max(need[max(0, i - lag - back) : i - lag + 1])
+        for i in range(len(need))
+    ]
 
 
 def search_factor(

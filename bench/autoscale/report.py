@@ -13,6 +13,7 @@ from bench.autoscale.sim import RunResult
 # Rows in this order; the rest after them, sorted.
 ORDER = (
     "oracle",
+    "reactive-ideal",
     "ours",
     "ours+standby",
     "ours-v1",
@@ -25,8 +26,9 @@ ORDER = (
     "kpa",
     "apa",
 )
-# Sized from the whole trace's future: shown for reference, never a baseline to beat.
-REFERENCES = ("oracle", "static-peak", "static-mean")
+# Sized from the whole trace's future (or, the reactive ideal, its exact past demand and a
+# headroom searched on the trace itself): shown for reference, never a baseline to beat.
+REFERENCES = ("oracle", "reactive-ideal", "static-peak", "static-mean")
 # Non-clairvoyant baselines: they see only the delayed metrics, as ours does.
 BASELINES = ("hpa-gpu", "hpa-waiting", "hpa-signals", "keda", "kpa", "apa")
 BASELINE_FACTOR = 0.8

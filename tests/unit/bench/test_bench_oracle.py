@@ -36,6 +36,26 @@ def test_schedule__spike__provisioned_a_cold_start_ahead_and_dropped_after() -> 
     assert oracle.schedule(need, 15.0, 30.0, lookback_s=15.0)[6] == 5
 
 
+def test_reactive_schedule__only_windows_already_ended__from_the_start_count() -> None:
+    need = [1, 5, 2, 2, 9, 1]
+    # 30 s windows every 15 s: window j ends two steps after it starts; a 15 s look-back
+    # keeps the previous ended window's need too. Until the first window ends, the start.
+    counts = oracle.reactive_schedule(need, 15.0, 30.0, 15.0, initial=3)
+    assert counts == [3, 3, 1, 5, 5, 2]
+    # The spike of window 4 ends after the trace: a policy that only reacts never sees it.
+    assert oracle.reactive_schedule([*need[:4], 40, 1], 15.0, 30.0, 15.0, initial=3) == counts
+
+
+def test_reactive_schedule__against_the_look_ahead__after_the_window_not_before() -> None:
+    need = [1, 1, 1, 1, 6, 1, 1, 1, 1, 1]
+    # The oracle orders the spike's count a cold start and a step ahead of it; the
+    # reactive ideal only once its 60 s window has ended, four steps after it began.
+    assert oracle.schedule(need, 15.0, 30.0) == [1, 6, 6, 6, 6, 1, 1, 1, 1, 1]
+    assert oracle.reactive_schedule(need, 15.0, 60.0, 0.0, initial=1) == [
+        1, 1, 1, 1, 1, 1, 1, 1, 6, 1,
+    ]  # fmt: skip
+
+
 def test_search_factor__monotone_predicate__largest_passing_factor() -> None:
     found = oracle.search_factor(lambda f: f <= 1.3, iterations=10)
     assert 1.29 <= found <= 1.3
