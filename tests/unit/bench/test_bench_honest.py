@@ -467,7 +467,26 @@ def test_summarize_matrix__min_cells_geomeans_and_time_at_max() -> None:
     assert ours.vs_oracle == pytest.approx(math.sqrt(1.2 * 0.5))
     assert (ours.vs_baseline, ours.baseline_cells) == (pytest.approx(0.8), 1)
     assert ours.at_max_worst == 0.1
-    assert "oracle (reference)" in report.summary_table(list(rows.values()), 0.99)
+    assert (ours.vs_reactive, ours.reactive_cells) == (None, 0)
+    text = report.summary_table(list(rows.values()), 0.99)
+    assert "oracle (reference)" in text
+    assert "reactive ideal" not in text  # no column for a reference that did not run
+
+
+def test_summarize_matrix__against_the_reactive_ideal__only_cells_it_meets() -> None:
+    cells = [
+        [_result("oracle", 0.99, 10.0), _result("reactive-ideal", 0.99, 12.0)],
+        [_result("oracle", 0.99, 4.0), _result("reactive-ideal", 0.98, 5.0)],
+    ]
+    cells[0].append(_result("ours", 0.995, 15.0))
+    cells[1].append(_result("ours", 0.995, 4.0))
+    rows = {s.policy: s for s in report.summarize_matrix(cells, 0.99)}
+    assert (rows["ours"].vs_reactive, rows["ours"].reactive_cells) == (pytest.approx(1.25), 1)
+    assert rows["reactive-ideal"].vs_oracle == pytest.approx(math.sqrt(1.2 * 1.25))
+    text = report.summary_table(list(rows.values()), 0.99)
+    assert "GPU-h vs reactive ideal, geomean (cells)" in text.splitlines()[0]
+    assert "| reactive-ideal (reference) |" in text
+    assert "| 1.25x (1) |" in text
 
 
 # ---------------------------------------------------------------------------- matrix
