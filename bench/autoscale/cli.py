@@ -168,6 +168,18 @@ def initial_capacity(
     return capacity_tps / max(mean_tokens, 1.0)
 
 
+def replay_schedule(
+    name: str, counts: list[int], label: str, cfg: SimConfig, settings: Settings
+) -> RunResult:
+    """The trace ``name`` replayed under a precomputed schedule (the references'): from
+    ``counts[0]``, with a maximum no lower than the schedule's own top."""
+    tr = _TRACES[name]
+    top = max(max(counts), settings.max_replicas)
+    c = _with(cfg, initial_replicas=max(1, counts[0]), max_replicas=top)
+    controller = policies.Scheduled(label, counts, cfg.eval_period_s)
+    return run(tr.name, tr.requests, tr.duration_s, controller, c, _FLAGS[name])
+
+
 def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     """Feasibility, capacity and the oracle search; the statics' sizes (references)."""
     wall0 = time.perf_counter()
@@ -209,12 +221,6 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     demand = oracle.demand_tokens(tr.requests, tr.duration_s, step, settings.oracle_window_s)
     runs: dict[tuple[str, float], RunResult] = {}
 
-    def scheduled(counts: list[int], label: str) -> RunResult:
-        top = max(max(counts), settings.max_replicas)
-        c = _with(cfg, initial_replicas=max(1, counts[0]), max_replicas=top)
-        controller = policies.Scheduled(label, counts, step)
-        return run(tr.name, tr.requests, tr.duration_s, controller, c, flags)
-
     def lookahead(f: float) -> list[int]:
         need = oracle.needs(demand, cap.tokens_per_s, f)
         return oracle.schedule(need, step, profile.cold_start_s, settings.oracle_lookback_s)
@@ -222,7 +228,7 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     def lookahead_ok(f: float) -> bool:
         key = ("lookahead", f)
         if key not in runs:
-            runs[key] = scheduled(lookahead(f), "oracle")
+            runs[key] = replay_schedule(name, lookahead(f), "oracle", cfg, settings)
         return report.meets(runs[key], settings.slo_target)
 
     factor = oracle.search_factor(lookahead_ok, iterations=settings.oracle_iterations)
@@ -236,7 +242,7 @@ def make_plan(name: str, cfg: SimConfig, settings: Settings) -> Plan:
     def constant_ok(n: int) -> bool:
         key = ("constant", float(n))
         if key not in runs:
-            runs[key] = scheduled([n], "oracle")
+            runs[key] = replay_schedule(name, [n], "oracle", cfg, settings)
         return report.meets(runs[key], settings.slo_target)
 
     # Smallest constant count meeting the target (bisection between 1 and a passing count).
@@ -389,13 +395,10 @@ def reactive_ideal(plan: Plan, cfg: SimConfig, settings: Settings) -> RunResult:
             counts = oracle.reactive_schedule(
                 need, step, settings.oracle_window_s, settings.oracle_lookback_s, plan.initial
             )
-            top = max(max(counts), settings.max_replicas)
-            c = _with(cfg, initial_replicas=counts[0], max_replicas=top)
-            controller = policies.Scheduled("reactive-ideal", counts, step)
-            runs[f] = run(tr.name, tr.requests, tr.duration_s, controller, c, _FLAGS[plan.trace])
+            runs[f] = replay_schedule(plan.trace, counts, "reactive-ideal", cfg, settings)
         return runs[f]
 
-    factor = oracle.search_factor(
+    oracle.search_factor(
         lambda f: report.meets(replay(f), settings.slo_target),
         lo=plan.factor / 2,
         hi=plan.factor,
@@ -404,7 +407,7 @@ def reactive_ideal(plan: Plan, cfg: SimConfig, settings: Settings) -> RunResult:
     passing = [r for r in runs.values() if report.meets(r, settings.slo_target)]
     if passing:
         return min(passing, key=lambda r: r.gpu_hours)
-    return replay(factor) if factor in runs else max(runs.values(), key=report.attainment)
+    return max(runs.values(), key=report.attainment)
 
 
 def _plan_task(args: tuple[str, SimConfig, Settings]) -> Plan:

@@ -25,7 +25,8 @@ Reactive ideal
     look-back), and before the first one ends the shared starting count. It knows the
     demand exactly (no scrape delay, no noise, no capacity to learn) and gets the headroom
     each trace needs from a search that replays the trace, so it is a reference too: about
-    the least a policy that only reacts can spend for the SLO given the cold start. The
+    the least a policy that only reacts, with one headroom for the whole trace, spends for
+    the SLO given the cold start (one that extrapolates a ramp can spend less on it). The
     ratio of its GPU-hours to the oracle's is the price of not knowing the future.
 """
 
