@@ -4,8 +4,8 @@ per-deployment kill switch and pin, the global pause and policy backtests. Chang
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -156,13 +156,27 @@ class GlobalPauseView(APIView):
         return Response({"paused": switch.enabled})
 
 
+PROMETHEUS_UNAVAILABLE = inline_serializer(
+    name="PrometheusUnavailable",
+    fields={
+        "detail": serializers.CharField(help_text="What Prometheus answered, or why it did not."),
+        "code": serializers.CharField(help_text="Always `prometheus_unavailable`."),
+    },
+)
+
+
 class BacktestView(APIView):
     """Replay a policy over a past range of the deployment's metrics (read from Prometheus)
-    and compare the replica timeline it would have produced with what actually ran."""
+    and compare the replica timeline it would have produced with what actually ran. 503
+    when Prometheus cannot be read (down, unreachable, timing out): nothing was replayed,
+    and the same request can be sent again."""
 
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(request=BacktestRequestSerializer, responses=BacktestResultSerializer)
+    @extend_schema(
+        request=BacktestRequestSerializer,
+        responses={200: BacktestResultSerializer, 503: PROMETHEUS_UNAVAILABLE},
+    )
     def post(self, request: Request) -> Response:
         body = BacktestRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
