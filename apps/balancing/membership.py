@@ -68,6 +68,7 @@ import requests
 import structlog
 
 from apps.balancing.members import MEMBER_STATES, Member, MemberState
+from apps.core.digits import ascii_int
 from apps.integrations.aws import AutoScalingClient, AwsError, Ec2Client
 from apps.integrations.kubernetes import (
     STANDBY_ASLEEP,
@@ -503,13 +504,14 @@ def _aws_port(deployment: Deployment) -> int:
     raw = _label_port(deployment)
     if not raw:
         return DEFAULT_MEMBER_PORT
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    port = ascii_int(raw, max_digits=5)
+    if port is None or not 1 <= port <= 65535:
         raise MembershipError(
             f"deployment {deployment.name}: label {LABEL_PORT}={raw!r} is not a TCP port",
             retryable=False,
             reason="misconfigured",
         )
-    return int(raw)
+    return port
 
 
 def members_of(

@@ -57,6 +57,7 @@ from apps.autoscaling.models import (
     DeploymentControl,
     ScaleAction,
 )
+from apps.core.digits import ascii_int
 from apps.inventory.models import Cluster, Deployment, DeploymentStatus
 from apps.metrics.catalogue import Signal
 from apps.metrics.models import MetricSample
@@ -930,11 +931,12 @@ def _cursor_encode(entry: AuditEntry) -> str:
 
 
 def _cursor_decode(cursor: str) -> tuple[datetime, int] | None:
-    micros, _, pk = cursor.partition("-")
-    if not (micros.isdigit() and pk.isdigit()):
+    micros_text, _, pk_text = cursor.partition("-")
+    micros, pk = ascii_int(micros_text), ascii_int(pk_text)
+    if micros is None or pk is None:
         return None
     try:
-        return _EPOCH + int(micros) * _MICROSECOND, int(pk)
+        return _EPOCH + micros * _MICROSECOND, pk
     except OverflowError:
         return None
 

@@ -31,6 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import ApiTokenAuthentication, BasicApiTokenAuthentication
+from apps.core.digits import ascii_int
 from apps.logs.logql import LogQLError, LogQuery, Query, is_metric_query, stream_matchers
 from apps.logs.logql.evaluate import Series
 from apps.logs.params import (
@@ -193,10 +194,11 @@ class LokiView(APIView):
 
     def limit(self) -> int:
         text = self.param("limit", "100") or "100"
-        if not text.isdigit() or int(text) <= 0:
+        asked = ascii_int(text)
+        if asked is None or asked <= 0:
             raise ParamError(f"limit: {text!r} must be a positive integer")
         cap = int(settings.LOGS_QUERY_MAX_LIMIT)
-        if int(text) > cap:
+        if asked > cap:
             raise ParamError(f"limit: at most {cap} lines per query (asked {text})")
         return int(text)
 

@@ -18,6 +18,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from apps.accounts.models import Team
 from apps.accounts.selectors import AnyUser, team_ids_for_user
+from apps.core.digits import ascii_int
 from apps.inventory.models import Deployment
 from apps.logs.logql.units import parse_duration_ns
 from apps.logs.query import Cursor, line_hash
@@ -33,14 +34,23 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+def _in_range(ns: int, value: str, name: str) -> int:
+    # What the stores hold: 64-bit nanoseconds (years 1677 to 2262).
+    if not -(2**63) <= ns < 2**63:
+        raise ParamError(f"{name}: {value!r} is out of range (years 1677 to 2262)")
+    return ns
+
+
 def parse_time_ns(value: str, *, name: str) -> int:
     """A time as Loki's API takes it: integer nanoseconds since the epoch (an integer of
     at most 10 digits is seconds), a unix timestamp in seconds with a fraction, or
     RFC 3339 (``2026-01-10T12:00:00.5Z``)."""
     text = value.strip()
-    if text.lstrip("-").isdigit():
-        number = int(text)
-        return number * SECOND_NS if len(text.lstrip("-")) <= 10 else number
+    digits = text.removeprefix("-")
+    number = ascii_int(digits, max_digits=19)
+    if number is not None:
+        number = -number if text.startswith("-") else number
+        return _in_range(number * SECOND_NS if len(digits) <= 10 else number, value, name)
     try:
         seconds = float(text)
     except ValueError:
@@ -48,7 +58,8 @@ def parse_time_ns(value: str, *, name: str) -> int:
     else:
         if not math.isfinite(seconds):
             raise ParamError(f"{name}: {value!r} is not a finite time")
-        return round(seconds * SECOND_NS)
+        ns = seconds * SECOND_NS  # infinite past 1.8e299 seconds
+        return _in_range(round(ns) if math.isfinite(ns) else 2**63, value, name)
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
@@ -58,7 +69,7 @@ def parse_time_ns(value: str, *, name: str) -> int:
     if parsed.tzinfo is None:
         raise ParamError(f"{name}: {value!r} has no time zone (add Z or an offset)")
     seconds_part = int(parsed.timestamp() // 1)
-    return seconds_part * SECOND_NS + parsed.microsecond * 1000
+    return _in_range(seconds_part * SECOND_NS + parsed.microsecond * 1000, value, name)
 
 
 def parse_duration_param(value: str, *, name: str) -> int:
@@ -117,9 +128,10 @@ def request_team_id(*, user: AnyUser, requested: str | None) -> int:
     superuser = bool(getattr(user, "is_superuser", False))
     if requested not in (None, ""):
         text = str(requested).strip()
-        if not text.isdigit():
+        parsed = ascii_int(text)
+        if parsed is None:
             raise ValidationError({"team": ["Expected a team id (digits)."]})
-        team_id = int(text)
+        team_id = parsed
         if team_id in teams or (superuser and Team.objects.filter(pk=team_id).exists()):
             return team_id
         raise PermissionDenied(f"You are not a member of team {team_id}.")

@@ -42,6 +42,8 @@ from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
+from apps.core.digits import ascii_int
+
 from .selectors import TeamToggles, team_toggle_version, team_toggles
 
 logger = structlog.get_logger("controlplane.toggles")
@@ -389,9 +391,10 @@ class _Waiters:
             _epoch.clear()
             return
         team, _, version = data.partition(":")
-        if team.isdigit() and version.isdigit():
-            _version_confirm(int(team), int(version), time.monotonic())
-            self.notify(int(team))
+        team_id, version_number = ascii_int(team), ascii_int(version)
+        if team_id is not None and version_number is not None:
+            _version_confirm(team_id, version_number, time.monotonic())
+            self.notify(team_id)
 
 
 _waiters = _Waiters()

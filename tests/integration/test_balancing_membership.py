@@ -596,10 +596,12 @@ def test_members_of__asg_deployment_with_port_label__members_on_that_port(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("port", ["http", "²", "80²", "0", "65536", "9" * 5000])
 def test_members_of__asg_deployment_with_bad_port_label__permanent_misconfigured(
-    moto: str,
+    moto: str, port: str
 ) -> None:
-    deployment = _asg_deployment(labels={LABEL_PORT: "http"})
+    # "²" passed str.isdigit() and int() refused it: a gateway's configuration answered 500.
+    deployment = _asg_deployment(labels={LABEL_PORT: port})
 
     with pytest.raises(MembershipError) as info:
         members_of(deployment=deployment)

@@ -36,6 +36,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import structlog
 import tenacity
 
+from apps.core.digits import ascii_int
+
 __all__ = [
     "Actuator",
     "ActuatorError",
@@ -83,7 +85,8 @@ def warm_pool_of(labels: Mapping[str, Any]) -> WarmPool | None:
             raise _warm_invalid(f"label {LABEL_WARM_POOL_STATE} needs {LABEL_WARM_POOL_SIZE} too")
         return None
     text = str(raw_size).strip()
-    if not text.isdigit() or int(text) > MAX_WARM_POOL_SIZE:
+    size = ascii_int(text)
+    if size is None or size > MAX_WARM_POOL_SIZE:
         raise _warm_invalid(
             f"label {LABEL_WARM_POOL_SIZE} must be an integer from 0 to "
             f"{MAX_WARM_POOL_SIZE}, not {raw_size!r}"

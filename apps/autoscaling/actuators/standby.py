@@ -53,6 +53,7 @@ import requests
 import structlog
 import tenacity
 
+from apps.core.digits import ascii_int
 from apps.integrations.kubernetes import (
     STANDBY_ASLEEP,
     STANDBY_POD_LABEL,
@@ -85,8 +86,9 @@ def pod_port(pod: PodInfo, wanted: str = "") -> int:
     """Where ``pod``'s model server listens: ``wanted`` (a port number, or a container port
     name, from the deployment label ``balancing.llm-controlplane/port``), else the
     container port named ``http``, else its only container port, else 8000."""
-    if wanted.isdigit():
-        return int(wanted)
+    port = ascii_int(wanted, max_digits=5)
+    if port is not None:
+        return port
     if wanted:
         if wanted not in pod.ports:
             raise ActuatorError(
@@ -209,7 +211,7 @@ class VllmSleep:
 
 def _standby_applied(workload: WorkloadInfo) -> int:
     raw = str(workload.annotations.get(STANDBY_REPLICAS_ANNOTATION, "0")).strip()
-    return int(raw) if raw.isdigit() else 0
+    return ascii_int(raw) or 0
 
 
 def _asleep(pod: PodInfo) -> bool:

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from apps.api.ids import parse_id
 from apps.autoscaling.backtest import BacktestError, backtest_run
 
 from .. import selectors
@@ -73,7 +74,7 @@ def backtest(request: HttpRequest) -> HttpResponse:
 
 def _linked(request: HttpRequest) -> Any:
     """The deployment a link pre-fills (from its page), if the user may see it."""
-    pk = request.GET.get("deployment", "")
-    if not pk.isdigit():
+    pk = parse_id(request.GET.get("deployment", ""))
+    if pk is None:
         return None
-    return selectors.deployments_visible(user=request.user).filter(pk=int(pk)).first()
+    return selectors.deployments_visible(user=request.user).filter(pk=pk).first()

@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from apps.core.digits import ascii_int
+
 _JSON_FIELD = re.compile(r"[^.\[\]\s\"']+")
 _INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 _JSON_STRING_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n"}
@@ -111,8 +113,9 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
             if end < 0:
                 raise ValueError("unclosed '['")
             inner = path[i + 1 : end]
-            if inner.isdigit():
-                parts.append(int(inner))
+            index = ascii_int(inner)
+            if index is not None:
+                parts.append(index)
             elif len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "\"'":
                 parts.append(inner[1:-1])
             else:

@@ -358,6 +358,41 @@ def test_params__times_and_durations():
     assert parse_time_ns("2026-01-10T12:00:00.25Z", name="t") == 1_768_046_400_250_000_000
     with pytest.raises(ParamError):
         parse_time_ns("2026-01-10T12:00:00", name="t")
+    assert parse_time_ns("-5", name="t") == -5 * SECOND
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "³",  # a digit to str.isdigit(), not to int(): it answered 500
+        "1²",
+        "9" * 20,  # past 64-bit nanoseconds
+        "-" + "9" * 19,
+        "9" * 5000,
+        "1e300",  # a finite float, 10**309 nanoseconds
+        "9999-12-31T00:00:00Z",
+        "-",
+    ],
+)
+def test_params__time_not_readable_or_out_of_range__param_error(odd):
+    with pytest.raises(ParamError):
+        parse_time_ns(odd, name="t")
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/logs/histogram", {"start": "³"}),
+        ("/api/v1/logs/histogram", {"end": "9" * 25}),
+        ("/api/v1/logs/search", {"start": "1²"}),
+        ("/api/v1/logs/search", {"team": "²"}),
+        ("/loki/api/v1/query_range", {"limit": "²"}),
+        ("/loki/api/v1/query_range", {"start": "³"}),
+    ],
+)
+def test_read_apis__odd_digits__400_not_500(fleet, path, params):
+    response = fleet["client"].get(path, {"query": '{app="chat"}', **params})
+    assert response.status_code == 400, response.content
     assert parse_duration_param("1m30s", name="d") == 90 * SECOND
     assert parse_duration_param("15", name="d") == 15 * SECOND
     with pytest.raises(ParamError):

@@ -235,3 +235,13 @@ def test_backtest__other_teams_deployment_linked__not_listed_nor_shown(chat):
     body = client.get(URL, {"deployment": str(other.pk)}).content.decode()
     assert "secret" not in body
     assert "ttft_p95" not in body
+
+
+@pytest.mark.parametrize("odd", ["²", "1²", "9" * 30])
+def test_backtest__linked_deployment_not_an_id__page_without_a_choice(chat, odd):
+    # "²" passed str.isdigit() and int() refused it (500); 30 digits overflowed the lookup.
+    _, client, prometheus = chat
+    response = client.get(URL, {"deployment": odd})
+    assert response.status_code == 200
+    assert response.context["saved_policy"] is None  # no deployment chosen
+    assert prometheus.hits == []

@@ -18,6 +18,7 @@ from apps.autoscaling.backtest import (
     backtest_policy,
     backtest_run,
 )
+from apps.core.digits import ascii_int
 from apps.inventory.models import Deployment
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -90,8 +91,9 @@ class Command(BaseCommand):
         self._print(deployment, payload)
 
     def _deployment(self, ref: str) -> Deployment:
-        if ref.isdigit():
-            found = Deployment.objects.filter(pk=int(ref)).first()
+        pk = ascii_int(ref)
+        if pk is not None:
+            found = Deployment.objects.filter(pk=pk).first()
             if found is None:
                 raise CommandError(f"no deployment with id {ref}")
             return found

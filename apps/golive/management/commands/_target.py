@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
+from apps.core.digits import ascii_int
 from apps.inventory.models import Deployment
 
 
 def deployment_named(text: str) -> Deployment:
     queryset = Deployment.objects.select_related("team", "model", "cluster")
-    if text.isdigit():
-        found = queryset.filter(pk=int(text)).first()
+    pk = ascii_int(text)
+    if pk is not None:
+        found = queryset.filter(pk=pk).first()
     elif "/" in text:
         team, _, name = text.partition("/")
         found = queryset.filter(team__slug=team, name=name).first()
