@@ -14,8 +14,8 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from apps.api.ids import parse_id
 from apps.autoscaling.backtest import BacktestError, backtest_run
+from apps.core.digits import ascii_int
 
 from .. import selectors
 from ..forms import DATETIME_LOCAL, BacktestForm
@@ -74,7 +74,7 @@ def backtest(request: HttpRequest) -> HttpResponse:
 
 def _linked(request: HttpRequest) -> Any:
     """The deployment a link pre-fills (from its page), if the user may see it."""
-    pk = parse_id(request.GET.get("deployment", ""))
+    pk = ascii_int(request.GET.get("deployment", ""))
     if pk is None:
         return None
     return selectors.deployments_visible(user=request.user).filter(pk=pk).first()
