@@ -207,7 +207,7 @@ def asg_instance_state(
 RemovalOrder = Literal["least-disruptive", "highest-ordinal"]
 
 _REMOVAL_RANK: dict[MemberState, int] = {"down": 0, "loading": 1, "serving": 2}
-_ORDINAL = re.compile(r"-(\d+)$")
+_ORDINAL = re.compile(r"-([0-9]{1,9})\Z")
 
 
 def _ordinal(name: str) -> int:

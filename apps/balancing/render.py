@@ -33,10 +33,10 @@ from .spec import Algorithm, PolicySpec, header_variable, policy_errors
 
 Directive = dict[str, Any]
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
-LISTEN_RE = re.compile(r"^((\d{1,3}\.){3}\d{1,3}:)?\d{1,5}$")
-CLASS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})\Z")
+LISTEN_RE = re.compile(r"^(([0-9]{1,3}\.){3}[0-9]{1,3}:)?[0-9]{1,5}\Z")
+CLASS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 # Words a map block reads as its own parameters, not as values to match.
 MAP_KEYWORDS = frozenset({"default", "hostnames", "include", "volatile"})
 MAX_OUTPUT_HEADER = "X-Degrade-Max-Output-Tokens"

@@ -28,11 +28,11 @@ NO_BACKUP = frozenset({Algorithm.IP_HASH, Algorithm.CONSISTENT_HASH, Algorithm.R
 # A request header name as clients send it, or an nginx variable. Strict on purpose: the
 # value lands verbatim in the configuration, so anything else (spaces, ';', '{', quotes)
 # could inject directives.
-HEADER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-VARIABLE_RE = re.compile(r"^\$[a-z_][a-z0-9_]{0,63}$")
+HEADER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+VARIABLE_RE = re.compile(r"^\$[a-z_][a-z0-9_]{0,63}\Z")
 # A member as the policy names it: a pod name, an address, or address:port.
-MEMBER_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,255}$")
-RATE_RE = re.compile(r"^[1-9][0-9]{0,5}r/[sm]$")
+MEMBER_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,255}\Z")
+RATE_RE = re.compile(r"^[1-9][0-9]{0,5}r/[sm]\Z")
 
 MAX_WEIGHT = 1000
 MAX_TIMEOUT_S = 24 * 3600

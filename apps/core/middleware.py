@@ -14,7 +14,7 @@ from . import context, observability
 
 logger = structlog.get_logger("controlplane.http")
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
 
 def client_ip(request: HttpRequest) -> str | None:

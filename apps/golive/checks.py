@@ -19,8 +19,8 @@ PASS: Status = "pass"  # noqa: S105 - a check status, not a password
 FAIL: Status = "fail"
 UNKNOWN: Status = "unknown"
 
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,8 @@ _GUARDED_CLUSTER_FIELDS = (
     "aws_profile",
     "aws_role_arn",
 )
-_ACCESS_KEY_ID = re.compile(r"^\w{16,128}$")
-_NO_SPACE = re.compile(r"^\S+$")
+_ACCESS_KEY_ID = re.compile(r"^\w{16,128}\Z")
+_NO_SPACE = re.compile(r"^\S+\Z")
 
 
 def _aws_key_update(secrets: Mapping[str, str], errors: dict[str, str]) -> dict[str, str]:

@@ -68,7 +68,7 @@ from .selectors import TeamToggles, gateway_token_authenticate
 from .services import gateway_token_touch
 
 DEPLOYMENT_ATTRIBUTE = "deployment"
-_SCOPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SCOPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 
 # --------------------------------------------------------------------------- authentication

@@ -228,7 +228,10 @@ def test_limit_req__rate_per_tenant__zone_keyed_by_tenant_header_and_429() -> No
             "chat.members",
         ),  # type: ignore[arg-type]
         (Site("Chat_1", PolicySpec(), MEMBERS), "8080", "deployment"),
+        (Site("chat\n", PolicySpec(), MEMBERS), "8080", "deployment"),
         (Site("chat", PolicySpec(), MEMBERS), "80;", "listen"),
+        (Site("chat", PolicySpec(), MEMBERS), "8080\n", "listen"),
+        (Site("chat", PolicySpec(), MEMBERS), "\u0668\u0660", "listen"),  # Arabic-Indic 80
         (Site("chat", PolicySpec(), MEMBERS), "70000", "listen"),
         (
             Site("chat", PolicySpec(), MEMBERS, Degradation(shed_fraction={"default": 0.5})),

@@ -41,6 +41,10 @@ def test_policy_errors__defaults__valid() -> None:
         ({"next_upstream_tries": 0}, "next_upstream_tries"),
         ({"read_timeout_s": 0}, "read_timeout_s"),
         ({"max_fails": "3"}, "max_fails"),
+        # "$" matches before a final newline: each of these passed as valid.
+        ({"tenant_header": "X-Tenant\n"}, "tenant_header"),
+        ({"limit_req_rate": "10r/s\n"}, "limit_req_rate"),
+        ({"weights": {"chat-0\n": 2}}, "weights"),
     ],
 )
 def test_policy_errors__invalid_field__named(changes: dict[str, Any], field: str) -> None:

@@ -21,7 +21,7 @@ from apps.autoscaling.backtest import (
 from apps.core.digits import ascii_int
 from apps.inventory.models import Deployment
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
