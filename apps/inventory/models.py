@@ -113,14 +113,14 @@ class Cluster(models.Model):
         max_length=32,
         blank=True,
         default="",
-        validators=[RegexValidator(r"^[a-z]{2}(-[a-z]+)+-\d$", "Not an AWS region name.")],
+        validators=[RegexValidator(r"^[a-z]{2}(-[a-z]+)+-[0-9]$", "Not an AWS region name.")],
         help_text="AWS: region, e.g. us-east-1.",
     )
     aws_account_id = models.CharField(
         max_length=12,
         blank=True,
         default="",
-        validators=[RegexValidator(r"^\d{12}$", "An AWS account id has 12 digits.")],
+        validators=[RegexValidator(r"^[0-9]{12}$", "An AWS account id has 12 digits.")],
         help_text="AWS: 12-digit account id.",
     )
     aws_credentials_source = models.CharField(
@@ -141,7 +141,7 @@ class Cluster(models.Model):
         default="",
         validators=[
             RegexValidator(
-                r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", "Not an IAM role ARN."
+                r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$", "Not an IAM role ARN."
             )
         ],
         help_text="AWS: role to assume (source=assume-role).",

@@ -444,3 +444,19 @@ def test_admin_change__superuser_sets_in_cluster__approved_and_secret_never_show
     cluster.refresh_from_db()
     assert cluster.in_cluster is True
     assert cluster.process_identity_approved is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        # \d took any script's digits: us-east- and an Arabic-Indic one was a region.
+        ({"aws_region": "us-east-\u0661"}, "aws_region"),
+        ({"aws_account_id": "\u0661" * 12}, "aws_account_id"),
+        ({"aws_role_arn": "arn:aws:iam::123456789012:role/r\u00f6le"}, "aws_role_arn"),
+    ],
+)
+def test_cluster_create__aws_fields_in_other_scripts__400(roster, operator, fields, field):
+    response = operator.post(URL, _aws(roster, **fields), format="json")
+
+    assert "Not an" in _error(response, field) or "12 digits" in _error(response, field)
+    assert not Cluster.objects.exists()
