@@ -200,7 +200,7 @@ class LokiView(APIView):
         cap = int(settings.LOGS_QUERY_MAX_LIMIT)
         if asked > cap:
             raise ParamError(f"limit: at most {cap} lines per query (asked {text})")
-        return int(text)
+        return asked
 
     def direction(self) -> str:
         direction = (self.param("direction", "backward") or "backward").lower()

@@ -157,6 +157,7 @@ def test_warm_pool_of__labels__size_and_state_parsed() -> None:
         {LABEL_WARM_POOL_SIZE: "two"},
         {LABEL_WARM_POOL_SIZE: "-1"},
         {LABEL_WARM_POOL_SIZE: "5000"},
+        {LABEL_WARM_POOL_SIZE: "²"},  # a digit to str.isdigit(), a ValueError to int()
         {LABEL_WARM_POOL_SIZE: "2", LABEL_WARM_POOL_STATE: "Frozen"},
         {LABEL_WARM_POOL_STATE: "Running"},
     ],

@@ -98,7 +98,7 @@ def warm_pool_of(labels: Mapping[str, Any]) -> WarmPool | None:
             f"label {LABEL_WARM_POOL_STATE} must be one of {', '.join(WARM_POOL_STATES)}, "
             f"not {raw_state!r}"
         )
-    return WarmPool(size=int(text), state=matches[0])
+    return WarmPool(size=size, state=matches[0])
 
 
 @dataclass(frozen=True, slots=True)
