@@ -20,6 +20,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
+from apps.core.digits import ascii_int
+
 from .body import (
     DEFAULT_MAX_BODY_BYTES,
     decode_content_encoding,
@@ -41,7 +43,6 @@ from .types import (
     normalize_labels,
 )
 
-_DIGITS = re.compile(r"[0-9]{1,19}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # Where a Loki client puts a line's level and trace context (Loki's own OTLP conventions
 # write them as structured metadata under these names).
@@ -139,13 +140,14 @@ def _json_pairs(value: Any, where: str) -> list[tuple[str, str]]:
 
 
 def _nanoseconds(text: str, where: str) -> int:
-    if not _DIGITS.fullmatch(text) or int(text) > MAX_TIMESTAMP_NS:
+    ns = ascii_int(text, max_digits=19)
+    if ns is None or ns > MAX_TIMESTAMP_NS:
         raise DecodeError(
             f"the timestamp {text[:40]!r} is not a count of nanoseconds since the epoch "
             f"(decimal digits, at most {MAX_TIMESTAMP_NS})",
             location=where,
         )
-    return int(text)
+    return ns
 
 
 def _check_text(text: str, where: str) -> None:
